@@ -1,0 +1,71 @@
+/* ack - delivery tracking and the offset store.
+ *
+ * Every record a source emits gets an origin: an entry in its source's
+ * tracker holding the record's position and a count of units still in
+ * flight. Each record derived from it (a transform's output, a fan-out copy)
+ * holds one unit. A unit ends delivered (a sink flushed it, a transform
+ * dropped it, nobody subscribes to its topic) or abandoned (freed without
+ * delivery: failure, forced shutdown). The tracker commits a position only
+ * when it and every earlier entry of the source ended delivered: offsets
+ * never pass a record that is not delivered.
+ */
+#ifndef SPOKE_ACK_H
+#define SPOKE_ACK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct origin;
+struct tracker;
+struct offset_store;
+
+/* ---- tracker (one per source connector) ---- */
+
+/* A tracker for one source connector. The runtime reads committed positions
+ * with tracker_committed() from its own thread, so plugin callbacks never run
+ * on the thread that happened to complete a record. NULL on OOM. */
+struct tracker *tracker_new(const char *connector);
+/* A new entry with one unit held, at the end of the tracker's order.
+ * partition must be interned. NULL on OOM. */
+struct origin *tracker_add(struct tracker *t, const char *partition, int64_t offset);
+/* Drops the owner's reference; the tracker lives on until no origin uses it. */
+void tracker_release(struct tracker *t);
+/* Entries not yet committed (in flight). */
+size_t tracker_inflight(struct tracker *t);
+/* True when some unit was abandoned: nothing past it will commit. */
+int tracker_blocked(struct tracker *t);
+/* Increments each time a committed position advances (cheap change test). */
+uint64_t tracker_generation(struct tracker *t);
+/* Snapshot of the committed positions: calls fn for each partition, under
+ * the tracker's lock (fn must not call back into the tracker). */
+void tracker_committed(struct tracker *t,
+                       void (*fn)(void *ctx, const char *partition, int64_t offset),
+                       void *ctx);
+/* Blocks until nothing is in flight or the deadline (mono ms) passes.
+ * Returns 1 when drained. */
+int tracker_wait_idle(struct tracker *t, int64_t deadline_ms);
+
+/* ---- origin units ---- */
+void origin_hold(struct origin *o);
+/* Ends one unit: delivered (ok = 1) or abandoned (ok = 0). */
+void origin_done(struct origin *o, int ok);
+
+/* ---- offset store: state.dir/offsets.json ---- */
+
+/* Loads (a missing file is empty). NULL + err on a corrupt file. */
+struct offset_store *offsets_open(const char *path, char *err, size_t errsize);
+void offsets_close(struct offset_store *os);
+int offsets_get(struct offset_store *os, const char *connector, const char *partition,
+                int64_t *offset);
+size_t offsets_count(struct offset_store *os, const char *connector);
+/* The i-th partition of a connector; *partition is interned. */
+int offsets_at(struct offset_store *os, const char *connector, size_t i,
+               const char **partition, int64_t *offset);
+void offsets_set(struct offset_store *os, const char *connector, const char *partition,
+                 int64_t offset);
+void offsets_forget(struct offset_store *os, const char *connector);
+/* Writes the file atomically (temp, fsync, rename, fsync dir) if changed.
+ * 0 or -1 with err. */
+int offsets_flush(struct offset_store *os, char *err, size_t errsize);
+
+#endif

@@ -1,0 +1,65 @@
+#include "log.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+volatile int log_threshold = SPOKE_LOG_INFO;
+static FILE *log_fp;
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static const char *const level_names[] = { "error", "warn", "info", "debug", "trace" };
+
+void log_set_level(enum spoke_log_level level) { log_threshold = (int)level; }
+void log_set_stream(FILE *fp) { log_fp = fp; }
+
+int log_level_parse(const char *s)
+{
+    for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+        if (strcasecmp(s, level_names[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+const char *log_level_name(enum spoke_log_level level)
+{
+    if ((int)level < 0 || (size_t)level >= sizeof(level_names) / sizeof(level_names[0]))
+        return "?";
+    return level_names[level];
+}
+
+void log_vwrite(enum spoke_log_level level, const char *ctx, const char *fmt, va_list ap)
+{
+    if ((int)level > log_threshold)
+        return;
+    char msg[2048];
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    /* One event, one line: fold embedded newlines so log readers never split it. */
+    for (char *p = msg; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char when[32];
+    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S", &tm);
+    FILE *fp = log_fp ? log_fp : stderr;
+    pthread_mutex_lock(&log_lock);
+    if (ctx)
+        fprintf(fp, "%s.%03ldZ %-5s [%s] %s\n", when, ts.tv_nsec / 1000000L,
+                level_names[level], ctx, msg);
+    else
+        fprintf(fp, "%s.%03ldZ %-5s [spoke] %s\n", when, ts.tv_nsec / 1000000L,
+                level_names[level], msg);
+    fflush(fp);
+    pthread_mutex_unlock(&log_lock);
+}
+
+void log_write(enum spoke_log_level level, const char *ctx, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(level, ctx, fmt, ap);
+    va_end(ap);
+}

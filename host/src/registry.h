@@ -1,0 +1,60 @@
+/* registry - plugin discovery and loading.
+ *
+ * Scans plugin.path directories for files named <name>.so with <name>
+ * matching ^[a-z0-9_]{1,64}$, that are regular files (not symlinks) and not
+ * group- or world-writable; loads each with dlopen(RTLD_NOW|RTLD_LOCAL);
+ * finds spoke_plugin_entry; checks the descriptor header (magic, ABI version,
+ * struct size, reserved) before using anything else of it; then checks the
+ * descriptor (name == file name, kind, required callbacks, config table via
+ * cfgval_check_table with conncfg_fields as reserved names). A refused file
+ * is dlclosed, recorded with its reason, logged, and skipped: it never stops
+ * the host. A rescan finds new files without touching loaded plugins.
+ */
+#ifndef SPOKE_REGISTRY_H
+#define SPOKE_REGISTRY_H
+
+#include <stddef.h>
+
+#include "spoke/plugin.h"
+
+struct plugin_entry {
+    char *name;
+    char *path;
+    void *dl;                          /* dlopen handle */
+    const struct spoke_plugin *desc;
+};
+
+struct plugin_refusal {
+    char *path;
+    char *reason;   /* e.g. "abi_future.so: built for ABI 2, host speaks 1" */
+};
+
+struct registry {
+    struct plugin_entry *plugins;
+    size_t nplugins;
+    struct plugin_refusal *refused;
+    size_t nrefused;
+};
+
+struct registry *registry_new(void);
+/* Dlcloses everything. NULL ok. */
+void registry_free(struct registry *reg);
+
+/* Scans directories (missing ones are refused entries, not fatal). Files
+ * already loaded or already refused with unchanged mtime are skipped; a
+ * second file with a loaded plugin's name is refused. Returns the number of
+ * plugins newly loaded. */
+int registry_scan(struct registry *reg, const char *const *dirs, size_t ndirs);
+
+/* Loads one file. 0, or -1 with the reason (also recorded as refused). */
+int registry_load(struct registry *reg, const char *path, char *err, size_t errsize);
+
+/* A loaded plugin by name; NULL when the name is invalid or not loaded. */
+const struct plugin_entry *registry_find(const struct registry *reg, const char *name);
+
+/* 1 when name matches ^[a-z0-9_]{1,64}$. */
+int registry_valid_name(const char *name);
+
+const char *registry_kind_name(enum spoke_kind kind);
+
+#endif
