@@ -1,0 +1,398 @@
+/* ack - delivery tracking (watermarks per source) and the offset store. */
+#include "ack.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <libgen.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fsutil.h"
+#include "record.h"
+
+struct origin {
+    struct origin *next;
+    struct tracker *t;
+    const char *part;         /* interned */
+    int64_t off;
+    atomic_int pending;       /* units still in flight */
+    atomic_int failed;        /* some unit was abandoned */
+    int finished;             /* under t->lock: every unit ended */
+};
+
+struct committed {
+    const char *part;         /* interned */
+    int64_t off;
+};
+
+struct tracker {
+    pthread_mutex_t lock;
+    pthread_cond_t idle;
+    char *name;
+    struct origin *head, *tail;
+    size_t inflight;
+    int blocked;
+    int released;             /* the owner dropped its reference */
+    uint64_t generation;
+    struct committed *done;
+    size_t ndone, capdone;
+};
+
+static int64_t mono_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct tracker *tracker_new(const char *connector)
+{
+    struct tracker *t = calloc(1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->name = strdup(connector);
+    if (!t->name) {
+        free(t);
+        return NULL;
+    }
+    pthread_mutex_init(&t->lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&t->idle, &ca);
+    pthread_condattr_destroy(&ca);
+    return t;
+}
+
+static void tracker_destroy(struct tracker *t)
+{
+    pthread_mutex_destroy(&t->lock);
+    pthread_cond_destroy(&t->idle);
+    free(t->done);
+    free(t->name);
+    free(t);
+}
+
+void tracker_release(struct tracker *t)
+{
+    if (!t)
+        return;
+    pthread_mutex_lock(&t->lock);
+    t->released = 1;
+    int gone = t->head == NULL;
+    pthread_mutex_unlock(&t->lock);
+    if (gone)
+        tracker_destroy(t);
+}
+
+struct origin *tracker_add(struct tracker *t, const char *partition, int64_t offset)
+{
+    struct origin *o = malloc(sizeof(*o));
+    if (!o)
+        return NULL;
+    o->next = NULL;
+    o->t = t;
+    o->part = partition;
+    o->off = offset;
+    atomic_init(&o->pending, 1);
+    atomic_init(&o->failed, 0);
+    o->finished = 0;
+    pthread_mutex_lock(&t->lock);
+    if (t->tail)
+        t->tail->next = o;
+    else
+        t->head = o;
+    t->tail = o;
+    t->inflight++;
+    pthread_mutex_unlock(&t->lock);
+    return o;
+}
+
+void origin_hold(struct origin *o)
+{
+    atomic_fetch_add_explicit(&o->pending, 1, memory_order_relaxed);
+}
+
+/* Under t->lock: remember (part, off) as committed. */
+static void commit_locked(struct tracker *t, const char *part, int64_t off)
+{
+    for (size_t i = 0; i < t->ndone; i++) {
+        if (t->done[i].part == part) {
+            t->done[i].off = off;
+            return;
+        }
+    }
+    if (t->ndone == t->capdone) {
+        size_t cap = t->capdone ? t->capdone * 2 : 4;
+        struct committed *d = realloc(t->done, cap * sizeof(*d));
+        if (!d) {
+            /* Cannot remember a new partition: stop committing rather than
+             * commit something wrong. */
+            t->blocked = 1;
+            return;
+        }
+        t->done = d;
+        t->capdone = cap;
+    }
+    t->done[t->ndone].part = part;
+    t->done[t->ndone].off = off;
+    t->ndone++;
+}
+
+void origin_done(struct origin *o, int ok)
+{
+    if (!ok)
+        atomic_store(&o->failed, 1);
+    if (atomic_fetch_sub_explicit(&o->pending, 1, memory_order_acq_rel) != 1)
+        return;
+    struct tracker *t = o->t;
+    pthread_mutex_lock(&t->lock);
+    o->finished = 1;
+    int advanced = 0;
+    /* Pop every finished entry at the head, in emission order: a position
+     * commits only when it and everything before it were delivered. */
+    while (t->head && t->head->finished) {
+        struct origin *h = t->head;
+        t->head = h->next;
+        if (!t->head)
+            t->tail = NULL;
+        t->inflight--;
+        if (atomic_load(&h->failed))
+            t->blocked = 1;
+        if (!t->blocked && h->part) {
+            commit_locked(t, h->part, h->off);
+            advanced = 1;
+        }
+        free(h);
+    }
+    if (advanced)
+        t->generation++;
+    if (t->inflight == 0)
+        pthread_cond_broadcast(&t->idle);
+    int gone = t->released && t->head == NULL;
+    pthread_mutex_unlock(&t->lock);
+    if (gone)
+        tracker_destroy(t);
+}
+
+size_t tracker_inflight(struct tracker *t)
+{
+    pthread_mutex_lock(&t->lock);
+    size_t n = t->inflight;
+    pthread_mutex_unlock(&t->lock);
+    return n;
+}
+
+int tracker_blocked(struct tracker *t)
+{
+    pthread_mutex_lock(&t->lock);
+    int b = t->blocked;
+    pthread_mutex_unlock(&t->lock);
+    return b;
+}
+
+uint64_t tracker_generation(struct tracker *t)
+{
+    pthread_mutex_lock(&t->lock);
+    uint64_t g = t->generation;
+    pthread_mutex_unlock(&t->lock);
+    return g;
+}
+
+void tracker_committed(struct tracker *t,
+                       void (*fn)(void *ctx, const char *partition, int64_t offset), void *ctx)
+{
+    pthread_mutex_lock(&t->lock);
+    for (size_t i = 0; i < t->ndone; i++)
+        fn(ctx, t->done[i].part, t->done[i].off);
+    pthread_mutex_unlock(&t->lock);
+}
+
+int tracker_wait_idle(struct tracker *t, int64_t deadline_ms)
+{
+    pthread_mutex_lock(&t->lock);
+    while (t->inflight > 0) {
+        int64_t now = mono_now_ms();
+        if (now >= deadline_ms)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        int64_t wait = deadline_ms - now;
+        ts.tv_sec += wait / 1000;
+        ts.tv_nsec += (wait % 1000) * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&t->idle, &t->lock, &ts);
+    }
+    int idle = t->inflight == 0;
+    pthread_mutex_unlock(&t->lock);
+    return idle;
+}
+
+/* ---- offset store ---- */
+
+struct offset_store {
+    pthread_mutex_t lock;
+    char *path;
+    json_t *root;     /* { connector: { partition: offset } } */
+    int dirty;
+};
+
+struct offset_store *offsets_open(const char *path, char *err, size_t errsize)
+{
+    struct offset_store *os = calloc(1, sizeof(*os));
+    if (!os || !(os->path = strdup(path))) {
+        snprintf(err, errsize, "out of memory");
+        free(os);
+        return NULL;
+    }
+    pthread_mutex_init(&os->lock, NULL);
+    json_error_t jerr;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        if (errno != ENOENT) {
+            snprintf(err, errsize, "cannot open %s: %s", path, strerror(errno));
+            goto fail;
+        }
+        os->root = json_object();
+        return os;
+    }
+    os->root = json_loadf(fp, JSON_REJECT_DUPLICATES, &jerr);
+    fclose(fp);
+    if (!os->root) {
+        snprintf(err, errsize, "%s:%d:%d: corrupt offset store: %s", path, jerr.line,
+                 jerr.column, jerr.text);
+        goto fail;
+    }
+    /* Validate the whole shape now so every later read can trust it. */
+    const char *conn, *part;
+    json_t *parts, *off;
+    if (!json_is_object(os->root)) {
+        snprintf(err, errsize, "%s: corrupt offset store: top level is not an object", path);
+        goto fail;
+    }
+    json_object_foreach(os->root, conn, parts) {
+        if (!json_is_object(parts)) {
+            snprintf(err, errsize, "%s: corrupt offset store: '%s' is not an object", path, conn);
+            goto fail;
+        }
+        json_object_foreach(parts, part, off) {
+            if (!json_is_integer(off)) {
+                snprintf(err, errsize, "%s: corrupt offset store: '%s'/'%s' is not an integer",
+                         path, conn, part);
+                goto fail;
+            }
+        }
+    }
+    return os;
+fail:
+    offsets_close(os);
+    return NULL;
+}
+
+void offsets_close(struct offset_store *os)
+{
+    if (!os)
+        return;
+    json_decref(os->root);
+    pthread_mutex_destroy(&os->lock);
+    free(os->path);
+    free(os);
+}
+
+int offsets_get(struct offset_store *os, const char *connector, const char *partition,
+                int64_t *offset)
+{
+    int rc = SPOKE_ERR_NOTFOUND;
+    pthread_mutex_lock(&os->lock);
+    json_t *v = json_object_get(json_object_get(os->root, connector), partition);
+    if (v) {
+        *offset = json_integer_value(v);
+        rc = SPOKE_OK;
+    }
+    pthread_mutex_unlock(&os->lock);
+    return rc;
+}
+
+size_t offsets_count(struct offset_store *os, const char *connector)
+{
+    pthread_mutex_lock(&os->lock);
+    size_t n = json_object_size(json_object_get(os->root, connector));
+    pthread_mutex_unlock(&os->lock);
+    return n;
+}
+
+int offsets_at(struct offset_store *os, const char *connector, size_t i,
+               const char **partition, int64_t *offset)
+{
+    int rc = SPOKE_ERR_NOTFOUND;
+    pthread_mutex_lock(&os->lock);
+    json_t *parts = json_object_get(os->root, connector);
+    const char *k;
+    json_t *v;
+    size_t n = 0;
+    json_object_foreach(parts, k, v) {
+        if (n++ == i) {
+            *partition = intern_str(k);
+            *offset = json_integer_value(v);
+            rc = *partition ? SPOKE_OK : SPOKE_ERR_NOMEM;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&os->lock);
+    return rc;
+}
+
+void offsets_set(struct offset_store *os, const char *connector, const char *partition,
+                 int64_t offset)
+{
+    pthread_mutex_lock(&os->lock);
+    json_t *parts = json_object_get(os->root, connector);
+    if (!parts) {
+        parts = json_object();
+        json_object_set_new(os->root, connector, parts);
+    }
+    json_t *cur = json_object_get(parts, partition);
+    if (!cur || json_integer_value(cur) != offset) {
+        json_object_set_new(parts, partition, json_integer(offset));
+        os->dirty = 1;
+    }
+    pthread_mutex_unlock(&os->lock);
+}
+
+void offsets_forget(struct offset_store *os, const char *connector)
+{
+    pthread_mutex_lock(&os->lock);
+    if (json_object_del(os->root, connector) == 0)
+        os->dirty = 1;
+    pthread_mutex_unlock(&os->lock);
+}
+
+int offsets_flush(struct offset_store *os, char *err, size_t errsize)
+{
+    pthread_mutex_lock(&os->lock);
+    int rc = 0;
+    if (!os->dirty)
+        goto out;
+    char *text = json_dumps(os->root, JSON_INDENT(2) | JSON_SORT_KEYS);
+    if (!text) {
+        snprintf(err, errsize, "out of memory");
+        rc = -1;
+        goto out;
+    }
+    rc = atomic_write_file(os->path, text, strlen(text), err, errsize);
+    free(text);
+    if (rc == 0)
+        os->dirty = 0;
+out:
+    pthread_mutex_unlock(&os->lock);
+    return rc;
+}
