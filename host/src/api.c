@@ -1,0 +1,243 @@
+/* api - the host services table (struct spoke_host_api). Thin wrappers:
+ * records and rows live in record.c/row.c, config in cfgval.c; what needs
+ * the instance (emit, offsets, metrics) is here. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cfgval.h"
+#include "instance.h"
+#include "log.h"
+#include "record.h"
+#include "status.h"
+
+static void api_log(struct spoke_instance *inst, enum spoke_log_level level, const char *fmt, ...)
+{
+    if ((int)level > log_threshold)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    log_vwrite(level, inst ? inst->name : NULL, fmt, ap);
+    va_end(ap);
+}
+
+static void *api_alloc(size_t size) { return malloc(size ? size : 1); }
+static void api_free(void *p) { free(p); }
+
+static int64_t api_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t api_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static const char *api_instance_name(const struct spoke_instance *inst) { return inst->name; }
+
+static struct spoke_record *api_record_new(struct spoke_instance *inst, const char *topic,
+                                           const void *key, size_t klen, const void *val,
+                                           size_t vlen)
+{
+    const char *t = topic ? intern_str(topic) : inst->out_topic;
+    if (!t) {
+        LOG_E(inst->name, "record_new: no topic given and the connector has no `topic`");
+        return NULL;
+    }
+    return rec_new(t, key, klen, val, vlen);
+}
+
+static void api_record_free(struct spoke_record *rec) { rec_free(rec); }
+
+int inst_flush_staging(struct spoke_instance *inst)
+{
+    if (inst->nstaging == 0)
+        return SPOKE_OK;
+    size_t n = inst->nstaging;
+    inst->nstaging = 0;
+    return router_publish(runtime_router(inst->rt), inst->staging, n, &inst->cancel);
+}
+
+static int api_emit(struct spoke_instance *inst, struct spoke_record *rec)
+{
+    if (!rec)
+        return SPOKE_ERR_INVALID;
+    if (inst->kind == SPOKE_KIND_SINK) {
+        LOG_E(inst->name, "emit: sinks cannot emit records");
+        rec_free(rec);
+        return SPOKE_ERR_STATE;
+    }
+    if (inst->cancel || inst->stop_req) {
+        /* Not acknowledged: the source replays it after a restart. */
+        rec_free(rec);
+        return SPOKE_ERR_STOPPED;
+    }
+    if (!rec->origin) {
+        if (inst->kind == SPOKE_KIND_SOURCE) {
+            struct origin *o = tracker_add(inst->tracker, rec->part, rec->off);
+            if (!o) {
+                rec_free(rec);
+                return SPOKE_ERR_NOMEM;
+            }
+            rec_set_origin(rec, o);
+        } else if (inst->cur && inst->cur->origin) {
+            origin_hold(inst->cur->origin);
+            rec_set_origin(rec, inst->cur->origin);
+        }
+    }
+    atomic_fetch_add(&inst->records_out, 1);
+    inst->staging[inst->nstaging++] = rec;
+    if (inst->nstaging == INST_STAGE_MAX)
+        return inst_flush_staging(inst);
+    return SPOKE_OK;
+}
+
+static const char *api_record_topic(const struct spoke_record *rec) { return rec->topic; }
+
+static const void *api_record_key(const struct spoke_record *rec, size_t *len)
+{
+    if (len)
+        *len = rec->klen;
+    return rec->key;
+}
+
+static int64_t api_record_timestamp(const struct spoke_record *rec) { return rec->ts; }
+static void api_record_set_timestamp(struct spoke_record *rec, int64_t ts) { rec->ts = ts; }
+static size_t api_record_header_count(const struct spoke_record *rec) { return rec->nhdrs; }
+
+static int offsets_lookup(struct spoke_instance *inst, const char *partition, int64_t *offset)
+{
+    return offsets_get(runtime_offsets(inst->rt), inst->name, partition, offset);
+}
+
+static size_t offsets_n(struct spoke_instance *inst)
+{
+    return offsets_count(runtime_offsets(inst->rt), inst->name);
+}
+
+static int offsets_i(struct spoke_instance *inst, size_t i, const char **partition,
+                     int64_t *offset)
+{
+    return offsets_at(runtime_offsets(inst->rt), inst->name, i, partition, offset);
+}
+
+static int metric_name_ok(const char *name)
+{
+    size_t n = 0;
+    for (const char *p = name; *p; p++, n++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_'))
+            return 0;
+    return n >= 1 && n <= 64;
+}
+
+static void metric_update(struct spoke_instance *inst, const char *name, int64_t v, int add)
+{
+    if (!metric_name_ok(name)) {
+        LOG_W(inst->name, "metric name '%s' ignored: names match [a-z0-9_]{1,64}", name);
+        return;
+    }
+    pthread_mutex_lock(&inst->lock);
+    size_t i;
+    for (i = 0; i < inst->nmetrics; i++)
+        if (strcmp(inst->metrics[i].name, name) == 0)
+            break;
+    if (i == inst->nmetrics) {
+        struct inst_metric *m = realloc(inst->metrics, (i + 1) * sizeof(*m));
+        if (!m) {
+            pthread_mutex_unlock(&inst->lock);
+            return;
+        }
+        inst->metrics = m;
+        snprintf(m[i].name, sizeof(m[i].name), "%s", name);
+        m[i].value = 0;
+        inst->nmetrics++;
+    }
+    inst->metrics[i].value = add ? inst->metrics[i].value + v : v;
+    pthread_mutex_unlock(&inst->lock);
+}
+
+static void api_metric_add(struct spoke_instance *inst, const char *name, int64_t d)
+{
+    metric_update(inst, name, d, 1);
+}
+
+static void api_metric_set(struct spoke_instance *inst, const char *name, int64_t v)
+{
+    metric_update(inst, name, v, 0);
+}
+
+const struct spoke_host_api api_table = {
+    .abi_version = SPOKE_ABI_VERSION,
+    .struct_size = sizeof(struct spoke_host_api),
+    .log = api_log,
+    .strerror = status_text,
+    .alloc = api_alloc,
+    .free = api_free,
+    .wall_ms = api_wall_ms,
+    .mono_ms = api_mono_ms,
+    .instance_name = api_instance_name,
+    .config_string = cfgval_string,
+    .config_int = cfgval_int,
+    .config_double = cfgval_double,
+    .config_bool = cfgval_bool,
+    .config_list = cfgval_list,
+    .record_new = api_record_new,
+    .record_free = api_record_free,
+    .emit = api_emit,
+    .record_set_position = rec_set_position,
+    .record_position = rec_position,
+    .record_topic = api_record_topic,
+    .record_set_topic = rec_set_topic,
+    .record_key = api_record_key,
+    .record_set_key = rec_set_key,
+    .record_timestamp = api_record_timestamp,
+    .record_set_timestamp = api_record_set_timestamp,
+    .record_header_add = rec_header_add,
+    .record_header_count = api_record_header_count,
+    .record_header_get = rec_header_get,
+    .record_value_bytes = rec_value_bytes,
+    .record_set_value = rec_set_value,
+    .record_value_row = rec_value_row,
+    .record_set_row = rec_set_row,
+    .record_value_json = rec_value_json,
+    .record_set_json = rec_set_json,
+    .schema_new = schema_new,
+    .schema_add = schema_add,
+    .schema_index = schema_index,
+    .schema_count = schema_count,
+    .schema_name = schema_name,
+    .schema_type = schema_type,
+    .schema_ref = schema_ref,
+    .schema_unref = schema_unref,
+    .row_new = row_new,
+    .row_new_list = row_new_list,
+    .row_free = row_free,
+    .row_count = row_count,
+    .row_schema = row_schema,
+    .row_index = row_index,
+    .row_set_null = row_set_null,
+    .row_set_bool = row_set_bool,
+    .row_set_int = row_set_int,
+    .row_set_double = row_set_double,
+    .row_set_string = row_set_string,
+    .row_set_timestamp = row_set_timestamp,
+    .row_set_row = row_set_row,
+    .row_type = row_type,
+    .row_get_bool = row_get_bool,
+    .row_get_int = row_get_int,
+    .row_get_double = row_get_double,
+    .row_get_string = row_get_string,
+    .row_get_timestamp = row_get_timestamp,
+    .row_get_row = row_get_row,
+    .offset_get = offsets_lookup,
+    .offset_count = offsets_n,
+    .offset_at = offsets_i,
+    .metric_add = api_metric_add,
+    .metric_set = api_metric_set,
+};

@@ -1,0 +1,109 @@
+/* instance - the host's side of struct spoke_instance: one connector and its
+ * task. Shared by runtime.c (lifecycle, threads) and api.c (the services
+ * table); nothing else includes it. */
+#ifndef SPOKE_INSTANCE_H
+#define SPOKE_INSTANCE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "ack.h"
+#include "registry.h"
+#include "router.h"
+#include "spoke/plugin.h"
+
+struct runtime;
+
+/* Kafka Connect's states. */
+enum conn_state {
+    CONN_UNASSIGNED = 0,
+    CONN_RUNNING,
+    CONN_PAUSED,
+    CONN_STOPPED,
+    CONN_FAILED,
+    CONN_RESTARTING
+};
+
+/* What the user asked for (persisted later by the REST layer). */
+enum conn_target {
+    TARGET_RUNNING = 0,
+    TARGET_PAUSED,
+    TARGET_STOPPED
+};
+
+#define INST_STAGE_MAX 256
+#define INST_TRACE_MAX 1024
+
+struct inst_metric {
+    char name[65];
+    int64_t value;
+};
+
+struct spoke_instance {
+    struct runtime *rt;
+    char *name;
+    const struct spoke_plugin *plugin; /* stable until registry_free (entries may move) */
+    enum spoke_kind kind;
+    struct spoke_config *hcfg;      /* host keys (conncfg_fields) */
+    struct spoke_config *pcfg;      /* the plugin's keys */
+    char *fingerprint;              /* canonical config text, for reload diffs */
+
+    const char *out_topic;          /* interned; NULL for sinks */
+    const char *dlq_topic;          /* interned; NULL = none */
+    const char **in_topics;         /* interned */
+    size_t nin;
+    const char *in_regex;
+    int tolerance_all;
+    int errors_log;
+    int64_t retry_timeout_ms;       /* -1 = forever */
+    int64_t retry_delay_max_ms;
+    size_t batch_max;
+    size_t queue_cap;
+    int64_t snapshot_interval_ms;
+
+    struct rqueue *inq;             /* transforms and sinks */
+    struct tracker *tracker;        /* sources */
+
+    pthread_t thread;
+    int has_thread;
+    pthread_mutex_t lock;           /* state, trace, metrics, flags below */
+    pthread_cond_t cond;
+    enum conn_state state;
+    enum conn_target target;
+    char trace[INST_TRACE_MAX];
+    int retrying;
+    volatile int stop_req;          /* leave the loop after the current callback */
+    volatile int cancel;            /* abort blocking publishes (forced stop) */
+    volatile int draining;          /* consumers: no more input will come */
+
+    void *st;                       /* plugin state */
+    struct spoke_record *staging[INST_STAGE_MAX];
+    size_t nstaging;
+    struct spoke_record *cur;       /* record in process(): emit derives from it */
+    struct origin **absorbed;       /* stateful transforms: acks waiting for a snapshot */
+    size_t nabsorbed, capabsorbed;
+    int64_t next_snapshot_ms;
+    uint64_t notified_gen;          /* sources: last commit generation told to the plugin */
+
+    atomic_llong records_in;
+    atomic_llong records_out;
+    atomic_llong errors;
+    atomic_llong dead_lettered;
+    atomic_llong retries;
+    atomic_llong last_poll_ms;
+    struct inst_metric *metrics;    /* plugin metrics, under lock */
+    size_t nmetrics;
+};
+
+/* Publishes the staged records; SPOKE_OK or SPOKE_ERR_STOPPED. */
+int inst_flush_staging(struct spoke_instance *inst);
+
+/* The services table handed to every plugin. */
+extern const struct spoke_host_api api_table;
+
+/* The runtime's router and offset store (api.c uses them). */
+struct router *runtime_router(struct runtime *rt);
+struct offset_store *runtime_offsets(struct runtime *rt);
+
+#endif

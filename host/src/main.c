@@ -1,0 +1,255 @@
+/* spoke - the command line: run a pipeline, validate a config, list plugins. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "log.h"
+#include "registry.h"
+#include "runtime.h"
+#include "yamlcfg.h"
+
+static void usage(FILE *fp)
+{
+    fprintf(fp,
+            "usage: spoke [run]      [-c FILE] [--state-dir DIR] [--plugin-path DIR]... [--log-level L]\n"
+            "       spoke validate   [-c FILE] [--plugin-path DIR]...\n"
+            "       spoke plugins    [-c FILE] [--plugin-path DIR]... [--doc NAME]\n"
+            "       spoke version\n"
+            "\n"
+            "  run       start the connectors of FILE (default connectors.yaml); SIGTERM/SIGINT\n"
+            "            drain and stop, SIGHUP reloads FILE (only changed connectors restart)\n"
+            "  validate  check FILE completely (worker, topics, every connector against its\n"
+            "            plugin's config table); exit 0 when valid, 1 with every error\n"
+            "  plugins   list the plugins found in plugin.path and the files refused, with why;\n"
+            "            --doc NAME prints NAME's config keys as a Markdown table\n");
+}
+
+static const char *type_name(enum spoke_cfg_type t)
+{
+    switch (t) {
+    case SPOKE_CFG_STRING: return "string";
+    case SPOKE_CFG_INT: return "int";
+    case SPOKE_CFG_LONG: return "long";
+    case SPOKE_CFG_DOUBLE: return "double";
+    case SPOKE_CFG_BOOL: return "bool";
+    case SPOKE_CFG_LIST: return "list";
+    case SPOKE_CFG_PASSWORD: return "password";
+    }
+    return "?";
+}
+
+/* The config table as Markdown; plugin READMEs embed exactly this. */
+static void print_doc(const struct spoke_config_field *f)
+{
+    printf("| key | type | default | required | description |\n|---|---|---|---|---|\n");
+    for (; f && f->name; f++) {
+        printf("| `%s` | %s | %s | %s | %s", f->name, type_name(f->type),
+               f->default_value ? f->default_value : "",
+               (f->flags & SPOKE_CFG_REQUIRED) ? "yes" : "", f->doc ? f->doc : "");
+        if (f->min != 0 || f->max != 0)
+            printf(" (%.15g..%.15g)", f->min, f->max);
+        if (f->allowed) {
+            printf(" (one of: ");
+            for (const char *const *a = f->allowed; *a; a++)
+                printf("%s%s", a == f->allowed ? "" : ", ", *a);
+            printf(")");
+        }
+        printf(" |\n");
+    }
+}
+
+struct cli {
+    const char *cmd;
+    struct runtime_opts opts;
+    const char *dirs[64];
+    const char *doc;
+};
+
+static int parse_args(int argc, char **argv, struct cli *cli)
+{
+    static const struct option longopts[] = {
+        { "config", required_argument, NULL, 'c' },
+        { "state-dir", required_argument, NULL, 's' },
+        { "plugin-path", required_argument, NULL, 'p' },
+        { "log-level", required_argument, NULL, 'l' },
+        { "doc", required_argument, NULL, 'd' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+        { 0 }
+    };
+    memset(cli, 0, sizeof(*cli));
+    cli->cmd = "run";
+    cli->opts.config_path = "connectors.yaml";
+    cli->opts.log_level = -1;
+    cli->opts.plugin_dirs = cli->dirs;
+    int c;
+    while ((c = getopt_long(argc, argv, "c:hV", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': cli->opts.config_path = optarg; break;
+        case 's': cli->opts.state_dir = optarg; break;
+        case 'p':
+            if (cli->opts.nplugin_dirs == 64) {
+                fprintf(stderr, "spoke: too many --plugin-path options (64 at most)\n");
+                return 2;
+            }
+            cli->dirs[cli->opts.nplugin_dirs++] = optarg;
+            break;
+        case 'l':
+            cli->opts.log_level = log_level_parse(optarg);
+            if (cli->opts.log_level < 0) {
+                fprintf(stderr, "spoke: --log-level: '%s' is not one of error, warn, info, "
+                        "debug, trace\n", optarg);
+                return 2;
+            }
+            break;
+        case 'd': cli->doc = optarg; break;
+        case 'h': usage(stdout); exit(0);
+        case 'V': printf("spoke %s\n", SPOKE_VERSION); exit(0);
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc)
+        cli->cmd = argv[optind++];
+    if (optind < argc) {
+        fprintf(stderr, "spoke: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    return 0;
+}
+
+static int cmd_validate(struct cli *cli)
+{
+    char err[512];
+    struct cfg_file *f = NULL;
+    if (yamlcfg_load(cli->opts.config_path, &f, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 1;
+    }
+    struct registry *reg = registry_new();
+    struct buf errs = BUF_INIT;
+    log_set_level(SPOKE_LOG_ERROR);
+    size_t n = runtime_check(f, &cli->opts, reg, NULL, &errs);
+    if (n)
+        fprintf(stderr, "%s%s: invalid: %zu error%s\n", errs.p ? errs.p : "",
+                cli->opts.config_path, n, n == 1 ? "" : "s");
+    else
+        printf("%s: valid: %zu connector%s\n", cli->opts.config_path, f->nconnectors,
+               f->nconnectors == 1 ? "" : "s");
+    buf_free(&errs);
+    registry_free(reg);
+    yamlcfg_free(f);
+    return n ? 1 : 0;
+}
+
+static int cmd_plugins(struct cli *cli)
+{
+    char err[512];
+    struct cfg_file *f = NULL;
+    struct worker_settings ws = { 0 };
+    struct registry *reg = registry_new();
+    log_set_level(SPOKE_LOG_ERROR);
+    /* plugin.path from the config file when there is one, plus --plugin-path. */
+    const char *const *dirs = cli->opts.plugin_dirs;
+    size_t ndirs = cli->opts.nplugin_dirs;
+    if (yamlcfg_load(cli->opts.config_path, &f, err, sizeof(err)) == 0) {
+        struct buf errs = BUF_INIT;
+        if (runtime_check(f, &cli->opts, reg, &ws, &errs) == 0 || ws.npath) {
+            dirs = (const char *const *)ws.plugin_path;
+            ndirs = ws.npath;
+        }
+        buf_free(&errs);
+    } else if (ndirs == 0) {
+        static const char *const def[] = { "build/plugins" };
+        dirs = def;
+        ndirs = 1;
+    }
+    registry_scan(reg, dirs, ndirs);
+    int rc = 0;
+    if (cli->doc) {
+        const struct plugin_entry *p = registry_find(reg, cli->doc);
+        if (!p) {
+            fprintf(stderr, "spoke: no plugin named '%s'\n", cli->doc);
+            rc = 1;
+        } else {
+            print_doc(p->desc->config);
+        }
+    } else {
+        printf("%-24s %-10s %-8s %s\n", "NAME", "KIND", "VERSION", "FILE");
+        for (size_t i = 0; i < reg->nplugins; i++)
+            printf("%-24s %-10s %-8s %s\n", reg->plugins[i].name,
+                   registry_kind_name(reg->plugins[i].desc->kind), reg->plugins[i].desc->version,
+                   reg->plugins[i].path);
+        if (reg->nrefused) {
+            printf("\nrefused:\n");
+            for (size_t i = 0; i < reg->nrefused; i++)
+                printf("  %s: %s\n", reg->refused[i].path, reg->refused[i].reason);
+        }
+    }
+    registry_free(reg);
+    worker_settings_free(&ws);
+    yamlcfg_free(f);
+    return rc;
+}
+
+static int cmd_run(struct cli *cli)
+{
+    /* Signals are taken synchronously by this thread; every other thread
+     * (ours and the plugins' libraries') inherits the blocked mask. */
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (cli->opts.log_level >= 0)
+        log_set_level(cli->opts.log_level);
+
+    struct buf errs = BUF_INIT;
+    struct runtime *rt = runtime_start(&cli->opts, &errs);
+    if (!rt) {
+        fprintf(stderr, "%sspoke: not started\n", errs.p ? errs.p : "");
+        buf_free(&errs);
+        return 1;
+    }
+    buf_free(&errs);
+    for (;;) {
+        int sig = 0;
+        if (sigwait(&set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            runtime_reload(rt);
+            continue;
+        }
+        LOG_I(NULL, "received %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        break;
+    }
+    runtime_shutdown(rt);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    struct cli cli;
+    int rc = parse_args(argc, argv, &cli);
+    if (rc)
+        return rc;
+    if (strcmp(cli.cmd, "run") == 0)
+        return cmd_run(&cli);
+    if (strcmp(cli.cmd, "validate") == 0)
+        return cmd_validate(&cli);
+    if (strcmp(cli.cmd, "plugins") == 0)
+        return cmd_plugins(&cli);
+    if (strcmp(cli.cmd, "version") == 0) {
+        printf("spoke %s (plugin ABI %u)\n", SPOKE_VERSION, SPOKE_ABI_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "spoke: unknown command '%s'\n", cli.cmd);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,1599 @@
+/* runtime - connectors, their task threads, shutdown, reload, housekeeping. */
+#include "runtime.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cfgval.h"
+#include "conncfg.h"
+#include "fsutil.h"
+#include "instance.h"
+#include "log.h"
+#include "record.h"
+#include "status.h"
+
+#define SNAP_MAGIC "SPOKESNAP 1"
+
+struct runtime {
+    struct runtime_opts opts;
+    char *config_path;
+    struct worker_settings ws;
+    struct registry *reg;
+    struct router *router;
+    struct offset_store *offsets;
+    char offsets_path[PATH_MAX];
+    char status_path[PATH_MAX];
+    char snap_dir[PATH_MAX];
+
+    pthread_mutex_t lock;            /* conns list */
+    struct spoke_instance **conns;
+    size_t nconns;
+
+    pthread_t hk_thread;
+    pthread_mutex_t hk_lock;
+    pthread_cond_t hk_cond;
+    int hk_stop;
+    int hk_kick;
+    int64_t started_ms;
+    volatile int stopping;
+};
+
+/* ------------------------------------------------------------------------ */
+/* time and small helpers                                                    */
+/* ------------------------------------------------------------------------ */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void deadline_ts(struct timespec *ts, int64_t deadline_ms)
+{
+    ts->tv_sec = deadline_ms / 1000;
+    ts->tv_nsec = (deadline_ms % 1000) * 1000000L;
+}
+
+static void cond_init_mono(pthread_cond_t *c)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(c, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
+struct router *runtime_router(struct runtime *rt) { return rt->router; }
+struct offset_store *runtime_offsets(struct runtime *rt) { return rt->offsets; }
+
+static const char *state_name(enum conn_state s)
+{
+    switch (s) {
+    case CONN_UNASSIGNED: return "UNASSIGNED";
+    case CONN_RUNNING: return "RUNNING";
+    case CONN_PAUSED: return "PAUSED";
+    case CONN_STOPPED: return "STOPPED";
+    case CONN_FAILED: return "FAILED";
+    case CONN_RESTARTING: return "RESTARTING";
+    }
+    return "UNASSIGNED";
+}
+
+static int valid_topic(const char *t)
+{
+    size_t n = strlen(t);
+    if (n < 1 || n > 249)
+        return 0;
+    for (const char *p = t; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            return 0;
+    return 1;
+}
+
+/* Wakes the housekeeping thread (state change: write status now). */
+static void hk_kick(struct runtime *rt)
+{
+    pthread_mutex_lock(&rt->hk_lock);
+    rt->hk_kick = 1;
+    pthread_cond_signal(&rt->hk_cond);
+    pthread_mutex_unlock(&rt->hk_lock);
+}
+
+/* ------------------------------------------------------------------------ */
+/* validation                                                                */
+/* ------------------------------------------------------------------------ */
+
+static const char *const level_values[] = { "error", "warn", "info", "debug", "trace", NULL };
+static const char *const backend_values[] = { "memory", NULL };
+
+static const struct spoke_config_field worker_fields[] = {
+    { "plugin.path", SPOKE_CFG_LIST, "build/plugins", 0,
+      "Directories searched for plugin .so files", .max = 64 },
+    { "state.dir", SPOKE_CFG_STRING, "state", 0,
+      "Directory for offsets, snapshots and status.json", .min = 1, .max = 4000 },
+    { "log.level", SPOKE_CFG_STRING, "info", 0, "Log level", .allowed = level_values },
+    { "listeners", SPOKE_CFG_STRING, "http://127.0.0.1:8083", 0,
+      "Address of the REST control API", .min = 1, .max = 256 },
+    { "shutdown.timeout.ms", SPOKE_CFG_LONG, "10000", 0,
+      "How long a shutdown may drain before in-flight records are abandoned", .min = 100,
+      .max = 3600000 },
+    { "offset.flush.interval.ms", SPOKE_CFG_LONG, "1000", 0,
+      "How often committed source offsets are written to state.dir", .min = 10, .max = 3600000 },
+    { "status.interval.ms", SPOKE_CFG_LONG, "1000", 0,
+      "How often status.json is rewritten (and on every state change)", .min = 10,
+      .max = 3600000 },
+    { 0 }
+};
+
+static const struct spoke_config_field topic_fields[] = {
+    { "backend", SPOKE_CFG_STRING, "memory", 0,
+      "Where the topic lives: memory (bounded in-process queues)", .allowed = backend_values },
+    { 0 }
+};
+
+void worker_settings_free(struct worker_settings *ws)
+{
+    for (size_t i = 0; i < ws->npath; i++)
+        free(ws->plugin_path[i]);
+    free(ws->plugin_path);
+    free(ws->state_dir);
+    free(ws->listeners);
+    memset(ws, 0, sizeof(*ws));
+}
+
+/* A connector that passed validation. */
+struct conn_spec {
+    const char *name;
+    const struct spoke_plugin *plugin;
+    struct spoke_config *hcfg, *pcfg;
+    char *fingerprint;
+};
+
+static void spec_clear(struct conn_spec *s)
+{
+    cfgval_free(s->hcfg);
+    cfgval_free(s->pcfg);
+    free(s->fingerprint);
+    memset(s, 0, sizeof(*s));
+}
+
+static void report_cfgval(struct buf *errs, const char *path, const struct cfg_section *sec,
+                          const char *what, const struct cfgval_errors *ce)
+{
+    for (size_t i = 0; i < ce->n; i++) {
+        const struct cfgval_error *e = &ce->e[i];
+        struct cfg_pos pos = sec->pos;
+        if (e->kv_index >= 0 && (size_t)e->kv_index < sec->nkv)
+            pos = sec->kv[e->kv_index].key_pos;
+        buf_printf(errs, "%s:%d:%d: %s: %s\n", path, pos.line, pos.col, what, e->msg);
+    }
+}
+
+static int cmp_kv(const void *a, const void *b)
+{
+    const struct cfg_kv *const *x = a, *const *y = b;
+    return strcmp((*x)->key, (*y)->key);
+}
+
+/* Canonical text of a connector config: sorted key=value lines. Two configs
+ * with the same text run identically, so reload keeps such a connector. */
+static char *fingerprint(const struct cfg_section *sec)
+{
+    const struct cfg_kv **v = calloc(sec->nkv + 1, sizeof(*v));
+    if (!v)
+        return NULL;
+    for (size_t i = 0; i < sec->nkv; i++)
+        v[i] = &sec->kv[i];
+    qsort(v, sec->nkv, sizeof(*v), cmp_kv);
+    struct buf b = BUF_INIT;
+    buf_puts(&b, "");
+    for (size_t i = 0; i < sec->nkv; i++)
+        buf_printf(&b, "%s=%s\n", v[i]->key, v[i]->value);
+    free(v);
+    return buf_steal(&b, NULL);
+}
+
+static void plugin_names(const struct registry *reg, struct buf *out)
+{
+    for (size_t i = 0; i < reg->nplugins; i++)
+        buf_printf(out, "%s%s", i ? ", " : "", reg->plugins[i].name);
+    if (reg->nplugins == 0)
+        buf_puts(out, "none");
+}
+
+/* Validates one connector section into spec; returns the number of errors. */
+static size_t check_connector(const char *path, const struct cfg_section *sec,
+                              struct registry *reg, struct conn_spec *spec, struct buf *errs)
+{
+    size_t before = errs->len, nerr = 0;
+    char what[200];
+    snprintf(what, sizeof(what), "connector '%s'", sec->name);
+    memset(spec, 0, sizeof(*spec));
+    spec->name = sec->name;
+
+    const struct cfg_kv *cls = cfg_section_get(sec, "connector.class");
+    if (!cls) {
+        buf_printf(errs, "%s:%d:%d: %s: missing required configuration key 'connector.class'\n",
+                   path, sec->pos.line, sec->pos.col, what);
+        return 1;
+    }
+    if (!registry_valid_name(cls->value)) {
+        buf_printf(errs, "%s:%d:%d: %s: key 'connector.class': '%s' is not a plugin name "
+                   "(names match [a-z0-9_]{1,64})\n",
+                   path, cls->value_pos.line, cls->value_pos.col, what, cls->value);
+        return 1;
+    }
+    const struct plugin_entry *entry = registry_find(reg, cls->value);
+    if (!entry) {
+        struct buf names = BUF_INIT;
+        plugin_names(reg, &names);
+        buf_printf(errs, "%s:%d:%d: %s: key 'connector.class': no plugin named '%s' in "
+                   "plugin.path (found: %s)\n",
+                   path, cls->value_pos.line, cls->value_pos.col, what, cls->value, names.p);
+        buf_free(&names);
+        return 1;
+    }
+    spec->plugin = entry->desc;
+    struct cfgval_errors ce = { 0 };
+    if (cfgval_validate(conncfg_fields, spec->plugin->config, sec->kv, sec->nkv,
+                        &spec->hcfg, &spec->pcfg, &ce) != 0) {
+        report_cfgval(errs, path, sec, what, &ce);
+        nerr += ce.n ? ce.n : 1;
+        cfgval_errors_free(&ce);
+        return nerr;
+    }
+
+    enum spoke_kind kind = spec->plugin->kind;
+    const char *topic = cfgval_string(spec->hcfg, "topic");
+    const char *regex = cfgval_string(spec->hcfg, "topics.regex");
+    const char *const *topics = NULL;
+    size_t ntopics = cfgval_list(spec->hcfg, "topics", &topics);
+    const char *dlq = cfgval_string(spec->hcfg, "errors.deadletterqueue.topic.name");
+    struct cfg_pos pos = sec->pos;
+#define ERR_AT(key, ...) do { \
+        const struct cfg_kv *kv_ = cfg_section_get(sec, key); \
+        struct cfg_pos p_ = kv_ ? kv_->key_pos : pos; \
+        buf_printf(errs, "%s:%d:%d: %s: ", path, p_.line, p_.col, what); \
+        buf_printf(errs, __VA_ARGS__); buf_putc(errs, '\n'); nerr++; } while (0)
+
+    if (kind == SPOKE_KIND_SOURCE) {
+        if (!topic)
+            ERR_AT("topic", "a source needs `topic`, the topic it writes");
+        if (ntopics || regex)
+            ERR_AT(ntopics ? "topics" : "topics.regex",
+                   "a source reads no topics: remove `%s`", ntopics ? "topics" : "topics.regex");
+    } else {
+        if (!ntopics && !regex)
+            ERR_AT("topics", "a %s needs `topics` or `topics.regex`, the topics it reads",
+                   kind == SPOKE_KIND_SINK ? "sink" : "transform");
+        if (ntopics && regex)
+            ERR_AT("topics.regex", "give `topics` or `topics.regex`, not both");
+        if (kind == SPOKE_KIND_TRANSFORM && !topic)
+            ERR_AT("topic", "a transform needs `topic`, the topic it writes");
+        if (kind == SPOKE_KIND_SINK && topic)
+            ERR_AT("topic", "a sink writes no topic: remove `topic` (it reads `topics`)");
+    }
+    if (topic && !valid_topic(topic))
+        ERR_AT("topic", "'%s' is not a valid topic name ([A-Za-z0-9._-]{1,249})", topic);
+    if (dlq && !valid_topic(dlq))
+        ERR_AT("errors.deadletterqueue.topic.name",
+               "'%s' is not a valid topic name ([A-Za-z0-9._-]{1,249})", dlq);
+    for (size_t i = 0; i < ntopics; i++) {
+        if (!valid_topic(topics[i]))
+            ERR_AT("topics", "'%s' is not a valid topic name ([A-Za-z0-9._-]{1,249})", topics[i]);
+        if (dlq && strcmp(dlq, topics[i]) == 0)
+            ERR_AT("errors.deadletterqueue.topic.name",
+                   "the dead-letter topic '%s' is also an input topic (records would loop)", dlq);
+        if (topic && strcmp(topic, topics[i]) == 0)
+            ERR_AT("topic", "'%s' is both read and written (records would loop)", topic);
+    }
+    if (regex) {
+        regex_t re;
+        int rc = regcomp(&re, regex, REG_EXTENDED | REG_NOSUB);
+        if (rc != 0) {
+            char why[128];
+            regerror(rc, &re, why, sizeof(why));
+            ERR_AT("topics.regex", "'%s' is not a valid POSIX extended regex: %s", regex, why);
+        } else {
+            regfree(&re);
+        }
+    }
+#undef ERR_AT
+    if (nerr == 0 && !(spec->fingerprint = fingerprint(sec))) {
+        buf_printf(errs, "%s: out of memory\n", what);
+        nerr++;
+    }
+    if (nerr)
+        spec_clear(spec);
+    (void)before;
+    return nerr;
+}
+
+static int load_worker(const struct cfg_file *f, const struct runtime_opts *opts,
+                       struct worker_settings *ws, struct buf *errs)
+{
+    struct spoke_config *wc = NULL;
+    struct cfgval_errors ce = { 0 };
+    if (cfgval_validate(worker_fields, NULL, f->worker.kv, f->worker.nkv, &wc, NULL, &ce) != 0) {
+        report_cfgval(errs, f->path, &f->worker, "worker", &ce);
+        size_t n = ce.n ? ce.n : 1;
+        cfgval_errors_free(&ce);
+        return (int)n;
+    }
+    memset(ws, 0, sizeof(*ws));
+    const char *const *items = NULL;
+    size_t n = cfgval_list(wc, "plugin.path", &items);
+    size_t extra = opts ? opts->nplugin_dirs : 0;
+    ws->plugin_path = calloc(n + extra + 1, sizeof(char *));
+    for (size_t i = 0; ws->plugin_path && i < n; i++)
+        ws->plugin_path[ws->npath++] = strdup(items[i]);
+    for (size_t i = 0; ws->plugin_path && i < extra; i++)
+        ws->plugin_path[ws->npath++] = strdup(opts->plugin_dirs[i]);
+    ws->state_dir = strdup(opts && opts->state_dir ? opts->state_dir
+                                                    : cfgval_string(wc, "state.dir"));
+    ws->listeners = strdup(cfgval_string(wc, "listeners"));
+    ws->log_level = opts && opts->log_level >= 0 ? opts->log_level
+                                                 : log_level_parse(cfgval_string(wc, "log.level"));
+    ws->shutdown_timeout_ms = cfgval_int(wc, "shutdown.timeout.ms");
+    ws->offset_flush_ms = cfgval_int(wc, "offset.flush.interval.ms");
+    ws->status_interval_ms = cfgval_int(wc, "status.interval.ms");
+    cfgval_free(wc);
+    return 0;
+}
+
+static size_t check_topics(const struct cfg_file *f, struct buf *errs)
+{
+    size_t nerr = 0;
+    for (size_t i = 0; i < f->ntopics; i++) {
+        const struct cfg_section *t = &f->topics[i];
+        char what[300];
+        snprintf(what, sizeof(what), "topic '%s'", t->name);
+        if (!valid_topic(t->name)) {
+            buf_printf(errs, "%s:%d:%d: %s: not a valid topic name ([A-Za-z0-9._-]{1,249})\n",
+                       f->path, t->pos.line, t->pos.col, what);
+            nerr++;
+            continue;
+        }
+        struct spoke_config *tc = NULL;
+        struct cfgval_errors ce = { 0 };
+        if (cfgval_validate(topic_fields, NULL, t->kv, t->nkv, &tc, NULL, &ce) != 0) {
+            report_cfgval(errs, f->path, t, what, &ce);
+            nerr += ce.n ? ce.n : 1;
+            cfgval_errors_free(&ce);
+        }
+        cfgval_free(tc);
+    }
+    return nerr;
+}
+
+/* Validates everything and, when specs is not NULL, returns the specs. */
+static size_t check_all(const struct cfg_file *f, const struct runtime_opts *opts,
+                        struct registry *reg, struct worker_settings *ws,
+                        struct conn_spec **specs, struct buf *errs)
+{
+    size_t nerr = 0;
+    struct worker_settings local;
+    struct worker_settings *w = ws ? ws : &local;
+    if (load_worker(f, opts, w, errs) != 0)
+        return 1;
+    registry_scan(reg, (const char *const *)w->plugin_path, w->npath);
+    nerr += check_topics(f, errs);
+    struct conn_spec *sp = calloc(f->nconnectors + 1, sizeof(*sp));
+    if (!sp) {
+        buf_puts(errs, "out of memory\n");
+        nerr++;
+    }
+    for (size_t i = 0; sp && i < f->nconnectors; i++)
+        nerr += check_connector(f->path, &f->connectors[i], reg, &sp[i], errs);
+    if (nerr || !specs) {
+        for (size_t i = 0; sp && i < f->nconnectors; i++)
+            spec_clear(&sp[i]);
+        free(sp);
+        sp = NULL;
+    }
+    if (specs)
+        *specs = sp;
+    if (!ws)
+        worker_settings_free(&local);
+    else if (nerr)
+        worker_settings_free(ws);
+    return nerr;
+}
+
+size_t runtime_check(const struct cfg_file *f, const struct runtime_opts *opts,
+                     struct registry *reg, struct worker_settings *ws, struct buf *errs)
+{
+    return check_all(f, opts, reg, ws, NULL, errs);
+}
+
+/* ------------------------------------------------------------------------ */
+/* instances                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void set_state(struct spoke_instance *inst, enum conn_state s, const char *trace)
+{
+    pthread_mutex_lock(&inst->lock);
+    inst->state = s;
+    if (trace)
+        snprintf(inst->trace, sizeof(inst->trace), "%s", trace);
+    else if (s != CONN_FAILED)
+        inst->trace[0] = '\0';
+    inst->retrying = 0;
+    pthread_cond_broadcast(&inst->cond);
+    pthread_mutex_unlock(&inst->lock);
+    hk_kick(inst->rt);
+}
+
+static void fail(struct spoke_instance *inst, const char *stage, int rc, const char *err)
+{
+    char trace[INST_TRACE_MAX];
+    snprintf(trace, sizeof(trace), "%s failed (%s): %s", stage, status_text(rc),
+             err && *err ? err : "no details given by the plugin");
+    LOG_E(inst->name, "%s", trace);
+    if (inst->inq) {
+        size_t n = rqueue_set_discard(inst->inq, 1);
+        LOG_W(inst->name, "failed: records for it are discarded until it restarts (%zu queued "
+              "now); their source offsets are not committed, so they are replayed after a "
+              "restart", n);
+    }
+    set_state(inst, CONN_FAILED, trace);
+}
+
+static void set_retrying(struct spoke_instance *inst, const char *stage, const char *err)
+{
+    pthread_mutex_lock(&inst->lock);
+    int was = inst->retrying;
+    inst->retrying = 1;
+    snprintf(inst->trace, sizeof(inst->trace), "retrying %s: %s", stage,
+             err && *err ? err : "transient failure");
+    pthread_mutex_unlock(&inst->lock);
+    if (!was) {
+        LOG_W(inst->name, "%s: transient failure, retrying with backoff: %s", stage,
+              err && *err ? err : "no details");
+        hk_kick(inst->rt);
+    }
+}
+
+static void clear_retrying(struct spoke_instance *inst)
+{
+    if (!inst->retrying)
+        return;
+    pthread_mutex_lock(&inst->lock);
+    inst->retrying = 0;
+    inst->trace[0] = '\0';
+    pthread_mutex_unlock(&inst->lock);
+    LOG_I(inst->name, "recovered");
+    hk_kick(inst->rt);
+}
+
+/* Waits until the deadline or a stop/pause change. */
+static void inst_wait(struct spoke_instance *inst, int64_t deadline_ms)
+{
+    struct timespec ts;
+    deadline_ts(&ts, deadline_ms);
+    pthread_mutex_lock(&inst->lock);
+    while (!inst->stop_req && mono_ms() < deadline_ms &&
+           (inst->target == TARGET_PAUSED) == (inst->state == CONN_PAUSED))
+        if (pthread_cond_timedwait(&inst->cond, &inst->lock, &ts) != 0)
+            break;
+    pthread_mutex_unlock(&inst->lock);
+}
+
+/* Applies pause/resume; returns 1 while paused (after waiting a while). */
+static int handle_pause(struct spoke_instance *inst)
+{
+    pthread_mutex_lock(&inst->lock);
+    int want_pause = inst->target == TARGET_PAUSED;
+    enum conn_state s = inst->state;
+    pthread_mutex_unlock(&inst->lock);
+    if (want_pause && s != CONN_PAUSED) {
+        set_state(inst, CONN_PAUSED, NULL);
+        LOG_I(inst->name, "paused");
+    } else if (!want_pause && s == CONN_PAUSED) {
+        set_state(inst, CONN_RUNNING, NULL);
+        LOG_I(inst->name, "resumed");
+    }
+    if (want_pause) {
+        pthread_mutex_lock(&inst->lock);
+        while (inst->target == TARGET_PAUSED && !inst->stop_req)
+            pthread_cond_wait(&inst->cond, &inst->lock);
+        pthread_mutex_unlock(&inst->lock);
+        return 1;
+    }
+    return 0;
+}
+
+/*
+ * Waits before retrying a SPOKE_RETRY: exponential backoff from 100 ms,
+ * capped by errors.retry.delay.max.ms, with +-20% jitter. Returns 0 to retry,
+ * -1 when errors.retry.timeout is spent or the instance is stopping.
+ */
+static int retry_backoff(struct spoke_instance *inst, int attempt, int64_t first_ms)
+{
+    int64_t now = mono_ms();
+    if (inst->retry_timeout_ms >= 0 && now - first_ms >= inst->retry_timeout_ms)
+        return -1;
+    int64_t d = 100;
+    for (int i = 0; i < attempt && d < inst->retry_delay_max_ms; i++)
+        d *= 2;
+    if (d > inst->retry_delay_max_ms)
+        d = inst->retry_delay_max_ms;
+    d = d * (80 + rand() % 41) / 100;
+    if (inst->retry_timeout_ms >= 0 && now + d > first_ms + inst->retry_timeout_ms)
+        d = first_ms + inst->retry_timeout_ms - now;
+    atomic_fetch_add(&inst->retries, 1);
+    inst_wait(inst, now + (d > 0 ? d : 0));
+    return inst->stop_req ? -1 : 0;
+}
+
+static void add_error_headers(struct spoke_instance *inst, struct spoke_record *rec,
+                              const char *stage, const char *err)
+{
+    char num[32];
+    rec_header_add(rec, "__connect.errors.topic", rec->topic, strlen(rec->topic));
+    if (rec->part) {
+        rec_header_add(rec, "__connect.errors.partition", rec->part, strlen(rec->part));
+        snprintf(num, sizeof(num), "%lld", (long long)rec->off);
+        rec_header_add(rec, "__connect.errors.offset", num, strlen(num));
+    }
+    rec_header_add(rec, "__connect.errors.connector.name", inst->name, strlen(inst->name));
+    rec_header_add(rec, "__connect.errors.task.id", "0", 1);
+    rec_header_add(rec, "__connect.errors.stage", stage, strlen(stage));
+    rec_header_add(rec, "__connect.errors.class.name", inst->plugin->name,
+                   strlen(inst->plugin->name));
+    rec_header_add(rec, "__connect.errors.exception.message", err, strlen(err));
+}
+
+/*
+ * A record failed in stage. With errors.tolerance=all it is consumed here:
+ * dead-lettered (published with error headers, still carrying its origin)
+ * or acknowledged as deliberately skipped. Returns 1 when consumed, 0 when
+ * the connector must fail (the caller keeps the record).
+ */
+static int error_path(struct spoke_instance *inst, struct spoke_record *rec, const char *stage,
+                      int rc, const char *err)
+{
+    atomic_fetch_add(&inst->errors, 1);
+    if (!inst->tolerance_all)
+        return 0;
+    const char *why = err && *err ? err : status_text(rc);
+    if (inst->errors_log)
+        LOG_W(inst->name, "%s failed on a record of topic '%s' (%s): %s; %s", stage, rec->topic,
+              status_text(rc), why,
+              inst->dlq_topic ? "sent to the dead-letter topic" : "skipped (errors.tolerance=all)");
+    if (inst->dlq_topic) {
+        add_error_headers(inst, rec, stage, why);
+        rec->topic = inst->dlq_topic;
+        atomic_fetch_add(&inst->dead_lettered, 1);
+        inst->staging[inst->nstaging++] = rec;
+        if (inst->nstaging == INST_STAGE_MAX)
+            inst_flush_staging(inst);
+    } else {
+        rec_ack(rec);
+        rec_free(rec);
+    }
+    return 1;
+}
+
+/* ---- snapshots (stateful transforms) ---- */
+
+static void snap_path(struct spoke_instance *inst, char *out, size_t size)
+{
+    /* state.dir is bounded at validation (4000 bytes) and names at 128, so
+     * this always fits PATH_MAX; the check keeps it honest. */
+    if (snprintf(out, size, "%s/%s.snap", inst->rt->snap_dir, inst->name) >= (int)size)
+        out[0] = '\0';
+}
+
+static int take_snapshot(struct spoke_instance *inst)
+{
+    char err[SPOKE_ERRSTR_SIZE] = "";
+    void *data = NULL;
+    size_t len = 0;
+    int rc = inst->plugin->snapshot(inst->st, &data, &len, err, sizeof(err));
+    if (rc != SPOKE_OK) {
+        free(data);
+        LOG_E(inst->name, "snapshot failed (%s): %s; state not saved, acknowledgements held",
+              status_text(rc), err);
+        return -1;
+    }
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "%s %zu\n", SNAP_MAGIC, len);
+    buf_append(&b, data, len);
+    free(data);
+    char path[PATH_MAX];
+    snap_path(inst, path, sizeof(path));
+    int wrc = b.p ? atomic_write_file(path, b.p, b.len, err, sizeof(err)) : -1;
+    buf_free(&b);
+    if (wrc != 0) {
+        LOG_E(inst->name, "cannot save snapshot: %s; acknowledgements held", err);
+        return -1;
+    }
+    /* The state covering these records is durable: they are delivered. */
+    for (size_t i = 0; i < inst->nabsorbed; i++)
+        origin_done(inst->absorbed[i], 1);
+    inst->nabsorbed = 0;
+    return 0;
+}
+
+static int restore_snapshot(struct spoke_instance *inst, char *err, size_t errsize)
+{
+    char path[PATH_MAX];
+    snap_path(inst, path, sizeof(path));
+    size_t len = 0;
+    int missing = 0;
+    char *data = read_file(path, (size_t)1 << 31, &len, &missing, err, errsize);
+    if (!data)
+        return missing ? SPOKE_OK : SPOKE_ERR_IO;
+    size_t hdr = strlen(SNAP_MAGIC);
+    char *nl = memchr(data, '\n', len);
+    size_t declared = 0;
+    int rc = SPOKE_OK;
+    if (len < hdr + 2 || memcmp(data, SNAP_MAGIC " ", hdr + 1) != 0 || !nl ||
+        sscanf(data + hdr + 1, "%zu", &declared) != 1 ||
+        declared != len - (size_t)(nl + 1 - data)) {
+        snprintf(err, errsize, "snapshot %s.snap in state.dir is not valid (bad header or "
+                 "truncated)", inst->name);
+        rc = SPOKE_ERR_PARSE;
+    } else {
+        rc = inst->plugin->restore(inst->st, nl + 1, declared, err, errsize);
+        if (rc == SPOKE_OK)
+            LOG_I(inst->name, "state restored from %s (%zu bytes)", path, declared);
+    }
+    free(data);
+    return rc;
+}
+
+static int absorb(struct spoke_instance *inst, struct spoke_record *rec)
+{
+    if (!rec->origin)
+        return 0;
+    if (inst->nabsorbed == inst->capabsorbed) {
+        size_t cap = inst->capabsorbed ? inst->capabsorbed * 2 : 256;
+        struct origin **a = realloc(inst->absorbed, cap * sizeof(*a));
+        if (!a)
+            return -1;
+        inst->absorbed = a;
+        inst->capabsorbed = cap;
+    }
+    inst->absorbed[inst->nabsorbed++] = rec->origin;
+    rec->origin = NULL;
+    return 0;
+}
+
+/* ---- source task ---- */
+
+struct commit_list {
+    const char *part[64];
+    int64_t off[64];
+    size_t n;
+};
+
+static void collect_commit(void *ctx, const char *partition, int64_t offset)
+{
+    struct commit_list *cl = ctx;
+    if (cl->n < 64) {
+        cl->part[cl->n] = partition;
+        cl->off[cl->n] = offset;
+        cl->n++;
+    }
+}
+
+static void store_commit(void *ctx, const char *partition, int64_t offset)
+{
+    struct spoke_instance *inst = ctx;
+    offsets_set(inst->rt->offsets, inst->name, partition, offset);
+}
+
+/* Tells the plugin about newly committed positions (its own thread). */
+static void notify_committed(struct spoke_instance *inst)
+{
+    if (!inst->plugin->committed)
+        return;
+    uint64_t gen = tracker_generation(inst->tracker);
+    if (gen == inst->notified_gen)
+        return;
+    inst->notified_gen = gen;
+    struct commit_list cl = { .n = 0 };
+    tracker_committed(inst->tracker, collect_commit, &cl);
+    for (size_t i = 0; i < cl.n; i++)
+        inst->plugin->committed(inst->st, cl.part[i], cl.off[i]);
+}
+
+static int source_loop(struct spoke_instance *inst)
+{
+    const struct spoke_plugin *d = inst->plugin;
+    char err[SPOKE_ERRSTR_SIZE];
+    int64_t next_poll = mono_ms(), next_tick = d->tick ? mono_ms() : -1;
+    int attempt = 0;
+    int64_t first_retry = 0;
+    while (!inst->stop_req) {
+        if (handle_pause(inst))
+            continue;
+        int64_t now = mono_ms();
+        int64_t due = next_poll;
+        if (next_tick >= 0 && next_tick < due)
+            due = next_tick;
+        if (now < due) {
+            inst_wait(inst, due);
+            continue;
+        }
+        if (next_tick >= 0 && now >= next_tick) {
+            int64_t nt = -1;
+            err[0] = '\0';
+            int rc = d->tick(inst->st, wall_ms(), &nt, err, sizeof(err));
+            if (inst_flush_staging(inst) != SPOKE_OK && inst->stop_req)
+                break;
+            if (rc < 0) {
+                fail(inst, "tick", rc, err);
+                return -1;
+            }
+            next_tick = nt >= 0 ? now + nt : -1;
+        }
+        if (now >= next_poll) {
+            int64_t np = 0;
+            err[0] = '\0';
+            int rc = d->poll(inst->st, &np, err, sizeof(err));
+            atomic_store(&inst->last_poll_ms, wall_ms());
+            if (inst_flush_staging(inst) != SPOKE_OK && inst->stop_req)
+                break;
+            if (rc == SPOKE_RETRY) {
+                if (attempt == 0)
+                    first_retry = now;
+                set_retrying(inst, "poll", err);
+                /* The plugin knows best when to come back (e.g. Retry-After);
+                 * otherwise back off exponentially. */
+                if (np > 0) {
+                    next_poll = now + np;
+                    attempt++;
+                } else if (retry_backoff(inst, attempt++, first_retry) != 0) {
+                    if (inst->stop_req)
+                        break;
+                    fail(inst, "poll", rc, err);
+                    return -1;
+                }
+                continue;
+            }
+            if (rc < 0) {
+                fail(inst, "poll", rc, err);
+                return -1;
+            }
+            attempt = 0;
+            clear_retrying(inst);
+            next_poll = now + (np > 0 ? np : 0);
+        }
+        notify_committed(inst);
+    }
+    return 0;
+}
+
+/* After the loop: wait (bounded) for what the source emitted to be
+ * delivered, then commit its offsets and tell the plugin. */
+static void source_finish(struct spoke_instance *inst)
+{
+    int64_t deadline = mono_ms() + inst->rt->ws.shutdown_timeout_ms;
+    if (!tracker_wait_idle(inst->tracker, deadline))
+        LOG_W(inst->name, "%zu records still in flight after %lld ms; their offsets are not "
+              "committed and they will be replayed after a restart",
+              tracker_inflight(inst->tracker), inst->rt->ws.shutdown_timeout_ms);
+    tracker_committed(inst->tracker, store_commit, inst);
+    char err[256];
+    if (offsets_flush(inst->rt->offsets, err, sizeof(err)) != 0)
+        LOG_E(inst->name, "cannot write offsets: %s", err);
+    notify_committed(inst);
+}
+
+/* ---- transform and sink tasks ---- */
+
+/* Puts unfinished records back at the head of the input queue so a restart
+ * delivers them again; NULL slots are skipped. */
+static void give_back(struct spoke_instance *inst, struct spoke_record **recs, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (recs[i])
+            recs[k++] = recs[i];
+    rqueue_unget(inst->inq, recs, k);
+}
+
+/* Returns -1 when the connector failed, 1 when stopping, 0 to go on. */
+static int transform_batch(struct spoke_instance *inst, struct spoke_record **recs, size_t n)
+{
+    const struct spoke_plugin *d = inst->plugin;
+    char err[SPOKE_ERRSTR_SIZE];
+    for (size_t i = 0; i < n; i++) {
+        struct spoke_record *rec = recs[i];
+        const char *in_topic = rec->topic;
+        int attempt = 0, rc;
+        int64_t first = 0;
+        for (;;) {
+            err[0] = '\0';
+            inst->cur = rec;
+            rc = d->process(inst->st, rec, err, sizeof(err));
+            inst->cur = NULL;
+            if (rc != SPOKE_RETRY)
+                break;
+            if (attempt == 0)
+                first = mono_ms();
+            set_retrying(inst, "process", err);
+            if (retry_backoff(inst, attempt++, first) != 0)
+                break;
+        }
+        if (rc == SPOKE_RETRY && inst->stop_req) {
+            give_back(inst, recs + i, n - i);
+            return 1;
+        }
+        if (rc == SPOKE_OK) {
+            clear_retrying(inst);
+            if (rec->topic == in_topic)
+                rec->topic = inst->out_topic;
+            recs[i] = NULL;
+            atomic_fetch_add(&inst->records_out, 1);
+            inst->staging[inst->nstaging++] = rec;
+            if (inst->nstaging == INST_STAGE_MAX && inst_flush_staging(inst) != SPOKE_OK) {
+                give_back(inst, recs + i + 1, n - i - 1);
+                return 1;
+            }
+        } else if (rc == SPOKE_DROP) {
+            clear_retrying(inst);
+            recs[i] = NULL;
+            if (d->snapshot && absorb(inst, rec) != 0)
+                LOG_E(inst->name, "out of memory holding an acknowledgement: its offset will "
+                      "not be committed");
+            else
+                rec_ack(rec);
+            rec_free(rec);
+        } else {
+            if (error_path(inst, rec, "TRANSFORMATION", rc, err)) {
+                recs[i] = NULL;
+                continue;
+            }
+            inst_flush_staging(inst);
+            give_back(inst, recs + i, n - i);
+            char trace[SPOKE_ERRSTR_SIZE + 320];
+            snprintf(trace, sizeof(trace), "record from topic '%s': %s", in_topic,
+                     err[0] ? err : status_text(rc));
+            fail(inst, "process", rc, trace);
+            return -1;
+        }
+    }
+    inst_flush_staging(inst);
+    return 0;
+}
+
+static int sink_flush(struct spoke_instance *inst, char *err, size_t errsize)
+{
+    int attempt = 0, rc;
+    int64_t first = 0;
+    for (;;) {
+        err[0] = '\0';
+        rc = inst->plugin->flush(inst->st, err, errsize);
+        if (rc != SPOKE_RETRY)
+            return rc;
+        if (attempt == 0)
+            first = mono_ms();
+        set_retrying(inst, "flush", err);
+        if (retry_backoff(inst, attempt++, first) != 0)
+            return rc;
+    }
+}
+
+static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, size_t n)
+{
+    const struct spoke_plugin *d = inst->plugin;
+    char err[SPOKE_ERRSTR_SIZE];
+    size_t i;
+    int failed_rc = SPOKE_OK;
+    char failed_err[SPOKE_ERRSTR_SIZE + 320] = "";
+    for (i = 0; i < n; i++) {
+        int attempt = 0, rc;
+        int64_t first = 0;
+        for (;;) {
+            err[0] = '\0';
+            rc = d->put(inst->st, recs[i], err, sizeof(err));
+            if (rc != SPOKE_RETRY)
+                break;
+            if (attempt == 0)
+                first = mono_ms();
+            set_retrying(inst, "put", err);
+            if (retry_backoff(inst, attempt++, first) != 0)
+                break;
+        }
+        if (rc == SPOKE_OK || rc == SPOKE_DROP)
+            continue;
+        if (rc == SPOKE_RETRY && inst->stop_req)
+            break;
+        struct spoke_record *rec = recs[i];
+        if (error_path(inst, rec, "TASK_PUT", rc, err)) {
+            recs[i] = NULL;
+            continue;
+        }
+        failed_rc = rc;
+        snprintf(failed_err, sizeof(failed_err), "record from topic '%s': %s", rec->topic,
+                 err[0] ? err : status_text(rc));
+        break;
+    }
+    /* Records [0, i) were put: make them durable, then acknowledge. */
+    int frc = sink_flush(inst, err, sizeof(err));
+    inst_flush_staging(inst);
+    if (frc == SPOKE_OK) {
+        clear_retrying(inst);
+        for (size_t k = 0; k < i; k++) {
+            if (recs[k]) {
+                rec_ack(recs[k]);
+                rec_free(recs[k]);
+                recs[k] = NULL;
+            }
+        }
+    }
+    give_back(inst, recs, n);
+    if (frc != SPOKE_OK) {
+        if (inst->stop_req && frc == SPOKE_RETRY)
+            return 1;
+        fail(inst, "flush", frc, err);
+        return -1;
+    }
+    if (failed_rc != SPOKE_OK) {
+        fail(inst, "put", failed_rc, failed_err);
+        return -1;
+    }
+    return i < n ? 1 : 0;
+}
+
+static int consumer_loop(struct spoke_instance *inst)
+{
+    const struct spoke_plugin *d = inst->plugin;
+    char err[SPOKE_ERRSTR_SIZE];
+    struct spoke_record **recs = malloc(inst->batch_max * sizeof(*recs));
+    if (!recs) {
+        fail(inst, "start", SPOKE_ERR_NOMEM, "cannot allocate the batch buffer");
+        return -1;
+    }
+    int64_t next_tick = d->tick ? mono_ms() : -1;
+    int64_t snap_every = inst->snapshot_interval_ms;
+    inst->next_snapshot_ms = d->snapshot ? mono_ms() + snap_every : -1;
+    int rc = 0;
+    while (!inst->stop_req) {
+        if (handle_pause(inst))
+            continue;
+        int64_t now = mono_ms();
+        if (next_tick >= 0 && now >= next_tick && !inst->draining) {
+            int64_t nt = -1;
+            err[0] = '\0';
+            int trc = d->tick(inst->st, wall_ms(), &nt, err, sizeof(err));
+            inst_flush_staging(inst);
+            if (trc < 0) {
+                fail(inst, "tick", trc, err);
+                rc = -1;
+                break;
+            }
+            next_tick = nt >= 0 ? now + nt : -1;
+        }
+        if (inst->next_snapshot_ms >= 0 &&
+            (now >= inst->next_snapshot_ms || (inst->rt->stopping && inst->nabsorbed))) {
+            if (inst->nabsorbed)
+                take_snapshot(inst);
+            inst->next_snapshot_ms = now + snap_every;
+        }
+        int64_t deadline = -1;
+        if (next_tick >= 0 && !inst->draining)
+            deadline = next_tick;
+        if (inst->next_snapshot_ms >= 0 && (deadline < 0 || inst->next_snapshot_ms < deadline))
+            deadline = inst->next_snapshot_ms;
+        size_t n = 0;
+        int prc = rqueue_pop(inst->inq, recs, inst->batch_max, &n, deadline);
+        if (prc == RQ_CLOSED)
+            break;
+        if (prc != RQ_OK)
+            continue;
+        atomic_fetch_add(&inst->records_in, (long long)n);
+        int brc = inst->kind == SPOKE_KIND_SINK ? sink_batch(inst, recs, n)
+                                                : transform_batch(inst, recs, n);
+        rqueue_done(inst->inq);
+        if (brc < 0) {
+            rc = -1;
+            break;
+        }
+    }
+    if (rc == 0 && d->snapshot && inst->nabsorbed)
+        take_snapshot(inst);
+    free(recs);
+    return rc;
+}
+
+static void *inst_thread(void *arg)
+{
+    struct spoke_instance *inst = arg;
+    const struct spoke_plugin *d = inst->plugin;
+    char err[SPOKE_ERRSTR_SIZE] = "";
+    int rc = d->init(&api_table, inst, inst->pcfg, &inst->st, err, sizeof(err));
+    if (rc != SPOKE_OK) {
+        inst->st = NULL;
+        fail(inst, "init", rc, err);
+        return NULL;
+    }
+    if (d->restore && (rc = restore_snapshot(inst, err, sizeof(err))) != SPOKE_OK) {
+        fail(inst, "restore", rc, err);
+        goto out;
+    }
+    if (d->start && (rc = d->start(inst->st, err, sizeof(err))) != SPOKE_OK) {
+        fail(inst, "start", rc, err);
+        goto out;
+    }
+    set_state(inst, CONN_RUNNING, NULL);
+    LOG_I(inst->name, "running (%s %s %s)", registry_kind_name(inst->kind), inst->plugin->name,
+          d->version);
+    int lrc = inst->kind == SPOKE_KIND_SOURCE ? source_loop(inst) : consumer_loop(inst);
+    if (inst->kind == SPOKE_KIND_SOURCE)
+        source_finish(inst);
+    if (d->stop)
+        d->stop(inst->st);
+    if (lrc == 0 && inst->state != CONN_FAILED)
+        set_state(inst, CONN_STOPPED, NULL);
+out:
+    /* Anything a failing callback staged still goes out. */
+    inst_flush_staging(inst);
+    if (inst->nabsorbed) {
+        /* Not covered by a durable snapshot: never acknowledge them. */
+        for (size_t i = 0; i < inst->nabsorbed; i++)
+            origin_done(inst->absorbed[i], 0);
+        inst->nabsorbed = 0;
+    }
+    d->destroy(inst->st);
+    inst->st = NULL;
+    return NULL;
+}
+
+static void inst_free(struct spoke_instance *inst)
+{
+    if (!inst)
+        return;
+    if (inst->inq)
+        router_unsubscribe(inst->rt->router, inst->inq);
+    tracker_release(inst->tracker);
+    cfgval_free(inst->hcfg);
+    cfgval_free(inst->pcfg);
+    free(inst->fingerprint);
+    free(inst->in_topics);
+    free(inst->absorbed);
+    free(inst->metrics);
+    free(inst->name);
+    pthread_mutex_destroy(&inst->lock);
+    pthread_cond_destroy(&inst->cond);
+    free(inst);
+}
+
+/* Builds an instance from a spec; takes the spec's configs. */
+static struct spoke_instance *inst_new(struct runtime *rt, struct conn_spec *spec)
+{
+    struct spoke_instance *inst = calloc(1, sizeof(*inst));
+    if (!inst)
+        return NULL;
+    inst->rt = rt;
+    pthread_mutex_init(&inst->lock, NULL);
+    cond_init_mono(&inst->cond);
+    inst->name = strdup(spec->name);
+    inst->plugin = spec->plugin;
+    inst->kind = spec->plugin->kind;
+    inst->hcfg = spec->hcfg;
+    inst->pcfg = spec->pcfg;
+    inst->fingerprint = spec->fingerprint;
+    spec->hcfg = spec->pcfg = NULL;
+    spec->fingerprint = NULL;
+    const char *t = cfgval_string(inst->hcfg, "topic");
+    inst->out_topic = t ? intern_str(t) : NULL;
+    t = cfgval_string(inst->hcfg, "errors.deadletterqueue.topic.name");
+    inst->dlq_topic = t ? intern_str(t) : NULL;
+    const char *const *topics = NULL;
+    inst->nin = cfgval_list(inst->hcfg, "topics", &topics);
+    inst->in_topics = calloc(inst->nin + 1, sizeof(*inst->in_topics));
+    for (size_t i = 0; inst->in_topics && i < inst->nin; i++)
+        inst->in_topics[i] = intern_str(topics[i]);
+    inst->in_regex = cfgval_string(inst->hcfg, "topics.regex");
+    inst->tolerance_all = strcmp(cfgval_string(inst->hcfg, "errors.tolerance"), "all") == 0;
+    inst->errors_log = cfgval_bool(inst->hcfg, "errors.log.enable");
+    inst->retry_timeout_ms = cfgval_int(inst->hcfg, "errors.retry.timeout");
+    inst->retry_delay_max_ms = cfgval_int(inst->hcfg, "errors.retry.delay.max.ms");
+    inst->batch_max = (size_t)cfgval_int(inst->hcfg, "batch.max");
+    inst->queue_cap = (size_t)cfgval_int(inst->hcfg, "queue.capacity");
+    inst->snapshot_interval_ms = cfgval_int(inst->hcfg, "snapshot.interval.ms");
+    if (!inst->name || !inst->in_topics) {
+        inst_free(inst);
+        return NULL;
+    }
+    return inst;
+}
+
+/* Same input subscription: a reconfigured connector keeps its queue. */
+static int same_inputs(const struct spoke_instance *a, const struct spoke_instance *b)
+{
+    if (a->kind == SPOKE_KIND_SOURCE || b->kind == SPOKE_KIND_SOURCE || a->nin != b->nin ||
+        a->queue_cap != b->queue_cap)
+        return 0;
+    if ((a->in_regex == NULL) != (b->in_regex == NULL) ||
+        (a->in_regex && strcmp(a->in_regex, b->in_regex) != 0))
+        return 0;
+    for (size_t i = 0; i < a->nin; i++)
+        if (a->in_topics[i] != b->in_topics[i])
+            return 0;
+    return 1;
+}
+
+/* Creates the tracker (sources) or input queue (consumers). Every connector
+ * is prepared before any thread starts, so no source can publish before a
+ * sink declared in the same file subscribes. */
+static int inst_prepare(struct spoke_instance *inst)
+{
+    char err[256];
+    if (inst->kind == SPOKE_KIND_SOURCE && !inst->tracker) {
+        inst->tracker = tracker_new(inst->name);
+        if (!inst->tracker) {
+            fail(inst, "start", SPOKE_ERR_NOMEM, "cannot allocate the delivery tracker");
+            return -1;
+        }
+    }
+    if (inst->kind != SPOKE_KIND_SOURCE && !inst->inq) {
+        inst->inq = router_subscribe(inst->rt->router, inst->name, inst->in_topics, inst->nin,
+                                     inst->in_regex, inst->queue_cap, err, sizeof(err));
+        if (!inst->inq) {
+            fail(inst, "subscribe", SPOKE_ERR_INVALID, err);
+            return -1;
+        }
+    }
+    if (inst->out_topic)
+        router_declare(inst->rt->router, inst->out_topic);
+    return 0;
+}
+
+static int inst_launch(struct spoke_instance *inst)
+{
+    if (inst->state == CONN_FAILED)
+        return -1; /* prepare failed */
+    inst->stop_req = inst->cancel = inst->draining = 0;
+    if (inst->inq) {
+        rqueue_reopen(inst->inq);
+        rqueue_set_discard(inst->inq, 0);
+    }
+    if (pthread_create(&inst->thread, NULL, inst_thread, inst) != 0) {
+        fail(inst, "start", SPOKE_ERR, "cannot create the task thread");
+        return -1;
+    }
+    inst->has_thread = 1;
+    return 0;
+}
+
+/* Asks a task to stop and joins it; forced (cancel) after deadline. */
+static void inst_join(struct spoke_instance *inst, int64_t deadline_ms)
+{
+    if (!inst->has_thread)
+        return;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t left = deadline_ms - mono_ms();
+    if (left < 0)
+        left = 0;
+    ts.tv_sec += left / 1000;
+    ts.tv_nsec += (left % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    if (pthread_timedjoin_np(inst->thread, NULL, &ts) != 0) {
+        LOG_W(inst->name, "did not stop in time; abandoning its in-flight records");
+        inst->cancel = 1;
+        router_interrupt(inst->rt->router);
+        pthread_join(inst->thread, NULL);
+    }
+    inst->has_thread = 0;
+}
+
+static void inst_request_stop(struct spoke_instance *inst)
+{
+    pthread_mutex_lock(&inst->lock);
+    inst->stop_req = 1;
+    pthread_cond_broadcast(&inst->cond);
+    pthread_mutex_unlock(&inst->lock);
+    if (inst->inq)
+        rqueue_wake(inst->inq);
+}
+
+/* ------------------------------------------------------------------------ */
+/* status and housekeeping                                                   */
+/* ------------------------------------------------------------------------ */
+
+static void topic_json(void *ctx, const struct router_topic_stats *s)
+{
+    json_t *o = json_pack("{s:I,s:I,s:I,s:I}", "records", (json_int_t)s->records, "unrouted",
+                          (json_int_t)s->unrouted, "subscribers", (json_int_t)s->subscribers,
+                          "depth", (json_int_t)s->depth);
+    if (o)
+        json_object_set_new(ctx, s->name, o);
+}
+
+static json_t *inst_json(struct spoke_instance *inst)
+{
+    json_t *m = json_object();
+    json_object_set_new(m, "records_in", json_integer(atomic_load(&inst->records_in)));
+    json_object_set_new(m, "records_out", json_integer(atomic_load(&inst->records_out)));
+    json_object_set_new(m, "errors", json_integer(atomic_load(&inst->errors)));
+    json_object_set_new(m, "dead_lettered", json_integer(atomic_load(&inst->dead_lettered)));
+    json_object_set_new(m, "retries", json_integer(atomic_load(&inst->retries)));
+    if (inst->inq) {
+        json_object_set_new(m, "queue_depth", json_integer((json_int_t)rqueue_depth(inst->inq)));
+        json_object_set_new(m, "queue_capacity",
+                            json_integer((json_int_t)rqueue_capacity(inst->inq)));
+        json_object_set_new(m, "discarded", json_integer(rqueue_discarded(inst->inq)));
+    }
+    if (inst->tracker)
+        json_object_set_new(m, "inflight",
+                            json_integer((json_int_t)tracker_inflight(inst->tracker)));
+    if (inst->kind == SPOKE_KIND_SOURCE)
+        json_object_set_new(m, "last_poll_ms", json_integer(atomic_load(&inst->last_poll_ms)));
+    pthread_mutex_lock(&inst->lock);
+    json_t *plugin = json_object();
+    for (size_t i = 0; i < inst->nmetrics; i++)
+        json_object_set_new(plugin, inst->metrics[i].name, json_integer(inst->metrics[i].value));
+    json_object_set_new(m, "plugin", plugin);
+    json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:o}", "plugin", inst->plugin->name, "type",
+                          registry_kind_name(inst->kind), "state", state_name(inst->state),
+                          "worker_id", inst->rt->ws.listeners, "retrying", inst->retrying,
+                          "metrics", m);
+    if (o)
+        json_object_set_new(o, "trace", inst->trace[0] ? json_string(inst->trace) : json_null());
+    pthread_mutex_unlock(&inst->lock);
+    return o;
+}
+
+static void write_status(struct runtime *rt)
+{
+    json_t *conns = json_object(), *topics = json_object();
+    pthread_mutex_lock(&rt->lock);
+    for (size_t i = 0; i < rt->nconns; i++) {
+        json_t *o = inst_json(rt->conns[i]);
+        if (o)
+            json_object_set_new(conns, rt->conns[i]->name, o);
+    }
+    pthread_mutex_unlock(&rt->lock);
+    router_topics(rt->router, topic_json, topics);
+    json_t *root = json_pack("{s:s,s:s,s:I,s:I,s:o,s:o}", "version", SPOKE_VERSION, "worker_id",
+                             rt->ws.listeners, "pid", (json_int_t)getpid(), "uptime_ms",
+                             (json_int_t)(mono_ms() - rt->started_ms), "connectors", conns,
+                             "topics", topics);
+    char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
+    char err[256];
+    if (!text || atomic_write_file(rt->status_path, text, strlen(text), err, sizeof(err)) != 0)
+        LOG_W(NULL, "cannot write %s: %s", rt->status_path, text ? err : "out of memory");
+    free(text);
+    json_decref(root);
+}
+
+static void commit_offsets(struct runtime *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    for (size_t i = 0; i < rt->nconns; i++)
+        if (rt->conns[i]->tracker)
+            tracker_committed(rt->conns[i]->tracker, store_commit, rt->conns[i]);
+    pthread_mutex_unlock(&rt->lock);
+    char err[256];
+    if (offsets_flush(rt->offsets, err, sizeof(err)) != 0)
+        LOG_E(NULL, "cannot write offsets: %s", err);
+}
+
+static void *hk_thread(void *arg)
+{
+    struct runtime *rt = arg;
+    int64_t next_offsets = mono_ms() + rt->ws.offset_flush_ms;
+    int64_t next_status = mono_ms();
+    pthread_mutex_lock(&rt->hk_lock);
+    while (!rt->hk_stop) {
+        int64_t due = next_offsets < next_status ? next_offsets : next_status;
+        if (!rt->hk_kick && mono_ms() < due) {
+            struct timespec ts;
+            deadline_ts(&ts, due);
+            pthread_cond_timedwait(&rt->hk_cond, &rt->hk_lock, &ts);
+            continue;
+        }
+        int kicked = rt->hk_kick;
+        rt->hk_kick = 0;
+        pthread_mutex_unlock(&rt->hk_lock);
+        int64_t now = mono_ms();
+        if (now >= next_offsets) {
+            commit_offsets(rt);
+            next_offsets = now + rt->ws.offset_flush_ms;
+        }
+        if (kicked || now >= next_status) {
+            write_status(rt);
+            next_status = now + rt->ws.status_interval_ms;
+        }
+        pthread_mutex_lock(&rt->hk_lock);
+    }
+    pthread_mutex_unlock(&rt->hk_lock);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* start, reload, shutdown                                                   */
+/* ------------------------------------------------------------------------ */
+
+static int add_conn(struct runtime *rt, struct spoke_instance *inst)
+{
+    pthread_mutex_lock(&rt->lock);
+    struct spoke_instance **c = realloc(rt->conns, (rt->nconns + 1) * sizeof(*c));
+    if (c) {
+        rt->conns = c;
+        rt->conns[rt->nconns++] = inst;
+    }
+    pthread_mutex_unlock(&rt->lock);
+    return c ? 0 : -1;
+}
+
+static void declare_topics(struct runtime *rt, const struct cfg_file *f)
+{
+    for (size_t i = 0; i < f->ntopics; i++) {
+        const char *t = intern_str(f->topics[i].name);
+        if (t)
+            router_declare(rt->router, t);
+    }
+}
+
+struct runtime *runtime_start(const struct runtime_opts *opts, struct buf *errs)
+{
+    char err[512];
+    struct cfg_file *f = NULL;
+    struct conn_spec *specs = NULL;
+    struct runtime *rt = calloc(1, sizeof(*rt));
+    if (!rt) {
+        buf_puts(errs, "out of memory\n");
+        return NULL;
+    }
+    rt->started_ms = mono_ms();
+    rt->opts = *opts;
+    rt->config_path = strdup(opts->config_path);
+    pthread_mutex_init(&rt->lock, NULL);
+    pthread_mutex_init(&rt->hk_lock, NULL);
+    cond_init_mono(&rt->hk_cond);
+    rt->reg = registry_new();
+    rt->router = router_new();
+    if (!rt->config_path || !rt->reg || !rt->router) {
+        buf_puts(errs, "out of memory\n");
+        goto fail;
+    }
+    if (yamlcfg_load(opts->config_path, &f, err, sizeof(err)) != 0) {
+        buf_printf(errs, "%s\n", err);
+        goto fail;
+    }
+    if (check_all(f, opts, rt->reg, &rt->ws, &specs, errs) != 0)
+        goto fail;
+    log_set_level(rt->ws.log_level);
+    snprintf(rt->snap_dir, sizeof(rt->snap_dir), "%s/snapshots", rt->ws.state_dir);
+    snprintf(rt->offsets_path, sizeof(rt->offsets_path), "%s/offsets.json", rt->ws.state_dir);
+    snprintf(rt->status_path, sizeof(rt->status_path), "%s/status.json", rt->ws.state_dir);
+    if (mkdir_p(rt->snap_dir, err, sizeof(err)) != 0) {
+        buf_printf(errs, "state.dir: %s\n", err);
+        goto fail;
+    }
+    rt->offsets = offsets_open(rt->offsets_path, err, sizeof(err));
+    if (!rt->offsets) {
+        buf_printf(errs, "%s\n", err);
+        goto fail;
+    }
+    declare_topics(rt, f);
+    for (size_t i = 0; i < f->nconnectors; i++) {
+        struct spoke_instance *inst = inst_new(rt, &specs[i]);
+        if (!inst || add_conn(rt, inst) != 0) {
+            inst_free(inst);
+            buf_puts(errs, "out of memory\n");
+            goto fail_running;
+        }
+    }
+    if (pthread_create(&rt->hk_thread, NULL, hk_thread, rt) != 0) {
+        buf_puts(errs, "cannot create the housekeeping thread\n");
+        goto fail_running;
+    }
+    for (size_t i = 0; i < rt->nconns; i++)
+        inst_prepare(rt->conns[i]);
+    for (size_t i = 0; i < rt->nconns; i++)
+        inst_launch(rt->conns[i]);
+    LOG_I(NULL, "spoke %s started: %zu connectors from %s, %zu plugins, state in %s",
+          SPOKE_VERSION, rt->nconns, opts->config_path, rt->reg->nplugins, rt->ws.state_dir);
+    for (size_t i = 0; i < f->nconnectors; i++)
+        spec_clear(&specs[i]);
+    free(specs);
+    yamlcfg_free(f);
+    return rt;
+
+fail_running:
+    for (size_t i = 0; i < rt->nconns; i++)
+        inst_free(rt->conns[i]);
+    rt->nconns = 0;
+fail:
+    if (specs)
+        for (size_t i = 0; i < f->nconnectors; i++)
+            spec_clear(&specs[i]);
+    free(specs);
+    yamlcfg_free(f);
+    offsets_close(rt->offsets);
+    router_free(rt->router);
+    registry_free(rt->reg);
+    worker_settings_free(&rt->ws);
+    free(rt->conns);
+    free(rt->config_path);
+    free(rt);
+    return NULL;
+}
+
+int runtime_reload(struct runtime *rt)
+{
+    char err[512];
+    struct cfg_file *f = NULL;
+    struct conn_spec *specs = NULL;
+    struct worker_settings ws;
+    struct buf errs = BUF_INIT;
+    LOG_I(NULL, "reloading %s", rt->config_path);
+    if (yamlcfg_load(rt->config_path, &f, err, sizeof(err)) != 0) {
+        LOG_E(NULL, "reload refused, running config unchanged: %s", err);
+        return -1;
+    }
+    if (check_all(f, &rt->opts, rt->reg, &ws, &specs, &errs) != 0) {
+        LOG_E(NULL, "reload refused, running config unchanged:\n%s", errs.p ? errs.p : "");
+        buf_free(&errs);
+        yamlcfg_free(f);
+        return -1;
+    }
+    buf_free(&errs);
+    if (ws.log_level != rt->ws.log_level) {
+        log_set_level(ws.log_level);
+        rt->ws.log_level = ws.log_level;
+    }
+    if (strcmp(ws.state_dir, rt->ws.state_dir) != 0 || ws.npath != rt->ws.npath)
+        LOG_W(NULL, "worker settings other than log.level apply at the next start");
+    worker_settings_free(&ws);
+    declare_topics(rt, f);
+
+    int64_t deadline = mono_ms() + rt->ws.shutdown_timeout_ms;
+    size_t stopped = 0, started = 0, kept = 0;
+    /* Removed and changed connectors stop first. */
+    pthread_mutex_lock(&rt->lock);
+    struct spoke_instance **old = rt->conns;
+    size_t nold = rt->nconns;
+    rt->conns = NULL;
+    rt->nconns = 0;
+    pthread_mutex_unlock(&rt->lock);
+    struct spoke_instance **fresh = calloc(f->nconnectors + 1, sizeof(*fresh));
+    for (size_t i = 0; i < nold; i++) {
+        struct spoke_instance *o = old[i];
+        struct conn_spec *s = NULL;
+        for (size_t j = 0; j < f->nconnectors; j++)
+            if (strcmp(specs[j].name, o->name) == 0)
+                s = &specs[j];
+        if (s && strcmp(s->fingerprint, o->fingerprint) == 0 && fresh) {
+            add_conn(rt, o);
+            kept++;
+            s->name = NULL; /* taken care of */
+            continue;
+        }
+        inst_request_stop(o);
+        inst_join(o, deadline);
+        stopped++;
+        if (s && fresh) {
+            struct spoke_instance *n = inst_new(rt, s);
+            if (n && same_inputs(o, n)) {
+                n->inq = o->inq; /* keep what is queued for it */
+                o->inq = NULL;
+            }
+            s->name = NULL;
+            for (size_t j = 0; j < f->nconnectors; j++)
+                if (!fresh[j]) {
+                    fresh[j] = n;
+                    break;
+                }
+        }
+        LOG_I(o->name, s ? "config changed: restarting" : "removed from the config: stopped");
+        inst_free(o);
+    }
+    free(old);
+    for (size_t j = 0; j < f->nconnectors; j++) {
+        if (!specs[j].name)
+            continue;
+        struct spoke_instance *n = inst_new(rt, &specs[j]);
+        for (size_t k = 0; fresh && k < f->nconnectors; k++)
+            if (!fresh[k]) {
+                fresh[k] = n;
+                break;
+            }
+    }
+    for (size_t k = 0; fresh && k < f->nconnectors; k++) {
+        if (!fresh[k])
+            continue;
+        add_conn(rt, fresh[k]);
+        inst_prepare(fresh[k]);
+    }
+    for (size_t k = 0; fresh && k < f->nconnectors; k++) {
+        if (!fresh[k])
+            continue;
+        inst_launch(fresh[k]);
+        started++;
+    }
+    free(fresh);
+    for (size_t i = 0; i < f->nconnectors; i++)
+        spec_clear(&specs[i]);
+    free(specs);
+    yamlcfg_free(f);
+    LOG_I(NULL, "reloaded: %zu unchanged, %zu stopped, %zu started", kept, stopped, started);
+    hk_kick(rt);
+    return 0;
+}
+
+void runtime_shutdown(struct runtime *rt)
+{
+    if (!rt)
+        return;
+    int64_t deadline = mono_ms() + rt->ws.shutdown_timeout_ms;
+    rt->stopping = 1;
+    LOG_I(NULL, "shutting down: stopping sources, draining in-flight records (timeout %lld ms)",
+          rt->ws.shutdown_timeout_ms);
+    /* 1. Sources stop producing; each waits for its records to be delivered. */
+    for (size_t i = 0; i < rt->nconns; i++)
+        if (rt->conns[i]->kind == SPOKE_KIND_SOURCE)
+            inst_request_stop(rt->conns[i]);
+    for (size_t i = 0; i < rt->nconns; i++)
+        if (rt->conns[i]->kind == SPOKE_KIND_SOURCE)
+            inst_join(rt->conns[i], deadline);
+    /* 2. Everything still queued flows through to the sinks. */
+    if (!router_wait_quiet(rt->router, deadline)) {
+        LOG_W(NULL, "shutdown timeout: %lld records or batches still in flight are abandoned "
+              "and will be replayed from committed offsets", (long long)router_active(rt->router));
+        router_abort(rt->router);
+    }
+    /* 3. Consumers see closed queues, flush, snapshot and stop. */
+    for (size_t i = 0; i < rt->nconns; i++) {
+        struct spoke_instance *inst = rt->conns[i];
+        if (inst->kind != SPOKE_KIND_SOURCE) {
+            inst->draining = 1;
+            if (inst->inq)
+                rqueue_close(inst->inq);
+            pthread_mutex_lock(&inst->lock);
+            pthread_cond_broadcast(&inst->cond);
+            pthread_mutex_unlock(&inst->lock);
+        }
+    }
+    for (size_t i = 0; i < rt->nconns; i++)
+        inst_join(rt->conns[i], deadline + 1000);
+    /* 4. Final offsets and status. */
+    pthread_mutex_lock(&rt->hk_lock);
+    rt->hk_stop = 1;
+    pthread_cond_signal(&rt->hk_cond);
+    pthread_mutex_unlock(&rt->hk_lock);
+    pthread_join(rt->hk_thread, NULL);
+    commit_offsets(rt);
+    write_status(rt);
+    for (size_t i = 0; i < rt->nconns; i++)
+        inst_free(rt->conns[i]);
+    free(rt->conns);
+    router_free(rt->router);
+    offsets_close(rt->offsets);
+    registry_free(rt->reg);
+    worker_settings_free(&rt->ws);
+    free(rt->config_path);
+    pthread_mutex_destroy(&rt->lock);
+    pthread_mutex_destroy(&rt->hk_lock);
+    pthread_cond_destroy(&rt->hk_cond);
+    LOG_I(NULL, "stopped");
+    free(rt);
+}
