@@ -1,0 +1,197 @@
+"""it-failures: a failing connector fails alone; error tolerance and the
+dead-letter topic; transient failures retry; a plugin that fails init."""
+import os
+
+from spoketest import Spoke, count_lines, main, wait_for
+
+N = 5000
+
+
+def make_input(path, n):
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write('{"seq":%d}\n' % i)
+
+
+def test_failing_sink_fails_alone_others_keep_flowing():
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        out = os.path.join(sp.tmp, "out.ndjson")
+        make_input(inp, N)
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: %s
+  - name: echo
+    connector.class: echo_transform
+    topics: raw
+    topic: echoed
+  - name: bad
+    connector.class: failing_sink
+    topics: echoed
+    fail.after: 10
+  - name: good
+    connector.class: file_sink
+    topics: echoed
+    file: %s
+""" % (inp, out))
+        sp.start()
+        st = sp.wait_state("bad", "FAILED")
+        assert "configured to fail after 10 records" in (st.get("trace") or ""), st
+        assert "put failed" in st["trace"], st
+        wait_for(lambda: count_lines(out) == N, 60, "the healthy sink receives everything")
+        assert sp.connector("good")["state"] == "RUNNING"
+        assert sp.connector("src")["state"] == "RUNNING"
+        wait_for(lambda: sp.connector("echo").get("metrics", {}).get("records_out") == N, 10,
+                 "echo's records_out to reach N")
+        assert sp.alive()
+        assert "[bad] put failed" in sp.log()
+
+
+def test_tolerance_all_sends_failures_to_dead_letter_topic():
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        dlq = os.path.join(sp.tmp, "dlq.ndjson")
+        make_input(inp, N)
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: %s
+  - name: bad
+    connector.class: failing_sink
+    topics: raw
+    fail.after: 100
+    errors.tolerance: all
+    errors.deadletterqueue.topic.name: raw.dlq
+  - name: dlq
+    connector.class: file_sink
+    topics: raw.dlq
+    file: %s
+""" % (inp, dlq))
+        sp.start()
+        wait_for(lambda: count_lines(dlq) == N - 100, 60, "failed records on the dead-letter topic")
+        wait_for(lambda: sp.connector("bad").get("metrics", {}).get("dead_lettered") == N - 100,
+                 10, "dead_lettered == N - 100 in status")
+        st = sp.connector("bad")
+        assert st["state"] == "RUNNING", st
+        assert st["metrics"]["errors"] == N - 100, st
+        # Dead-lettered records are delivered downstream: offsets reach the end.
+        size = os.path.getsize(inp)
+        wait_for(lambda: sp.offsets().get("src", {}).get(inp) == size, 30, "offsets committed")
+    with open(dlq) as f:
+        assert [l.strip() for l in f] == ['{"seq":%d}' % i for i in range(100, N)]
+
+
+def test_transient_failures_retry_then_fail_after_timeout():
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        make_input(inp, 50)
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: %s
+  - name: flaky
+    connector.class: failing_sink
+    topics: raw
+    fail.after: 5
+    fail.mode: retry
+    errors.retry.timeout: 1500
+    errors.retry.delay.max.ms: 200
+""" % inp)
+        sp.start()
+        wait_for(lambda: sp.connector("flaky").get("retrying"), 20, "retrying shown in status")
+        assert "retrying put" in sp.connector("flaky")["trace"]
+        st = sp.wait_state("flaky", "FAILED", 20)
+        assert st["metrics"]["retries"] >= 2, st
+        # Not committed past what the failed sink never delivered.
+        offs = sp.offsets().get("src", {}).get(inp, 0)
+        assert offs < os.path.getsize(inp), offs
+
+
+def test_init_failure_reported_host_keeps_running():
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        out = os.path.join(sp.tmp, "out.ndjson")
+        make_input(inp, 10)
+        sp.write_config("""
+connectors:
+  - name: missing
+    connector.class: file_source
+    topic: a
+    file: %s/does-not-exist.ndjson
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: %s
+  - name: dst
+    connector.class: file_sink
+    topics: raw
+    file: %s
+""" % (sp.tmp, inp, out))
+        sp.start()
+        st = sp.wait_state("missing", "FAILED")
+        assert "does-not-exist.ndjson" in st["trace"], st
+        wait_for(lambda: count_lines(out) == 10, 20, "the other pipeline flows")
+
+
+def test_unrouted_topic_counted_and_warned_once():
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        make_input(inp, 1000)
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: nobody-reads-this
+    file: %s
+""" % inp)
+        sp.start()
+        wait_for(lambda: sp.status().get("topics", {}).get("nobody-reads-this", {}).get("unrouted") == 1000,
+                 20, "1000 unrouted records counted")
+        assert sp.log().count("topic 'nobody-reads-this' has no subscribers") == 1
+        size = os.path.getsize(inp)
+        wait_for(lambda: sp.offsets().get("src", {}).get(inp) == size, 20, "unrouted records committed")
+
+
+def test_backpressure_blocks_without_loss():
+    """A paused-by-retry sink with a tiny queue: the source blocks, nothing is dropped."""
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        out = os.path.join(sp.tmp, "out.ndjson")
+        make_input(inp, 20000)
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: %s
+    read.batch.lines: 100
+  - name: dst
+    connector.class: file_sink
+    topics: raw
+    file: %s
+    queue.capacity: 8
+    batch.max: 4
+""" % (inp, out))
+        sp.start()
+        seen_depth = 0
+
+        def done():
+            nonlocal seen_depth
+            c = sp.connector("dst").get("metrics", {})
+            seen_depth = max(seen_depth, c.get("queue_depth", 0))
+            return count_lines(out) == 20000
+        wait_for(done, 120, "all records through an 8-record queue")
+        assert seen_depth <= 8, seen_depth
+        with open(out) as f:
+            assert [l.strip() for l in f] == ['{"seq":%d}' % i for i in range(20000)]
+
+
+if __name__ == "__main__":
+    main(globals())

@@ -1,0 +1,242 @@
+"""spoketest - drive build/spoke from integration tests.
+
+Waiting is always polling a condition against a deadline (wait_for), never a
+fixed sleep. Every run checks the host's exit code and fails on any
+AddressSanitizer / UndefinedBehaviorSanitizer / LeakSanitizer report.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+SOURCE_DIR = os.environ.get("SPOKE_SOURCE_DIR",
+                            os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+BUILD_DIR = os.environ.get("SPOKE_BUILD_DIR", os.path.join(SOURCE_DIR, "build"))
+BIN = os.environ.get("SPOKE_BIN", os.path.join(BUILD_DIR, "spoke"))
+PLUGIN_DIR = os.environ.get("SPOKE_PLUGIN_DIR", os.path.join(BUILD_DIR, "plugins"))
+TEST_PLUGIN_DIR = os.environ.get("SPOKE_TEST_PLUGIN_DIR", os.path.join(BUILD_DIR, "tests", "plugins"))
+SHARED_DATA = os.path.abspath(os.path.join(SOURCE_DIR, "..", "shared", "data"))
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
+                     "SUMMARY: UndefinedBehaviorSanitizer", "SUMMARY: AddressSanitizer")
+
+
+def env():
+    e = dict(os.environ)
+    e.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0:exitcode=86")
+    e.setdefault("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1:exitcode=87")
+    return e
+
+
+class Skip(Exception):
+    """Raised by a test that cannot run here (e.g. ../shared/data absent)."""
+
+
+def wait_for(pred, timeout=30.0, what="condition", interval=0.01):
+    """Polls pred() until it returns a truthy value (returned) or the deadline passes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def check_sanitizers(text, what):
+    for m in SANITIZER_MARKERS:
+        if m in text:
+            raise AssertionError("%s: sanitizer report:\n%s" % (what, text[-6000:]))
+
+
+def run_spoke(*args, cwd=None, timeout=60):
+    """Runs a one-shot spoke command; returns CompletedProcess (text)."""
+    p = subprocess.run([BIN] + [str(a) for a in args], capture_output=True, text=True,
+                       cwd=cwd, env=env(), timeout=timeout)
+    check_sanitizers(p.stderr, "spoke " + " ".join(map(str, args)))
+    return p
+
+
+def yaml_scalar(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(json.dumps(str(x)) for x in v) + "]"
+    return json.dumps(str(v))
+
+
+def count_lines(path):
+    try:
+        with open(path, "rb") as f:
+            return sum(1 for _ in f)
+    except FileNotFoundError:
+        return 0
+
+
+class Spoke:
+    """A spoke process on a temp dir: `with Spoke(yaml) as sp: ...`."""
+
+    def __init__(self, connectors_yaml, tmp=None, extra_worker=None, start=True, args=()):
+        self.tmp = tmp or tempfile.mkdtemp(prefix="spoke-it-")
+        self.state_dir = os.path.join(self.tmp, "state")
+        self.config = os.path.join(self.tmp, "connectors.yaml")
+        self.args = list(args)
+        self.proc = None
+        self.runs = 0
+        worker = {
+            "plugin.path": [PLUGIN_DIR, TEST_PLUGIN_DIR],
+            "state.dir": self.state_dir,
+            "log.level": "info",
+            "status.interval.ms": 100,
+            "offset.flush.interval.ms": 100,
+        }
+        worker.update(extra_worker or {})
+        self.worker = worker
+        self.write_config(connectors_yaml)
+        if start:
+            self.start()
+
+    def write_config(self, connectors_yaml):
+        lines = ["worker:"] + ["  %s: %s" % (k, yaml_scalar(v)) for k, v in self.worker.items()]
+        text = "\n".join(lines) + "\n" + connectors_yaml.strip("\n") + "\n"
+        tmp = self.config + ".new"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.replace(tmp, self.config)
+
+    def start(self):
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.runs += 1
+        self.stdout_path = os.path.join(self.tmp, "stdout.%d" % self.runs)
+        self.stderr_path = os.path.join(self.tmp, "stderr.%d" % self.runs)
+        # A fresh status file per run, so waits never see the previous run's.
+        try:
+            os.unlink(os.path.join(self.state_dir, "status.json"))
+        except FileNotFoundError:
+            pass
+        self._out = open(self.stdout_path, "wb")
+        self._err = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen([BIN, "run", "-c", self.config] + self.args,
+                                     stdout=self._out, stderr=self._err, cwd=self.tmp, env=env())
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, et, ev, tb):
+        if self.proc and self.proc.poll() is None:
+            if et is None:
+                rc = self.stop()
+                assert rc == 0, "spoke exited with %d:\n%s" % (rc, self.log()[-4000:])
+            else:
+                self.kill()
+        if et is not None:
+            sys.stderr.write("---- spoke stderr (last run) ----\n%s\n" % self.log()[-4000:])
+        return False
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def status(self):
+        try:
+            with open(os.path.join(self.state_dir, "status.json")) as f:
+                return json.load(f)
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
+
+    def connector(self, name):
+        return self.status().get("connectors", {}).get(name, {})
+
+    def wait_state(self, name, state, timeout=20):
+        def ok():
+            if not self.alive():
+                raise AssertionError("spoke exited (%s) while waiting for %s to be %s:\n%s"
+                                     % (self.proc.returncode, name, state, self.log()[-3000:]))
+            return self.connector(name).get("state") == state
+        wait_for(ok, timeout, "connector %s to be %s (now %s)" % (name, state, self.connector(name).get("state")))
+        return self.connector(name)
+
+    def offsets(self):
+        try:
+            with open(os.path.join(self.state_dir, "offsets.json")) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def reload(self):
+        self.proc.send_signal(signal.SIGHUP)
+
+    def stop(self, timeout=60):
+        """SIGTERM, wait, check sanitizers; returns the exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("spoke did not stop within %ss:\n%s" % (timeout, self.log()[-3000:]))
+        self._close()
+        check_sanitizers(self.log(), "spoke run")
+        return rc
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+        self._close()
+
+    def _close(self):
+        for f in (self._out, self._err):
+            try:
+                f.close()
+            except Exception:
+                pass
+
+    def log(self):
+        try:
+            with open(self.stderr_path, errors="replace") as f:
+                return f.read()
+        except (AttributeError, FileNotFoundError):
+            return ""
+
+    def stdout_text(self):
+        try:
+            with open(self.stdout_path, errors="replace") as f:
+                return f.read()
+        except (AttributeError, FileNotFoundError):
+            return ""
+
+
+def main(ns):
+    """Runs every test_* function of a module; prints 'N passed, N failed'."""
+    if not os.path.exists(BIN):
+        print("spoke binary not found at %s (build first)" % BIN)
+        sys.exit(1)
+    tests = [(k, v) for k, v in ns.items() if k.startswith("test_") and callable(v)]
+    only = os.environ.get("SPOKE_TEST_ONLY")
+    passed = failed = skipped = 0
+    for name, fn in tests:
+        if only and only not in name:
+            continue
+        t0 = time.monotonic()
+        try:
+            fn()
+            passed += 1
+            print("PASS %s (%.2fs)" % (name, time.monotonic() - t0), flush=True)
+        except Skip as e:
+            skipped += 1
+            print("SKIP %s: %s" % (name, e), flush=True)
+        except Exception:
+            failed += 1
+            print("FAIL %s (%.2fs)" % (name, time.monotonic() - t0), flush=True)
+            traceback.print_exc()
+            sys.stdout.flush()
+    print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
+    sys.exit(1 if failed or passed == 0 and skipped == 0 else 0)
