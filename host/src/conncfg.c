@@ -22,8 +22,9 @@ const struct spoke_config_field conncfg_fields[] = {
       "Topic that receives records that failed, with error headers", .min = 1, .max = 249 },
     { "errors.log.enable", SPOKE_CFG_BOOL, "true", 0,
       "Log every record that takes the error path" },
-    { "errors.retry.timeout", SPOKE_CFG_LONG, "0", 0,
-      "How long (ms) to retry a SPOKE_RETRY before failing; 0 = no retries, -1 = forever",
+    { "errors.retry.timeout", SPOKE_CFG_LONG, "-1", 0,
+      "How long (ms) a transient failure (SPOKE_RETRY) is retried before it counts as an "
+      "error; -1 = forever (the status shows `retrying`), 0 = no retries",
       .min = -1, .max = 86400000 },
     { "errors.retry.delay.max.ms", SPOKE_CFG_LONG, "60000", 0,
       "Upper bound (ms) of the exponential backoff between retries", .min = 1, .max = 86400000 },
@@ -34,5 +35,33 @@ const struct spoke_config_field conncfg_fields[] = {
       .min = 1, .max = 1048576 },
     { "snapshot.interval.ms", SPOKE_CFG_LONG, "1000", 0,
       "Stateful transforms: how often state is snapshotted", .min = 10, .max = 86400000 },
+    { 0 }
+};
+
+static const char *const level_values[] = { "error", "warn", "info", "debug", "trace", NULL };
+static const char *const backend_values[] = { "memory", NULL };
+
+const struct spoke_config_field conncfg_worker_fields[] = {
+    { "plugin.path", SPOKE_CFG_LIST, "build/plugins", 0,
+      "Directories searched for plugin .so files", .max = 64 },
+    { "state.dir", SPOKE_CFG_STRING, "state", 0,
+      "Directory for offsets, snapshots and status.json", .min = 1, .max = 4000 },
+    { "log.level", SPOKE_CFG_STRING, "info", 0, "Log level", .allowed = level_values },
+    { "listeners", SPOKE_CFG_STRING, "http://127.0.0.1:8083", 0,
+      "Address of the REST control API", .min = 1, .max = 256 },
+    { "shutdown.timeout.ms", SPOKE_CFG_LONG, "10000", 0,
+      "How long a shutdown may drain before in-flight records are abandoned", .min = 100,
+      .max = 3600000 },
+    { "offset.flush.interval.ms", SPOKE_CFG_LONG, "1000", 0,
+      "How often committed source offsets are written to state.dir", .min = 10, .max = 3600000 },
+    { "status.interval.ms", SPOKE_CFG_LONG, "1000", 0,
+      "How often status.json is rewritten (and on every state change)", .min = 10,
+      .max = 3600000 },
+    { 0 }
+};
+
+const struct spoke_config_field conncfg_topic_fields[] = {
+    { "backend", SPOKE_CFG_STRING, "memory", 0,
+      "Where the topic lives: memory (bounded in-process queues)", .allowed = backend_values },
     { 0 }
 };

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "conncfg.h"
 #include "log.h"
 #include "registry.h"
 #include "runtime.h"
@@ -18,6 +19,7 @@ static void usage(FILE *fp)
             "usage: spoke [run]      [-c FILE] [--state-dir DIR] [--plugin-path DIR]... [--log-level L]\n"
             "       spoke validate   [-c FILE] [--plugin-path DIR]...\n"
             "       spoke plugins    [-c FILE] [--plugin-path DIR]... [--doc NAME]\n"
+            "       spoke config-doc worker|connector|topic\n"
             "       spoke version\n"
             "\n"
             "  run       start the connectors of FILE (default connectors.yaml); SIGTERM/SIGINT\n"
@@ -25,7 +27,9 @@ static void usage(FILE *fp)
             "  validate  check FILE completely (worker, topics, every connector against its\n"
             "            plugin's config table); exit 0 when valid, 1 with every error\n"
             "  plugins   list the plugins found in plugin.path and the files refused, with why;\n"
-            "            --doc NAME prints NAME's config keys as a Markdown table\n");
+            "            --doc NAME prints NAME's config keys as a Markdown table\n"
+            "  config-doc  the host's own keys (worker section, every connector, topics) as a\n"
+            "            Markdown table\n");
 }
 
 static const char *type_name(enum spoke_cfg_type t)
@@ -114,6 +118,8 @@ static int parse_args(int argc, char **argv, struct cli *cli)
     }
     if (optind < argc)
         cli->cmd = argv[optind++];
+    if (optind < argc && strcmp(cli->cmd, "config-doc") == 0)
+        cli->doc = argv[optind++];
     if (optind < argc) {
         fprintf(stderr, "spoke: unexpected argument '%s'\n", argv[optind]);
         usage(stderr);
@@ -245,6 +251,20 @@ int main(int argc, char **argv)
         return cmd_validate(&cli);
     if (strcmp(cli.cmd, "plugins") == 0)
         return cmd_plugins(&cli);
+    if (strcmp(cli.cmd, "config-doc") == 0) {
+        const char *what = cli.doc ? cli.doc : "";
+        if (strcmp(what, "worker") == 0)
+            print_doc(conncfg_worker_fields);
+        else if (strcmp(what, "connector") == 0)
+            print_doc(conncfg_fields);
+        else if (strcmp(what, "topic") == 0)
+            print_doc(conncfg_topic_fields);
+        else {
+            fprintf(stderr, "spoke: config-doc takes worker, connector or topic\n");
+            return 2;
+        }
+        return 0;
+    }
     if (strcmp(cli.cmd, "version") == 0) {
         printf("spoke %s (plugin ABI %u)\n", SPOKE_VERSION, SPOKE_ABI_VERSION);
         return 0;

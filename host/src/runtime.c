@@ -119,34 +119,6 @@ static void hk_kick(struct runtime *rt)
 /* validation                                                                */
 /* ------------------------------------------------------------------------ */
 
-static const char *const level_values[] = { "error", "warn", "info", "debug", "trace", NULL };
-static const char *const backend_values[] = { "memory", NULL };
-
-static const struct spoke_config_field worker_fields[] = {
-    { "plugin.path", SPOKE_CFG_LIST, "build/plugins", 0,
-      "Directories searched for plugin .so files", .max = 64 },
-    { "state.dir", SPOKE_CFG_STRING, "state", 0,
-      "Directory for offsets, snapshots and status.json", .min = 1, .max = 4000 },
-    { "log.level", SPOKE_CFG_STRING, "info", 0, "Log level", .allowed = level_values },
-    { "listeners", SPOKE_CFG_STRING, "http://127.0.0.1:8083", 0,
-      "Address of the REST control API", .min = 1, .max = 256 },
-    { "shutdown.timeout.ms", SPOKE_CFG_LONG, "10000", 0,
-      "How long a shutdown may drain before in-flight records are abandoned", .min = 100,
-      .max = 3600000 },
-    { "offset.flush.interval.ms", SPOKE_CFG_LONG, "1000", 0,
-      "How often committed source offsets are written to state.dir", .min = 10, .max = 3600000 },
-    { "status.interval.ms", SPOKE_CFG_LONG, "1000", 0,
-      "How often status.json is rewritten (and on every state change)", .min = 10,
-      .max = 3600000 },
-    { 0 }
-};
-
-static const struct spoke_config_field topic_fields[] = {
-    { "backend", SPOKE_CFG_STRING, "memory", 0,
-      "Where the topic lives: memory (bounded in-process queues)", .allowed = backend_values },
-    { 0 }
-};
-
 void worker_settings_free(struct worker_settings *ws)
 {
     for (size_t i = 0; i < ws->npath; i++)
@@ -330,7 +302,7 @@ static int load_worker(const struct cfg_file *f, const struct runtime_opts *opts
 {
     struct spoke_config *wc = NULL;
     struct cfgval_errors ce = { 0 };
-    if (cfgval_validate(worker_fields, NULL, f->worker.kv, f->worker.nkv, &wc, NULL, &ce) != 0) {
+    if (cfgval_validate(conncfg_worker_fields, NULL, f->worker.kv, f->worker.nkv, &wc, NULL, &ce) != 0) {
         report_cfgval(errs, f->path, &f->worker, "worker", &ce);
         size_t n = ce.n ? ce.n : 1;
         cfgval_errors_free(&ce);
@@ -372,7 +344,7 @@ static size_t check_topics(const struct cfg_file *f, struct buf *errs)
         }
         struct spoke_config *tc = NULL;
         struct cfgval_errors ce = { 0 };
-        if (cfgval_validate(topic_fields, NULL, t->kv, t->nkv, &tc, NULL, &ce) != 0) {
+        if (cfgval_validate(conncfg_topic_fields, NULL, t->kv, t->nkv, &tc, NULL, &ce) != 0) {
             report_cfgval(errs, f->path, t, what, &ce);
             nerr += ce.n ? ce.n : 1;
             cfgval_errors_free(&ce);
@@ -1475,67 +1447,76 @@ int runtime_reload(struct runtime *rt)
     rt->conns = NULL;
     rt->nconns = 0;
     pthread_mutex_unlock(&rt->lock);
+    /* taken[j]: specs[j] is handled (kept or restarted). */
     struct spoke_instance **fresh = calloc(f->nconnectors + 1, sizeof(*fresh));
+    char *taken = calloc(f->nconnectors + 1, 1);
+    size_t nfresh = 0;
+    if (!fresh || !taken) {
+        LOG_E(NULL, "reload: out of memory; running config unchanged");
+        free(fresh);
+        free(taken);
+        pthread_mutex_lock(&rt->lock);
+        rt->conns = old;
+        rt->nconns = nold;
+        pthread_mutex_unlock(&rt->lock);
+        goto out;
+    }
     for (size_t i = 0; i < nold; i++) {
         struct spoke_instance *o = old[i];
         struct conn_spec *s = NULL;
         for (size_t j = 0; j < f->nconnectors; j++)
-            if (strcmp(specs[j].name, o->name) == 0)
+            if (!taken[j] && strcmp(specs[j].name, o->name) == 0) {
                 s = &specs[j];
-        if (s && strcmp(s->fingerprint, o->fingerprint) == 0 && fresh) {
+                taken[j] = 1;
+            }
+        if (s && strcmp(s->fingerprint, o->fingerprint) == 0) {
             add_conn(rt, o);
             kept++;
-            s->name = NULL; /* taken care of */
             continue;
         }
         inst_request_stop(o);
         inst_join(o, deadline);
         stopped++;
-        if (s && fresh) {
+        if (s) {
             struct spoke_instance *n = inst_new(rt, s);
             if (n && same_inputs(o, n)) {
                 n->inq = o->inq; /* keep what is queued for it */
                 o->inq = NULL;
             }
-            s->name = NULL;
-            for (size_t j = 0; j < f->nconnectors; j++)
-                if (!fresh[j]) {
-                    fresh[j] = n;
-                    break;
-                }
+            if (n)
+                fresh[nfresh++] = n;
+            else
+                LOG_E(o->name, "reload: out of memory; connector not restarted");
         }
         LOG_I(o->name, s ? "config changed: restarting" : "removed from the config: stopped");
         inst_free(o);
     }
     free(old);
     for (size_t j = 0; j < f->nconnectors; j++) {
-        if (!specs[j].name)
+        if (taken[j])
             continue;
         struct spoke_instance *n = inst_new(rt, &specs[j]);
-        for (size_t k = 0; fresh && k < f->nconnectors; k++)
-            if (!fresh[k]) {
-                fresh[k] = n;
-                break;
-            }
+        if (n)
+            fresh[nfresh++] = n;
+        else
+            LOG_E(specs[j].name, "reload: out of memory; connector not started");
     }
-    for (size_t k = 0; fresh && k < f->nconnectors; k++) {
-        if (!fresh[k])
-            continue;
+    for (size_t k = 0; k < nfresh; k++) {
         add_conn(rt, fresh[k]);
         inst_prepare(fresh[k]);
     }
-    for (size_t k = 0; fresh && k < f->nconnectors; k++) {
-        if (!fresh[k])
-            continue;
+    for (size_t k = 0; k < nfresh; k++) {
         inst_launch(fresh[k]);
         started++;
     }
+    free(taken);
     free(fresh);
+    LOG_I(NULL, "reloaded: %zu unchanged, %zu stopped, %zu started", kept, stopped, started);
+out:
     for (size_t i = 0; i < f->nconnectors; i++)
         spec_clear(&specs[i]);
     free(specs);
     yamlcfg_free(f);
-    LOG_I(NULL, "reloaded: %zu unchanged, %zu stopped, %zu started", kept, stopped, started);
     hk_kick(rt);
     return 0;
 }

@@ -1,0 +1,303 @@
+"""it-lifecycle: SIGHUP reload as a diff, invalid reloads refused, stateful
+transforms snapshot and restore, `spoke validate` and `spoke plugins`."""
+import json
+import os
+import shutil
+import stat
+
+from spoketest import (Spoke, TEST_PLUGIN_DIR, PLUGIN_DIR, count_lines, main, run_spoke,
+                       wait_for)
+
+
+def make_input(path, n, start=0, mode="w"):
+    with open(path, mode) as f:
+        for i in range(start, start + n):
+            f.write('{"seq":%d}\n' % i)
+
+
+def two_pipelines(sp, sink_b_extra=""):
+    return """
+connectors:
+  - name: src-a
+    connector.class: file_source
+    topic: a
+    file: {tmp}/a.ndjson
+  - name: sink-a
+    connector.class: file_sink
+    topics: a
+    file: {tmp}/out-a.ndjson
+  - name: src-b
+    connector.class: file_source
+    topic: b
+    file: {tmp}/b.ndjson
+  - name: sink-b
+    connector.class: file_sink
+    topics: b
+    file: {tmp}/out-b.ndjson
+{extra}""".format(tmp=sp.tmp, extra=sink_b_extra)
+
+
+def test_reload_restarts_only_changed_connectors():
+    with Spoke("", start=False) as sp:
+        make_input(os.path.join(sp.tmp, "a.ndjson"), 100)
+        make_input(os.path.join(sp.tmp, "b.ndjson"), 100)
+        sp.write_config(two_pipelines(sp))
+        sp.start()
+        wait_for(lambda: count_lines(os.path.join(sp.tmp, "out-b.ndjson")) == 100, 20, "b flows")
+        wait_for(lambda: count_lines(os.path.join(sp.tmp, "out-a.ndjson")) == 100, 20, "a flows")
+        wait_for(lambda: sp.connector("sink-a").get("metrics", {}).get("records_in") == 100, 10,
+                 "status shows sink-a's 100 records")
+        # Change only sink-b (a new file), add a connector.
+        sp.write_config(two_pipelines(sp, """    batch.max: 10
+  - name: extra
+    connector.class: null_sink
+    topics: a
+"""))
+        sp.reload()
+        wait_for(lambda: "reloaded: 3 unchanged, 1 stopped, 2 started" in sp.log(), 20, "reload done")
+        assert "[sink-b] config changed: restarting" in sp.log()
+        assert "[sink-a] config changed" not in sp.log()
+        # Unchanged connectors kept running: their counters were not reset.
+        wait_for(lambda: sp.connector("extra").get("state") == "RUNNING", 10, "extra running")
+        assert sp.connector("sink-a")["metrics"]["records_in"] == 100
+        # The restarted sink-b resumes where src-b's committed offset says: no repeats.
+        make_input(os.path.join(sp.tmp, "b.ndjson"), 50, start=100, mode="a")
+        wait_for(lambda: count_lines(os.path.join(sp.tmp, "out-b.ndjson")) == 150, 20, "b resumes")
+        with open(os.path.join(sp.tmp, "out-b.ndjson")) as f:
+            assert [json.loads(l)["seq"] for l in f] == list(range(150))
+
+
+def test_invalid_reload_is_refused_and_old_config_keeps_running():
+    with Spoke("", start=False) as sp:
+        make_input(os.path.join(sp.tmp, "a.ndjson"), 10)
+        make_input(os.path.join(sp.tmp, "b.ndjson"), 10)
+        sp.write_config(two_pipelines(sp))
+        sp.start()
+        sp.wait_state("sink-b", "RUNNING")
+        sp.write_config(two_pipelines(sp, "    batch.maxx: 10\n"))
+        sp.reload()
+        wait_for(lambda: "reload refused" in sp.log(), 20, "refusal logged")
+        log = sp.log()
+        assert "unknown configuration key 'batch.maxx'" in log, log[-2000:]
+        assert "did you mean 'batch.max'" in log
+        assert "connectors.yaml:" in log  # positioned
+        make_input(os.path.join(sp.tmp, "a.ndjson"), 10, start=10, mode="a")
+        wait_for(lambda: count_lines(os.path.join(sp.tmp, "out-a.ndjson")) == 20, 20, "still flowing")
+        # Broken YAML is refused too.
+        with open(sp.config, "a") as f:
+            f.write("  - [unbalanced\n")
+        sp.reload()
+        wait_for(lambda: sp.log().count("reload refused") == 2, 20, "second refusal")
+        assert sp.alive()
+
+
+def test_stateful_transform_restores_its_state():
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        out = os.path.join(sp.tmp, "counts.ndjson")
+        make_input(inp, 1000)
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: %s
+  - name: counter
+    connector.class: count_transform
+    topics: raw
+    topic: counts
+    emit.every: 100
+    snapshot.interval.ms: 50
+  - name: dst
+    connector.class: file_sink
+    topics: counts
+    file: %s
+""" % (inp, out))
+        sp.start()
+        wait_for(lambda: count_lines(out) == 10, 20, "10 counts")
+        # Absorbed records commit only once a snapshot covers them.
+        size = os.path.getsize(inp)
+        wait_for(lambda: sp.offsets().get("src", {}).get(inp) == size, 20, "offsets after snapshot")
+        assert os.path.exists(os.path.join(sp.state_dir, "snapshots", "counter.snap"))
+        sp.stop()
+        make_input(inp, 500, start=1000, mode="a")
+        sp.start()
+        wait_for(lambda: count_lines(out) == 15, 20, "5 more counts")
+        sp.stop()
+    with open(out) as f:
+        counts = [json.loads(l)["count"] for l in f]
+    assert counts == list(range(100, 1501, 100)), counts
+    assert "state restored" in sp.log()
+
+
+def test_corrupt_snapshot_fails_the_connector_with_reason():
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        make_input(inp, 5)
+        os.makedirs(os.path.join(sp.state_dir, "snapshots"))
+        with open(os.path.join(sp.state_dir, "snapshots", "counter.snap"), "w") as f:
+            f.write("SPOKESNAP 1 99\nshort")
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: %s
+  - name: counter
+    connector.class: count_transform
+    topics: raw
+    topic: counts
+""" % inp)
+        sp.start()
+        st = sp.wait_state("counter", "FAILED")
+        assert "restore failed" in st["trace"] and "not valid" in st["trace"], st
+
+
+def test_validate_reports_every_error_with_position():
+    with Spoke("", start=False) as sp:
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: x
+    poll.interval.ms: 0
+  - name: bad-class
+    connector.class: no_such_plugin
+  - name: sink
+    connector.class: file_sink
+    topics: raw
+    fsync: maybe
+""")
+        p = run_spoke("validate", "-c", sp.config)
+        assert p.returncode == 1, p
+        err = p.stderr
+        lines = sp.config
+        assert "poll.interval.ms" in err and "below the minimum 1" in err, err
+        assert "no plugin named 'no_such_plugin'" in err and "file_source" in err, err
+        assert "missing required configuration key 'file'" in err, err
+        assert "fsync" in err, err
+        assert err.count(lines + ":") >= 4, err
+        assert "invalid: 4 errors" in err, err
+        # Positions point at the keys: poll.interval.ms is on line 12 of the file.
+        with open(sp.config) as f:
+            lineno = [i + 1 for i, l in enumerate(f) if "poll.interval.ms: 0" in l][0]
+        assert "%s:%d:" % (lines, lineno) in err, err
+        # Not started: nothing ran.
+        assert not os.path.exists(os.path.join(sp.state_dir, "offsets.json"))
+
+
+def test_validate_checks_topic_wiring():
+    with Spoke("""
+connectors:
+  - name: src
+    connector.class: file_source
+    file: x
+    topics: a
+  - name: t
+    connector.class: echo_transform
+    topics: a
+    topic: a
+  - name: sink
+    connector.class: file_sink
+    file: y
+    topics: b
+    topic: c
+    errors.deadletterqueue.topic.name: b
+""", start=False) as sp:
+        p = run_spoke("validate", "-c", sp.config)
+        err = p.stderr
+        assert p.returncode == 1, err
+        for msg in ("a source needs `topic`", "a source reads no topics", "'a' is both read and written",
+                    "a sink writes no topic", "the dead-letter topic 'b' is also an input topic"):
+            assert msg in err, (msg, err)
+
+
+def test_validate_refuses_bad_connector_names():
+    with Spoke("""
+connectors:
+  - name: Up/Down
+    connector.class: file_sink
+""", start=False) as sp:
+        p = run_spoke("validate", "-c", sp.config)
+        assert p.returncode == 1 and "'Up/Down' is not a valid connector name" in p.stderr, p.stderr
+
+
+def test_run_refuses_invalid_config_with_exit_1():
+    with Spoke("""
+connectors:
+  - name: s
+    connector.class: file_sink
+    topics: t
+""", start=False) as sp:
+        p = run_spoke("run", "-c", sp.config, timeout=30)
+        assert p.returncode == 1
+        assert "missing required configuration key 'file'" in p.stderr, p.stderr
+        assert "not started" in p.stderr
+
+
+def test_env_references_resolve_and_missing_ones_are_errors():
+    with Spoke("""
+connectors:
+  - name: s
+    connector.class: file_sink
+    topics: t
+    file: ${env:SPOKE_IT_OUT}
+""", start=False) as sp:
+        os.environ.pop("SPOKE_IT_OUT", None)
+        p = run_spoke("validate", "-c", sp.config)
+        assert p.returncode == 1 and "SPOKE_IT_OUT" in p.stderr, p.stderr
+        os.environ["SPOKE_IT_OUT"] = os.path.join(sp.tmp, "o.ndjson")
+        p = run_spoke("validate", "-c", sp.config)
+        assert p.returncode == 0, p.stderr
+        assert "valid: 1 connector" in p.stdout
+
+
+def test_plugins_lists_found_and_refused_and_finds_new_files():
+    import tempfile
+    d = tempfile.mkdtemp(prefix="spoke-plugins-")
+    shutil.copy(os.path.join(TEST_PLUGIN_DIR, "echo_transform.so"), d)
+    shutil.copy(os.path.join(TEST_PLUGIN_DIR, "bad_magic.so"), d)
+    p = run_spoke("plugins", "-c", "/nonexistent.yaml", "--plugin-path", d)
+    assert p.returncode == 0, p.stderr
+    assert "echo_transform" in p.stdout and "transform" in p.stdout
+    assert "bad magic" in p.stdout
+    assert "failing_sink" not in p.stdout
+    # Dropping a new .so in is enough: no rebuild, no restart of anything.
+    shutil.copy(os.path.join(TEST_PLUGIN_DIR, "failing_sink.so"), d)
+    p = run_spoke("plugins", "-c", "/nonexistent.yaml", "--plugin-path", d)
+    assert "failing_sink" in p.stdout
+    # World-writable files are refused.
+    os.chmod(os.path.join(d, "failing_sink.so"), 0o666)
+    p = run_spoke("plugins", "-c", "/nonexistent.yaml", "--plugin-path", d)
+    assert "world-writable" in p.stdout, p.stdout
+    shutil.rmtree(d)
+
+
+def test_plugin_readmes_match_their_config_tables():
+    """Each plugin README embeds `spoke plugins --doc <name>` between markers."""
+    src = os.environ.get("SPOKE_SOURCE_DIR")
+    plugins_dir = os.path.join(src, "plugins")
+    checked = 0
+    for name in sorted(os.listdir(plugins_dir)):
+        readme = os.path.join(plugins_dir, name, "README.md")
+        if not os.path.exists(readme):
+            continue
+        p = run_spoke("plugins", "-c", "/nonexistent.yaml", "--plugin-path", PLUGIN_DIR, "--doc", name)
+        assert p.returncode == 0, p.stderr
+        text = open(readme).read()
+        a, b = text.find("<!-- config:begin -->"), text.find("<!-- config:end -->")
+        assert a >= 0 and b > a, "%s: config markers missing" % readme
+        assert text[a + len("<!-- config:begin -->"):b].strip() == p.stdout.strip(), \
+            "%s: config table differs from `spoke plugins --doc %s`:\n%s" % (readme, name, p.stdout)
+        checked += 1
+    assert checked >= 4, checked
+    # The host's own tables in the top-level README.
+    readme = open(os.path.join(src, "README.md")).read()
+    for what in ("worker", "connector", "topic"):
+        p = run_spoke("config-doc", what)
+        assert p.stdout.strip() in readme, "README.md lacks the current `spoke config-doc %s` table" % what
+
+
+if __name__ == "__main__":
+    main(globals())
