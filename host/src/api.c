@@ -98,6 +98,22 @@ static int api_emit(struct spoke_instance *inst, struct spoke_record *rec)
     return SPOKE_OK;
 }
 
+/* The value caches are logically const (deriving a form changes no value). */
+static const void *api_value_bytes(const struct spoke_record *rec, size_t *len)
+{
+    return rec_value_bytes((struct spoke_record *)rec, len);
+}
+
+static const struct spoke_row *api_value_row(const struct spoke_record *rec, const char **why)
+{
+    return rec_value_row((struct spoke_record *)rec, why);
+}
+
+static json_t *api_value_json(const struct spoke_record *rec)
+{
+    return rec_value_json((struct spoke_record *)rec);
+}
+
 static const char *api_record_topic(const struct spoke_record *rec) { return rec->topic; }
 
 static const void *api_record_key(const struct spoke_record *rec, size_t *len)
@@ -201,11 +217,11 @@ const struct spoke_host_api api_table = {
     .record_header_add = rec_header_add,
     .record_header_count = api_record_header_count,
     .record_header_get = rec_header_get,
-    .record_value_bytes = rec_value_bytes,
+    .record_value_bytes = api_value_bytes,
     .record_set_value = rec_set_value,
-    .record_value_row = rec_value_row,
+    .record_value_row = api_value_row,
     .record_set_row = rec_set_row,
-    .record_value_json = rec_value_json,
+    .record_value_json = api_value_json,
     .record_set_json = rec_set_json,
     .schema_new = schema_new,
     .schema_add = schema_add,

@@ -285,11 +285,13 @@ struct spoke_host_api {
 
     /*
      * The value as bytes (JSON text unless a plugin set other bytes). If the
-     * record holds a row or JSON tree, it is serialized once and cached.
+     * record holds a row or JSON tree, it is serialized once and cached (the
+     * three value getters take a const record: the cache is not a change, so
+     * sinks call them on the record put() lends them).
      * Returns NULL and *len 0 for a null value. Borrowed: valid until the
      * value changes or the callback returns.
      */
-    const void *(*record_value_bytes)(struct spoke_record *rec, size_t *len);
+    const void *(*record_value_bytes)(const struct spoke_record *rec, size_t *len);
     int (*record_set_value)(struct spoke_record *rec, void *val, size_t len,
                             enum spoke_buf_mode mode);
 
@@ -299,7 +301,7 @@ struct spoke_host_api {
      * not a JSON object; then *why (if not NULL) points to a static reason.
      * Borrowed, read-only: to change it, build a row and set it.
      */
-    const struct spoke_row *(*record_value_row)(struct spoke_record *rec,
+    const struct spoke_row *(*record_value_row)(const struct spoke_record *rec,
                                                 const char **why);
     /* Replaces the value with a row. ALWAYS takes ownership of row. */
     int (*record_set_row)(struct spoke_record *rec, struct spoke_row *row);
@@ -309,7 +311,7 @@ struct spoke_host_api {
      * is null or not valid JSON. Borrowed and read-only: do not modify it;
      * to change the value, build a tree and call record_set_json.
      */
-    json_t *(*record_value_json)(struct spoke_record *rec);
+    json_t *(*record_value_json)(const struct spoke_record *rec);
     /* Replaces the value with a JSON tree. ALWAYS steals the reference. */
     int (*record_set_json)(struct spoke_record *rec, json_t *value);
 
