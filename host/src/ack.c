@@ -13,6 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "fsutil.h"
 #include "record.h"
 
@@ -44,13 +45,6 @@ struct tracker {
     size_t ndone, capdone;
 };
 
-static int64_t mono_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 struct tracker *tracker_new(const char *connector)
 {
     struct tracker *t = calloc(1, sizeof(*t));
@@ -62,11 +56,7 @@ struct tracker *tracker_new(const char *connector)
         return NULL;
     }
     pthread_mutex_init(&t->lock, NULL);
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(&t->idle, &ca);
-    pthread_condattr_destroy(&ca);
+    clock_cond_init(&t->idle);
     return t;
 }
 
@@ -218,18 +208,10 @@ int tracker_wait_idle(struct tracker *t, int64_t deadline_ms)
 {
     pthread_mutex_lock(&t->lock);
     while (t->inflight > 0) {
-        int64_t now = mono_now_ms();
-        if (now >= deadline_ms)
+        if (clock_mono_ms() >= deadline_ms)
             break;
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        int64_t wait = deadline_ms - now;
-        ts.tv_sec += wait / 1000;
-        ts.tv_nsec += (wait % 1000) * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
+        clock_deadline_ts(&ts, deadline_ms);
         pthread_cond_timedwait(&t->idle, &t->lock, &ts);
     }
     int idle = t->inflight == 0;

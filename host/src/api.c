@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "cfgval.h"
+#include "clock.h"
 #include "instance.h"
 #include "log.h"
 #include "record.h"
@@ -24,20 +25,6 @@ static void api_log(struct spoke_instance *inst, enum spoke_log_level level, con
 
 static void *api_alloc(size_t size) { return malloc(size ? size : 1); }
 static void api_free(void *p) { free(p); }
-
-static int64_t api_wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t api_mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static const char *api_instance_name(const struct spoke_instance *inst) { return inst->name; }
 
@@ -195,8 +182,8 @@ const struct spoke_host_api api_table = {
     .strerror = status_text,
     .alloc = api_alloc,
     .free = api_free,
-    .wall_ms = api_wall_ms,
-    .mono_ms = api_mono_ms,
+    .wall_ms = clock_wall_ms,
+    .mono_ms = clock_mono_ms,
     .instance_name = api_instance_name,
     .config_string = cfgval_string,
     .config_int = cfgval_int,

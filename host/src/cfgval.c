@@ -7,6 +7,8 @@
  */
 #include "cfgval.h"
 
+#include "dupkeys.h"
+
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
@@ -539,39 +541,20 @@ static const char *suggest(const char *key, const struct spoke_config_field *t1,
     return best;
 }
 
-struct dup_ent {
-    const char *s;
-    size_t idx;
-};
-
-static int dup_cmp(const void *a, const void *b)
-{
-    const struct dup_ent *x = a, *y = b;
-    int c = strcmp(x->s, y->s);
-    if (c)
-        return c;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
 /* Marks dup[i] = 1 for every kv whose key appeared earlier. Sorting keeps
  * big REST bodies cheap. 0, or -1 on out-of-memory. */
 static int mark_dups(const struct cfg_kv *kvs, size_t nkv, unsigned char *dup)
 {
     if (nkv < 2)
         return 0;
-    struct dup_ent *e = malloc(nkv * sizeof(*e));
-    if (!e)
+    const char **keys = malloc(nkv * sizeof(*keys));
+    if (!keys)
         return -1;
-    for (size_t i = 0; i < nkv; i++) {
-        e[i].s = kvs[i].key;
-        e[i].idx = i;
-    }
-    qsort(e, nkv, sizeof(*e), dup_cmp);
-    for (size_t i = 1; i < nkv; i++)
-        if (strcmp(e[i].s, e[i - 1].s) == 0)
-            dup[e[i].idx] = 1;
-    free(e);
-    return 0;
+    for (size_t i = 0; i < nkv; i++)
+        keys[i] = kvs[i].key;
+    int rc = dupkeys_mark(keys, nkv, dup);
+    free(keys);
+    return rc;
 }
 
 /* Applies defaults and reports missing required keys of one config. */

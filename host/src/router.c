@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "record.h"
 
@@ -53,21 +54,6 @@ struct router {
     pthread_cond_t quiet;
 };
 
-static void timespec_at(struct timespec *ts, int64_t deadline_ms)
-{
-    ts->tv_sec = deadline_ms / 1000;
-    ts->tv_nsec = (deadline_ms % 1000) * 1000000L;
-}
-
-static void cond_init_mono(pthread_cond_t *c)
-{
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(c, &ca);
-    pthread_condattr_destroy(&ca);
-}
-
 static void active_add(struct router *r, int64_t d)
 {
     int64_t before = atomic_fetch_add(&r->active, d);
@@ -86,7 +72,7 @@ struct router *router_new(void)
         return NULL;
     pthread_rwlock_init(&r->lock, NULL);
     pthread_mutex_init(&r->quiet_lock, NULL);
-    cond_init_mono(&r->quiet);
+    clock_cond_init(&r->quiet);
     atomic_init(&r->active, 0);
     atomic_init(&r->aborting, 0);
     return r;
@@ -211,8 +197,8 @@ struct rqueue *router_subscribe(struct router *r, const char *subscriber,
         goto oom;
     }
     pthread_mutex_init(&q->lock, NULL);
-    cond_init_mono(&q->not_empty);
-    cond_init_mono(&q->not_full);
+    clock_cond_init(&q->not_empty);
+    clock_cond_init(&q->not_full);
     atomic_init(&q->refs, 1);
     for (size_t i = 0; i < ntopics; i++)
         q->topics[i] = topics[i];
@@ -481,7 +467,7 @@ int64_t router_active(struct router *r) { return atomic_load(&r->active); }
 int router_wait_quiet(struct router *r, int64_t deadline_ms)
 {
     struct timespec ts;
-    timespec_at(&ts, deadline_ms);
+    clock_deadline_ts(&ts, deadline_ms);
     pthread_mutex_lock(&r->quiet_lock);
     int rc = 0;
     while (atomic_load(&r->active) != 0 && rc == 0)
@@ -511,7 +497,7 @@ int rqueue_pop(struct rqueue *q, struct spoke_record **out, size_t max, size_t *
             pthread_cond_wait(&q->not_empty, &q->lock);
         } else {
             struct timespec ts;
-            timespec_at(&ts, deadline_ms);
+            clock_deadline_ts(&ts, deadline_ms);
             if (pthread_cond_timedwait(&q->not_empty, &q->lock, &ts) != 0 && q->count == 0) {
                 rc = RQ_TIMEOUT;
                 goto out;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cfgval.h"
+#include "clock.h"
 #include "conncfg.h"
 #include "fsutil.h"
 #include "instance.h"
@@ -48,35 +49,6 @@ struct runtime {
 /* ------------------------------------------------------------------------ */
 /* time and small helpers                                                    */
 /* ------------------------------------------------------------------------ */
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void deadline_ts(struct timespec *ts, int64_t deadline_ms)
-{
-    ts->tv_sec = deadline_ms / 1000;
-    ts->tv_nsec = (deadline_ms % 1000) * 1000000L;
-}
-
-static void cond_init_mono(pthread_cond_t *c)
-{
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_cond_init(c, &ca);
-    pthread_condattr_destroy(&ca);
-}
 
 struct router *runtime_router(struct runtime *rt) { return rt->router; }
 struct offset_store *runtime_offsets(struct runtime *rt) { return rt->offsets; }
@@ -458,9 +430,9 @@ static void clear_retrying(struct spoke_instance *inst)
 static void inst_wait(struct spoke_instance *inst, int64_t deadline_ms)
 {
     struct timespec ts;
-    deadline_ts(&ts, deadline_ms);
+    clock_deadline_ts(&ts, deadline_ms);
     pthread_mutex_lock(&inst->lock);
-    while (!inst->stop_req && mono_ms() < deadline_ms &&
+    while (!inst->stop_req && clock_mono_ms() < deadline_ms &&
            (inst->target == TARGET_PAUSED) == (inst->state == CONN_PAUSED))
         if (pthread_cond_timedwait(&inst->cond, &inst->lock, &ts) != 0)
             break;
@@ -498,7 +470,7 @@ static int handle_pause(struct spoke_instance *inst)
  */
 static int retry_backoff(struct spoke_instance *inst, int attempt, int64_t first_ms)
 {
-    int64_t now = mono_ms();
+    int64_t now = clock_mono_ms();
     if (inst->retry_timeout_ms >= 0 && now - first_ms >= inst->retry_timeout_ms)
         return -1;
     int64_t d = 100;
@@ -692,13 +664,13 @@ static int source_loop(struct spoke_instance *inst)
 {
     const struct spoke_plugin *d = inst->plugin;
     char err[SPOKE_ERRSTR_SIZE];
-    int64_t next_poll = mono_ms(), next_tick = d->tick ? mono_ms() : -1;
+    int64_t next_poll = clock_mono_ms(), next_tick = d->tick ? clock_mono_ms() : -1;
     int attempt = 0;
     int64_t first_retry = 0;
     while (!inst->stop_req) {
         if (handle_pause(inst))
             continue;
-        int64_t now = mono_ms();
+        int64_t now = clock_mono_ms();
         int64_t due = next_poll;
         if (next_tick >= 0 && next_tick < due)
             due = next_tick;
@@ -709,7 +681,7 @@ static int source_loop(struct spoke_instance *inst)
         if (next_tick >= 0 && now >= next_tick) {
             int64_t nt = -1;
             err[0] = '\0';
-            int rc = d->tick(inst->st, wall_ms(), &nt, err, sizeof(err));
+            int rc = d->tick(inst->st, clock_wall_ms(), &nt, err, sizeof(err));
             if (inst_flush_staging(inst) != SPOKE_OK && inst->stop_req)
                 break;
             if (rc < 0) {
@@ -722,7 +694,7 @@ static int source_loop(struct spoke_instance *inst)
             int64_t np = 0;
             err[0] = '\0';
             int rc = d->poll(inst->st, &np, err, sizeof(err));
-            atomic_store(&inst->last_poll_ms, wall_ms());
+            atomic_store(&inst->last_poll_ms, clock_wall_ms());
             if (inst_flush_staging(inst) != SPOKE_OK && inst->stop_req)
                 break;
             if (rc == SPOKE_RETRY) {
@@ -759,7 +731,7 @@ static int source_loop(struct spoke_instance *inst)
  * delivered, then commit its offsets and tell the plugin. */
 static void source_finish(struct spoke_instance *inst)
 {
-    int64_t deadline = mono_ms() + inst->rt->ws.shutdown_timeout_ms;
+    int64_t deadline = clock_mono_ms() + inst->rt->ws.shutdown_timeout_ms;
     if (!tracker_wait_idle(inst->tracker, deadline))
         LOG_W(inst->name, "%zu records still in flight after %lld ms; their offsets are not "
               "committed and they will be replayed after a restart",
@@ -802,7 +774,7 @@ static int transform_batch(struct spoke_instance *inst, struct spoke_record **re
             if (rc != SPOKE_RETRY)
                 break;
             if (attempt == 0)
-                first = mono_ms();
+                first = clock_mono_ms();
             set_retrying(inst, "process", err);
             if (retry_backoff(inst, attempt++, first) != 0)
                 break;
@@ -859,7 +831,7 @@ static int sink_flush(struct spoke_instance *inst, char *err, size_t errsize)
         if (rc != SPOKE_RETRY)
             return rc;
         if (attempt == 0)
-            first = mono_ms();
+            first = clock_mono_ms();
         set_retrying(inst, "flush", err);
         if (retry_backoff(inst, attempt++, first) != 0)
             return rc;
@@ -882,7 +854,7 @@ static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, s
             if (rc != SPOKE_RETRY)
                 break;
             if (attempt == 0)
-                first = mono_ms();
+                first = clock_mono_ms();
             set_retrying(inst, "put", err);
             if (retry_backoff(inst, attempt++, first) != 0)
                 break;
@@ -937,18 +909,18 @@ static int consumer_loop(struct spoke_instance *inst)
         fail(inst, "start", SPOKE_ERR_NOMEM, "cannot allocate the batch buffer");
         return -1;
     }
-    int64_t next_tick = d->tick ? mono_ms() : -1;
+    int64_t next_tick = d->tick ? clock_mono_ms() : -1;
     int64_t snap_every = inst->snapshot_interval_ms;
-    inst->next_snapshot_ms = d->snapshot ? mono_ms() + snap_every : -1;
+    inst->next_snapshot_ms = d->snapshot ? clock_mono_ms() + snap_every : -1;
     int rc = 0;
     while (!inst->stop_req) {
         if (handle_pause(inst))
             continue;
-        int64_t now = mono_ms();
+        int64_t now = clock_mono_ms();
         if (next_tick >= 0 && now >= next_tick && !inst->draining) {
             int64_t nt = -1;
             err[0] = '\0';
-            int trc = d->tick(inst->st, wall_ms(), &nt, err, sizeof(err));
+            int trc = d->tick(inst->st, clock_wall_ms(), &nt, err, sizeof(err));
             inst_flush_staging(inst);
             if (trc < 0) {
                 fail(inst, "tick", trc, err);
@@ -1059,7 +1031,7 @@ static struct spoke_instance *inst_new(struct runtime *rt, struct conn_spec *spe
         return NULL;
     inst->rt = rt;
     pthread_mutex_init(&inst->lock, NULL);
-    cond_init_mono(&inst->cond);
+    clock_cond_init(&inst->cond);
     inst->name = strdup(spec->name);
     inst->plugin = spec->plugin;
     inst->kind = spec->plugin->kind;
@@ -1157,7 +1129,7 @@ static void inst_join(struct spoke_instance *inst, int64_t deadline_ms)
         return;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t left = deadline_ms - mono_ms();
+    int64_t left = deadline_ms - clock_mono_ms();
     if (left < 0)
         left = 0;
     ts.tv_sec += left / 1000;
@@ -1245,7 +1217,7 @@ static void write_status(struct runtime *rt)
     router_topics(rt->router, topic_json, topics);
     json_t *root = json_pack("{s:s,s:s,s:I,s:I,s:o,s:o}", "version", SPOKE_VERSION, "worker_id",
                              rt->ws.listeners, "pid", (json_int_t)getpid(), "uptime_ms",
-                             (json_int_t)(mono_ms() - rt->started_ms), "connectors", conns,
+                             (json_int_t)(clock_mono_ms() - rt->started_ms), "connectors", conns,
                              "topics", topics);
     char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
     char err[256];
@@ -1270,21 +1242,21 @@ static void commit_offsets(struct runtime *rt)
 static void *hk_thread(void *arg)
 {
     struct runtime *rt = arg;
-    int64_t next_offsets = mono_ms() + rt->ws.offset_flush_ms;
-    int64_t next_status = mono_ms();
+    int64_t next_offsets = clock_mono_ms() + rt->ws.offset_flush_ms;
+    int64_t next_status = clock_mono_ms();
     pthread_mutex_lock(&rt->hk_lock);
     while (!rt->hk_stop) {
         int64_t due = next_offsets < next_status ? next_offsets : next_status;
-        if (!rt->hk_kick && mono_ms() < due) {
+        if (!rt->hk_kick && clock_mono_ms() < due) {
             struct timespec ts;
-            deadline_ts(&ts, due);
+            clock_deadline_ts(&ts, due);
             pthread_cond_timedwait(&rt->hk_cond, &rt->hk_lock, &ts);
             continue;
         }
         int kicked = rt->hk_kick;
         rt->hk_kick = 0;
         pthread_mutex_unlock(&rt->hk_lock);
-        int64_t now = mono_ms();
+        int64_t now = clock_mono_ms();
         if (now >= next_offsets) {
             commit_offsets(rt);
             next_offsets = now + rt->ws.offset_flush_ms;
@@ -1334,12 +1306,12 @@ struct runtime *runtime_start(const struct runtime_opts *opts, struct buf *errs)
         buf_puts(errs, "out of memory\n");
         return NULL;
     }
-    rt->started_ms = mono_ms();
+    rt->started_ms = clock_mono_ms();
     rt->opts = *opts;
     rt->config_path = strdup(opts->config_path);
     pthread_mutex_init(&rt->lock, NULL);
     pthread_mutex_init(&rt->hk_lock, NULL);
-    cond_init_mono(&rt->hk_cond);
+    clock_cond_init(&rt->hk_cond);
     rt->reg = registry_new();
     rt->router = router_new();
     if (!rt->config_path || !rt->reg || !rt->router) {
@@ -1438,7 +1410,7 @@ int runtime_reload(struct runtime *rt)
     worker_settings_free(&ws);
     declare_topics(rt, f);
 
-    int64_t deadline = mono_ms() + rt->ws.shutdown_timeout_ms;
+    int64_t deadline = clock_mono_ms() + rt->ws.shutdown_timeout_ms;
     size_t stopped = 0, started = 0, kept = 0;
     /* Removed and changed connectors stop first. */
     pthread_mutex_lock(&rt->lock);
@@ -1525,7 +1497,7 @@ void runtime_shutdown(struct runtime *rt)
 {
     if (!rt)
         return;
-    int64_t deadline = mono_ms() + rt->ws.shutdown_timeout_ms;
+    int64_t deadline = clock_mono_ms() + rt->ws.shutdown_timeout_ms;
     rt->stopping = 1;
     LOG_I(NULL, "shutting down: stopping sources, draining in-flight records (timeout %lld ms)",
           rt->ws.shutdown_timeout_ms);

@@ -9,6 +9,8 @@
  */
 #include "yamlcfg.h"
 
+#include "dupkeys.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -523,50 +525,6 @@ static int check_key(struct ld *ld, const struct ynode *k, const char *ctx)
     return 0;
 }
 
-struct dup_ent {
-    const char *s;
-    size_t idx;
-};
-
-static int dup_cmp(const void *a, const void *b)
-{
-    const struct dup_ent *x = a, *y = b;
-    int c = strcmp(x->s, y->s);
-    if (c)
-        return c;
-    return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-/* Finds the string whose second occurrence comes first. 1 and both indices
- * when there is one, 0 when all strings differ, -1 on out-of-memory. Sorting
- * keeps this O(n log n) for files with many keys. */
-static int find_dup(const char *const *strs, size_t n, size_t *first, size_t *second)
-{
-    if (n < 2)
-        return 0;
-    struct dup_ent *e = malloc(n * sizeof(*e));
-    if (!e)
-        return -1;
-    for (size_t i = 0; i < n; i++) {
-        e[i].s = strs[i];
-        e[i].idx = i;
-    }
-    qsort(e, n, sizeof(*e), dup_cmp);
-    int found = 0;
-    for (size_t i = 1; i < n; i++) {
-        /* Only the second member of a group: later ones come after it. */
-        if (strcmp(e[i].s, e[i - 1].s) == 0 && (i == 1 || strcmp(e[i - 1].s, e[i - 2].s) != 0)) {
-            if (!found || e[i].idx < *second) {
-                *first = e[i - 1].idx;
-                *second = e[i].idx;
-                found = 1;
-            }
-        }
-    }
-    free(e);
-    return found;
-}
-
 /* Checks every key of a map and refuses duplicates. what: "key" or "topic". */
 static int check_map_keys(struct ld *ld, const struct ynode *map, const char *ctx,
                           const char *what)
@@ -584,7 +542,7 @@ static int check_map_keys(struct ld *ld, const struct ynode *map, const char *ct
         return fail_node(ld, map, "%s: out of memory", ctx);
     for (size_t i = 0; i < npairs; i++)
         keys[i] = map->kids[2 * i]->text;
-    int d = find_dup(keys, npairs, &first, &second);
+    int d = dupkeys_first(keys, npairs, &first, &second);
     if (d < 0) {
         fail_node(ld, map, "%s: out of memory", ctx);
         goto out;
@@ -816,7 +774,7 @@ static int conv_connectors(struct ld *ld, const struct ynode *v, struct cfg_file
         return fail_node(ld, v, "connectors: out of memory");
     for (size_t i = 0; i < f->nconnectors; i++)
         names[i] = f->connectors[i].name;
-    int d = find_dup(names, f->nconnectors, &first, &second);
+    int d = dupkeys_first(names, f->nconnectors, &first, &second);
     if (d < 0) {
         fail_node(ld, v, "connectors: out of memory");
         goto out;

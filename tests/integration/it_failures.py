@@ -2,22 +2,18 @@
 dead-letter topic; transient failures retry; a plugin that fails init."""
 import os
 
-from spoketest import Spoke, count_lines, main, wait_for
+from spoketest import Spoke, count_lines, main, wait_for, write_seq
 
 N = 5000
 
 
-def make_input(path, n):
-    with open(path, "w") as f:
-        for i in range(n):
-            f.write('{"seq":%d}\n' % i)
 
 
 def test_failing_sink_fails_alone_others_keep_flowing():
     with Spoke("", start=False) as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
         out = os.path.join(sp.tmp, "out.ndjson")
-        make_input(inp, N)
+        write_seq(inp, N)
         sp.write_config("""
 connectors:
   - name: src
@@ -54,7 +50,7 @@ def test_tolerance_all_sends_failures_to_dead_letter_topic():
     with Spoke("", start=False) as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
         dlq = os.path.join(sp.tmp, "dlq.ndjson")
-        make_input(inp, N)
+        write_seq(inp, N)
         sp.write_config("""
 connectors:
   - name: src
@@ -89,7 +85,7 @@ connectors:
 def test_transient_failures_retry_then_fail_after_timeout():
     with Spoke("", start=False) as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
-        make_input(inp, 50)
+        write_seq(inp, 50)
         sp.write_config("""
 connectors:
   - name: src
@@ -118,7 +114,7 @@ def test_init_failure_reported_host_keeps_running():
     with Spoke("", start=False) as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
         out = os.path.join(sp.tmp, "out.ndjson")
-        make_input(inp, 10)
+        write_seq(inp, 10)
         sp.write_config("""
 connectors:
   - name: missing
@@ -143,7 +139,7 @@ connectors:
 def test_unrouted_topic_counted_and_warned_once():
     with Spoke("", start=False) as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
-        make_input(inp, 1000)
+        write_seq(inp, 1000)
         sp.write_config("""
 connectors:
   - name: src
@@ -164,7 +160,7 @@ def test_backpressure_blocks_without_loss():
     with Spoke("", start=False) as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
         out = os.path.join(sp.tmp, "out.ndjson")
-        make_input(inp, 20000)
+        write_seq(inp, 20000)
         sp.write_config("""
 connectors:
   - name: src

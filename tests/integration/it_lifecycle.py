@@ -5,14 +5,10 @@ import os
 import shutil
 import stat
 
-from spoketest import (Spoke, TEST_PLUGIN_DIR, PLUGIN_DIR, count_lines, main, run_spoke,
+from spoketest import (Spoke, TEST_PLUGIN_DIR, PLUGIN_DIR, count_lines, main, run_spoke, write_seq,
                        wait_for)
 
 
-def make_input(path, n, start=0, mode="w"):
-    with open(path, mode) as f:
-        for i in range(start, start + n):
-            f.write('{"seq":%d}\n' % i)
 
 
 def two_pipelines(sp, sink_b_extra=""):
@@ -39,8 +35,8 @@ connectors:
 
 def test_reload_restarts_only_changed_connectors():
     with Spoke("", start=False) as sp:
-        make_input(os.path.join(sp.tmp, "a.ndjson"), 100)
-        make_input(os.path.join(sp.tmp, "b.ndjson"), 100)
+        write_seq(os.path.join(sp.tmp, "a.ndjson"), 100)
+        write_seq(os.path.join(sp.tmp, "b.ndjson"), 100)
         sp.write_config(two_pipelines(sp))
         sp.start()
         wait_for(lambda: count_lines(os.path.join(sp.tmp, "out-b.ndjson")) == 100, 20, "b flows")
@@ -61,7 +57,7 @@ def test_reload_restarts_only_changed_connectors():
         wait_for(lambda: sp.connector("extra").get("state") == "RUNNING", 10, "extra running")
         assert sp.connector("sink-a")["metrics"]["records_in"] == 100
         # The restarted sink-b resumes where src-b's committed offset says: no repeats.
-        make_input(os.path.join(sp.tmp, "b.ndjson"), 50, start=100, mode="a")
+        write_seq(os.path.join(sp.tmp, "b.ndjson"), 50, start=100, mode="a")
         wait_for(lambda: count_lines(os.path.join(sp.tmp, "out-b.ndjson")) == 150, 20, "b resumes")
         with open(os.path.join(sp.tmp, "out-b.ndjson")) as f:
             assert [json.loads(l)["seq"] for l in f] == list(range(150))
@@ -69,8 +65,8 @@ def test_reload_restarts_only_changed_connectors():
 
 def test_invalid_reload_is_refused_and_old_config_keeps_running():
     with Spoke("", start=False) as sp:
-        make_input(os.path.join(sp.tmp, "a.ndjson"), 10)
-        make_input(os.path.join(sp.tmp, "b.ndjson"), 10)
+        write_seq(os.path.join(sp.tmp, "a.ndjson"), 10)
+        write_seq(os.path.join(sp.tmp, "b.ndjson"), 10)
         sp.write_config(two_pipelines(sp))
         sp.start()
         sp.wait_state("sink-b", "RUNNING")
@@ -81,7 +77,7 @@ def test_invalid_reload_is_refused_and_old_config_keeps_running():
         assert "unknown configuration key 'batch.maxx'" in log, log[-2000:]
         assert "did you mean 'batch.max'" in log
         assert "connectors.yaml:" in log  # positioned
-        make_input(os.path.join(sp.tmp, "a.ndjson"), 10, start=10, mode="a")
+        write_seq(os.path.join(sp.tmp, "a.ndjson"), 10, start=10, mode="a")
         wait_for(lambda: count_lines(os.path.join(sp.tmp, "out-a.ndjson")) == 20, 20, "still flowing")
         # Broken YAML is refused too.
         with open(sp.config, "a") as f:
@@ -95,7 +91,7 @@ def test_stateful_transform_restores_its_state():
     with Spoke("", start=False) as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
         out = os.path.join(sp.tmp, "counts.ndjson")
-        make_input(inp, 1000)
+        write_seq(inp, 1000)
         sp.write_config("""
 connectors:
   - name: src
@@ -120,7 +116,7 @@ connectors:
         wait_for(lambda: sp.offsets().get("src", {}).get(inp) == size, 20, "offsets after snapshot")
         assert os.path.exists(os.path.join(sp.state_dir, "snapshots", "counter.snap"))
         sp.stop()
-        make_input(inp, 500, start=1000, mode="a")
+        write_seq(inp, 500, start=1000, mode="a")
         sp.start()
         wait_for(lambda: count_lines(out) == 15, 20, "5 more counts")
         sp.stop()
@@ -133,7 +129,7 @@ connectors:
 def test_corrupt_snapshot_fails_the_connector_with_reason():
     with Spoke("", start=False) as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
-        make_input(inp, 5)
+        write_seq(inp, 5)
         os.makedirs(os.path.join(sp.state_dir, "snapshots"))
         with open(os.path.join(sp.state_dir, "snapshots", "counter.snap"), "w") as f:
             f.write("SPOKESNAP 1 99\nshort")

@@ -7,36 +7,10 @@ import os
 import tempfile
 
 import spoketest
-from spoketest import PLUGIN_DIR, Spoke, run_spoke, wait_for
+from spoketest import (PLUGIN_DIR, Spoke, metric, q, read_bytes, run_spoke, validate, wait_for,
+                       write_bytes)
 
 TIMEOUT = 60
-
-
-def q(text):
-    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
-    return json.dumps(text)
-
-
-def validate(connectors_text):
-    """Runs `spoke validate` on a complete connectors.yaml."""
-    with tempfile.TemporaryDirectory(prefix="spoke-validate-") as tmp:
-        path = os.path.join(tmp, "connectors.yaml")
-        with open(path, "w") as f:
-            f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n"
-                    % (q(PLUGIN_DIR), q(os.path.join(tmp, "state"))))
-            f.write(connectors_text)
-        return run_spoke("validate", "-c", path)
-
-
-def write_bytes(path, data):
-    with open(path, "wb") as f:
-        f.write(data)
-
-
-def metric(s, conn, name):
-    """A metric the plugin reported (status.json: metrics.plugin); None while
-    it is not there yet."""
-    return ((s.connector(conn).get("metrics") or {}).get("plugin") or {}).get(name)
 
 
 def pipeline(src, sink_extra=""):

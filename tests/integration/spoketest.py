@@ -214,6 +214,50 @@ class Spoke:
             return ""
 
 
+# ---- helpers shared by the test modules ----
+
+def q(text):
+    """A YAML double-quoted scalar (JSON strings are valid YAML)."""
+    return json.dumps(text)
+
+
+def validate(connectors_text):
+    """Runs `spoke validate` on a complete connectors.yaml."""
+    with tempfile.TemporaryDirectory(prefix="spoke-validate-") as tmp:
+        path = os.path.join(tmp, "connectors.yaml")
+        with open(path, "w") as f:
+            f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n"
+                    % (q(PLUGIN_DIR), q(os.path.join(tmp, "state"))))
+            f.write(connectors_text)
+        return run_spoke("validate", "-c", path)
+
+
+def read_bytes(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except FileNotFoundError:
+        return b""
+
+
+def write_bytes(path, data, mode="wb"):
+    with open(path, mode) as f:
+        f.write(data)
+
+
+def metric(s, conn, name):
+    """A metric the plugin reported (status.json: metrics.plugin); None while
+    it is not there yet."""
+    return ((s.connector(conn).get("metrics") or {}).get("plugin") or {}).get(name)
+
+
+def write_seq(path, n, start=0, mode="w"):
+    """Writes n NDJSON lines {"seq": i} for i in [start, start + n)."""
+    with open(path, mode) as f:
+        for i in range(start, start + n):
+            f.write('{"seq":%d}\n' % i)
+
+
 def main(ns):
     """Runs every test_* function of a module; prints 'N passed, N failed'."""
     if not os.path.exists(BIN):
