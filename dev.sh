@@ -7,9 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-PACKAGES=(gcc libc6-dev make cmake pkg-config python3
+PACKAGES=(gcc g++ libc6-dev make cmake pkg-config python3
           libjansson-dev libyaml-dev libyajl-dev libcurl4-openssl-dev librdkafka-dev
-          libmicrohttpd-dev)
+          libmicrohttpd-dev libsimdjson-dev)
 
 setup() {
     local missing=()

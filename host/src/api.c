@@ -101,6 +101,12 @@ static json_t *api_value_json(const struct spoke_record *rec)
     return rec_value_json((struct spoke_record *)rec);
 }
 
+static unsigned api_value_forms(const struct spoke_record *rec)
+{
+    /* The host's REC_FORM_* bits are the ABI's SPOKE_FORM_* bits. */
+    return rec->forms;
+}
+
 static const char *api_record_topic(const struct spoke_record *rec) { return rec->topic; }
 
 static const void *api_record_key(const struct spoke_record *rec, size_t *len)
@@ -243,4 +249,8 @@ const struct spoke_host_api api_table = {
     .offset_at = offsets_i,
     .metric_add = api_metric_add,
     .metric_set = api_metric_set,
+    .record_value_forms = api_value_forms,
 };
+
+_Static_assert(REC_FORM_BYTES == SPOKE_FORM_BYTES && REC_FORM_ROW == SPOKE_FORM_ROW &&
+               REC_FORM_JSON == SPOKE_FORM_JSON, "value form bits agree");

@@ -382,7 +382,19 @@ struct spoke_host_api {
      * [a-z0-9_]{1,64}. */
     void (*metric_add)(struct spoke_instance *inst, const char *name, int64_t delta);
     void (*metric_set)(struct spoke_instance *inst, const char *name, int64_t value);
+
+    /* ---- ABI 1+: value forms ---- */
+
+    /* Which forms the value holds right now (SPOKE_FORM_* bits; 0 = null),
+     * so a plugin can read the cheapest one, e.g. a row already built
+     * upstream instead of serializing it and parsing it back. */
+    unsigned (*record_value_forms)(const struct spoke_record *rec);
 };
+
+/* Bits of record_value_forms. */
+#define SPOKE_FORM_BYTES 0x1u
+#define SPOKE_FORM_ROW   0x2u
+#define SPOKE_FORM_JSON  0x4u
 
 /* True when the host's table has entry `field` (it was built with an ABI
  * that has it). */

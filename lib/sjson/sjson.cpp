@@ -1,0 +1,271 @@
+// sjson - C shim over simdjson's DOM API (see sjson.h).
+#include "sjson.h"
+
+#include <cstdio>
+#include <cstring>
+#include <new>
+#include <string>
+#include <type_traits>
+
+#include <simdjson.h>
+
+using simdjson::dom::array;
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+using simdjson::dom::object;
+
+static_assert(sizeof(element) <= sizeof(sj_value), "dom::element fits sj_value");
+static_assert(std::is_trivially_copyable<element>::value, "dom::element is copyable");
+
+namespace {
+
+/* Iteration state lives in sj_iter: a kind tag, then the current and end
+ * iterators (trivially copyable, so memcpy in and out is well defined). */
+template <class It> struct iter_state {
+    uint64_t is_object;
+    It cur;
+    It end;
+};
+static_assert(sizeof(iter_state<array::iterator>) <= sizeof(sj_iter), "array state fits");
+static_assert(sizeof(iter_state<object::iterator>) <= sizeof(sj_iter), "object state fits");
+static_assert(std::is_trivially_copyable<array::iterator>::value, "array iterator copyable");
+static_assert(std::is_trivially_copyable<object::iterator>::value, "object iterator copyable");
+
+inline element el(const sj_value *v)
+{
+    element e;
+    std::memcpy(static_cast<void *>(&e), v->opaque, sizeof(e));
+    return e;
+}
+
+inline void put(sj_value *v, const element &e)
+{
+    std::memset(v->opaque, 0, sizeof(v->opaque));
+    std::memcpy(v->opaque, static_cast<const void *>(&e), sizeof(e));
+}
+
+} // namespace
+
+struct sj_parser {
+    simdjson::dom::parser parser;
+    size_t max_bytes;
+    size_t max_depth;
+};
+
+extern "C" struct sj_parser *sj_parser_new(size_t max_bytes, size_t max_depth)
+{
+    sj_parser *p = new (std::nothrow) sj_parser;
+    if (!p)
+        return nullptr;
+    p->max_bytes = max_bytes;
+    p->max_depth = max_depth;
+    /* Capacity grows on demand up to max_bytes; the depth limit is fixed. */
+    if (p->parser.allocate(4096, max_depth) != simdjson::SUCCESS) {
+        delete p;
+        return nullptr;
+    }
+    /* No parser.set_max_capacity(): in simdjson 3.0.1 it clamps every limit
+     * above 32 bytes down to 32. sj_parse enforces max_bytes itself. */
+    return p;
+}
+
+extern "C" void sj_parser_free(struct sj_parser *p)
+{
+    delete p;
+}
+
+extern "C" int sj_parse(struct sj_parser *p, const void *buf, size_t len, struct sj_value *root,
+                        char *err, size_t errsize)
+{
+    if (len > p->max_bytes) {
+        std::snprintf(err, errsize, "document of %zu bytes is larger than the limit %zu", len,
+                      p->max_bytes);
+        return -1;
+    }
+    if (len > p->parser.capacity()) {
+        /* Grow in steps so a stream of similar documents allocates once. */
+        size_t cap = p->parser.capacity() ? p->parser.capacity() : 4096;
+        while (cap < len)
+            cap *= 2;
+        if (cap > p->max_bytes)
+            cap = p->max_bytes;
+        if (p->parser.allocate(cap, p->max_depth) != simdjson::SUCCESS) {
+            std::snprintf(err, errsize, "out of memory for a %zu-byte document", len);
+            return -1;
+        }
+    }
+    element e;
+    auto rc = p->parser.parse(static_cast<const char *>(buf), len, true).get(e);
+    if (rc != simdjson::SUCCESS) {
+        switch (rc) {
+        case simdjson::DEPTH_ERROR:
+            std::snprintf(err, errsize, "nesting deeper than %zu", p->max_depth);
+            break;
+        case simdjson::UTF8_ERROR:
+            std::snprintf(err, errsize, "invalid UTF-8");
+            break;
+        case simdjson::EMPTY:
+            std::snprintf(err, errsize, "empty document");
+            break;
+        default:
+            std::snprintf(err, errsize, "invalid JSON: %s", simdjson::error_message(rc));
+        }
+        return -1;
+    }
+    put(root, e);
+    return 0;
+}
+
+extern "C" enum sj_type sj_type(const struct sj_value *v)
+{
+    switch (el(v).type()) {
+    case element_type::ARRAY: return SJ_ARRAY;
+    case element_type::OBJECT: return SJ_OBJECT;
+    case element_type::INT64: return SJ_INT;
+    case element_type::UINT64: return SJ_UINT;
+    case element_type::DOUBLE: return SJ_DOUBLE;
+    case element_type::STRING: return SJ_STRING;
+    case element_type::BOOL: return SJ_BOOL;
+    case element_type::NULL_VALUE: return SJ_NULL;
+    }
+    return SJ_NULL;
+}
+
+extern "C" int sj_get_bool(const struct sj_value *v, int *out)
+{
+    bool b;
+    if (el(v).get_bool().get(b) != simdjson::SUCCESS)
+        return -1;
+    *out = b;
+    return 0;
+}
+
+extern "C" int sj_get_int64(const struct sj_value *v, int64_t *out)
+{
+    return el(v).get_int64().get(*out) == simdjson::SUCCESS ? 0 : -1;
+}
+
+extern "C" int sj_get_uint64(const struct sj_value *v, uint64_t *out)
+{
+    return el(v).get_uint64().get(*out) == simdjson::SUCCESS ? 0 : -1;
+}
+
+extern "C" int sj_get_double(const struct sj_value *v, double *out)
+{
+    element e = el(v);
+    switch (e.type()) {
+    case element_type::DOUBLE:
+        return e.get_double().get(*out) == simdjson::SUCCESS ? 0 : -1;
+    case element_type::INT64: {
+        int64_t i;
+        if (e.get_int64().get(i) != simdjson::SUCCESS)
+            return -1;
+        *out = static_cast<double>(i);
+        return 0;
+    }
+    case element_type::UINT64: {
+        uint64_t u;
+        if (e.get_uint64().get(u) != simdjson::SUCCESS)
+            return -1;
+        *out = static_cast<double>(u);
+        return 0;
+    }
+    default:
+        return -1;
+    }
+}
+
+extern "C" int sj_get_string(const struct sj_value *v, const char **s, size_t *len)
+{
+    std::string_view sv;
+    if (el(v).get_string().get(sv) != simdjson::SUCCESS)
+        return -1;
+    *s = sv.data();
+    *len = sv.size();
+    return 0;
+}
+
+extern "C" int sj_object_get(const struct sj_value *v, const char *key, size_t klen,
+                             struct sj_value *out)
+{
+    object o;
+    if (el(v).get_object().get(o) != simdjson::SUCCESS)
+        return -1;
+    element child;
+    if (o.at_key(std::string_view(key, klen)).get(child) != simdjson::SUCCESS)
+        return -1;
+    put(out, child);
+    return 0;
+}
+
+extern "C" size_t sj_count(const struct sj_value *v)
+{
+    element e = el(v);
+    array a;
+    object o;
+    if (e.get_array().get(a) == simdjson::SUCCESS)
+        return a.size();
+    if (e.get_object().get(o) == simdjson::SUCCESS)
+        return o.size();
+    return 0;
+}
+
+extern "C" int sj_array_iter(const struct sj_value *v, struct sj_iter *it)
+{
+    array a;
+    if (el(v).get_array().get(a) != simdjson::SUCCESS)
+        return -1;
+    iter_state<array::iterator> st{0, a.begin(), a.end()};
+    std::memcpy(it->opaque, static_cast<const void *>(&st), sizeof(st));
+    return 0;
+}
+
+extern "C" int sj_array_next(struct sj_iter *it, struct sj_value *out)
+{
+    if (it->opaque[0] != 0)
+        return 0;
+    iter_state<array::iterator> st{0, {}, {}};
+    std::memcpy(static_cast<void *>(&st), it->opaque, sizeof(st));
+    if (!(st.cur != st.end))
+        return 0;
+    put(out, *st.cur);
+    ++st.cur;
+    std::memcpy(it->opaque, static_cast<const void *>(&st), sizeof(st));
+    return 1;
+}
+
+extern "C" int sj_object_iter(const struct sj_value *v, struct sj_iter *it)
+{
+    object o;
+    if (el(v).get_object().get(o) != simdjson::SUCCESS)
+        return -1;
+    iter_state<object::iterator> st{1, o.begin(), o.end()};
+    std::memcpy(it->opaque, static_cast<const void *>(&st), sizeof(st));
+    return 0;
+}
+
+extern "C" int sj_object_next(struct sj_iter *it, const char **key, size_t *klen,
+                              struct sj_value *out)
+{
+    if (it->opaque[0] != 1)
+        return 0;
+    iter_state<object::iterator> st{1, {}, {}};
+    std::memcpy(static_cast<void *>(&st), it->opaque, sizeof(st));
+    if (!(st.cur != st.end))
+        return 0;
+    std::string_view k = st.cur.key();
+    *key = k.data();
+    *klen = k.size();
+    put(out, st.cur.value());
+    ++st.cur;
+    std::memcpy(it->opaque, static_cast<const void *>(&st), sizeof(st));
+    return 1;
+}
+
+extern "C" size_t sj_to_json(const struct sj_value *v, char *buf, size_t size)
+{
+    std::string s = simdjson::minify(el(v));
+    if (s.size() <= size)
+        std::memcpy(buf, s.data(), s.size());
+    return s.size();
+}
