@@ -35,7 +35,7 @@ struct committed {
 struct tracker {
     pthread_mutex_t lock;
     pthread_cond_t idle;
-    char *name;
+    const char *name;         /* interned */
     struct origin *head, *tail;
     size_t inflight;
     int blocked;
@@ -50,7 +50,7 @@ struct tracker *tracker_new(const char *connector)
     struct tracker *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
-    t->name = strdup(connector);
+    t->name = intern_str(connector);
     if (!t->name) {
         free(t);
         return NULL;
@@ -65,7 +65,6 @@ static void tracker_destroy(struct tracker *t)
     pthread_mutex_destroy(&t->lock);
     pthread_cond_destroy(&t->idle);
     free(t->done);
-    free(t->name);
     free(t);
 }
 
@@ -102,6 +101,14 @@ struct origin *tracker_add(struct tracker *t, const char *partition, int64_t off
     t->inflight++;
     pthread_mutex_unlock(&t->lock);
     return o;
+}
+
+void origin_position(const struct origin *o, const char **source, const char **partition,
+                     int64_t *offset)
+{
+    *source = o->t->name;
+    *partition = o->part;
+    *offset = o->off;
 }
 
 void origin_hold(struct origin *o)

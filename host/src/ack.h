@@ -49,6 +49,11 @@ int tracker_wait_idle(struct tracker *t, int64_t deadline_ms);
 void origin_hold(struct origin *o);
 /* Ends one unit: delivered (ok = 1) or abandoned (ok = 0). */
 void origin_done(struct origin *o, int ok);
+/* Where the origin comes from: the source connector's name and partition
+ * (both interned; partition NULL when the source set no position) and the
+ * offset. Valid while the caller holds a unit of o. */
+void origin_position(const struct origin *o, const char **source, const char **partition,
+                     int64_t *offset);
 
 /* ---- offset store: state.dir/offsets.json ---- */
 

@@ -35,6 +35,14 @@ enum conn_target {
 #define INST_STAGE_MAX 256
 #define INST_TRACE_MAX 1024
 
+/* The furthest input position a stateful transform has processed, per
+ * (source connector, partition); both names interned. */
+struct covered_pos {
+    const char *source;
+    const char *part;
+    int64_t off;
+};
+
 struct inst_metric {
     char name[65];
     int64_t value;
@@ -84,6 +92,10 @@ struct spoke_instance {
     struct origin **absorbed;       /* stateful transforms: acks waiting for a snapshot */
     size_t nabsorbed, capabsorbed;
     int64_t next_snapshot_ms;
+    struct covered_pos *covered;    /* stateful: positions processed so far */
+    size_t ncovered, capcovered;
+    struct covered_pos *replay;     /* stateful: positions the restored snapshot covers */
+    size_t nreplay;
     uint64_t notified_gen;          /* sources: last commit generation told to the plugin */
 
     atomic_llong records_in;
@@ -92,6 +104,7 @@ struct spoke_instance {
     atomic_llong dead_lettered;
     atomic_llong retries;
     atomic_llong last_poll_ms;
+    atomic_llong replayed_skipped;  /* stateful: replayed records the snapshot already held */
     struct inst_metric *metrics;    /* plugin metrics, under lock */
     size_t nmetrics;
 };

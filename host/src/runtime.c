@@ -20,7 +20,10 @@
 #include "record.h"
 #include "status.h"
 
-#define SNAP_MAGIC "SPOKESNAP 1"
+/* Snapshot file: "SPOKESNAP 2 <data length>\n", one line of JSON with the
+ * input positions the state covers, "\n", then the plugin's bytes.
+ * Version 1 files (no positions line) are still read. */
+#define SNAP_MAGIC "SPOKESNAP"
 
 struct runtime {
     struct runtime_opts opts;
@@ -545,6 +548,18 @@ static void snap_path(struct spoke_instance *inst, char *out, size_t size)
         out[0] = '\0';
 }
 
+static char *covered_json(const struct spoke_instance *inst)
+{
+    json_t *arr = json_array();
+    for (size_t i = 0; arr && i < inst->ncovered; i++)
+        json_array_append_new(arr, json_pack("{s:s,s:s,s:I}", "source", inst->covered[i].source,
+                                             "partition", inst->covered[i].part, "offset",
+                                             (json_int_t)inst->covered[i].off));
+    char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
+    json_decref(arr);
+    return text;
+}
+
 static int take_snapshot(struct spoke_instance *inst)
 {
     char err[SPOKE_ERRSTR_SIZE] = "";
@@ -557,9 +572,11 @@ static int take_snapshot(struct spoke_instance *inst)
               status_text(rc), err);
         return -1;
     }
+    char *pos = covered_json(inst);
     struct buf b = BUF_INIT;
-    buf_printf(&b, "%s %zu\n", SNAP_MAGIC, len);
+    buf_printf(&b, "%s 2 %zu\n%s\n", SNAP_MAGIC, len, pos ? pos : "[]");
     buf_append(&b, data, len);
+    free(pos);
     free(data);
     char path[PATH_MAX];
     snap_path(inst, path, sizeof(path));
@@ -576,6 +593,67 @@ static int take_snapshot(struct spoke_instance *inst)
     return 0;
 }
 
+static int covered_add(struct covered_pos **v, size_t *n, size_t *cap, const char *source,
+                       const char *part, int64_t off)
+{
+    for (size_t i = 0; i < *n; i++) {
+        if ((*v)[i].source == source && (*v)[i].part == part) {
+            if (off > (*v)[i].off)
+                (*v)[i].off = off;
+            return 0;
+        }
+    }
+    if (*n == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 4;
+        struct covered_pos *nv = realloc(*v, ncap * sizeof(*nv));
+        if (!nv)
+            return -1;
+        *v = nv;
+        *cap = ncap;
+    }
+    (*v)[*n].source = source;
+    (*v)[*n].part = part;
+    (*v)[*n].off = off;
+    (*n)++;
+    return 0;
+}
+
+/* Reads the positions line of a version 2 snapshot into inst->replay (and
+ * inst->covered, so the next snapshot still covers them). */
+static int load_covered(struct spoke_instance *inst, const char *line, size_t len, char *err,
+                        size_t errsize)
+{
+    json_error_t jerr;
+    json_t *arr = json_loadb(line, len, 0, &jerr);
+    size_t i;
+    json_t *e;
+    if (!json_is_array(arr))
+        goto bad;
+    inst->replay = calloc(json_array_size(arr) + 1, sizeof(*inst->replay));
+    if (!inst->replay)
+        goto bad;
+    json_array_foreach(arr, i, e) {
+        const char *src = NULL, *part = NULL;
+        json_int_t off = 0;
+        if (json_unpack(e, "{s:s,s:s,s:I}", "source", &src, "partition", &part, "offset", &off))
+            goto bad;
+        struct covered_pos cp = { intern_str(src), intern_str(part), off };
+        if (!cp.source || !cp.part)
+            goto bad;
+        inst->replay[inst->nreplay++] = cp;
+        if (covered_add(&inst->covered, &inst->ncovered, &inst->capcovered, cp.source, cp.part,
+                        cp.off) != 0)
+            goto bad;
+    }
+    json_decref(arr);
+    return 0;
+bad:
+    json_decref(arr);
+    snprintf(err, errsize, "snapshot %s.snap in state.dir is not valid (bad positions line)",
+             inst->name);
+    return -1;
+}
+
 static int restore_snapshot(struct spoke_instance *inst, char *err, size_t errsize)
 {
     char path[PATH_MAX];
@@ -585,23 +663,55 @@ static int restore_snapshot(struct spoke_instance *inst, char *err, size_t errsi
     char *data = read_file(path, (size_t)1 << 31, &len, &missing, err, errsize);
     if (!data)
         return missing ? SPOKE_OK : SPOKE_ERR_IO;
-    size_t hdr = strlen(SNAP_MAGIC);
-    char *nl = memchr(data, '\n', len);
+    int rc = SPOKE_ERR_PARSE;
+    int version = 0;
     size_t declared = 0;
-    int rc = SPOKE_OK;
-    if (len < hdr + 2 || memcmp(data, SNAP_MAGIC " ", hdr + 1) != 0 || !nl ||
-        sscanf(data + hdr + 1, "%zu", &declared) != 1 ||
-        declared != len - (size_t)(nl + 1 - data)) {
-        snprintf(err, errsize, "snapshot %s.snap in state.dir is not valid (bad header or "
-                 "truncated)", inst->name);
-        rc = SPOKE_ERR_PARSE;
-    } else {
-        rc = inst->plugin->restore(inst->st, nl + 1, declared, err, errsize);
-        if (rc == SPOKE_OK)
-            LOG_I(inst->name, "state restored from %s (%zu bytes)", path, declared);
+    char *nl = memchr(data, '\n', len);
+    char *body = nl ? nl + 1 : NULL;
+    if (!nl || sscanf(data, SNAP_MAGIC " %d %zu", &version, &declared) != 2 ||
+        (version != 1 && version != 2))
+        goto bad;
+    if (version == 2) {
+        char *nl2 = memchr(body, '\n', len - (size_t)(body - data));
+        if (!nl2 || load_covered(inst, body, (size_t)(nl2 - body), err, errsize) != 0)
+            goto out;
+        body = nl2 + 1;
     }
+    if (declared != len - (size_t)(body - data))
+        goto bad;
+    rc = inst->plugin->restore(inst->st, body, declared, err, errsize);
+    if (rc == SPOKE_OK)
+        LOG_I(inst->name, "state restored from %s (%zu bytes, covering %zu input partitions)",
+              path, declared, inst->nreplay);
+    goto out;
+bad:
+    snprintf(err, errsize, "snapshot %s.snap in state.dir is not valid (bad header or "
+             "truncated)", inst->name);
+out:
     free(data);
     return rc;
+}
+
+/*
+ * Stateful transforms after a restore: a record at or before a position the
+ * snapshot covers is already in the state (its offset may not have been
+ * committed when the host stopped, e.g. kill -9 between the snapshot and the
+ * next offset flush), so it is acknowledged without processing it again.
+ * Positions grow within a partition: once a record passes the covered
+ * position, that partition needs no more checks.
+ */
+static int replayed(struct spoke_instance *inst, const char *source, const char *part,
+                    int64_t off)
+{
+    for (size_t i = 0; i < inst->nreplay; i++) {
+        if (inst->replay[i].source == source && inst->replay[i].part == part) {
+            if (off <= inst->replay[i].off)
+                return 1;
+            inst->replay[i] = inst->replay[--inst->nreplay];
+            return 0;
+        }
+    }
+    return 0;
 }
 
 static int absorb(struct spoke_instance *inst, struct spoke_record *rec)
@@ -761,11 +871,24 @@ static int transform_batch(struct spoke_instance *inst, struct spoke_record **re
 {
     const struct spoke_plugin *d = inst->plugin;
     char err[SPOKE_ERRSTR_SIZE];
+    int stateful = d->snapshot != NULL;
     for (size_t i = 0; i < n; i++) {
         struct spoke_record *rec = recs[i];
         const char *in_topic = rec->topic;
         int attempt = 0, rc;
         int64_t first = 0;
+        const char *src = NULL, *part = NULL;
+        int64_t off = 0;
+        if (stateful && rec->origin) {
+            origin_position(rec->origin, &src, &part, &off);
+            if (part && inst->nreplay && replayed(inst, src, part, off)) {
+                atomic_fetch_add(&inst->replayed_skipped, 1);
+                recs[i] = NULL;
+                rec_ack(rec);
+                rec_free(rec);
+                continue;
+            }
+        }
         for (;;) {
             err[0] = '\0';
             inst->cur = rec;
@@ -783,6 +906,9 @@ static int transform_batch(struct spoke_instance *inst, struct spoke_record **re
             give_back(inst, recs + i, n - i);
             return 1;
         }
+        if (part && (rc == SPOKE_OK || rc == SPOKE_DROP) &&
+            covered_add(&inst->covered, &inst->ncovered, &inst->capcovered, src, part, off) != 0)
+            LOG_E(inst->name, "out of memory recording a covered position");
         if (rc == SPOKE_OK) {
             clear_retrying(inst);
             if (rec->topic == in_topic)
@@ -1016,6 +1142,8 @@ static void inst_free(struct spoke_instance *inst)
     free(inst->fingerprint);
     free(inst->in_topics);
     free(inst->absorbed);
+    free(inst->covered);
+    free(inst->replay);
     free(inst->metrics);
     free(inst->name);
     pthread_mutex_destroy(&inst->lock);
@@ -1189,6 +1317,9 @@ static json_t *inst_json(struct spoke_instance *inst)
                             json_integer((json_int_t)tracker_inflight(inst->tracker)));
     if (inst->kind == SPOKE_KIND_SOURCE)
         json_object_set_new(m, "last_poll_ms", json_integer(atomic_load(&inst->last_poll_ms)));
+    if (inst->plugin->snapshot)
+        json_object_set_new(m, "replayed_skipped",
+                            json_integer(atomic_load(&inst->replayed_skipped)));
     pthread_mutex_lock(&inst->lock);
     json_t *plugin = json_object();
     for (size_t i = 0; i < inst->nmetrics; i++)

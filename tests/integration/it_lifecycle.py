@@ -126,13 +126,65 @@ connectors:
     assert "state restored" in sp.log()
 
 
+def test_kill9_after_snapshot_replays_nothing_into_the_state():
+    """Offsets lag snapshots (flushed every 60 s here), so after kill -9 the
+    source replays everything; the snapshot's covered positions keep the
+    replayed records out of the restored count."""
+    with Spoke("", start=False, extra_worker={"offset.flush.interval.ms": 60000}) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        out = os.path.join(sp.tmp, "counts.ndjson")
+        snap = os.path.join(sp.state_dir, "snapshots", "counter.snap")
+        write_seq(inp, 3000)
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: %s
+  - name: counter
+    connector.class: count_transform
+    topics: raw
+    topic: counts
+    emit.every: 1000
+    snapshot.interval.ms: 20
+  - name: dst
+    connector.class: file_sink
+    topics: counts
+    file: %s
+""" % (inp, out))
+        sp.start()
+        size = os.path.getsize(inp)
+
+        def snapshot_covers_all():
+            try:
+                with open(snap) as f:
+                    f.readline()
+                    pos = json.loads(f.readline())
+            except (FileNotFoundError, ValueError):
+                return False
+            return any(p["source"] == "src" and p["offset"] == size for p in pos)
+        wait_for(snapshot_covers_all, 20, "a snapshot covering the whole input")
+        wait_for(lambda: count_lines(out) == 3, 20, "3 counts written")
+        sp.kill()
+        assert sp.offsets().get("src", {}).get(inp, 0) < size, "offsets were flushed: no replay to test"
+        write_seq(inp, 1000, start=3000, mode="a")
+        sp.start()
+        wait_for(lambda: count_lines(out) >= 4, 20, "the 4th count")
+        wait_for(lambda: sp.connector("counter").get("metrics", {}).get("replayed_skipped") == 3000,
+                 10, "3000 replayed records skipped")
+        sp.stop()
+    with open(out) as f:
+        counts = [json.loads(l)["count"] for l in f]
+    assert counts == [1000, 2000, 3000, 4000], counts
+
+
 def test_corrupt_snapshot_fails_the_connector_with_reason():
     with Spoke("", start=False) as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
         write_seq(inp, 5)
         os.makedirs(os.path.join(sp.state_dir, "snapshots"))
         with open(os.path.join(sp.state_dir, "snapshots", "counter.snap"), "w") as f:
-            f.write("SPOKESNAP 1 99\nshort")
+            f.write("SPOKESNAP 2 99\n[]\nshort")
         sp.write_config("""
 connectors:
   - name: src
