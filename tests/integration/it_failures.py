@@ -101,8 +101,11 @@ connectors:
     errors.retry.delay.max.ms: 200
 """ % inp)
         sp.start()
-        wait_for(lambda: sp.connector("flaky").get("retrying"), 20, "retrying shown in status")
-        assert "retrying put" in sp.connector("flaky")["trace"]
+        def retrying():
+            c = sp.connector("flaky")
+            return c if c.get("retrying") else None
+        st = wait_for(retrying, 20, "retrying shown in status")
+        assert "retrying put" in st["trace"], st
         st = sp.wait_state("flaky", "FAILED", 20)
         assert st["metrics"]["retries"] >= 2, st
         # Not committed past what the failed sink never delivered.
