@@ -365,6 +365,14 @@ void offsets_forget(struct offset_store *os, const char *connector)
     pthread_mutex_unlock(&os->lock);
 }
 
+void offsets_remove(struct offset_store *os, const char *connector, const char *partition)
+{
+    pthread_mutex_lock(&os->lock);
+    if (json_object_del(json_object_get(os->root, connector), partition) == 0)
+        os->dirty = 1;
+    pthread_mutex_unlock(&os->lock);
+}
+
 int offsets_flush(struct offset_store *os, char *err, size_t errsize)
 {
     pthread_mutex_lock(&os->lock);

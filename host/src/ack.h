@@ -69,6 +69,8 @@ int offsets_at(struct offset_store *os, const char *connector, size_t i,
 void offsets_set(struct offset_store *os, const char *connector, const char *partition,
                  int64_t offset);
 void offsets_forget(struct offset_store *os, const char *connector);
+/* Removes one partition of a connector. */
+void offsets_remove(struct offset_store *os, const char *connector, const char *partition);
 /* Writes the file atomically (temp, fsync, rename, fsync dir) if changed.
  * 0 or -1 with err. */
 int offsets_flush(struct offset_store *os, char *err, size_t errsize);

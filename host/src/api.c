@@ -15,7 +15,9 @@
 
 static void api_log(struct spoke_instance *inst, enum spoke_log_level level, const char *fmt, ...)
 {
-    if ((int)level > log_threshold)
+    /* A connector's own logger level (PUT /admin/loggers/{name}) wins. */
+    int threshold = inst && inst->log_level >= 0 ? inst->log_level : log_threshold;
+    if ((int)level > threshold)
         return;
     va_list ap;
     va_start(ap, fmt);
@@ -79,6 +81,7 @@ static int api_emit(struct spoke_instance *inst, struct spoke_record *rec)
         }
     }
     atomic_fetch_add(&inst->records_out, 1);
+    inst_note_topic(inst, rec->topic);
     inst->staging[inst->nstaging++] = rec;
     if (inst->nstaging == INST_STAGE_MAX)
         return inst_flush_staging(inst);

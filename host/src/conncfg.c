@@ -35,6 +35,15 @@ const struct spoke_config_field conncfg_fields[] = {
       .min = 1, .max = 1048576 },
     { "snapshot.interval.ms", SPOKE_CFG_LONG, "1000", 0,
       "Stateful transforms: how often state is snapshotted", .min = 10, .max = 86400000 },
+    { "restart.max.retries", SPOKE_CFG_INT, "0", 0,
+      "Automatic restarts of a FAILED connector before it stays FAILED; 0 = off (as in Kafka "
+      "Connect), -1 = forever", .min = -1, .max = 1000000 },
+    { "restart.backoff.ms", SPOKE_CFG_LONG, "1000", 0,
+      "Delay before the first automatic restart; doubles each time, with +-20% jitter",
+      .min = 10, .max = 86400000 },
+    { "restart.backoff.max.ms", SPOKE_CFG_LONG, "60000", 0,
+      "Longest delay between automatic restarts; a connector RUNNING this long counts as "
+      "healthy again", .min = 10, .max = 86400000 },
     { 0 }
 };
 
@@ -48,7 +57,22 @@ const struct spoke_config_field conncfg_worker_fields[] = {
       "Directory for offsets, snapshots and status.json", .min = 1, .max = 4000 },
     { "log.level", SPOKE_CFG_STRING, "info", 0, "Log level", .allowed = level_values },
     { "listeners", SPOKE_CFG_STRING, "http://127.0.0.1:8083", 0,
-      "Address of the REST control API", .min = 1, .max = 256 },
+      "Address the REST API listens on (a non-loopback address needs rest.token.file)",
+      .min = 1, .max = 256 },
+    { "rest.enable", SPOKE_CFG_BOOL, "true", 0, "Serve the REST API" },
+    { "rest.token.file", SPOKE_CFG_STRING, NULL, 0,
+      "File (mode 0600) holding the bearer token every mutating REST call must present",
+      .min = 1, .max = 4000 },
+    { "rest.hosts.allowed", SPOKE_CFG_LIST, NULL, 0,
+      "Host header values accepted besides localhost, the loopback addresses and the listen "
+      "address", .max = 64 },
+    { "rest.max.connections", SPOKE_CFG_INT, "64", 0,
+      "Concurrent REST connections", .min = 1, .max = 10000 },
+    { "rest.connection.timeout.ms", SPOKE_CFG_LONG, "30000", 0,
+      "Idle REST connections are closed after this long", .min = 100, .max = 3600000 },
+    { "rest.threads", SPOKE_CFG_INT, "2", 0, "REST server threads", .min = 1, .max = 64 },
+    { "rest.max.body.bytes", SPOKE_CFG_LONG, "1048576", 0,
+      "Largest REST request body; larger ones are answered 413", .min = 1024, .max = 67108864 },
     { "shutdown.timeout.ms", SPOKE_CFG_LONG, "10000", 0,
       "How long a shutdown may drain before in-flight records are abandoned", .min = 100,
       .max = 3600000 },

@@ -56,6 +56,9 @@ struct spoke_instance {
     struct spoke_config *hcfg;      /* host keys (conncfg_fields) */
     struct spoke_config *pcfg;      /* the plugin's keys */
     char *fingerprint;              /* canonical config text, for reload diffs */
+    json_t *config;                 /* the config as given: object of strings, with "name" */
+    int from_rest;                  /* its config came from REST (connectors.json) */
+    char *file_fp;                  /* fingerprint of connectors.yaml's entry, or NULL */
 
     const char *out_topic;          /* interned; NULL for sinks */
     const char *dlq_topic;          /* interned; NULL = none */
@@ -69,6 +72,18 @@ struct spoke_instance {
     size_t batch_max;
     size_t queue_cap;
     int64_t snapshot_interval_ms;
+    int restart_max;                /* auto-restart: 0 off, -1 forever */
+    int64_t restart_backoff_ms;
+    int64_t restart_backoff_max_ms;
+    int restart_attempts;           /* since the last healthy run */
+    int64_t restart_at_ms;          /* mono time of the next auto-restart, 0 = none */
+    int64_t running_since_ms;       /* mono time it last became RUNNING */
+    atomic_llong restarts;
+    int log_level;                  /* -1: the root level applies */
+    int64_t log_modified_ms;
+    const char *topics_seen[32];    /* active topics (interned), under lock */
+    size_t ntopics_seen;
+    const char *last_topic;         /* cache for the task thread: last one noted */
 
     struct rqueue *inq;             /* transforms and sinks */
     struct tracker *tracker;        /* sources */
@@ -108,6 +123,10 @@ struct spoke_instance {
     struct inst_metric *metrics;    /* plugin metrics, under lock */
     size_t nmetrics;
 };
+
+/* Records that the connector used a topic (GET /connectors/{c}/topics).
+ * Cheap when it is the same topic as last time. Task thread only. */
+void inst_note_topic(struct spoke_instance *inst, const char *topic);
 
 /* Publishes the staged records; SPOKE_OK or SPOKE_ERR_STOPPED. */
 int inst_flush_staging(struct spoke_instance *inst);

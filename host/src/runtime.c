@@ -1,5 +1,5 @@
 /* runtime - connectors, their task threads, shutdown, reload, housekeeping. */
-#include "runtime.h"
+#include "runtime_int.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -14,6 +14,7 @@
 #include "cfgval.h"
 #include "clock.h"
 #include "conncfg.h"
+#include "ctl.h"
 #include "fsutil.h"
 #include "instance.h"
 #include "log.h"
@@ -25,38 +26,24 @@
  * Version 1 files (no positions line) are still read. */
 #define SNAP_MAGIC "SPOKESNAP"
 
-struct runtime {
-    struct runtime_opts opts;
-    char *config_path;
-    struct worker_settings ws;
-    struct registry *reg;
-    struct router *router;
-    struct offset_store *offsets;
-    char offsets_path[PATH_MAX];
-    char status_path[PATH_MAX];
-    char snap_dir[PATH_MAX];
-
-    pthread_mutex_t lock;            /* conns list */
-    struct spoke_instance **conns;
-    size_t nconns;
-
-    pthread_t hk_thread;
-    pthread_mutex_t hk_lock;
-    pthread_cond_t hk_cond;
-    int hk_stop;
-    int hk_kick;
-    int64_t started_ms;
-    volatile int stopping;
-};
 
 /* ------------------------------------------------------------------------ */
 /* time and small helpers                                                    */
 /* ------------------------------------------------------------------------ */
 
 struct router *runtime_router(struct runtime *rt) { return rt->router; }
+const struct worker_settings *runtime_worker(struct runtime *rt) { return &rt->ws; }
+
+const char *rt_worker_id(const struct runtime *rt)
+{
+    /* Connect's worker_id is host:port, without the listener's scheme. */
+    const char *l = rt->ws.listeners ? rt->ws.listeners : "";
+    const char *p = strstr(l, "://");
+    return p ? p + 3 : l;
+}
 struct offset_store *runtime_offsets(struct runtime *rt) { return rt->offsets; }
 
-static const char *state_name(enum conn_state s)
+const char *rt_state_name(enum conn_state s)
 {
     switch (s) {
     case CONN_UNASSIGNED: return "UNASSIGNED";
@@ -67,6 +54,27 @@ static const char *state_name(enum conn_state s)
     case CONN_RESTARTING: return "RESTARTING";
     }
     return "UNASSIGNED";
+}
+
+const char *rt_target_name(enum conn_target t)
+{
+    switch (t) {
+    case TARGET_RUNNING: return "RUNNING";
+    case TARGET_PAUSED: return "PAUSED";
+    case TARGET_STOPPED: return "STOPPED";
+    }
+    return "RUNNING";
+}
+
+int rt_target_parse(const char *s)
+{
+    if (strcmp(s, "RUNNING") == 0)
+        return TARGET_RUNNING;
+    if (strcmp(s, "PAUSED") == 0)
+        return TARGET_PAUSED;
+    if (strcmp(s, "STOPPED") == 0)
+        return TARGET_STOPPED;
+    return -1;
 }
 
 static int valid_topic(const char *t)
@@ -101,15 +109,23 @@ void worker_settings_free(struct worker_settings *ws)
     free(ws->plugin_path);
     free(ws->state_dir);
     free(ws->listeners);
+    free(ws->rest_token_file);
+    for (size_t i = 0; i < ws->nrest_hosts; i++)
+        free(ws->rest_hosts[i]);
+    free(ws->rest_hosts);
     memset(ws, 0, sizeof(*ws));
 }
 
 /* A connector that passed validation. */
 struct conn_spec {
-    const char *name;
+    const char *name;                 /* borrowed from the desired entry */
     const struct spoke_plugin *plugin;
     struct spoke_config *hcfg, *pcfg;
     char *fingerprint;
+    json_t *config;                   /* object of strings, with "name" */
+    enum conn_target target;
+    int from_rest;
+    char *file_fp;
 };
 
 static void spec_clear(struct conn_spec *s)
@@ -117,7 +133,19 @@ static void spec_clear(struct conn_spec *s)
     cfgval_free(s->hcfg);
     cfgval_free(s->pcfg);
     free(s->fingerprint);
+    json_decref(s->config);
+    free(s->file_fp);
     memset(s, 0, sizeof(*s));
+}
+
+/* "file:line:col: what: " or, for configs without positions (REST),
+ * "file: what: ". */
+static void err_prefix(struct buf *errs, const char *path, struct cfg_pos pos, const char *what)
+{
+    if (pos.line > 0)
+        buf_printf(errs, "%s:%d:%d: %s: ", path, pos.line, pos.col, what);
+    else
+        buf_printf(errs, "%s: %s: ", path, what);
 }
 
 static void report_cfgval(struct buf *errs, const char *path, const struct cfg_section *sec,
@@ -128,7 +156,8 @@ static void report_cfgval(struct buf *errs, const char *path, const struct cfg_s
         struct cfg_pos pos = sec->pos;
         if (e->kv_index >= 0 && (size_t)e->kv_index < sec->nkv)
             pos = sec->kv[e->kv_index].key_pos;
-        buf_printf(errs, "%s:%d:%d: %s: %s\n", path, pos.line, pos.col, what, e->msg);
+        err_prefix(errs, path, pos, what);
+        buf_printf(errs, "%s\n", e->msg);
     }
 }
 
@@ -176,23 +205,23 @@ static size_t check_connector(const char *path, const struct cfg_section *sec,
 
     const struct cfg_kv *cls = cfg_section_get(sec, "connector.class");
     if (!cls) {
-        buf_printf(errs, "%s:%d:%d: %s: missing required configuration key 'connector.class'\n",
-                   path, sec->pos.line, sec->pos.col, what);
+        err_prefix(errs, path, sec->pos, what);
+        buf_puts(errs, "missing required configuration key 'connector.class'\n");
         return 1;
     }
     if (!registry_valid_name(cls->value)) {
-        buf_printf(errs, "%s:%d:%d: %s: key 'connector.class': '%s' is not a plugin name "
-                   "(names match [a-z0-9_]{1,64})\n",
-                   path, cls->value_pos.line, cls->value_pos.col, what, cls->value);
+        err_prefix(errs, path, cls->value_pos, what);
+        buf_printf(errs, "key 'connector.class': '%s' is not a plugin name "
+                   "(names match [a-z0-9_]{1,64})\n", cls->value);
         return 1;
     }
     const struct plugin_entry *entry = registry_find(reg, cls->value);
     if (!entry) {
         struct buf names = BUF_INIT;
         plugin_names(reg, &names);
-        buf_printf(errs, "%s:%d:%d: %s: key 'connector.class': no plugin named '%s' in "
-                   "plugin.path (found: %s)\n",
-                   path, cls->value_pos.line, cls->value_pos.col, what, cls->value, names.p);
+        err_prefix(errs, path, cls->value_pos, what);
+        buf_printf(errs, "key 'connector.class': no plugin named '%s' in plugin.path "
+                   "(found: %s)\n", cls->value, names.p);
         buf_free(&names);
         return 1;
     }
@@ -216,7 +245,7 @@ static size_t check_connector(const char *path, const struct cfg_section *sec,
 #define ERR_AT(key, ...) do { \
         const struct cfg_kv *kv_ = cfg_section_get(sec, key); \
         struct cfg_pos p_ = kv_ ? kv_->key_pos : pos; \
-        buf_printf(errs, "%s:%d:%d: %s: ", path, p_.line, p_.col, what); \
+        err_prefix(errs, path, p_, what); \
         buf_printf(errs, __VA_ARGS__); buf_putc(errs, '\n'); nerr++; } while (0)
 
     if (kind == SPOKE_KIND_SOURCE) {
@@ -294,7 +323,18 @@ static int load_worker(const struct cfg_file *f, const struct runtime_opts *opts
         ws->plugin_path[ws->npath++] = strdup(opts->plugin_dirs[i]);
     ws->state_dir = strdup(opts && opts->state_dir ? opts->state_dir
                                                     : cfgval_string(wc, "state.dir"));
-    ws->listeners = strdup(cfgval_string(wc, "listeners"));
+    ws->listeners = strdup(opts && opts->listen ? opts->listen : cfgval_string(wc, "listeners"));
+    ws->rest_enable = cfgval_bool(wc, "rest.enable");
+    const char *tf = cfgval_string(wc, "rest.token.file");
+    ws->rest_token_file = tf ? strdup(tf) : NULL;
+    n = cfgval_list(wc, "rest.hosts.allowed", &items);
+    ws->rest_hosts = calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; ws->rest_hosts && i < n; i++)
+        ws->rest_hosts[ws->nrest_hosts++] = strdup(items[i]);
+    ws->rest_max_connections = (unsigned)cfgval_int(wc, "rest.max.connections");
+    ws->rest_timeout_ms = (unsigned)cfgval_int(wc, "rest.connection.timeout.ms");
+    ws->rest_threads = (unsigned)cfgval_int(wc, "rest.threads");
+    ws->rest_max_body = (size_t)cfgval_int(wc, "rest.max.body.bytes");
     ws->log_level = opts && opts->log_level >= 0 ? opts->log_level
                                                  : log_level_parse(cfgval_string(wc, "log.level"));
     ws->shutdown_timeout_ms = cfgval_int(wc, "shutdown.timeout.ms");
@@ -376,6 +416,8 @@ size_t runtime_check(const struct cfg_file *f, const struct runtime_opts *opts,
 static void set_state(struct spoke_instance *inst, enum conn_state s, const char *trace)
 {
     pthread_mutex_lock(&inst->lock);
+    if (s == CONN_RUNNING && inst->state != CONN_RUNNING)
+        inst->running_since_ms = clock_mono_ms();
     inst->state = s;
     if (trace)
         snprintf(inst->trace, sizeof(inst->trace), "%s", trace);
@@ -398,6 +440,23 @@ static void fail(struct spoke_instance *inst, const char *stage, int rc, const c
         LOG_W(inst->name, "failed: records for it are discarded until it restarts (%zu queued "
               "now); their source offsets are not committed, so they are replayed after a "
               "restart", n);
+    }
+    if (inst->restart_max != 0 && !inst->rt->stopping &&
+        (inst->restart_max < 0 || inst->restart_attempts < inst->restart_max)) {
+        /* Exponential backoff with +-20% jitter, capped; hk_thread restarts it. */
+        int64_t d = inst->restart_backoff_ms;
+        for (int i = 0; i < inst->restart_attempts && d < inst->restart_backoff_max_ms; i++)
+            d *= 2;
+        if (d > inst->restart_backoff_max_ms)
+            d = inst->restart_backoff_max_ms;
+        d = d * (80 + rand() % 41) / 100;
+        pthread_mutex_lock(&inst->lock);
+        inst->restart_at_ms = clock_mono_ms() + d;
+        pthread_mutex_unlock(&inst->lock);
+        LOG_I(inst->name, "automatic restart %d of %s in %lld ms (restart.max.retries)",
+              inst->restart_attempts + 1,
+              inst->restart_max < 0 ? "unlimited" : cfgval_string(inst->hcfg, "restart.max.retries"),
+              (long long)d);
     }
     set_state(inst, CONN_FAILED, trace);
 }
@@ -536,6 +595,22 @@ static int error_path(struct spoke_instance *inst, struct spoke_record *rec, con
         rec_free(rec);
     }
     return 1;
+}
+
+void inst_note_topic(struct spoke_instance *inst, const char *topic)
+{
+    if (topic == inst->last_topic)
+        return;
+    inst->last_topic = topic;
+    pthread_mutex_lock(&inst->lock);
+    size_t i;
+    for (i = 0; i < inst->ntopics_seen; i++)
+        if (inst->topics_seen[i] == topic)
+            break;
+    if (i == inst->ntopics_seen &&
+        inst->ntopics_seen < sizeof(inst->topics_seen) / sizeof(inst->topics_seen[0]))
+        inst->topics_seen[inst->ntopics_seen++] = topic;
+    pthread_mutex_unlock(&inst->lock);
 }
 
 /* ---- snapshots (stateful transforms) ---- */
@@ -913,6 +988,7 @@ static int transform_batch(struct spoke_instance *inst, struct spoke_record **re
             clear_retrying(inst);
             if (rec->topic == in_topic)
                 rec->topic = inst->out_topic;
+            inst_note_topic(inst, rec->topic);
             recs[i] = NULL;
             atomic_fetch_add(&inst->records_out, 1);
             inst->staging[inst->nstaging++] = rec;
@@ -1073,6 +1149,8 @@ static int consumer_loop(struct spoke_instance *inst)
         if (prc != RQ_OK)
             continue;
         atomic_fetch_add(&inst->records_in, (long long)n);
+        for (size_t i = 0; i < n; i++)
+            inst_note_topic(inst, recs[i]->topic);
         int brc = inst->kind == SPOKE_KIND_SINK ? sink_batch(inst, recs, n)
                                                 : transform_batch(inst, recs, n);
         rqueue_done(inst->inq);
@@ -1140,6 +1218,8 @@ static void inst_free(struct spoke_instance *inst)
     cfgval_free(inst->hcfg);
     cfgval_free(inst->pcfg);
     free(inst->fingerprint);
+    json_decref(inst->config);
+    free(inst->file_fp);
     free(inst->in_topics);
     free(inst->absorbed);
     free(inst->covered);
@@ -1166,8 +1246,15 @@ static struct spoke_instance *inst_new(struct runtime *rt, struct conn_spec *spe
     inst->hcfg = spec->hcfg;
     inst->pcfg = spec->pcfg;
     inst->fingerprint = spec->fingerprint;
+    inst->config = spec->config;
+    inst->file_fp = spec->file_fp;
+    inst->from_rest = spec->from_rest;
+    inst->target = spec->target;
+    inst->log_level = -1;
     spec->hcfg = spec->pcfg = NULL;
     spec->fingerprint = NULL;
+    spec->config = NULL;
+    spec->file_fp = NULL;
     const char *t = cfgval_string(inst->hcfg, "topic");
     inst->out_topic = t ? intern_str(t) : NULL;
     t = cfgval_string(inst->hcfg, "errors.deadletterqueue.topic.name");
@@ -1185,6 +1272,9 @@ static struct spoke_instance *inst_new(struct runtime *rt, struct conn_spec *spe
     inst->batch_max = (size_t)cfgval_int(inst->hcfg, "batch.max");
     inst->queue_cap = (size_t)cfgval_int(inst->hcfg, "queue.capacity");
     inst->snapshot_interval_ms = cfgval_int(inst->hcfg, "snapshot.interval.ms");
+    inst->restart_max = (int)cfgval_int(inst->hcfg, "restart.max.retries");
+    inst->restart_backoff_ms = cfgval_int(inst->hcfg, "restart.backoff.ms");
+    inst->restart_backoff_max_ms = cfgval_int(inst->hcfg, "restart.backoff.max.ms");
     if (!inst->name || !inst->in_topics) {
         inst_free(inst);
         return NULL;
@@ -1326,8 +1416,8 @@ static json_t *inst_json(struct spoke_instance *inst)
         json_object_set_new(plugin, inst->metrics[i].name, json_integer(inst->metrics[i].value));
     json_object_set_new(m, "plugin", plugin);
     json_t *o = json_pack("{s:s,s:s,s:s,s:s,s:b,s:o}", "plugin", inst->plugin->name, "type",
-                          registry_kind_name(inst->kind), "state", state_name(inst->state),
-                          "worker_id", inst->rt->ws.listeners, "retrying", inst->retrying,
+                          registry_kind_name(inst->kind), "state", rt_state_name(inst->state),
+                          "worker_id", rt_worker_id(inst->rt), "retrying", inst->retrying,
                           "metrics", m);
     if (o)
         json_object_set_new(o, "trace", inst->trace[0] ? json_string(inst->trace) : json_null());
@@ -1347,7 +1437,7 @@ static void write_status(struct runtime *rt)
     pthread_mutex_unlock(&rt->lock);
     router_topics(rt->router, topic_json, topics);
     json_t *root = json_pack("{s:s,s:s,s:I,s:I,s:o,s:o}", "version", SPOKE_VERSION, "worker_id",
-                             rt->ws.listeners, "pid", (json_int_t)getpid(), "uptime_ms",
+                             rt_worker_id(rt), "pid", (json_int_t)getpid(), "uptime_ms",
                              (json_int_t)(clock_mono_ms() - rt->started_ms), "connectors", conns,
                              "topics", topics);
     char *text = root ? json_dumps(root, JSON_INDENT(2) | JSON_SORT_KEYS) : NULL;
@@ -1370,14 +1460,55 @@ static void commit_offsets(struct runtime *rt)
         LOG_E(NULL, "cannot write offsets: %s", err);
 }
 
+/* FAILED connectors with restart.max.retries: restart those whose backoff
+ * has passed; forget the attempts of those healthy for restart.backoff.max.ms.
+ * Returns the next time (mono ms) something is due, or -1. */
+static int64_t auto_restart(struct runtime *rt)
+{
+    int64_t now = clock_mono_ms(), next = -1;
+    if (pthread_mutex_trylock(&rt->ctl_lock) != 0)
+        return now + 50; /* a lifecycle change is in progress: come back soon */
+    pthread_mutex_lock(&rt->lock);
+    size_t n = rt->nconns;
+    struct spoke_instance **v = n ? malloc(n * sizeof(*v)) : NULL;
+    if (v)
+        memcpy(v, rt->conns, n * sizeof(*v));
+    pthread_mutex_unlock(&rt->lock);
+    for (size_t i = 0; v && i < n && !rt->stopping; i++) {
+        struct spoke_instance *inst = v[i];
+        pthread_mutex_lock(&inst->lock);
+        enum conn_state st = inst->state;
+        int64_t at = inst->restart_at_ms;
+        if (st == CONN_RUNNING && inst->restart_attempts > 0 &&
+            now - inst->running_since_ms >= inst->restart_backoff_max_ms)
+            inst->restart_attempts = 0;
+        pthread_mutex_unlock(&inst->lock);
+        if (st != CONN_FAILED || at == 0)
+            continue;
+        if (now >= at && inst->target != TARGET_STOPPED) {
+            inst->restart_attempts++;
+            LOG_I(inst->name, "automatic restart %d after failure", inst->restart_attempts);
+            rt_restart(rt, inst);
+        } else if (next < 0 || at < next) {
+            next = at;
+        }
+    }
+    free(v);
+    pthread_mutex_unlock(&rt->ctl_lock);
+    return next;
+}
+
 static void *hk_thread(void *arg)
 {
     struct runtime *rt = arg;
     int64_t next_offsets = clock_mono_ms() + rt->ws.offset_flush_ms;
     int64_t next_status = clock_mono_ms();
     pthread_mutex_lock(&rt->hk_lock);
+    int64_t next_restart = -1;
     while (!rt->hk_stop) {
         int64_t due = next_offsets < next_status ? next_offsets : next_status;
+        if (next_restart >= 0 && next_restart < due)
+            due = next_restart;
         if (!rt->hk_kick && clock_mono_ms() < due) {
             struct timespec ts;
             clock_deadline_ts(&ts, due);
@@ -1396,6 +1527,8 @@ static void *hk_thread(void *arg)
             write_status(rt);
             next_status = now + rt->ws.status_interval_ms;
         }
+        if (kicked || (next_restart >= 0 && now >= next_restart))
+            next_restart = auto_restart(rt);
         pthread_mutex_lock(&rt->hk_lock);
     }
     pthread_mutex_unlock(&rt->hk_lock);
@@ -1405,6 +1538,23 @@ static void *hk_thread(void *arg)
 /* ------------------------------------------------------------------------ */
 /* start, reload, shutdown                                                   */
 /* ------------------------------------------------------------------------ */
+
+/* ------------------------------------------------------------------------ */
+/* the connector set: connectors.yaml plus what REST changed                 */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Precedence between connectors.yaml and REST (state.dir/connectors.json):
+ * a REST change to a connector (create, config, pause/resume/stop, delete)
+ * is recorded with the fingerprint of the file's entry for that name at the
+ * time (none if the file has no such connector). At start and on reload:
+ *  - the file's entry is unchanged since the REST change: the REST state
+ *    wins (its config and target; a REST delete keeps it deleted);
+ *  - the file changed that connector (or added one REST had created): the
+ *    file wins and the REST record is dropped;
+ *  - a connector only REST knows keeps running as REST left it; one the file
+ *    had and no longer has is gone.
+ */
 
 static int add_conn(struct runtime *rt, struct spoke_instance *inst)
 {
@@ -1418,6 +1568,27 @@ static int add_conn(struct runtime *rt, struct spoke_instance *inst)
     return c ? 0 : -1;
 }
 
+static void remove_conn(struct runtime *rt, struct spoke_instance *inst)
+{
+    pthread_mutex_lock(&rt->lock);
+    for (size_t i = 0; i < rt->nconns; i++) {
+        if (rt->conns[i] == inst) {
+            memmove(&rt->conns[i], &rt->conns[i + 1], (rt->nconns - i - 1) * sizeof(*rt->conns));
+            rt->nconns--;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&rt->lock);
+}
+
+struct spoke_instance *rt_find_locked(struct runtime *rt, const char *name)
+{
+    for (size_t i = 0; i < rt->nconns; i++)
+        if (strcmp(rt->conns[i]->name, name) == 0)
+            return rt->conns[i];
+    return NULL;
+}
+
 static void declare_topics(struct runtime *rt, const struct cfg_file *f)
 {
     for (size_t i = 0; i < f->ntopics; i++) {
@@ -1427,20 +1598,636 @@ static void declare_topics(struct runtime *rt, const struct cfg_file *f)
     }
 }
 
-struct runtime *runtime_start(const struct runtime_opts *opts, struct buf *errs)
+/* ---- sections and JSON configs ---- */
+
+static void section_clear(struct cfg_section *s)
+{
+    for (size_t i = 0; i < s->nkv; i++) {
+        free(s->kv[i].key);
+        free(s->kv[i].value);
+    }
+    free(s->kv);
+    free(s->name);
+    memset(s, 0, sizeof(*s));
+}
+
+/* Deep copy of name, keys, values and positions (list items are not needed
+ * downstream: values hold them comma-joined). */
+static int section_copy(struct cfg_section *dst, const struct cfg_section *src)
+{
+    memset(dst, 0, sizeof(*dst));
+    dst->name = strdup(src->name);
+    dst->pos = src->pos;
+    dst->kv = calloc(src->nkv + 1, sizeof(*dst->kv));
+    if (!dst->name || !dst->kv)
+        goto oom;
+    for (size_t i = 0; i < src->nkv; i++) {
+        struct cfg_kv *k = &dst->kv[dst->nkv];
+        k->key = strdup(src->kv[i].key);
+        k->value = strdup(src->kv[i].value);
+        k->key_pos = src->kv[i].key_pos;
+        k->value_pos = src->kv[i].value_pos;
+        dst->nkv++;
+        if (!k->key || !k->value)
+            goto oom;
+    }
+    return 0;
+oom:
+    section_clear(dst);
+    return -1;
+}
+
+/* A section (no positions) from a JSON object of strings. "name", when
+ * present, must equal name. Errors as "key 'k': ..." lines. */
+static int section_from_json(const char *name, json_t *config, struct cfg_section *sec,
+                             struct buf *errs)
+{
+    memset(sec, 0, sizeof(*sec));
+    if (!json_is_object(config)) {
+        buf_puts(errs, "the connector configuration must be a JSON object\n");
+        return -1;
+    }
+    int bad = 0;
+    const char *k;
+    json_t *v;
+    json_object_foreach(config, k, v) {
+        if (!json_is_string(v)) {
+            buf_printf(errs, "key '%s': configuration values must be strings\n", k);
+            bad = 1;
+        } else if (strcmp(k, "name") == 0 && strcmp(json_string_value(v), name) != 0) {
+            buf_printf(errs, "key 'name': '%s' differs from the connector name '%s'\n",
+                       json_string_value(v), name);
+            bad = 1;
+        }
+    }
+    if (bad)
+        return -1;
+    sec->name = strdup(name);
+    sec->kv = calloc(json_object_size(config) + 1, sizeof(*sec->kv));
+    if (!sec->name || !sec->kv)
+        goto oom;
+    json_object_foreach(config, k, v) {
+        if (strcmp(k, "name") == 0)
+            continue;
+        struct cfg_kv *kv = &sec->kv[sec->nkv];
+        kv->key = strdup(k);
+        kv->value = strdup(json_string_value(v));
+        sec->nkv++;
+        if (!kv->key || !kv->value)
+            goto oom;
+    }
+    return 0;
+oom:
+    section_clear(sec);
+    buf_puts(errs, "out of memory\n");
+    return -1;
+}
+
+static json_t *config_from_section(const struct cfg_section *sec)
+{
+    json_t *o = json_object();
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "name", json_string(sec->name));
+    for (size_t i = 0; i < sec->nkv; i++)
+        json_object_set_new(o, sec->kv[i].key, json_string(sec->kv[i].value));
+    return o;
+}
+
+static int key_is_secret(const struct spoke_instance *inst, const char *key)
+{
+    for (const struct spoke_config_field *f = inst->plugin->config; f && f->name; f++)
+        if (strcmp(f->name, key) == 0)
+            return f->type == SPOKE_CFG_PASSWORD || (f->flags & SPOKE_CFG_SECRET);
+    return 0;
+}
+
+json_t *rt_masked_config(const struct spoke_instance *inst)
+{
+    json_t *o = json_deep_copy(inst->config);
+    const char *k;
+    json_t *v;
+    json_object_foreach(o, k, v) {
+        if (key_is_secret(inst, k))
+            json_object_set_new(o, k, json_string(CTL_SECRET_MASK));
+    }
+    return o;
+}
+
+/* ---- connectors.json ---- */
+
+static json_t *persist_load(const char *path, char *err, size_t errsize)
+{
+    int missing = 0;
+    size_t len = 0;
+    char *text = read_file(path, 64u << 20, &len, &missing, err, errsize);
+    if (!text)
+        return missing ? json_pack("{s:{}}", "connectors") : NULL;
+    json_error_t jerr;
+    json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    free(text);
+    json_t *conns = json_object_get(root, "connectors");
+    const char *k;
+    json_t *e;
+    if (!json_is_object(conns))
+        goto bad;
+    json_object_foreach(conns, k, e) {
+        json_t *cfg = json_object_get(e, "config"), *t = json_object_get(e, "target");
+        json_t *fp = json_object_get(e, "file_fingerprint");
+        if (!json_is_object(e) || !json_is_boolean(json_object_get(e, "deleted")) ||
+            (fp && !json_is_null(fp) && !json_is_string(fp)))
+            goto bad;
+        if (json_is_false(json_object_get(e, "deleted")) &&
+            (!json_is_object(cfg) || !json_is_string(t) || rt_target_parse(json_string_value(t)) < 0))
+            goto bad;
+    }
+    return root;
+bad:
+    if (snprintf(err, errsize, "%s: not a valid Spoke REST state file%s%s", path,
+                 root ? "" : ": ", root ? "" : jerr.text) >= (int)errsize)
+        err[errsize - 1] = '\0';
+    json_decref(root);
+    return NULL;
+}
+
+int rt_persist_save(struct runtime *rt)
+{
+    char err[512];
+    char *text = json_dumps(rt->persisted, JSON_INDENT(2) | JSON_SORT_KEYS);
+    int rc = text ? atomic_write_file(rt->persist_path, text, strlen(text), err, sizeof(err)) : -1;
+    if (rc != 0)
+        LOG_E(NULL, "cannot save REST changes to %s: %s", rt->persist_path,
+              text ? err : "out of memory");
+    free(text);
+    return rc;
+}
+
+/* Records a connector's REST-visible state (config and target). */
+static void persist_record(struct runtime *rt, const struct spoke_instance *inst)
+{
+    json_t *e = json_pack("{s:O,s:s,s:b}", "config", inst->config, "target",
+                          rt_target_name(inst->target), "deleted", 0);
+    if (!e)
+        return;
+    json_object_set_new(e, "file_fingerprint",
+                        inst->file_fp ? json_string(inst->file_fp) : json_null());
+    json_object_set_new(json_object_get(rt->persisted, "connectors"), inst->name, e);
+    rt_persist_save(rt);
+}
+
+static void persist_delete(struct runtime *rt, const char *name, const char *file_fp)
+{
+    json_t *conns = json_object_get(rt->persisted, "connectors");
+    if (file_fp)
+        json_object_set_new(conns, name, json_pack("{s:b,s:s}", "deleted", 1,
+                                                   "file_fingerprint", file_fp));
+    else
+        json_object_del(conns, name);
+    rt_persist_save(rt);
+}
+
+/* ---- the desired set ---- */
+
+struct desired {
+    struct cfg_section sec;     /* owned */
+    const char *path;           /* for messages */
+    enum conn_target target;
+    int from_rest;
+    char *file_fp;              /* owned */
+};
+
+static void desired_free(struct desired *d, size_t n)
+{
+    for (size_t i = 0; d && i < n; i++) {
+        section_clear(&d[i].sec);
+        free(d[i].file_fp);
+    }
+    free(d);
+}
+
+/* Merges the file and the persisted REST state (see the comment above).
+ * Drops stale REST records from rt->persisted and saves it when it changed. */
+static int build_desired(struct runtime *rt, const struct cfg_file *f, struct desired **out,
+                         size_t *nout)
+{
+    json_t *conns = json_object_get(rt->persisted, "connectors");
+    size_t cap = f->nconnectors + json_object_size(conns) + 1, n = 0;
+    struct desired *d = calloc(cap, sizeof(*d));
+    int changed = 0;
+    struct buf junk = BUF_INIT;
+    if (!d)
+        goto oom;
+    for (size_t i = 0; i < f->nconnectors; i++) {
+        const struct cfg_section *sec = &f->connectors[i];
+        char *fp = fingerprint(sec);
+        if (!fp)
+            goto oom;
+        json_t *p = json_object_get(conns, sec->name);
+        const char *pfp = json_string_value(json_object_get(p, "file_fingerprint"));
+        struct desired *x = &d[n];
+        x->file_fp = fp;
+        if (p && pfp && strcmp(pfp, fp) == 0) {
+            if (json_is_true(json_object_get(p, "deleted"))) {
+                free(fp);
+                x->file_fp = NULL;
+                continue; /* deleted over REST, file unchanged since */
+            }
+            if (section_from_json(sec->name, json_object_get(p, "config"), &x->sec, &junk) != 0)
+                goto file_entry;
+            x->path = rt->persist_path;
+            x->from_rest = 1;
+            x->target = rt_target_parse(json_string_value(json_object_get(p, "target")));
+            n++;
+            continue;
+        }
+        if (p) {
+            LOG_I(sec->name, "%s changed this connector since its REST changes: the file's "
+                  "version applies", f->path);
+            json_object_del(conns, sec->name);
+            changed = 1;
+        }
+file_entry:
+        if (section_copy(&x->sec, sec) != 0)
+            goto oom;
+        x->path = f->path;
+        x->target = TARGET_RUNNING;
+        n++;
+    }
+    const char *name;
+    json_t *p, *tmp;
+    json_object_foreach_safe(conns, tmp, name, p) {
+        if (cfg_file_connector(f, name))
+            continue;
+        if (!json_is_null(json_object_get(p, "file_fingerprint")) &&
+            json_object_get(p, "file_fingerprint")) {
+            /* It came from the file, which no longer has it. */
+            json_object_del(conns, name);
+            changed = 1;
+            continue;
+        }
+        if (json_is_true(json_object_get(p, "deleted")))
+            continue;
+        struct desired *x = &d[n];
+        buf_reset(&junk);
+        if (section_from_json(name, json_object_get(p, "config"), &x->sec, &junk) != 0) {
+            LOG_E(name, "%s: invalid stored config, connector skipped: %s", rt->persist_path,
+                  junk.p ? junk.p : "");
+            continue;
+        }
+        x->path = rt->persist_path;
+        x->from_rest = 1;
+        x->target = rt_target_parse(json_string_value(json_object_get(p, "target")));
+        n++;
+    }
+    buf_free(&junk);
+    if (changed)
+        rt_persist_save(rt);
+    *out = d;
+    *nout = n;
+    return 0;
+oom:
+    buf_free(&junk);
+    desired_free(d, n);
+    return -1;
+}
+
+/* Validates the desired set into specs (specs[i].name NULL when skipped).
+ * Errors of file entries (and of every entry when all_fatal) count and are
+ * listed in errs; stored REST entries that no longer validate (e.g. their
+ * plugin is gone) are logged and skipped, so they never block a start. */
+static size_t check_desired(struct runtime *rt, struct desired *d, size_t n,
+                            struct conn_spec *specs, struct buf *errs, int all_fatal)
+{
+    size_t nerr = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct buf local = BUF_INIT;
+        size_t e = check_connector(d[i].path, &d[i].sec, rt->reg, &specs[i], &local);
+        if (e) {
+            if (d[i].from_rest && !all_fatal)
+                LOG_E(d[i].sec.name, "stored REST config no longer valid, connector skipped:\n%s",
+                      local.p ? local.p : "");
+            else {
+                buf_append(errs, local.p, local.len);
+                nerr += e;
+            }
+            buf_free(&local);
+            continue;
+        }
+        buf_free(&local);
+        specs[i].config = config_from_section(&d[i].sec);
+        specs[i].target = d[i].target;
+        specs[i].from_rest = d[i].from_rest;
+        specs[i].file_fp = d[i].file_fp ? strdup(d[i].file_fp) : NULL;
+        if (!specs[i].config) {
+            buf_puts(errs, "out of memory\n");
+            nerr++;
+        }
+    }
+    return nerr;
+}
+
+/* ---- applying targets ---- */
+
+/* Stops the task (if any) and waits for it. */
+static void inst_halt(struct spoke_instance *inst)
+{
+    if (!inst->has_thread)
+        return;
+    inst_request_stop(inst);
+    inst_join(inst, clock_mono_ms() + inst->rt->ws.shutdown_timeout_ms);
+}
+
+/* Starts the task unless the target is STOPPED. */
+static void inst_start(struct spoke_instance *inst)
+{
+    if (inst->target == TARGET_STOPPED) {
+        set_state(inst, CONN_STOPPED, NULL);
+        return;
+    }
+    if (inst->has_thread)
+        inst_join(inst, clock_mono_ms() + inst->rt->ws.shutdown_timeout_ms);
+    if (inst_prepare(inst) == 0)
+        inst_launch(inst);
+}
+
+int rt_set_target(struct runtime *rt, struct spoke_instance *inst, enum conn_target target,
+                  int persist)
+{
+    pthread_mutex_lock(&inst->lock);
+    enum conn_target old = inst->target;
+    inst->target = target;
+    enum conn_state state = inst->state;
+    pthread_cond_broadcast(&inst->cond);
+    pthread_mutex_unlock(&inst->lock);
+    /* A consumer waiting for input must notice too. */
+    if (inst->inq)
+        rqueue_wake(inst->inq);
+    if (target == TARGET_STOPPED && (inst->has_thread || state != CONN_STOPPED)) {
+        inst_halt(inst);
+        set_state(inst, CONN_STOPPED, NULL);
+        /* Offsets may be changed while STOPPED: nothing may commit over them. */
+        if (inst->tracker) {
+            tracker_release(inst->tracker);
+            inst->tracker = NULL;
+        }
+        LOG_I(inst->name, "stopped");
+    } else if (target != TARGET_STOPPED && old == TARGET_STOPPED && state == CONN_STOPPED) {
+        inst_start(inst);
+    }
+    if (persist)
+        persist_record(rt, inst);
+    return 0;
+}
+
+int rt_restart(struct runtime *rt, struct spoke_instance *inst)
+{
+    set_state(inst, CONN_RESTARTING, NULL);
+    inst_halt(inst);
+    atomic_fetch_add(&inst->restarts, 1);
+    pthread_mutex_lock(&inst->lock);
+    inst->restart_at_ms = 0;
+    pthread_mutex_unlock(&inst->lock);
+    LOG_I(inst->name, "restarting");
+    inst_start(inst);
+    (void)rt;
+    return 0;
+}
+
+/* Replaces old (may be NULL) by a new instance built from spec; keeps the
+ * input queue when the subscription is the same. */
+static struct spoke_instance *replace_conn(struct runtime *rt, struct spoke_instance *old,
+                                           struct conn_spec *spec)
+{
+    struct spoke_instance *n = inst_new(rt, spec);
+    if (!n)
+        return NULL;
+    if (old) {
+        inst_halt(old);
+        if (same_inputs(old, n)) {
+            n->inq = old->inq; /* keep what is queued for it */
+            old->inq = NULL;
+        }
+        remove_conn(rt, old);
+        inst_free(old);
+    }
+    if (add_conn(rt, n) != 0) {
+        inst_free(n);
+        return NULL;
+    }
+    return n;
+}
+
+int rt_put(struct runtime *rt, const char *name, json_t *config, enum conn_target target,
+           int *created, struct buf *errs)
+{
+    struct desired d = { .path = "request", .target = target, .from_rest = 1 };
+    if (section_from_json(name, config, &d.sec, errs) != 0)
+        return -1;
+    pthread_mutex_lock(&rt->lock);
+    struct spoke_instance *old = rt_find_locked(rt, name);
+    pthread_mutex_unlock(&rt->lock);
+    /* Keep the link to the file's entry, so the precedence rule holds. */
+    const char *fp = old ? old->file_fp
+                         : json_string_value(json_object_get(
+                               json_object_get(json_object_get(rt->persisted, "connectors"), name),
+                               "file_fingerprint"));
+    d.file_fp = fp ? strdup(fp) : NULL;
+    registry_scan(rt->reg, (const char *const *)rt->ws.plugin_path, rt->ws.npath);
+    struct conn_spec spec;
+    if (check_desired(rt, &d, 1, &spec, errs, 1) != 0) {
+        spec_clear(&spec);
+        section_clear(&d.sec);
+        free(d.file_fp);
+        return -1;
+    }
+    *created = old == NULL;
+    if (old && strcmp(old->fingerprint, spec.fingerprint) == 0) {
+        /* Same config: only the target may change. */
+        spec_clear(&spec);
+        rt_set_target(rt, old, target, 0);
+        persist_record(rt, old);
+    } else {
+        struct spoke_instance *n = replace_conn(rt, old, &spec);
+        spec_clear(&spec);
+        if (!n) {
+            buf_puts(errs, "out of memory\n");
+            section_clear(&d.sec);
+            free(d.file_fp);
+            return -1;
+        }
+        n->from_rest = 1;
+        inst_start(n);
+        persist_record(rt, n);
+        LOG_I(name, "%s over REST", *created ? "created" : "reconfigured");
+    }
+    section_clear(&d.sec);
+    free(d.file_fp);
+    hk_kick(rt);
+    return 0;
+}
+
+int rt_delete(struct runtime *rt, const char *name)
+{
+    pthread_mutex_lock(&rt->lock);
+    struct spoke_instance *inst = rt_find_locked(rt, name);
+    pthread_mutex_unlock(&rt->lock);
+    if (!inst)
+        return -1;
+    inst_halt(inst);
+    remove_conn(rt, inst);
+    persist_delete(rt, name, inst->file_fp);
+    LOG_I(name, "deleted over REST");
+    inst_free(inst);
+    hk_kick(rt);
+    return 0;
+}
+
+/* Loads the file and applies it with the REST state: at start (rt has no
+ * connectors) or on reload (a diff: only changed connectors restart). */
+static int apply_file(struct runtime *rt, struct buf *errs, int at_start)
 {
     char err[512];
     struct cfg_file *f = NULL;
+    struct worker_settings ws = { 0 };
+    struct desired *d = NULL;
+    size_t n = 0;
     struct conn_spec *specs = NULL;
+    int rc = -1;
+    if (yamlcfg_load(rt->config_path, &f, err, sizeof(err)) != 0) {
+        buf_printf(errs, "%s\n", err);
+        return -1;
+    }
+    size_t nerr = (size_t)load_worker(f, &rt->opts, &ws, errs);
+    if (nerr)
+        goto out;
+    registry_scan(rt->reg, (const char *const *)ws.plugin_path, ws.npath);
+    nerr += check_topics(f, errs);
+    if (at_start) {
+        rt->ws = ws;
+        memset(&ws, 0, sizeof(ws));
+        log_set_level(rt->ws.log_level);
+        snprintf(rt->snap_dir, sizeof(rt->snap_dir), "%s/snapshots", rt->ws.state_dir);
+        snprintf(rt->offsets_path, sizeof(rt->offsets_path), "%s/offsets.json", rt->ws.state_dir);
+        snprintf(rt->status_path, sizeof(rt->status_path), "%s/status.json", rt->ws.state_dir);
+        snprintf(rt->persist_path, sizeof(rt->persist_path), "%s/connectors.json",
+                 rt->ws.state_dir);
+        if (mkdir_p(rt->snap_dir, err, sizeof(err)) != 0) {
+            buf_printf(errs, "state.dir: %s\n", err);
+            goto out;
+        }
+        if (!(rt->offsets = offsets_open(rt->offsets_path, err, sizeof(err))) ||
+            !(rt->persisted = persist_load(rt->persist_path, err, sizeof(err)))) {
+            buf_printf(errs, "%s\n", err);
+            goto out;
+        }
+    } else {
+        if (ws.log_level != rt->ws.log_level) {
+            log_set_level(ws.log_level);
+            rt->ws.log_level = ws.log_level;
+        }
+        if (strcmp(ws.state_dir, rt->ws.state_dir) != 0 || ws.npath != rt->ws.npath ||
+            strcmp(ws.listeners, rt->ws.listeners) != 0)
+            LOG_W(NULL, "worker settings other than log.level apply at the next start");
+    }
+    if (nerr)
+        goto out;
+    if (build_desired(rt, f, &d, &n) != 0 || !(specs = calloc(n + 1, sizeof(*specs)))) {
+        buf_puts(errs, "out of memory\n");
+        goto out;
+    }
+    if (check_desired(rt, d, n, specs, errs, 0) != 0)
+        goto out;
+    declare_topics(rt, f);
+
+    size_t kept = 0, stopped = 0, started = 0;
+    struct spoke_instance **fresh = calloc(n + 1, sizeof(*fresh));
+    size_t nfresh = 0;
+    if (!fresh) {
+        buf_puts(errs, "out of memory\n");
+        goto out;
+    }
+    /* Connectors no longer wanted stop first. */
+    pthread_mutex_lock(&rt->lock);
+    size_t nold = rt->nconns;
+    struct spoke_instance **old = nold ? malloc(nold * sizeof(*old)) : NULL;
+    if (old)
+        memcpy(old, rt->conns, nold * sizeof(*old));
+    pthread_mutex_unlock(&rt->lock);
+    for (size_t i = 0; i < nold; i++) {
+        int wanted = 0;
+        for (size_t j = 0; j < n; j++)
+            wanted |= specs[j].name && strcmp(specs[j].name, old[i]->name) == 0;
+        if (!wanted) {
+            inst_halt(old[i]);
+            remove_conn(rt, old[i]);
+            LOG_I(old[i]->name, "removed from the config: stopped");
+            inst_free(old[i]);
+            stopped++;
+        }
+    }
+    free(old);
+    for (size_t j = 0; j < n; j++) {
+        if (!specs[j].name)
+            continue;
+        pthread_mutex_lock(&rt->lock);
+        struct spoke_instance *o = rt_find_locked(rt, specs[j].name);
+        pthread_mutex_unlock(&rt->lock);
+        if (o && strcmp(o->fingerprint, specs[j].fingerprint) == 0) {
+            kept++;
+            if (o->target != specs[j].target)
+                rt_set_target(rt, o, specs[j].target, 0);
+            continue;
+        }
+        if (o) {
+            LOG_I(o->name, "config changed: restarting");
+            stopped++;
+        }
+        struct spoke_instance *x = replace_conn(rt, o, &specs[j]);
+        if (!x) {
+            LOG_E(specs[j].name, "out of memory: connector not started");
+            continue;
+        }
+        fresh[nfresh++] = x;
+    }
+    /* Every queue exists before any new task runs. */
+    for (size_t k = 0; k < nfresh; k++)
+        if (fresh[k]->target != TARGET_STOPPED)
+            inst_prepare(fresh[k]);
+    for (size_t k = 0; k < nfresh; k++) {
+        inst_start(fresh[k]);
+        started++;
+    }
+    free(fresh);
+    if (at_start)
+        LOG_I(NULL, "spoke %s started: %zu connectors from %s and %s, %zu plugins, state in %s",
+              SPOKE_VERSION, rt->nconns, rt->config_path, rt->persist_path, rt->reg->nplugins,
+              rt->ws.state_dir);
+    else
+        LOG_I(NULL, "reloaded: %zu unchanged, %zu stopped, %zu started", kept, stopped, started);
+    rc = 0;
+out:
+    for (size_t j = 0; specs && j < n; j++)
+        spec_clear(&specs[j]);
+    free(specs);
+    desired_free(d, n);
+    worker_settings_free(&ws);
+    yamlcfg_free(f);
+    return rc;
+}
+
+struct runtime *runtime_start(const struct runtime_opts *opts, struct buf *errs)
+{
     struct runtime *rt = calloc(1, sizeof(*rt));
     if (!rt) {
         buf_puts(errs, "out of memory\n");
         return NULL;
     }
     rt->started_ms = clock_mono_ms();
+    rt->started_wall_ms = clock_wall_ms();
     rt->opts = *opts;
     rt->config_path = strdup(opts->config_path);
     pthread_mutex_init(&rt->lock, NULL);
+    pthread_mutex_init(&rt->ctl_lock, NULL);
     pthread_mutex_init(&rt->hk_lock, NULL);
     clock_cond_init(&rt->hk_cond);
     rt->reg = registry_new();
@@ -1449,60 +2236,24 @@ struct runtime *runtime_start(const struct runtime_opts *opts, struct buf *errs)
         buf_puts(errs, "out of memory\n");
         goto fail;
     }
-    if (yamlcfg_load(opts->config_path, &f, err, sizeof(err)) != 0) {
-        buf_printf(errs, "%s\n", err);
-        goto fail;
-    }
-    if (check_all(f, opts, rt->reg, &rt->ws, &specs, errs) != 0)
-        goto fail;
-    log_set_level(rt->ws.log_level);
-    snprintf(rt->snap_dir, sizeof(rt->snap_dir), "%s/snapshots", rt->ws.state_dir);
-    snprintf(rt->offsets_path, sizeof(rt->offsets_path), "%s/offsets.json", rt->ws.state_dir);
-    snprintf(rt->status_path, sizeof(rt->status_path), "%s/status.json", rt->ws.state_dir);
-    if (mkdir_p(rt->snap_dir, err, sizeof(err)) != 0) {
-        buf_printf(errs, "state.dir: %s\n", err);
-        goto fail;
-    }
-    rt->offsets = offsets_open(rt->offsets_path, err, sizeof(err));
-    if (!rt->offsets) {
-        buf_printf(errs, "%s\n", err);
-        goto fail;
-    }
-    declare_topics(rt, f);
-    for (size_t i = 0; i < f->nconnectors; i++) {
-        struct spoke_instance *inst = inst_new(rt, &specs[i]);
-        if (!inst || add_conn(rt, inst) != 0) {
-            inst_free(inst);
-            buf_puts(errs, "out of memory\n");
-            goto fail_running;
-        }
-    }
-    if (pthread_create(&rt->hk_thread, NULL, hk_thread, rt) != 0) {
+    pthread_mutex_lock(&rt->ctl_lock);
+    int rc = apply_file(rt, errs, 1);
+    if (rc == 0 && pthread_create(&rt->hk_thread, NULL, hk_thread, rt) != 0) {
         buf_puts(errs, "cannot create the housekeeping thread\n");
-        goto fail_running;
+        rc = -1;
     }
+    pthread_mutex_unlock(&rt->ctl_lock);
+    if (rc == 0)
+        return rt;
+    /* Tasks that started must stop before anything is freed. */
+    rt->stopping = 1;
     for (size_t i = 0; i < rt->nconns; i++)
-        inst_prepare(rt->conns[i]);
-    for (size_t i = 0; i < rt->nconns; i++)
-        inst_launch(rt->conns[i]);
-    LOG_I(NULL, "spoke %s started: %zu connectors from %s, %zu plugins, state in %s",
-          SPOKE_VERSION, rt->nconns, opts->config_path, rt->reg->nplugins, rt->ws.state_dir);
-    for (size_t i = 0; i < f->nconnectors; i++)
-        spec_clear(&specs[i]);
-    free(specs);
-    yamlcfg_free(f);
-    return rt;
-
-fail_running:
+        inst_halt(rt->conns[i]);
+    router_abort(rt->router);
     for (size_t i = 0; i < rt->nconns; i++)
         inst_free(rt->conns[i]);
-    rt->nconns = 0;
 fail:
-    if (specs)
-        for (size_t i = 0; i < f->nconnectors; i++)
-            spec_clear(&specs[i]);
-    free(specs);
-    yamlcfg_free(f);
+    json_decref(rt->persisted);
     offsets_close(rt->offsets);
     router_free(rt->router);
     registry_free(rt->reg);
@@ -1515,119 +2266,23 @@ fail:
 
 int runtime_reload(struct runtime *rt)
 {
-    char err[512];
-    struct cfg_file *f = NULL;
-    struct conn_spec *specs = NULL;
-    struct worker_settings ws;
     struct buf errs = BUF_INIT;
     LOG_I(NULL, "reloading %s", rt->config_path);
-    if (yamlcfg_load(rt->config_path, &f, err, sizeof(err)) != 0) {
-        LOG_E(NULL, "reload refused, running config unchanged: %s", err);
-        return -1;
-    }
-    if (check_all(f, &rt->opts, rt->reg, &ws, &specs, &errs) != 0) {
+    pthread_mutex_lock(&rt->ctl_lock);
+    int rc = apply_file(rt, &errs, 0);
+    pthread_mutex_unlock(&rt->ctl_lock);
+    if (rc != 0)
         LOG_E(NULL, "reload refused, running config unchanged:\n%s", errs.p ? errs.p : "");
-        buf_free(&errs);
-        yamlcfg_free(f);
-        return -1;
-    }
     buf_free(&errs);
-    if (ws.log_level != rt->ws.log_level) {
-        log_set_level(ws.log_level);
-        rt->ws.log_level = ws.log_level;
-    }
-    if (strcmp(ws.state_dir, rt->ws.state_dir) != 0 || ws.npath != rt->ws.npath)
-        LOG_W(NULL, "worker settings other than log.level apply at the next start");
-    worker_settings_free(&ws);
-    declare_topics(rt, f);
-
-    int64_t deadline = clock_mono_ms() + rt->ws.shutdown_timeout_ms;
-    size_t stopped = 0, started = 0, kept = 0;
-    /* Removed and changed connectors stop first. */
-    pthread_mutex_lock(&rt->lock);
-    struct spoke_instance **old = rt->conns;
-    size_t nold = rt->nconns;
-    rt->conns = NULL;
-    rt->nconns = 0;
-    pthread_mutex_unlock(&rt->lock);
-    /* taken[j]: specs[j] is handled (kept or restarted). */
-    struct spoke_instance **fresh = calloc(f->nconnectors + 1, sizeof(*fresh));
-    char *taken = calloc(f->nconnectors + 1, 1);
-    size_t nfresh = 0;
-    if (!fresh || !taken) {
-        LOG_E(NULL, "reload: out of memory; running config unchanged");
-        free(fresh);
-        free(taken);
-        pthread_mutex_lock(&rt->lock);
-        rt->conns = old;
-        rt->nconns = nold;
-        pthread_mutex_unlock(&rt->lock);
-        goto out;
-    }
-    for (size_t i = 0; i < nold; i++) {
-        struct spoke_instance *o = old[i];
-        struct conn_spec *s = NULL;
-        for (size_t j = 0; j < f->nconnectors; j++)
-            if (!taken[j] && strcmp(specs[j].name, o->name) == 0) {
-                s = &specs[j];
-                taken[j] = 1;
-            }
-        if (s && strcmp(s->fingerprint, o->fingerprint) == 0) {
-            add_conn(rt, o);
-            kept++;
-            continue;
-        }
-        inst_request_stop(o);
-        inst_join(o, deadline);
-        stopped++;
-        if (s) {
-            struct spoke_instance *n = inst_new(rt, s);
-            if (n && same_inputs(o, n)) {
-                n->inq = o->inq; /* keep what is queued for it */
-                o->inq = NULL;
-            }
-            if (n)
-                fresh[nfresh++] = n;
-            else
-                LOG_E(o->name, "reload: out of memory; connector not restarted");
-        }
-        LOG_I(o->name, s ? "config changed: restarting" : "removed from the config: stopped");
-        inst_free(o);
-    }
-    free(old);
-    for (size_t j = 0; j < f->nconnectors; j++) {
-        if (taken[j])
-            continue;
-        struct spoke_instance *n = inst_new(rt, &specs[j]);
-        if (n)
-            fresh[nfresh++] = n;
-        else
-            LOG_E(specs[j].name, "reload: out of memory; connector not started");
-    }
-    for (size_t k = 0; k < nfresh; k++) {
-        add_conn(rt, fresh[k]);
-        inst_prepare(fresh[k]);
-    }
-    for (size_t k = 0; k < nfresh; k++) {
-        inst_launch(fresh[k]);
-        started++;
-    }
-    free(taken);
-    free(fresh);
-    LOG_I(NULL, "reloaded: %zu unchanged, %zu stopped, %zu started", kept, stopped, started);
-out:
-    for (size_t i = 0; i < f->nconnectors; i++)
-        spec_clear(&specs[i]);
-    free(specs);
-    yamlcfg_free(f);
     hk_kick(rt);
-    return 0;
+    return rc;
 }
 
 void runtime_shutdown(struct runtime *rt)
 {
     if (!rt)
         return;
+    pthread_mutex_lock(&rt->ctl_lock);
     int64_t deadline = clock_mono_ms() + rt->ws.shutdown_timeout_ms;
     rt->stopping = 1;
     LOG_I(NULL, "shutting down: stopping sources, draining in-flight records (timeout %lld ms)",
@@ -1675,6 +2330,9 @@ void runtime_shutdown(struct runtime *rt)
     registry_free(rt->reg);
     worker_settings_free(&rt->ws);
     free(rt->config_path);
+    json_decref(rt->persisted);
+    pthread_mutex_unlock(&rt->ctl_lock);
+    pthread_mutex_destroy(&rt->ctl_lock);
     pthread_mutex_destroy(&rt->lock);
     pthread_mutex_destroy(&rt->hk_lock);
     pthread_cond_destroy(&rt->hk_cond);

@@ -25,6 +25,7 @@ struct runtime_opts {
     const char *const *plugin_dirs;  /* appended to plugin.path */
     size_t nplugin_dirs;
     int log_level;
+    const char *listen;              /* overrides the worker's `listeners` (--listen) */
 };
 
 /* Worker settings after validation. */
@@ -37,6 +38,14 @@ struct worker_settings {
     long long shutdown_timeout_ms;
     long long offset_flush_ms;
     long long status_interval_ms;
+    int rest_enable;
+    char *rest_token_file;
+    char **rest_hosts;
+    size_t nrest_hosts;
+    unsigned rest_max_connections;
+    unsigned rest_timeout_ms;
+    unsigned rest_threads;
+    size_t rest_max_body;
 };
 void worker_settings_free(struct worker_settings *ws);
 
@@ -52,6 +61,9 @@ size_t runtime_check(const struct cfg_file *f, const struct runtime_opts *opts,
 /* Loads, validates and starts every connector. NULL with the reasons in errs
  * when the file is invalid or the state dir unusable. */
 struct runtime *runtime_start(const struct runtime_opts *opts, struct buf *errs);
+
+/* The worker settings in force (valid until runtime_shutdown). */
+const struct worker_settings *runtime_worker(struct runtime *rt);
 
 /* Re-reads the config file; on any error refuses it (logged) and keeps the
  * running config. Only connectors whose config changed restart. 0 or -1. */

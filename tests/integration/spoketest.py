@@ -62,6 +62,14 @@ def run_spoke(*args, cwd=None, timeout=60):
     return p
 
 
+def free_port():
+    """A TCP port free on 127.0.0.1 right now (the kernel's pick)."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def yaml_scalar(v):
     if isinstance(v, bool):
         return "true" if v else "false"
@@ -94,6 +102,8 @@ class Spoke:
             "log.level": "info",
             "status.interval.ms": 100,
             "offset.flush.interval.ms": 100,
+            # Every spoke gets its own REST port, so tests run in parallel.
+            "listeners": "http://127.0.0.1:%d" % free_port(),
         }
         worker.update(extra_worker or {})
         self.worker = worker
