@@ -137,6 +137,36 @@ static size_t fmt_double(double d, char *o)
         memcpy(o + n, ".0", 2);
         return n + 2;
     }
+    /* Fixed-point fast path (coordinates, prices, ratios): the smallest k
+     * such that r = round(d * 10^k) gives r / 10^k == d in double. Both sides
+     * are then the correctly rounded value of the same rational r * 10^-k
+     * (r < 2^53 and 10^k <= 10^15 are exact), so strtod reads the decimal
+     * text back as d: the same guarantee as the round trip below, without
+     * snprintf and strtod. Small magnitudes keep the exponent form. */
+    if (fabs(d) >= 1e-4 && fabs(d) < 1e15) {
+        static const double p10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8,
+                                      1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15 };
+        for (int k = 1; k <= 15; k++) {
+            double sc = d * p10[k];
+            if (fabs(sc) >= 9007199254740992.0)
+                break;
+            double r = nearbyint(sc);
+            if (r / p10[k] != d)
+                continue;
+            uint64_t u = (uint64_t)fabs(r), pk = (uint64_t)p10[k];
+            size_t n = 0;
+            if (d < 0)
+                o[n++] = '-';
+            n += fmt_int((int64_t)(u / pk), o + n);
+            o[n++] = '.';
+            uint64_t frac = u % pk;
+            for (int i = k - 1; i >= 0; i--) {
+                o[n + (size_t)i] = (char)('0' + frac % 10);
+                frac /= 10;
+            }
+            return n + (size_t)k;
+        }
+    }
     char tmp[40];
     int n = 0;
     for (int prec = 15; prec <= 17; prec++) {
