@@ -1,0 +1,701 @@
+/*
+ * velib_source - polls a GBFS station_status feed (Vélib' Métropole by
+ * default) and emits one record per station per new snapshot, joined with
+ * station_information (name, lat, lon, capacity).
+ *
+ * Record: key = stationCode, value = a typed row (velib_source_feed.c),
+ * timestamp = last_reported * 1000, source position = (url, offset). The
+ * offset is the snapshot's lastUpdatedOther on the last record of a
+ * snapshot and the previous delivered snapshot's on the others, so the
+ * committed offset only reaches a snapshot once all of it is delivered; a
+ * restart does not emit that snapshot again.
+ *
+ * Scheduling: after a good poll the next one comes after poll.interval.ms,
+ * or later when the feed's ttl says the data will not change before
+ * (lastUpdatedOther + ttl, at most ttl.max.ms away). A failed poll returns
+ * SPOKE_RETRY with the reason and the backoff (exponential with jitter, or
+ * the server's Retry-After), keeping the previous state.
+ *
+ * station_information is fetched by a thread of its own on its own
+ * interval, so a slow or failing information feed never delays status
+ * polls; the poll thread adopts each new table as a whole.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "velib_source.h"
+
+#define VS_STATUS_URL \
+    "https://velib-metropole-opendata.smovengo.cloud/opendata/Velib_Metropole/station_status.json"
+#define VS_INFO_URL \
+    "https://velib-metropole-opendata.smovengo.cloud/opendata/Velib_Metropole/station_information.json"
+
+/* Longest Retry-After honoured; a server asking for more is asked again
+ * after a day. */
+#define VS_RETRY_AFTER_MAX_MS (24LL * 3600 * 1000)
+/* Added to a Retry-After or a ttl expiry: the host schedules the next poll
+ * from a clock read taken just before poll(), so a wait computed exactly
+ * could fire a hair early. A little late is what "not before" allows. */
+#define VS_SCHEDULE_MARGIN_MS 25
+
+static const struct spoke_config_field vs_config[] = {
+    { .name = "url", .type = SPOKE_CFG_STRING, .default_value = VS_STATUS_URL,
+      .doc = "GBFS station_status URL to poll (http or https only)", .min = 1, .max = 4096 },
+    { .name = "information.url", .type = SPOKE_CFG_STRING, .default_value = VS_INFO_URL,
+      .doc = "GBFS station_information URL joined by station_id (name, lat, lon, capacity); "
+             "empty disables the join", .min = 0, .max = 4096 },
+    { .name = "information.interval.ms", .type = SPOKE_CFG_LONG, .default_value = "3600000",
+      .doc = "How often (ms) station_information is fetched again (after a failure: backoff, "
+             "at most this)", .min = 100, .max = 604800000 },
+    { .name = "station.codes", .type = SPOKE_CFG_LIST,
+      .doc = "stationCode values to emit, e.g. [16107, 32017]; empty: every station",
+      .min = 0, .max = 100000 },
+    { .name = "poll.interval.ms", .type = SPOKE_CFG_LONG, .default_value = "60000",
+      .doc = "Least time (ms) between two polls of url; the feed's ttl can make it longer "
+             "(see ttl.max.ms)", .min = 100, .max = 86400000 },
+    { .name = "ttl.max.ms", .type = SPOKE_CFG_LONG, .default_value = "3600000",
+      .doc = "Longest (ms) the feed's ttl may delay the next poll (until lastUpdatedOther + "
+             "ttl); 0 ignores the ttl", .min = 0, .max = 86400000 },
+    { .name = "connect.timeout.ms", .type = SPOKE_CFG_LONG, .default_value = "10000",
+      .doc = "Time limit (ms) to connect: DNS, TCP and TLS", .min = 1, .max = 600000 },
+    { .name = "request.timeout.ms", .type = SPOKE_CFG_LONG, .default_value = "30000",
+      .doc = "Time limit (ms) of a whole request, body included", .min = 1, .max = 3600000 },
+    { .name = "max.body.bytes", .type = SPOKE_CFG_LONG, .default_value = "16777216",
+      .doc = "Largest body accepted (after decompression); a larger one is aborted while "
+             "downloading", .min = 1024, .max = 1073741824 },
+    { .name = "max.redirects", .type = SPOKE_CFG_INT, .default_value = "3",
+      .doc = "Most HTTP redirects followed (to http or https URLs only)", .min = 0, .max = 20 },
+    { .name = "backoff.initial.ms", .type = SPOKE_CFG_LONG, .default_value = "1000",
+      .doc = "Wait (ms) after a first failed poll; doubles with each further failure, with "
+             "jitter", .min = 1, .max = 3600000 },
+    { .name = "backoff.max.ms", .type = SPOKE_CFG_LONG, .default_value = "300000",
+      .doc = "Longest wait (ms) between failed polls (a server's Retry-After can ask for "
+             "longer)", .min = 1, .max = 86400000 },
+    { .name = "user.agent", .type = SPOKE_CFG_STRING, .default_value = "spoke-velib_source/0.1.0",
+      .doc = "User-Agent header of every request", .min = 1, .max = 256 },
+    { 0 }
+};
+
+struct vs_state {
+    const struct spoke_host_api *api;
+    struct spoke_instance *inst;
+    int curl_inited;
+
+    /* config (host-owned strings) */
+    const char *url;
+    const char *info_url;       /* NULL: no join */
+    int64_t poll_ms, ttl_max_ms, info_interval_ms;
+    int64_t backoff_initial_ms, backoff_max_ms;
+    struct vs_http_opts hopts;
+
+    /* status feed: poll thread only */
+    struct vs_http *http;
+    struct vs_feed *feed;
+    struct vs_info *info;       /* adopted station_information */
+    int have_prev;              /* prev_luo / prev_digest are set */
+    int64_t prev_luo;           /* lastUpdatedOther of the last accepted snapshot */
+    int have_digest;
+    uint64_t prev_digest;       /* content of the last emitted rows */
+    int64_t delivered_luo;      /* offset of records before a snapshot's last one */
+    int64_t expiry_mono;        /* when the current snapshot's ttl runs out, or -1 */
+    unsigned failures;          /* consecutive failed polls */
+    uint64_t rng;
+    int first_poll_done;
+    int stopping;
+
+    /* station_information thread */
+    pthread_t info_thread;
+    int info_started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;        /* CLOCK_MONOTONIC */
+    int sync_inited;
+    atomic_int info_stop;
+    struct vs_info *info_pending;   /* under lock: a new table for the poll thread */
+    int info_first_done;            /* under lock: the first attempt has ended */
+    struct vs_http *info_http;      /* info thread only (after start) */
+};
+
+/* ------------------------------------------------------------------------ */
+/* Helpers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t rng_next(uint64_t *s)
+{
+    /* xorshift64*: jitter only needs to spread retries, not be secret. */
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static uint64_t rng_seed(const void *salt)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    uint64_t s = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)salt;
+    return s ? s : 0x9e3779b97f4a7c15ull;
+}
+
+/* Exponential backoff with "equal jitter": a uniform wait in [d/2, d] where
+ * d = initial * 2^(failures-1), capped at max. Never 0. */
+static int64_t backoff_ms(int64_t initial, int64_t max, unsigned failures, uint64_t *rng)
+{
+    int64_t d = initial;
+    for (unsigned i = 1; i < failures && d < max; i++)
+        d *= 2;
+    if (d > max)
+        d = max;
+    int64_t half = d / 2;
+    int64_t w = half + (int64_t)(rng_next(rng) % (uint64_t)(d - half + 1));
+    return w > 0 ? w : 1;
+}
+
+static int64_t mono_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------------ */
+/* station_information thread                                                */
+/* ------------------------------------------------------------------------ */
+
+/* What one station_information fetch (outcome r) leads to: a new table
+ * handed to the poll thread, or a logged failure. Returns how long to wait
+ * before the next attempt. *published: stations in the last table handed
+ * over. err: the fetch's error text (also used as scratch). */
+static int64_t info_outcome(struct vs_state *st, enum vs_fetch r, const struct vs_fetch_info *fi,
+                            char *err, unsigned *failures, uint64_t *rng, size_t *published)
+{
+    const struct spoke_host_api *api = st->api;
+    struct vs_info *ni = NULL;
+    size_t skipped = 0, len;
+
+    if (fi->wire_bytes > 0)
+        api->metric_add(st->inst, "bytes_downloaded", fi->wire_bytes);
+    if (r == VS_FETCH_NOT_MODIFIED) {
+        api->metric_add(st->inst, "info_not_modified", 1);
+        *failures = 0;
+        return st->info_interval_ms;
+    }
+    if (r == VS_FETCH_BODY) {
+        const char *body = vs_http_body(st->info_http, &len);
+        char why[SPOKE_ERRSTR_SIZE];
+        /* The body and the parser's buffers (several times the document)
+         * are only needed now: released until the next refresh. */
+        struct sj_parser *p = sj_parser_new((size_t)st->hopts.max_body, 64);
+        int prc = p ? vs_info_parse(p, body, len, &ni, &skipped, why, sizeof(why)) : -1;
+        if (!p)
+            snprintf(why, sizeof(why), "out of memory");
+        sj_parser_free(p);
+        if (prc == 0) {
+            size_t n = vs_info_count(ni);
+            vs_http_accept(st->info_http);
+            pthread_mutex_lock(&st->lock);
+            vs_info_free(st->info_pending);  /* never adopted: superseded */
+            st->info_pending = ni;
+            pthread_mutex_unlock(&st->lock);
+            api->metric_add(st->inst, "info_fetches", 1);
+            api->metric_set(st->inst, "info_stations", (int64_t)n);
+            if (n != *published || *failures)
+                api->log(st->inst, SPOKE_LOG_INFO, "station_information: %zu stations%s", n,
+                         skipped ? " (entries without an integer station_id or repeating "
+                                   "one were skipped)" : "");
+            *published = n;
+            *failures = 0;
+            return st->info_interval_ms;
+        }
+        snprintf(err, SPOKE_ERRSTR_SIZE, "%s", why);
+    }
+    if (atomic_load(&st->info_stop))
+        return 0;
+    (*failures)++;
+    api->metric_add(st->inst, "info_errors", 1);
+    int64_t wait = backoff_ms(st->backoff_initial_ms, st->backoff_max_ms, *failures, rng);
+    if (wait > st->info_interval_ms)
+        wait = st->info_interval_ms;
+    if (fi->retry_after_ms > wait)  /* the server's word wins, within a day */
+        wait = fi->retry_after_ms < VS_RETRY_AFTER_MAX_MS ? fi->retry_after_ms
+                                                         : VS_RETRY_AFTER_MAX_MS;
+    if (*published)
+        api->log(st->inst, SPOKE_LOG_WARN, "station_information failed: %s; keeping the "
+                 "previous one (%zu stations); next attempt in %.1f s", err, *published,
+                 (double)wait / 1000.0);
+    else
+        api->log(st->inst, SPOKE_LOG_WARN, "station_information failed: %s; stations have "
+                 "no name, lat, lon, capacity until it succeeds; next attempt in %.1f s", err,
+                 (double)wait / 1000.0);
+    return wait;
+}
+
+/* One station_information attempt; returns the wait before the next. */
+static int64_t info_refresh(struct vs_state *st, unsigned *failures, uint64_t *rng,
+                            size_t *published)
+{
+    struct vs_fetch_info fi;
+    char err[SPOKE_ERRSTR_SIZE];
+
+    enum vs_fetch r = vs_http_get(st->info_http, &fi, err, sizeof(err));
+    int64_t wait = info_outcome(st, r, &fi, err, failures, rng, published);
+    vs_http_trim(st->info_http);
+    return wait;
+}
+
+static void *info_main(void *arg)
+{
+    struct vs_state *st = arg;
+    unsigned failures = 0;
+    uint64_t rng = rng_seed(&failures);
+    size_t published = 0;
+
+    pthread_mutex_lock(&st->lock);
+    while (!atomic_load(&st->info_stop)) {
+        pthread_mutex_unlock(&st->lock);
+        int64_t wait = info_refresh(st, &failures, &rng, &published);
+        int64_t deadline = mono_now() + wait;
+        pthread_mutex_lock(&st->lock);
+        st->info_first_done = 1;
+        pthread_cond_broadcast(&st->cond);
+        while (!atomic_load(&st->info_stop) && mono_now() < deadline) {
+            struct timespec ts = { .tv_sec = deadline / 1000,
+                                   .tv_nsec = (long)(deadline % 1000) * 1000000 };
+            pthread_cond_timedwait(&st->cond, &st->lock, &ts);
+        }
+    }
+    pthread_mutex_unlock(&st->lock);
+    return NULL;
+}
+
+/* Before the very first status poll: wait (bounded by one request) for the
+ * first station_information attempt, so the first snapshot is joined. */
+static void wait_first_info(struct vs_state *st)
+{
+    int64_t deadline = mono_now() + st->hopts.connect_timeout_ms +
+                       st->hopts.request_timeout_ms + 1000;
+    pthread_mutex_lock(&st->lock);
+    while (!st->info_first_done && mono_now() < deadline) {
+        struct timespec ts = { .tv_sec = deadline / 1000,
+                               .tv_nsec = (long)(deadline % 1000) * 1000000 };
+        pthread_cond_timedwait(&st->cond, &st->lock, &ts);
+    }
+    pthread_mutex_unlock(&st->lock);
+}
+
+static void adopt_info(struct vs_state *st)
+{
+    struct vs_info *ni;
+    pthread_mutex_lock(&st->lock);
+    ni = st->info_pending;
+    st->info_pending = NULL;
+    pthread_mutex_unlock(&st->lock);
+    if (ni) {
+        vs_info_free(st->info);
+        st->info = ni;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void vs_destroy(void *vst);
+
+static int vs_init(const struct spoke_host_api *api, struct spoke_instance *inst,
+                   const struct spoke_config *cfg, void **out, char *errstr, size_t errstr_size)
+{
+    struct vs_state *st = calloc(1, sizeof(*st));
+    const char *const *codes = NULL;
+    struct vs_feed_opts fo;
+    pthread_condattr_t ca;
+
+    if (!st) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return SPOKE_ERR_NOMEM;
+    }
+    st->api = api;
+    st->inst = inst;
+    st->expiry_mono = -1;
+    st->rng = rng_seed(st);
+    atomic_init(&st->info_stop, 0);
+    st->url = api->config_string(cfg, "url");
+    st->info_url = api->config_string(cfg, "information.url");
+    if (st->info_url && !*st->info_url)
+        st->info_url = NULL;
+    st->info_interval_ms = api->config_int(cfg, "information.interval.ms");
+    fo.ncodes = api->config_list(cfg, "station.codes", &codes);
+    fo.codes = codes;
+    st->poll_ms = api->config_int(cfg, "poll.interval.ms");
+    st->ttl_max_ms = api->config_int(cfg, "ttl.max.ms");
+    st->hopts.connect_timeout_ms = api->config_int(cfg, "connect.timeout.ms");
+    st->hopts.request_timeout_ms = api->config_int(cfg, "request.timeout.ms");
+    st->hopts.max_body = api->config_int(cfg, "max.body.bytes");
+    st->hopts.max_redirects = (long)api->config_int(cfg, "max.redirects");
+    st->hopts.user_agent = api->config_string(cfg, "user.agent");
+    st->backoff_initial_ms = api->config_int(cfg, "backoff.initial.ms");
+    st->backoff_max_ms = api->config_int(cfg, "backoff.max.ms");
+
+    if (pthread_mutex_init(&st->lock, NULL) != 0) {
+        free(st);
+        snprintf(errstr, errstr_size, "cannot create a mutex");
+        return SPOKE_ERR;
+    }
+    if (pthread_condattr_init(&ca) != 0 ||
+        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 ||
+        pthread_cond_init(&st->cond, &ca) != 0) {
+        pthread_mutex_destroy(&st->lock);
+        free(st);
+        snprintf(errstr, errstr_size, "cannot create a condition variable");
+        return SPOKE_ERR;
+    }
+    pthread_condattr_destroy(&ca);
+    st->sync_inited = 1;
+
+    if (vs_url_check("url", st->url, errstr, errstr_size) != 0 ||
+        (st->info_url && vs_url_check("information.url", st->info_url, errstr, errstr_size) != 0))
+        goto invalid;
+    if (st->backoff_initial_ms > st->backoff_max_ms) {
+        snprintf(errstr, errstr_size, "backoff.initial.ms (%" PRId64 ") is above "
+                 "backoff.max.ms (%" PRId64 ")", st->backoff_initial_ms, st->backoff_max_ms);
+        goto invalid;
+    }
+
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        snprintf(errstr, errstr_size, "libcurl initialization failed");
+        goto fail;
+    }
+    st->curl_inited = 1;
+    if (!(st->http = vs_http_new(st->url, &st->hopts, NULL, errstr, errstr_size)))
+        goto fail;
+    if (st->info_url) {
+        if (!(st->info_http = vs_http_new(st->info_url, &st->hopts, &st->info_stop, errstr,
+                                          errstr_size)))
+            goto fail;
+    }
+    fo.with_info = st->info_url != NULL;
+    if (!(st->feed = vs_feed_new(api, inst, &fo, (size_t)st->hopts.max_body, errstr,
+                                 errstr_size)))
+        goto fail;
+    *out = st;
+    return SPOKE_OK;
+
+invalid:
+    vs_destroy(st);
+    return SPOKE_ERR_INVALID;
+fail:
+    vs_destroy(st);
+    return SPOKE_ERR;
+}
+
+static int vs_start(void *vst, char *errstr, size_t errstr_size)
+{
+    struct vs_state *st = vst;
+    const struct spoke_host_api *api = st->api;
+    static const char *const metrics[] = {
+        "polls", "snapshots", "stations_emitted", "not_modified", "unchanged", "errors",
+        "last_snapshot_ts", "bytes_downloaded", NULL
+    };
+    int64_t off = 0;
+
+    for (size_t i = 0; metrics[i]; i++)
+        api->metric_set(st->inst, metrics[i], 0);
+    if (st->info_url) {
+        api->metric_set(st->inst, "info_fetches", 0);
+        api->metric_set(st->inst, "info_errors", 0);
+        api->metric_set(st->inst, "info_not_modified", 0);
+        api->metric_set(st->inst, "info_stations", 0);
+    }
+
+    /* Resume: the snapshot at the committed offset was delivered whole. */
+    if (api->offset_get(st->inst, st->url, &off) == SPOKE_OK && off > 0) {
+        st->have_prev = 1;
+        st->prev_luo = off;
+        st->delivered_luo = off;
+        api->log(st->inst, SPOKE_LOG_INFO, "resuming: the snapshot with lastUpdatedOther "
+                 "%" PRId64 " was delivered; it is not emitted again", off);
+    }
+
+    if (st->info_url) {
+        int rc = pthread_create(&st->info_thread, NULL, info_main, st);
+        if (rc != 0) {
+            snprintf(errstr, errstr_size, "cannot start the station_information thread: %s",
+                     strerror(rc));
+            return SPOKE_ERR;
+        }
+        st->info_started = 1;
+    }
+    api->log(st->inst, SPOKE_LOG_INFO, "polling %s every %" PRId64 " ms%s%s", st->url,
+             st->poll_ms, st->info_url ? ", joined with " : "",
+             st->info_url ? st->info_url : "");
+    return SPOKE_OK;
+}
+
+static void stop_info_thread(struct vs_state *st)
+{
+    if (!st->info_started)
+        return;
+    pthread_mutex_lock(&st->lock);
+    atomic_store(&st->info_stop, 1);
+    pthread_cond_broadcast(&st->cond);
+    pthread_mutex_unlock(&st->lock);
+    pthread_join(st->info_thread, NULL);
+    st->info_started = 0;
+}
+
+static void vs_stop(void *vst)
+{
+    struct vs_state *st = vst;
+    st->stopping = 1;
+    stop_info_thread(st);
+}
+
+static void vs_destroy(void *vst)
+{
+    struct vs_state *st = vst;
+    if (!st)
+        return;
+    stop_info_thread(st);
+    vs_feed_free(st->feed);
+    vs_info_free(st->info);
+    vs_info_free(st->info_pending);
+    vs_http_free(st->http);
+    vs_http_free(st->info_http);
+    if (st->curl_inited)
+        curl_global_cleanup();
+    if (st->sync_inited) {
+        pthread_cond_destroy(&st->cond);
+        pthread_mutex_destroy(&st->lock);
+    }
+    free(st);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Polling                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The wait after a poll that started at t0 and went well. */
+static int64_t next_after_success(const struct vs_state *st, int64_t t0)
+{
+    int64_t next = st->poll_ms;
+    if (st->expiry_mono >= 0 && st->expiry_mono - t0 > next)
+        next = st->expiry_mono - t0;
+    return next;
+}
+
+/* Remembers when the ttl of a snapshot runs out: lastUpdatedOther + ttl,
+ * measured on the server's clock (its Date header) when it sent one, never
+ * more than ttl (a clock ahead of the server's) or ttl.max.ms away. */
+static void note_ttl(struct vs_state *st, const struct vs_header *hdr,
+                     const struct vs_fetch_info *fi)
+{
+    st->expiry_mono = -1;
+    if (hdr->ttl < 0 || st->ttl_max_ms == 0)
+        return;
+    /* A ttl of more than a day would be cut by ttl.max.ms anyway. */
+    int64_t ttl_ms = (hdr->ttl > 86400 ? 86400 : hdr->ttl) * 1000;
+    int64_t now = fi->server_now_ms >= 0 ? fi->server_now_ms : st->api->wall_ms();
+    int64_t left = hdr->last_updated * 1000 + ttl_ms - now;
+    if (left <= 0)
+        return;
+    if (left > ttl_ms)
+        left = ttl_ms;
+    if (left > st->ttl_max_ms)
+        left = st->ttl_max_ms;
+    st->expiry_mono = mono_now() + left + VS_SCHEDULE_MARGIN_MS;
+}
+
+/* A failed poll: previous state kept, SPOKE_RETRY with the reason and the
+ * wait (backoff, or the server's Retry-After when that is longer). */
+static int poll_failed(struct vs_state *st, int64_t t0, const char *reason,
+                       int64_t retry_after_ms, int64_t *next_poll_ms,
+                       char *errstr, size_t errstr_size)
+{
+    const struct spoke_host_api *api = st->api;
+    int64_t wait;
+
+    st->failures++;
+    api->metric_add(st->inst, "errors", 1);
+    wait = backoff_ms(st->backoff_initial_ms, st->backoff_max_ms, st->failures, &st->rng);
+    if (retry_after_ms >= 0) {
+        if (retry_after_ms > VS_RETRY_AFTER_MAX_MS)
+            retry_after_ms = VS_RETRY_AFTER_MAX_MS;
+        /* Counted from the response, which came (mono_now - t0) into poll(). */
+        int64_t ra = retry_after_ms + (mono_now() - t0) + VS_SCHEDULE_MARGIN_MS;
+        if (ra > wait)
+            wait = ra;
+    }
+    api->log(st->inst, SPOKE_LOG_WARN, "poll failed (%u in a row): %s; next attempt in %.1f s",
+             st->failures, reason, (double)wait / 1000.0);
+    snprintf(errstr, errstr_size, "%s; next attempt in %.1f s", reason, (double)wait / 1000.0);
+    *next_poll_ms = wait;
+    return SPOKE_RETRY;
+}
+
+static void report_missing(void *ctx, const char *code)
+{
+    struct vs_state *st = ctx;
+    st->api->log(st->inst, SPOKE_LOG_WARN, "station.codes: %s is not in the feed (lastUpdatedOther "
+                 "%" PRId64 "); nothing is emitted for it", code, st->prev_luo);
+}
+
+/* Emits the batch. Returns SPOKE_OK (all emitted, or the host is stopping)
+ * or an error with errstr set. Rows not emitted are freed by the caller
+ * (vs_feed_batch_clear). */
+static int emit_batch(struct vs_state *st, struct vs_batch *b, int64_t luo, size_t *emitted,
+                      char *errstr, size_t errstr_size)
+{
+    const struct spoke_host_api *api = st->api;
+    *emitted = 0;
+    for (size_t i = 0; i < b->n; i++) {
+        struct spoke_record *rec = api->record_new(st->inst, NULL, b->keys[i], b->klens[i],
+                                                   NULL, 0);
+        int rc;
+        if (!rec) {
+            snprintf(errstr, errstr_size, "out of memory creating a record");
+            return SPOKE_ERR_NOMEM;
+        }
+        rc = api->record_set_row(rec, b->rows[i]);  /* takes the row, always */
+        b->rows[i] = NULL;
+        if (rc == SPOKE_OK)
+            rc = api->record_set_position(rec, st->url, i + 1 == b->n ? luo : st->delivered_luo);
+        if (rc != SPOKE_OK) {
+            api->record_free(rec);
+            snprintf(errstr, errstr_size, "cannot build a record: %s", api->strerror(rc));
+            return rc;
+        }
+        api->record_set_timestamp(rec, b->ts_ms[i]);
+        rc = api->emit(st->inst, rec);  /* takes rec, whatever it returns */
+        if (rc == SPOKE_ERR_STOPPED) {
+            st->stopping = 1;
+            return SPOKE_OK;
+        }
+        if (rc != SPOKE_OK) {
+            snprintf(errstr, errstr_size, "emit failed: %s", api->strerror(rc));
+            return rc;
+        }
+        (*emitted)++;
+    }
+    return SPOKE_OK;
+}
+
+static int vs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr_size)
+{
+    struct vs_state *st = vst;
+    const struct spoke_host_api *api = st->api;
+    int64_t t0 = mono_now();
+    struct vs_fetch_info fi;
+    struct vs_header hdr;
+    struct vs_batch *b = NULL;
+    char reason[SPOKE_ERRSTR_SIZE];
+    size_t len, emitted = 0;
+    int rc;
+
+    *next_poll_ms = st->poll_ms;
+    if (st->stopping)
+        return SPOKE_OK;
+    if (!st->first_poll_done) {
+        if (st->info_started)
+            wait_first_info(st);
+        st->first_poll_done = 1;
+    }
+    adopt_info(st);
+    api->metric_add(st->inst, "polls", 1);
+
+    enum vs_fetch r = vs_http_get(st->http, &fi, reason, sizeof(reason));
+    if (fi.wire_bytes > 0)
+        api->metric_add(st->inst, "bytes_downloaded", fi.wire_bytes);
+    if (r == VS_FETCH_FAILED)
+        return poll_failed(st, t0, reason, fi.retry_after_ms, next_poll_ms, errstr, errstr_size);
+    if (r == VS_FETCH_NOT_MODIFIED) {
+        api->metric_add(st->inst, "not_modified", 1);
+        goto good;
+    }
+
+    const char *body = vs_http_body(st->http, &len);
+    char why[SPOKE_ERRSTR_SIZE];
+    if (vs_feed_parse(st->feed, body, len, &hdr, why, sizeof(why)) != 0) {
+        snprintf(reason, sizeof(reason), "bad snapshot: %.230s", why);
+        return poll_failed(st, t0, reason, -1, next_poll_ms, errstr, errstr_size);
+    }
+    note_ttl(st, &hdr, &fi);
+    if (st->have_prev && hdr.last_updated == st->prev_luo) {
+        /* The feed says it is the snapshot already delivered. */
+        api->metric_add(st->inst, "unchanged", 1);
+        vs_http_accept(st->http);
+        goto good;
+    }
+    if (vs_feed_build(st->feed, st->info, &b, why, sizeof(why)) != 0) {
+        snprintf(reason, sizeof(reason), "bad snapshot (lastUpdatedOther %" PRId64 "): %.200s",
+                 hdr.last_updated, why);
+        return poll_failed(st, t0, reason, -1, next_poll_ms, errstr, errstr_size);
+    }
+    st->prev_luo = hdr.last_updated;
+    st->have_prev = 1;
+    vs_feed_missing_codes(st->feed, report_missing, st);
+    if (st->have_digest && b->digest == st->prev_digest) {
+        /* A new lastUpdatedOther over the same content: nothing new to say. */
+        api->metric_add(st->inst, "unchanged", 1);
+        vs_feed_batch_clear(st->feed);
+        vs_http_accept(st->http);
+        goto good;
+    }
+
+    rc = emit_batch(st, b, hdr.last_updated, &emitted, reason, sizeof(reason));
+    vs_feed_batch_clear(st->feed);
+    if (emitted)
+        api->metric_add(st->inst, "stations_emitted", (int64_t)emitted);
+    if (rc != SPOKE_OK) {
+        st->have_prev = 0;  /* emit this snapshot again once the host can take it */
+        return poll_failed(st, t0, reason, -1, next_poll_ms, errstr, errstr_size);
+    }
+    if (st->stopping)
+        return SPOKE_OK;
+    st->prev_digest = b->digest;
+    st->have_digest = 1;
+    st->delivered_luo = hdr.last_updated;
+    vs_http_accept(st->http);
+    api->metric_add(st->inst, "snapshots", 1);
+    api->metric_set(st->inst, "last_snapshot_ts", hdr.last_updated);
+    api->log(st->inst, SPOKE_LOG_DEBUG, "snapshot %" PRId64 ": %zu stations emitted of %zu",
+             hdr.last_updated, emitted, hdr.nstations);
+
+good:
+    if (st->failures)
+        api->log(st->inst, SPOKE_LOG_INFO, "poll succeeded after %u failures", st->failures);
+    st->failures = 0;
+    *next_poll_ms = next_after_success(st, t0);
+    return SPOKE_OK;
+}
+
+static const struct spoke_plugin velib_source = {
+    .hdr         = SPOKE_PLUGIN_HEADER_INIT,
+    .name        = "velib_source",
+    .kind        = SPOKE_KIND_SOURCE,
+    .version     = "0.1.0",
+    .description = "Polls a GBFS station_status feed (Velib) and emits one typed row per "
+                   "station per new snapshot",
+    .config      = vs_config,
+    .init        = vs_init,
+    .start       = vs_start,
+    .poll        = vs_poll,
+    .stop        = vs_stop,
+    .destroy     = vs_destroy,
+};
+
+SPOKE_EXPORT const struct spoke_plugin *spoke_plugin_entry(void)
+{
+    return &velib_source;
+}

@@ -1,0 +1,152 @@
+/*
+ * velib_source.h - internal interfaces between the parts of velib_source
+ * (not part of any ABI; nothing here crosses the plugin boundary).
+ *
+ *   velib_source.c       descriptor, config, scheduling (ttl, backoff),
+ *                        emission, the station_information thread
+ *   velib_source_http.c  one libcurl easy handle per feed: conditional GETs,
+ *                        limits, redirects, error text
+ *   velib_source_feed.c  snapshot parsing and validation (sjson), typed rows,
+ *                        the station_information table; no libcurl, so
+ *                        bench/velib_source_bench.c links it alone
+ */
+#ifndef VELIB_SOURCE_H
+#define VELIB_SOURCE_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <spoke/plugin.h>
+
+#include "sjson.h"
+
+/* ------------------------------------------------------------------------ */
+/* HTTP (velib_source_http.c)                                               */
+/* ------------------------------------------------------------------------ */
+
+struct vs_http_opts {
+    int64_t connect_timeout_ms;
+    int64_t request_timeout_ms;
+    int64_t max_body;           /* bytes of (decoded) body accepted */
+    long max_redirects;
+    const char *user_agent;     /* host-owned config value */
+};
+
+/* Outcome of one GET. */
+enum vs_fetch {
+    VS_FETCH_BODY = 0,          /* 200: the body is in vs_http_body() */
+    VS_FETCH_NOT_MODIFIED,      /* 304 to a conditional request */
+    VS_FETCH_FAILED             /* anything else: reason in errstr */
+};
+
+struct vs_fetch_info {
+    long status;                /* final HTTP status, 0 when none was received */
+    int64_t retry_after_ms;     /* the server's Retry-After, or -1 */
+    int64_t server_now_ms;      /* the Date header (epoch ms), or -1 */
+    int64_t wire_bytes;         /* body bytes received (before decoding) */
+};
+
+struct vs_http;
+
+/* Checks that url is an absolute http:// or https:// URL with a host. key
+ * names the config key in the message. 0, or -1 with errstr set. */
+int vs_url_check(const char *key, const char *url, char *errstr, size_t errstr_size);
+
+/* A handle for one URL (borrowed: must outlive the handle). abort_flag may
+ * be NULL; when it becomes non-zero, a running transfer stops. NULL with
+ * errstr set on failure. */
+struct vs_http *vs_http_new(const char *url, const struct vs_http_opts *o,
+                            const atomic_int *abort_flag, char *errstr, size_t errstr_size);
+void vs_http_free(struct vs_http *h);
+
+/* One GET with If-None-Match / If-Modified-Since when validators were
+ * accepted before. Blocks for at most the request timeout. */
+enum vs_fetch vs_http_get(struct vs_http *h, struct vs_fetch_info *fi,
+                          char *errstr, size_t errstr_size);
+
+/* The body of the last VS_FETCH_BODY; valid until the next vs_http_get. */
+const char *vs_http_body(const struct vs_http *h, size_t *len);
+
+/* Releases the body buffer (the next GET allocates again): for a feed
+ * fetched rarely, whose buffer is not worth keeping between fetches. */
+void vs_http_trim(struct vs_http *h);
+
+/* The last 200's ETag / Last-Modified become the validators of the next
+ * requests. Called only once that body was accepted: a body that failed
+ * validation must be fetched again, not answered with 304. */
+void vs_http_accept(struct vs_http *h);
+
+/* ------------------------------------------------------------------------ */
+/* Feeds (velib_source_feed.c)                                              */
+/* ------------------------------------------------------------------------ */
+
+/* station_information, indexed by station_id: immutable once built, so the
+ * thread that builds it can hand it to the poll thread as a whole. */
+struct vs_info;
+
+/* Parses a station_information document (full validation by sjson; the
+ * top-level shape is required, individual stations are lenient: entries
+ * without an integer station_id are skipped and counted in *skipped).
+ * *out is a new table owned by the caller. 0, or -1 with errstr set. */
+int vs_info_parse(struct sj_parser *p, const void *body, size_t len, struct vs_info **out,
+                  size_t *skipped, char *errstr, size_t errstr_size);
+size_t vs_info_count(const struct vs_info *info);
+void vs_info_free(struct vs_info *info);
+
+/* Top-level fields of a station_status snapshot. */
+struct vs_header {
+    int64_t last_updated;   /* lastUpdatedOther (or GBFS last_updated), epoch s */
+    int64_t ttl;            /* seconds, or -1 when absent */
+    size_t nstations;       /* entries in data.stations */
+};
+
+/* Stations selected from one snapshot, validated and turned into rows. The
+ * arrays belong to the feed and are reused; rows[i] is owned by the batch
+ * until the caller takes it (sets it to NULL). keys point into the parsed
+ * document: valid until the next vs_feed_parse. */
+struct vs_batch {
+    size_t n;
+    struct spoke_row **rows;
+    const char **keys;      /* stationCode bytes, not NUL-terminated */
+    size_t *klens;
+    int64_t *ts_ms;         /* record timestamps: last_reported * 1000 */
+    uint64_t digest;        /* content of every selected row, for "identical" */
+};
+
+struct vs_feed_opts {
+    const char *const *codes;   /* station.codes; ncodes == 0: every station */
+    size_t ncodes;
+    int with_info;              /* add name, lat, lon, capacity to the schema */
+};
+
+struct vs_feed;
+
+/* NULL with errstr set on failure. api must stay valid until vs_feed_free. */
+struct vs_feed *vs_feed_new(const struct spoke_host_api *api, struct spoke_instance *inst,
+                            const struct vs_feed_opts *o, size_t max_bytes,
+                            char *errstr, size_t errstr_size);
+void vs_feed_free(struct vs_feed *f);
+
+/* Parses and fully validates the JSON, then reads the top-level shape:
+ * an object with an integer lastUpdatedOther (or last_updated), an optional
+ * integer ttl and a data.stations array. 0, or -1 with errstr set. */
+int vs_feed_parse(struct vs_feed *f, const void *body, size_t len, struct vs_header *hdr,
+                  char *errstr, size_t errstr_size);
+
+/* Validates every station of the parsed snapshot and builds the rows of
+ * the selected ones, joined with info (may be NULL). All or nothing: on
+ * failure no row is left and errstr names the station and field. The
+ * batch stays valid until the next vs_feed_build or vs_feed_batch_clear. */
+int vs_feed_build(struct vs_feed *f, const struct vs_info *info, struct vs_batch **out,
+                  char *errstr, size_t errstr_size);
+
+/* Frees the rows the caller did not take. */
+void vs_feed_batch_clear(struct vs_feed *f);
+
+/* Codes of station.codes that the last built snapshot did not contain and
+ * that were not reported yet; calls fn once per such code. */
+void vs_feed_missing_codes(struct vs_feed *f, void (*fn)(void *ctx, const char *code),
+                           void *ctx);
+
+#endif

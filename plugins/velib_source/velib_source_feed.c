@@ -1,0 +1,1203 @@
+/*
+ * velib_source_feed - GBFS station_status / station_information snapshots:
+ * parsing (sjson: the whole document is validated before a value is read),
+ * shape checks, typed rows, the station_information table and the content
+ * digest that tells an identical snapshot apart.
+ *
+ * A station becomes one row of one schema, built once and reused while the
+ * field set is unchanged: the feed's own fields with the feed's names and
+ * types (station_id, stationCode, num_bikes_available, numBikesAvailable,
+ * num_bikes_available_types, num_docks_available, numDocksAvailable,
+ * is_installed, is_returning, is_renting, last_reported), then name, lat,
+ * lon and capacity when station_information is joined, then any other
+ * scalar field the feed carries ("extras", in the order first seen).
+ *
+ * Validation is all or nothing: vs_feed_build checks every station, selected
+ * or not, and a snapshot with one bad station yields no rows at all, so the
+ * caller never emits part of a snapshot.
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "velib_source.h"
+
+#define VS_MAX_EXTRAS  32   /* extra scalar fields carried; more are ignored */
+#define VS_MAX_IGNORED 64   /* names remembered so each is reported once */
+#define VS_MAX_SHAPES  16   /* cached schemas of num_bikes_available_types items */
+#define VS_SHAPE_KEYS  256  /* bytes of an item's key list that can be cached */
+/* Latest lastUpdatedOther accepted (year 33658): far beyond any real feed,
+ * and small enough that milliseconds plus a ttl never overflow. */
+#define VS_MAX_EPOCH_S 1000000000000ll
+
+/* ------------------------------------------------------------------------ */
+/* Known fields                                                              */
+/* ------------------------------------------------------------------------ */
+
+enum vs_field {
+    F_STATION_ID, F_CODE, F_NBA, F_NBA_CAMEL, F_TYPES, F_NDA, F_NDA_CAMEL,
+    F_INSTALLED, F_RETURNING, F_RENTING, F_LAST_REPORTED,
+    F_NAME, F_LAT, F_LON, F_CAPACITY,   /* from station_information */
+    F_KNOWN
+};
+#define F_INFO_FIRST F_NAME
+
+/* How a field's JSON value is checked and stored. */
+enum vs_kind { K_INT, K_FLAG, K_STRING, K_DOUBLE, K_TYPES };
+
+static const struct {
+    const char *name;
+    size_t len;
+    enum vs_kind kind;
+    enum spoke_type type;
+} known[F_KNOWN] = {
+#define KF(n, k, t) { n, sizeof(n) - 1, k, t }
+    [F_STATION_ID]    = KF("station_id", K_INT, SPOKE_TYPE_INT),
+    [F_CODE]          = KF("stationCode", K_STRING, SPOKE_TYPE_STRING),
+    [F_NBA]           = KF("num_bikes_available", K_INT, SPOKE_TYPE_INT),
+    [F_NBA_CAMEL]     = KF("numBikesAvailable", K_INT, SPOKE_TYPE_INT),
+    [F_TYPES]         = KF("num_bikes_available_types", K_TYPES, SPOKE_TYPE_LIST),
+    [F_NDA]           = KF("num_docks_available", K_INT, SPOKE_TYPE_INT),
+    [F_NDA_CAMEL]     = KF("numDocksAvailable", K_INT, SPOKE_TYPE_INT),
+    [F_INSTALLED]     = KF("is_installed", K_FLAG, SPOKE_TYPE_INT),
+    [F_RETURNING]     = KF("is_returning", K_FLAG, SPOKE_TYPE_INT),
+    [F_RENTING]       = KF("is_renting", K_FLAG, SPOKE_TYPE_INT),
+    [F_LAST_REPORTED] = KF("last_reported", K_INT, SPOKE_TYPE_INT),
+    [F_NAME]          = KF("name", K_STRING, SPOKE_TYPE_STRING),
+    [F_LAT]           = KF("lat", K_DOUBLE, SPOKE_TYPE_DOUBLE),
+    [F_LON]           = KF("lon", K_DOUBLE, SPOKE_TYPE_DOUBLE),
+    [F_CAPACITY]      = KF("capacity", K_INT, SPOKE_TYPE_INT),
+#undef KF
+};
+
+/* The known field a key names, or -1. A switch on the length leaves one or
+ * two candidates, so a key costs at most two memcmp. */
+static int known_field(const char *k, size_t len)
+{
+#define IS(f) (memcmp(k, known[f].name, len) == 0 ? (f) : -1)
+    switch (len) {
+    case 3:  return k[1] == 'a' ? IS(F_LAT) : IS(F_LON);
+    case 4:  return IS(F_NAME);
+    case 8:  return IS(F_CAPACITY);
+    case 10: return k[0] == 's' ? IS(F_STATION_ID) : IS(F_RENTING);
+    case 11: return IS(F_CODE);
+    case 12: return k[3] == 'i' ? IS(F_INSTALLED) : IS(F_RETURNING);
+    case 13: return IS(F_LAST_REPORTED);
+    case 17: return k[3] == 'B' ? IS(F_NBA_CAMEL) : IS(F_NDA_CAMEL);
+    case 19: return k[4] == 'b' ? IS(F_NBA) : IS(F_NDA);
+    case 25: return IS(F_TYPES);
+    default: return -1;
+    }
+#undef IS
+}
+
+static const char *json_type_name(enum sj_type t)
+{
+    switch (t) {
+    case SJ_NULL: return "null";
+    case SJ_BOOL: return "a boolean";
+    case SJ_INT: return "an integer";
+    case SJ_UINT: return "an integer above 2^63";
+    case SJ_DOUBLE: return "a fractional number";
+    case SJ_STRING: return "a string";
+    case SJ_ARRAY: return "an array";
+    case SJ_OBJECT: return "an object";
+    }
+    return "?";
+}
+
+static const char *kind_expect(enum vs_kind k)
+{
+    switch (k) {
+    case K_INT: return "an integer";
+    case K_FLAG: return "an integer or a boolean";
+    case K_STRING: return "a string";
+    case K_DOUBLE: return "a number";
+    case K_TYPES: return "an array";
+    }
+    return "?";
+}
+
+/* ------------------------------------------------------------------------ */
+/* Digest                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* One step of the content digest: rotate, xor, multiply by an odd
+ * constant. For a fixed input each step is a bijection of the state, so
+ * two snapshots that differ in a single value always get different
+ * digests; several differences cancel out with probability about 2^-64. */
+static inline uint64_t mix64(uint64_t h, uint64_t v)
+{
+    return (((h << 5) | (h >> 59)) ^ v) * 0x9e3779b97f4a7c15ull;
+}
+
+/* A full avalanche, for hashing into tables (ids, codes). */
+static inline uint64_t fmix64(uint64_t x)
+{
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ull;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebull;
+    x ^= x >> 31;
+    return x;
+}
+
+static uint64_t mix_bytes(uint64_t h, const char *s, size_t len)
+{
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        h = mix64(h, w);
+    }
+    if (i < len) {
+        uint64_t w = 0;
+        memcpy(&w, s + i, len - i);
+        h = mix64(h, w);
+    }
+    return mix64(h, len);
+}
+
+static uint64_t mix_double(uint64_t h, double d)
+{
+    uint64_t u;
+    memcpy(&u, &d, sizeof(u));
+    return mix64(h, u);
+}
+
+/* ------------------------------------------------------------------------ */
+/* station_information                                                       */
+/* ------------------------------------------------------------------------ */
+
+#define INFO_NAME 0x1u
+#define INFO_LAT  0x2u
+#define INFO_LON  0x4u
+#define INFO_CAP  0x8u
+#define INFO_USED 0x80u
+
+struct vs_info_entry {
+    int64_t id;
+    double lat, lon;
+    int64_t capacity;
+    uint32_t name_off, name_len;
+    unsigned flags;
+};
+
+struct vs_info {
+    size_t count;                 /* stations held */
+    size_t mask;                  /* slots - 1 (a power of two) */
+    struct vs_info_entry *slots;
+    char *names;                  /* every name, back to back */
+};
+
+static inline size_t id_hash(int64_t id)
+{
+    return (size_t)fmix64((uint64_t)id);
+}
+
+static const struct vs_info_entry *info_find(const struct vs_info *info, int64_t id)
+{
+    size_t k = id_hash(id) & info->mask;
+    for (;;) {
+        const struct vs_info_entry *e = &info->slots[k];
+        if (!(e->flags & INFO_USED))
+            return NULL;
+        if (e->id == id)
+            return e;
+        k = (k + 1) & info->mask;
+    }
+}
+
+size_t vs_info_count(const struct vs_info *info) { return info ? info->count : 0; }
+
+void vs_info_free(struct vs_info *info)
+{
+    if (!info)
+        return;
+    free(info->slots);
+    free(info->names);
+    free(info);
+}
+
+/* Finds data.stations in a parsed GBFS document. 0, or -1 with errstr. */
+static int find_stations(const struct sj_value *root, struct sj_value *stations,
+                         char *errstr, size_t errstr_size)
+{
+    struct sj_value data;
+    if (sj_type(root) != SJ_OBJECT) {
+        snprintf(errstr, errstr_size, "wrong shape: the document is %s, not an object",
+                 json_type_name(sj_type(root)));
+        return -1;
+    }
+    if (sj_object_get(root, "data", 4, &data) != 0 || sj_type(&data) != SJ_OBJECT) {
+        snprintf(errstr, errstr_size, "wrong shape: no \"data\" object");
+        return -1;
+    }
+    if (sj_object_get(&data, "stations", 8, stations) != 0 || sj_type(stations) != SJ_ARRAY) {
+        snprintf(errstr, errstr_size, "wrong shape: no data.stations array");
+        return -1;
+    }
+    return 0;
+}
+
+int vs_info_parse(struct sj_parser *p, const void *body, size_t len, struct vs_info **out,
+                  size_t *skipped, char *errstr, size_t errstr_size)
+{
+    struct sj_value root, stations, st, v;
+    struct sj_iter it;
+    char why[200];
+    size_t n, nslots = 16, names_len = 0, names_cap;
+    struct vs_info *info = NULL;
+
+    *out = NULL;
+    *skipped = 0;
+    if (sj_parse(p, body, len, &root, why, sizeof(why)) != 0) {
+        snprintf(errstr, errstr_size, "not valid JSON: %s", why);
+        return -1;
+    }
+    if (find_stations(&root, &stations, errstr, errstr_size) != 0)
+        return -1;
+    n = sj_count(&stations);
+    while (nslots < 2 * n)
+        nslots *= 2;
+    names_cap = 32 * n + 64;
+    info = calloc(1, sizeof(*info));
+    if (!info || !(info->slots = calloc(nslots, sizeof(*info->slots))) ||
+        !(info->names = malloc(names_cap)))
+        goto nomem;
+    info->mask = nslots - 1;
+
+    sj_array_iter(&stations, &it);
+    while (sj_array_next(&it, &st)) {
+        int64_t id;
+        const char *s;
+        size_t slen;
+        double d;
+
+        if (sj_object_get(&st, "station_id", 10, &v) != 0 || sj_get_int64(&v, &id) != 0) {
+            (*skipped)++;
+            continue;
+        }
+        size_t k = id_hash(id) & info->mask;
+        while ((info->slots[k].flags & INFO_USED) && info->slots[k].id != id)
+            k = (k + 1) & info->mask;
+        struct vs_info_entry *e = &info->slots[k];
+        if (e->flags & INFO_USED) {
+            (*skipped)++;  /* a duplicate station_id: the first one stays */
+            continue;
+        }
+        e->id = id;
+        e->flags = INFO_USED;
+        info->count++;
+        if (sj_object_get(&st, "name", 4, &v) == 0 && sj_get_string(&v, &s, &slen) == 0 &&
+            slen <= UINT32_MAX && names_len + slen <= UINT32_MAX) {
+            if (names_len + slen > names_cap) {
+                size_t ncap = names_cap * 2 + slen;
+                char *nn = realloc(info->names, ncap);
+                if (!nn)
+                    goto nomem;
+                info->names = nn;
+                names_cap = ncap;
+            }
+            memcpy(info->names + names_len, s, slen);
+            e->name_off = (uint32_t)names_len;
+            e->name_len = (uint32_t)slen;
+            names_len += slen;
+            e->flags |= INFO_NAME;
+        }
+        if (sj_object_get(&st, "lat", 3, &v) == 0 && sj_get_double(&v, &d) == 0) {
+            e->lat = d;
+            e->flags |= INFO_LAT;
+        }
+        if (sj_object_get(&st, "lon", 3, &v) == 0 && sj_get_double(&v, &d) == 0) {
+            e->lon = d;
+            e->flags |= INFO_LON;
+        }
+        if (sj_object_get(&st, "capacity", 8, &v) == 0 && sj_get_int64(&v, &e->capacity) == 0)
+            e->flags |= INFO_CAP;
+    }
+    *out = info;
+    return 0;
+
+nomem:
+    vs_info_free(info);
+    snprintf(errstr, errstr_size, "out of memory");
+    return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* The feed                                                                  */
+/* ------------------------------------------------------------------------ */
+
+struct code_slot {
+    const char *code;   /* host-owned config value; NULL = empty slot */
+    size_t len;
+    int seen;           /* in the last built snapshot */
+    int reported;       /* already reported missing */
+};
+
+struct extra {
+    char *name;
+    size_t len;
+    enum spoke_type type;   /* INT, DOUBLE, STRING or BOOL */
+    int index;              /* in the schema, -1 until the schema is rebuilt */
+    int dropped;            /* conflicting types: leaves at the next rebuild */
+};
+
+struct shape {
+    char keys[VS_SHAPE_KEYS];   /* "k1\0k2\0...": the item's keys in order */
+    size_t klen;
+    struct spoke_schema *schema;
+};
+
+struct vs_feed {
+    const struct spoke_host_api *api;
+    struct spoke_instance *inst;
+    struct sj_parser *parser;
+    struct sj_value stations;
+    int parsed;
+    int64_t last_updated;
+    int with_info;
+
+    struct code_slot *codes;    /* open addressing; NULL when every station is kept */
+    size_t codes_mask;
+
+    struct spoke_schema *schema;
+    int idx[F_KNOWN];           /* schema index of each known field, -1 = not in it */
+    struct extra extras[VS_MAX_EXTRAS];
+    size_t nextras;
+    int schema_dirty;           /* the extras changed: rebuild, then build again */
+    char *ignored[VS_MAX_IGNORED];
+    size_t nignored;
+    struct shape shapes[VS_MAX_SHAPES];
+    size_t nshapes;
+
+    struct vs_batch batch;
+    size_t batch_cap;
+};
+
+/* Values of one station, read and type-checked. Only fields whose bit is
+ * set in `present` are read; `seen` makes a duplicate key's first value win. */
+struct station {
+    uint32_t seen, present;
+    uint64_t xseen, xpresent;
+    int64_t i[F_KNOWN];
+    double d[F_KNOWN];
+    const char *s[F_KNOWN];
+    size_t slen[F_KNOWN];
+    struct sj_value types;
+    struct sj_value xv[VS_MAX_EXTRAS];
+};
+
+static size_t code_hash(const char *s, size_t len)
+{
+    return (size_t)fmix64(mix_bytes(0, s, len));
+}
+
+static struct code_slot *code_find(struct vs_feed *f, const char *s, size_t len)
+{
+    size_t k = code_hash(s, len) & f->codes_mask;
+    for (;;) {
+        struct code_slot *c = &f->codes[k];
+        if (!c->code)
+            return NULL;
+        if (c->len == len && memcmp(c->code, s, len) == 0)
+            return c;
+        k = (k + 1) & f->codes_mask;
+    }
+}
+
+static int codes_init(struct vs_feed *f, const char *const *codes, size_t n)
+{
+    size_t nslots = 8;
+    if (n == 0)
+        return 0;
+    while (nslots < 2 * n)
+        nslots *= 2;
+    if (!(f->codes = calloc(nslots, sizeof(*f->codes))))
+        return -1;
+    f->codes_mask = nslots - 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t len = strlen(codes[i]);
+        if (code_find(f, codes[i], len))
+            continue;  /* listed twice */
+        size_t k = code_hash(codes[i], len) & f->codes_mask;
+        while (f->codes[k].code)
+            k = (k + 1) & f->codes_mask;
+        f->codes[k].code = codes[i];
+        f->codes[k].len = len;
+    }
+    return 0;
+}
+
+static void shapes_free(struct vs_feed *f)
+{
+    for (size_t i = 0; i < f->nshapes; i++)
+        f->api->schema_unref(f->shapes[i].schema);
+    f->nshapes = 0;
+}
+
+/* (Re)builds the station schema: known fields, then the extras not
+ * dropped (those are forgotten here: is_ignored keeps them out). */
+static int schema_build(struct vs_feed *f)
+{
+    const struct spoke_host_api *api = f->api;
+    struct spoke_schema *s;
+    size_t keep = 0;
+
+    for (size_t j = 0; j < f->nextras; j++) {
+        if (f->extras[j].dropped)
+            free(f->extras[j].name);
+        else
+            f->extras[keep++] = f->extras[j];
+    }
+    f->nextras = keep;
+    for (size_t j = 0; j < f->nextras; j++)
+        f->extras[j].index = -1;
+    if (!(s = api->schema_new()))
+        return -1;
+    for (int i = 0; i < F_KNOWN; i++) {
+        int idx = -1;
+        if (i < F_INFO_FIRST || f->with_info) {
+            idx = api->schema_add(s, known[i].name, known[i].type);
+            if (idx < 0)
+                goto fail;
+        }
+        f->idx[i] = idx;
+    }
+    for (size_t j = 0; j < f->nextras; j++) {
+        int idx = api->schema_add(s, f->extras[j].name, f->extras[j].type);
+        if (idx < 0)
+            goto fail;
+        f->extras[j].index = idx;
+    }
+    if (f->schema)
+        api->schema_unref(f->schema);
+    f->schema = s;
+    f->schema_dirty = 0;
+    return 0;
+fail:
+    for (size_t j = 0; j < f->nextras; j++)
+        f->extras[j].index = -1;
+    api->schema_unref(s);
+    return -1;
+}
+
+struct vs_feed *vs_feed_new(const struct spoke_host_api *api, struct spoke_instance *inst,
+                            const struct vs_feed_opts *o, size_t max_bytes,
+                            char *errstr, size_t errstr_size)
+{
+    struct vs_feed *f = calloc(1, sizeof(*f));
+    if (!f)
+        goto nomem;
+    f->api = api;
+    f->inst = inst;
+    f->with_info = o->with_info;
+    /* GBFS nests at most four levels; 64 leaves room and still refuses a
+     * pathological document before it costs anything. */
+    if (!(f->parser = sj_parser_new(max_bytes, 64)))
+        goto nomem;
+    if (codes_init(f, o->codes, o->ncodes) != 0 || schema_build(f) != 0)
+        goto nomem;
+    return f;
+nomem:
+    vs_feed_free(f);
+    snprintf(errstr, errstr_size, "out of memory");
+    return NULL;
+}
+
+void vs_feed_batch_clear(struct vs_feed *f)
+{
+    for (size_t i = 0; i < f->batch.n; i++) {
+        f->api->row_free(f->batch.rows[i]);
+        f->batch.rows[i] = NULL;
+    }
+    f->batch.n = 0;
+}
+
+void vs_feed_free(struct vs_feed *f)
+{
+    if (!f)
+        return;
+    if (f->batch.rows)
+        vs_feed_batch_clear(f);
+    free(f->batch.rows);
+    free(f->batch.keys);
+    free(f->batch.klens);
+    free(f->batch.ts_ms);
+    shapes_free(f);
+    if (f->schema)
+        f->api->schema_unref(f->schema);
+    for (size_t j = 0; j < f->nextras; j++)
+        free(f->extras[j].name);
+    for (size_t j = 0; j < f->nignored; j++)
+        free(f->ignored[j]);
+    free(f->codes);
+    sj_parser_free(f->parser);
+    free(f);
+}
+
+int vs_feed_parse(struct vs_feed *f, const void *body, size_t len, struct vs_header *hdr,
+                  char *errstr, size_t errstr_size)
+{
+    struct sj_value root, v;
+    char why[200];
+    const char *which = "lastUpdatedOther";
+
+    vs_feed_batch_clear(f);
+    f->parsed = 0;
+    if (sj_parse(f->parser, body, len, &root, why, sizeof(why)) != 0) {
+        snprintf(errstr, errstr_size, "not valid JSON: %s", why);
+        return -1;
+    }
+    if (find_stations(&root, &f->stations, errstr, errstr_size) != 0)
+        return -1;
+    /* Vélib's feeds carry lastUpdatedOther; standard GBFS says last_updated. */
+    if (sj_object_get(&root, "lastUpdatedOther", 16, &v) != 0) {
+        which = "last_updated";
+        if (sj_object_get(&root, "last_updated", 12, &v) != 0) {
+            snprintf(errstr, errstr_size, "wrong shape: no lastUpdatedOther (or last_updated)");
+            return -1;
+        }
+    }
+    if (sj_get_int64(&v, &hdr->last_updated) != 0 || hdr->last_updated < 0 ||
+        hdr->last_updated > VS_MAX_EPOCH_S) {
+        snprintf(errstr, errstr_size, "wrong shape: %s is %s, expected epoch seconds", which,
+                 sj_type(&v) == SJ_INT ? "out of range" : json_type_name(sj_type(&v)));
+        return -1;
+    }
+    /* ttl only schedules the next poll: one that is not a non-negative
+     * integer counts as absent rather than failing the snapshot. */
+    hdr->ttl = -1;
+    if (sj_object_get(&root, "ttl", 3, &v) == 0 && sj_get_int64(&v, &hdr->ttl) == 0 &&
+        hdr->ttl < 0)
+        hdr->ttl = -1;
+    hdr->nstations = sj_count(&f->stations);
+    f->last_updated = hdr->last_updated;
+    f->parsed = 1;
+    return 0;
+}
+
+static int is_ignored(const struct vs_feed *f, const char *k, size_t len)
+{
+    for (size_t j = 0; j < f->nignored; j++)
+        if (strlen(f->ignored[j]) == len && memcmp(f->ignored[j], k, len) == 0)
+            return 1;
+    return 0;
+}
+
+/* Remembers a field that is not carried and says so once. */
+static void ignore_field(struct vs_feed *f, const char *k, size_t len, const char *why)
+{
+    f->api->log(f->inst, SPOKE_LOG_INFO, "station field '%.*s' is not carried: %s",
+                (int)(len > 100 ? 100 : len), k, why);
+    if (f->nignored == VS_MAX_IGNORED)
+        return;  /* reported again if it comes back: harmless */
+    char *name = malloc(len + 1);
+    if (!name)
+        return;
+    memcpy(name, k, len);
+    name[len] = '\0';
+    f->ignored[f->nignored++] = name;
+}
+
+static int find_extra(const struct vs_feed *f, const char *k, size_t len)
+{
+    for (size_t j = 0; j < f->nextras; j++)
+        if (f->extras[j].len == len && memcmp(f->extras[j].name, k, len) == 0)
+            return (int)j;
+    return -1;
+}
+
+static enum spoke_type scalar_type(enum sj_type t)
+{
+    switch (t) {
+    case SJ_INT: return SPOKE_TYPE_INT;
+    case SJ_DOUBLE: return SPOKE_TYPE_DOUBLE;
+    case SJ_STRING: return SPOKE_TYPE_STRING;
+    case SJ_BOOL: return SPOKE_TYPE_BOOL;
+    default: return SPOKE_TYPE_NULL;
+    }
+}
+
+/* An unknown member of a station: carried as an extra field when it is a
+ * scalar of a consistent type. Returns nothing: extras never fail a
+ * snapshot, at worst they are not carried. */
+static void take_extra(struct vs_feed *f, struct station *s, const char *k, size_t len,
+                       const struct sj_value *v)
+{
+    enum sj_type jt = sj_type(v);
+    int j = find_extra(f, k, len);
+
+    if (j >= 0) {
+        struct extra *x = &f->extras[j];
+        uint64_t bit = 1ull << j;
+        if ((s->xseen & bit) || x->dropped)
+            return;
+        s->xseen |= bit;
+        if (jt == SJ_NULL)
+            return;
+        enum spoke_type t = scalar_type(jt);
+        if (t == x->type || (x->type == SPOKE_TYPE_DOUBLE && t == SPOKE_TYPE_INT)) {
+            s->xpresent |= bit;
+            s->xv[j] = *v;
+        } else if (x->type == SPOKE_TYPE_INT && t == SPOKE_TYPE_DOUBLE) {
+            x->type = SPOKE_TYPE_DOUBLE;  /* integers and fractions: a double */
+            f->schema_dirty = 1;
+        } else {
+            x->dropped = 1;
+            f->schema_dirty = 1;
+            ignore_field(f, k, len, "its values have different types");
+        }
+        return;
+    }
+    if (jt == SJ_NULL || is_ignored(f, k, len))
+        return;
+    if (scalar_type(jt) == SPOKE_TYPE_NULL) {
+        ignore_field(f, k, len, jt == SJ_UINT ? "an integer above 2^63"
+                                              : "only scalar extra fields are carried");
+        return;
+    }
+    if (f->nextras == VS_MAX_EXTRAS) {
+        ignore_field(f, k, len, "too many extra fields (at most 32 are carried)");
+        return;
+    }
+    struct extra *x = &f->extras[f->nextras];
+    if (!(x->name = malloc(len + 1)))
+        return;
+    memcpy(x->name, k, len);
+    x->name[len] = '\0';
+    x->len = len;
+    x->type = scalar_type(jt);
+    x->index = -1;
+    x->dropped = 0;
+    f->nextras++;
+    f->schema_dirty = 1;
+    f->api->log(f->inst, SPOKE_LOG_INFO, "carrying the extra station field '%s' (%s)",
+                x->name, x->type == SPOKE_TYPE_INT ? "integer" :
+                x->type == SPOKE_TYPE_DOUBLE ? "double" :
+                x->type == SPOKE_TYPE_STRING ? "string" : "boolean");
+}
+
+/* Members of one num_bikes_available_types item, read in one go. */
+#define VS_ITEM_MAX 16
+
+struct item {
+    size_t n;
+    const char *k[VS_ITEM_MAX];
+    size_t klen[VS_ITEM_MAX];
+    int64_t v[VS_ITEM_MAX];
+    int null[VS_ITEM_MAX];
+    char keys[VS_SHAPE_KEYS];   /* "k1\0k2\0...", the shape cache key */
+    size_t keys_len;
+};
+
+/* Reads and checks an item: an object of at most VS_ITEM_MAX distinct,
+ * non-empty keys without NUL bytes, whose values are integers or null.
+ * 0, or -1 with *why. */
+static int read_item(const struct sj_value *el, struct item *it, char *why, size_t whysize)
+{
+    struct sj_iter oit;
+    struct sj_value v;
+    const char *k;
+    size_t klen;
+
+    it->n = 0;
+    it->keys_len = 0;
+    sj_object_iter(el, &oit);
+    while (sj_object_next(&oit, &k, &klen, &v)) {
+        int shown = (int)(klen > 40 ? 40 : klen);
+        size_t m = it->n;
+        if (m == VS_ITEM_MAX) {
+            snprintf(why, whysize, "has more than %d keys", VS_ITEM_MAX);
+            return -1;
+        }
+        if (sj_get_int64(&v, &it->v[m]) == 0) {
+            it->null[m] = 0;
+        } else if (sj_type(&v) == SJ_NULL) {
+            it->null[m] = 1;
+        } else {
+            snprintf(why, whysize, ".%.*s is %s, expected an integer", shown, k,
+                     json_type_name(sj_type(&v)));
+            return -1;
+        }
+        if (klen == 0 || it->keys_len + klen + 1 > sizeof(it->keys) || memchr(k, '\0', klen)) {
+            snprintf(why, whysize, "has an empty, overlong or NUL-holding key");
+            return -1;
+        }
+        for (size_t d = 0; d < m; d++)
+            if (it->klen[d] == klen && memcmp(it->k[d], k, klen) == 0) {
+                snprintf(why, whysize, "has the key %.*s twice", shown, k);
+                return -1;
+            }
+        it->k[m] = k;
+        it->klen[m] = klen;
+        memcpy(it->keys + it->keys_len, k, klen);
+        it->keys[it->keys_len + klen] = '\0';
+        it->keys_len += klen + 1;
+        it->n++;
+    }
+    return 0;
+}
+
+/* The schema of an item with these keys (one INT field per key, in order),
+ * cached by shape. *shape: its index in the cache, or -1 when it could not
+ * be cached. Returns a new reference, NULL on out-of-memory. */
+static struct spoke_schema *item_schema(struct vs_feed *f, const struct item *it, int *shape)
+{
+    const struct spoke_host_api *api = f->api;
+    struct spoke_schema *s;
+
+    for (size_t i = 0; i < f->nshapes; i++)
+        if (f->shapes[i].klen == it->keys_len &&
+            memcmp(f->shapes[i].keys, it->keys, it->keys_len) == 0) {
+            api->schema_ref(f->shapes[i].schema);
+            *shape = (int)i;
+            return f->shapes[i].schema;
+        }
+    *shape = -1;
+    if (!(s = api->schema_new()))
+        return NULL;
+    for (size_t m = 0, off = 0; m < it->n; off += it->klen[m] + 1, m++)
+        if (api->schema_add(s, it->keys + off, SPOKE_TYPE_INT) < 0) {
+            api->schema_unref(s);
+            return NULL;
+        }
+    if (f->nshapes < VS_MAX_SHAPES) {
+        *shape = (int)f->nshapes;
+        struct shape *sh = &f->shapes[f->nshapes++];
+        memcpy(sh->keys, it->keys, it->keys_len);
+        sh->klen = it->keys_len;
+        sh->schema = s;
+        api->schema_ref(s);  /* one for the cache, one for the caller */
+    }
+    return s;
+}
+
+/*
+ * Walks a num_bikes_available_types array: every item is checked and, when
+ * list is not NULL, the list row is built (*list, owned by the caller) and
+ * its content mixed into *h. Returns 0; -1 with *bad_i and *why for an
+ * invalid item; -2 on out-of-memory.
+ */
+static int types_walk(struct vs_feed *f, const struct sj_value *arr, struct spoke_row **list,
+                      uint64_t *h, size_t *bad_i, char *why, size_t whysize)
+{
+    const struct spoke_host_api *api = f->api;
+    struct sj_iter ait;
+    struct sj_value el;
+    struct item it;
+    size_t i = 0;
+
+    if (list && !(*list = api->row_new_list(sj_count(arr))))
+        return -2;
+    sj_array_iter(arr, &ait);
+    for (; sj_array_next(&ait, &el); i++) {
+        enum sj_type t = sj_type(&el);
+        if (t == SJ_NULL) {
+            if (list)
+                *h = mix64(*h, 0x6e756c6cu);
+            continue;
+        }
+        if (t != SJ_OBJECT) {
+            *bad_i = i;
+            snprintf(why, whysize, "is %s, expected an object", json_type_name(t));
+            goto invalid;
+        }
+        if (read_item(&el, &it, why, whysize) != 0) {
+            *bad_i = i;
+            goto invalid;
+        }
+        if (!list)
+            continue;
+        int shape;
+        struct spoke_schema *s = item_schema(f, &it, &shape);
+        struct spoke_row *row = s ? api->row_new(s) : NULL;
+        if (s)
+            api->schema_unref(s);  /* the row holds its own reference */
+        if (!row)
+            goto nomem;
+        /* A cached shape stands for its keys (the cache only grows). */
+        *h = shape >= 0 ? mix64(*h, (uint64_t)shape) : mix_bytes(*h, it.keys, it.keys_len);
+        for (size_t m = 0; m < it.n; m++) {
+            *h = mix64(*h, it.null[m] ? 0x6e756c6cu : (uint64_t)it.v[m] + 0x100000000ull);
+            if (!it.null[m] && api->row_set_int(row, m, it.v[m]) != SPOKE_OK) {
+                api->row_free(row);
+                goto nomem;
+            }
+        }
+        if (api->row_set_row(*list, i, row) != SPOKE_OK)
+            goto nomem;
+    }
+    return 0;
+invalid:
+    if (list) {
+        api->row_free(*list);
+        *list = NULL;
+    }
+    return -1;
+nomem:
+    api->row_free(*list);
+    *list = NULL;
+    return -2;
+}
+
+/* Reads one station's members into s, type-checking the known fields.
+ * Returns -1 with *bad_field / *bad_type set at the first wrong type. */
+static int read_station(struct vs_feed *f, const struct sj_value *st, struct station *s,
+                        int *bad_field, enum sj_type *bad_type)
+{
+    struct sj_iter it;
+    struct sj_value v;
+    const char *k;
+    size_t klen;
+
+    s->seen = s->present = 0;
+    s->xseen = s->xpresent = 0;
+    sj_object_iter(st, &it);
+    while (sj_object_next(&it, &k, &klen, &v)) {
+        int fid = known_field(k, klen);
+        if (fid >= F_INFO_FIRST && !f->with_info)
+            fid = -1;  /* without station_information these are plain extras */
+        if (fid < 0) {
+            take_extra(f, s, k, klen, &v);
+            continue;
+        }
+        uint32_t bit = 1u << fid;
+        if (s->seen & bit)
+            continue;  /* duplicate key: the first one wins */
+        s->seen |= bit;
+        switch (known[fid].kind) {
+        case K_INT:
+            if (sj_get_int64(&v, &s->i[fid]) == 0) {
+                s->present |= bit;
+                continue;
+            }
+            break;
+        case K_FLAG: {
+            int b;
+            if (sj_get_int64(&v, &s->i[fid]) == 0) {
+                s->present |= bit;
+                continue;
+            }
+            if (sj_get_bool(&v, &b) == 0) {
+                s->i[fid] = b;  /* GBFS 2 writes booleans; the row keeps 0/1 */
+                s->present |= bit;
+                continue;
+            }
+            break;
+        }
+        case K_STRING:
+            if (sj_get_string(&v, &s->s[fid], &s->slen[fid]) == 0) {
+                s->present |= bit;
+                continue;
+            }
+            break;
+        case K_DOUBLE:
+            if (sj_get_double(&v, &s->d[fid]) == 0) {
+                s->present |= bit;
+                continue;
+            }
+            break;
+        case K_TYPES:
+            if (sj_type(&v) == SJ_ARRAY) {
+                s->types = v;
+                s->present |= bit;
+                continue;
+            }
+            break;
+        }
+        if (sj_type(&v) != SJ_NULL) {
+            *bad_field = fid;
+            *bad_type = sj_type(&v);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Builds the row of a selected, validated station; mixes it into *h.
+ * list: its num_bikes_available_types row (NULL when absent), always taken. */
+static struct spoke_row *station_row(struct vs_feed *f, const struct station *s,
+                                     const struct vs_info *info, struct spoke_row *list,
+                                     uint64_t *h)
+{
+    const struct spoke_host_api *api = f->api;
+    struct spoke_row *row = api->row_new(f->schema);
+    const struct vs_info_entry *e = NULL;
+    int rc = SPOKE_OK;
+
+    if (!row) {
+        api->row_free(list);
+        return NULL;
+    }
+    *h = mix64(*h, s->present);
+    for (int fid = 0; fid < F_KNOWN && rc == SPOKE_OK; fid++) {
+        if (!(s->present & (1u << fid)) || f->idx[fid] < 0)
+            continue;
+        size_t i = (size_t)f->idx[fid];
+        switch (known[fid].kind) {
+        case K_INT:
+        case K_FLAG:
+            *h = mix64(*h, (uint64_t)s->i[fid]);
+            rc = api->row_set_int(row, i, s->i[fid]);
+            break;
+        case K_STRING:
+            *h = mix_bytes(*h, s->s[fid], s->slen[fid]);
+            rc = api->row_set_string(row, i, s->s[fid], s->slen[fid]);
+            break;
+        case K_DOUBLE:
+            *h = mix_double(*h, s->d[fid]);
+            rc = api->row_set_double(row, i, s->d[fid]);
+            break;
+        case K_TYPES:
+            rc = api->row_set_row(row, i, list);  /* takes list */
+            list = NULL;
+            break;
+        }
+    }
+    /* station_information fills what the station itself does not say. */
+    if (f->with_info && info && (s->present & (1u << F_STATION_ID)))
+        e = info_find(info, s->i[F_STATION_ID]);
+    if (e && rc == SPOKE_OK) {
+        *h = mix64(*h, e->flags);
+        if ((e->flags & INFO_NAME) && !(s->present & (1u << F_NAME))) {
+            *h = mix_bytes(*h, info->names + e->name_off, e->name_len);
+            rc = api->row_set_string(row, (size_t)f->idx[F_NAME], info->names + e->name_off,
+                                     e->name_len);
+        }
+        if (rc == SPOKE_OK && (e->flags & INFO_LAT) && !(s->present & (1u << F_LAT))) {
+            *h = mix_double(*h, e->lat);
+            rc = api->row_set_double(row, (size_t)f->idx[F_LAT], e->lat);
+        }
+        if (rc == SPOKE_OK && (e->flags & INFO_LON) && !(s->present & (1u << F_LON))) {
+            *h = mix_double(*h, e->lon);
+            rc = api->row_set_double(row, (size_t)f->idx[F_LON], e->lon);
+        }
+        if (rc == SPOKE_OK && (e->flags & INFO_CAP) && !(s->present & (1u << F_CAPACITY))) {
+            *h = mix64(*h, (uint64_t)e->capacity);
+            rc = api->row_set_int(row, (size_t)f->idx[F_CAPACITY], e->capacity);
+        }
+    }
+    for (size_t j = 0; j < f->nextras && rc == SPOKE_OK; j++) {
+        const struct extra *x = &f->extras[j];
+        const struct sj_value *v = &s->xv[j];
+        if (!(s->xpresent & (1ull << j)) || x->index < 0)
+            continue;
+        *h = mix64(*h, j);
+        switch (x->type) {
+        case SPOKE_TYPE_INT: {
+            int64_t n = 0;
+            sj_get_int64(v, &n);
+            *h = mix64(*h, (uint64_t)n);
+            rc = api->row_set_int(row, (size_t)x->index, n);
+            break;
+        }
+        case SPOKE_TYPE_DOUBLE: {
+            double d = 0;
+            sj_get_double(v, &d);
+            *h = mix_double(*h, d);
+            rc = api->row_set_double(row, (size_t)x->index, d);
+            break;
+        }
+        case SPOKE_TYPE_STRING: {
+            const char *str = "";
+            size_t len = 0;
+            sj_get_string(v, &str, &len);
+            *h = mix_bytes(*h, str, len);
+            rc = api->row_set_string(row, (size_t)x->index, str, len);
+            break;
+        }
+        default: {
+            int b = 0;
+            sj_get_bool(v, &b);
+            *h = mix64(*h, (uint64_t)b + 2);
+            rc = api->row_set_bool(row, (size_t)x->index, b);
+            break;
+        }
+        }
+    }
+    api->row_free(list);  /* not taken when a setter failed first */
+    if (rc != SPOKE_OK) {
+        api->row_free(row);
+        return NULL;
+    }
+    return row;
+}
+
+static int batch_reserve(struct vs_feed *f, size_t n)
+{
+    struct vs_batch *b = &f->batch;
+    if (n <= f->batch_cap)
+        return 0;
+    size_t cap = f->batch_cap ? f->batch_cap : 64;
+    while (cap < n)
+        cap *= 2;
+    void *p;
+    if (!(p = realloc(b->rows, cap * sizeof(*b->rows))))
+        return -1;
+    b->rows = p;
+    if (!(p = realloc(b->keys, cap * sizeof(*b->keys))))
+        return -1;
+    b->keys = p;
+    if (!(p = realloc(b->klens, cap * sizeof(*b->klens))))
+        return -1;
+    b->klens = p;
+    if (!(p = realloc(b->ts_ms, cap * sizeof(*b->ts_ms))))
+        return -1;
+    b->ts_ms = p;
+    f->batch_cap = cap;
+    return 0;
+}
+
+/* Describes a station in messages: its index, and its code when it has one. */
+static void station_label(const struct sj_value *st, size_t i, char *buf, size_t size)
+{
+    struct sj_value v;
+    const char *code;
+    size_t len;
+    if (sj_object_get(st, "stationCode", 11, &v) == 0 && sj_get_string(&v, &code, &len) == 0)
+        snprintf(buf, size, "station #%zu (stationCode %.*s)", i, (int)(len > 40 ? 40 : len),
+                 code);
+    else
+        snprintf(buf, size, "station #%zu", i);
+}
+
+/* One pass over every station: validates each and makes the rows of the
+ * selected ones (no more rows once the extras changed: the caller then
+ * rebuilds the schema and runs the pass again). */
+static int build_pass(struct vs_feed *f, const struct vs_info *info,
+                      char *errstr, size_t errstr_size)
+{
+    struct sj_iter it;
+    struct sj_value st;
+    struct station s;
+    struct vs_batch *b = &f->batch;
+    uint64_t h = mix64(0x76656c6962ull, f->with_info);
+    size_t i = 0;
+    char label[96];
+    int64_t fallback_ms = f->last_updated * 1000;
+
+    sj_array_iter(&f->stations, &it);
+    for (; sj_array_next(&it, &st); i++) {
+        int bad_field = -1;
+        enum sj_type bad_type = SJ_NULL;
+
+        if (sj_type(&st) != SJ_OBJECT) {
+            snprintf(errstr, errstr_size, "wrong shape: data.stations[%zu] is %s, not an object",
+                     i, json_type_name(sj_type(&st)));
+            return -1;
+        }
+        if (read_station(f, &st, &s, &bad_field, &bad_type) != 0) {
+            station_label(&st, i, label, sizeof(label));
+            snprintf(errstr, errstr_size, "wrong shape: %s: %s is %s, expected %s", label,
+                     known[bad_field].name, json_type_name(bad_type),
+                     kind_expect(known[bad_field].kind));
+            return -1;
+        }
+        if (!(s.present & (1u << F_CODE)) || s.slen[F_CODE] == 0) {
+            station_label(&st, i, label, sizeof(label));
+            snprintf(errstr, errstr_size, "wrong shape: %s has no stationCode%s", label,
+                     (s.seen & (1u << F_CODE)) ? " (null or empty)" : "");
+            return -1;
+        }
+        int64_t ts_ms = fallback_ms;
+        if (s.present & (1u << F_LAST_REPORTED)) {
+            int64_t lr = s.i[F_LAST_REPORTED];
+            if (lr < 0 || lr > INT64_MAX / 1000) {
+                station_label(&st, i, label, sizeof(label));
+                snprintf(errstr, errstr_size, "wrong shape: %s: last_reported %" PRId64
+                         " is not a time in seconds", label, lr);
+                return -1;
+            }
+            ts_ms = lr * 1000;
+        }
+
+        int selected = 1;
+        if (f->codes) {
+            struct code_slot *c = code_find(f, s.s[F_CODE], s.slen[F_CODE]);
+            selected = c != NULL;
+            if (c)
+                c->seen = 1;
+        }
+        int build = selected && !f->schema_dirty;
+        struct spoke_row *list = NULL;
+        if (build)
+            h = mix_bytes(h, s.s[F_CODE], s.slen[F_CODE]);
+        if (s.present & (1u << F_TYPES)) {
+            char why[96];
+            size_t bi = 0;
+            int rc = types_walk(f, &s.types, build ? &list : NULL, &h, &bi, why, sizeof(why));
+            if (rc == -2)
+                goto nomem;
+            if (rc != 0) {
+                station_label(&st, i, label, sizeof(label));
+                snprintf(errstr, errstr_size, "wrong shape: %s: num_bikes_available_types[%zu]%s%s",
+                         label, bi, why[0] == '.' ? "" : " ", why);
+                return -1;
+            }
+        }
+        if (!build)
+            continue;
+        if (batch_reserve(f, b->n + 1) != 0) {
+            f->api->row_free(list);
+            goto nomem;
+        }
+        struct spoke_row *row = station_row(f, &s, info, list, &h);
+        if (!row)
+            goto nomem;
+        b->rows[b->n] = row;
+        b->keys[b->n] = s.s[F_CODE];
+        b->klens[b->n] = s.slen[F_CODE];
+        b->ts_ms[b->n] = ts_ms;
+        b->n++;
+    }
+    b->digest = mix64(h, b->n);
+    return 0;
+nomem:
+    snprintf(errstr, errstr_size, "out of memory building station rows");
+    return -1;
+}
+
+int vs_feed_build(struct vs_feed *f, const struct vs_info *info, struct vs_batch **out,
+                  char *errstr, size_t errstr_size)
+{
+    assert(f->parsed);
+    vs_feed_batch_clear(f);
+    for (size_t k = 0; f->codes && k <= f->codes_mask; k++)
+        f->codes[k].seen = 0;
+    /* The second pass runs only when the first found the extra fields
+     * changed; the third would mean they changed again on the same data,
+     * which take_extra cannot do (each change is one-way). */
+    for (int pass = 0; pass < 3; pass++) {
+        if (build_pass(f, info, errstr, errstr_size) != 0) {
+            vs_feed_batch_clear(f);
+            return -1;
+        }
+        if (!f->schema_dirty) {
+            *out = &f->batch;
+            return 0;
+        }
+        vs_feed_batch_clear(f);
+        if (schema_build(f) != 0) {
+            snprintf(errstr, errstr_size, "out of memory building the station schema");
+            return -1;
+        }
+    }
+    snprintf(errstr, errstr_size, "internal error: the station schema does not settle");
+    return -1;
+}
+
+void vs_feed_missing_codes(struct vs_feed *f, void (*fn)(void *ctx, const char *code),
+                           void *ctx)
+{
+    for (size_t k = 0; f->codes && k <= f->codes_mask; k++) {
+        struct code_slot *c = &f->codes[k];
+        if (c->code && !c->seen && !c->reported) {
+            c->reported = 1;
+            fn(ctx, c->code);
+        }
+    }
+}

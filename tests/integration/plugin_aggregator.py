@@ -1,0 +1,1072 @@
+#!/usr/bin/env python3
+"""plugin-aggregator: the aggregator driven through the real host.
+
+Every scenario runs file_source (NDJSON objects, which the host turns into
+rows) -> aggregator -> file_sink and compares the rows written with an
+independent computation in Python over the same input: every aggregate
+function, stream and table semantics (300 polls of two stations give the
+latest total, never 300 times it), entities moving between groups, tumbling
+and hopping windows on event time with late records within and beyond the
+allowed lateness, processing-time windows closed by the wall clock, the three
+emit modes, top-N, max.groups, restart from a snapshot (SIGTERM and kill -9)
+equal to an uninterrupted run, corrupt / foreign / mismatched snapshots
+refused, invalid records on the error path with their reason, configuration
+errors, and the real Velib' snapshot's per-postcode totals.
+"""
+import csv
+import json
+import math
+import os
+import signal
+import statistics
+import tempfile
+
+import spoketest
+from spoketest import (PLUGIN_DIR, SHARED_DATA, Skip, Spoke, metric, q, read_bytes, run_spoke,
+                       validate, wait_for, yaml_scalar)
+
+TIMEOUT = 30
+BASE_T = 1732000000000  # 2024-11-19T07:06:40Z, epoch ms
+
+
+# ---------------------------------------------------------------------------
+# Pipeline helpers
+
+def pipeline_yaml(inp, out, agg, extra_src="", extra=""):
+    """file_source(inp) -> rows -> aggregator(agg) -> totals -> file_sink(out)."""
+    lines = ["connectors:",
+             "  - name: src",
+             "    connector.class: file_source",
+             "    topic: rows",
+             "    file: %s" % q(inp),
+             "    poll.interval.ms: 20",
+             ]
+    lines += ["    " + l for l in extra_src.splitlines() if l.strip()]
+    lines += ["  - name: agg",
+              "    connector.class: aggregator",
+              "    topics: rows",
+              "    topic: totals",
+              "    snapshot.interval.ms: 50"]
+    for k, v in agg.items():
+        lines.append("    %s: %s" % (k, yaml_scalar(v)))
+    lines += ["  - name: out",
+              "    connector.class: file_sink",
+              "    topics: totals",
+              "    file: %s" % q(out),
+              "    fsync: false"]
+    return "\n".join(lines) + "\n" + extra
+
+
+def write_ndjson(path, records, mode="w"):
+    with open(path, mode) as f:
+        for r in records:
+            f.write(r if isinstance(r, str) else json.dumps(r))
+            f.write("\n")
+
+
+def read_rows(path):
+    rows = []
+    for line in read_bytes(path).splitlines():
+        if line.strip():
+            rows.append(json.loads(line))
+    return rows
+
+
+def iso_ms(text):
+    """'2024-11-19T07:06:40.000Z' -> epoch ms."""
+    import datetime
+    d = datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc)
+    return int(round(d.timestamp() * 1000))
+
+
+def latest(rows, key_cols):
+    """Last row per key (the state after every update)."""
+    out = {}
+    for r in rows:
+        out[tuple(r[c] for c in key_cols)] = r
+    return out
+
+
+def close(a, b):
+    if isinstance(a, float) or isinstance(b, float):
+        if a is None or b is None:
+            return a is None and b is None
+        return math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-9)
+    return a == b
+
+
+def diff(expected, actual):
+    """Human-readable differences between {key: {col: v}} maps (actual may
+    have more columns)."""
+    out = []
+    for k in sorted(set(expected) | set(actual), key=repr):
+        if k not in actual:
+            out.append("missing group %r (expected %r)" % (k, expected[k]))
+        elif k not in expected:
+            out.append("unexpected group %r: %r" % (k, actual[k]))
+        else:
+            for c, v in expected[k].items():
+                if not close(v, actual[k].get(c)):
+                    out.append("group %r column %s: expected %r, got %r" % (k, c, v, actual[k].get(c)))
+    return out
+
+
+def wait_equal(expected, actual_fn, what, timeout=TIMEOUT):
+    """Waits until actual_fn() matches expected; on timeout fails with the differences."""
+    last = []
+    def ok():
+        last[:] = diff(expected, actual_fn())
+        return not last
+    try:
+        wait_for(ok, timeout, what)
+    except AssertionError:
+        raise AssertionError("%s: still different after %ss:\n  %s" % (what, timeout, "\n  ".join(last[:20])))
+
+
+def agg_in(sp, n):
+    return sp.connector("agg").get("metrics", {}).get("records_in", 0) >= n
+
+
+# ---------------------------------------------------------------------------
+# Independent reference computations
+
+def ref_value(fn, field, contribs):
+    """contribs: list of (record, t, seq) of one group, in any order."""
+    if fn == "count":
+        return len(contribs) if field is None else sum(1 for r, _, _ in contribs if r.get(field) is not None)
+    vals = [(r[field], t, s) for r, t, s in contribs if r.get(field) is not None]
+    if not vals:
+        return None
+    xs = [v for v, _, _ in vals]
+    if fn == "sum":
+        return sum(xs) if all(isinstance(x, int) for x in xs) else math.fsum(xs)
+    if fn == "avg":
+        return math.fsum(xs) / len(xs)
+    if fn == "min":
+        return min(xs)
+    if fn == "max":
+        return max(xs)
+    if fn in ("variance", "stddev"):
+        if len(xs) < 2:
+            return None
+        v = float(statistics.variance([float(x) for x in xs]))
+        return v if fn == "variance" else math.sqrt(v)
+    if fn in ("var_pop", "stddev_pop"):
+        v = float(statistics.pvariance([float(x) for x in xs]))
+        return v if fn == "var_pop" else math.sqrt(v)
+    if fn == "first":
+        return min(vals, key=lambda e: (e[1], e[2]))[0]
+    if fn == "last":
+        return max(vals, key=lambda e: (e[1], e[2]))[0]
+    raise ValueError(fn)
+
+
+def parse_aggs(specs):
+    out = []
+    for s in specs:
+        name, rhs = s.split("=")
+        fn, arg = rhs[:-1].split("(")
+        out.append((name, fn, arg or None))
+    return out
+
+
+def ref_table(contribs_by_group, specs):
+    aggs = parse_aggs(specs)
+    return {g: {name: ref_value(fn, field, cs) for name, fn, field in aggs}
+            for g, cs in contribs_by_group.items()}
+
+
+def ref_stream(records, group, specs, tfield=None):
+    groups = {}
+    for seq, r in enumerate(records):
+        groups.setdefault(r[group], []).append((r, r[tfield] if tfield else 0, seq))
+    return ref_table({(g,): cs for g, cs in groups.items()}, specs)
+
+
+def ref_entities(records, group, entity, specs, tfield=None):
+    """Table semantics: each entity's latest record (by event time when
+    tfield is given: an older one is ignored) is its contribution."""
+    ents = {}
+    for seq, r in enumerate(records):
+        t = r[tfield] if tfield else 0
+        old = ents.get(r[entity])
+        if old is not None and tfield and t < old[1]:
+            continue
+        ents[r[entity]] = (r, t, seq)
+    groups = {}
+    for r, t, s in ents.values():
+        groups.setdefault((r[group],), []).append((r, t, s))
+    return ref_table(groups, specs)
+
+
+def ref_windows(records, group, specs, tfield, size, advance, lateness):
+    """Event-time windows: a record goes to each of its windows still open
+    (end > highest time seen - lateness); returns (closed windows' groups,
+    number of records that reached no window, final bound)."""
+    contribs = {}
+    max_t = None
+    bound = None
+    late = 0
+    for seq, r in enumerate(records):
+        t = r[tfield]
+        starts = []
+        s = (t // advance) * advance
+        while s > t - size:
+            starts.append(s)
+            s -= advance
+        live = [s for s in starts if bound is None or s + size > bound]
+        if not live:
+            late += 1
+            continue
+        for s in live:
+            contribs.setdefault((s, r[group]), []).append((r, t, seq))
+        if max_t is None or t > max_t:
+            max_t = t
+            bound = max_t - lateness
+    res = ref_table(contribs, specs)
+    closed = {k: v for k, v in res.items() if k[0] + size <= bound}
+    return closed, late, bound
+
+
+def window_rows(rows, group):
+    return {(iso_ms(r["window_start"]), r[group]): r for r in rows}
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+
+def test_unknown_property_rejected():
+    good = ("connectors:\n"
+            "  - name: agg\n"
+            "    connector.class: aggregator\n"
+            "    topics: rows\n"
+            "    topic: totals\n"
+            "    group.by: postcode\n"
+            "    aggregates: [n=count()]\n")
+    r = validate(good)
+    assert r.returncode == 0, "valid config refused: %s" % r.stderr
+    r = validate(good + "    group.bi: postcode\n")
+    assert r.returncode == 1, "misspelled key accepted (rc %d)" % r.returncode
+    assert "group.bi" in r.stderr, "error does not name the key: %r" % r.stderr
+    r = validate(good + "    semantics: upsert\n")
+    assert r.returncode == 1 and "semantics" in r.stderr, r.stderr
+    r = validate(good.replace("    aggregates: [n=count()]\n", ""))
+    assert r.returncode == 1 and "aggregates" in r.stderr, r.stderr
+
+
+BAD_CONFIGS = [
+    ({"aggregates": ["total"]}, "aggregates item 1 'total': expected name=function(field)"),
+    ({"aggregates": ["n=count()", "t=median(x)"]}, "unknown function 'median'"),
+    ({"aggregates": ["t=sum()"]}, "sum() needs a field"),
+    ({"aggregates": ["t=sum(x"]}, "missing ')'"),
+    ({"aggregates": ["1t=sum(x)"]}, "column name '1t' must be a letter"),
+    ({"aggregates": ["t=sum(x) extra"]}, "unexpected text after ')'"),
+    ({"aggregates": ["t=sum(x)", "t=max(x)"]}, "output column 't' appears twice"),
+    ({"aggregates": ["g=sum(x)"]}, "output column 'g' appears twice"),
+    ({"aggregates": ["timestamp=sum(x)"]}, "clashes with the output column timestamp"),
+    ({"semantics": "table"}, "semantics table needs entity.key"),
+    ({"entity.key": "id"}, "entity.key is only used with semantics: table"),
+    ({"time": "event"}, "time: event needs time.field"),
+    ({"time": "processing", "time.field": "t"}, "time.field 't' is only read with time: event"),
+    ({"window": "tumbling"}, "window: tumbling needs window.size.ms"),
+    ({"window": "hopping", "window.size.ms": 1000}, "window: hopping needs window.advance.ms"),
+    ({"window": "hopping", "window.size.ms": 1000, "window.advance.ms": 2000},
+     "must not exceed window.size.ms"),
+    ({"window.size.ms": 1000}, "window.size.ms needs window: tumbling or hopping"),
+    ({"emit": "final"}, "emit: final emits when a window closes"),
+    ({"emit": "complete", "emit.interval.ms": 0}, "emit: complete needs emit.interval.ms > 0"),
+    ({"emit": "complete", "top.n": 3}, "top.n needs top.by"),
+    ({"emit": "complete", "top.by": "nope"}, "top.by 'nope' is not an aggregate column"),
+    ({"top.by": "n"}, "top.n and top.by apply to emit: complete or final"),
+]
+
+
+def test_bad_configurations_refused_with_reason():
+    """Each bad aggregator config fails its connector at init with a clear
+    trace; the other connectors are unaffected."""
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        write_ndjson(inp, [{"g": "a", "x": 1, "t": BASE_T}])
+        conns = ["connectors:",
+                 "  - name: src", "    connector.class: file_source", "    topic: rows",
+                 "    file: %s" % q(inp)]
+        for i, (cfg, _) in enumerate(BAD_CONFIGS):
+            full = {"group.by": "g", "aggregates": ["n=count()"]}
+            full.update(cfg)
+            conns += ["  - name: bad%d" % i, "    connector.class: aggregator",
+                      "    topics: rows", "    topic: out%d" % i]
+            conns += ["    %s: %s" % (k, yaml_scalar(v)) for k, v in full.items()]
+        sp.write_config("\n".join(conns) + "\n")
+        sp.start()
+        for i, (cfg, want) in enumerate(BAD_CONFIGS):
+            st = sp.wait_state("bad%d" % i, "FAILED")
+            assert want in (st.get("trace") or ""), \
+                "config %r: trace %r lacks %r" % (cfg, st.get("trace"), want)
+        sp.wait_state("src", "RUNNING")
+
+
+def test_readme_config_table_matches_plugin():
+    p = run_spoke("plugins", "-c", "/nonexistent.yaml", "--plugin-path", PLUGIN_DIR,
+                  "--doc", "aggregator")
+    assert p.returncode == 0, p.stderr
+    text = open(os.path.join(spoketest.SOURCE_DIR, "plugins", "aggregator", "README.md")).read()
+    a, b = text.find("<!-- config:begin -->"), text.find("<!-- config:end -->")
+    assert a >= 0 and b > a, "config markers missing"
+    assert text[a + len("<!-- config:begin -->"):b].strip() == p.stdout.strip(), \
+        "README config table differs from `spoke plugins --doc aggregator`:\n" + p.stdout
+
+
+# ---------------------------------------------------------------------------
+# Functions and semantics
+
+ALL_FUNCS = ["n=count()", "nv=count(v)", "s=sum(i)", "sd=sum(d)", "a=avg(i)", "mn=min(i)",
+             "mx=max(d)", "var=variance(d)", "sdv=stddev(i)", "vp=var_pop(d)",
+             "sdp=stddev_pop(i)", "f=first(name)", "l=last(name)", "fv=first(v)", "lv=last(v)",
+             "mnt=min(t)"]
+
+
+def mixed_records(n, groups=5, entities=None, seed=7):
+    import random
+    rnd = random.Random(seed)
+    recs = []
+    for k in range(n):
+        r = {"g": "g%d" % rnd.randrange(groups),
+             "i": rnd.randrange(-50, 1000),
+             "d": rnd.choice([0.1, 2.5, -3.25, 1e6 + 0.3, 7.0, 1 / 3]) * rnd.randrange(1, 9),
+             "name": "n%03d" % rnd.randrange(1000),
+             "v": rnd.choice([None, 1, 2, 3]),
+             "t": BASE_T + rnd.randrange(0, 100000)}
+        if entities:
+            r["id"] = "e%d" % rnd.randrange(entities)
+        recs.append(r)
+    return recs
+
+
+def test_every_function_stream():
+    recs = mixed_records(2000)
+    agg = {"group.by": "g", "aggregates": ALL_FUNCS, "time.field": "t", "emit.interval.ms": 50}
+    expected = ref_stream(recs, "g", ALL_FUNCS, tfield="t")
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_equal(expected, lambda: latest(read_rows(out), ["g"]), "stream aggregates")
+        rows = read_rows(out)
+        last = latest(rows, ["g"])
+        for r in last.values():
+            assert isinstance(r["s"], int) and isinstance(r["n"], int), "int sums stay ints: %r" % r
+            assert isinstance(r["sd"], float) and isinstance(r["a"], float), r
+            assert isinstance(r["mnt"], int), "min of an int field stays int: %r" % r
+            assert iso_ms(r["timestamp"]) == max(x["t"] for x in recs if x["g"] == r["g"]), \
+                "timestamp is the highest event time of the group"
+        wait_for(lambda: metric(sp, "agg", "state_groups") == 5, TIMEOUT, "state_groups 5")
+        assert metric(sp, "agg", "state_bytes") > 0
+        assert metric(sp, "agg", "records_invalid") == 0
+
+
+# Numbers only (no min/max multisets, no strings): table updates take the
+# plugin's short path; ALL_FUNCS takes the general one.
+NUMERIC_FUNCS = ["n=count()", "nv=count(v)", "s=sum(i)", "sd=sum(d)", "a=avg(i)",
+                 "var=variance(d)", "sdp=stddev_pop(i)", "fv=first(v)", "lv=last(v)"]
+
+
+def test_every_function_table():
+    recs = mixed_records(3000, groups=4, entities=60, seed=11)
+    ents, stale = {}, 0
+    for r in recs:
+        if r["id"] in ents and r["t"] < ents[r["id"]]:
+            stale += 1  # older than the entity's contribution: ignored
+            continue
+        ents[r["id"]] = r["t"]
+    assert stale > 0
+    for specs in (ALL_FUNCS, NUMERIC_FUNCS, NUMERIC_FUNCS[:6]):
+        agg = {"group.by": "g", "aggregates": specs, "semantics": "table", "entity.key": "id",
+               "time.field": "t", "emit.interval.ms": 50}
+        expected = ref_entities(recs, "g", "id", specs, tfield="t")
+        with Spoke("", start=False) as sp:
+            inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+            write_ndjson(inp, recs)
+            sp.write_config(pipeline_yaml(inp, out, agg))
+            sp.start()
+            wait_equal(expected, lambda: {k: v for k, v in latest(read_rows(out), ["g"]).items()
+                                          if v["n"] > 0}, "table aggregates %s" % specs)
+            wait_for(lambda: metric(sp, "agg", "state_entities") == 60, TIMEOUT, "60 entities")
+            wait_for(lambda: metric(sp, "agg", "stale_ignored") == stale, TIMEOUT,
+                     "stale_ignored == %d" % stale)
+
+
+def test_table_300_polls_of_two_stations_give_the_latest_total():
+    """The bug of the project this replaces: 300 polls of the same two
+    stations summed to 300x the bikes. Table semantics keep each station's
+    latest poll only: 19 bikes, never 5,700."""
+    recs = []
+    for poll in range(300):
+        a = 4 + poll % 3 if poll < 299 else 4  # the last poll: 4 + 15 = 19 bikes
+        recs.append({"stationCode": "16107", "postcode": "75016", "num_bikes_available": a,
+                     "mechanical": a - 1, "ebike": 1, "last_reported": BASE_T + poll * 60000})
+        recs.append({"stationCode": "32017", "postcode": "75016", "num_bikes_available": 15,
+                     "mechanical": 10, "ebike": 5, "last_reported": BASE_T + poll * 60000})
+    aggs = ["total_bikes_available=sum(num_bikes_available)", "total_mechanical_bikes=sum(mechanical)",
+            "total_electric_bikes=sum(ebike)"]
+    for semantics, want in (("table", 19), ("stream", sum(r["num_bikes_available"] for r in recs))):
+        agg = {"group.by": "postcode", "aggregates": aggs, "emit.interval.ms": 50,
+               "semantics": semantics}
+        if semantics == "table":
+            agg["entity.key"] = "stationCode"
+        with Spoke("", start=False) as sp:
+            inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+            write_ndjson(inp, recs)
+            sp.write_config(pipeline_yaml(inp, out, agg))
+            sp.start()
+            wait_for(lambda: agg_in(sp, len(recs)), TIMEOUT, "all records processed")
+            wait_for(lambda: latest(read_rows(out), ["postcode"]).get(("75016",), {})
+                     .get("total_bikes_available") == want, TIMEOUT,
+                     "%s semantics total %d" % (semantics, want))
+            if semantics == "table":
+                row = latest(read_rows(out), ["postcode"])[("75016",)]
+                assert row["total_mechanical_bikes"] == 13 and row["total_electric_bikes"] == 6, row
+                assert max(r["total_bikes_available"] for r in read_rows(out)) <= 21, \
+                    "a table total went beyond one poll of the two stations"
+    assert want > 5700  # stream semantics count every poll: the seed's bug, reproduced
+
+
+def test_entity_moves_between_groups():
+    specs = ["n=count()", "bikes=sum(b)", "mx=max(b)", "mn=min(b)", "f=first(id)", "l=last(id)"]
+    recs = [
+        {"id": "s1", "pc": "A", "b": 10},
+        {"id": "s2", "pc": "A", "b": 3},
+        {"id": "s3", "pc": "B", "b": 7},
+        {"id": "s1", "pc": "B", "b": 12},   # s1 moves A -> B, the max of A leaves with it
+        {"id": "s2", "pc": "A", "b": 4},
+        {"id": "s4", "pc": "C", "b": 1},
+        {"id": "s4", "pc": "B", "b": 2},    # C loses its only station
+    ]
+    agg = {"group.by": "pc", "aggregates": specs, "semantics": "table", "entity.key": "id",
+           "emit.interval.ms": 0}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_for(lambda: len(read_rows(out)) >= 9, TIMEOUT, "9 update rows")
+        rows = read_rows(out)
+        # emit.interval.ms 0: one row per changed group per record, in order.
+        got = [(r["pc"], r["n"], r["bikes"], r["mx"], r["mn"]) for r in rows]
+        assert got == [("A", 1, 10, 10, 10), ("A", 2, 13, 10, 3), ("B", 1, 7, 7, 7),
+                       ("A", 1, 3, 3, 3), ("B", 2, 19, 12, 7), ("A", 1, 4, 4, 4),
+                       ("C", 1, 1, 1, 1), ("C", 0, None, None, None), ("B", 3, 21, 12, 2)], got
+        last = latest(rows, ["pc"])
+        assert last[("B",)]["f"] == "s3" and last[("B",)]["l"] == "s4", last[("B",)]
+        wait_for(lambda: metric(sp, "agg", "state_groups") == 2, TIMEOUT,
+                 "the emptied group C is forgotten")
+        assert metric(sp, "agg", "state_entities") == 4
+
+
+def test_int_then_double_promotes_the_column():
+    recs = [{"g": "a", "x": 1}, {"g": "a", "x": 2}, {"g": "b", "x": 2.5}, {"g": "a", "x": 0.25}]
+    agg = {"group.by": "g", "aggregates": ["s=sum(x)", "m=max(x)"], "emit.interval.ms": 50}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs[:2])
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_for(lambda: latest(read_rows(out), ["g"]).get(("a",), {}).get("s") == 3, TIMEOUT,
+                 "int sum 3")
+        assert isinstance(latest(read_rows(out), ["g"])[("a",)]["s"], int)
+        write_ndjson(inp, recs[2:], mode="a")
+        wait_for(lambda: latest(read_rows(out), ["g"]).get(("a",), {}).get("s") == 3.25, TIMEOUT,
+                 "sum promoted to double")
+        last = latest(read_rows(out), ["g"])
+        assert last[("b",)]["s"] == 2.5 and last[("a",)]["m"] == 2.0, last
+        assert isinstance(last[("a",)]["m"], float), "max column became DOUBLE"
+
+
+# ---------------------------------------------------------------------------
+# Windows
+
+def event_records(n, seed, late_every=0, lateness=0):
+    """Records in roughly increasing event time with some out of order: a
+    few a little late (within lateness) and a few very late."""
+    import random
+    rnd = random.Random(seed)
+    recs, t = [], BASE_T
+    for k in range(n):
+        t += rnd.randrange(0, 400)
+        rt = t
+        if late_every and k % late_every == 5:
+            rt = t - rnd.randrange(1, max(2, lateness))          # within lateness
+        if late_every and k % late_every == 9:
+            rt = t - lateness - rnd.randrange(12000, 16000)      # beyond it, past any window
+        recs.append({"g": "g%d" % rnd.randrange(3), "x": rnd.randrange(100), "t": rt})
+    recs.append({"g": "g0", "x": 0, "t": t + 10 ** 7})  # moves the watermark past everything
+    return recs
+
+
+def run_windows(recs, agg, specs, size, advance, lateness):
+    closed, late, _ = ref_windows(recs, "g", specs, "t", size, advance, lateness)
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_equal(closed, lambda: window_rows(read_rows(out), "g"), "final window rows")
+        rows = read_rows(out)
+        keys = [(iso_ms(r["window_start"]), r["g"]) for r in rows]
+        assert len(keys) == len(set(keys)), "final emits each window's group once"
+        for r in rows:
+            assert iso_ms(r["window_end"]) - iso_ms(r["window_start"]) == size
+        assert late > 0
+        wait_for(lambda: metric(sp, "agg", "late_dropped") == late, TIMEOUT,
+                 "late_dropped == %d" % late)
+        return rows
+
+
+def test_tumbling_event_time_with_lateness():
+    specs = ["n=count()", "s=sum(x)", "mx=max(x)", "l=last(x)"]
+    recs = event_records(3000, 3, late_every=50, lateness=3000)
+    agg = {"group.by": "g", "aggregates": specs, "window": "tumbling", "window.size.ms": 10000,
+           "time.field": "t", "allowed.lateness.ms": 3000, "emit": "final"}
+    rows = run_windows(recs, agg, specs, 10000, 10000, 3000)
+    assert len(rows) > 100
+
+
+def test_hopping_event_time_with_lateness():
+    specs = ["n=count()", "s=sum(x)", "a=avg(x)"]
+    recs = event_records(1500, 5, late_every=40, lateness=2000)
+    agg = {"group.by": "g", "aggregates": specs, "window": "hopping", "window.size.ms": 9000,
+           "window.advance.ms": 3000, "time.field": "t", "allowed.lateness.ms": 2000,
+           "emit": "final"}
+    rows = run_windows(recs, agg, specs, 9000, 3000, 2000)
+    starts = sorted({iso_ms(r["window_start"]) for r in rows})
+    assert all(s % 3000 == 0 for s in starts) and starts[1] - starts[0] == 3000
+
+
+def test_table_semantics_in_tumbling_windows():
+    """Table semantics per window: in each window every entity counts once,
+    with its latest record there (older event times ignored); entities move
+    between groups; late records beyond the lateness are dropped."""
+    import random
+    rnd = random.Random(17)
+    recs, t = [], BASE_T
+    for k in range(3000):
+        t += rnd.randrange(0, 60)
+        rt = t - (rnd.randrange(1, 2500) if k % 37 == 5 else 0) \
+             - (rnd.randrange(9000, 12000) if k % 53 == 7 else 0)
+        recs.append({"id": "e%d" % rnd.randrange(30), "g": "g%d" % rnd.randrange(4),
+                     "x": rnd.randrange(50), "t": rt})
+    recs.append({"id": "e0", "g": "g0", "x": 0, "t": t + 10 ** 7})
+    specs = ["n=count()", "s=sum(x)", "mx=max(x)", "l=last(x)"]
+    size, lateness = 5000, 3000
+    wins, max_t, bound, late = {}, None, None, 0
+    for seq, r in enumerate(recs):
+        ws = r["t"] // size * size
+        if bound is not None and ws + size <= bound:
+            late += 1
+            continue
+        ents = wins.setdefault(ws, {})
+        old = ents.get(r["id"])
+        if old is not None and r["t"] < old[1]:
+            continue
+        ents[r["id"]] = (r, r["t"], seq)
+        if max_t is None or r["t"] > max_t:
+            max_t, bound = r["t"], r["t"] - lateness
+    contribs = {}
+    for ws, ents in wins.items():
+        if ws + size <= bound:
+            for r, rt, sq in ents.values():
+                contribs.setdefault((ws, r["g"]), []).append((r, rt, sq))
+    expected = ref_table(contribs, specs)
+    assert late > 0
+    agg = {"group.by": "g", "aggregates": specs, "semantics": "table", "entity.key": "id",
+           "window": "tumbling", "window.size.ms": size, "time.field": "t",
+           "allowed.lateness.ms": lateness, "emit": "final"}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_equal(expected, lambda: window_rows(read_rows(out), "g"), "final rows per window")
+        wait_for(lambda: metric(sp, "agg", "late_dropped") == late, TIMEOUT,
+                 "late_dropped == %d" % late)
+        # Closed windows free their entities: only the last window's remain.
+        wait_for(lambda: metric(sp, "agg", "state_entities") == 1, TIMEOUT, "entities freed")
+
+
+def test_tumbling_update_mode_emits_window_columns():
+    specs = ["n=count()", "s=sum(x)"]
+    recs = event_records(500, 9)
+    agg = {"group.by": "g", "aggregates": specs, "window": "tumbling", "window.size.ms": 5000,
+           "time.field": "t", "emit": "update", "emit.interval.ms": 50}
+    contribs = {}
+    for seq, r in enumerate(recs):
+        contribs.setdefault((r["t"] // 5000 * 5000, r["g"]), []).append((r, r["t"], seq))
+    expected = ref_table(contribs, specs)
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_equal(expected, lambda: window_rows(read_rows(out), "g"), "update rows per window")
+        wait_for(lambda: metric(sp, "agg", "state_windows") == 1, TIMEOUT,
+                 "closed windows are freed (only the last is open)")
+
+
+def test_processing_time_windows_close_by_wall_clock():
+    """Processing-time tumbling windows: rows appear without any further
+    input once the window's end passes; every record is counted once."""
+    size = 400
+    specs = ["n=count()", "s=sum(x)"]
+    agg = {"group.by": "g", "aggregates": specs, "window": "tumbling", "window.size.ms": size,
+           "time": "processing", "emit": "final"}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, [])
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        sp.wait_state("agg", "RUNNING")
+        total_n = total_s = 0
+        for burst in range(3):
+            recs = [{"g": "a", "x": burst * 10 + k} for k in range(20)]
+            write_ndjson(inp, recs, mode="a")
+            total_n += len(recs)
+            total_s += sum(r["x"] for r in recs)
+            # No more input: the windows close by wall clock alone.
+            wait_for(lambda: sum(r["n"] for r in read_rows(out)) == total_n, TIMEOUT,
+                     "burst %d closed by the wall clock" % burst)
+        rows = read_rows(out)
+        assert sum(r["s"] for r in rows) == total_s
+        for r in rows:
+            s, e = iso_ms(r["window_start"]), iso_ms(r["window_end"])
+            assert e - s == size and s % size == 0, r
+            assert s <= iso_ms(r["timestamp"]), "the row is stamped when it is emitted: %r" % r
+        assert len({r["window_start"] for r in rows}) == len(rows)
+
+
+# ---------------------------------------------------------------------------
+# Emit modes and top-N
+
+def test_update_per_record_is_a_running_total():
+    recs = [{"g": "g%d" % (k % 3), "x": k} for k in range(60)]
+    agg = {"group.by": "g", "aggregates": ["n=count()", "s=sum(x)"], "emit.interval.ms": 0}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_for(lambda: len(read_rows(out)) == len(recs), TIMEOUT, "one row per record")
+        running, want = {}, []
+        for r in recs:
+            n, s = running.get(r["g"], (0, 0))
+            running[r["g"]] = (n + 1, s + r["x"])
+            want.append((r["g"], n + 1, s + r["x"]))
+        got = [(r["g"], r["n"], r["s"]) for r in read_rows(out)]
+        assert got == want, got[:10]
+
+
+def test_update_coalesces_changes_per_interval():
+    recs = [{"g": "g%d" % (k % 4), "x": 1} for k in range(4000)]
+    agg = {"group.by": "g", "aggregates": ["n=count()"], "emit.interval.ms": 300}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_for(lambda: {r["g"]: r["n"] for r in read_rows(out)} == {"g0": 1000, "g1": 1000,
+                                                                     "g2": 1000, "g3": 1000},
+                 TIMEOUT, "final counts")
+        assert len(read_rows(out)) < 200, "changes were not coalesced: %d rows" % len(read_rows(out))
+
+
+def test_complete_emits_the_whole_table_every_interval():
+    recs = [{"g": "g%d" % k, "x": k} for k in range(6)]
+    agg = {"group.by": "g", "aggregates": ["s=sum(x)"], "emit": "complete", "emit.interval.ms": 100}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        # Nothing changes after the input, yet every group keeps being emitted.
+        def tables():
+            """Emissions, split where the key order starts again."""
+            out_tables, cur = [], []
+            for r in read_rows(out):
+                if cur and r["g"] <= cur[-1]["g"]:
+                    out_tables.append(cur)
+                    cur = []
+                cur.append(r)
+            return out_tables  # the last one may still be being written
+        full = lambda t: [(r["g"], r["s"]) for r in t] == [("g%d" % k, k) for k in range(6)]
+        wait_for(lambda: sum(1 for t in tables() if full(t)) >= 3, TIMEOUT, "three full tables")
+        ts = tables()
+        first_full = min(i for i, t in enumerate(ts) if full(t))
+        assert all(full(t) for t in ts[first_full:]), ts[first_full:]
+
+
+def test_top_n_complete_and_final():
+    import random
+    rnd = random.Random(5)
+    recs = [{"g": "g%02d" % rnd.randrange(20), "x": rnd.randrange(100), "t": BASE_T + k * 10}
+            for k in range(2000)]
+    totals = {}
+    for r in recs:
+        totals[r["g"]] = totals.get(r["g"], 0) + r["x"]
+    top3 = sorted(totals.items(), key=lambda kv: (-kv[1], kv[0]))[:3]
+    agg = {"group.by": "g", "aggregates": ["s=sum(x)", "n=count()"], "emit": "complete",
+           "emit.interval.ms": 100, "top.by": "s", "top.n": 3}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_for(lambda: agg_in(sp, len(recs)), TIMEOUT, "all processed")
+        # Every emission after the input is the same three rows.
+        last_table = lambda: [(r["g"], r["s"]) for r in read_rows(out)[-3:]]
+        wait_for(lambda: last_table() == top3, TIMEOUT, "top 3 by sum desc: %r" % top3)
+        n = len(read_rows(out))
+        wait_for(lambda: len(read_rows(out)) >= n + 6, TIMEOUT, "two more emissions")
+        rows = read_rows(out)
+        assert [(r["g"], r["s"]) for r in rows[-6:]] in (top3 + top3,
+                                                         top3[1:] + top3 + top3[:1],
+                                                         top3[2:] + top3 + top3[:2]), rows[-6:]
+    # final + top.n asc, per window
+    agg = {"group.by": "g", "aggregates": ["s=sum(x)"], "emit": "final", "window": "tumbling",
+           "window.size.ms": 5000, "time.field": "t", "top.by": "s", "top.n": 2,
+           "top.order": "asc"}
+    recs2 = recs + [{"g": "g00", "x": 0, "t": BASE_T + 10 ** 6}]
+    closed, _, _ = ref_windows(recs2, "g", ["s=sum(x)"], "t", 5000, 5000, 0)
+    per_win = {}
+    for (ws, g), v in closed.items():
+        per_win.setdefault(ws, []).append((v["s"], g))
+    want = []
+    for ws in sorted(per_win):
+        want += [(ws, g, s) for s, g in sorted(per_win[ws])[:2]]
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs2)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        got = lambda: [(iso_ms(r["window_start"]), r["g"], r["s"]) for r in read_rows(out)]
+        wait_for(lambda: len(got()) >= len(want), TIMEOUT, "%d final rows" % len(want))
+        assert got() == want, (got()[:6], want[:6])
+
+
+# ---------------------------------------------------------------------------
+# Bounded state
+
+def test_max_groups_refuses_new_groups():
+    recs = [{"g": "g%d" % (k % 8), "x": 1} for k in range(80)]
+    agg = {"group.by": "g", "aggregates": ["n=count()"], "emit.interval.ms": 50, "max.groups": 5,
+           "errors.tolerance": "all"}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        want = {("g%d" % k,): {"n": 10} for k in range(5)}
+        wait_equal(want, lambda: latest(read_rows(out), ["g"]), "5 groups kept")
+        wait_for(lambda: metric(sp, "agg", "groups_refused") == 30, TIMEOUT, "30 refused")
+        assert sp.connector("agg")["metrics"]["errors"] == 30
+        assert "max.groups (5) reached: group 'g5' refused" in sp.log()
+    agg["errors.tolerance"] = "none"
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        st = sp.wait_state("agg", "FAILED")
+        assert "max.groups (5) reached: group 'g5' refused" in st["trace"], st
+
+
+def test_max_entities_refuses_new_entities():
+    recs = [{"id": "e%d" % k, "g": "a", "x": 1} for k in range(6)]
+    agg = {"group.by": "g", "aggregates": ["n=count()"], "semantics": "table", "entity.key": "id",
+           "max.entities": 4, "errors.tolerance": "all", "emit.interval.ms": 50}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs + [{"id": "e1", "g": "a", "x": 5}])
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_for(lambda: metric(sp, "agg", "entities_refused") == 2, TIMEOUT, "2 refused")
+        wait_for(lambda: latest(read_rows(out), ["g"]).get(("a",), {}).get("n") == 4, TIMEOUT,
+                 "4 entities counted")
+        assert "max.entities (4) reached: entity 'e4' refused" in sp.log()
+
+
+# ---------------------------------------------------------------------------
+# Invalid input
+
+def test_invalid_records_take_the_error_path_with_reason():
+    lines = [
+        '{"g":"a","x":1,"t":%d}' % BASE_T,
+        '[1,2]',
+        'not json',
+        '{"g":"a","t":%d}' % BASE_T,
+        '{"g":"a","x":"seven","t":%d}' % BASE_T,
+        '{"g":null,"x":1,"t":%d}' % BASE_T,
+        '{"g":{"k":1},"x":1,"t":%d}' % BASE_T,
+        '{"g":"a","x":1,"t":"yesterday"}',
+        '{"g":1,"x":1,"t":%d}' % BASE_T,
+        '{"g":"a","x":1,"t":%d}' % (2 ** 60),
+        '{"g":"a","x":null,"t":%d}' % BASE_T,
+        '{"g":"b","x":2,"t":%d}' % BASE_T,
+    ]
+    reasons = [
+        "value is not a row: value is not a JSON object",
+        "value is not a row: value is not valid JSON",
+        "field 'x' (aggregated) is missing",
+        "field 'x' (aggregated) is STRING, expected INT or DOUBLE",
+        "field 'g' (group.by) is null",
+        "field 'g' (group.by) is MAP, expected BOOL or INT or STRING or TIMESTAMP",
+        "field 't' (time.field) is STRING, expected INT or TIMESTAMP",
+        "field 'g' is INT, but earlier records had STRING",
+        "time field 't' is 1152921504606846976 ms, out of range",
+    ]
+    agg = {"group.by": "g", "aggregates": ["n=count()", "s=sum(x)"], "time.field": "t",
+           "emit.interval.ms": 50, "errors.tolerance": "all",
+           "errors.deadletterqueue.topic.name": "dlq"}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        dlq = os.path.join(sp.tmp, "dlq.ndjson")
+        write_ndjson(inp, lines)
+        sp.write_config(pipeline_yaml(inp, out, agg, extra=(
+            "  - name: dead\n    connector.class: file_sink\n    topics: dlq\n"
+            "    file: %s\n    fsync: false\n" % q(dlq))))
+        sp.start()
+        want = {("a",): {"n": 2, "s": 1}, ("b",): {"n": 1, "s": 2}}
+        wait_equal(want, lambda: latest(read_rows(out), ["g"]), "valid records aggregated")
+        wait_for(lambda: len(read_bytes(dlq).splitlines()) == len(reasons), TIMEOUT,
+                 "%d dead-lettered" % len(reasons))
+        log = sp.log()
+        for why in reasons:
+            assert why in log, "reason %r not logged:\n%s" % (why, log[-3000:])
+        # The host's own "not a row" verdicts do not reach the plugin counter
+        # differently: every refused record is counted.
+        wait_for(lambda: metric(sp, "agg", "records_invalid") == len(reasons), TIMEOUT,
+                 "records_invalid == %d" % len(reasons))
+
+
+# ---------------------------------------------------------------------------
+# Snapshots
+
+RESTART_SPECS = ["n=count()", "s=sum(i)", "sd=sum(d)", "a=avg(d)", "var=variance(d)",
+                 "mn=min(i)", "mx=max(d)", "f=first(name)", "l=last(name)"]
+
+
+def restart_case(agg, recs, split, expected, kill=False):
+    """Runs recs[:split], stops (SIGTERM, or SIGKILL), appends the rest and
+    restarts until the rows match Python's expected totals; then runs the
+    same input without interruption: both final states must be identical
+    (bit for bit: the snapshot keeps every double as it was)."""
+    keys = ["g"]
+    live = lambda rows: {k: v for k, v in latest(rows, keys).items() if v.get("n", 1) > 0}
+    worker = {"offset.flush.interval.ms": 60000} if kill else None
+    with Spoke("", start=False, extra_worker=worker) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs[:split])
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_for(lambda: agg_in(sp, split), TIMEOUT, "first part processed")
+        snap = os.path.join(sp.state_dir, "snapshots", "agg.snap")
+        wait_for(lambda: os.path.exists(snap), TIMEOUT, "a snapshot")
+        if kill:
+            # Crash once a snapshot covers the whole first part, while the
+            # committed offset (flushed every 60 s) still lags behind it.
+            size = os.path.getsize(inp)
+            def covered():
+                try:
+                    return any(p.get("offset") == size for p in json.loads(snap_parts(snap)[1]))
+                except (ValueError, OSError):
+                    return False
+            wait_for(covered, TIMEOUT, "a snapshot covering the first part")
+            sp.proc.send_signal(signal.SIGKILL)
+            sp.proc.wait()
+            sp._close()
+        else:
+            assert sp.stop() == 0
+        write_ndjson(inp, recs[split:], mode="a")
+        sp.start()
+        wait_for(lambda: "state restored" in sp.log(), TIMEOUT, "restored")
+        wait_equal(expected, lambda: live(read_rows(out)), "totals after the restart")
+        if kill:
+            # The source replayed records the snapshot held, and the host skipped them.
+            wait_for(lambda: sp.connector("agg").get("metrics", {}).get("replayed_skipped", 0) > 0,
+                     TIMEOUT, "replayed records skipped (else this case tests nothing)")
+    restarted = live(read_rows(out))
+    with Spoke("", start=False) as sp2:
+        inp, out2 = os.path.join(sp2.tmp, "in.ndjson"), os.path.join(sp2.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp2.write_config(pipeline_yaml(inp, out2, agg))
+        sp2.start()
+        wait_equal(expected, lambda: live(read_rows(out2)), "uninterrupted run")
+    single = live(read_rows(out2))
+    strip = lambda m: {k: {c: v for c, v in r.items() if c != "timestamp"} for k, r in m.items()}
+    assert strip(restarted) == strip(single), "restarted %r\n!= uninterrupted %r" % (
+        strip(restarted), strip(single))
+
+
+def test_restart_from_snapshot_equals_uninterrupted_run_stream():
+    recs = mixed_records(3000, groups=6, seed=21)
+    agg = {"group.by": "g", "aggregates": RESTART_SPECS, "time.field": "t", "emit.interval.ms": 50}
+    restart_case(agg, recs, 1700, ref_stream(recs, "g", RESTART_SPECS, tfield="t"))
+
+
+def test_restart_from_snapshot_equals_uninterrupted_run_table():
+    recs = mixed_records(3000, groups=6, entities=80, seed=22)
+    agg = {"group.by": "g", "aggregates": RESTART_SPECS, "time.field": "t", "emit.interval.ms": 50,
+           "semantics": "table", "entity.key": "id"}
+    restart_case(agg, recs, 1200, ref_entities(recs, "g", "id", RESTART_SPECS, tfield="t"))
+
+
+def test_restart_after_kill_9_is_exact():
+    """kill -9 after a snapshot but long before the offset flush: the source
+    replays records the snapshot holds; the totals stay exact."""
+    recs = mixed_records(4000, groups=3, seed=23)
+    agg = {"group.by": "g", "aggregates": ["n=count()", "s=sum(i)"], "emit.interval.ms": 50}
+    restart_case(agg, recs, 2500, ref_stream(recs, "g", ["n=count()", "s=sum(i)"]), kill=True)
+
+
+def test_restart_keeps_windows_and_watermark():
+    specs = ["n=count()", "s=sum(x)"]
+    recs = event_records(2000, 31, late_every=50, lateness=3000)
+    agg = {"group.by": "g", "aggregates": specs, "window": "tumbling", "window.size.ms": 10000,
+           "time.field": "t", "allowed.lateness.ms": 3000, "emit": "final"}
+    closed, _, _ = ref_windows(recs, "g", specs, "t", 10000, 10000, 3000)
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs[:1000])
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_for(lambda: agg_in(sp, 1000), TIMEOUT, "first half")
+        assert sp.stop() == 0
+        write_ndjson(inp, recs[1000:], mode="a")
+        sp.start()
+        wait_equal(closed, lambda: window_rows(read_rows(out), "g"), "windows across a restart")
+        rows = read_rows(out)
+        keys = [(r["window_start"], r["g"]) for r in rows]
+        assert len(keys) == len(set(keys)), "a window was emitted twice"
+
+
+def snap_parts(path):
+    """Host snapshot file: (header line, positions line, plugin bytes)."""
+    data = read_bytes(path)
+    a = data.index(b"\n")
+    b = data.index(b"\n", a + 1)
+    return data[:a], data[a + 1:b], data[b + 1:]
+
+
+def write_snap(path, header, positions, body):
+    head = header.rsplit(b" ", 1)[0] + b" %d" % len(body)
+    with open(path, "wb") as f:
+        f.write(head + b"\n" + positions + b"\n" + body)
+
+
+def test_corrupt_or_foreign_snapshot_refused():
+    agg = {"group.by": "g", "aggregates": ["n=count()"], "emit.interval.ms": 50}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, [{"g": "a"}, {"g": "b"}])
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_for(lambda: agg_in(sp, 2), TIMEOUT, "processed")
+        assert sp.stop() == 0
+        path = os.path.join(sp.state_dir, "snapshots", "agg.snap")
+        header, positions, body = snap_parts(path)
+        assert body.startswith(b"SPOKEAGG")
+        cases = [
+            (body[:40] + bytes([body[40] ^ 0x20]) + body[41:], "checksum mismatch"),
+            (body[:8] + b"\x63\x00\x00\x00" + body[12:], "snapshot format version 99 is not supported"),
+            (b"XXXXXXXX" + body[8:], "not an aggregator snapshot"),
+            (body[:20], "checksum mismatch"),
+        ]
+        for bad, want in cases:
+            write_snap(path, header, positions, bad)
+            sp.start()
+            st = sp.wait_state("agg", "FAILED")
+            assert want in st["trace"], "trace %r lacks %r" % (st["trace"], want)
+            assert sp.stop() == 0
+        # A snapshot of another configuration is refused, naming the difference.
+        write_snap(path, header, positions, body)
+        agg2 = dict(agg, **{"group.by": "h"})
+        sp.write_config(pipeline_yaml(inp, out, agg2))
+        sp.start()
+        st = sp.wait_state("agg", "FAILED")
+        assert "snapshot holds state for group.by=g but the configuration says group.by=h" in \
+            st["trace"], st["trace"]
+        assert sp.stop() == 0
+        # The original snapshot and configuration restore fine.
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        sp.wait_state("agg", "RUNNING")
+        wait_for(lambda: "restored 2 groups" in sp.log(), TIMEOUT, "restored")
+
+
+# ---------------------------------------------------------------------------
+# The real Velib' snapshot
+
+def velib_rows():
+    base = os.path.join(SHARED_DATA, "velib")
+    status = os.path.join(base, "station_status-2024-11-19.json")
+    codes = os.path.join(base, "stations_postcodes.csv")
+    if not (os.path.exists(status) and os.path.exists(codes)):
+        raise Skip("%s not found: the real Velib' snapshot is not available here" % base)
+    postcode = {}
+    with open(codes, newline="") as f:
+        for r in csv.DictReader(f):
+            if r["postcode"].strip():
+                postcode[r["stationCode"]] = r["postcode"].strip()
+    rows = []
+    with open(status) as f:
+        for s in json.load(f)["data"]["stations"]:
+            if s["stationCode"] not in postcode:
+                continue
+            types = {}
+            for t in s["num_bikes_available_types"]:
+                types.update(t)
+            rows.append({"stationCode": s["stationCode"], "postcode": postcode[s["stationCode"]],
+                         "num_bikes_available": s["num_bikes_available"],
+                         "mechanical": types.get("mechanical", 0), "ebike": types.get("ebike", 0),
+                         "last_reported": s["last_reported"] * 1000})
+    return rows
+
+
+def test_real_velib_snapshot_per_postcode_totals():
+    """Three polls of the real 2024-11-19 snapshot (1,448 stations with a
+    postcode) through table semantics: per-postcode totals equal Python's
+    sum over ONE snapshot, and the console shows the seed's table."""
+    rows = velib_rows()
+    aggs = ["total_bikes_available=sum(num_bikes_available)",
+            "total_mechanical_bikes=sum(mechanical)", "total_electric_bikes=sum(ebike)"]
+    expected = {}
+    for r in rows:
+        e = expected.setdefault((r["postcode"],), {"total_bikes_available": 0,
+                                                   "total_mechanical_bikes": 0,
+                                                   "total_electric_bikes": 0})
+        e["total_bikes_available"] += r["num_bikes_available"]
+        e["total_mechanical_bikes"] += r["mechanical"]
+        e["total_electric_bikes"] += r["ebike"]
+    assert len(expected) == 85, len(expected)
+    agg = {"group.by": "postcode", "semantics": "table", "entity.key": "stationCode",
+           "time.field": "last_reported", "aggregates": aggs, "emit.interval.ms": 100}
+    console = ("  - name: console\n    connector.class: console_sink\n    topics: totals\n"
+               "    format: table\n    columns: [timestamp, postcode, total_bikes_available, "
+               "total_mechanical_bikes, total_electric_bikes]\n")
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, rows + rows + rows)
+        sp.write_config(pipeline_yaml(inp, out, agg, extra=console))
+        sp.start()
+        wait_equal(expected, lambda: latest(read_rows(out), ["postcode"]), "per-postcode totals")
+        wait_for(lambda: agg_in(sp, 3 * len(rows)), TIMEOUT, "three polls processed")
+        wait_for(lambda: metric(sp, "agg", "state_entities") == len(rows), TIMEOUT,
+                 "%d stations" % len(rows))
+        assert metric(sp, "agg", "state_groups") == 85
+        wait_for(lambda: "total_bikes_available" in sp.stdout_text(), TIMEOUT, "console table")
+        header = [l for l in sp.stdout_text().splitlines() if "total_bikes_available" in l][0]
+        assert header.split() == ["timestamp", "postcode", "total_bikes_available",
+                                  "total_mechanical_bikes", "total_electric_bikes"], header
+
+
+if __name__ == "__main__":
+    spoketest.main(globals())

@@ -1,0 +1,867 @@
+#!/usr/bin/env python3
+"""plugin-velib_source: velib_source against a local HTTP server (httpfixture)
+serving the real recorded Vélib' feeds from ../shared/data/velib, and
+misbehaving on demand.
+
+Output is checked through file_sink (the values, as JSON) and through a tiny
+recording sink compiled by this test (keys, timestamps, source positions,
+value forms and row types, which file_sink does not show), against an
+independent reading of the same files with Python's json module.
+"""
+import copy
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+
+import spoketest
+from httpfixture import HttpFixture, Response, http_date
+from spoketest import (PLUGIN_DIR, SOURCE_DIR, TEST_PLUGIN_DIR, Skip, Spoke, metric, q, run_spoke,
+                       validate, wait_for)
+
+TIMEOUT = 60
+DATA = os.path.join(spoketest.SHARED_DATA, "velib")
+STATUS_2024 = "station_status-2024-11-19.json"
+INFO_2024 = "station_information-2024-11-19.json"
+STATUS_2022 = "station_status-2022-05.json"
+INFO_2022 = "station_information-2022-05.json"
+
+STATUS_FIELDS = ["station_id", "stationCode", "num_bikes_available", "numBikesAvailable",
+                 "num_bikes_available_types", "num_docks_available", "numDocksAvailable",
+                 "is_installed", "is_returning", "is_renting", "last_reported"]
+INFO_FIELDS = ["name", "lat", "lon", "capacity"]
+SCHEMA_TYPES = {"station_id": "int", "stationCode": "string", "num_bikes_available": "int",
+                "numBikesAvailable": "int", "num_bikes_available_types": "list",
+                "num_docks_available": "int", "numDocksAvailable": "int", "is_installed": "int",
+                "is_returning": "int", "is_renting": "int", "last_reported": "int",
+                "name": "string", "lat": "double", "lon": "double", "capacity": "int"}
+FEW = ["16107", "32017", "9020"]
+
+
+# ---------------------------------------------------------------------------
+# the recorded feeds, read independently
+
+def need_data():
+    for name in (STATUS_2024, INFO_2024, STATUS_2022, INFO_2022):
+        if not os.path.exists(os.path.join(DATA, name)):
+            raise Skip("the recorded Vélib' feeds are not in %s (%s missing): these tests serve "
+                       "them over HTTP" % (DATA, name))
+
+
+def data_path(name):
+    return os.path.join(DATA, name)
+
+
+_loaded = {}
+
+
+def load(name):
+    if name not in _loaded:
+        with open(data_path(name), "rb") as f:
+            _loaded[name] = json.load(f)
+    return copy.deepcopy(_loaded[name])
+
+
+def expected_rows(status, info=None, codes=None):
+    """What velib_source must emit for a snapshot: each selected station's
+    fields in schema order, joined with info by station_id (info None: no
+    join, so no info fields at all)."""
+    by_id = {s["station_id"]: s for s in info["data"]["stations"]} if info else {}
+    out = []
+    for s in status["data"]["stations"]:
+        if codes and s["stationCode"] not in codes:
+            continue
+        row = {f: s.get(f) for f in STATUS_FIELDS}
+        if info is not None:
+            i = by_id.get(s.get("station_id"), {})
+            for f in INFO_FIELDS:
+                row[f] = s[f] if s.get(f) is not None else i.get(f)
+        out.append(row)
+    return out
+
+
+def compact(obj):
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def variant(status, luo, bump=0):
+    """A snapshot derived from a real one: a new lastUpdatedOther and, with
+    bump, different bike counts at every station (new content)."""
+    v = copy.deepcopy(status)
+    v["lastUpdatedOther"] = luo
+    if bump:
+        for s in v["data"]["stations"]:
+            s["num_docks_available"] += bump
+            s["numDocksAvailable"] += bump
+    return v
+
+
+# ---------------------------------------------------------------------------
+# a recording sink: key, timestamp, position, value forms and row types
+
+RECORDER_C = r"""
+#include <stdio.h>
+#include <string.h>
+#include <spoke/plugin.h>
+
+static const struct spoke_config_field rec_config[] = {
+    { "file", SPOKE_CFG_STRING, NULL, SPOKE_CFG_REQUIRED, "Where to append one line per record" },
+    { 0 }
+};
+
+struct rec_state { const struct spoke_host_api *api; FILE *f; };
+
+static const char *tname(enum spoke_type t)
+{
+    switch (t) {
+    case SPOKE_TYPE_NULL: return "null";
+    case SPOKE_TYPE_BOOL: return "bool";
+    case SPOKE_TYPE_INT: return "int";
+    case SPOKE_TYPE_DOUBLE: return "double";
+    case SPOKE_TYPE_STRING: return "string";
+    case SPOKE_TYPE_TIMESTAMP: return "timestamp";
+    case SPOKE_TYPE_LIST: return "list";
+    case SPOKE_TYPE_MAP: return "map";
+    }
+    return "?";
+}
+
+/* [[name, declared type, nested...]] for a map row; [type, ...] for a list. */
+static json_t *describe(const struct spoke_host_api *api, const struct spoke_row *row)
+{
+    json_t *a = json_array();
+    const struct spoke_schema *s = api->row_schema(row);
+    for (size_t i = 0; i < api->row_count(row); i++) {
+        enum spoke_type t = s ? api->schema_type(s, i) : api->row_type(row, i);
+        json_t *d = json_array();
+        if (s)
+            json_array_append_new(d, json_string(api->schema_name(s, i)));
+        json_array_append_new(d, json_string(tname(t)));
+        if (api->row_get_row(row, i))
+            json_array_append_new(d, describe(api, api->row_get_row(row, i)));
+        json_array_append_new(a, d);
+    }
+    return a;
+}
+
+static int rec_init(const struct spoke_host_api *api, struct spoke_instance *inst,
+                    const struct spoke_config *cfg, void **out, char *err, size_t errsz)
+{
+    struct rec_state *st = api->alloc(sizeof(*st));
+    if (!st)
+        return SPOKE_ERR_NOMEM;
+    st->api = api;
+    st->f = fopen(api->config_string(cfg, "file"), "a");
+    if (!st->f) {
+        api->free(st);
+        snprintf(err, errsz, "cannot open the output");
+        return SPOKE_ERR_IO;
+    }
+    *out = st;
+    return SPOKE_OK;
+}
+
+static int rec_put(void *vst, const struct spoke_record *rec, char *err, size_t errsz)
+{
+    struct rec_state *st = vst;
+    const struct spoke_host_api *api = st->api;
+    json_t *o = json_object();
+    size_t klen = 0, vlen = 0;
+    const char *part = NULL;
+    int64_t off = -1;
+    unsigned forms = api->record_value_forms(rec);  /* before any getter adds one */
+    const void *key = api->record_key(rec, &klen);
+    api->record_position(rec, &part, &off);
+    json_object_set_new(o, "topic", json_string(api->record_topic(rec)));
+    json_object_set_new(o, "key", key ? json_stringn(key, klen) : json_null());
+    json_object_set_new(o, "ts", json_integer(api->record_timestamp(rec)));
+    json_object_set_new(o, "part", part ? json_string(part) : json_null());
+    json_object_set_new(o, "off", json_integer(off));
+    json_object_set_new(o, "forms", json_integer(forms));
+    const struct spoke_row *row = api->record_value_row(rec, NULL);
+    json_object_set_new(o, "schema", row ? describe(api, row) : json_null());
+    const void *val = api->record_value_bytes(rec, &vlen);
+    json_object_set_new(o, "value", val ? json_loadb(val, vlen, 0, NULL) : json_null());
+    int rc = json_dumpf(o, st->f, JSON_COMPACT) == 0 && fputc('\n', st->f) != EOF;
+    json_decref(o);
+    if (!rc) {
+        snprintf(err, errsz, "write failed");
+        return SPOKE_ERR_IO;
+    }
+    return SPOKE_OK;
+}
+
+static int rec_flush(void *vst, char *err, size_t errsz)
+{
+    struct rec_state *st = vst;
+    return fflush(st->f) == 0 ? SPOKE_OK : SPOKE_ERR_IO;
+}
+
+static void rec_destroy(void *vst)
+{
+    struct rec_state *st = vst;
+    if (!st)
+        return;
+    fclose(st->f);
+    st->api->free(st);
+}
+
+static const struct spoke_plugin velibtest_sink = {
+    .hdr = SPOKE_PLUGIN_HEADER_INIT, .name = "velibtest_sink", .kind = SPOKE_KIND_SINK,
+    .version = "0.0.1", .description = "Test recorder for plugin_velib_source.py",
+    .config = rec_config, .init = rec_init, .put = rec_put, .flush = rec_flush,
+    .destroy = rec_destroy,
+};
+SPOKE_EXPORT const struct spoke_plugin *spoke_plugin_entry(void) { return &velibtest_sink; }
+"""
+
+_recorder_dir = None
+
+
+def recorder_dir():
+    """Builds velibtest_sink.so once (cc + jansson); returns its directory."""
+    global _recorder_dir
+    if _recorder_dir:
+        return _recorder_dir
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    assert cc, "no C compiler (cc) to build the recording test sink"
+    d = tempfile.mkdtemp(prefix="velibtest-sink-")
+    src = os.path.join(d, "velibtest_sink.c")
+    with open(src, "w") as f:
+        f.write(RECORDER_C)
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "jansson"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    p = subprocess.run([cc, "-std=c11", "-shared", "-fPIC", "-fvisibility=hidden", "-O1",
+                        "-I", os.path.join(SOURCE_DIR, "host", "include"), src,
+                        "-o", os.path.join(d, "velibtest_sink.so")] + flags,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, "cannot build the recording test sink:\n%s" % p.stderr
+    os.unlink(src)  # only .so files in a plugin directory
+    _recorder_dir = d
+    return d
+
+
+# ---------------------------------------------------------------------------
+# pipelines
+
+def pipeline(url, out, info_url="", extra=None, rec=None):
+    """velib_source -> stations -> file_sink(out) [+ velibtest_sink(rec)]."""
+    keys = {"url": url, "information.url": info_url, "poll.interval.ms": 100,
+            "backoff.initial.ms": 50, "backoff.max.ms": 200, "request.timeout.ms": 5000,
+            "information.interval.ms": 3600000}
+    keys.update(extra or {})
+    y = ("connectors:\n"
+         "  - name: velib\n"
+         "    connector.class: velib_source\n"
+         "    topic: stations\n")
+    for k, v in keys.items():
+        if isinstance(v, (list, tuple)):
+            y += "    %s: [%s]\n" % (k, ", ".join(q(str(x)) for x in v))
+        else:
+            y += "    %s: %s\n" % (k, q(str(v)))
+    y += ("  - name: out\n"
+          "    connector.class: file_sink\n"
+          "    topics: stations\n"
+          "    fsync: false\n"
+          "    file: %s\n" % q(out))
+    if rec:
+        y += ("  - name: rec\n"
+              "    connector.class: velibtest_sink\n"
+              "    topics: stations\n"
+              "    file: %s\n" % q(rec))
+    return y
+
+
+def start(yaml, tmp, rec=False):
+    extra = {"plugin.path": [PLUGIN_DIR, TEST_PLUGIN_DIR] + ([recorder_dir()] if rec else [])}
+    return Spoke(yaml, tmp=tmp, extra_worker=extra)
+
+
+def lines(path):
+    try:
+        with open(path, "rb") as f:
+            return [json.loads(x) for x in f.read().splitlines() if x.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def nlines(path):
+    return spoketest.count_lines(path)
+
+
+def wait_lines(path, n, what=None):
+    wait_for(lambda: nlines(path) >= n, TIMEOUT, what or "%d records in %s" % (n, path))
+    assert nlines(path) == n, "%d records in %s, expected exactly %d" % (nlines(path), path, n)
+
+
+def plugin_metric(s, name):
+    return metric(s, "velib", name) or 0
+
+
+def wait_retrying(s, *words):
+    """Until the source is retrying with every word in its trace; returns the trace."""
+    def ok():
+        c = s.connector("velib")
+        t = c.get("trace") or ""
+        return c.get("retrying") and all(w in t for w in words) and t
+    trace = wait_for(ok, TIMEOUT, "velib retrying with %r in its trace (now %r)"
+                     % (words, s.connector("velib").get("trace")))
+    assert s.alive(), "spoke died"
+    assert s.connector("velib").get("state") == "RUNNING", s.connector("velib")
+    return trace
+
+
+def wait_recovered(s):
+    wait_for(lambda: s.connector("velib").get("retrying") is False and
+             not s.connector("velib").get("trace"), TIMEOUT, "velib recovered (not retrying)")
+
+
+def after_status(reqs, status):
+    """The requests from the first one answered with status on (a poll may
+    have slipped in before the route changed)."""
+    for i, r in enumerate(reqs):
+        if r["status"] == status:
+            assert len(reqs) > i + 1, "no request after the %d" % status
+            return reqs[i:]
+    raise AssertionError("no request was answered %d: %r" % (status, [r["status"] for r in reqs]))
+
+
+def read_bytes(name):
+    with open(data_path(name), "rb") as f:
+        return f.read()
+
+
+# ---------------------------------------------------------------------------
+# configuration
+
+def test_unknown_property_rejected():
+    good = ("connectors:\n"
+            "  - name: velib\n"
+            "    connector.class: velib_source\n"
+            "    topic: stations\n"
+            "    station.codes: [16107, 32017]\n")
+    r = validate(good)
+    assert r.returncode == 0, "valid config refused: %s" % r.stderr
+    r = validate(good + "    poll.intervall.ms: 100\n")
+    assert r.returncode == 1, "misspelled key accepted (rc %d)" % r.returncode
+    assert "poll.intervall.ms" in r.stderr, "error does not name the key: %r" % r.stderr
+
+
+def test_bounds_checked():
+    base = ("connectors:\n"
+            "  - name: velib\n"
+            "    connector.class: velib_source\n"
+            "    topic: stations\n")
+    for bad in ("poll.interval.ms: 10", "max.redirects: 50", "max.body.bytes: 10",
+                "backoff.initial.ms: 0", "url: \"\""):
+        r = validate(base + "    %s\n" % bad)
+        assert r.returncode == 1 and bad.split(":")[0] in r.stderr, \
+            "%s accepted: %r" % (bad, r.stderr)
+
+
+def test_readme_config_table_is_the_plugin_doc():
+    p = run_spoke("plugins", "-c", "/nonexistent.yaml", "--plugin-path", PLUGIN_DIR,
+                  "--doc", "velib_source")
+    assert p.returncode == 0, p.stderr
+    with open(os.path.join(SOURCE_DIR, "plugins", "velib_source", "README.md")) as f:
+        text = f.read()
+    a, b = text.find("<!-- config:begin -->"), text.find("<!-- config:end -->")
+    assert a >= 0 and b > a, "config markers missing in the README"
+    assert text[a + len("<!-- config:begin -->"):b].strip() == p.stdout.strip(), \
+        "README config table differs from `spoke plugins --doc velib_source`:\n" + p.stdout
+
+
+def test_only_http_urls_accepted_at_init():
+    cases = [("url", "ftp://example.com/station_status.json", "scheme 'ftp' is not allowed"),
+             ("url", "file:///etc/passwd", "scheme 'file' is not allowed"),
+             ("url", "station_status.json", "not a valid absolute URL"),
+             ("information.url", "gopher://example.com/x", "scheme 'gopher' is not allowed")]
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp:
+        for key, url, want in cases:
+            extra = {key: url}
+            if key != "url":
+                extra["url"] = "http://127.0.0.1:9/status.json"
+            yaml = pipeline("http://127.0.0.1:9/status.json", os.path.join(tmp, "out.ndjson"),
+                            extra=extra)
+            with start(yaml, tmp) as s:
+                st = s.wait_state("velib", "FAILED")
+                assert want in (st.get("trace") or "") and key in st["trace"], \
+                    "%s=%s: trace %r lacks %r" % (key, url, st.get("trace"), want)
+                s.wait_state("out", "RUNNING")  # the host and the rest keep running
+        yaml = pipeline("http://127.0.0.1:9/s.json", os.path.join(tmp, "out.ndjson"),
+                        extra={"backoff.initial.ms": 5000, "backoff.max.ms": 1000})
+        with start(yaml, tmp) as s:
+            st = s.wait_state("velib", "FAILED")
+            assert "backoff.initial.ms (5000) is above backoff.max.ms (1000)" in st["trace"], st
+
+
+# ---------------------------------------------------------------------------
+# snapshots
+
+def test_real_snapshot_all_stations_joined():
+    need_data()
+    status, info = load(STATUS_2024), load(INFO_2024)
+    want = expected_rows(status, info)
+    assert len(want) == 1485
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out, rec = os.path.join(tmp, "out.ndjson"), os.path.join(tmp, "rec.ndjson")
+        srv.route("/status.json", Response.file(data_path(STATUS_2024)))
+        srv.route("/info.json", Response.file(data_path(INFO_2024)))
+        url = srv.url("/status.json")
+        with start(pipeline(url, out, srv.url("/info.json"), rec=rec), tmp, rec=True) as s:
+            wait_lines(out, 1485)
+            wait_for(lambda: nlines(rec) >= 1485, TIMEOUT, "the recorder got 1485 records")
+            got = lines(out)
+            for g, w in zip(got, want):
+                assert list(g.keys()) == list(w.keys()), "field order %r" % list(g.keys())
+                assert g == w, "station %s:\n got  %r\n want %r" % (w["stationCode"], g, w)
+            recs = lines(rec)
+            assert len(recs) == 1485, len(recs)
+            luo = status["lastUpdatedOther"]
+            for i, (r, w) in enumerate(zip(recs, want)):
+                assert r["topic"] == "stations", r["topic"]
+                assert r["key"] == w["stationCode"], (r["key"], w["stationCode"])
+                assert r["ts"] == w["last_reported"] * 1000, (r["key"], r["ts"])
+                assert r["forms"] == 2, "value is not a typed row only (forms %r)" % r["forms"]
+                assert r["part"] == url, r["part"]
+                # Only the last record of a snapshot carries its lastUpdatedOther;
+                # the others resume at the previous snapshot (none yet: 0).
+                assert r["off"] == (luo if i == 1484 else 0), (i, r["off"])
+                assert r["value"] == w
+                types = {d[0]: d[1] for d in r["schema"]}
+                assert types == SCHEMA_TYPES, types
+                items = [d for d in r["schema"] if d[0] == "num_bikes_available_types"][0][2]
+                assert [it[0] for it in items] == ["map", "map"], items
+                assert [it[1] for it in items] == [[["mechanical", "int"]], [["ebike", "int"]]], items
+            wait_for(lambda: s.offsets().get("velib", {}).get(url) == luo, TIMEOUT,
+                     "offsets.json holding lastUpdatedOther %d" % luo)
+            want_metrics = {"stations_emitted": 1485, "snapshots": 1, "last_snapshot_ts": luo,
+                            "info_stations": 1485, "info_fetches": 1, "errors": 0}
+            wait_for(lambda: all(plugin_metric(s, k) == v for k, v in want_metrics.items()),
+                     TIMEOUT, "metrics %r (now %r)" % (
+                         want_metrics, (s.connector("velib").get("metrics") or {}).get("plugin")))
+            assert plugin_metric(s, "bytes_downloaded") >= len(read_bytes(STATUS_2024))
+            # Polls of the same snapshot (no validators here) emit nothing.
+            n = srv.count("/status.json")
+            srv.wait_requests("/status.json", n + 3)
+            wait_for(lambda: plugin_metric(s, "unchanged") >= 3, TIMEOUT, "unchanged polls counted")
+            assert nlines(out) == 1485, "an identical snapshot was emitted again"
+        assert nlines(out) == 1485
+        ua = srv.requests("/status.json")[0]["headers"].get("user-agent")
+        assert ua == "spoke-velib_source/0.1.0", ua
+
+
+def test_station_codes_filter():
+    need_data()
+    status, info = load(STATUS_2024), load(INFO_2024)
+    want = expected_rows(status, info, codes={"16107", "32017"})
+    assert len(want) == 2
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response.file(data_path(STATUS_2024)))
+        srv.route("/info.json", Response.file(data_path(INFO_2024)))
+        yaml = pipeline(srv.url("/status.json"), out, srv.url("/info.json"),
+                        extra={"station.codes": ["16107", "32017", "99999"]})
+        with start(yaml, tmp) as s:
+            wait_lines(out, 2)
+            assert lines(out) == want, lines(out)
+            wait_for(lambda: "station.codes: 99999 is not in the feed" in s.log(), TIMEOUT,
+                     "a warning about the unknown code")
+            srv.wait_requests("/status.json", 4)
+            assert nlines(out) == 2
+
+
+def test_switch_snapshots_and_identical_content():
+    need_data()
+    s24, s22 = load(STATUS_2024), load(STATUS_2022)
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(read_bytes(STATUS_2024)))
+        url = srv.url("/status.json")
+        with start(pipeline(url, out), tmp) as s:  # no information.url: no join
+            wait_lines(out, 1485)
+            assert lines(out) == expected_rows(s24), "2024 snapshot (no join) differs"
+            # Same stations under a new lastUpdatedOther: nothing new to emit.
+            srv.route("/status.json", Response(compact(variant(s24, s24["lastUpdatedOther"] + 60))))
+            n = srv.count("/status.json")
+            srv.wait_requests("/status.json", n + 3)
+            wait_for(lambda: plugin_metric(s, "unchanged") >= 2, TIMEOUT, "unchanged counted")
+            assert nlines(out) == 1485, "identical content was emitted again"
+            # The 2022 snapshot: its 1,439 stations.
+            srv.route("/status.json", Response(read_bytes(STATUS_2022)))
+            wait_lines(out, 1485 + 1439)
+            assert lines(out)[1485:] == expected_rows(s22), "2022 snapshot differs"
+            wait_for(lambda: s.offsets().get("velib", {}).get(url) == s22["lastUpdatedOther"],
+                     TIMEOUT, "offset at the 2022 snapshot")
+            wait_for(lambda: plugin_metric(s, "snapshots") == 2, TIMEOUT, "snapshots == 2")
+            # Back to 2024: a different snapshot again, emitted.
+            srv.route("/status.json", Response(read_bytes(STATUS_2024)))
+            wait_lines(out, 2 * 1485 + 1439)
+            assert lines(out)[1485 + 1439:] == expected_rows(s24)
+
+
+def test_etag_and_last_modified_conditional_requests():
+    need_data()
+    body = read_bytes(STATUS_2024)
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(body, etag='"snap-1"'))
+        with start(pipeline(srv.url("/status.json"), out, extra={"station.codes": FEW}), tmp) as s:
+            wait_lines(out, 3)
+            reqs = srv.wait_requests("/status.json", 4)
+            assert "if-none-match" not in reqs[0]["headers"], reqs[0]["headers"]
+            for r in reqs[1:]:
+                assert r["headers"].get("if-none-match") == '"snap-1"', r["headers"]
+                assert r["status"] == 304, r["status"]
+            wait_for(lambda: plugin_metric(s, "not_modified") >= 3, TIMEOUT, "not_modified")
+            assert nlines(out) == 3
+            # A new version under a new ETag: fetched whole, emitted.
+            v2 = compact(variant(load(STATUS_2024), 1732004600, bump=1))
+            srv.route("/status.json", Response(v2, etag='"snap-2"'))
+            wait_lines(out, 6)
+            n = srv.count("/status.json")
+            reqs = srv.wait_requests("/status.json", n + 2)
+            assert reqs[-1]["headers"].get("if-none-match") == '"snap-2"', reqs[-1]["headers"]
+            # Last-Modified only: If-Modified-Since carries it back verbatim.
+            lm = http_date(1732004700)
+            v3 = compact(variant(load(STATUS_2024), 1732004700, bump=2))
+            srv.route("/status.json", Response(v3, last_modified=lm))
+            wait_lines(out, 9)
+            n = srv.count("/status.json")
+            reqs = srv.wait_requests("/status.json", n + 2)
+            assert reqs[-1]["headers"].get("if-modified-since") == lm, reqs[-1]["headers"]
+            assert "if-none-match" not in reqs[-1]["headers"], reqs[-1]["headers"]
+            assert reqs[-1]["status"] == 304
+            assert nlines(out) == 9
+
+
+def test_bad_body_is_not_answered_304_later():
+    """The validators of a body that failed validation are not sent back:
+    otherwise a 304 would hide that the feed is still broken."""
+    need_data()
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(b'{"lastUpdatedOther": 5, "data": {}}', etag='"bad"'))
+        with start(pipeline(srv.url("/status.json"), out), tmp) as s:
+            wait_retrying(s, "no data.stations array")
+            reqs = srv.wait_requests("/status.json", 3)
+            assert all("if-none-match" not in r["headers"] for r in reqs), \
+                [r["headers"].get("if-none-match") for r in reqs]
+            assert s.connector("velib")["retrying"]
+
+
+def test_restart_resumes_after_the_delivered_snapshot():
+    need_data()
+    s22 = load(STATUS_2022)
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(read_bytes(STATUS_2024)))
+        url = srv.url("/status.json")
+        with start(pipeline(url, out), tmp) as s:
+            wait_lines(out, 1485)
+            wait_for(lambda: s.offsets().get("velib", {}).get(url) == 1732004538, TIMEOUT,
+                     "offset committed")
+        with start(pipeline(url, out), tmp) as s:
+            n = srv.count("/status.json")
+            srv.wait_requests("/status.json", n + 3)
+            wait_for(lambda: plugin_metric(s, "unchanged") >= 3, TIMEOUT, "unchanged polls")
+            assert nlines(out) == 1485, "the delivered snapshot was emitted again after restart"
+            assert "resuming: the snapshot with lastUpdatedOther 1732004538 was delivered" in s.log()
+            srv.route("/status.json", Response(read_bytes(STATUS_2022)))
+            wait_lines(out, 1485 + 1439)
+            assert lines(out)[1485:] == expected_rows(s22)
+
+
+def test_extra_fields_carried_when_scalar():
+    need_data()
+    v = variant(load(STATUS_2024), 1732009999)
+    for i, st in enumerate(v["data"]["stations"]):
+        if i % 2 == 0:
+            st["is_virtual_station"] = i % 4 == 0
+        st["nested_thing"] = {"a": i}
+        if i == 5:
+            st["rank"] = 1.5
+        elif i == 7:
+            st["rank"] = 3
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(compact(v)))
+        with start(pipeline(srv.url("/status.json"), out), tmp) as s:
+            wait_lines(out, 1485)
+            got = lines(out)
+            for i, (g, st) in enumerate(zip(got, v["data"]["stations"])):
+                assert list(g.keys()) == STATUS_FIELDS + ["is_virtual_station", "rank"], list(g)
+                assert g["is_virtual_station"] == (i % 4 == 0 if i % 2 == 0 else None), (i, g)
+                assert g["rank"] == {5: 1.5, 7: 3.0}.get(i), (i, g["rank"])
+                assert isinstance(g["rank"], (float, type(None))), g["rank"]
+            assert "station field 'nested_thing' is not carried" in s.log(), s.log()[-2000:]
+
+
+def test_information_failures_do_not_block_status():
+    need_data()
+    status, info = load(STATUS_2024), load(INFO_2024)
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(read_bytes(STATUS_2024)))
+        srv.route("/info.json", Response(b"<html>oops</html>", status=500))
+        yaml = pipeline(srv.url("/status.json"), out, srv.url("/info.json"),
+                        extra={"station.codes": FEW, "information.interval.ms": 300})
+        with start(yaml, tmp) as s:
+            wait_lines(out, 3)
+            no_info = [dict(r, name=None, lat=None, lon=None, capacity=None)
+                       for r in expected_rows(status, info, codes=set(FEW))]
+            assert lines(out) == no_info, lines(out)
+            assert s.connector("velib").get("retrying") is False
+            wait_for(lambda: "station_information failed: HTTP 500" in s.log(), TIMEOUT,
+                     "the information failure logged")
+            wait_for(lambda: plugin_metric(s, "info_errors") >= 2, TIMEOUT, "info retried")
+            # Information back: the next snapshot is joined.
+            srv.route("/info.json", Response.file(data_path(INFO_2024)))
+            wait_for(lambda: plugin_metric(s, "info_fetches") >= 1, TIMEOUT, "info fetched")
+            srv.route("/status.json", Response(compact(variant(status, 1732005000, bump=1))))
+            wait_lines(out, 6)
+            want = expected_rows(variant(status, 1732005000, bump=1), info, codes=set(FEW))
+            assert lines(out)[3:] == want, lines(out)[3:]
+            # A slow information feed does not hold status polls up.
+            srv.route("/info.json", Response.file(data_path(INFO_2024), delay=3.0))
+            n_info = srv.count("/info.json")
+            wait_for(lambda: srv.count("/info.json") > n_info, TIMEOUT, "a slow info request")
+            n = srv.count("/status.json")
+            t0 = time.monotonic()
+            srv.wait_requests("/status.json", n + 5, timeout=2.5)
+            assert time.monotonic() - t0 < 2.5
+            srv.route("/info.json", Response.file(data_path(INFO_2024)))
+
+
+# ---------------------------------------------------------------------------
+# failures
+
+def failure_modes(srv, good):
+    """(name, route to install, words expected in the trace) for each way the
+    status feed can go wrong. good: a valid body."""
+    bad_last = json.loads(good)
+    del bad_last["data"]["stations"][-1]["stationCode"]
+    bad_type = json.loads(good)
+    bad_type["data"]["stations"][3]["num_bikes_available"] = "3"
+    bad_item = json.loads(good)
+    bad_item["data"]["stations"][9]["num_bikes_available_types"][1] = {"ebike": "two"}
+    big = b'{"lastUpdatedOther":1,"data":{"stations":[' + b" " * (3 << 20) + b"]}}"
+    return [
+        ("HTTP 500", Response(b"boom", status=500), ["HTTP 500", "Internal Server Error"]),
+        ("HTTP 503", Response(b"", status=503), ["HTTP 503", "Service Unavailable"]),
+        ("HTTP 404", Response(b"", status=404), ["HTTP 404", srv.url("/status.json")]),
+        ("HTTP 403", Response(b"", status=403), ["HTTP 403"]),
+        ("non-JSON", Response(b"<html><body>maintenance</body></html>", content_type="text/html"),
+         ["bad snapshot", "not valid JSON"]),
+        ("empty body", Response(b""), ["not valid JSON", "empty"]),
+        ("cut JSON", Response(good[:len(good) // 2]), ["not valid JSON"]),
+        ("truncated transfer", Response(good, truncate_at=len(good) // 3),
+         ["truncated body", "bytes remaining"]),
+        ("top-level array", Response(b"[1, 2, 3]"), ["wrong shape", "an array, not an object"]),
+        ("no stations", Response(b'{"lastUpdatedOther": 1, "ttl": 60, "data": {"bikes": []}}'),
+         ["no data.stations array"]),
+        ("no lastUpdatedOther", Response(b'{"data": {"stations": []}}'),
+         ["no lastUpdatedOther"]),
+        ("station without stationCode", Response(compact(bad_last)),
+         ["station #1484", "has no stationCode"]),
+        ("wrong field type", Response(compact(bad_type)),
+         ["num_bikes_available is a string, expected an integer"]),
+        ("wrong item type", Response(compact(bad_item)),
+         ["num_bikes_available_types[1].ebike is a string, expected an integer"]),
+        ("timeout", Response(good, delay=3.0), ["timeout", "timed out"]),
+        ("redirect loop", Response.redirect("/loop-a"), ["too many redirects", "max.redirects is 2"]),
+        ("redirect to ftp", Response.redirect("ftp://127.0.0.1/x.json"),
+         ["redirect from", "only http and https"]),
+        ("redirect to file", Response.redirect("file:///etc/passwd"),
+         ["redirect from", "only http and https"]),
+        ("oversized, announced", Response(stream=200 << 20, announce=True),
+         ["over max.body.bytes (1048576)", "not downloaded"]),
+        ("oversized, streamed", Response(stream=200 << 20),
+         ["over max.body.bytes (1048576)", "transfer aborted"]),
+        ("oversized once decoded", Response(big, gzip=True),
+         ["over max.body.bytes (1048576)", "transfer aborted"]),
+    ]
+
+
+def test_every_failure_mode_retries_and_recovers():
+    need_data()
+    base = load(STATUS_2024)
+    good0 = compact(base)
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(good0))
+        srv.route("/loop-a", Response.redirect("/loop-b"))
+        srv.route("/loop-b", Response.redirect("/loop-a"))
+        yaml = pipeline(srv.url("/status.json"), out,
+                        extra={"station.codes": FEW, "request.timeout.ms": 800,
+                               "max.body.bytes": 1 << 20, "max.redirects": 2})
+        with start(yaml, tmp) as s:
+            wait_lines(out, 3)
+            emitted = 3
+            for k, (name, resp, words) in enumerate(failure_modes(srv, good0)):
+                if name.startswith("redirect loop"):
+                    srv.route("/status.json", Response.redirect("/loop-a"))
+                else:
+                    srv.route("/status.json", resp)
+                n = srv.count("/status.json")
+                trace = wait_retrying(s, *words)
+                srv.wait_requests("/status.json", n + 2)  # failed at least twice over
+                assert nlines(out) == emitted, "%s: records emitted from a failed poll" % name
+                assert "poll failed" in s.log() and words[0] in s.log(), "%s: not logged" % name
+                assert "next attempt in" in trace, trace
+                if name.startswith("oversized") and "decoded" not in name:
+                    sent = max(r["bytes_sent"] for r in srv.requests("/status.json")[n:])
+                    assert sent < 64 << 20, "%s: %d bytes sent before the client gave up" % (
+                        name, sent)
+                # Recovery: a new snapshot is emitted and the status clears.
+                srv.route("/status.json", Response(compact(variant(base, 1732010000 + k, bump=k + 1))))
+                emitted += 3
+                wait_lines(out, emitted, "%s: recovery emits the next snapshot" % name)
+                wait_recovered(s)
+                want = expected_rows(variant(base, 1732010000 + k, bump=k + 1), codes=set(FEW))
+                assert lines(out)[-3:] == want, "%s: recovered snapshot differs" % name
+            nmodes = len(failure_modes(srv, good0))
+            wait_for(lambda: plugin_metric(s, "errors") >= 2 * nmodes, TIMEOUT, "errors counted")
+            assert plugin_metric(s, "bytes_downloaded") < 200 << 20
+        assert not s.alive()
+
+
+def test_connection_refused_then_back():
+    need_data()
+    base = load(STATUS_2024)
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(compact(base)))
+        with start(pipeline(srv.url("/status.json"), out, extra={"station.codes": FEW}), tmp) as s:
+            wait_lines(out, 3)
+            srv.stop_listening()
+            wait_retrying(s, "cannot connect to", srv.url("/status.json"))
+            srv.route("/status.json", Response(compact(variant(base, 1732004999, bump=1))))
+            srv.start_listening()
+            wait_lines(out, 6)
+            wait_recovered(s)
+
+
+def test_dns_failure_retries():
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp:
+        out = os.path.join(tmp, "out.ndjson")
+        yaml = pipeline("http://no-such-host.invalid/station_status.json", out,
+                        extra={"connect.timeout.ms": 3000})
+        with start(yaml, tmp) as s:
+            trace = wait_retrying(s, "no-such-host.invalid")
+            assert "DNS lookup failed" in trace or "Resolving timed out" in trace, trace
+            wait_for(lambda: plugin_metric(s, "errors") >= 2, TIMEOUT, "retried")
+            assert nlines(out) == 0
+
+
+def test_retry_after_seconds_is_honoured():
+    need_data()
+    base = load(STATUS_2024)
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(compact(base)))
+        with start(pipeline(srv.url("/status.json"), out, extra={"station.codes": FEW}), tmp) as s:
+            wait_lines(out, 3)
+            n = srv.count("/status.json")
+            good = Response(compact(variant(base, 1732004999, bump=1)))
+            srv.route("/status.json", [Response(b"slow down", status=429,
+                                                headers={"Retry-After": "2"}), good])
+            trace = wait_retrying(s, "HTTP 429", "Retry-After: 2")
+            wait_lines(out, 6)
+            wait_recovered(s)
+            reqs = after_status(srv.requests("/status.json")[n:], 429)
+            gap = reqs[1]["t"] - reqs[0]["t"]
+            assert gap >= 2.0, "next request %.3fs after the 429, before its Retry-After: 2" % gap
+            assert gap < 4.0, "waited %.3fs for a Retry-After of 2 s" % gap
+            # The wait shown is the Retry-After (plus the time the poll took).
+            assert re.search(r"next attempt in 2\.[0-4] s", trace), trace
+
+
+def test_retry_after_http_date_is_honoured():
+    need_data()
+    base = load(STATUS_2024)
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(compact(base)))
+        with start(pipeline(srv.url("/status.json"), out, extra={"station.codes": FEW}), tmp) as s:
+            wait_lines(out, 3)
+            n = srv.count("/status.json")
+            not_before = int(time.time()) + 3
+            good = Response(compact(variant(base, 1732004999, bump=1)))
+            srv.route("/status.json", [Response(b"", status=503,
+                                                headers={"Retry-After": http_date(not_before)}),
+                                       good])
+            wait_retrying(s, "HTTP 503", "Retry-After")
+            wait_lines(out, 6)
+            reqs = after_status(srv.requests("/status.json")[n:], 503)
+            assert reqs[1]["wall"] >= not_before, \
+                "retried at %.3f, before the Retry-After date %d" % (reqs[1]["wall"], not_before)
+
+
+def test_backoff_grows_with_jitter_and_is_capped():
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(b"", status=500))
+        yaml = pipeline(srv.url("/status.json"), out,
+                        extra={"backoff.initial.ms": 200, "backoff.max.ms": 800})
+        with start(yaml, tmp):
+            reqs = srv.wait_requests("/status.json", 8)
+        t = [r["t"] for r in reqs[:8]]
+        gaps = [b - a for a, b in zip(t, t[1:])]
+        caps = [0.2, 0.4, 0.8, 0.8, 0.8, 0.8, 0.8]
+        for i, (g, d) in enumerate(zip(gaps, caps)):
+            # Equal jitter: a wait in [d/2, d]; scheduling adds a little.
+            assert d / 2 - 0.02 <= g <= d + 0.25, "retry %d after %.3fs, want %.2f..%.2f (gaps %r)" % (
+                i + 1, g, d / 2, d, gaps)
+        assert len(set(round(g, 3) for g in gaps[2:])) > 1, "no jitter: %r" % gaps
+
+
+def test_ttl_delays_the_next_poll():
+    need_data()
+    base = load(STATUS_2024)
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        luo = int(time.time())
+        v = variant(base, luo)
+        v["ttl"] = 2
+        srv.route("/status.json", Response(compact(v)))
+        with start(pipeline(srv.url("/status.json"), out, extra={"station.codes": FEW}), tmp):
+            reqs = srv.wait_requests("/status.json", 2, timeout=10)
+        assert reqs[1]["wall"] >= luo + 2, "polled at %.3f, before lastUpdatedOther + ttl (%d)" % (
+            reqs[1]["wall"], luo + 2)
+        assert reqs[1]["wall"] < luo + 4, "waited too long: %.3f" % (reqs[1]["wall"] - luo)
+
+    for ttl_max, lo, hi in ((0, 0.0, 0.9), (500, 0.45, 1.4)):
+        with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+            out = os.path.join(tmp, "out.ndjson")
+            v = variant(base, int(time.time()))
+            v["ttl"] = 3600
+            srv.route("/status.json", Response(compact(v)))
+            yaml = pipeline(srv.url("/status.json"), out,
+                            extra={"station.codes": FEW, "ttl.max.ms": ttl_max})
+            with start(yaml, tmp):
+                reqs = srv.wait_requests("/status.json", 2, timeout=10)
+            gap = reqs[1]["t"] - reqs[0]["t"]
+            assert lo <= gap <= hi, "ttl.max.ms %d: second poll after %.3fs, want %.2f..%.2f" % (
+                ttl_max, gap, lo, hi)
+
+
+def test_gzip_body_decoded():
+    need_data()
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(read_bytes(STATUS_2024), gzip=True))
+        with start(pipeline(srv.url("/status.json"), out, extra={"station.codes": FEW}), tmp) as s:
+            wait_lines(out, 3)
+            assert "gzip" in srv.requests("/status.json")[0]["headers"].get("accept-encoding", "")
+            assert lines(out) == expected_rows(load(STATUS_2024), codes=set(FEW))
+            wait_for(lambda: plugin_metric(s, "bytes_downloaded") > 0, TIMEOUT, "bytes counted")
+            assert plugin_metric(s, "bytes_downloaded") < len(read_bytes(STATUS_2024)) / 3, \
+                "not compressed on the wire? %d bytes" % plugin_metric(s, "bytes_downloaded")
+
+
+if __name__ == "__main__":
+    spoketest.main(globals())
