@@ -22,6 +22,7 @@ struct origin {
     struct tracker *t;
     const char *part;         /* interned */
     int64_t off;
+    int64_t born_ns;
     atomic_int pending;       /* units still in flight */
     atomic_int failed;        /* some unit was abandoned */
     int finished;             /* under t->lock: every unit ended */
@@ -80,7 +81,8 @@ void tracker_release(struct tracker *t)
         tracker_destroy(t);
 }
 
-struct origin *tracker_add(struct tracker *t, const char *partition, int64_t offset)
+struct origin *tracker_add(struct tracker *t, const char *partition, int64_t offset,
+                           int64_t born_ns)
 {
     struct origin *o = malloc(sizeof(*o));
     if (!o)
@@ -89,6 +91,7 @@ struct origin *tracker_add(struct tracker *t, const char *partition, int64_t off
     o->t = t;
     o->part = partition;
     o->off = offset;
+    o->born_ns = born_ns;
     atomic_init(&o->pending, 1);
     atomic_init(&o->failed, 0);
     o->finished = 0;
@@ -110,6 +113,8 @@ void origin_position(const struct origin *o, const char **source, const char **p
     *partition = o->part;
     *offset = o->off;
 }
+
+int64_t origin_born_ns(const struct origin *o) { return o->born_ns; }
 
 void origin_hold(struct origin *o)
 {

@@ -26,8 +26,10 @@ struct offset_store;
  * on the thread that happened to complete a record. NULL on OOM. */
 struct tracker *tracker_new(const char *connector);
 /* A new entry with one unit held, at the end of the tracker's order.
- * partition must be interned. NULL on OOM. */
-struct origin *tracker_add(struct tracker *t, const char *partition, int64_t offset);
+ * partition must be interned; born_ns: when the source poll that produced
+ * the record started (monotonic ns), for end-to-end latency. NULL on OOM. */
+struct origin *tracker_add(struct tracker *t, const char *partition, int64_t offset,
+                           int64_t born_ns);
 /* Drops the owner's reference; the tracker lives on until no origin uses it. */
 void tracker_release(struct tracker *t);
 /* Entries not yet committed (in flight). */
@@ -54,6 +56,8 @@ void origin_done(struct origin *o, int ok);
  * offset. Valid while the caller holds a unit of o. */
 void origin_position(const struct origin *o, const char **source, const char **partition,
                      int64_t *offset);
+/* born_ns given to tracker_add. */
+int64_t origin_born_ns(const struct origin *o);
 
 /* ---- offset store: state.dir/offsets.json ---- */
 

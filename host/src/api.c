@@ -69,7 +69,8 @@ static int api_emit(struct spoke_instance *inst, struct spoke_record *rec)
     }
     if (!rec->origin) {
         if (inst->kind == SPOKE_KIND_SOURCE) {
-            struct origin *o = tracker_add(inst->tracker, rec->part, rec->off);
+            struct origin *o = tracker_add(inst->tracker, rec->part, rec->off,
+                                           inst->poll_started_ns);
             if (!o) {
                 rec_free(rec);
                 return SPOKE_ERR_NOMEM;

@@ -10,6 +10,7 @@
 /* Milliseconds on CLOCK_MONOTONIC / since the Unix epoch. */
 int64_t clock_mono_ms(void);
 int64_t clock_wall_ms(void);
+int64_t clock_mono_ns(void);
 /* A condition variable whose timed waits use CLOCK_MONOTONIC. */
 void clock_cond_init(pthread_cond_t *c);
 /* The absolute timespec of a CLOCK_MONOTONIC deadline in ms. */

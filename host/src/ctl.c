@@ -14,6 +14,7 @@
 #include "cfgval.h"
 #include "clock.h"
 #include "conncfg.h"
+#include "hist.h"
 #include "log.h"
 #include "registry.h"
 #include "router.h"
@@ -806,6 +807,10 @@ struct conn_snap {
     enum conn_state state;
     long long v[9];
     long long depth, capacity, inflight, last_poll;
+    int has_latency;
+    double lat[4];            /* p50, p90, p99, max in seconds */
+    unsigned long long lat_count;
+    double lat_sum;
     int has_queue, is_source;
     struct inst_metric *pm;
     size_t npm;
@@ -880,6 +885,14 @@ void ctl_metrics(struct runtime *rt, struct buf *out)
         }
         if (inst->tracker)
             c->inflight = (long long)tracker_inflight(inst->tracker);
+        if (inst->latency) {
+            static const double q[4] = { 0.5, 0.9, 0.99, 1.0 };
+            c->has_latency = 1;
+            for (int j = 0; j < 4; j++)
+                c->lat[j] = (double)hist_quantile(inst->latency, q[j]) / 1e9;
+            c->lat_count = atomic_load(&inst->latency->count);
+            c->lat_sum = (double)atomic_load(&inst->latency->sum) / 1e9;
+        }
         pthread_mutex_lock(&inst->lock);
         c->state = inst->state;
         c->pm = inst->nmetrics ? malloc(inst->nmetrics * sizeof(*c->pm)) : NULL;
@@ -938,6 +951,24 @@ void ctl_metrics(struct runtime *rt, struct buf *out)
             LABELS(&cs[i]);
             buf_printf(out, "} %.3f\n", (double)cs[i].last_poll / 1000.0);
         }
+    help(out, "spoke_connector_latency_seconds", "summary",
+         "Sinks: from the start of the source poll that produced a record to its durable flush");
+    for (size_t i = 0; cs && i < n; i++) {
+        if (!cs[i].has_latency)
+            continue;
+        static const char *const qs[4] = { "0.5", "0.9", "0.99", "1" };
+        for (int j = 0; j < 4; j++) {
+            buf_puts(out, "spoke_connector_latency_seconds");
+            LABELS(&cs[i]);
+            buf_printf(out, ",quantile=\"%s\"} %.6f\n", qs[j], cs[i].lat[j]);
+        }
+        buf_puts(out, "spoke_connector_latency_seconds_sum");
+        LABELS(&cs[i]);
+        buf_printf(out, "} %.6f\n", cs[i].lat_sum);
+        buf_puts(out, "spoke_connector_latency_seconds_count");
+        LABELS(&cs[i]);
+        buf_printf(out, "} %llu\n", cs[i].lat_count);
+    }
     help(out, "spoke_plugin_metric", "untyped", "Counters and gauges a plugin reports");
     for (size_t i = 0; cs && i < n; i++)
         for (size_t j = 0; j < cs[i].npm; j++) {

@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "ack.h"
+#include "hist.h"
 #include "registry.h"
 #include "router.h"
 #include "spoke/plugin.h"
@@ -120,6 +121,8 @@ struct spoke_instance {
     atomic_llong retries;
     atomic_llong last_poll_ms;
     atomic_llong replayed_skipped;  /* stateful: replayed records the snapshot already held */
+    int64_t poll_started_ns;        /* sources: start of the current poll (mono ns) */
+    struct hist *latency;           /* sinks: source poll start -> durable flush, ns */
     struct inst_metric *metrics;    /* plugin metrics, under lock */
     size_t nmetrics;
 };

@@ -878,6 +878,7 @@ static int source_loop(struct spoke_instance *inst)
         if (now >= next_poll) {
             int64_t np = 0;
             err[0] = '\0';
+            inst->poll_started_ns = clock_mono_ns();
             int rc = d->poll(inst->st, &np, err, sizeof(err));
             atomic_store(&inst->last_poll_ms, clock_wall_ms());
             if (inst_flush_staging(inst) != SPOKE_OK && inst->stop_req)
@@ -1080,7 +1081,10 @@ static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, s
     inst_flush_staging(inst);
     if (frc == SPOKE_OK) {
         clear_retrying(inst);
+        int64_t now_ns = clock_mono_ns();
         for (size_t k = 0; k < i; k++) {
+            if (recs[k] && recs[k]->origin && inst->latency)
+                hist_add(inst->latency, now_ns - origin_born_ns(recs[k]->origin));
             if (recs[k]) {
                 rec_ack(recs[k]);
                 rec_free(recs[k]);
@@ -1221,6 +1225,7 @@ static void inst_free(struct spoke_instance *inst)
     json_decref(inst->config);
     free(inst->file_fp);
     free(inst->in_topics);
+    free(inst->latency);
     free(inst->absorbed);
     free(inst->covered);
     free(inst->replay);
@@ -1272,6 +1277,10 @@ static struct spoke_instance *inst_new(struct runtime *rt, struct conn_spec *spe
     inst->batch_max = (size_t)cfgval_int(inst->hcfg, "batch.max");
     inst->queue_cap = (size_t)cfgval_int(inst->hcfg, "queue.capacity");
     inst->snapshot_interval_ms = cfgval_int(inst->hcfg, "snapshot.interval.ms");
+    if (inst->kind == SPOKE_KIND_SINK && !(inst->latency = calloc(1, sizeof(*inst->latency)))) {
+        inst_free(inst);
+        return NULL;
+    }
     inst->restart_max = (int)cfgval_int(inst->hcfg, "restart.max.retries");
     inst->restart_backoff_ms = cfgval_int(inst->hcfg, "restart.backoff.ms");
     inst->restart_backoff_max_ms = cfgval_int(inst->hcfg, "restart.backoff.max.ms");
@@ -1407,6 +1416,14 @@ static json_t *inst_json(struct spoke_instance *inst)
                             json_integer((json_int_t)tracker_inflight(inst->tracker)));
     if (inst->kind == SPOKE_KIND_SOURCE)
         json_object_set_new(m, "last_poll_ms", json_integer(atomic_load(&inst->last_poll_ms)));
+    if (inst->latency) {
+        json_object_set_new(m, "latency_p50_us",
+                            json_integer(hist_quantile(inst->latency, 0.50) / 1000));
+        json_object_set_new(m, "latency_p99_us",
+                            json_integer(hist_quantile(inst->latency, 0.99) / 1000));
+        json_object_set_new(m, "latency_max_us",
+                            json_integer(hist_quantile(inst->latency, 1.0) / 1000));
+    }
     if (inst->plugin->snapshot)
         json_object_set_new(m, "replayed_skipped",
                             json_integer(atomic_load(&inst->replayed_skipped)));
@@ -1979,7 +1996,7 @@ int rt_set_target(struct runtime *rt, struct spoke_instance *inst, enum conn_tar
     return 0;
 }
 
-int rt_restart(struct runtime *rt, struct spoke_instance *inst)
+static void restart_one(struct spoke_instance *inst)
 {
     set_state(inst, CONN_RESTARTING, NULL);
     inst_halt(inst);
@@ -1989,7 +2006,46 @@ int rt_restart(struct runtime *rt, struct spoke_instance *inst)
     pthread_mutex_unlock(&inst->lock);
     LOG_I(inst->name, "restarting");
     inst_start(inst);
-    (void)rt;
+}
+
+/*
+ * A consumer that FAILED discarded the records meant for it, which left the
+ * sources that emitted them blocked at the first one (their offsets stop
+ * there). When such a consumer runs again, those sources restart from their
+ * committed offsets, so it receives what it missed (at least once: healthy
+ * subscribers may see some records twice; nothing is lost).
+ */
+static void replay_blocked_sources(struct runtime *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    size_t n = rt->nconns;
+    struct spoke_instance **v = n ? malloc(n * sizeof(*v)) : NULL;
+    if (v)
+        memcpy(v, rt->conns, n * sizeof(*v));
+    pthread_mutex_unlock(&rt->lock);
+    for (size_t i = 0; v && i < n; i++) {
+        struct spoke_instance *src = v[i];
+        if (src->kind != SPOKE_KIND_SOURCE || !src->tracker || !tracker_blocked(src->tracker) ||
+            src->target == TARGET_STOPPED)
+            continue;
+        LOG_I(src->name, "replaying from the committed offsets: records it emitted were "
+              "discarded while a consumer was FAILED");
+        set_state(src, CONN_RESTARTING, NULL);
+        inst_halt(src);
+        /* A fresh tracker: the blocked one keeps only what is still in flight. */
+        tracker_release(src->tracker);
+        src->tracker = NULL;
+        atomic_fetch_add(&src->restarts, 1);
+        inst_start(src);
+    }
+    free(v);
+}
+
+int rt_restart(struct runtime *rt, struct spoke_instance *inst)
+{
+    restart_one(inst);
+    if (inst->kind != SPOKE_KIND_SOURCE && inst->target != TARGET_STOPPED)
+        replay_blocked_sources(rt);
     return 0;
 }
 

@@ -37,9 +37,9 @@ static void commit_only_after_ack(void)
 {
     struct tracker *t = tracker_new("src");
     const char *p = intern_str("file");
-    struct origin *o1 = tracker_add(t, p, 10);
-    struct origin *o2 = tracker_add(t, p, 20);
-    struct origin *o3 = tracker_add(t, p, 30);
+    struct origin *o1 = tracker_add(t, p, 10, 0);
+    struct origin *o2 = tracker_add(t, p, 20, 0);
+    struct origin *o3 = tracker_add(t, p, 30, 0);
     CHECK(tracker_inflight(t) == 3);
     CHECK(committed(t, p) == -1);
     /* Out of order: 2 and 3 done, 1 not: nothing commits. */
@@ -58,7 +58,7 @@ static void derived_units_all_needed(void)
 {
     struct tracker *t = tracker_new("src");
     const char *p = intern_str("file");
-    struct origin *o = tracker_add(t, p, 5);
+    struct origin *o = tracker_add(t, p, 5, 0);
     origin_hold(o); /* fan-out copy */
     origin_hold(o); /* a transform's extra output */
     origin_done(o, 1);
@@ -73,9 +73,9 @@ static void abandoned_blocks_later_commits(void)
 {
     struct tracker *t = tracker_new("src");
     const char *p = intern_str("file");
-    struct origin *o1 = tracker_add(t, p, 1);
-    struct origin *o2 = tracker_add(t, p, 2);
-    struct origin *o3 = tracker_add(t, p, 3);
+    struct origin *o1 = tracker_add(t, p, 1, 0);
+    struct origin *o2 = tracker_add(t, p, 2, 0);
+    struct origin *o3 = tracker_add(t, p, 3, 0);
     origin_done(o1, 1);
     CHECK(committed(t, p) == 1);
     origin_done(o2, 0); /* abandoned */
@@ -90,9 +90,9 @@ static void partitions_independent_positions(void)
 {
     struct tracker *t = tracker_new("src");
     const char *a = intern_str("p0"), *b = intern_str("p1");
-    struct origin *o1 = tracker_add(t, a, 100);
-    struct origin *o2 = tracker_add(t, b, 7);
-    struct origin *o3 = tracker_add(t, a, 101);
+    struct origin *o1 = tracker_add(t, a, 100, 0);
+    struct origin *o2 = tracker_add(t, b, 7, 0);
+    struct origin *o3 = tracker_add(t, a, 101, 0);
     origin_done(o1, 1);
     origin_done(o3, 1);
     CHECK(committed(t, a) == 100); /* o2 (p1) blocks o3 in emission order */
@@ -113,7 +113,7 @@ static void *finish_later(void *arg)
 static void wait_idle_wakes(void)
 {
     struct tracker *t = tracker_new("src");
-    struct origin *o = tracker_add(t, intern_str("x"), 1);
+    struct origin *o = tracker_add(t, intern_str("x"), 1, 0);
     pthread_t th;
     pthread_create(&th, NULL, finish_later, o);
     struct timespec ts;
@@ -122,7 +122,7 @@ static void wait_idle_wakes(void)
     CHECK(tracker_wait_idle(t, now + 10000) == 1);
     pthread_join(th, NULL);
     /* The owner may release before the last entry completes. */
-    struct origin *o2 = tracker_add(t, intern_str("x"), 2);
+    struct origin *o2 = tracker_add(t, intern_str("x"), 2, 0);
     tracker_release(t);
     origin_done(o2, 1); /* frees the tracker: ASan proves no leak or use-after-free */
     CHECK(1);

@@ -496,7 +496,7 @@ static void test_origin_ack(void)
     struct tracker *t = tracker_new("test-ack");
     const char *part = intern_str("p");
     struct spoke_record *rec = rec_new("t", NULL, 0, "{}", 2);
-    rec_set_origin(rec, tracker_add(t, part, 10));
+    rec_set_origin(rec, tracker_add(t, part, 10, 0));
     CHECK(rec->origin != NULL);
     CHECK(tracker_inflight(t) == 1);
     /* Ack: the unit ends delivered, the position commits, the origin is
@@ -517,7 +517,7 @@ static void test_origin_free(void)
 {
     struct tracker *t = tracker_new("test-free");
     struct spoke_record *rec = rec_new("t", NULL, 0, "{}", 2);
-    rec_set_origin(rec, tracker_add(t, intern_str("p"), 11));
+    rec_set_origin(rec, tracker_add(t, intern_str("p"), 11, 0));
     /* Freed while holding its unit: abandoned, nothing commits. */
     rec_free(rec);
     CHECK(tracker_inflight(t) == 0);
@@ -530,7 +530,7 @@ static void test_origin_clone(void)
 {
     struct tracker *t = tracker_new("test-clone");
     struct spoke_record *rec = rec_new("t", NULL, 0, "{}", 2);
-    rec_set_origin(rec, tracker_add(t, intern_str("p"), 12));
+    rec_set_origin(rec, tracker_add(t, intern_str("p"), 12, 0));
     struct spoke_record *c = rec_clone(rec);
     /* The copy holds its own unit of the same origin. */
     CHECK(c->origin == rec->origin);
@@ -547,7 +547,7 @@ static void test_origin_clone(void)
     /* A delivered original with an abandoned copy: the position does not
      * commit. */
     rec = rec_new("t", NULL, 0, "{}", 2);
-    rec_set_origin(rec, tracker_add(t, intern_str("p"), 13));
+    rec_set_origin(rec, tracker_add(t, intern_str("p"), 13, 0));
     c = rec_clone(rec);
     rec_ack(rec);
     rec_free(c);

@@ -139,7 +139,7 @@ static void unrouted_records_are_acked(void)
     struct tracker *t = tracker_new("src");
     struct spoke_record *rec = mk("void", 1);
     const char *part = intern_str("f");
-    rec_set_origin(rec, tracker_add(t, part, 42));
+    rec_set_origin(rec, tracker_add(t, part, 42, 0));
     CHECK(router_publish(r, &rec, 1, NULL) == SPOKE_OK);
     CHECK(tracker_inflight(t) == 0 && !tracker_blocked(t));
     int64_t unrouted = 0;
@@ -166,7 +166,7 @@ static void cancel_unblocks_publisher(void)
     struct spoke_record *recs[3];
     for (int i = 0; i < 3; i++) {
         recs[i] = mk("c", i);
-        rec_set_origin(recs[i], tracker_add(tr, intern_str("f"), i));
+        rec_set_origin(recs[i], tracker_add(tr, intern_str("f"), i, 0));
     }
     volatile int cancel = 0;
     pthread_t th;

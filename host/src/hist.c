@@ -1,0 +1,44 @@
+#include "hist.h"
+
+/* Bucket of v: 8 * floor(log2 v) + the three bits after the leading one. */
+static unsigned bucket(uint64_t v)
+{
+    if (v < 8)
+        return (unsigned)v;
+    unsigned lg = 63u - (unsigned)__builtin_clzll(v);
+    return lg * 8 + (unsigned)((v >> (lg - 3)) & 7);
+}
+
+/* Largest value of bucket b. */
+static uint64_t bucket_top(unsigned b)
+{
+    if (b < 8)
+        return b;
+    unsigned lg = b / 8, sub = b % 8;
+    return ((uint64_t)(8 + sub + 1) << (lg - 3)) - 1;
+}
+
+void hist_add(struct hist *h, int64_t v)
+{
+    uint64_t u = v > 0 ? (uint64_t)v : 0;
+    atomic_fetch_add_explicit(&h->n[bucket(u)], 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->count, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&h->sum, u, memory_order_relaxed);
+}
+
+int64_t hist_quantile(const struct hist *h, double q)
+{
+    uint64_t total = atomic_load_explicit(&h->count, memory_order_relaxed);
+    if (total == 0)
+        return 0;
+    uint64_t want = (uint64_t)(q * (double)total);
+    if (want >= total)
+        want = total - 1;
+    uint64_t seen = 0;
+    for (unsigned b = 0; b < HIST_BUCKETS; b++) {
+        seen += atomic_load_explicit(&h->n[b], memory_order_relaxed);
+        if (seen > want)
+            return (int64_t)bucket_top(b);
+    }
+    return (int64_t)bucket_top(HIST_BUCKETS - 1);
+}
