@@ -1,0 +1,805 @@
+/*
+ * schema_mapper_json.c - the single-pass validating JSON extractor.
+ *
+ * One pass over the bytes validates the whole document against RFC 8259
+ * (grammar, string escapes, paired UTF-16 surrogates in \u escapes, UTF-8 of
+ * every string, no leading zeros, nothing after the value) with a depth
+ * limit, and captures the values the schema's path trie asks for on the
+ * way. Nothing is built: a captured value is a view into the input (a
+ * string body, a number's text, a container's span), typed later, and only
+ * when a field needs it.
+ *
+ * The trie drives the walk: a value is parsed together with the set of trie
+ * nodes it feeds (several when paths such as a[0] and a[*] meet). A value
+ * that feeds no node is validated by skip_value, an iterative scanner with
+ * a bit stack (no recursion, so 10,000 levels of nesting cost nothing but
+ * the error). Recursion happens only along the trie, whose depth is the
+ * longest path.
+ *
+ * Duplicate keys: the first occurrence feeds the trie (later ones are
+ * validated and ignored), the same rule as simdjson's at_key.
+ *
+ * Speed (see bench/README.md): strings and digit runs are scanned 8 bytes
+ * at a time; an object's keys are first compared with the `"key":` bytes
+ * the same trie node saw at that position last time (struct sm_pred), so
+ * a stream of same-shaped objects matches a key with one comparison; and
+ * an integer's value is computed while its digits are in cache.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "schema_mapper.h"
+
+/* Longest depth limit the configuration allows (json.max.depth). */
+#define JX_DEPTH_MAX 1024
+
+struct jx {
+    const unsigned char *base, *p, *end;
+    struct sm_mapper *m;         /* NULL: validation only */
+    int depth, max_depth;
+    const char *msg;             /* first error */
+    size_t off;
+};
+
+static const char DEPTH_MSG[] = "nesting too deep";
+
+static int jerr(struct jx *x, const unsigned char *at, const char *msg)
+{
+    if (!x->msg) {
+        x->msg = msg;
+        x->off = (size_t)(at - x->base);
+    }
+    return -1;
+}
+
+#define TRUNC "unexpected end of input (truncated)"
+
+static void ws_skip(struct jx *x)
+{
+    const unsigned char *p = x->p, *end = x->end;
+    while (p < end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+        p++;
+    x->p = p;
+}
+
+/* Compact JSON has no whitespace: one comparison in the common case (every
+ * JSON whitespace byte is <= ' '). */
+static inline void ws(struct jx *x)
+{
+    if (x->p < x->end && *x->p <= ' ')
+        ws_skip(x);
+}
+
+/* Non-zero when one of the 8 bytes is '"', '\\', below 0x20 or above 0x7f. */
+static inline uint64_t has_special(uint64_t w)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t q = w ^ (ones * '"');
+    uint64_t b = w ^ (ones * '\\');
+    uint64_t zq = (q - ones) & ~q;
+    uint64_t zb = (b - ones) & ~b;
+    uint64_t ctl = (w - ones * 0x20) & ~w;
+    return (zq | zb | ctl | w) & high;
+}
+
+static inline int hexv(unsigned c)
+{
+    if (c - '0' < 10)
+        return (int)(c - '0');
+    c |= 0x20;
+    if (c - 'a' < 6)
+        return (int)(c - 'a' + 10);
+    return -1;
+}
+
+static int hex4v(const unsigned char *p)
+{
+    int a = hexv(p[0]), b = hexv(p[1]), c = hexv(p[2]), d = hexv(p[3]);
+    if ((a | b | c | d) < 0)
+        return -1;
+    return a << 12 | b << 8 | c << 4 | d;
+}
+
+/* Validates one UTF-8 sequence starting at p (a byte >= 0x80); returns its
+ * length, or 0 when invalid. */
+static inline size_t utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0];
+    size_t need;
+    unsigned lo = 0x80, hi = 0xBF;
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        if (c == 0xE0)
+            lo = 0xA0;
+        else if (c == 0xED)
+            hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        if (c == 0xF0)
+            lo = 0x90;
+        else if (c == 0xF4)
+            hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if ((size_t)(end - p) <= need || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t k = 2; k <= need; k++)
+        if ((p[k] & 0xC0) != 0x80)
+            return 0;
+    return need + 1;
+}
+
+/* x->p is just after the opening quote. On success x->p is just after the
+ * closing quote and *esc tells whether the body holds escapes. */
+static int scan_string_slow(struct jx *x, int *esc)
+{
+    const unsigned char *p = x->p, *end = x->end;
+    int e = 0;
+    for (;;) {
+        while (end - p >= 8) {
+            uint64_t w;
+            memcpy(&w, p, 8);
+            uint64_t sp = has_special(w);
+            if (sp) {
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                /* The lowest flagged byte is always a real one. */
+                p += __builtin_ctzll(sp) >> 3;
+#endif
+                break;
+            }
+            p += 8;
+        }
+        if (p >= end)
+            return jerr(x, p, TRUNC);
+        unsigned c = *p;
+        if (c == '"') {
+            x->p = p + 1;
+            *esc = e;
+            return 0;
+        }
+        if (c == '\\') {
+            e = 1;
+            if (end - p < 2)
+                return jerr(x, end, TRUNC);
+            switch (p[1]) {
+            case '"': case '\\': case '/': case 'b': case 'f': case 'n': case 'r': case 't':
+                p += 2;
+                continue;
+            case 'u': {
+                if (end - p < 6)
+                    return jerr(x, end, TRUNC);
+                int cp = hex4v(p + 2);
+                if (cp < 0)
+                    return jerr(x, p, "invalid \\u escape (needs 4 hex digits)");
+                if (cp >= 0xDC00 && cp <= 0xDFFF)
+                    return jerr(x, p, "unpaired UTF-16 surrogate in a \\u escape");
+                p += 6;
+                if (cp >= 0xD800 && cp <= 0xDBFF) {
+                    if (end - p < 6)
+                        return jerr(x, end - p < 2 || (p[0] == '\\' && p[1] == 'u') ? end : p,
+                                    end - p < 2 || (p[0] == '\\' && p[1] == 'u')
+                                        ? TRUNC : "unpaired UTF-16 surrogate in a \\u escape");
+                    int lo = p[0] == '\\' && p[1] == 'u' ? hex4v(p + 2) : -1;
+                    if (lo < 0xDC00 || lo > 0xDFFF)
+                        return jerr(x, p, "unpaired UTF-16 surrogate in a \\u escape");
+                    p += 6;
+                }
+                continue;
+            }
+            default:
+                return jerr(x, p, "invalid escape in a string");
+            }
+        }
+        if (c < 0x20)
+            return jerr(x, p, "control character in a string (must be escaped)");
+        if (c < 0x80) {
+            p++;
+            continue;
+        }
+        size_t k = utf8_seq(p, end);
+        if (!k)
+            return jerr(x, p, "invalid UTF-8 in a string");
+        p += k;
+    }
+}
+
+/* The common case inline: a string without escapes or non-ASCII bytes
+ * whose closing quote is found 8 bytes at a time. Anything else goes on in
+ * scan_string_slow from where this stopped. */
+static inline int scan_string(struct jx *x, int *esc)
+{
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const unsigned char *p = x->p, *end = x->end;
+    while (end - p >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        uint64_t sp = has_special(w);
+        if (sp) {
+            p += __builtin_ctzll(sp) >> 3;
+            if (*p == '"') {
+                x->p = p + 1;
+                *esc = 0;
+                return 0;
+            }
+            break;
+        }
+        p += 8;
+    }
+    x->p = p;
+#endif
+    return scan_string_slow(x, esc);
+}
+
+static inline int is_digit(unsigned c) { return c - '0' < 10; }
+
+/* Bytes that may follow a number: whitespace, ',', ']' and '}'. */
+static const unsigned char num_end[256] = {
+    [' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1, [','] = 1, [']'] = 1, ['}'] = 1,
+};
+
+/* The first byte at or after p that is not a digit, 8 bytes at a time. */
+static inline const unsigned char *skip_digits(const unsigned char *p, const unsigned char *end)
+{
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    while (end - p >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        /* A byte is a digit when its high nibble is 3 and its low one is at
+         * most 9 (adding 6 keeps the high nibble 3). A carry out of a
+         * non-digit byte can only disturb the bytes above it. */
+        uint64_t nd = ((w & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull) |
+                      (((w + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) ^
+                       0x3030303030303030ull);
+        if (nd)
+            return p + (__builtin_ctzll(nd) >> 3);
+        p += 8;
+    }
+#endif
+    while (p < end && is_digit(*p))
+        p++;
+    return p;
+}
+
+/* Validates a number at x->p. Returns 1 when it is an integer (no
+ * fraction, no exponent), 0 otherwise, -1 when invalid. */
+static int scan_number(struct jx *x)
+{
+    const unsigned char *p = x->p, *end = x->end;
+    int whole = 1;
+    if (*p == '-')
+        p++;
+    if (p >= end)
+        return jerr(x, p, TRUNC);
+    if (*p == '0') {
+        p++;
+        if (p < end && is_digit(*p))
+            return jerr(x, p - 1, "invalid number (leading zero)");
+    } else if (is_digit(*p)) {
+        p = skip_digits(p + 1, end);
+    } else {
+        return jerr(x, x->p, "invalid number");
+    }
+    if (p < end && *p == '.') {
+        p++;
+        whole = 0;
+        if (p >= end || !is_digit(*p))
+            return jerr(x, p, p >= end ? TRUNC : "invalid number (no digit after the decimal point)");
+        p = skip_digits(p + 1, end);
+    }
+    if (p < end && (*p | 0x20) == 'e') {
+        p++;
+        whole = 0;
+        if (p < end && (*p == '+' || *p == '-'))
+            p++;
+        if (p >= end || !is_digit(*p))
+            return jerr(x, p, p >= end ? TRUNC : "invalid number (no digit in the exponent)");
+        while (p < end && is_digit(*p))
+            p++;
+    }
+    /* A number ends at a delimiter; anything else glued to it ("1.2.3",
+     * "12abc", "1-2") makes it an invalid number. */
+    if (p < end && !num_end[*p])
+        return jerr(x, p, "invalid number");
+    x->p = p;
+    return whole;
+}
+
+static int scan_literal(struct jx *x, const char *lit, size_t n)
+{
+    const unsigned char *p = x->p;
+    if ((size_t)(x->end - p) < n) {
+        if (memcmp(p, lit, (size_t)(x->end - p)) == 0)
+            return jerr(x, x->end, TRUNC);
+        return jerr(x, p, "invalid literal");
+    }
+    if (memcmp(p, lit, n) != 0)
+        return jerr(x, p, "invalid literal");
+    p += n;
+    if (p < x->end && (((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') || is_digit(*p)))
+        return jerr(x, x->p, "invalid literal");
+    x->p = p;
+    return 0;
+}
+
+/* A scalar at x->p (the caller checked it is not a container). */
+static int scan_scalar(struct jx *x)
+{
+    int esc;
+    switch (*x->p) {
+    case '"':
+        x->p++;
+        return scan_string(x, &esc);
+    case 't':
+        return scan_literal(x, "true", 4);
+    case 'f':
+        return scan_literal(x, "false", 5);
+    case 'n':
+        return scan_literal(x, "null", 4);
+    case '-': case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7':
+    case '8': case '9':
+        return scan_number(x) < 0 ? -1 : 0;
+    default:
+        if (*x->p >= 0x80)
+            return jerr(x, x->p, "unexpected byte (not a JSON value; invalid UTF-8 outside a string?)");
+        return jerr(x, x->p, "unexpected character (not a JSON value)");
+    }
+}
+
+/* Reads `"key"` and the colon after it; x->p is at the quote. */
+static int scan_key(struct jx *x)
+{
+    int esc;
+    if (x->p >= x->end)
+        return jerr(x, x->p, TRUNC);
+    if (*x->p != '"')
+        return jerr(x, x->p, "expected a string key");
+    x->p++;
+    if (scan_string(x, &esc) < 0)
+        return -1;
+    ws(x);
+    if (x->p >= x->end)
+        return jerr(x, x->p, TRUNC);
+    if (*x->p != ':')
+        return jerr(x, x->p, "expected ':' after an object key");
+    x->p++;
+    ws(x);
+    return 0;
+}
+
+/* Validates one value without capturing anything. Containers are walked
+ * iteratively; stk holds one bit per open level (1 = object). */
+static int skip_value(struct jx *x)
+{
+    uint64_t stk[JX_DEPTH_MAX / 64 + 1];
+    int sp = 0;
+
+    if (x->p >= x->end)
+        return jerr(x, x->p, TRUNC);
+    if (*x->p != '{' && *x->p != '[')
+        return scan_scalar(x);
+    for (;;) {
+        /* A value starts at x->p. */
+        if (x->p >= x->end)
+            return jerr(x, x->p, TRUNC);
+        unsigned c = *x->p;
+        if (c == '{' || c == '[') {
+            if (x->depth + sp + 1 > x->max_depth)
+                return jerr(x, x->p, DEPTH_MSG);
+            if (c == '{')
+                stk[sp / 64] |= 1ull << (sp % 64);
+            else
+                stk[sp / 64] &= ~(1ull << (sp % 64));
+            sp++;
+            x->p++;
+            ws(x);
+            if (x->p >= x->end)
+                return jerr(x, x->p, TRUNC);
+            if (*x->p == (c == '{' ? '}' : ']')) {
+                x->p++;
+                sp--;
+                goto after;
+            }
+            if (c == '{' && scan_key(x) < 0)
+                return -1;
+            continue;
+        }
+        if (scan_scalar(x) < 0)
+            return -1;
+after:
+        /* A value ended; what closes or continues its container? */
+        for (;;) {
+            if (sp == 0)
+                return 0;
+            ws(x);
+            if (x->p >= x->end)
+                return jerr(x, x->p, TRUNC);
+            int obj = (int)(stk[(sp - 1) / 64] >> ((sp - 1) % 64) & 1);
+            if (*x->p == ',') {
+                x->p++;
+                ws(x);
+                if (obj && scan_key(x) < 0)
+                    return -1;
+                break;
+            }
+            if (*x->p == (obj ? '}' : ']')) {
+                x->p++;
+                sp--;
+                continue;
+            }
+            return jerr(x, x->p, obj ? "expected ',' or '}' after an object member"
+                                     : "expected ',' or ']' after an array element");
+        }
+    }
+}
+
+/* Stores a value into the capture slots of the nodes set[0..n). */
+static inline void capture_all(struct sm_mapper *m, const struct sm_setent *set, size_t n,
+                               const struct sm_src *v)
+{
+    for (size_t i = 0; i < n; i++) {
+        const struct sm_node *nd = set[i].n;
+        if (nd->nslots == 1 && !m->slot_multi[nd->slots[0]]) {
+            /* One plain field: the common case, without the general loop. */
+            struct sm_src *c = &m->cap[nd->slots[0]];
+            if (c->k == SM_SK_MISSING)
+                *c = *v;
+        } else if (nd->nslots) {
+            sm_capture(m, nd, v);
+        }
+    }
+}
+
+/* A scalar feeding set[0..n) (x->p is at its first byte, not { or [).
+ * Inlined into the member loop: it runs once per captured value. */
+static inline __attribute__((always_inline)) int jx_scalar(struct jx *x, struct sm_setent *set, size_t n)
+{
+    const unsigned char *start = x->p;
+    struct sm_src v;
+    int esc;
+    switch (*start) {
+    case '"':
+        x->p++;
+        if (scan_string(x, &esc) < 0)
+            return -1;
+        v.k = esc ? SM_SK_ESTR : SM_SK_STR;
+        v.u.s.p = (const char *)start + 1;
+        v.u.s.n = (size_t)(x->p - start) - 2;
+        break;
+    case 't':
+    case 'f':
+        if (scan_scalar(x) < 0)
+            return -1;
+        v.k = SM_SK_BOOL;
+        v.u.b = *start == 't';
+        break;
+    case 'n':
+        if (scan_scalar(x) < 0)
+            return -1;
+        v.k = SM_SK_NULL;
+        break;
+    case '-': case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7':
+    case '8': case '9': {
+        int whole = scan_number(x);
+        if (whole < 0)
+            return -1;
+        size_t len = (size_t)(x->p - start);
+        if (whole && len <= 18) {
+            /* An integer that fits int64 for sure: its value now, while the
+             * digits are in cache (no second pass when it is typed). */
+            const unsigned char *d = start + (*start == '-');
+            int64_t iv = 0;
+            for (; d < x->p; d++)
+                iv = iv * 10 + (*d - '0');
+            v.k = SM_SK_INT;
+            v.u.i = *start == '-' ? -iv : iv;
+        } else {
+            v.k = SM_SK_NUMTXT;
+            v.u.s.p = (const char *)start;
+            v.u.s.n = len;
+        }
+        break;
+    }
+    default:
+        return scan_scalar(x);  /* not a value: the error */
+    }
+    for (size_t i = 0; i < n; i++)
+        if (set[i].n->want && v.k != SM_SK_NULL)
+            sm_mismatch(x->m, set[i].n, v.k);  /* a container was expected here */
+    capture_all(x->m, set, n, &v);
+    return 0;
+}
+
+static int jx_value(struct jx *x, struct sm_setent *set, size_t n, size_t lvl);
+
+static inline int pred_hit(const struct jx *x, const struct sm_pred *pr)
+{
+    size_t n = pr->len;
+    if (!n || (size_t)(x->end - x->p) < n)
+        return 0;
+    const char *a = pr->bytes, *b = (const char *)x->p;
+    if (n < 8) {
+        for (size_t i = 0; i < n; i++)
+            if (a[i] != b[i])
+                return 0;
+        return 1;
+    }
+    uint64_t u, v;
+    for (size_t i = 0; i + 8 < n; i += 8) {
+        memcpy(&u, a + i, 8);
+        memcpy(&v, b + i, 8);
+        if (u != v)
+            return 0;
+    }
+    memcpy(&u, a + n - 8, 8);
+    memcpy(&v, b + n - 8, 8);
+    return u == v;
+}
+
+/* Adds edge ed's child to the child set (once per container instance: a
+ * duplicate key feeds nothing). Returns the new count. */
+static inline size_t add_child(struct sm_setent *cs, size_t cn, const struct sm_setent *from,
+                               struct sm_edge *ed, uint64_t inst)
+{
+    uint64_t owner = from->inst ? from->inst : inst;
+    if (ed->child->mark == owner)
+        return cn;
+    ed->child->mark = owner;
+    cs[cn].n = ed->child;
+    cs[cn].inst = 0;
+    return cn + 1;
+}
+
+static int jx_object(struct jx *x, struct sm_setent *set, size_t n, size_t lvl)
+{
+    struct sm_mapper *m = x->m;
+    struct sm_setent *cs = (struct sm_setent *)m->setbuf + (lvl + 1) * m->nnodes;
+    uint64_t inst = ++m->next_id;
+
+    if (++x->depth > x->max_depth)
+        return jerr(x, x->p, DEPTH_MSG);
+    x->p++;
+    ws(x);
+    if (x->p >= x->end)
+        return jerr(x, x->p, TRUNC);
+    if (*x->p == '}') {
+        x->p++;
+        x->depth--;
+        return 0;
+    }
+    for (size_t pos = 0;; pos++) {
+        int esc, rc;
+        size_t cn = 0;
+        struct sm_pred *pr = NULL;
+        if (x->p >= x->end)
+            return jerr(x, x->p, TRUNC);
+        if (*x->p != '"')
+            return jerr(x, x->p, "expected a string key");
+        if (n == 1 && set[0].n->pred && pos < SM_PRED_POS) {
+            pr = &set[0].n->pred[pos * 2];
+            const struct sm_pred *hit = pred_hit(x, &pr[0]) ? &pr[0]
+                                      : pred_hit(x, &pr[1]) ? &pr[1] : NULL;
+            if (hit) {
+                x->p += hit->len;
+                ws(x);
+                if (hit->edge >= 0)
+                    cn = add_child(cs, 0, &set[0], &set[0].n->edges[hit->edge], inst);
+                goto value;
+            }
+        }
+        const unsigned char *quote = x->p;
+        const char *key = (const char *)++x->p;
+        if (scan_string(x, &esc) < 0)
+            return -1;
+        size_t klen = (size_t)((const char *)x->p - 1 - key);
+        ws(x);
+        if (x->p >= x->end)
+            return jerr(x, x->p, TRUNC);
+        if (*x->p != ':')
+            return jerr(x, x->p, "expected ':' after an object key");
+        x->p++;
+        size_t span = (size_t)(x->p - quote);
+        ws(x);
+        if (esc)
+            sm_json_unescape(&m->arena, key, klen, &key, &klen);
+        uint32_t h = key ? sm_key_hash(key, klen) : 0;
+        struct sm_edge *first = NULL;
+        for (size_t i = 0; i < n && key; i++) {
+            struct sm_node *nd = set[i].n;
+            struct sm_edge *ed;
+            if (!nd->nedges || !(ed = sm_node_edge(nd, key, klen, h)))
+                continue;
+            if (i == 0)
+                first = ed;
+            cn = add_child(cs, cn, &set[i], ed, inst);
+        }
+        if (pr && !esc && span == klen + 3 && span <= SM_PRED_KEY) {
+            /* `"key":` without escapes or blanks: remember it here. */
+            struct sm_pred *slot = !pr[0].len ? &pr[0] : !pr[1].len ? &pr[1] : &pr[pr[0].next];
+            pr[0].next = (uint8_t)(slot == &pr[0]);
+            slot->len = (uint8_t)span;
+            slot->edge = (int16_t)(first ? first - set[0].n->edges : -1);
+            memcpy(slot->bytes, quote, span);
+        }
+value:
+        if (!cn)
+            rc = skip_value(x);
+        else if (x->p < x->end && *x->p != '{' && *x->p != '[')
+            rc = jx_scalar(x, cs, cn);
+        else
+            rc = jx_value(x, cs, cn, lvl + 1);
+        if (rc < 0)
+            return -1;
+        ws(x);
+        if (x->p >= x->end)
+            return jerr(x, x->p, TRUNC);
+        if (*x->p == ',') {
+            x->p++;
+            ws(x);
+            continue;
+        }
+        if (*x->p == '}') {
+            x->p++;
+            break;
+        }
+        return jerr(x, x->p, "expected ',' or '}' after an object member");
+    }
+    x->depth--;
+    return 0;
+}
+
+static int jx_array(struct jx *x, struct sm_setent *set, size_t n, size_t lvl)
+{
+    struct sm_mapper *m = x->m;
+    struct sm_setent *es = (struct sm_setent *)m->setbuf + (lvl + 1) * m->nnodes;
+    uint64_t inst = ++m->next_id;
+
+    if (++x->depth > x->max_depth)
+        return jerr(x, x->p, DEPTH_MSG);
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < set[i].n->npresent; k++)
+            m->mcap[set[i].n->present[k]].present = 1;
+    x->p++;
+    ws(x);
+    if (x->p >= x->end)
+        return jerr(x, x->p, TRUNC);
+    if (*x->p == ']') {
+        x->p++;
+        x->depth--;
+        return 0;
+    }
+    for (int64_t idx = 0;; idx++) {
+        size_t en = 0;
+        for (size_t i = 0; i < n; i++) {
+            struct sm_node *nd = set[i].n;
+            if (nd->wild) {
+                es[en].n = nd->wild;
+                es[en++].inst = 0;
+            }
+            for (size_t k = 0; k < nd->nidx; k++) {
+                if (nd->idx[k].i == idx) {
+                    es[en].n = nd->idx[k].child;
+                    es[en++].inst = 0;
+                }
+            }
+            if (nd->sel) {
+                es[en].n = nd->sel;
+                es[en++].inst = inst;
+            }
+        }
+        if ((en ? jx_value(x, es, en, lvl + 1) : skip_value(x)) < 0)
+            return -1;
+        ws(x);
+        if (x->p >= x->end)
+            return jerr(x, x->p, TRUNC);
+        if (*x->p == ',') {
+            x->p++;
+            ws(x);
+            continue;
+        }
+        if (*x->p == ']') {
+            x->p++;
+            break;
+        }
+        return jerr(x, x->p, "expected ',' or ']' after an array element");
+    }
+    x->depth--;
+    return 0;
+}
+
+/* A value feeding the trie nodes set[0..n). */
+static int jx_value(struct jx *x, struct sm_setent *set, size_t n, size_t lvl)
+{
+    const unsigned char *start = x->p;
+    if (start >= x->end)
+        return jerr(x, start, TRUNC);
+    if (*start != '{' && *start != '[')
+        return jx_scalar(x, set, n);
+    uint8_t k = *start == '{' ? SM_SK_OBJECT : SM_SK_ARRAY;
+    int want = k == SM_SK_OBJECT ? SM_WANT_OBJECT : SM_WANT_ARRAY;
+    /* Entries whose node needs the other kind of container: a mismatch (an
+     * error once the document proved valid), and no descent. Their slots
+     * still capture the value. */
+    size_t keep = 0;
+    int any_slots = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct sm_node *nd = set[i].n;
+        any_slots |= nd->nslots != 0;
+        if (nd->want && !(nd->want & want)) {
+            sm_mismatch(x->m, nd, k);
+            continue;
+        }
+        set[keep++] = set[i];
+    }
+    int rc = k == SM_SK_OBJECT ? jx_object(x, set, keep, lvl) : jx_array(x, set, keep, lvl);
+    if (rc < 0 || !any_slots)
+        return rc;
+    struct sm_src v;
+    v.k = k;
+    v.bk = SM_BK_TEXT;
+    v.u.s.p = (const char *)start;
+    v.u.s.n = (size_t)(x->p - start);
+    capture_all(x->m, set, keep, &v);
+    return 0;
+}
+
+static void format_err(const struct jx *x, char *err, size_t errsz)
+{
+    if (x->msg == DEPTH_MSG)
+        snprintf(err, errsz, "invalid JSON at byte %zu: nesting deeper than %d", x->off,
+                 x->max_depth);
+    else
+        snprintf(err, errsz, "invalid JSON at byte %zu: %s", x->off, x->msg);
+}
+
+int sm_json_validate(const char *p, size_t n, int max_depth, char *err, size_t errsz)
+{
+    struct jx x = { .base = (const unsigned char *)p, .p = (const unsigned char *)p,
+                    .end = (const unsigned char *)p + n, .max_depth = max_depth };
+    ws(&x);
+    if (x.p >= x.end) {
+        snprintf(err, errsz, "invalid JSON: empty value");
+        return -1;
+    }
+    if (skip_value(&x) == 0) {
+        ws(&x);
+        if (x.p == x.end)
+            return 0;
+        jerr(&x, x.p, "trailing characters after the JSON value");
+    }
+    format_err(&x, err, errsz);
+    return -1;
+}
+
+int sm_json_extract(struct sm_mapper *m, const char *p, size_t n, char *err, size_t errsz)
+{
+    struct jx x = { .base = (const unsigned char *)p, .p = (const unsigned char *)p,
+                    .end = (const unsigned char *)p + n, .m = m, .max_depth = m->max_depth };
+    ws(&x);
+    if (x.p >= x.end) {
+        snprintf(err, errsz, "invalid JSON: empty value");
+        return -1;
+    }
+    if (*x.p != '{') {
+        /* Not an object: say so, unless it is not even JSON. */
+        if (sm_json_validate(p, n, m->max_depth, err, errsz) < 0)
+            return -1;
+        snprintf(err, errsz, "expected a JSON object, got %s",
+                 *x.p == '[' ? "an array" : *x.p == '"' ? "a string" :
+                 *x.p == 'n' ? "null" : (*x.p == 't' || *x.p == 'f') ? "a boolean" : "a number");
+        return -1;
+    }
+    struct sm_setent *root = (struct sm_setent *)m->setbuf;
+    root[0].n = m->root;
+    root[0].inst = 0;
+    if (jx_value(&x, root, 1, 0) == 0) {
+        ws(&x);
+        if (x.p == x.end)
+            return 0;
+        jerr(&x, x.p, "trailing characters after the JSON value");
+    }
+    format_err(&x, err, errsz);
+    return -1;
+}

@@ -1,0 +1,399 @@
+/*
+ * schema_mapper_walk.c - extraction from values that are already parsed
+ * (a row handed over by an upstream plugin, or a simdjson DOM when
+ * json.parser is simdjson), and from CSV lines.
+ *
+ * The walk follows the same trie as the streaming extractor and keeps its
+ * rules: the first of duplicate keys wins, [?k] takes the first element
+ * object that has k, wildcards collect in document order, null stops a
+ * path (the field is null), and a value of the wrong container kind on a
+ * path is a structure mismatch.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "schema_mapper.h"
+
+void sm_mismatch(struct sm_mapper *m, const struct sm_node *node, uint8_t got)
+{
+    if (!m->bad_node) {
+        m->bad_node = node;
+        m->bad_got = got;
+    }
+}
+
+void sm_capture(struct sm_mapper *m, const struct sm_node *node, const struct sm_src *v)
+{
+    for (size_t i = 0; i < node->nslots; i++) {
+        int s = node->slots[i];
+        if (m->slot_multi[s]) {
+            struct sm_srcvec *vec = &m->mcap[s];
+            if (vec->n == vec->cap) {
+                size_t cap = vec->cap ? vec->cap * 2 : 16;
+                struct sm_src *nv = realloc(vec->v, cap * sizeof(*nv));
+                if (!nv) {
+                    /* Reported by the caller as out of memory: the list is
+                     * marked incomplete with a count past the capacity. */
+                    vec->present = -1;
+                    continue;
+                }
+                vec->v = nv;
+                vec->cap = cap;
+            }
+            vec->v[vec->n++] = *v;
+        } else if (m->cap[s].k == SM_SK_MISSING) {
+            m->cap[s] = *v;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Rows and simdjson DOMs                                                    */
+/* ------------------------------------------------------------------------ */
+
+static void row_src(const struct spoke_host_api *api, const struct spoke_row *row, size_t i,
+                    struct sm_src *v)
+{
+    switch (api->row_type(row, i)) {
+    case SPOKE_TYPE_NULL:
+        v->k = SM_SK_NULL;
+        break;
+    case SPOKE_TYPE_BOOL:
+        v->k = SM_SK_BOOL;
+        v->u.b = api->row_get_bool(row, i);
+        break;
+    case SPOKE_TYPE_INT:
+        v->k = SM_SK_INT;
+        v->u.i = api->row_get_int(row, i);
+        break;
+    case SPOKE_TYPE_DOUBLE:
+        v->k = SM_SK_DOUBLE;
+        v->u.d = api->row_get_double(row, i);
+        break;
+    case SPOKE_TYPE_STRING:
+        v->k = SM_SK_STR;
+        v->u.s.p = api->row_get_string(row, i, &v->u.s.n);
+        break;
+    case SPOKE_TYPE_TIMESTAMP:
+        v->k = SM_SK_TS;
+        v->u.i = api->row_get_timestamp(row, i);
+        break;
+    case SPOKE_TYPE_LIST:
+        v->k = SM_SK_ARRAY;
+        v->bk = SM_BK_ROW;
+        v->u.row = api->row_get_row(row, i);
+        break;
+    case SPOKE_TYPE_MAP:
+        v->k = SM_SK_OBJECT;
+        v->bk = SM_BK_ROW;
+        v->u.row = api->row_get_row(row, i);
+        break;
+    }
+}
+
+static void sj_src(const struct sj_value *jv, struct sm_src *v)
+{
+    switch (sj_type(jv)) {
+    case SJ_NULL:
+        v->k = SM_SK_NULL;
+        break;
+    case SJ_BOOL:
+        v->k = SM_SK_BOOL;
+        sj_get_bool(jv, &v->u.b);
+        break;
+    case SJ_INT:
+        v->k = SM_SK_INT;
+        sj_get_int64(jv, &v->u.i);
+        break;
+    case SJ_UINT:
+        v->k = SM_SK_UINT;
+        sj_get_uint64(jv, &v->u.u);
+        break;
+    case SJ_DOUBLE:
+        v->k = SM_SK_DOUBLE;
+        sj_get_double(jv, &v->u.d);
+        break;
+    case SJ_STRING:
+        v->k = SM_SK_STR;
+        sj_get_string(jv, &v->u.s.p, &v->u.s.n);
+        break;
+    case SJ_ARRAY:
+        v->k = SM_SK_ARRAY;
+        v->bk = SM_BK_SJ;
+        v->u.sj = *jv;
+        break;
+    case SJ_OBJECT:
+        v->k = SM_SK_OBJECT;
+        v->bk = SM_BK_SJ;
+        v->u.sj = *jv;
+        break;
+    }
+}
+
+/* Member e->key of an object value; 0 when absent. */
+static int member(struct sm_mapper *m, const struct sm_src *obj, struct sm_edge *e,
+                  struct sm_src *out)
+{
+    if (obj->bk == SM_BK_SJ) {
+        struct sj_value c;
+        if (sj_object_get(&obj->u.sj, e->key, e->klen, &c) != 0)
+            return 0;
+        sj_src(&c, out);
+        return 1;
+    }
+    const struct spoke_host_api *api = m->api;
+    const struct spoke_schema *sc = api->row_schema(obj->u.row);
+    int idx = -1;
+    /* Rows of one upstream schema come in streams: remember where the key
+     * was, and check the name (a freed schema's address can be reused). */
+    if (e->cache_schema == sc && e->cache_idx >= 0 &&
+        strcmp(api->schema_name(sc, (size_t)e->cache_idx), e->key) == 0) {
+        idx = e->cache_idx;
+    } else {
+        idx = api->schema_index(sc, e->key);
+        if (idx >= 0) {
+            e->cache_schema = sc;
+            e->cache_idx = idx;
+        }
+    }
+    if (idx < 0)
+        return 0;
+    row_src(api, obj->u.row, (size_t)idx, out);
+    return 1;
+}
+
+struct elit {
+    const struct sm_src *arr;
+    size_t i, n;
+    struct sj_iter it;
+};
+
+static void elit_init(struct sm_mapper *m, const struct sm_src *arr, struct elit *it)
+{
+    it->arr = arr;
+    it->i = 0;
+    if (arr->bk == SM_BK_SJ) {
+        sj_array_iter(&arr->u.sj, &it->it);
+        it->n = 0;
+    } else {
+        it->n = m->api->row_count(arr->u.row);
+    }
+}
+
+static int elit_next(struct sm_mapper *m, struct elit *it, struct sm_src *out)
+{
+    if (it->arr->bk == SM_BK_SJ) {
+        struct sj_value e;
+        if (!sj_array_next(&it->it, &e))
+            return 0;
+        sj_src(&e, out);
+        return 1;
+    }
+    if (it->i >= it->n)
+        return 0;
+    row_src(m->api, it->arr->u.row, it->i++, out);
+    return 1;
+}
+
+static void walk(struct sm_mapper *m, struct sm_node *node, const struct sm_src *v)
+{
+    if (node->nslots)
+        sm_capture(m, node, v);
+    if (!node->want || v->k == SM_SK_NULL)
+        return;
+    if (node->want & SM_WANT_OBJECT) {
+        if (v->k != SM_SK_OBJECT) {
+            sm_mismatch(m, node, v->k);
+            return;
+        }
+        for (size_t e = 0; e < node->nedges; e++) {
+            struct sm_src c;
+            if (member(m, v, &node->edges[e], &c))
+                walk(m, node->edges[e].child, &c);
+        }
+        return;
+    }
+    if (v->k != SM_SK_ARRAY) {
+        sm_mismatch(m, node, v->k);
+        return;
+    }
+    for (size_t k = 0; k < node->npresent; k++)
+        m->mcap[node->present[k]].present = 1;
+    uint64_t inst = ++m->next_id;
+    struct elit it;
+    struct sm_src e;
+    elit_init(m, v, &it);
+    for (int64_t idx = 0; elit_next(m, &it, &e); idx++) {
+        for (size_t k = 0; k < node->nidx; k++)
+            if (node->idx[k].i == idx)
+                walk(m, node->idx[k].child, &e);
+        if (node->wild)
+            walk(m, node->wild, &e);
+        if (!node->sel)
+            continue;
+        if (e.k == SM_SK_OBJECT) {
+            for (size_t s = 0; s < node->sel->nedges; s++) {
+                struct sm_edge *se = &node->sel->edges[s];
+                struct sm_src c;
+                if (se->child->mark != inst && member(m, &e, se, &c)) {
+                    se->child->mark = inst;
+                    walk(m, se->child, &c);
+                }
+            }
+        } else if (e.k != SM_SK_NULL) {
+            sm_mismatch(m, node->sel, e.k);
+        }
+    }
+}
+
+void sm_walk_sj(struct sm_mapper *m, const struct sj_value *root)
+{
+    struct sm_src v;
+    sj_src(root, &v);
+    walk(m, m->root, &v);
+}
+
+void sm_walk_row(struct sm_mapper *m, const struct spoke_row *row)
+{
+    struct sm_src v = { .k = SM_SK_OBJECT, .bk = SM_BK_ROW };
+    v.u.row = row;
+    walk(m, m->root, &v);
+}
+
+/* ------------------------------------------------------------------------ */
+/* CSV (RFC 4180)                                                            */
+/* ------------------------------------------------------------------------ */
+
+int sm_csv_split(const char *p, size_t n, char delim, struct sm_csvcell **cells, size_t *cap,
+                 size_t *ncells, char *err, size_t errsz)
+{
+    size_t i = 0, k = 0;
+    for (;;) {
+        if (k == *cap) {
+            size_t nc = *cap ? *cap * 2 : 32;
+            struct sm_csvcell *c = realloc(*cells, nc * sizeof(*c));
+            if (!c) {
+                snprintf(err, errsz, "out of memory");
+                return -1;
+            }
+            *cells = c;
+            *cap = nc;
+        }
+        struct sm_csvcell *c = &(*cells)[k++];
+        c->esc = 0;
+        if (i < n && p[i] == '"') {
+            size_t start = ++i;
+            for (;;) {
+                const char *q = i < n ? memchr(p + i, '"', n - i) : NULL;
+                if (!q) {
+                    snprintf(err, errsz, "invalid CSV at byte %zu: unterminated quoted field",
+                             start - 1);
+                    return -1;
+                }
+                i = (size_t)(q - p);
+                if (i + 1 < n && p[i + 1] == '"') {
+                    c->esc = 1;
+                    i += 2;
+                    continue;
+                }
+                break;
+            }
+            c->p = p + start;
+            c->n = i - start;
+            i++;  /* closing quote */
+            if (i < n && p[i] != delim) {
+                snprintf(err, errsz, "invalid CSV at byte %zu: unexpected character after a "
+                         "closing quote", i);
+                return -1;
+            }
+        } else {
+            size_t start = i;
+            while (i < n && p[i] != delim) {
+                if (p[i] == '"') {
+                    snprintf(err, errsz, "invalid CSV at byte %zu: quote inside an unquoted field",
+                             i);
+                    return -1;
+                }
+                if (p[i] == '\n' || p[i] == '\r') {
+                    snprintf(err, errsz, "invalid CSV at byte %zu: line break inside an unquoted "
+                             "field", i);
+                    return -1;
+                }
+                i++;
+            }
+            c->p = p + start;
+            c->n = i - start;
+        }
+        if (i >= n)
+            break;
+        i++;  /* delimiter: another cell follows, possibly empty */
+    }
+    *ncells = k;
+    return 0;
+}
+
+void sm_csv_cell_text(struct sm_arena *a, const struct sm_csvcell *c, const char **p, size_t *n)
+{
+    if (!c->esc) {
+        *p = c->p;
+        *n = c->n;
+        return;
+    }
+    char *o = sm_arena_alloc(a, c->n + 1);
+    if (!o) {
+        *p = NULL;
+        *n = 0;
+        return;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < c->n; i++) {
+        o[k++] = c->p[i];
+        if (c->p[i] == '"')
+            i++;  /* the second quote of a "" pair */
+    }
+    *p = o;
+    *n = k;
+}
+
+int sm_csv_extract(struct sm_mapper *m, const char *p, size_t n, char *err, size_t errsz)
+{
+    size_t bad, nc;
+    if (!sm_utf8_valid(p, n, &bad)) {
+        snprintf(err, errsz, "invalid CSV at byte %zu: invalid UTF-8", bad);
+        return -1;
+    }
+    if (sm_csv_split(p, n, m->delim, &m->cells, &m->cellcap, &nc, err, errsz) < 0)
+        return -1;
+    if (m->header && nc == m->ncol) {
+        size_t i;
+        for (i = 0; i < nc; i++) {
+            const char *t;
+            size_t tn;
+            sm_csv_cell_text(&m->arena, &m->cells[i], &t, &tn);
+            if (!t || strlen(m->columns[i]) != tn || memcmp(m->columns[i], t, tn) != 0)
+                break;
+        }
+        if (i == nc) {
+            m->header_line = 1;
+            return 0;
+        }
+    }
+    if (nc != m->ncol) {
+        snprintf(err, errsz, "invalid CSV: %zu columns, expected %zu", nc, m->ncol);
+        return -1;
+    }
+    for (size_t i = 0; i < m->nf; i++) {
+        const struct sm_field *f = &m->f[i];
+        if (f->src != SM_SRC_COLUMN)
+            continue;
+        struct sm_src *v = &m->cap[f->slot];
+        v->k = SM_SK_STR;
+        sm_csv_cell_text(&m->arena, &m->cells[f->column], &v->u.s.p, &v->u.s.n);
+        if (!v->u.s.p) {
+            snprintf(err, errsz, "out of memory");
+            return -1;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,671 @@
+/* unit-schema_mapper_core: the schema_mapper plugin's internals, compiled in.
+ *
+ *  - the single-pass extractor against simdjson on a conformance list and on
+ *    randomly mutated documents (both must accept and reject the same bytes);
+ *  - path semantics (a.b, [n], [*], [?k], quoted names, null, mismatches)
+ *    through the three input paths: extractor, simdjson, and rows;
+ *  - coercions, timestamps, expressions, CSV splitting, lookups, filters;
+ *  - schema errors name file:line:col and the field.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../../plugins/schema_mapper/schema_mapper_expr.c"
+#include "../../plugins/schema_mapper/schema_mapper_json.c"
+#include "../../plugins/schema_mapper/schema_mapper_map.c"
+#include "../../plugins/schema_mapper/schema_mapper_schema.c"
+#include "../../plugins/schema_mapper/schema_mapper_value.c"
+#include "../../plugins/schema_mapper/schema_mapper_walk.c"
+
+#include "instance.h"
+#include "record.h"
+#include "test.h"
+
+static char tmpdir[] = "/tmp/spoke-smcore-XXXXXX";
+
+static const char *tmpfile_with(const char *name, const char *text)
+{
+    static char path[4][512];
+    static int k;
+    char *p = path[k++ % 4];
+    snprintf(p, 512, "%s/%s", tmpdir, name);
+    FILE *f = fopen(p, "w");
+    if (f) {
+        fputs(text, f);
+        fclose(f);
+    }
+    return p;
+}
+
+static struct sm_mapper *mk_opts(const char *yaml, struct sm_opts *o, char *err, size_t errsz)
+{
+    o->schema_file = tmpfile_with("schema.yaml", yaml);
+    if (!o->max_depth)
+        o->max_depth = 64;
+    if (!o->max_bytes)
+        o->max_bytes = 1 << 20;
+    return sm_mapper_new(&api_table, o, err, errsz);
+}
+
+static struct sm_mapper *mk(const char *yaml, const char *parser)
+{
+    struct sm_opts o = { .parser = parser };
+    char err[256];
+    struct sm_mapper *m = mk_opts(yaml, &o, err, sizeof(err));
+    CHECK_MSG(m != NULL, "schema refused: %s", err);
+    return m;
+}
+
+/* Maps text and writes the row as JSON (or "ERR: reason" / "DROP"). */
+static const char *map_text(struct sm_mapper *m, const char *json, size_t len)
+{
+    static char out[4096];
+    static struct buf b;
+    char err[256];
+    int rc = sm_map_bytes(m, json, len, NULL, err, sizeof(err));
+    if (rc == SPOKE_DROP)
+        return "DROP";
+    if (rc != SPOKE_OK) {
+        snprintf(out, sizeof(out), "ERR: %s", err);
+        return out;
+    }
+    struct spoke_row *row = sm_build_row(m);
+    buf_reset(&b);
+    rowjson_write(row, &b);
+    snprintf(out, sizeof(out), "%.*s", (int)b.len, b.p);
+    row_free(row);
+    return out;
+}
+
+static const char *map_row(struct sm_mapper *m, const char *json)
+{
+    static char out[4096];
+    static struct buf b;
+    char err[256];
+    struct spoke_row *in = rowjson_parse(json, strlen(json), err, sizeof(err));
+    if (!in) {
+        snprintf(out, sizeof(out), "ERR: (row) %s", err);
+        return out;
+    }
+    int rc = sm_map_row(m, in, NULL, err, sizeof(err));
+    if (rc == SPOKE_DROP) {
+        row_free(in);
+        return "DROP";
+    }
+    if (rc != SPOKE_OK) {
+        row_free(in);
+        snprintf(out, sizeof(out), "ERR: %s", err);
+        return out;
+    }
+    struct spoke_row *row = sm_build_row(m);
+    row_free(in);
+    buf_reset(&b);
+    rowjson_write(row, &b);
+    snprintf(out, sizeof(out), "%.*s", (int)b.len, b.p);
+    row_free(row);
+    return out;
+}
+
+/* Maps json through the extractor, simdjson and (unless no_row) rows;
+ * all three must give want (exactly, or the prefix of an error). */
+static void expect3(const char *yaml, const char *json, const char *want, int no_row)
+{
+    struct sm_mapper *mx = mk(yaml, "extractor"), *ms = mk(yaml, "simdjson");
+    if (!mx || !ms) {
+        sm_mapper_free(mx);
+        sm_mapper_free(ms);
+        return;
+    }
+    const char *paths[3] = { "extractor", "simdjson", "row" };
+    for (int k = 0; k < (no_row ? 2 : 3); k++) {
+        char got[4096];
+        snprintf(got, sizeof(got), "%s", k == 0 ? map_text(mx, json, strlen(json))
+                                       : k == 1 ? map_text(ms, json, strlen(json))
+                                                : map_row(mx, json));
+        int ok = strncmp(want, "ERR:", 4) == 0 ? strncmp(got, want, strlen(want)) == 0
+                                                : strcmp(got, want) == 0;
+        CHECK_MSG(ok, "%s on %s:\n    got  %s\n    want %s", paths[k], json, got, want);
+    }
+    sm_mapper_free(mx);
+    sm_mapper_free(ms);
+}
+
+/* ------------------------------------------------------------------------ */
+
+static void conformance(void)
+{
+    static const char *const valid[] = {
+        "{}", "[]", "0", "-0", "1.5e10", "-1E-2", "1e+2", "\"\"", "true", "false", "null",
+        " \t\r\n{ \"a\" : [ 1 , 2 ] } \n", "{\"a\":{\"b\":{\"c\":[[[]]]}}}",
+        "\"\\u00e9\\ud83d\\ude00\\\"\\\\\\/\\b\\f\\n\\r\\t\"", "\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"",
+        "{\"a\":1,\"a\":2}", "[1,\"x\",null,true,{\"k\":[]}]", "123456789012345678",
+        "\"\x7f\"", "{\"\":0}", "-123.456e-7",
+    };
+    static const char *const invalid[] = {
+        "", " ", "{", "}", "[", "{\"a\"}", "{\"a\":}", "{\"a\":1,}", "[1,]", "[,1]", "{a:1}",
+        "{'a':1}", "01", "-", "1.", ".5", "1e", "1e+", "+1", "0x10", "NaN", "Infinity",
+        "tru", "truee", "nul", "nulll", "fals", "\"abc", "\"\\x\"", "\"\\u12\"", "\"\\ud800\"",
+        "\"\\udc00\"", "\"\\ud800\\u0041\"", "\"\x01\"", "\"\xff\"", "\"\xc0\xaf\"",
+        "\"\xed\xa0\x80\"", "\"\xf4\x90\x80\x80\"", "\"\xe2\x82\"", "{} x", "[] []", "1 2",
+        "{\"a\":1}}", "[1]]", "\"a\"\"b\"", "{\"a\" 1}", "{\"a\":1 \"b\":2}", "[1 2]",
+        "\xef\xbb\xbf{}", "{\"a\":[1,2}", "{\"a\":{]}", "[\"\n\"]", "-01", "1.e5", "[-]",
+    };
+    struct sj_parser *sj = sj_parser_new(1 << 20, 64);
+    char err[256], serr[256];
+    struct sj_value root;
+    for (size_t i = 0; i < sizeof(valid) / sizeof(valid[0]); i++) {
+        int rc = sm_json_validate(valid[i], strlen(valid[i]), 64, err, sizeof(err));
+        CHECK_MSG(rc == 0, "valid JSON refused: %s -> %s", valid[i], err);
+        CHECK_MSG(sj_parse(sj, valid[i], strlen(valid[i]), &root, serr, sizeof(serr)) == 0,
+                  "simdjson refused %s: %s", valid[i], serr);
+    }
+    for (size_t i = 0; i < sizeof(invalid) / sizeof(invalid[0]); i++) {
+        int rc = sm_json_validate(invalid[i], strlen(invalid[i]), 64, err, sizeof(err));
+        CHECK_MSG(rc < 0, "invalid JSON accepted: %s", invalid[i]);
+        CHECK_MSG(sj_parse(sj, invalid[i], strlen(invalid[i]), &root, serr, sizeof(serr)) != 0,
+                  "simdjson accepted %s", invalid[i]);
+    }
+    /* Depth: 64 levels pass, 65 do not; 10,000 cost nothing but the error. */
+    char deep[20001];
+    for (int d = 63; d <= 65; d++) {
+        memset(deep, '[', (size_t)d);
+        memset(deep + d, ']', (size_t)d);
+        int rc = sm_json_validate(deep, (size_t)(2 * d), 64, err, sizeof(err));
+        CHECK_MSG((rc == 0) == (d <= 64), "depth %d: rc %d (%s)", d, rc, err);
+    }
+    memset(deep, '[', 10000);
+    memset(deep + 10000, ']', 10000);
+    CHECK(sm_json_validate(deep, 20000, 64, err, sizeof(err)) < 0 &&
+          CONTAINS(err, "nesting deeper than 64"));
+    /* Messages name the byte and the class. */
+    sm_json_validate("{\"a\":1", 6, 64, err, sizeof(err));
+    CHECK_STR(err, "invalid JSON at byte 6: unexpected end of input (truncated)");
+    sm_json_validate("{\"a\":1} x", 9, 64, err, sizeof(err));
+    CHECK_STR(err, "invalid JSON at byte 8: trailing characters after the JSON value");
+    sm_json_validate("{\"a\":tru}", 9, 64, err, sizeof(err));
+    CHECK_STR(err, "invalid JSON at byte 5: invalid literal");
+    sm_json_validate("{\"a\":01}", 8, 64, err, sizeof(err));
+    CHECK_STR(err, "invalid JSON at byte 5: invalid number (leading zero)");
+    sm_json_validate("{\"a\":\"\xff\"}", 9, 64, err, sizeof(err));
+    CHECK_STR(err, "invalid JSON at byte 6: invalid UTF-8 in a string");
+    sj_parser_free(sj);
+}
+
+static uint64_t rng = 88172645463325252ull;
+static unsigned rnd(unsigned n)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (unsigned)(rng % n);
+}
+
+/* Random edits of valid documents: both parsers must agree on every one
+ * (except numbers simdjson cannot represent: RFC 8259 allows them). */
+static void fuzz_against_simdjson(void)
+{
+    static const char *const seeds[] = {
+        "{\"station_id\":213688169,\"stationCode\":\"16107\",\"num_bikes_available_types\":"
+        "[{\"mechanical\":1},{\"ebike\":0}],\"is_installed\":1,\"lat\":48.865983,\"x\":null,"
+        "\"ok\":true,\"s\":\"caf\\u00e9 \\\"q\\\" \xc3\xa9\xe2\x82\xac\"}",
+        "[1,-2.5e-3,\"a\\nb\",{\"k\":[true,false,null]},[[]],{}]",
+        "{\"a\":{\"b\":{\"c\":\"\\ud83d\\ude00\"}},\"d\":[0,1e5,-0.0]}",
+    };
+    const char alphabet[] = "{}[]\",:\\-+.eE0123456789tfnul \t\n\x01\x7f\xc3\xa9\xed\xa0\xff";
+    struct sj_parser *sj = sj_parser_new(1 << 20, 1024);
+    char doc[1024], err[256], serr[256];
+    struct sj_value root;
+    int agree = 0, numdiv = 0, disagree = 0;
+    for (int it = 0; it < 200000; it++) {
+        const char *seed = seeds[rnd(3)];
+        size_t n = strlen(seed);
+        memcpy(doc, seed, n);
+        int edits = 1 + (int)rnd(3);
+        for (int e = 0; e < edits; e++) {
+            unsigned op = rnd(4), pos = n ? rnd((unsigned)n) : 0;
+            char c = alphabet[rnd(sizeof(alphabet) - 1)];
+            if (op == 0 && n) {
+                doc[pos] = c;
+            } else if (op == 1 && n < sizeof(doc) - 1) {
+                memmove(doc + pos + 1, doc + pos, n - pos);
+                doc[pos] = c;
+                n++;
+            } else if (op == 2 && n) {
+                memmove(doc + pos, doc + pos + 1, n - pos - 1);
+                n--;
+            } else {
+                n = pos;
+            }
+        }
+        int a = sm_json_validate(doc, n, 1024, err, sizeof(err)) == 0;
+        int b = sj_parse(sj, doc, n, &root, serr, sizeof(serr)) == 0;
+        if (a == b) {
+            agree++;
+        } else if (a && !b && (strstr(serr, "number") || strstr(serr, "NUMBER") ||
+                               strstr(serr, "BIGINT"))) {
+            numdiv++;
+        } else {
+            if (disagree++ < 10)
+                fprintf(stderr, "disagreement (extractor %s, simdjson %s): %.*s\n  %s\n  %s\n",
+                        a ? "accepts" : "rejects", b ? "accepts" : "rejects", (int)n, doc,
+                        a ? "" : err, b ? "" : serr);
+        }
+    }
+    fprintf(stderr, "fuzz: %d agree, %d number-range differences, %d disagreements\n", agree,
+            numdiv, disagree);
+    CHECK(disagree == 0);
+    CHECK(agree > 190000);
+    sj_parser_free(sj);
+}
+
+static const char paths_schema[] =
+    "fields:\n"
+    "  - {name: a, type: long}\n"
+    "  - {name: s, type: string, path: o.s}\n"
+    "  - {name: second, type: long, path: \"arr[1]\"}\n"
+    "  - {name: all, type: list, items: long, path: arr}\n"
+    "  - {name: names, type: list, path: \"objs[*].n\"}\n"
+    "  - {name: sel, type: long, path: \"kv[?b]\"}\n"
+    "  - {name: deep, type: string, path: \"x.y[0].z\"}\n"
+    "  - {name: quoted, type: string, path: 'q[\"a.b\"]'}\n"
+    "  - {name: raw, type: string, path: o, stringify: true}\n";
+
+static void paths(void)
+{
+    expect3(paths_schema,
+            "{\"a\":1,\"o\":{\"s\":\"x\",\"t\":2},\"arr\":[10,20,30],\"objs\":[{\"n\":\"p\"},"
+            "{\"m\":1},{\"n\":7}],\"kv\":[{\"a\":1},{\"b\":2},{\"b\":3}],\"x\":{\"y\":[{\"z\":"
+            "\"deep\"}]},\"q\":{\"a.b\":\"dot\"},\"extra\":[1,{\"z\":[]}]}",
+            "{\"a\":1,\"s\":\"x\",\"second\":20,\"all\":[10,20,30],\"names\":[\"p\",7],"
+            "\"sel\":2,\"deep\":\"deep\",\"quoted\":\"dot\",\"raw\":\"{\\\"s\\\":\\\"x\\\","
+            "\\\"t\\\":2}\"}", 0);
+    /* Missing pieces are null; an empty array is an empty list. */
+    expect3(paths_schema, "{\"arr\":[],\"objs\":[]}",
+            "{\"a\":null,\"s\":null,\"second\":null,\"all\":[],\"names\":[],\"sel\":null,"
+            "\"deep\":null,\"quoted\":null,\"raw\":null}", 0);
+    /* null on the way is null, not an error. */
+    expect3(paths_schema, "{\"o\":null,\"arr\":null,\"kv\":[null,{\"b\":null}],\"x\":{\"y\":null}}",
+            "{\"a\":null,\"s\":null,\"second\":null,\"all\":null,\"names\":null,\"sel\":null,"
+            "\"deep\":null,\"quoted\":null,\"raw\":null}", 0);
+    /* Structure mismatches. */
+    expect3(paths_schema, "{\"o\":\"str\"}", "ERR: o: expected an object, got string", 0);
+    expect3(paths_schema, "{\"arr\":{\"k\":1}}", "ERR: arr: expected an array, got object", 0);
+    expect3(paths_schema, "{\"kv\":[1]}", "ERR: kv[?]: expected an object element, got number", 0);
+    /* Wrong types. */
+    expect3(paths_schema, "{\"a\":\"x1\"}", "ERR: a: expected long, got string \"x1\"", 0);
+    expect3(paths_schema, "{\"arr\":[1,2,\"b\"]}",
+            "ERR: all (arr): element 2: expected long, got string \"b\"", 0);
+    expect3(paths_schema, "{\"a\":1.5}", "ERR: a: expected long, got number 1.5 (not a whole number)", 0);
+    /* Duplicate keys: the first wins (rows cannot hold duplicates). */
+    expect3("fields:\n  - {name: a, type: long}\n  - {name: b, type: long, path: o.b}\n",
+            "{\"a\":1,\"a\":2,\"o\":{\"b\":3},\"o\":{\"b\":4}}", "{\"a\":1,\"b\":3}", 1);
+    /* [?k] over one-key objects, as in the Vélib' feed. */
+    expect3("fields:\n"
+            "  - {name: mechanical, type: int, path: \"t[?mechanical]\"}\n"
+            "  - {name: ebike, type: int, path: \"t[?ebike]\"}\n",
+            "{\"t\":[{\"mechanical\":3},{\"ebike\":4}]}", "{\"mechanical\":3,\"ebike\":4}", 0);
+    expect3("fields:\n"
+            "  - {name: mechanical, type: int, path: \"t[?mechanical]\"}\n"
+            "  - {name: ebike, type: int, path: \"t[?ebike]\"}\n",
+            "{\"t\":[{\"ebike\":4}]}", "{\"mechanical\":null,\"ebike\":4}", 0);
+    /* Nested wildcards flatten in document order; a[0] and a[*] together. */
+    expect3("fields:\n"
+            "  - {name: all, type: list, path: \"g[*].t[*].n\"}\n"
+            "  - {name: first, type: string, path: \"g[0].t[0].n\"}\n"
+            "  - {name: firsts, type: list, items: string, path: \"g[*].t[0].n\"}\n",
+            "{\"g\":[{\"t\":[{\"n\":\"a\"},{\"n\":\"b\"}]},{\"t\":[]},{\"t\":[{\"n\":\"c\"}]}]}",
+            "{\"all\":[\"a\",\"b\",\"c\"],\"first\":\"a\",\"firsts\":[\"a\",\"c\"]}", 0);
+    /* Escaped keys and strings. */
+    expect3("fields:\n  - {name: v, type: string, path: 'k\xc3\xa9'}\n",
+            "{\"k\\u00e9\":\"\\u00e9\\n\\ud83d\\ude00\"}",
+            "{\"v\":\"\xc3\xa9\\u000a\xf0\x9f\x98\x80\"}", 0);
+    /* Not an object. */
+    expect3("fields:\n  - {name: a, type: long}\n", "[1]", "ERR: expected a JSON object, got an array", 1);
+}
+
+static const char types_schema[] =
+    "input: {null_values: [\"\", \"N/A\"]}\n"
+    "fields:\n"
+    "  - {name: s, type: string}\n"
+    "  - {name: i, type: int}\n"
+    "  - {name: l, type: long}\n"
+    "  - {name: d, type: double, strip: \"$,\"}\n"
+    "  - {name: b, type: bool}\n"
+    "  - {name: ts, type: timestamp, unit: s}\n"
+    "  - {name: tms, type: timestamp}\n"
+    "  - {name: iso, type: timestamp, tz: \"+01:00\"}\n"
+    "  - {name: fmt, type: timestamp, format: \"%m/%d/%Y %I:%M:%S %p\"}\n"
+    "  - {name: str, type: string, stringify: true}\n"
+    "  - {name: dflt, type: int, default: 7}\n";
+
+static void coercions(void)
+{
+    const char *y = types_schema;
+    expect3(y, "{\"s\":\"x\",\"i\":-5,\"l\":9007199254740993,\"d\":\"$1,234.50\",\"b\":1,"
+               "\"ts\":1732001704,\"tms\":1732001704123,\"iso\":\"2024-11-19T08:22:18Z\","
+               "\"fmt\":\"04/06/2016 08:45:00 PM\",\"str\":12.50}",
+            "{\"s\":\"x\",\"i\":-5,\"l\":9007199254740993,\"d\":1234.5,\"b\":true,"
+            "\"ts\":\"2024-11-19T07:35:04.000Z\",\"tms\":\"2024-11-19T07:35:04.123Z\","
+            "\"iso\":\"2024-11-19T08:22:18.000Z\",\"fmt\":\"2016-04-06T20:45:00.000Z\","
+            "\"str\":\"12.5\",\"dflt\":7}", 0);
+    /* Strings that are numbers, booleans from words, zone-less ISO in +01:00. */
+    expect3(y, "{\"i\":\" 42 \",\"l\":\"-7\",\"d\":\"3\",\"b\":\"No\",\"ts\":\"1732001704\","
+               "\"iso\":\"2024-03-28 23:20:19\",\"fmt\":\"12/31/1999 12:00:00 AM\","
+               "\"str\":true,\"dflt\":3}",
+            "{\"s\":null,\"i\":42,\"l\":-7,\"d\":3.0,\"b\":false,"
+            "\"ts\":\"2024-11-19T07:35:04.000Z\",\"tms\":null,"
+            "\"iso\":\"2024-03-28T22:20:19.000Z\",\"fmt\":\"1999-12-31T00:00:00.000Z\","
+            "\"str\":\"true\",\"dflt\":3}", 0);
+    /* null_values, explicit null and a default. */
+    expect3(y, "{\"s\":\"N/A\",\"i\":null,\"d\":\"\",\"dflt\":null}",
+            "{\"s\":null,\"i\":null,\"l\":null,\"d\":null,\"b\":null,\"ts\":null,\"tms\":null,"
+            "\"iso\":null,\"fmt\":null,\"str\":null,\"dflt\":7}", 0);
+    expect3(y, "{\"s\":5}", "ERR: s: expected string, got number 5", 0);
+    expect3(y, "{\"i\":2147483648}", "ERR: i: 2147483648 is out of range for int", 0);
+    /* Beyond uint64: RFC 8259 allows the number (simdjson refuses it). */
+    struct sm_mapper *mx = mk(y, "extractor");
+    if (mx) {
+        CHECK_STR(map_text(mx, "{\"l\":18446744073709551616}", 26),
+                  "ERR: l: 18446744073709551616 is out of range for long");
+        sm_mapper_free(mx);
+    }
+    expect3(y, "{\"b\":2}", "ERR: b: expected bool (0 or 1), got number 2", 0);
+    expect3(y, "{\"b\":\"maybe\"}", "ERR: b: expected bool", 0);
+    expect3(y, "{\"iso\":\"2024-02-30\"}", "ERR: iso: expected an ISO-8601 timestamp", 0);
+    expect3(y, "{\"fmt\":\"13/01/2016 08:45:00 PM\"}", "ERR: fmt: expected a timestamp in the "
+            "field's format", 0);
+    expect3(y, "{\"ts\":[1]}", "ERR: ts: expected timestamp, got array", 0);
+    expect3(y, "{\"str\":{\"a\": [1, 2]}}", "{\"s\":null,\"i\":null,\"l\":null,\"d\":null,"
+            "\"b\":null,\"ts\":null,\"tms\":null,\"iso\":null,\"fmt\":null,"
+            "\"str\":\"{\\\"a\\\":[1,2]}\",\"dflt\":7}", 0);
+    /* Required fields. */
+    const char *req = "fields:\n  - {name: k, type: string, required: true}\n"
+                      "  - {name: v, type: int}\n";
+    expect3(req, "{\"v\":1}", "ERR: missing required field k", 0);
+    expect3(req, "{\"k\":null}", "ERR: required field k is null", 0);
+    expect3(req, "{\"k\":\"a\",\"v\":1,\"extra\":{\"deep\":[1,2,3]}}", "{\"k\":\"a\",\"v\":1}", 0);
+}
+
+static void timestamps(void)
+{
+    int64_t ms;
+    CHECK(sm_parse_iso("1970-01-01", 10, 0, &ms) == 0 && ms == 0);
+    CHECK(sm_parse_iso("2024-11-19T08:22:18.5+01:00", 27, 0, &ms) == 0 && ms == 1732000938500);
+    CHECK(sm_parse_iso("2024-11-19t08:22Z", 17, 0, &ms) == 0 && ms == 1732004520000);
+    CHECK(sm_parse_iso("2000-02-29T00:00:00-0130", 24, 0, &ms) == 0 && ms == 951787800000);
+    CHECK(sm_parse_iso("1969-12-31T23:59:59.999Z", 24, 0, &ms) == 0 && ms == -1);
+    CHECK(sm_parse_iso("2023-02-29", 10, 0, &ms) < 0);
+    CHECK(sm_parse_iso("2024-11-19T24:00", 16, 0, &ms) < 0);
+    CHECK(sm_parse_iso("2024-11-19T08:22:18Zx", 21, 0, &ms) < 0);
+    char o[32];
+    o[sm_fmt_iso(-1, o)] = '\0';
+    CHECK_STR(o, "1969-12-31T23:59:59.999Z");
+    char err[128];
+    struct sm_tsfmt *f = sm_tsfmt_compile("%d %b %Y %H:%M:%S.%f %z", err, sizeof(err));
+    CHECK(f && sm_tsfmt_parse(f, "19 Nov 2024 08:22:18.25 +0100", 29, 0, &ms) == 0 &&
+          ms == 1732000938250);
+    sm_tsfmt_free(f);
+    CHECK(!sm_tsfmt_compile("%H:%M", err, sizeof(err)) && CONTAINS(err, "year"));
+    CHECK(!sm_tsfmt_compile("%Y-%m-%d %Q", err, sizeof(err)) && CONTAINS(err, "%Q"));
+}
+
+static void expressions(void)
+{
+    const char *y = "fields:\n"
+                    "  - {name: t, type: double}\n"
+                    "  - {name: f, type: double}\n"
+                    "  - {name: n, type: long}\n"
+                    "  - {name: delta, type: double, expr: \"t - f\"}\n"
+                    "  - {name: ratio, type: double, expr: \"(t + f) / (n - 2) * -1\"}\n"
+                    "  - {name: big, type: long, expr: \"n * 3 + 1\"}\n"
+                    "  - {name: half, type: int, expr: \"n / 4\"}\n"
+                    "  - {name: need, type: double, expr: \"delta * 2\", required: true}\n";
+    expect3(y, "{\"t\":9.91,\"f\":7.42,\"n\":6}",
+            "{\"t\":9.91,\"f\":7.42,\"n\":6,\"delta\":2.49,\"ratio\":-4.3325,\"big\":19,"
+            "\"half\":1,\"need\":4.98}", 0);
+    /* 9.91 - 7.42 in doubles is what Python prints too. */
+    struct sm_mapper *m = mk(y, "extractor");
+    if (m) {
+        const char *doc = "{\"t\":9.91,\"f\":7.42,\"n\":2}";
+        CHECK_STR(map_text(m, doc, strlen(doc)),
+                  "{\"t\":9.91,\"f\":7.42,\"n\":2,\"delta\":2.49,\"ratio\":null,\"big\":7,"
+                  "\"half\":0,\"need\":4.98}");
+        doc = "{\"t\":1,\"n\":9223372036854775807}";
+        CHECK_STR(map_text(m, doc, strlen(doc)), "ERR: required field need cannot be computed: "
+                  "delta is null");
+        sm_mapper_free(m);
+    }
+    char err[256];
+    struct sm_opts o = { 0 };
+    m = mk_opts("fields:\n  - {name: s, type: string}\n  - {name: x, type: double, expr: \"s + 1\"}\n",
+                &o, err, sizeof(err));
+    CHECK(!m && CONTAINS(err, "'s' is a string field"));
+    m = mk_opts("fields:\n  - {name: x, type: double, expr: \"y + 1\"}\n  - {name: y, type: int}\n",
+                &o, err, sizeof(err));
+    CHECK(!m && CONTAINS(err, "unknown field 'y'"));
+    m = mk_opts("fields:\n  - {name: y, type: int}\n  - {name: x, type: double, expr: \"(y + 1\"}\n",
+                &o, err, sizeof(err));
+    CHECK(!m && CONTAINS(err, "expected ')'") && CONTAINS(err, ":3:"));
+}
+
+static void csv(void)
+{
+    struct sm_csvcell *cells = NULL;
+    size_t cap = 0, n;
+    char err[256];
+    const char *line = "a,\"b,c\",\"d\"\"e\",,\"\"";
+    CHECK(sm_csv_split(line, strlen(line), ',', &cells, &cap, &n, err, sizeof(err)) == 0 && n == 5);
+    struct sm_arena a = { 0 };
+    const char *p;
+    size_t pn;
+    sm_csv_cell_text(&a, &cells[1], &p, &pn);
+    CHECK(pn == 3 && !memcmp(p, "b,c", 3));
+    sm_csv_cell_text(&a, &cells[2], &p, &pn);
+    CHECK(pn == 3 && !memcmp(p, "d\"e", 3));
+    CHECK(cells[3].n == 0 && cells[4].n == 0);
+    CHECK(sm_csv_split("a,", 2, ',', &cells, &cap, &n, err, sizeof(err)) == 0 && n == 2);
+    CHECK(sm_csv_split("\"a", 2, ',', &cells, &cap, &n, err, sizeof(err)) < 0 &&
+          CONTAINS(err, "unterminated quoted field"));
+    CHECK(sm_csv_split("\"a\"b", 4, ',', &cells, &cap, &n, err, sizeof(err)) < 0 &&
+          CONTAINS(err, "after a closing quote"));
+    CHECK(sm_csv_split("a\"b", 3, ',', &cells, &cap, &n, err, sizeof(err)) < 0 &&
+          CONTAINS(err, "quote inside an unquoted field"));
+    sm_arena_free(&a);
+    free(cells);
+
+    const char *y = "input:\n  format: csv\n  header: true\n  columns: [id, \"Trip Total\", when, flag]\n"
+                    "fields:\n  - {name: id, type: long}\n"
+                    "  - {name: total, type: double, column: Trip Total, strip: \"$\"}\n"
+                    "  - {name: when, type: timestamp, format: \"%m/%d/%Y %I:%M:%S %p\"}\n"
+                    "  - {name: flag, type: bool, default: false}\n";
+    struct sm_mapper *m = mk(y, NULL);
+    if (m) {
+        CHECK_STR(map_text(m, "id,Trip Total,when,flag", 23), "DROP");
+        const char *l = "7,$13.75,\"04/06/2016 08:45:00 PM\",";
+        CHECK_STR(map_text(m, l, strlen(l)), "{\"id\":7,\"total\":13.75,"
+                  "\"when\":\"2016-04-06T20:45:00.000Z\",\"flag\":false}");
+        l = "7,$13.75,\"\"";
+        CHECK_STR(map_text(m, l, strlen(l)), "ERR: invalid CSV: 3 columns, expected 4");
+        l = "x,1,,Y";
+        CHECK_STR(map_text(m, l, strlen(l)), "ERR: id: expected long, got string \"x\"");
+        l = "1,1,,\xff";
+        CHECK_STR(map_text(m, l, strlen(l)), "ERR: invalid CSV at byte 5: invalid UTF-8");
+        CHECK(CONTAINS(map_row(m, "{\"id\":1}"), "input format is csv"));
+        sm_mapper_free(m);
+    }
+}
+
+static void lookups_and_filters(void)
+{
+    const char *csvf = tmpfile_with("codes.csv", "stationCode,station_id,postcode,city\r\n"
+                                                 "16107,1,75016,Paris\r\n\"32017\",2,93200,\"Saint-Denis\"\r\n"
+                                                 "9999,3,,Nowhere\r\n");
+    char y[1024];
+    snprintf(y, sizeof(y),
+             "fields:\n  - {name: stationCode, type: string}\n"
+             "  - {name: n, type: int}\n"
+             "  - name: postcode\n    type: string\n"
+             "    lookup: {key: stationCode, file: %s}\n"
+             "filters:\n  - {field: n, min: 1, max: 10}\n", csvf);
+    struct sm_mapper *m = mk(y, NULL);
+    if (m) {
+        CHECK_STR(map_text(m, "{\"stationCode\":\"32017\",\"n\":1}", 29),
+                  "{\"stationCode\":\"32017\",\"n\":1,\"postcode\":\"93200\"}");
+        CHECK_STR(map_text(m, "{\"stationCode\":\"9999\",\"n\":10}", 29),
+                  "{\"stationCode\":\"9999\",\"n\":10,\"postcode\":null}");
+        CHECK(m->lookup_misses == 1);
+        CHECK_STR(map_text(m, "{\"stationCode\":\"16107\",\"n\":0}", 29), "DROP");
+        CHECK_STR(map_text(m, "{\"stationCode\":\"16107\"}", 23), "DROP");
+        sm_mapper_free(m);
+    }
+    /* Config: inline table, missing = error / drop / default, filter.values. */
+    const char *ys = "fields:\n  - {name: code, type: long}\n"
+                     "  - name: pc\n    type: int\n    lookup: {key: code}\n";
+    const char *inl[] = { "1=75001", "2=75002" };
+    const char *vals[] = { "1", "2", "3" };
+    struct sm_opts o = { .lookup_inline = inl, .nlookup_inline = 2, .lookup_missing = "error",
+                         .filter_field = "code", .filter_values = vals, .nfilter_values = 3 };
+    char err[256];
+    m = mk_opts(ys, &o, err, sizeof(err));
+    CHECK_MSG(m != NULL, "%s", err);
+    if (m) {
+        CHECK_STR(map_text(m, "{\"code\":2}", 10), "{\"code\":2,\"pc\":75002}");
+        CHECK_STR(map_text(m, "{\"code\":4}", 10), "DROP");
+        CHECK_STR(map_text(m, "{\"code\":3}", 10),
+                  "ERR: pc: no pc for code \"3\" in the lookup table (lookup.inline)");
+        sm_mapper_free(m);
+    }
+    o.lookup_missing = "default";
+    o.lookup_default = "0";
+    m = mk_opts(ys, &o, err, sizeof(err));
+    if (m) {
+        CHECK_STR(map_text(m, "{\"code\":3}", 10), "{\"code\":3,\"pc\":0}");
+        sm_mapper_free(m);
+    }
+    o.lookup_missing = "drop";
+    m = mk_opts(ys, &o, err, sizeof(err));
+    if (m) {
+        CHECK_STR(map_text(m, "{\"code\":3}", 10), "DROP");
+        sm_mapper_free(m);
+    }
+    /* Table errors are positioned. */
+    o = (struct sm_opts){ .lookup_inline = (const char *[]){ "1=x" }, .nlookup_inline = 1 };
+    m = mk_opts(ys, &o, err, sizeof(err));
+    CHECK(!m && CONTAINS(err, "lookup.inline: entry 1 '1=x': pc: expected int"));
+    const char *bad = tmpfile_with("bad.csv", "code,pc\n1,75001\n2,75002\n1,75003\n");
+    o = (struct sm_opts){ .lookup_file = bad };
+    m = mk_opts(ys, &o, err, sizeof(err));
+    CHECK_MSG(!m && CONTAINS(err, "bad.csv:4: duplicate key \"1\" (first at line 2)"), "%s", err);
+    bad = tmpfile_with("bad2.csv", "code,postcode\n1,75001\n");
+    o = (struct sm_opts){ .lookup_file = bad };
+    m = mk_opts(ys, &o, err, sizeof(err));
+    CHECK_MSG(!m && CONTAINS(err, "bad2.csv:1: no column 'pc' in the header (columns: code, postcode)"),
+              "%s", err);
+    bad = tmpfile_with("bad.json", "{\"1\": 75001, \"2\": [1]}");
+    o = (struct sm_opts){ .lookup_file = bad };
+    m = mk_opts(ys, &o, err, sizeof(err));
+    CHECK_MSG(!m && CONTAINS(err, "bad.json: key \"2\""), "%s", err);
+    const char *good = tmpfile_with("good.json", "[{\"code\": 1, \"pc\": 75001}, {\"code\": \"2\", \"pc\": null}]");
+    o = (struct sm_opts){ .lookup_file = good };
+    m = mk_opts(ys, &o, err, sizeof(err));
+    CHECK_MSG(m != NULL, "%s", err);
+    if (m) {
+        CHECK_STR(map_text(m, "{\"code\":1}", 10), "{\"code\":1,\"pc\":75001}");
+        CHECK_STR(map_text(m, "{\"code\":2}", 10), "{\"code\":2,\"pc\":null}");
+        sm_mapper_free(m);
+    }
+}
+
+static void schema_errors(void)
+{
+    static const struct { const char *yaml, *want; } cases[] = {
+        { "fields:\n  - {name: a, type: integer}\n", "schema.yaml:2:21: field 'a': unknown type 'integer'" },
+        { "fields:\n  - {name: a, type: int, requird: true}\n",
+          "schema.yaml:2:26: field 'a': unknown key 'requird' (did you mean 'required'?)" },
+        { "fields:\n  - {name: a, type: int}\n  - {name: a, type: long}\n",
+          "schema.yaml:3:5: field 'a' is declared twice (first at line 2)" },
+        { "fields:\n  - {name: a, type: int, path: \"x[*]\"}\n", "type must be list" },
+        { "fields:\n  - {name: a, type: int, path: \"x[-1]\"}\n", "negative indexes" },
+        { "fields:\n  - {name: a, type: int, path: x.y}\n  - {name: b, type: int, path: \"x[0]\"}\n",
+          "schema.yaml:3:32: field 'b': path 'x[0]': 'x' is used both as an object and as an array" },
+        { "fields:\n  - {name: a, type: int, default: abc}\n", "field 'a': default: expected int" },
+        { "fields:\n  - {name: a, type: timestamp, unit: h}\n", "unknown unit 'h'" },
+        { "fields:\n  - {name: a, type: int}\nfilters:\n  - {field: b, eq: 1}\n",
+          "schema.yaml:4:13: filter: no field 'b'" },
+        { "fields:\n  - {name: a, type: int}\nfilters:\n  - {field: a, in: [1, x]}\n",
+          "filter on 'a': expected int, got string \"x\"" },
+        { "fields:\n  - {name: a, type: string}\n  - name: b\n    type: string\n"
+          "    lookup: {key: a}\n", "no table" },
+        { "fields: [\n", "invalid YAML" },
+        { "feilds: []\n", "unknown key 'feilds' (did you mean 'fields'?)" },
+        { "input: {format: csv}\nfields:\n  - {name: a, type: int}\n", "CSV input needs input.columns" },
+        { "fields:\n  - {name: a, type: int, column: x}\n", "column is for CSV input" },
+        { "key: nope\nfields:\n  - {name: a, type: int}\n", "schema.yaml:1:6: key: no field 'nope'" },
+        { "timestamp: a\nfields:\n  - {name: a, type: int}\n", "timestamp: no timestamp field 'a'" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct sm_opts o = { 0 };
+        char err[256] = "";
+        struct sm_mapper *m = mk_opts(cases[i].yaml, &o, err, sizeof(err));
+        CHECK_MSG(!m && CONTAINS(err, cases[i].want), "case %zu: got \"%s\", want \"%s\"", i,
+                  m ? "(accepted)" : err, cases[i].want);
+        sm_mapper_free(m);
+    }
+}
+
+/* Records: key, timestamp, meta sources, the row set on the record. */
+static void records(void)
+{
+    const char *y = "key: code\ntimestamp: at\n"
+                    "fields:\n  - {name: code, type: string}\n"
+                    "  - {name: at, type: timestamp, unit: s}\n"
+                    "  - {name: topic, type: string, meta: topic}\n"
+                    "  - {name: off, type: long, meta: offset}\n";
+    struct sm_mapper *m = mk(y, NULL);
+    if (!m)
+        return;
+    const char *v = "{\"code\":\"16107\",\"at\":1732001704}";
+    struct spoke_record *rec = rec_new("raw", NULL, 0, v, strlen(v));
+    rec_set_position(rec, "file.ndjson", 42);
+    char err[256];
+    CHECK(sm_process(m, rec, err, sizeof(err)) == SPOKE_OK);
+    CHECK(rec->klen == 5 && !memcmp(rec->key, "16107", 5));
+    CHECK(rec->ts == 1732001704000);
+    CHECK(rec->forms == REC_FORM_ROW);
+    size_t n;
+    const char *b = rec_value_bytes(rec, &n);
+    CHECK(b && !strcmp(b, "{\"code\":\"16107\",\"at\":\"2024-11-19T07:35:04.000Z\","
+                          "\"topic\":\"raw\",\"off\":42}"));
+    /* The row it now holds maps again (row input: a timestamp stays one). */
+    CHECK(rec_value_bytes(rec, &n) != NULL);
+    CHECK_MSG(sm_process(m, rec, err, sizeof(err)) == SPOKE_OK, "%s", err);
+    CHECK(rec->ts == 1732001704000);
+    rec_free(rec);
+    sm_mapper_free(m);
+}
+
+int main(void)
+{
+    if (!mkdtemp(tmpdir)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    RUN(conformance);
+    RUN(fuzz_against_simdjson);
+    RUN(paths);
+    RUN(coercions);
+    RUN(timestamps);
+    RUN(expressions);
+    RUN(csv);
+    RUN(lookups_and_filters);
+    RUN(schema_errors);
+    RUN(records);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+    return TEST_REPORT();
+}
