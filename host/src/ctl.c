@@ -939,14 +939,18 @@ void ctl_metrics(struct runtime *rt, struct buf *out)
             LABELS(&cs[i]);
             buf_printf(out, "} %lld\n", cs[i].capacity);
         }
+    /* Prometheus text wants each family's samples together after its HELP. */
     help(out, "spoke_connector_inflight", "gauge",
          "Source records emitted and not yet delivered everywhere");
-    help(out, "spoke_connector_last_poll_timestamp_seconds", "gauge", "Last poll of a source");
     for (size_t i = 0; cs && i < n; i++)
         if (cs[i].is_source) {
             buf_puts(out, "spoke_connector_inflight");
             LABELS(&cs[i]);
             buf_printf(out, "} %lld\n", cs[i].inflight);
+        }
+    help(out, "spoke_connector_last_poll_timestamp_seconds", "gauge", "Last poll of a source");
+    for (size_t i = 0; cs && i < n; i++)
+        if (cs[i].is_source) {
             buf_puts(out, "spoke_connector_last_poll_timestamp_seconds");
             LABELS(&cs[i]);
             buf_printf(out, "} %.3f\n", (double)cs[i].last_poll / 1000.0);

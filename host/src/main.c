@@ -7,9 +7,11 @@
 #include <string.h>
 
 #include "buf.h"
+#include "client.h"
 #include "conncfg.h"
 #include "log.h"
 #include "registry.h"
+#include "rest.h"
 #include "runtime.h"
 #include "yamlcfg.h"
 
@@ -17,9 +19,12 @@ static void usage(FILE *fp)
 {
     fprintf(fp,
             "usage: spoke [run]      [-c FILE] [--state-dir DIR] [--plugin-path DIR]... [--log-level L]\n"
+            "                        [--listen ADDR]\n"
             "       spoke validate   [-c FILE] [--plugin-path DIR]...\n"
             "       spoke plugins    [-c FILE] [--plugin-path DIR]... [--doc NAME]\n"
             "       spoke config-doc worker|connector|topic\n"
+            "       spoke connectors [-c FILE] [--url URL] [--token-file F] list|status|create|config|\n"
+            "                        pause|resume|stop|restart|delete ...\n"
             "       spoke version\n"
             "\n"
             "  run       start the connectors of FILE (default connectors.yaml); SIGTERM/SIGINT\n"
@@ -28,6 +33,7 @@ static void usage(FILE *fp)
             "            plugin's config table); exit 0 when valid, 1 with every error\n"
             "  plugins   list the plugins found in plugin.path and the files refused, with why;\n"
             "            --doc NAME prints NAME's config keys as a Markdown table\n"
+            "  connectors  a thin client of the REST API (see `spoke connectors --help`)\n"
             "  config-doc  the host's own keys (worker section, every connector, topics) as a\n"
             "            Markdown table\n");
 }
@@ -81,6 +87,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
         { "plugin-path", required_argument, NULL, 'p' },
         { "log-level", required_argument, NULL, 'l' },
         { "doc", required_argument, NULL, 'd' },
+        { "listen", required_argument, NULL, 'L' },
         { "help", no_argument, NULL, 'h' },
         { "version", no_argument, NULL, 'V' },
         { 0 }
@@ -111,6 +118,7 @@ static int parse_args(int argc, char **argv, struct cli *cli)
             }
             break;
         case 'd': cli->doc = optarg; break;
+        case 'L': cli->opts.listen = optarg; break;
         case 'h': usage(stdout); exit(0);
         case 'V': printf("spoke %s\n", SPOKE_VERSION); exit(0);
         default: usage(stderr); return 2;
@@ -224,6 +232,30 @@ static int cmd_run(struct cli *cli)
         return 1;
     }
     buf_free(&errs);
+    struct rest *rest = NULL;
+    const struct worker_settings *ws = runtime_worker(rt);
+    if (ws->rest_enable) {
+        struct rest_opts ro = {
+            .listen = ws->listeners,
+            .token_file = ws->rest_token_file,
+            .hosts = (const char *const *)ws->rest_hosts,
+            .nhosts = ws->nrest_hosts,
+            .max_connections = ws->rest_max_connections,
+            .timeout_ms = ws->rest_timeout_ms,
+            .threads = ws->rest_threads,
+            .max_body = ws->rest_max_body,
+        };
+        char err[512];
+        rest = rest_new(rt, &ro, err, sizeof(err));
+        if (!rest || rest_listen(rest, err, sizeof(err)) != 0) {
+            fprintf(stderr, "spoke: REST API: %s\nspoke: not started\n", err);
+            rest_free(rest);
+            runtime_shutdown(rt);
+            return 1;
+        }
+        LOG_I(NULL, "REST API on %s%s", ws->listeners,
+              ws->rest_token_file ? " (token required for changes)" : "");
+    }
     for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0)
@@ -235,12 +267,17 @@ static int cmd_run(struct cli *cli)
         LOG_I(NULL, "received %s", sig == SIGINT ? "SIGINT" : "SIGTERM");
         break;
     }
+    /* No REST change may start while the runtime drains. */
+    rest_free(rest);
     runtime_shutdown(rt);
     return 0;
 }
 
 int main(int argc, char **argv)
 {
+    /* The client has its own options: hand it everything after the word. */
+    if (argc >= 2 && strcmp(argv[1], "connectors") == 0)
+        return client_main(argc - 1, argv + 1);
     struct cli cli;
     int rc = parse_args(argc, argv, &cli);
     if (rc)

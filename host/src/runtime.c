@@ -1313,7 +1313,10 @@ static int inst_prepare(struct spoke_instance *inst)
 {
     char err[256];
     if (inst->kind == SPOKE_KIND_SOURCE && !inst->tracker) {
-        inst->tracker = tracker_new(inst->name);
+        struct tracker *t = tracker_new(inst->name);
+        pthread_mutex_lock(&inst->rt->lock);
+        inst->tracker = t;
+        pthread_mutex_unlock(&inst->rt->lock);
         if (!inst->tracker) {
             fail(inst, "start", SPOKE_ERR_NOMEM, "cannot allocate the delivery tracker");
             return -1;
@@ -1945,6 +1948,17 @@ static size_t check_desired(struct runtime *rt, struct desired *d, size_t n,
 
 /* ---- applying targets ---- */
 
+/* Detaches a source's tracker. Status, metrics and offset commits read
+ * inst->tracker under rt->lock, so the pointer changes under it too. */
+static void drop_tracker(struct spoke_instance *inst)
+{
+    pthread_mutex_lock(&inst->rt->lock);
+    struct tracker *t = inst->tracker;
+    inst->tracker = NULL;
+    pthread_mutex_unlock(&inst->rt->lock);
+    tracker_release(t);
+}
+
 /* Stops the task (if any) and waits for it. */
 static void inst_halt(struct spoke_instance *inst)
 {
@@ -1983,10 +1997,7 @@ int rt_set_target(struct runtime *rt, struct spoke_instance *inst, enum conn_tar
         inst_halt(inst);
         set_state(inst, CONN_STOPPED, NULL);
         /* Offsets may be changed while STOPPED: nothing may commit over them. */
-        if (inst->tracker) {
-            tracker_release(inst->tracker);
-            inst->tracker = NULL;
-        }
+        drop_tracker(inst);
         LOG_I(inst->name, "stopped");
     } else if (target != TARGET_STOPPED && old == TARGET_STOPPED && state == CONN_STOPPED) {
         inst_start(inst);
@@ -2033,8 +2044,7 @@ static void replay_blocked_sources(struct runtime *rt)
         set_state(src, CONN_RESTARTING, NULL);
         inst_halt(src);
         /* A fresh tracker: the blocked one keeps only what is still in flight. */
-        tracker_release(src->tracker);
-        src->tracker = NULL;
+        drop_tracker(src);
         atomic_fetch_add(&src->restarts, 1);
         inst_start(src);
     }
@@ -2343,6 +2353,21 @@ void runtime_shutdown(struct runtime *rt)
     rt->stopping = 1;
     LOG_I(NULL, "shutting down: stopping sources, draining in-flight records (timeout %lld ms)",
           rt->ws.shutdown_timeout_ms);
+    /* 0. Paused and stopped transforms and sinks cannot drain: what is queued
+     * for them is abandoned now (not committed: replayed after the restart),
+     * so the pipeline can go quiet. */
+    for (size_t i = 0; i < rt->nconns; i++) {
+        struct spoke_instance *inst = rt->conns[i];
+        if (inst->kind == SPOKE_KIND_SOURCE || inst->target == TARGET_RUNNING)
+            continue;
+        inst_request_stop(inst);
+        if (inst->inq) {
+            size_t n = rqueue_set_discard(inst->inq, 1);
+            if (n)
+                LOG_I(inst->name, "%s: %zu queued records left for replay after the restart",
+                      rt_target_name(inst->target), n);
+        }
+    }
     /* 1. Sources stop producing; each waits for its records to be delivered. */
     for (size_t i = 0; i < rt->nconns; i++)
         if (rt->conns[i]->kind == SPOKE_KIND_SOURCE)
