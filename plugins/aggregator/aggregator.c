@@ -21,6 +21,13 @@
  * created), and the aggregate cells are updated in place. Field indices are
  * resolved once per input schema.
  *
+ * Tombstones (a record with a null value) follow Kafka's compacted-topic
+ * and KTable semantics: with table semantics, the one whose record key
+ * names an entity (entity.key a single string field) retracts that
+ * entity's contribution and forgets it; with stream semantics they are
+ * ignored and counted, as a Kafka Streams stream aggregation ignores
+ * records with a null value.
+ *
  * Ack protocol: the host acknowledges an absorbed record only once a
  * snapshot covering it is durable (aggregator_snap.c serializes the whole
  * state, so a restart resumes with exactly the same totals).
@@ -788,10 +795,134 @@ static int apply_table(struct agg_state *st, size_t nw, int64_t t, char *err, si
     return SPOKE_OK;
 }
 
+/* The windows of time twin that are still open, into st->wstarts. */
+static size_t open_windows(struct agg_state *st, int64_t twin)
+{
+    if (st->window == AGG_WIN_NONE) {
+        st->wstarts[0] = 0;
+        return 1;
+    }
+    size_t open = 0, nw = agg_windows_of(st, twin, st->wstarts);
+    for (size_t i = 0; i < nw; i++)
+        if (agg_window_end(st, st->wstarts[i]) > st->close_bound)
+            st->wstarts[open++] = st->wstarts[i];
+    return open;
+}
+
+/* Why tombstones cannot be applied here, or NULL when they can. */
+static const char *tombstone_obstacle(const struct agg_state *st)
+{
+    if (st->semantics != AGG_TABLE)
+        return "they need semantics: table";
+    if (st->nef != 1)
+        return "entity.key has several fields (a tombstone's key names one string)";
+    int t = st->fields[st->efields[0]].type;
+    if (t != SPOKE_TYPE_STRING && t != SPOKE_TYPE_NULL)
+        return "the entity.key field is not a string";
+    return NULL;
+}
+
+/* Counts an ignored tombstone; each reason (bit) is logged once. */
+static int ignore_tombstone(struct agg_state *st, const char *why, unsigned bit)
+{
+    st->m.tombstones_ignored++;
+    if (!(st->tomb_warned & bit)) {
+        st->tomb_warned |= bit;
+        st->api->log(st->inst, SPOKE_LOG_WARN, "tombstones (records with a null value) are "
+                     "ignored: %s; counted in tombstones_ignored", why);
+    }
+    return SPOKE_DROP;
+}
+
+/*
+ * A tombstone: a record with a null value. With table semantics and a
+ * single string entity.key field, its key names the entity exactly as a
+ * row whose field holds that string would (same hash, same comparison), and
+ * the entity's contribution is retracted from its group in each open window
+ * of the tombstone's time (record timestamp with event time, the wall clock
+ * with processing time), as if the entity moved to no group; the entity is
+ * then forgotten. Nothing new is stored, so snapshots need nothing more.
+ */
+static int apply_tombstone(struct agg_state *st, const struct spoke_record *rec, char *err,
+                           size_t errsz)
+{
+    const struct spoke_host_api *api = st->api;
+    const char *obstacle = tombstone_obstacle(st);
+    if (obstacle)
+        return ignore_tombstone(st, obstacle, 1u);
+    size_t klen = 0;
+    const void *key = api->record_key(rec, &klen);
+    if (!key)
+        return ignore_tombstone(st, "a tombstone without a key names no entity", 2u);
+
+    int event = st->time == AGG_TIME_EVENT;
+    int64_t t = event ? api->record_timestamp(rec) : 0, twin = t;
+    if (t > AGG_TIME_LIMIT || t < -AGG_TIME_LIMIT) {
+        st->m.invalid++;
+        snprintf(err, errsz, "tombstone timestamp %lld ms is out of range", (long long)t);
+        return SPOKE_ERR_RANGE;
+    }
+    if (st->fields[st->efields[0]].type == SPOKE_TYPE_NULL || klen > UINT32_MAX / 2) {
+        st->m.tombstones_unknown++;  /* no entity was ever stored, or could be */
+        return SPOKE_DROP;
+    }
+    if (st->time == AGG_TIME_PROCESSING && st->window != AGG_WIN_NONE)
+        twin = api->wall_ms();
+    size_t open = open_windows(st, twin);
+    if (open == 0) {
+        st->m.late_dropped++;
+        return SPOKE_DROP;
+    }
+
+    struct agg_val *kv = &st->cur[st->efields[0]];
+    kv->type = SPOKE_TYPE_STRING;
+    kv->u.s.p = (char *)key;  /* borrowed for this call only */
+    kv->u.s.len = (uint32_t)klen;
+    kv->u.s.cap = 0;
+    st->gready = st->eready = 0;
+    size_t found = 0, applied = 0;
+    for (size_t i = 0; i < open; i++) {
+        int64_t ws = st->wstarts[i];
+        struct agg_entity *e = (struct agg_entity *)find_cur(
+            st, &st->entities, hash_cur(st, st->efields, 1, ws), ws, st->efields, 1);
+        if (!e)
+            continue;
+        found++;
+        if (event && t < e->t)
+            continue;  /* older than the contribution it would delete */
+        struct agg_group *g = e->group;
+        agg_cells_add(st, g, e->vals, 1, -1, e->t, e->seq);
+        agg_msets_remove(st, g, e->vals, 1);
+        g->nrec--;
+        touch_ts(g, t, event);
+        agg_mark_dirty(st, g);
+        agg_entity_free(st, e);
+        /* As when an entity moves away: update mode emits the emptied
+         * group once more (count 0) and then forgets it. */
+        if (g->nrec == 0 && st->emit != AGG_EMIT_UPDATE)
+            agg_group_free(st, g);
+        applied++;
+    }
+    kv->type = SPOKE_TYPE_NULL;
+    kv->u.i = 0;
+    if (applied)
+        st->m.tombstones_applied++;
+    else if (found)
+        st->m.stale_ignored++;
+    else
+        st->m.tombstones_unknown++;
+    if (applied && st->emit == AGG_EMIT_UPDATE && st->interval_ms == 0)
+        agg_emit_dirty(st, NULL);
+    return SPOKE_DROP;
+}
+
 static int agg_process(void *vst, struct spoke_record *rec, char *err, size_t errsz)
 {
     struct agg_state *st = vst;
     const struct spoke_host_api *api = st->api;
+
+    if (api->record_value_forms(rec) == 0)
+        return apply_tombstone(st, rec, err, errsz);
 
     const char *why = NULL;
     const struct spoke_row *row = api->record_value_row(rec, &why);
@@ -824,20 +955,11 @@ static int agg_process(void *vst, struct spoke_record *rec, char *err, size_t er
         twin = api->wall_ms();
 
     /* Windows that are still open. */
-    size_t open = 0;
-    if (st->window == AGG_WIN_NONE) {
-        st->wstarts[0] = 0;
-        open = 1;
-    } else {
-        size_t nw = agg_windows_of(st, twin, st->wstarts);
-        for (size_t i = 0; i < nw; i++)
-            if (agg_window_end(st, st->wstarts[i]) > st->close_bound)
-                st->wstarts[open++] = st->wstarts[i];
-        if (open == 0) {
-            forget_types(st);
-            st->m.late_dropped++;
-            return SPOKE_DROP;
-        }
+    size_t open = open_windows(st, twin);
+    if (open == 0) {
+        forget_types(st);
+        st->m.late_dropped++;
+        return SPOKE_DROP;
     }
     rc = st->semantics == AGG_TABLE ? apply_table(st, open, t, err, errsz)
                                     : apply_stream(st, open, t, err, errsz);

@@ -189,6 +189,7 @@ struct agg_schema_entry {
 struct agg_metrics {
     int64_t invalid, late_dropped, stale_ignored, groups_refused, entities_refused,
             rows_emitted, windows_closed, emit_failed;
+    int64_t tombstones_applied, tombstones_unknown, tombstones_ignored;
 };
 
 struct agg_state {
@@ -262,6 +263,7 @@ struct agg_state {
 
     struct agg_metrics m, m_pub;       /* counters, and what was published */
     int m_published;                    /* every counter was published once */
+    unsigned tomb_warned;               /* reasons tombstones are ignored, logged once */
 };
 
 /* ---- hashing and lookups: inline, they run for every record ---- */

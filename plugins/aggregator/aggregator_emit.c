@@ -457,6 +457,9 @@ void agg_publish_metrics(struct agg_state *st)
     PUB(rows_emitted, "rows_emitted");
     PUB(windows_closed, "windows_closed");
     PUB(emit_failed, "emit_failed");
+    PUB(tombstones_applied, "tombstones_applied");
+    PUB(tombstones_unknown, "tombstones_unknown");
+    PUB(tombstones_ignored, "tombstones_ignored");
 #undef PUB
     st->m_published = 1;
 }

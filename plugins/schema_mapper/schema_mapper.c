@@ -12,6 +12,11 @@
  * Errors: a record that cannot be parsed, typed or validated returns an
  * error status with the reason (the host then applies errors.tolerance and
  * the dead-letter topic); a record a filter rejects returns SPOKE_DROP.
+ *
+ * Tombstones: a record with a null value (e.g. velib_source's for a station
+ * that left the feed) has nothing to map; it is forwarded unchanged, key
+ * included, so that a table downstream (aggregator, semantics: table)
+ * deletes that key, as on a Kafka compacted topic.
  * Metrics are counted locally and handed to the host in batches (every
  * 4096 records and on a 200 ms tick): a mutex per record would cost more
  * than the mapping.
@@ -89,7 +94,7 @@ struct sm_state {
     struct spoke_instance *inst;
     struct sm_mapper *m;
     /* counts not yet handed to the host */
-    int64_t mapped, filtered, failed, misses, rows, pending;
+    int64_t mapped, filtered, failed, misses, rows, tombstones, pending;
 };
 
 static const char *cfg_str(const struct spoke_host_api *api, const struct spoke_config *cfg,
@@ -168,13 +173,25 @@ static void flush_metrics(struct sm_state *st)
         api->metric_add(st->inst, "lookup_misses", st->misses);
     if (st->rows)
         api->metric_add(st->inst, "records_from_rows", st->rows);
-    st->mapped = st->filtered = st->failed = st->misses = st->rows = st->pending = 0;
+    if (st->tombstones)
+        api->metric_add(st->inst, "tombstones_forwarded", st->tombstones);
+    st->mapped = st->filtered = st->failed = st->misses = st->rows = st->tombstones = 0;
+    st->pending = 0;
 }
 
 static int sm_process_cb(void *vst, struct spoke_record *rec, char *errstr, size_t errstr_size)
 {
     struct sm_state *st = vst;
-    if (st->api->record_value_forms(rec) & SPOKE_FORM_ROW)
+    unsigned forms = st->api->record_value_forms(rec);
+    if (forms == 0) {
+        /* A tombstone: forwarded as it is, with its key, past the filters
+         * and lookups (there are no fields to test or look up). */
+        st->tombstones++;
+        if (++st->pending >= SM_METRIC_BATCH)
+            flush_metrics(st);
+        return SPOKE_OK;
+    }
+    if (forms & SPOKE_FORM_ROW)
         st->rows++;
     int rc = sm_process(st->m, rec, errstr, errstr_size);
     if (rc == SPOKE_OK)

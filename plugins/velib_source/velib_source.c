@@ -10,6 +10,15 @@
  * committed offset only reaches a snapshot once all of it is delivered; a
  * restart does not emit that snapshot again.
  *
+ * Tombstones (emit.tombstones): a station of the previous emitted snapshot
+ * (within station.codes) that a new snapshot lacks gets a record with its
+ * stationCode as key and a null value, after the snapshot's stations, so a
+ * table downstream (aggregator, semantics: table) forgets it, as a Kafka
+ * compacted topic would. They follow the same position rule: the last
+ * record of the snapshot, tombstone or not, carries its lastUpdatedOther.
+ * What the previous snapshot held lives in memory only: after a restart the
+ * first snapshot emits no tombstones.
+ *
  * Scheduling: after a good poll the next one comes after poll.interval.ms,
  * or later when the feed's ttl says the data will not change before
  * (lastUpdatedOther + ttl, at most ttl.max.ms away). A failed poll returns
@@ -84,7 +93,33 @@ static const struct spoke_config_field vs_config[] = {
              "longer)", .min = 1, .max = 86400000 },
     { .name = "user.agent", .type = SPOKE_CFG_STRING, .default_value = "spoke-velib_source/0.1.0",
       .doc = "User-Agent header of every request", .min = 1, .max = 256 },
+    { .name = "emit.tombstones", .type = SPOKE_CFG_BOOL, .default_value = "true",
+      .doc = "Emit a tombstone (key stationCode, null value) for each station of the previous "
+             "snapshot (within station.codes) that a new snapshot lacks; not across restarts" },
     { 0 }
+};
+
+/* A set of stationCodes: the stations of one emitted snapshot. Codes are
+ * stored back to back in bytes; slots index them (open addressing, linear
+ * probing). Reset keeps the buffers for the next snapshot. */
+struct vs_code {
+    uint64_t hash;
+    uint32_t off;           /* in bytes (a body is at most 1 GiB: codes fit) */
+    uint32_t len;           /* 0: empty slot (a stationCode is never empty) */
+};
+
+struct vs_codeset {
+    char *bytes;
+    size_t blen, bcap;
+    struct vs_code *slots;
+    size_t nslots;          /* 0 or a power of two */
+    size_t n;
+};
+
+/* A station that left: its code, borrowed from the previous set. */
+struct vs_gone {
+    const char *code;
+    size_t len;
 };
 
 struct vs_state {
@@ -113,6 +148,13 @@ struct vs_state {
     uint64_t rng;
     int first_poll_done;
     int stopping;
+
+    /* tombstones: poll thread only */
+    int tombstones;             /* emit.tombstones */
+    struct vs_codeset prev;     /* stations of the last emitted snapshot */
+    struct vs_codeset next;     /* stations of the snapshot being emitted */
+    struct vs_gone *gone;       /* prev minus next */
+    size_t ngone, gone_cap;
 
     /* station_information thread */
     pthread_t info_thread;
@@ -168,6 +210,143 @@ static int64_t mono_now(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Sets of stationCodes (tombstones)                                         */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t code_hash(const char *s, size_t len)
+{
+    /* FNV-1a with a final avalanche: codes are a few bytes long. */
+    uint64_t h = 0xcbf29ce484222325ull ^ len;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 0x100000001b3ull;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdull;
+    h ^= h >> 33;
+    return h;
+}
+
+static void codeset_reset(struct vs_codeset *cs)
+{
+    if (cs->slots)
+        memset(cs->slots, 0, cs->nslots * sizeof(*cs->slots));
+    cs->n = 0;
+    cs->blen = 0;
+}
+
+static void codeset_free(struct vs_codeset *cs)
+{
+    free(cs->bytes);
+    free(cs->slots);
+    memset(cs, 0, sizeof(*cs));
+}
+
+static int codeset_has(const struct vs_codeset *cs, uint64_t h, const char *s, size_t len)
+{
+    if (!cs->nslots)
+        return 0;
+    for (size_t k = h & (cs->nslots - 1);; k = (k + 1) & (cs->nslots - 1)) {
+        const struct vs_code *c = &cs->slots[k];
+        if (!c->len)
+            return 0;
+        if (c->hash == h && c->len == len && memcmp(cs->bytes + c->off, s, len) == 0)
+            return 1;
+    }
+}
+
+/* Room for n codes (load at most 1/2) and nbytes more bytes. 0, or -1 on
+ * out-of-memory (the set is unchanged). */
+static int codeset_reserve(struct vs_codeset *cs, size_t n, size_t nbytes)
+{
+    if (nbytes > UINT32_MAX - cs->blen)
+        return -1;
+    if (cs->blen + nbytes > cs->bcap) {
+        size_t cap = cs->bcap ? cs->bcap : 1024;
+        while (cap < cs->blen + nbytes)
+            cap *= 2;
+        char *nb = realloc(cs->bytes, cap);
+        if (!nb)
+            return -1;
+        cs->bytes = nb;
+        cs->bcap = cap;
+    }
+    if (2 * n > cs->nslots) {
+        size_t ns = cs->nslots ? cs->nslots : 64;
+        while (ns < 2 * n)
+            ns *= 2;
+        struct vs_code *slots = calloc(ns, sizeof(*slots));
+        if (!slots)
+            return -1;
+        for (size_t i = 0; i < cs->nslots; i++) {
+            if (!cs->slots[i].len)
+                continue;
+            size_t k = cs->slots[i].hash & (ns - 1);
+            while (slots[k].len)
+                k = (k + 1) & (ns - 1);
+            slots[k] = cs->slots[i];
+        }
+        free(cs->slots);
+        cs->slots = slots;
+        cs->nslots = ns;
+    }
+    return 0;
+}
+
+/* Adds a code (once); the caller reserved room for it. */
+static void codeset_add(struct vs_codeset *cs, const char *s, size_t len)
+{
+    uint64_t h = code_hash(s, len);
+    if (codeset_has(cs, h, s, len))
+        return;
+    size_t k = h & (cs->nslots - 1);
+    while (cs->slots[k].len)
+        k = (k + 1) & (cs->nslots - 1);
+    memcpy(cs->bytes + cs->blen, s, len);
+    cs->slots[k] = (struct vs_code){ .hash = h, .off = (uint32_t)cs->blen,
+                                     .len = (uint32_t)len };
+    cs->blen += len;
+    cs->n++;
+}
+
+/* Adds every code of src to dst. 0, or -1 on out-of-memory. */
+static int codeset_merge(struct vs_codeset *dst, const struct vs_codeset *src)
+{
+    if (codeset_reserve(dst, dst->n + src->n, src->blen) != 0)
+        return -1;
+    for (size_t i = 0; i < src->nslots; i++)
+        if (src->slots[i].len)
+            codeset_add(dst, src->bytes + src->slots[i].off, src->slots[i].len);
+    return 0;
+}
+
+/* st->next = the batch's codes; st->gone = st->prev minus st->next. 0, or
+ * -1 on out-of-memory (nothing emitted yet: the poll fails and retries). */
+static int tombstones_prepare(struct vs_state *st, const struct vs_batch *b)
+{
+    size_t nbytes = 0;
+    for (size_t i = 0; i < b->n; i++)
+        nbytes += b->klens[i];
+    codeset_reset(&st->next);
+    if (codeset_reserve(&st->next, b->n, nbytes) != 0)
+        return -1;
+    for (size_t i = 0; i < b->n; i++)
+        codeset_add(&st->next, b->keys[i], b->klens[i]);
+    st->ngone = 0;
+    if (st->prev.n > st->gone_cap) {
+        struct vs_gone *g = realloc(st->gone, st->prev.n * sizeof(*g));
+        if (!g)
+            return -1;
+        st->gone = g;
+        st->gone_cap = st->prev.n;
+    }
+    for (size_t i = 0; i < st->prev.nslots; i++) {
+        const struct vs_code *c = &st->prev.slots[i];
+        if (c->len && !codeset_has(&st->next, c->hash, st->prev.bytes + c->off, c->len))
+            st->gone[st->ngone++] = (struct vs_gone){ st->prev.bytes + c->off, c->len };
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -347,6 +526,7 @@ static int vs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     st->hopts.user_agent = api->config_string(cfg, "user.agent");
     st->backoff_initial_ms = api->config_int(cfg, "backoff.initial.ms");
     st->backoff_max_ms = api->config_int(cfg, "backoff.max.ms");
+    st->tombstones = api->config_bool(cfg, "emit.tombstones");
 
     if (pthread_mutex_init(&st->lock, NULL) != 0) {
         free(st);
@@ -406,7 +586,7 @@ static int vs_start(void *vst, char *errstr, size_t errstr_size)
     const struct spoke_host_api *api = st->api;
     static const char *const metrics[] = {
         "polls", "snapshots", "stations_emitted", "not_modified", "unchanged", "errors",
-        "last_snapshot_ts", "bytes_downloaded", NULL
+        "last_snapshot_ts", "bytes_downloaded", "tombstones_emitted", NULL
     };
     int64_t off = 0;
 
@@ -473,6 +653,9 @@ static void vs_destroy(void *vst)
     vs_info_free(st->info_pending);
     vs_http_free(st->http);
     vs_http_free(st->info_http);
+    codeset_free(&st->prev);
+    codeset_free(&st->next);
+    free(st->gone);
     if (st->curl_inited)
         curl_global_cleanup();
     if (st->sync_inited) {
@@ -548,45 +731,80 @@ static void report_missing(void *ctx, const char *code)
 {
     struct vs_state *st = ctx;
     st->api->log(st->inst, SPOKE_LOG_WARN, "station.codes: %s is not in the feed (lastUpdatedOther "
-                 "%" PRId64 "); nothing is emitted for it", code, st->prev_luo);
+                 "%" PRId64 "); it gets no row until it appears", code, st->prev_luo);
 }
 
-/* Emits the batch. Returns SPOKE_OK (all emitted, or the host is stopping)
- * or an error with errstr set. Rows not emitted are freed by the caller
- * (vs_feed_batch_clear). */
-static int emit_batch(struct vs_state *st, struct vs_batch *b, int64_t luo, size_t *emitted,
-                      char *errstr, size_t errstr_size)
+/* Hands one record to the host: position, timestamp, emit. Returns
+ * SPOKE_OK, 1 when the host is stopping (st->stopping is set), or an error
+ * with errstr set. Takes rec. */
+static int emit_one(struct vs_state *st, struct spoke_record *rec, int64_t off, int64_t ts_ms,
+                    char *errstr, size_t errstr_size)
 {
     const struct spoke_host_api *api = st->api;
-    *emitted = 0;
+    int rc = api->record_set_position(rec, st->url, off);
+    if (rc != SPOKE_OK) {
+        api->record_free(rec);
+        snprintf(errstr, errstr_size, "cannot build a record: %s", api->strerror(rc));
+        return rc;
+    }
+    api->record_set_timestamp(rec, ts_ms);
+    rc = api->emit(st->inst, rec);  /* takes rec, whatever it returns */
+    if (rc == SPOKE_ERR_STOPPED) {
+        st->stopping = 1;
+        return 1;
+    }
+    if (rc != SPOKE_OK) {
+        snprintf(errstr, errstr_size, "emit failed: %s", api->strerror(rc));
+        return rc;
+    }
+    return SPOKE_OK;
+}
+
+/* Emits the batch, then a tombstone per station in st->gone (none unless
+ * tombstones_prepare ran for this batch). The last of them all carries
+ * luo, the others the delivered snapshot's offset. Returns SPOKE_OK (all
+ * emitted, or the host is stopping) or an error with errstr set. Rows not
+ * emitted are freed by the caller (vs_feed_batch_clear). */
+static int emit_batch(struct vs_state *st, struct vs_batch *b, int64_t luo, size_t *emitted,
+                      size_t *tombs, char *errstr, size_t errstr_size)
+{
+    const struct spoke_host_api *api = st->api;
+    size_t total = b->n + st->ngone;
+    int rc;
+    *emitted = *tombs = 0;
     for (size_t i = 0; i < b->n; i++) {
         struct spoke_record *rec = api->record_new(st->inst, NULL, b->keys[i], b->klens[i],
                                                    NULL, 0);
-        int rc;
         if (!rec) {
             snprintf(errstr, errstr_size, "out of memory creating a record");
             return SPOKE_ERR_NOMEM;
         }
         rc = api->record_set_row(rec, b->rows[i]);  /* takes the row, always */
         b->rows[i] = NULL;
-        if (rc == SPOKE_OK)
-            rc = api->record_set_position(rec, st->url, i + 1 == b->n ? luo : st->delivered_luo);
         if (rc != SPOKE_OK) {
             api->record_free(rec);
             snprintf(errstr, errstr_size, "cannot build a record: %s", api->strerror(rc));
             return rc;
         }
-        api->record_set_timestamp(rec, b->ts_ms[i]);
-        rc = api->emit(st->inst, rec);  /* takes rec, whatever it returns */
-        if (rc == SPOKE_ERR_STOPPED) {
-            st->stopping = 1;
-            return SPOKE_OK;
-        }
-        if (rc != SPOKE_OK) {
-            snprintf(errstr, errstr_size, "emit failed: %s", api->strerror(rc));
-            return rc;
-        }
+        rc = emit_one(st, rec, i + 1 == total ? luo : st->delivered_luo, b->ts_ms[i], errstr,
+                      errstr_size);
+        if (rc != SPOKE_OK)
+            return rc > 0 ? SPOKE_OK : rc;
         (*emitted)++;
+    }
+    /* Tombstones: the station is gone as of this snapshot. */
+    for (size_t j = 0; j < st->ngone; j++) {
+        struct spoke_record *rec = api->record_new(st->inst, NULL, st->gone[j].code,
+                                                   st->gone[j].len, NULL, 0);
+        if (!rec) {
+            snprintf(errstr, errstr_size, "out of memory creating a tombstone");
+            return SPOKE_ERR_NOMEM;
+        }
+        rc = emit_one(st, rec, b->n + j + 1 == total ? luo : st->delivered_luo, luo * 1000,
+                      errstr, errstr_size);
+        if (rc != SPOKE_OK)
+            return rc > 0 ? SPOKE_OK : rc;
+        (*tombs)++;
     }
     return SPOKE_OK;
 }
@@ -600,7 +818,7 @@ static int vs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr
     struct vs_header hdr;
     struct vs_batch *b = NULL;
     char reason[SPOKE_ERRSTR_SIZE];
-    size_t len, emitted = 0;
+    size_t len, emitted = 0, tombs = 0;
     int rc;
 
     *next_poll_ms = st->poll_ms;
@@ -653,24 +871,46 @@ static int vs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr
         goto good;
     }
 
-    rc = emit_batch(st, b, hdr.last_updated, &emitted, reason, sizeof(reason));
+    st->ngone = 0;
+    if (st->tombstones && tombstones_prepare(st, b) != 0) {
+        vs_feed_batch_clear(st->feed);
+        st->have_prev = 0;
+        snprintf(reason, sizeof(reason), "out of memory listing the stations of snapshot "
+                 "%" PRId64, hdr.last_updated);
+        return poll_failed(st, t0, reason, -1, next_poll_ms, errstr, errstr_size);
+    }
+    rc = emit_batch(st, b, hdr.last_updated, &emitted, &tombs, reason, sizeof(reason));
     vs_feed_batch_clear(st->feed);
     if (emitted)
         api->metric_add(st->inst, "stations_emitted", (int64_t)emitted);
+    if (tombs)
+        api->metric_add(st->inst, "tombstones_emitted", (int64_t)tombs);
     if (rc != SPOKE_OK) {
         st->have_prev = 0;  /* emit this snapshot again once the host can take it */
+        /* Some of its stations may be downstream now: the next snapshot
+         * must tombstone them too if they are gone by then. */
+        if (st->tombstones && codeset_merge(&st->prev, &st->next) != 0) {
+            codeset_reset(&st->prev);
+            api->log(st->inst, SPOKE_LOG_WARN, "out of memory: the next snapshot emits no "
+                     "tombstones");
+        }
         return poll_failed(st, t0, reason, -1, next_poll_ms, errstr, errstr_size);
     }
     if (st->stopping)
         return SPOKE_OK;
+    if (st->tombstones) {
+        struct vs_codeset t = st->prev;
+        st->prev = st->next;
+        st->next = t;
+    }
     st->prev_digest = b->digest;
     st->have_digest = 1;
     st->delivered_luo = hdr.last_updated;
     vs_http_accept(st->http);
     api->metric_add(st->inst, "snapshots", 1);
     api->metric_set(st->inst, "last_snapshot_ts", hdr.last_updated);
-    api->log(st->inst, SPOKE_LOG_DEBUG, "snapshot %" PRId64 ": %zu stations emitted of %zu",
-             hdr.last_updated, emitted, hdr.nstations);
+    api->log(st->inst, SPOKE_LOG_DEBUG, "snapshot %" PRId64 ": %zu stations emitted of %zu, "
+             "%zu tombstones", hdr.last_updated, emitted, hdr.nstations, tombs);
 
 good:
     if (st->failures)

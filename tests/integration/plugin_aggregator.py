@@ -11,7 +11,10 @@ allowed lateness, processing-time windows closed by the wall clock, the three
 emit modes, top-N, max.groups, restart from a snapshot (SIGTERM and kill -9)
 equal to an uninterrupted run, corrupt / foreign / mismatched snapshots
 refused, invalid records on the error path with their reason, configuration
-errors, and the real Velib' snapshot's per-postcode totals.
+errors, the real Velib' snapshot's per-postcode totals, and tombstones (null
+values, made by the tombtest_transform that plugin_schema_mapper.py builds):
+retraction in table semantics (update and complete modes, event time, windows,
+across a restart), unknown keys counted, and the cases where they are ignored.
 """
 import csv
 import json
@@ -22,8 +25,9 @@ import statistics
 import tempfile
 
 import spoketest
-from spoketest import (PLUGIN_DIR, SHARED_DATA, Skip, Spoke, metric, q, read_bytes, run_spoke,
-                       validate, wait_for, yaml_scalar)
+from plugin_schema_mapper import tombtest_dir
+from spoketest import (PLUGIN_DIR, SHARED_DATA, TEST_PLUGIN_DIR, Skip, Spoke, metric, q,
+                       read_bytes, run_spoke, validate, wait_for, yaml_scalar)
 
 TIMEOUT = 30
 BASE_T = 1732000000000  # 2024-11-19T07:06:40Z, epoch ms
@@ -1000,6 +1004,209 @@ def test_corrupt_or_foreign_snapshot_refused():
         sp.start()
         sp.wait_state("agg", "RUNNING")
         wait_for(lambda: "restored 2 groups" in sp.log(), TIMEOUT, "restored")
+
+
+# ---------------------------------------------------------------------------
+# Tombstones
+
+def tomb_pipeline(inp, out, agg):
+    """file_source(inp) -> tombtest_transform (lines {"tombstone": "key"} become
+    records with that key and a null value) -> aggregator(agg) -> file_sink(out)."""
+    y = pipeline_yaml(inp, out, agg)
+    y = y.replace("    topic: rows\n", "    topic: raw\n", 1)
+    return y.replace("  - name: agg\n", "  - name: make\n    connector.class: tombtest_transform\n"
+                     "    mode: make\n    topics: raw\n    topic: rows\n  - name: agg\n", 1)
+
+
+def tomb_spoke():
+    return Spoke("", start=False, extra_worker={
+        "plugin.path": [PLUGIN_DIR, TEST_PLUGIN_DIR, tombtest_dir()]})
+
+
+def tomb(key, ts=None):
+    r = {"tombstone": key}
+    if ts is not None:
+        r["ts"] = ts
+    return r
+
+
+def complete_tables(rows, key):
+    """Complete mode: the emissions, each a run of rows in increasing key order."""
+    runs = []
+    for r in rows:
+        if not runs or r[key] <= runs[-1][-1][key]:
+            runs.append([])
+        runs[-1].append(r)
+    return runs
+
+
+def ref_table_with_deletes(events, group, entity, specs, tfield=None):
+    """Table semantics with tombstones: ("del", key, t) retracts the entity
+    unless (event time) it is older than the entity's contribution."""
+    ents = {}
+    for seq, ev in enumerate(events):
+        if isinstance(ev, tuple):
+            _, key, t = ev
+            old = ents.get(key)
+            if old is not None and not (tfield and t < old[1]):
+                del ents[key]
+            continue
+        t = ev[tfield] if tfield else 0
+        old = ents.get(ev[entity])
+        if old is not None and tfield and t < old[1]:
+            continue
+        ents[ev[entity]] = (ev, t, seq)
+    groups = {}
+    for r, t, sq in ents.values():
+        groups.setdefault((r[group],), []).append((r, t, sq))
+    return ref_table(groups, specs)
+
+
+def test_tombstone_retracts_an_entity_and_unknown_ones_are_counted():
+    specs = ["n=count()", "bikes=sum(b)", "mx=max(b)", "mn=min(b)", "l=last(id)"]
+    recs = [
+        {"id": "s1", "pc": "A", "b": 10},
+        {"id": "s2", "pc": "A", "b": 3},
+        {"id": "s3", "pc": "B", "b": 7},
+        tomb("s1"),             # A loses s1 (and its max)
+        tomb("s3"),             # B loses its only station: emitted once with n 0, forgotten
+        tomb("s9"),             # never seen: counted, nothing emitted
+        tomb("s1"),             # already gone: counted, nothing emitted
+        tomb(True),             # no key: ignored
+        {"id": "s1", "pc": "A", "b": 5},   # back, as a new entity
+    ]
+    agg = {"group.by": "pc", "aggregates": specs, "semantics": "table", "entity.key": "id",
+           "emit.interval.ms": 0}
+    with tomb_spoke() as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(tomb_pipeline(inp, out, agg))
+        sp.start()
+        wait_for(lambda: agg_in(sp, len(recs)), TIMEOUT, "all records processed")
+        wait_for(lambda: len(read_rows(out)) >= 6, TIMEOUT, "6 update rows")
+        rows = read_rows(out)
+        got = [(r["pc"], r["n"], r["bikes"], r["mx"], r["mn"]) for r in rows]
+        assert got == [("A", 1, 10, 10, 10), ("A", 2, 13, 10, 3), ("B", 1, 7, 7, 7),
+                       ("A", 1, 3, 3, 3), ("B", 0, None, None, None), ("A", 2, 8, 5, 3)], got
+        assert rows[-1]["l"] == "s1", rows[-1]
+        want = {"tombstones_applied": 2, "tombstones_unknown": 2, "tombstones_ignored": 1,
+                "state_entities": 2, "state_groups": 1, "records_invalid": 0}
+        wait_for(lambda: all(metric(sp, "agg", k) == v for k, v in want.items()), TIMEOUT,
+                 "metrics %r (now %r)" % (want, {k: metric(sp, "agg", k) for k in want}))
+        assert "tombstones (records with a null value) are ignored: a tombstone without a key" \
+            in sp.log(), sp.log()[-2000:]
+
+
+def test_tombstones_complete_mode_event_time_and_restart():
+    """Complete mode lists only the groups that still have entities; with
+    event time a tombstone older than the entity's record is stale; the
+    state after tombstones survives a restart, and tombstones after the
+    restart apply to restored entities."""
+    import random
+    rnd = random.Random(41)
+    specs = ["n=count()", "s=sum(x)", "mx=max(x)"]
+    first, second = [], []
+    for k in range(400):
+        first.append({"id": "e%d" % rnd.randrange(40), "g": "g%d" % rnd.randrange(5),
+                      "x": rnd.randrange(100), "t": BASE_T + k * 1000})
+    t_end = BASE_T + 400 * 1000
+    where = {r["id"]: r["g"] for r in first}  # each entity's group now (times increase)
+    gone = sorted(e for e, g in where.items() if g == "g4")  # every station of g4 leaves
+    first += [tomb(e, t_end) for e in gone]
+    first.append(tomb("e0", BASE_T))          # stale: older than e0's record
+    first.append(tomb("nobody", t_end))
+    for k in range(100):
+        second.append({"id": "e%d" % rnd.randrange(40), "g": "g%d" % rnd.randrange(4),
+                       "x": rnd.randrange(100), "t": t_end + 1000 + k * 1000})
+    second += [tomb(e, t_end + 200000) for e in ("e1", "e2", "e3")]
+
+    def events(recs):
+        return [("del", r["tombstone"], r["ts"]) if "tombstone" in r else r for r in recs]
+    exp1 = ref_table_with_deletes(events(first), "g", "id", specs, tfield="t")
+    exp2 = ref_table_with_deletes(events(first + second), "g", "id", specs, tfield="t")
+    assert ("g4",) not in exp1 and len(exp1) == 4, exp1
+    agg = {"group.by": "g", "aggregates": specs, "semantics": "table", "entity.key": "id",
+           "time.field": "t", "emit": "complete", "emit.interval.ms": 100}
+    last = lambda rows: {(r["g"],): r for r in (complete_tables(rows, "g") or [[]])[-1]}
+    with tomb_spoke() as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, first)
+        sp.write_config(tomb_pipeline(inp, out, agg))
+        sp.start()
+        wait_for(lambda: agg_in(sp, len(first)), TIMEOUT, "first part processed")
+        wait_equal(exp1, lambda: last(read_rows(out)), "complete table after the tombstones")
+        wait_for(lambda: metric(sp, "agg", "tombstones_applied") == len(gone) and
+                 metric(sp, "agg", "tombstones_unknown") == 1 and
+                 metric(sp, "agg", "stale_ignored") == 1, TIMEOUT, "tombstone counters")
+        n_ents = sum(r["n"] for r in exp1.values())
+        wait_for(lambda: metric(sp, "agg", "state_entities") == n_ents, TIMEOUT,
+                 "%d entities left" % n_ents)
+        assert sp.stop() == 0
+        write_ndjson(inp, second, mode="a")
+        sp.start()
+        wait_for(lambda: "state restored" in sp.log(), TIMEOUT, "restored")
+        wait_equal(exp2, lambda: last(read_rows(out)), "complete table after the restart")
+        # Counters restart from 0 with the process; e1..e3 were alive then.
+        ids1 = {r["id"] for r in first if "id" in r}
+        ids2 = {r["id"] for r in second if "id" in r}
+        alive = {e for e in ("e1", "e2", "e3") if (e in ids1 and e not in gone) or e in ids2}
+        assert alive, "the case deletes no restored entity"
+        wait_for(lambda: metric(sp, "agg", "tombstones_applied") == len(alive), TIMEOUT,
+                 "tombstones after the restart applied to restored entities")
+
+
+def test_tombstones_retract_within_the_windows_of_their_time():
+    """Windowed table semantics: a tombstone applies in the open windows of
+    its timestamp only; earlier windows keep the entity."""
+    specs = ["n=count()", "s=sum(x)"]
+    recs = [{"id": "a", "g": "G", "x": 5, "t": BASE_T},            # window 0
+            {"id": "b", "g": "G", "x": 7, "t": BASE_T + 100},      # window 0
+            {"id": "a", "g": "G", "x": 6, "t": BASE_T + 10000},    # window 1
+            {"id": "b", "g": "G", "x": 8, "t": BASE_T + 10100},    # window 1
+            tomb("a", BASE_T + 10200)]                             # window 1 only
+    ws0 = BASE_T // 10000 * 10000
+    agg = {"group.by": "g", "aggregates": specs, "semantics": "table", "entity.key": "id",
+           "time.field": "t", "window": "tumbling", "window.size.ms": 10000,
+           "allowed.lateness.ms": 100000, "emit.interval.ms": 0}
+    with tomb_spoke() as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(tomb_pipeline(inp, out, agg))
+        sp.start()
+        want = {(ws0, "G"): {"n": 2, "s": 12}, (ws0 + 10000, "G"): {"n": 1, "s": 8}}
+        wait_equal(want, lambda: window_rows(read_rows(out), "g"), "per-window totals")
+        wait_for(lambda: metric(sp, "agg", "tombstones_applied") == 1, TIMEOUT, "applied once")
+
+
+def test_tombstones_ignored_when_they_cannot_apply():
+    """Stream semantics (an event cannot be taken back), an int entity key,
+    a two-field entity key: tombstones are ignored, counted, logged once;
+    totals are unchanged and nothing fails."""
+    cases = [
+        ({"semantics": "stream"}, "they need semantics: table"),
+        ({"semantics": "table", "entity.key": "num"}, "the entity.key field is not a string"),
+        ({"semantics": "table", "entity.key": ["id", "g"]}, "entity.key has several fields"),
+    ]
+    recs = [{"id": "s1", "num": 1, "g": "A", "x": 4}, {"id": "s2", "num": 2, "g": "A", "x": 6},
+            tomb("s1"), tomb("1"), {"id": "s2", "num": 2, "g": "A", "x": 6}, tomb("s2")]
+    for extra, why in cases:
+        agg = {"group.by": "g", "aggregates": ["n=count()", "s=sum(x)"], "emit.interval.ms": 50}
+        agg.update(extra)
+        want = {("A",): {"n": 3, "s": 16}} if extra["semantics"] == "stream" else \
+            {("A",): {"n": 2, "s": 10}}
+        with tomb_spoke() as sp:
+            inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+            write_ndjson(inp, recs)
+            sp.write_config(tomb_pipeline(inp, out, agg))
+            sp.start()
+            wait_equal(want, lambda: latest(read_rows(out), ["g"]), "%s: totals" % why)
+            wait_for(lambda: metric(sp, "agg", "tombstones_ignored") == 3, TIMEOUT,
+                     "%s: tombstones_ignored == 3" % why)
+            assert sp.connector("agg").get("state") == "RUNNING", sp.connector("agg")
+            assert not metric(sp, "agg", "records_invalid"), why
+            log = sp.log()
+            assert log.count("tombstones (records with a null value) are ignored: " + why) == 1, \
+                log[-2000:]
 
 
 # ---------------------------------------------------------------------------

@@ -14,12 +14,20 @@ the error path with its reason, dead-lettered; filters (dropped records are
 acknowledged); computed fields; lookups (inline, CSV, JSON; each missing-key
 behaviour); key and timestamp; CSV input; row input (two mappers chained);
 one schema per seed input over the recorded samples in ../shared/data; the
-Vélib' schema over the real 2024-11-19 snapshot with the real postcode table.
+Vélib' schema over the real 2024-11-19 snapshot with the real postcode table;
+tombstones (null values) forwarded unchanged with their key.
+
+tombtest_dir() builds a small test transform (also used by
+plugin_aggregator.py) that turns marked JSON records into tombstones and
+shows a record's key, value forms and timestamp as JSON, which file_sink
+does not write.
 """
 import csv
 import datetime
 import json
 import os
+import shutil
+import subprocess
 import tempfile
 
 import spoketest
@@ -157,6 +165,117 @@ def ndjson(objs):
             line = json.dumps(o).encode()
         out += line + b"\n"
     return out
+
+
+# ---------------------------------------------------------------------------
+# tombtest_transform: tombstones in, keys out (a test-only plugin)
+
+TOMBTEST_C = r"""
+#include <stdio.h>
+#include <string.h>
+#include <spoke/plugin.h>
+
+/* mode make: a JSON object {"tombstone": "k"} becomes a record with key k
+ * and a null value, {"tombstone": true} a null value without a key; "ts"
+ * (epoch ms) sets the record timestamp; any other record passes unchanged.
+ * mode show: the value becomes {"key", "forms", "ts", "value"}. */
+static const char *const modes[] = { "make", "show", NULL };
+static const struct spoke_config_field tt_config[] = {
+    { .name = "mode", .type = SPOKE_CFG_STRING, .flags = SPOKE_CFG_REQUIRED,
+      .doc = "make or show", .allowed = modes },
+    { 0 }
+};
+
+struct tt_state { const struct spoke_host_api *api; int show; };
+
+static int tt_init(const struct spoke_host_api *api, struct spoke_instance *inst,
+                   const struct spoke_config *cfg, void **out, char *err, size_t errsz)
+{
+    struct tt_state *st = api->alloc(sizeof(*st));
+    if (!st)
+        return SPOKE_ERR_NOMEM;
+    st->api = api;
+    st->show = strcmp(api->config_string(cfg, "mode"), "show") == 0;
+    *out = st;
+    return SPOKE_OK;
+}
+
+static int tt_make(struct tt_state *st, struct spoke_record *rec)
+{
+    const struct spoke_host_api *api = st->api;
+    json_t *v = api->record_value_json(rec);
+    json_t *t = json_is_object(v) ? json_object_get(v, "tombstone") : NULL;
+    if (!t)
+        return SPOKE_OK;
+    json_t *ts = json_object_get(v, "ts");
+    if (json_is_integer(ts))
+        api->record_set_timestamp(rec, json_integer_value(ts));
+    if (json_is_string(t) && api->record_set_key(rec, (void *)json_string_value(t),
+                                                 json_string_length(t), SPOKE_COPY) != SPOKE_OK)
+        return SPOKE_ERR_NOMEM;
+    return api->record_set_value(rec, NULL, 0, SPOKE_COPY);
+}
+
+static int tt_show(struct tt_state *st, struct spoke_record *rec)
+{
+    const struct spoke_host_api *api = st->api;
+    unsigned forms = api->record_value_forms(rec);
+    size_t klen = 0, vlen = 0;
+    const void *key = api->record_key(rec, &klen);
+    const void *val = api->record_value_bytes(rec, &vlen);
+    json_t *o = json_object();
+    json_object_set_new(o, "key", key ? json_stringn(key, klen) : json_null());
+    json_object_set_new(o, "forms", json_integer(forms));
+    json_object_set_new(o, "ts", json_integer(api->record_timestamp(rec)));
+    json_object_set_new(o, "value", val ? json_loadb(val, vlen, 0, NULL) : json_null());
+    return api->record_set_json(rec, o);
+}
+
+static int tt_process(void *vst, struct spoke_record *rec, char *err, size_t errsz)
+{
+    struct tt_state *st = vst;
+    return st->show ? tt_show(st, rec) : tt_make(st, rec);
+}
+
+static void tt_destroy(void *vst)
+{
+    struct tt_state *st = vst;
+    if (st)
+        st->api->free(st);
+}
+
+static const struct spoke_plugin tombtest_transform = {
+    .hdr = SPOKE_PLUGIN_HEADER_INIT, .name = "tombtest_transform",
+    .kind = SPOKE_KIND_TRANSFORM, .version = "0.0.1",
+    .description = "Test: makes tombstones, shows keys", .config = tt_config,
+    .init = tt_init, .process = tt_process, .destroy = tt_destroy,
+};
+SPOKE_EXPORT const struct spoke_plugin *spoke_plugin_entry(void) { return &tombtest_transform; }
+"""
+
+_tombtest_dir = None
+
+
+def tombtest_dir():
+    """Builds tombtest_transform.so once (cc + jansson); returns its directory."""
+    global _tombtest_dir
+    if _tombtest_dir:
+        return _tombtest_dir
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    assert cc, "no C compiler (cc) to build the tombstone test transform"
+    d = tempfile.mkdtemp(prefix="tombtest-")
+    src = os.path.join(d, "tombtest_transform.c")
+    write_bytes(src, TOMBTEST_C.encode())
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "jansson"], capture_output=True,
+                           text=True, check=True).stdout.split()
+    p = subprocess.run([cc, "-std=c11", "-shared", "-fPIC", "-fvisibility=hidden", "-O1",
+                        "-I", os.path.join(SOURCE_DIR, "host", "include"), src,
+                        "-o", os.path.join(d, "tombtest_transform.so")] + flags,
+                       capture_output=True, text=True)
+    assert p.returncode == 0, "cannot build the tombstone test transform:\n%s" % p.stderr
+    os.unlink(src)  # only .so files in a plugin directory
+    _tombtest_dir = d
+    return d
 
 
 # ---------------------------------------------------------------------------
@@ -775,6 +894,61 @@ def test_velib_default_pipeline_two_stations():
         {s["stationCode"]: {"16107": "75016", "32017": "93200"}[s["stationCode"]] for s in want}
     assert r.m("records_filtered") == len(stations) - len(want), r.metrics
     assert r.m("lookup_misses") == 0, r.metrics
+
+
+# ---------------------------------------------------------------------------
+# Tombstones
+
+def test_tombstones_pass_through_with_their_key():
+    """A record with a null value has nothing to map: it is forwarded as it
+    is, key and timestamp included, past filters and lookups (there is no
+    field to test), so a table downstream can delete that key."""
+    station = {"station_id": 213688169, "stationCode": "16107", "num_bikes_available": 1,
+               "num_bikes_available_types": [{"mechanical": 1}, {"ebike": 0}],
+               "num_docks_available": 34, "is_installed": 1, "is_returning": 1,
+               "is_renting": 1, "last_reported": 1732001704}
+    other = dict(station, stationCode="32017", station_id=1)
+    lines = [station,
+             {"tombstone": "16107", "ts": 1732004538000},
+             {"tombstone": "99999", "ts": 1732004538000},  # no postcode: would be dropped
+             {"tombstone": True},                           # no key at all
+             other]                                          # filtered out
+    with tempfile.TemporaryDirectory(prefix="spoke-sm-") as tmp:
+        src, out = os.path.join(tmp, "in.ndjson"), os.path.join(tmp, "out.ndjson")
+        data = ndjson(lines)
+        write_bytes(src, data)
+        text = ("connectors:\n"
+                "  - name: src\n    connector.class: file_source\n    topic: raw\n"
+                "    file: %s\n    poll.interval.ms: 20\n"
+                "  - name: make\n    connector.class: tombtest_transform\n    mode: make\n"
+                "    topics: raw\n    topic: marked\n"
+                "  - name: map\n    connector.class: schema_mapper\n    topics: marked\n"
+                "    topic: rows\n    schema.file: %s\n"
+                "    lookup.inline: [\"16107=75016\"]\n    lookup.missing: drop\n"
+                "    filter.field: stationCode\n    filter.values: [\"16107\"]\n"
+                "  - name: show\n    connector.class: tombtest_transform\n    mode: show\n"
+                "    topics: rows\n    topic: shown\n"
+                "  - name: out\n    connector.class: file_sink\n    topics: shown\n"
+                "    file: %s\n    fsync: false\n" % (q(src), q(VELIB), q(out)))
+        extra = {"plugin.path": [spoketest.PLUGIN_DIR, spoketest.TEST_PLUGIN_DIR,
+                                 tombtest_dir()]}
+        with Spoke(text, tmp=tmp, extra_worker=extra) as s:
+            wait_for(lambda: s.offsets().get("src", {}).get(src) == len(data), TIMEOUT,
+                     "every record acknowledged")
+            wait_for(lambda: metric(s, "map", "tombstones_forwarded") == 3, TIMEOUT,
+                     "tombstones_forwarded == 3 (now %r)" % metric(s, "map", "tombstones_forwarded"))
+            assert metric(s, "map", "records_mapped") == 1, s.connector("map")
+            assert metric(s, "map", "records_filtered") == 1, s.connector("map")
+            assert not metric(s, "map", "records_failed"), s.connector("map")
+        got = [json.loads(line) for line in read_bytes(out).splitlines()]
+        assert len(got) == 4, got
+        row, t1, t2, t3 = got
+        assert row["key"] == "16107" and row["forms"] & 2, row
+        assert row["value"]["postcode"] == "75016" and row["value"]["mechanical"] == 1, row
+        assert row["ts"] == 1732001704000, row
+        assert t1 == {"key": "16107", "forms": 0, "ts": 1732004538000, "value": None}, t1
+        assert t2 == {"key": "99999", "forms": 0, "ts": 1732004538000, "value": None}, t2
+        assert t3["key"] is None and t3["forms"] == 0 and t3["value"] is None, t3
 
 
 if __name__ == "__main__":

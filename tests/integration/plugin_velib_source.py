@@ -490,17 +490,30 @@ def test_switch_snapshots_and_identical_content():
             srv.wait_requests("/status.json", n + 3)
             wait_for(lambda: plugin_metric(s, "unchanged") >= 2, TIMEOUT, "unchanged counted")
             assert nlines(out) == 1485, "identical content was emitted again"
-            # The 2022 snapshot: its 1,439 stations.
+            # The 2022 snapshot: its 1,439 stations, then a tombstone (file_sink
+            # writes null) for each of the 2024 stations it lacks.
+            codes24 = [st["stationCode"] for st in s24["data"]["stations"]]
+            codes22 = [st["stationCode"] for st in s22["data"]["stations"]]
+            gone = len(set(codes24) - set(codes22))
+            back = len(set(codes22) - set(codes24))
+            assert gone == 99 and back == 53, (gone, back)
             srv.route("/status.json", Response(read_bytes(STATUS_2022)))
-            wait_lines(out, 1485 + 1439)
-            assert lines(out)[1485:] == expected_rows(s22), "2022 snapshot differs"
             wait_for(lambda: s.offsets().get("velib", {}).get(url) == s22["lastUpdatedOther"],
                      TIMEOUT, "offset at the 2022 snapshot")
+            wait_lines(out, 1485 + 1439 + gone)
+            assert lines(out)[1485:1485 + 1439] == expected_rows(s22), "2022 snapshot differs"
+            assert lines(out)[1485 + 1439:] == [None] * gone, "tombstones expected"
             wait_for(lambda: plugin_metric(s, "snapshots") == 2, TIMEOUT, "snapshots == 2")
-            # Back to 2024: a different snapshot again, emitted.
+            # Back to 2024: a different snapshot again, emitted, with tombstones
+            # for the 2022 stations it lacks.
             srv.route("/status.json", Response(read_bytes(STATUS_2024)))
-            wait_lines(out, 2 * 1485 + 1439)
-            assert lines(out)[1485 + 1439:] == expected_rows(s24)
+            start24 = 1485 + 1439 + gone
+            wait_lines(out, start24 + 1485 + back)
+            assert lines(out)[start24:start24 + 1485] == expected_rows(s24)
+            assert lines(out)[start24 + 1485:] == [None] * back
+            wait_for(lambda: plugin_metric(s, "tombstones_emitted") == gone + back, TIMEOUT,
+                     "tombstones_emitted == %d" % (gone + back))
+            assert plugin_metric(s, "stations_emitted") == 2 * 1485 + 1439
 
 
 def test_etag_and_last_modified_conditional_requests():
@@ -571,8 +584,123 @@ def test_restart_resumes_after_the_delivered_snapshot():
             assert nlines(out) == 1485, "the delivered snapshot was emitted again after restart"
             assert "resuming: the snapshot with lastUpdatedOther 1732004538 was delivered" in s.log()
             srv.route("/status.json", Response(read_bytes(STATUS_2022)))
+            # After a restart the source does not know what the previous
+            # snapshot held: the first one emits no tombstones (documented).
+            wait_for(lambda: s.offsets().get("velib", {}).get(url) == s22["lastUpdatedOther"],
+                     TIMEOUT, "offset at the 2022 snapshot")
             wait_lines(out, 1485 + 1439)
             assert lines(out)[1485:] == expected_rows(s22)
+            assert plugin_metric(s, "tombstones_emitted") == 0
+
+
+def without(status, luo, codes):
+    """A snapshot derived from a real one, under a new lastUpdatedOther,
+    without the stations whose code is in codes."""
+    v = variant(status, luo)
+    v["data"]["stations"] = [st for st in v["data"]["stations"] if st["stationCode"] not in codes]
+    return v
+
+
+def check_tombstones(recs, codes, luo, url, prev_off):
+    """recs: the recorder's lines for a snapshot's tombstones, which close it."""
+    assert [r["key"] for r in recs] == codes, [r["key"] for r in recs]
+    for i, r in enumerate(recs):
+        assert r["value"] is None and r["forms"] == 0 and r["schema"] is None, r
+        assert r["ts"] == luo * 1000, (r["key"], r["ts"])
+        assert r["part"] == url, r["part"]
+        assert r["off"] == (luo if i == len(recs) - 1 else prev_off), (i, r["off"])
+
+
+def test_tombstones_for_stations_that_leave():
+    """A station of the previous emitted snapshot that a new snapshot lacks
+    gets a tombstone: key stationCode, null value, timestamp lastUpdatedOther,
+    after the snapshot's stations; the last record (a tombstone) carries the
+    new offset, the others the previous one."""
+    need_data()
+    s24 = load(STATUS_2024)
+    codes = [st["stationCode"] for st in s24["data"]["stations"]]
+    leave = [codes[0], codes[700], codes[1484]]   # first, middle, last of the feed
+    luo0, luo1, luo2 = s24["lastUpdatedOther"], 1732005000, 1732006000
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out, rec = os.path.join(tmp, "out.ndjson"), os.path.join(tmp, "rec.ndjson")
+        srv.route("/status.json", Response(read_bytes(STATUS_2024)))
+        url = srv.url("/status.json")
+        with start(pipeline(url, out, rec=rec), tmp, rec=True) as s:
+            wait_for(lambda: nlines(rec) >= 1485, TIMEOUT, "the first snapshot recorded")
+            srv.route("/status.json", Response(compact(without(s24, luo1, set(leave)))))
+            wait_for(lambda: s.offsets().get("velib", {}).get(url) == luo1, TIMEOUT,
+                     "offset at the snapshot without %r" % leave)
+            wait_for(lambda: nlines(rec) >= 1485 + 1482 + 3, TIMEOUT, "tombstones recorded")
+            recs = lines(rec)
+            assert len(recs) == 1485 + 1482 + 3, len(recs)
+            snap = recs[1485:1485 + 1482]
+            assert [r["key"] for r in snap] == [c for c in codes if c not in leave]
+            assert all(r["forms"] == 2 and r["off"] == luo0 for r in snap), "station records"
+            # In the order of the previous snapshot's set (a hash set): compare as sets.
+            tombs = recs[1485 + 1482:]
+            assert sorted(r["key"] for r in tombs) == sorted(leave), [r["key"] for r in tombs]
+            check_tombstones(tombs, [r["key"] for r in tombs], luo1, url, luo0)
+            assert lines(out)[1485 + 1482:] == [None] * 3, "file_sink writes tombstones as null"
+            wait_for(lambda: plugin_metric(s, "tombstones_emitted") == 3, TIMEOUT,
+                     "tombstones_emitted == 3")
+            # They come back: station records, no tombstone.
+            srv.route("/status.json", Response(compact(variant(s24, luo2))))
+            wait_for(lambda: s.offsets().get("velib", {}).get(url) == luo2, TIMEOUT,
+                     "offset at the full snapshot again")
+            wait_lines(rec, 1485 + 1482 + 3 + 1485)
+            last = lines(rec)[-1485:]
+            assert all(r["forms"] == 2 for r in last) and last[-1]["off"] == luo2
+            assert plugin_metric(s, "tombstones_emitted") == 3
+
+
+def test_tombstones_within_station_codes_and_switched_off():
+    """Only stations station.codes selects are tracked; a snapshot holding
+    none of them is all tombstones (the last carries the offset);
+    emit.tombstones: false emits none."""
+    need_data()
+    s24 = load(STATUS_2024)
+    other = [st["stationCode"] for st in s24["data"]["stations"] if st["stationCode"] not in FEW]
+    few = [st["stationCode"] for st in s24["data"]["stations"] if st["stationCode"] in FEW]
+    luo0 = s24["lastUpdatedOther"]
+    # (lastUpdatedOther, stations left out, tombstones expected): a station
+    # station.codes does not select never gets one; a tombstone is for a
+    # station of the PREVIOUS snapshot, so each goes once.
+    steps = [(1732005000, {"16107", other[0]}, ["16107"]),
+             (1732006000, set(FEW), ["32017", "9020"]),
+             (1732007000, set(), [])]
+    for enabled in (True, False):
+        with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+            out, rec = os.path.join(tmp, "out.ndjson"), os.path.join(tmp, "rec.ndjson")
+            srv.route("/status.json", Response(read_bytes(STATUS_2024)))
+            url = srv.url("/status.json")
+            extra = {"station.codes": FEW, "emit.tombstones": str(enabled).lower()}
+            with start(pipeline(url, out, extra=extra, rec=rec), tmp, rec=True) as s:
+                wait_lines(rec, 3)
+                prev, seen = luo0, 3
+                for k, (luo, gone, tomb) in enumerate(steps):
+                    tomb = tomb if enabled else []
+                    present = [c for c in few if c not in gone]  # in feed order
+                    srv.route("/status.json", Response(compact(without(s24, luo, gone))))
+                    wait_for(lambda: plugin_metric(s, "snapshots") == k + 2, TIMEOUT,
+                             "snapshot %d emitted" % luo)
+                    if present or tomb:  # else nothing at all is emitted
+                        wait_for(lambda: s.offsets().get("velib", {}).get(url) == luo, TIMEOUT,
+                                 "offset at %d" % luo)
+                        prev_off = prev
+                        prev = luo
+                    wait_lines(rec, seen + len(present) + len(tomb))
+                    new = lines(rec)[seen:]
+                    assert [r["key"] for r in new[:len(present)]] == present, new
+                    assert all(r["forms"] == 2 for r in new[:len(present)])
+                    tombs = new[len(present):]
+                    assert sorted(r["key"] for r in tombs) == tomb, (luo, enabled, tombs)
+                    if tombs:
+                        check_tombstones(tombs, [r["key"] for r in tombs], luo, url, prev_off)
+                    elif new:
+                        assert new[-1]["off"] == luo, new[-1]
+                    seen += len(new)
+                assert plugin_metric(s, "tombstones_emitted") == (3 if enabled else 0), \
+                    plugin_metric(s, "tombstones_emitted")
 
 
 def test_extra_fields_carried_when_scalar():
