@@ -681,9 +681,9 @@ json_t *ctl_plugin_validate(struct runtime *rt, const char *plugin, json_t *conf
         }
     }
     for (size_t i = 0; i < ce.n; i++) {
-        const char *key = ce.e[i].key;
-        json_t *given = json_object_get(config, key);
-        add_value_error(configs, key, given ? json_string_value(given) : NULL, ce.e[i].msg);
+        /* Entries for keys no table declares get no value: a misspelled
+         * secret ("passwrod") must not be echoed back. */
+        add_value_error(configs, ce.e[i].key, NULL, ce.e[i].msg);
     }
     json_t *out = json_pack("{s:s,s:i,s:[s,s],s:o}", "name", plugin, "error_count", (int)ce.n,
                             "groups", d->name, "Common", "configs", configs);
