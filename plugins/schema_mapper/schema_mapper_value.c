@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "schema_mapper.h"
+#include "textfmt.h"
 
 /* ------------------------------------------------------------------------ */
 /* Arena                                                                     */
@@ -310,40 +311,8 @@ fail:
     return 0;
 }
 
-static const char digit_pairs[201] =
-    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
-    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
-    "8081828384858687888990919293949596979899";
+size_t sm_fmt_int(int64_t v, char *o) { return textfmt_int(v, o); }
 
-size_t sm_fmt_int(int64_t v, char *o)
-{
-    char tmp[24];
-    size_t k = sizeof(tmp);
-    uint64_t u = (uint64_t)v;
-    if (v < 0)
-        u = 0 - u;
-    while (u >= 100) {
-        unsigned r = (unsigned)(u % 100);
-        u /= 100;
-        k -= 2;
-        memcpy(tmp + k, digit_pairs + 2 * r, 2);
-    }
-    if (u >= 10) {
-        k -= 2;
-        memcpy(tmp + k, digit_pairs + 2 * u, 2);
-    } else {
-        tmp[--k] = (char)('0' + u);
-    }
-    if (v < 0)
-        tmp[--k] = '-';
-    memcpy(o, tmp + k, sizeof(tmp) - k);
-    return sizeof(tmp) - k;
-}
-
-/* strtod and %g obey LC_NUMERIC; JSON and CSV numbers always use '.'. */
-static locale_t c_locale;
-static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
-static void c_locale_init(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
 
 double sm_strtod(const char *s, size_t n, int *ok)
 {
@@ -355,96 +324,24 @@ double sm_strtod(const char *s, size_t n, int *ok)
     }
     memcpy(buf, s, n);
     buf[n] = '\0';
-    pthread_once(&c_locale_once, c_locale_init);
     char *end;
-    double d = c_locale ? strtod_l(buf, &end, c_locale) : strtod(buf, &end);
+    double d = textfmt_strtod(buf, &end);
     *ok = end == buf + n && n > 0;
     if (buf != tmp)
         free(buf);
     return d;
 }
 
-/* The same text the host's row writer produces: shortest round-trip form,
- * whole values with ".0", exponents tidied ("1e300", "1e-7"). */
-size_t sm_fmt_double(double d, char *o)
-{
-    if (!isfinite(d)) {
-        memcpy(o, "null", 4);
-        return 4;
-    }
-    if (fabs(d) < 1e15 && d == (double)(int64_t)d) {
-        size_t n = 0;
-        if (d == 0 && signbit(d))
-            o[n++] = '-';
-        n += sm_fmt_int((int64_t)d, o + n);
-        memcpy(o + n, ".0", 2);
-        return n + 2;
-    }
-    char tmp[40];
-    int n = 0;
-    for (int prec = 15; prec <= 17; prec++) {
-        n = snprintf(tmp, sizeof(tmp), "%.*g", prec, d);
-        for (int k = 0; k < n; k++)
-            if (tmp[k] == ',')
-                tmp[k] = '.';
-        int ok;
-        if (sm_strtod(tmp, (size_t)n, &ok) == d && ok)
-            break;
-    }
-    size_t k = 0;
-    int looks_int = 1;
-    for (int i = 0; i < n; i++) {
-        char c = tmp[i];
-        if (c == '.') {
-            looks_int = 0;
-        } else if (c == 'e') {
-            looks_int = 0;
-            o[k++] = 'e';
-            i++;
-            if (tmp[i] == '-')
-                o[k++] = '-';
-            else if (tmp[i] != '+')
-                i--;
-            while (i + 1 < n - 1 && tmp[i + 1] == '0')
-                i++;
-            continue;
-        }
-        o[k++] = c;
-    }
-    if (looks_int) {
-        memcpy(o + k, ".0", 2);
-        k += 2;
-    }
-    return k;
-}
+/* The same text the host's row writer produces (the same code: textfmt). */
+size_t sm_fmt_double(double d, char *o) { return textfmt_double(d, o); }
 
 /* ------------------------------------------------------------------------ */
 /* Timestamps                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* Howard Hinnant's days_from_civil: proleptic Gregorian, any year. */
 int64_t sm_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
-
-static void civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
-{
-    z += 719468;
-    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
-    unsigned doe = (unsigned)(z - era * 146097);
-    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
-    int64_t yy = (int64_t)yoe + era * 400;
-    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    unsigned mp = (5 * doy + 2) / 153;
-    *d = doy - (153 * mp + 2) / 5 + 1;
-    *m = mp < 10 ? mp + 3 : mp - 9;
-    *y = yy + (*m <= 2);
+    return textfmt_days_from_civil(y, m, d);
 }
 
 static int days_in_month(int64_t y, unsigned m)
@@ -455,26 +352,7 @@ static int days_in_month(int64_t y, unsigned m)
     return dm[m - 1];
 }
 
-size_t sm_fmt_iso(int64_t ms, char *o)
-{
-    int64_t days = ms / 86400000, rem = ms % 86400000;
-    if (rem < 0) {
-        rem += 86400000;
-        days--;
-    }
-    int64_t y;
-    unsigned mo, d;
-    civil_from_days(days, &y, &mo, &d);
-    unsigned h = (unsigned)(rem / 3600000), mi = (unsigned)(rem / 60000 % 60),
-             s = (unsigned)(rem / 1000 % 60), f = (unsigned)(rem % 1000);
-    int n;
-    if (y >= 0 && y <= 9999)
-        n = snprintf(o, 32, "%04d-%02u-%02uT%02u:%02u:%02u.%03uZ", (int)y, mo, d, h, mi, s, f);
-    else
-        n = snprintf(o, 32, "%+06lld-%02u-%02uT%02u:%02u:%02u.%03uZ", (long long)y, mo, d, h,
-                     mi, s, f);
-    return n > 0 ? (size_t)n : 0;
-}
+size_t sm_fmt_iso(int64_t ms, char *o) { return textfmt_timestamp(ms, o); }
 
 /* Reads exactly `min..max` digits at s[*i]. */
 static int read_digits(const char *s, size_t n, size_t *i, int min, int max, int64_t *out)
