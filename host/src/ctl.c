@@ -50,6 +50,11 @@ json_t *ctl_root(struct runtime *rt)
 
 int ctl_ready(struct runtime *rt)
 {
+    /* Startup readiness, as Connect's /health: once the connectors of the
+     * start have left UNASSIGNED, the worker is ready for good (a connector
+     * created later must not turn /health to 503). */
+    if (atomic_load(&rt->ready))
+        return 1;
     int ready = 1;
     pthread_mutex_lock(&rt->lock);
     for (size_t i = 0; i < rt->nconns; i++) {
@@ -60,6 +65,8 @@ int ctl_ready(struct runtime *rt)
         pthread_mutex_unlock(&inst->lock);
     }
     pthread_mutex_unlock(&rt->lock);
+    if (ready)
+        atomic_store(&rt->ready, 1);
     return ready;
 }
 

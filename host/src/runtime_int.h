@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 
 #include "buf.h"
 #include "instance.h"
@@ -40,6 +41,7 @@ struct runtime {
     int64_t started_wall_ms;
     int64_t root_log_modified_ms;    /* 0 = never */
     volatile int stopping;
+    atomic_int ready;                /* ctl_ready latched: startup finished */
 };
 
 const char *rt_state_name(enum conn_state s);
