@@ -10,6 +10,7 @@
  * it holds; a string set later that does not fit gets its own allocation.
  */
 #include "record.h"
+#include "textfmt.h"
 
 #include <assert.h>
 #include <limits.h>
@@ -69,52 +70,7 @@ struct spoke_row {
 
 int row_utf8_valid(const void *buf, size_t len)
 {
-    const unsigned char *s = buf, *end = s + len;
-    while (s < end) {
-        /* ASCII runs dominate real data: check eight bytes at a time. */
-        while (end - s >= 8) {
-            uint64_t w;
-            memcpy(&w, s, 8);
-            if (w & 0x8080808080808080ull)
-                break;
-            s += 8;
-        }
-        if (s >= end)
-            break;
-        unsigned c = *s;
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        size_t need;
-        unsigned lo = 0x80, hi = 0xBF;  /* allowed range of the second byte */
-        if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            if (c == 0xE0)
-                lo = 0xA0;               /* overlong */
-            else if (c == 0xED)
-                hi = 0x9F;               /* UTF-16 surrogates */
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            if (c == 0xF0)
-                lo = 0x90;               /* overlong */
-            else if (c == 0xF4)
-                hi = 0x8F;               /* above U+10FFFF */
-        } else {
-            return 0;                    /* continuation byte, C0/C1, F5..FF */
-        }
-        if ((size_t)(end - s) <= need)
-            return 0;
-        if (s[1] < lo || s[1] > hi)
-            return 0;
-        for (size_t k = 2; k <= need; k++)
-            if ((s[k] & 0xC0) != 0x80)
-                return 0;
-        s += need + 1;
-    }
-    return 1;
+    return textfmt_utf8_valid(buf, len, NULL);
 }
 
 /* ------------------------------------------------------------------------ */

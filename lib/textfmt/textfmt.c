@@ -21,6 +21,35 @@ double textfmt_strtod(const char *s, char **end)
     return c_locale ? strtod_l(s, end, c_locale) : strtod(s, end);
 }
 
+int textfmt_utf8_valid(const void *buf, size_t len, size_t *bad)
+{
+    const unsigned char *s = buf, *end = s + len;
+    while (s < end) {
+        /* ASCII runs dominate real data: check eight bytes at a time. */
+        while (end - s >= 8) {
+            uint64_t w;
+            memcpy(&w, s, 8);
+            if (w & 0x8080808080808080ull)
+                break;
+            s += 8;
+        }
+        if (s >= end)
+            break;
+        if (*s < 0x80) {
+            s++;
+            continue;
+        }
+        size_t n = textfmt_utf8_seq(s, end);
+        if (!n) {
+            if (bad)
+                *bad = (size_t)(s - (const unsigned char *)buf);
+            return 0;
+        }
+        s += n;
+    }
+    return 1;
+}
+
 int64_t textfmt_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     y -= m <= 2;

@@ -17,6 +17,44 @@ size_t textfmt_double(double d, char *o);
 size_t textfmt_timestamp(int64_t ms, char *o);
 /* strtod in the C locale (JSON and CSV numbers always use '.'). */
 double textfmt_strtod(const char *s, char **end);
+/* Validates the UTF-8 sequence starting at p (p[0] >= 0x80, p < end):
+ * returns its length, or 0 when it is invalid (overlong, a UTF-16
+ * surrogate, above U+10FFFF, a stray continuation byte or truncated). Inline:
+ * parsers call it from their hot loops. */
+static inline size_t textfmt_utf8_seq(const unsigned char *p, const unsigned char *end)
+{
+    unsigned c = p[0];
+    size_t need;
+    unsigned lo = 0x80, hi = 0xBF;   /* allowed range of the second byte */
+    if (c >= 0xC2 && c <= 0xDF) {
+        need = 1;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        need = 2;
+        if (c == 0xE0)
+            lo = 0xA0;               /* overlong */
+        else if (c == 0xED)
+            hi = 0x9F;               /* UTF-16 surrogates */
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        need = 3;
+        if (c == 0xF0)
+            lo = 0x90;               /* overlong */
+        else if (c == 0xF4)
+            hi = 0x8F;               /* above U+10FFFF */
+    } else {
+        return 0;                    /* continuation byte, C0/C1, F5..FF */
+    }
+    if ((size_t)(end - p) <= need || p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t k = 2; k <= need; k++)
+        if ((p[k] & 0xC0) != 0x80)
+            return 0;
+    return need + 1;
+}
+
+/* 1 when buf[0..len) is valid UTF-8; else 0 and *bad (if not NULL) is the
+ * offset of the first invalid sequence. */
+int textfmt_utf8_valid(const void *buf, size_t len, size_t *bad);
+
 /* Proleptic Gregorian calendar <-> days since 1970-01-01 (H. Hinnant). */
 void textfmt_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
 int64_t textfmt_days_from_civil(int64_t y, unsigned m, unsigned d);

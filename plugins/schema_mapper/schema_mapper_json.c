@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "schema_mapper.h"
+#include "textfmt.h"
 
 /* Longest depth limit the configuration allows (json.max.depth). */
 #define JX_DEPTH_MAX 1024
@@ -100,37 +101,6 @@ static int hex4v(const unsigned char *p)
     return a << 12 | b << 8 | c << 4 | d;
 }
 
-/* Validates one UTF-8 sequence starting at p (a byte >= 0x80); returns its
- * length, or 0 when invalid. */
-static inline size_t utf8_seq(const unsigned char *p, const unsigned char *end)
-{
-    unsigned c = p[0];
-    size_t need;
-    unsigned lo = 0x80, hi = 0xBF;
-    if (c >= 0xC2 && c <= 0xDF) {
-        need = 1;
-    } else if (c >= 0xE0 && c <= 0xEF) {
-        need = 2;
-        if (c == 0xE0)
-            lo = 0xA0;
-        else if (c == 0xED)
-            hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        need = 3;
-        if (c == 0xF0)
-            lo = 0x90;
-        else if (c == 0xF4)
-            hi = 0x8F;
-    } else {
-        return 0;
-    }
-    if ((size_t)(end - p) <= need || p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t k = 2; k <= need; k++)
-        if ((p[k] & 0xC0) != 0x80)
-            return 0;
-    return need + 1;
-}
 
 /* x->p is just after the opening quote. On success x->p is just after the
  * closing quote and *esc tells whether the body holds escapes. */
@@ -199,7 +169,7 @@ static int scan_string_slow(struct jx *x, int *esc)
             p++;
             continue;
         }
-        size_t k = utf8_seq(p, end);
+        size_t k = textfmt_utf8_seq(p, end);
         if (!k)
             return jerr(x, p, "invalid UTF-8 in a string");
         p += k;

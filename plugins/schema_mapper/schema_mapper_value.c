@@ -262,53 +262,7 @@ void sm_quote(const char *s, size_t n, char *buf, size_t bufsz)
 
 int sm_utf8_valid(const char *buf, size_t len, size_t *bad)
 {
-    const unsigned char *s = (const unsigned char *)buf, *end = s + len, *b = s;
-    while (s < end) {
-        while (end - s >= 8) {
-            uint64_t w;
-            memcpy(&w, s, 8);
-            if (w & 0x8080808080808080ull)
-                break;
-            s += 8;
-        }
-        if (s >= end)
-            break;
-        unsigned c = *s;
-        if (c < 0x80) {
-            s++;
-            continue;
-        }
-        size_t need;
-        unsigned lo = 0x80, hi = 0xBF;
-        if (c >= 0xC2 && c <= 0xDF) {
-            need = 1;
-        } else if (c >= 0xE0 && c <= 0xEF) {
-            need = 2;
-            if (c == 0xE0)
-                lo = 0xA0;
-            else if (c == 0xED)
-                hi = 0x9F;
-        } else if (c >= 0xF0 && c <= 0xF4) {
-            need = 3;
-            if (c == 0xF0)
-                lo = 0x90;
-            else if (c == 0xF4)
-                hi = 0x8F;
-        } else {
-            goto fail;
-        }
-        if ((size_t)(end - s) <= need || s[1] < lo || s[1] > hi)
-            goto fail;
-        for (size_t k = 2; k <= need; k++)
-            if ((s[k] & 0xC0) != 0x80)
-                goto fail;
-        s += need + 1;
-    }
-    return 1;
-fail:
-    if (bad)
-        *bad = (size_t)(s - b);
-    return 0;
+    return textfmt_utf8_valid(buf, len, bad);
 }
 
 size_t sm_fmt_int(int64_t v, char *o) { return textfmt_int(v, o); }
