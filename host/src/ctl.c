@@ -885,18 +885,19 @@ void ctl_metrics(struct runtime *rt, struct buf *out)
         c->v[6] = atomic_load(&inst->replayed_skipped);
         c->is_source = inst->kind == SPOKE_KIND_SOURCE;
         c->last_poll = atomic_load(&inst->last_poll_ms);
-        if (inst->inq) {
+        struct rqueue *q = inst->inq;
+        if (q) {
             c->has_queue = 1;
-            c->depth = (long long)rqueue_depth(inst->inq);
-            c->capacity = (long long)rqueue_capacity(inst->inq);
+            c->depth = (long long)rqueue_depth(q);
+            c->capacity = (long long)rqueue_capacity(q);
         }
         if (inst->tracker)
             c->inflight = (long long)tracker_inflight(inst->tracker);
         if (inst->latency) {
-            static const double q[4] = { 0.5, 0.9, 0.99, 1.0 };
+            static const double qs[4] = { 0.5, 0.9, 0.99, 1.0 };
             c->has_latency = 1;
             for (int j = 0; j < 4; j++)
-                c->lat[j] = (double)hist_quantile(inst->latency, q[j]) / 1e9;
+                c->lat[j] = (double)hist_quantile(inst->latency, qs[j]) / 1e9;
             c->lat_count = atomic_load(&inst->latency->count);
             c->lat_sum = (double)atomic_load(&inst->latency->sum) / 1e9;
         }

@@ -1408,11 +1408,11 @@ static json_t *inst_json(struct spoke_instance *inst)
     json_object_set_new(m, "errors", json_integer(atomic_load(&inst->errors)));
     json_object_set_new(m, "dead_lettered", json_integer(atomic_load(&inst->dead_lettered)));
     json_object_set_new(m, "retries", json_integer(atomic_load(&inst->retries)));
-    if (inst->inq) {
-        json_object_set_new(m, "queue_depth", json_integer((json_int_t)rqueue_depth(inst->inq)));
-        json_object_set_new(m, "queue_capacity",
-                            json_integer((json_int_t)rqueue_capacity(inst->inq)));
-        json_object_set_new(m, "discarded", json_integer(rqueue_discarded(inst->inq)));
+    struct rqueue *q = inst->inq;
+    if (q) {
+        json_object_set_new(m, "queue_depth", json_integer((json_int_t)rqueue_depth(q)));
+        json_object_set_new(m, "queue_capacity", json_integer((json_int_t)rqueue_capacity(q)));
+        json_object_set_new(m, "discarded", json_integer(rqueue_discarded(q)));
     }
     if (inst->tracker)
         json_object_set_new(m, "inflight",
@@ -2067,19 +2067,27 @@ static struct spoke_instance *replace_conn(struct runtime *rt, struct spoke_inst
     struct spoke_instance *n = inst_new(rt, spec);
     if (!n)
         return NULL;
-    if (old) {
-        inst_halt(old);
-        if (same_inputs(old, n)) {
-            n->inq = old->inq; /* keep what is queued for it */
-            old->inq = NULL;
+    if (!old) {
+        if (add_conn(rt, n) != 0) {
+            inst_free(n);
+            return NULL;
         }
-        remove_conn(rt, old);
-        inst_free(old);
+        return n;
     }
-    if (add_conn(rt, n) != 0) {
-        inst_free(n);
-        return NULL;
+    inst_halt(old);
+    /* Swap in place under rt->lock: status, metrics and REST reads see the
+     * old instance or the new one, never neither, and the queue moves while
+     * no reader can look at it. */
+    pthread_mutex_lock(&rt->lock);
+    for (size_t i = 0; i < rt->nconns; i++)
+        if (rt->conns[i] == old)
+            rt->conns[i] = n;
+    if (same_inputs(old, n)) {
+        n->inq = old->inq; /* keep what is queued for it */
+        old->inq = NULL;
     }
+    pthread_mutex_unlock(&rt->lock);
+    inst_free(old);
     return n;
 }
 
