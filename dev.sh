@@ -10,6 +10,7 @@ cd "$(dirname "$0")"
 PACKAGES=(gcc g++ libc6-dev make cmake pkg-config python3
           libjansson-dev libyaml-dev libyajl-dev libcurl4-openssl-dev librdkafka-dev
           libmicrohttpd-dev libsimdjson-dev libjemalloc-dev
+          kcat python3-cassandra            # independent Kafka and CQL clients for the tests
           clang libclang-rt-14-dev)  # clang + libFuzzer: ctest fuzz-rest
 
 setup() {
