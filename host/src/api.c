@@ -185,6 +185,37 @@ static void api_metric_set(struct spoke_instance *inst, const char *name, int64_
     metric_update(inst, name, v, 0);
 }
 
+static int api_sink_record_failed(struct spoke_instance *inst, const struct spoke_record *rec,
+                                  int status, const char *reason)
+{
+    if (!inst || inst->kind != SPOKE_KIND_SINK || !rec)
+        return SPOKE_ERR_INVALID;
+    size_t i;
+    for (i = 0; i < inst->nbatch; i++)
+        if (inst->batch[i] == rec)
+            break;
+    if (i == inst->nbatch) {
+        LOG_E(inst->name, "sink_record_failed: the record is not pending on this connector");
+        return SPOKE_ERR_INVALID;
+    }
+    for (size_t k = 0; k < inst->nfailed; k++)
+        if (inst->failed[k].rec == rec)
+            return SPOKE_OK; /* first reason wins */
+    if (inst->nfailed == inst->capfailed) {
+        size_t cap = inst->capfailed ? inst->capfailed * 2 : 8;
+        struct sink_failure *f = realloc(inst->failed, cap * sizeof(*f));
+        if (!f)
+            return SPOKE_ERR_NOMEM;
+        inst->failed = f;
+        inst->capfailed = cap;
+    }
+    char *why = strdup(reason && *reason ? reason : status_text(status >= 0 ? SPOKE_ERR : status));
+    if (!why)
+        return SPOKE_ERR_NOMEM;
+    inst->failed[inst->nfailed++] = (struct sink_failure){ rec, status >= 0 ? SPOKE_ERR : status, why };
+    return SPOKE_OK;
+}
+
 const struct spoke_host_api api_table = {
     .abi_version = SPOKE_ABI_VERSION,
     .struct_size = sizeof(struct spoke_host_api),
@@ -254,6 +285,7 @@ const struct spoke_host_api api_table = {
     .metric_add = api_metric_add,
     .metric_set = api_metric_set,
     .record_value_forms = api_value_forms,
+    .sink_record_failed = api_sink_record_failed,
 };
 
 _Static_assert(REC_FORM_BYTES == SPOKE_FORM_BYTES && REC_FORM_ROW == SPOKE_FORM_ROW &&

@@ -105,6 +105,16 @@ struct spoke_instance {
     struct spoke_record *staging[INST_STAGE_MAX];
     size_t nstaging;
     struct spoke_record *cur;       /* record in process(): emit derives from it */
+    /* Sink: records put() since the last flush (recs[0, nbatch)), and the
+     * ones the plugin reported failed (api sink_record_failed). */
+    struct spoke_record **batch;
+    size_t nbatch;
+    struct sink_failure {
+        const struct spoke_record *rec;
+        int status;
+        char *reason;
+    } *failed;
+    size_t nfailed, capfailed;
     struct origin **absorbed;       /* stateful transforms: acks waiting for a snapshot */
     size_t nabsorbed, capabsorbed;
     int64_t next_snapshot_ms;

@@ -1041,6 +1041,59 @@ static int sink_flush(struct spoke_instance *inst, char *err, size_t errsize)
     }
 }
 
+static void clear_failures(struct spoke_instance *inst)
+{
+    for (size_t k = 0; k < inst->nfailed; k++)
+        free(inst->failed[k].reason);
+    inst->nfailed = 0;
+}
+
+static void forget_failure(struct spoke_instance *inst, const struct spoke_record *rec)
+{
+    for (size_t k = 0; k < inst->nfailed; k++)
+        if (inst->failed[k].rec == rec) {
+            free(inst->failed[k].reason);
+            inst->failed[k] = inst->failed[--inst->nfailed];
+            return;
+        }
+}
+
+/* After a successful flush: the records the sink reported failed
+ * (sink_record_failed) take the error path. A record the error path does not
+ * take (errors.tolerance=none) stays in recs, is not acknowledged (see
+ * is_failed) and sets *failed_rc; returns 1 then. */
+static int failed_deliveries(struct spoke_instance *inst, struct spoke_record **recs, size_t n,
+                             int *failed_rc, char *failed_err, size_t errsize)
+{
+    int stop = 0;
+    for (size_t f = 0; f < inst->nfailed; f++) {
+        struct sink_failure *sf = &inst->failed[f];
+        for (size_t k = 0; k < n; k++) {
+            if (recs[k] != sf->rec)
+                continue;
+            struct spoke_record *rec = recs[k];
+            if (error_path(inst, rec, "TASK_PUT", sf->status, sf->reason)) {
+                recs[k] = NULL;
+            } else if (!stop) {
+                *failed_rc = sf->status;
+                snprintf(failed_err, errsize, "record from topic '%s': %s", rec->topic,
+                         sf->reason);
+                stop = 1;
+            }
+            break;
+        }
+    }
+    return stop;
+}
+
+static int is_failed(const struct spoke_instance *inst, const struct spoke_record *rec)
+{
+    for (size_t k = 0; k < inst->nfailed; k++)
+        if (inst->failed[k].rec == rec)
+            return 1;
+    return 0;
+}
+
 static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, size_t n)
 {
     const struct spoke_plugin *d = inst->plugin;
@@ -1048,9 +1101,11 @@ static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, s
     size_t i;
     int failed_rc = SPOKE_OK;
     char failed_err[SPOKE_ERRSTR_SIZE + 320] = "";
+    inst->batch = recs;
     for (i = 0; i < n; i++) {
         int attempt = 0, rc;
         int64_t first = 0;
+        inst->nbatch = i + 1;
         for (;;) {
             err[0] = '\0';
             rc = d->put(inst->st, recs[i], err, sizeof(err));
@@ -1067,6 +1122,7 @@ static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, s
         if (rc == SPOKE_RETRY && inst->stop_req)
             break;
         struct spoke_record *rec = recs[i];
+        forget_failure(inst, rec);
         if (error_path(inst, rec, "TASK_PUT", rc, err)) {
             recs[i] = NULL;
             continue;
@@ -1078,11 +1134,17 @@ static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, s
     }
     /* Records [0, i) were put: make them durable, then acknowledge. */
     int frc = sink_flush(inst, err, sizeof(err));
+    inst->batch = NULL;
+    inst->nbatch = 0;
+    if (frc == SPOKE_OK && inst->nfailed)
+        failed_deliveries(inst, recs, i, &failed_rc, failed_err, sizeof(failed_err));
     inst_flush_staging(inst);
     if (frc == SPOKE_OK) {
         clear_retrying(inst);
         int64_t now_ns = clock_mono_ns();
         for (size_t k = 0; k < i; k++) {
+            if (recs[k] && inst->nfailed && is_failed(inst, recs[k]))
+                continue; /* failed, errors.tolerance=none: given back below */
             if (recs[k] && recs[k]->origin && inst->latency)
                 hist_add(inst->latency, now_ns - origin_born_ns(recs[k]->origin));
             if (recs[k]) {
@@ -1092,6 +1154,7 @@ static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, s
             }
         }
     }
+    clear_failures(inst);
     give_back(inst, recs, n);
     if (frc != SPOKE_OK) {
         if (inst->stop_req && frc == SPOKE_RETRY)
@@ -1227,6 +1290,7 @@ static void inst_free(struct spoke_instance *inst)
     free(inst->in_topics);
     free(inst->latency);
     free(inst->absorbed);
+    free(inst->failed);
     free(inst->covered);
     free(inst->replay);
     free(inst->metrics);

@@ -1,8 +1,9 @@
 """it-failures: a failing connector fails alone; error tolerance and the
 dead-letter topic; transient failures retry; a plugin that fails init."""
+import json
 import os
 
-from spoketest import Spoke, count_lines, main, wait_for, write_seq
+from spoketest import Spoke, count_lines, main, metric, wait_for, write_seq
 
 N = 5000
 
@@ -190,6 +191,75 @@ connectors:
         assert seen_depth <= 8, seen_depth
         with open(out) as f:
             assert [l.strip() for l in f] == ['{"seq":%d}' % i for i in range(20000)]
+
+
+def write_marked(path, n, every):
+    """{"seq": i} lines; every `every`-th one also carries "reject": true."""
+    with open(path, "w") as f:
+        for i in range(n):
+            f.write('{"seq":%d%s}\n' % (i, ',"reject":true' if i % every == 0 else ""))
+
+
+def test_async_delivery_failures_take_the_error_path():
+    """A sink reports rejected deliveries from flush() (sink_record_failed):
+    those records, and only those, reach the dead-letter topic with the
+    reason; the others are delivered; offsets reach the end."""
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        dlq = os.path.join(sp.tmp, "dlq.ndjson")
+        write_marked(inp, N, 7)
+        rejected = len(range(0, N, 7))
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: %s
+  - name: asink
+    connector.class: async_sink
+    topics: raw
+    errors.tolerance: all
+    errors.deadletterqueue.topic.name: raw.dlq
+  - name: dlq
+    connector.class: file_sink
+    topics: raw.dlq
+    file: %s
+""" % (inp, dlq))
+        sp.start()
+        wait_for(lambda: count_lines(dlq) == rejected, 60, "rejected records on the dead-letter topic")
+        wait_for(lambda: metric(sp, "asink", "delivered") == N - rejected, 20, "the rest delivered")
+        st = sp.connector("asink")
+        assert st["state"] == "RUNNING", st
+        assert st["metrics"]["dead_lettered"] == rejected, st
+        assert metric(sp, "asink", "bogus_refused") >= 1, st
+        size = os.path.getsize(inp)
+        wait_for(lambda: sp.offsets().get("src", {}).get(inp) == size, 30, "offsets committed")
+    with open(dlq) as f:
+        rows = [json.loads(l) for l in f]
+    assert [r["seq"] for r in rows] == list(range(0, N, 7))
+    assert all(r.get("reject") is True for r in rows)
+
+
+def test_async_delivery_failure_without_tolerance_fails_and_holds_offsets():
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        write_marked(inp, 1000, 500)  # seq 0 and 500 are rejected
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: %s
+  - name: asink
+    connector.class: async_sink
+    topics: raw
+""" % inp)
+        sp.start()
+        st = sp.wait_state("asink", "FAILED")
+        assert "the target rejected the record" in st["trace"], st
+        # The first record was never delivered: no offset may pass it.
+        offs = sp.offsets().get("src", {}).get(inp, 0)
+        assert offs == 0, offs
 
 
 if __name__ == "__main__":

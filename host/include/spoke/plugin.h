@@ -389,6 +389,24 @@ struct spoke_host_api {
      * so a plugin can read the cheapest one, e.g. a row already built
      * upstream instead of serializing it and parsing it back. */
     unsigned (*record_value_forms)(const struct spoke_record *rec);
+
+    /* ---- ABI 1+: asynchronous sink outcomes ---- */
+
+    /*
+     * Sink only, called from put() or flush(): the delivery of rec, one of
+     * the records put() since the last flush() that returned, failed for good
+     * (the target rejected it, or the plugin's retries are exhausted). When
+     * the next flush() returns SPOKE_OK, rec takes the connector's error path
+     * (dead-letter topic or errors.tolerance) with status and reason instead
+     * of being acknowledged; every other record is acknowledged as usual.
+     * The host keeps the records of a batch alive until flush() returns, so a
+     * sink that delivers asynchronously may keep the pointer put() lent it as
+     * an identity to pass here (and must not read it after put() returned).
+     * Returns SPOKE_OK, or SPOKE_ERR_INVALID when rec is not pending on inst.
+     * reason is copied.
+     */
+    int (*sink_record_failed)(struct spoke_instance *inst, const struct spoke_record *rec,
+                              int status, const char *reason);
 };
 
 /* Bits of record_value_forms. */
@@ -479,8 +497,10 @@ struct spoke_plugin {
 
     /*
      * Sink: required. rec is borrowed and read-only, valid only during the
-     * call: copy anything kept. Returns SPOKE_OK, SPOKE_RETRY (offer the same
-     * record again later) or an error (the record takes the error path).
+     * call: copy anything kept (naming it to sink_record_failed() is the one
+     * use of the pointer allowed after put() returns). Returns SPOKE_OK,
+     * SPOKE_RETRY (offer the same record again later) or an error (the
+     * record takes the error path).
      */
     int (*put)(void *st, const struct spoke_record *rec, char *errstr, size_t errstr_size);
 
