@@ -11,6 +11,7 @@
 #include "instance.h"
 #include "log.h"
 #include "record.h"
+#include "runtime.h"
 #include "status.h"
 
 static void api_log(struct spoke_instance *inst, enum spoke_log_level level, const char *fmt, ...)
@@ -216,6 +217,11 @@ static int api_sink_record_failed(struct spoke_instance *inst, const struct spok
     return SPOKE_OK;
 }
 
+static const struct spoke_config *api_worker_config(struct spoke_instance *inst)
+{
+    return inst ? runtime_worker(inst->rt)->wcfg : NULL;
+}
+
 const struct spoke_host_api api_table = {
     .abi_version = SPOKE_ABI_VERSION,
     .struct_size = sizeof(struct spoke_host_api),
@@ -286,6 +292,8 @@ const struct spoke_host_api api_table = {
     .metric_set = api_metric_set,
     .record_value_forms = api_value_forms,
     .sink_record_failed = api_sink_record_failed,
+    .config_prefixed = cfgval_prefixed,
+    .worker_config = api_worker_config,
 };
 
 _Static_assert(REC_FORM_BYTES == SPOKE_FORM_BYTES && REC_FORM_ROW == SPOKE_FORM_ROW &&

@@ -31,9 +31,18 @@ struct cfgval_entry {
     int set;           /* given explicitly, not defaulted */
 };
 
+/* A key given under a SPOKE_CFG_PREFIX field. */
+struct cfgval_extra {
+    const struct spoke_config_field *field;
+    char *key;         /* the whole key, prefix included */
+    char *text;
+};
+
 struct spoke_config {
     struct cfgval_entry *e;
     size_t n;
+    struct cfgval_extra *x;
+    size_t nx, capx;
 };
 
 /* Longest value quoted in a message; longer ones end in "...". */
@@ -460,6 +469,11 @@ void cfgval_free(struct spoke_config *cfg)
         return;
     for (size_t i = 0; i < cfg->n; i++)
         entry_clear(&cfg->e[i]);
+    for (size_t i = 0; i < cfg->nx; i++) {
+        free(cfg->x[i].key);
+        free(cfg->x[i].text);
+    }
+    free(cfg->x);
     free(cfg->e);
     free(cfg);
 }
@@ -469,9 +483,140 @@ static struct cfgval_entry *lookup(const struct spoke_config *cfg, const char *k
     if (!cfg || !key)
         return NULL;
     for (size_t i = 0; i < cfg->n; i++)
-        if (strcmp(cfg->e[i].field->name, key) == 0)
+        if (!(cfg->e[i].field->flags & SPOKE_CFG_PREFIX) && strcmp(cfg->e[i].field->name, key) == 0)
             return &cfg->e[i];
     return NULL;
+}
+
+/* ---- pass-through properties (SPOKE_CFG_PREFIX) ---- */
+
+static const struct spoke_config_field *prefix_field(const struct spoke_config_field *table,
+                                                     const char *key)
+{
+    for (size_t i = 0; table && table[i].name; i++) {
+        const struct spoke_config_field *f = &table[i];
+        size_t n = strlen(f->name);
+        if ((f->flags & SPOKE_CFG_PREFIX) && strncmp(key, f->name, n) == 0 && key[n])
+            return f;
+    }
+    return NULL;
+}
+
+/* Properties that make a client library load code or files, run commands or
+ * fetch tokens from a URL: never from a connector config (REST), only from
+ * the worker section of the file. */
+static int property_denied(const char *prop)
+{
+    static const char *const exact[] = {
+        "plugin.library.paths", "sasl.kerberos.kinit.cmd", "sasl.kerberos.keytab",
+        "sasl.oauthbearer.token.endpoint.url", "sasl.oauthbearer.config",
+        "sasl.oauthbearer.method", "ssl.engine.id", "ssl_engine_callback_data",
+        "oauthbearer_token_refresh_cb", "open_cb", NULL
+    };
+    for (size_t i = 0; exact[i]; i++)
+        if (strcmp(prop, exact[i]) == 0)
+            return 1;
+    size_t n = strlen(prop);
+    static const char *const suffixes[] = { ".location", ".url", ".cmd", ".path", ".paths", NULL };
+    for (size_t i = 0; suffixes[i]; i++) {
+        size_t m = strlen(suffixes[i]);
+        if (n >= m && strcmp(prop + n - m, suffixes[i]) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static int property_secret(const char *prop)
+{
+    return strstr(prop, "password") || strstr(prop, "secret") || strstr(prop, "key.pem") ||
+           strstr(prop, "sasl.oauthbearer.config") || strstr(prop, "sasl.jaas");
+}
+
+static int valid_property(const char *prop)
+{
+    if (!*prop || strlen(prop) > 127)
+        return 0;
+    for (const char *p = prop; *p; p++) {
+        char c = *p;
+        if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+/* Validates and stores a key under prefix field f. 0 or a message in why. */
+static int add_extra(struct spoke_config *cfg, const struct spoke_config_field *f, const char *key,
+                     const char *value, char *why, size_t whysize)
+{
+    const char *prop = key + strlen(f->name);
+    if (!valid_property(prop)) {
+        snprintf(why, whysize, "'%s' is not a valid property name ([a-z0-9._-], at most 127)",
+                 prop);
+        return -1;
+    }
+    if (!(f->flags & CFGVAL_TRUSTED) && property_denied(prop)) {
+        snprintf(why, whysize, "property '%.48s' loads code or files, runs a command or "
+                 "names a token endpoint: set it in the worker section of the file only", prop);
+        return -1;
+    }
+    if (f->allowed && !is_allowed(f, prop)) {
+        snprintf(why, whysize, "property '%.48s' is not in this plugin's allow-list of "
+                 "pass-through properties (`spoke plugins --doc` lists them)", prop);
+        return -1;
+    }
+    if (!value) {
+        snprintf(why, whysize, "expects a string");
+        return -1;
+    }
+    if (cfg->nx == cfg->capx) {
+        size_t cap = cfg->capx ? cfg->capx * 2 : 8;
+        struct cfgval_extra *x = realloc(cfg->x, cap * sizeof(*x));
+        if (!x)
+            return -2;
+        cfg->x = x;
+        cfg->capx = cap;
+    }
+    struct cfgval_extra *x = &cfg->x[cfg->nx];
+    x->field = f;
+    x->key = strdup(key);
+    x->text = strdup(value);
+    if (!x->key || !x->text) {
+        free(x->key);
+        free(x->text);
+        return -2;
+    }
+    cfg->nx++;
+    return 0;
+}
+
+size_t cfgval_prefixed(const struct spoke_config *cfg, const char *prefix, size_t i,
+                       const char **name, const char **value)
+{
+    if (!cfg || !prefix)
+        return 0;
+    size_t n = 0, plen = strlen(prefix);
+    for (size_t k = 0; k < cfg->nx; k++) {
+        const struct cfgval_extra *x = &cfg->x[k];
+        if (strcmp(x->field->name, prefix) != 0)
+            continue;
+        if (n == i) {
+            if (name)
+                *name = x->key + plen;
+            if (value)
+                *value = x->text;
+        }
+        n++;
+    }
+    return n;
+}
+
+int cfgval_key_secret(const struct spoke_config_field *table, const char *key)
+{
+    for (size_t i = 0; table && table[i].name; i++)
+        if (!(table[i].flags & SPOKE_CFG_PREFIX) && strcmp(table[i].name, key) == 0)
+            return is_secret(&table[i]);
+    const struct spoke_config_field *f = prefix_field(table, key);
+    return f && (is_secret(f) || property_secret(key + strlen(f->name)));
 }
 
 /* Optimal string alignment distance (adjacent swaps count as one edit),
@@ -565,7 +710,7 @@ static int finish(struct spoke_config *cfg, struct cfgval_errors *errs)
         struct cfgval_entry *ent = &cfg->e[i];
         const struct spoke_config_field *fld = ent->field;
         char why[200];
-        if (ent->set)
+        if (ent->set || (fld->flags & SPOKE_CFG_PREFIX))
             continue;
         if (fld->flags & SPOKE_CFG_REQUIRED) {
             if (push_error(errs, fld->name, -1, "missing required configuration key '%s'",
@@ -612,8 +757,21 @@ int cfgval_validate(const struct spoke_config_field *table,
 
         if (!ent)
             ent = lookup(c2, kv->key);
+        const struct spoke_config_field *pf = NULL;
+        struct spoke_config *pc = NULL;
+        if (!ent && !dup[i]) {
+            if ((pf = prefix_field(table, kv->key)))
+                pc = c1;
+            else if ((pf = prefix_field(table2, kv->key)))
+                pc = c2;
+        }
         if (dup[i]) {
             rc = push_error(errs, kv->key, (long)i, "duplicate configuration key '%s'", kv->key);
+        } else if (pf) {
+            int xr = add_extra(pc, pf, kv->key, kv->is_list ? NULL : kv->value, why, sizeof(why));
+            if (xr == 0)
+                continue;
+            rc = xr == -2 ? -1 : push_error(errs, kv->key, (long)i, "key '%s': %s", kv->key, why);
         } else if (!ent) {
             const char *s = suggest(kv->key, table, table2);
             if (s)
@@ -689,9 +847,16 @@ int cfgval_check_table(const struct spoke_config_field *table,
             snprintf(err, errsize, "config key '%s' has an invalid type %d", name, (int)fld->type);
             return -1;
         }
-        if (fld->flags & ~(SPOKE_CFG_REQUIRED | SPOKE_CFG_SECRET)) {
+        if (fld->flags & ~(SPOKE_CFG_REQUIRED | SPOKE_CFG_SECRET | SPOKE_CFG_PREFIX)) {
             snprintf(err, errsize, "config key '%s' has unknown flags 0x%x", name,
-                     fld->flags & ~(SPOKE_CFG_REQUIRED | SPOKE_CFG_SECRET));
+                     fld->flags & ~(SPOKE_CFG_REQUIRED | SPOKE_CFG_SECRET | SPOKE_CFG_PREFIX));
+            return -1;
+        }
+        if ((fld->flags & SPOKE_CFG_PREFIX) &&
+            (fld->type != SPOKE_CFG_STRING || (fld->flags & SPOKE_CFG_REQUIRED) ||
+             fld->default_value || name[strlen(name) - 1] != '.')) {
+            snprintf(err, errsize, "config key '%s': a prefix field is a STRING without default, "
+                     "not required, and its name ends in '.'", name);
             return -1;
         }
         if ((fld->flags & SPOKE_CFG_REQUIRED) && fld->default_value) {
@@ -807,10 +972,12 @@ int cfgval_is_set(const struct spoke_config *cfg, const char *key)
 size_t cfgval_count(const struct spoke_config *cfg)
 {
     size_t n = 0;
-    if (cfg)
+    if (cfg) {
         for (size_t i = 0; i < cfg->n; i++)
             if (cfg->e[i].text)
                 n++;
+        n += cfg->nx;
+    }
     return n;
 }
 
@@ -829,6 +996,16 @@ int cfgval_at(const struct spoke_config *cfg, size_t i, const char **key,
             *key = ent->field->name;
         if (masked_value)
             *masked_value = is_secret(ent->field) ? "[hidden]" : ent->text;
+        return 0;
+    }
+    if (i < cfg->nx) {
+        const struct cfgval_extra *x = &cfg->x[i];
+        if (key)
+            *key = x->key;
+        if (masked_value)
+            *masked_value = is_secret(x->field) ||
+                                    property_secret(x->key + strlen(x->field->name))
+                                ? "[hidden]" : x->text;
         return 0;
     }
     return -1;

@@ -50,6 +50,17 @@ int cfgval_check_table(const struct spoke_config_field *table,
 
 void cfgval_free(struct spoke_config *cfg);
 
+/* Host-only flag for a SPOKE_CFG_PREFIX field of the host's own tables (the
+ * worker section): no property is refused there (the file is trusted). */
+#define CFGVAL_TRUSTED 0x100u
+
+/* Pass-through properties (SPOKE_CFG_PREFIX fields), see plugin.h. */
+size_t cfgval_prefixed(const struct spoke_config *cfg, const char *prefix, size_t i,
+                       const char **name, const char **value);
+/* True when key must be masked on output under table (a secret field, or a
+ * secret-looking property of a prefix field). */
+int cfgval_key_secret(const struct spoke_config_field *table, const char *key);
+
 /* Accessors behind the ABI (see plugin.h). */
 const char *cfgval_string(const struct spoke_config *cfg, const char *key);
 int64_t cfgval_int(const struct spoke_config *cfg, const char *key);

@@ -1,5 +1,7 @@
 #include "conncfg.h"
 
+#include "cfgval.h"
+
 #include <stddef.h>
 
 static const char *const tolerance_values[] = { "none", "all", NULL };
@@ -78,6 +80,10 @@ const struct spoke_config_field conncfg_worker_fields[] = {
       .max = 3600000 },
     { "offset.flush.interval.ms", SPOKE_CFG_LONG, "1000", 0,
       "How often committed source offsets are written to state.dir", .min = 10, .max = 3600000 },
+    { "kafka.", SPOKE_CFG_STRING, NULL, SPOKE_CFG_PREFIX | CFGVAL_TRUSTED,
+      "librdkafka properties shared by every Kafka connector and Kafka-backed topic, e.g. "
+      "`kafka.bootstrap.servers`; any property, including the ones refused in connector "
+      "configs (`*.location`, `plugin.library.paths`, ...)" },
     { "status.interval.ms", SPOKE_CFG_LONG, "1000", 0,
       "How often status.json is rewritten (and on every state change)", .min = 10,
       .max = 3600000 },

@@ -57,6 +57,17 @@ static void print_doc(const struct spoke_config_field *f)
 {
     printf("| key | type | default | required | description |\n|---|---|---|---|---|\n");
     for (; f && f->name; f++) {
+        if (f->flags & SPOKE_CFG_PREFIX) {
+            printf("| `%s*` | %s | | | %s", f->name, type_name(f->type), f->doc ? f->doc : "");
+            if (f->allowed) {
+                printf(" (allowed properties: ");
+                for (const char *const *a = f->allowed; *a; a++)
+                    printf("%s`%s`", a == f->allowed ? "" : ", ", *a);
+                printf(")");
+            }
+            printf(" |\n");
+            continue;
+        }
         printf("| `%s` | %s | %s | %s | %s", f->name, type_name(f->type),
                f->default_value ? f->default_value : "",
                (f->flags & SPOKE_CFG_REQUIRED) ? "yes" : "", f->doc ? f->doc : "");

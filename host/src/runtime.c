@@ -113,6 +113,7 @@ void worker_settings_free(struct worker_settings *ws)
     for (size_t i = 0; i < ws->nrest_hosts; i++)
         free(ws->rest_hosts[i]);
     free(ws->rest_hosts);
+    cfgval_free(ws->wcfg);
     memset(ws, 0, sizeof(*ws));
 }
 
@@ -340,7 +341,7 @@ static int load_worker(const struct cfg_file *f, const struct runtime_opts *opts
     ws->shutdown_timeout_ms = cfgval_int(wc, "shutdown.timeout.ms");
     ws->offset_flush_ms = cfgval_int(wc, "offset.flush.interval.ms");
     ws->status_interval_ms = cfgval_int(wc, "status.interval.ms");
-    cfgval_free(wc);
+    ws->wcfg = wc;
     return 0;
 }
 
@@ -1780,10 +1781,7 @@ static json_t *config_from_section(const struct cfg_section *sec)
 
 static int key_is_secret(const struct spoke_instance *inst, const char *key)
 {
-    for (const struct spoke_config_field *f = inst->plugin->config; f && f->name; f++)
-        if (strcmp(f->name, key) == 0)
-            return f->type == SPOKE_CFG_PASSWORD || (f->flags & SPOKE_CFG_SECRET);
-    return 0;
+    return cfgval_key_secret(inst->plugin->config, key);
 }
 
 json_t *rt_masked_config(const struct spoke_instance *inst)

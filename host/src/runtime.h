@@ -46,6 +46,7 @@ struct worker_settings {
     unsigned rest_timeout_ms;
     unsigned rest_threads;
     size_t rest_max_body;
+    struct spoke_config *wcfg;    /* the validated section (plugins: api worker_config) */
 };
 void worker_settings_free(struct worker_settings *ws);
 

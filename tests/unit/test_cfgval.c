@@ -553,6 +553,85 @@ static void test_check_table(void)
     CHECK(CONTAINS(err, "invalid name"));
 }
 
+/* SPOKE_CFG_PREFIX: allow-listed pass-through properties. */
+static const char *const kprops[] = { "linger.ms", "acks", "sasl.password", "ssl.ca.location", NULL };
+static const struct spoke_config_field pfields[] = {
+    { "topic.name", SPOKE_CFG_STRING, NULL, 0, "Topic" },
+    { "kafka.", SPOKE_CFG_STRING, NULL, SPOKE_CFG_PREFIX, "librdkafka", .allowed = kprops },
+    { "any.", SPOKE_CFG_STRING, NULL, SPOKE_CFG_PREFIX, "anything not denied" },
+    { 0 }
+};
+
+static void test_prefix(void)
+{
+    char err[256];
+    CHECK_MSG(cfgval_check_table(pfields, conncfg_fields, err, sizeof(err)) == 0, "%s", err);
+    struct cfg_kv kvs[] = { KV("kafka.linger.ms", "5"), KV("topic.name", "t"), KV("kafka.acks", "all"),
+                            KV("any.x.y", "1"), KV("kafka.sasl.password", "s3cret") };
+    struct spoke_config *cfg = NULL;
+    int rc = cfgval_validate(pfields, NULL, kvs, 5, &cfg, NULL, &errs);
+    CHECK_MSG(rc == 0, "%s", errs.n ? errs.e[0].msg : "");
+    const char *name = NULL, *value = NULL;
+    CHECK(cfgval_prefixed(cfg, "kafka.", 0, &name, &value) == 3);
+    CHECK_STR(name, "linger.ms");
+    CHECK_STR(value, "5");
+    CHECK(cfgval_prefixed(cfg, "kafka.", 1, &name, &value) == 3);
+    CHECK_STR(name, "acks");
+    CHECK(cfgval_prefixed(cfg, "any.", 0, &name, &value) == 1);
+    CHECK_STR(name, "x.y");
+    CHECK(cfgval_prefixed(cfg, "nope.", 0, &name, &value) == 0);
+    /* Shown with the rest, secrets masked. */
+    size_t n = cfgval_count(cfg), hidden = 0;
+    CHECK(n == 5);
+    for (size_t i = 0; i < n; i++) {
+        const char *k, *v;
+        CHECK(cfgval_at(cfg, i, &k, &v) == 0);
+        if (strcmp(k, "kafka.sasl.password") == 0)
+            hidden += strcmp(v, "[hidden]") == 0;
+    }
+    CHECK(hidden == 1);
+    CHECK(cfgval_key_secret(pfields, "kafka.sasl.password"));
+    CHECK(!cfgval_key_secret(pfields, "kafka.acks"));
+    cfgval_free(cfg);
+    cfgval_errors_free(&errs);
+
+    /* Not allow-listed; denied whatever the list says; bad names. */
+    static const struct { const char *k; const char *want; } cases[] = {
+        { "kafka.plugin.library.paths", "worker section" },
+        { "kafka.ssl.ca.location", "worker section" },
+        { "any.ssl.engine.location", "worker section" },
+        { "any.sasl.kerberos.kinit.cmd", "worker section" },
+        { "any.sasl.oauthbearer.token.endpoint.url", "worker section" },
+        { "kafka.batch.size", "allow-list" },
+        { "kafka.", "unknown configuration key" },
+        { "any.X", "not a valid property" },
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct cfg_kv kv[] = { KV(cases[i].k, "v") };
+        cfg = NULL;
+        rc = cfgval_validate(pfields, NULL, kv, 1, &cfg, NULL, &errs);
+        CHECK_MSG(rc == -1 && errs.n == 1 && CONTAINS(errs.e[0].msg, cases[i].want),
+                  "%s: %s", cases[i].k, errs.n ? errs.e[0].msg : "accepted");
+        cfgval_errors_free(&errs);
+        cfgval_free(cfg);
+    }
+    /* The worker table's kafka. prefix is trusted: anything goes. */
+    struct cfg_kv wk[] = { KV("kafka.ssl.ca.location", "/etc/ca.pem"),
+                           KV("kafka.plugin.library.paths", "x") };
+    rc = cfgval_validate(conncfg_worker_fields, NULL, wk, 2, &cfg, NULL, &errs);
+    CHECK_MSG(rc == 0, "%s", errs.n ? errs.e[0].msg : "");
+    CHECK(cfgval_prefixed(cfg, "kafka.", 1, &name, &value) == 2);
+    CHECK_STR(name, "plugin.library.paths");
+    cfgval_free(cfg);
+    cfgval_errors_free(&errs);
+
+    /* A prefix field must be a plain optional STRING ending in '.'. */
+    struct spoke_config_field badf[] = {
+        { "kafka", SPOKE_CFG_STRING, NULL, SPOKE_CFG_PREFIX, "no dot" }, { 0 } };
+    CHECK(cfgval_check_table(badf, NULL, err, sizeof(err)) == -1);
+    CHECK(CONTAINS(err, "prefix field"));
+}
+
 int main(void)
 {
     RUN(test_values_and_defaults);
@@ -566,5 +645,6 @@ int main(void)
     RUN(test_two_tables);
     RUN(test_secrets);
     RUN(test_check_table);
+    RUN(test_prefix);
     return TEST_REPORT();
 }

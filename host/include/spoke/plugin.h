@@ -117,6 +117,16 @@ enum spoke_cfg_type {
 /* Flags of a config field. */
 #define SPOKE_CFG_REQUIRED 0x1u  /* must be given; a default is then meaningless */
 #define SPOKE_CFG_SECRET   0x2u  /* mask on output (implied by SPOKE_CFG_PASSWORD) */
+/* The name is a prefix ending in '.', e.g. "kafka.": the field accepts every
+ * key `<prefix><property>` whose property is in `allowed` (the plugin's
+ * allow-list of a client library's pass-through properties), each a STRING.
+ * The host also refuses, whatever the list says, properties that load code
+ * or files or name token endpoints (`*.location`, `plugin.library.paths`,
+ * `sasl.kerberos.kinit.cmd`, `sasl.oauthbearer.token.endpoint.url`, ...):
+ * those may only be set in the worker section of the file. Read the values
+ * with config_prefixed(). Properties whose name holds "password" or
+ * "secret" are masked on output. */
+#define SPOKE_CFG_PREFIX   0x4u
 
 /*
  * One configuration key a plugin accepts. A plugin declares an array of these
@@ -407,6 +417,21 @@ struct spoke_host_api {
      */
     int (*sink_record_failed)(struct spoke_instance *inst, const struct spoke_record *rec,
                               int status, const char *reason);
+
+    /* ---- ABI 1+: pass-through properties ---- */
+
+    /*
+     * The keys given under a SPOKE_CFG_PREFIX field `prefix` (e.g. "kafka.").
+     * Returns how many there are; when i is below that, sets *name to the
+     * property (the key without the prefix) and *value to its text, both
+     * borrowed like config_string.
+     */
+    size_t (*config_prefixed)(const struct spoke_config *cfg, const char *prefix, size_t i,
+                              const char **name, const char **value);
+    /* The worker section of the file, validated (read it with config_string
+     * and config_prefixed, e.g. its "kafka." properties shared by every
+     * Kafka connector). Valid until destroy() returns. */
+    const struct spoke_config *(*worker_config)(struct spoke_instance *inst);
 };
 
 /* Bits of record_value_forms. */
