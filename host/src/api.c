@@ -54,6 +54,37 @@ int inst_flush_staging(struct spoke_instance *inst)
     return router_publish(runtime_router(inst->rt), inst->staging, n, &inst->cancel);
 }
 
+/* A source's record joins its tracker at its position. Frees rec on failure. */
+static int source_origin(struct spoke_instance *inst, struct spoke_record *rec)
+{
+    struct origin *o = tracker_add(inst->tracker, rec->part, rec->off, inst->poll_started_ns);
+    if (!o) {
+        rec_free(rec);
+        return SPOKE_ERR_NOMEM;
+    }
+    rec_set_origin(rec, o);
+    return SPOKE_OK;
+}
+
+static int api_emit_error(struct spoke_instance *inst, struct spoke_record *rec, int status,
+                          const char *reason)
+{
+    if (!rec)
+        return SPOKE_ERR_INVALID;
+    if (inst->kind != SPOKE_KIND_SOURCE) {
+        LOG_E(inst->name, "emit_error: only sources call it");
+        rec_free(rec);
+        return SPOKE_ERR_STATE;
+    }
+    if (inst->cancel || inst->stop_req) {
+        rec_free(rec);
+        return SPOKE_ERR_STOPPED;
+    }
+    if (!rec->origin && source_origin(inst, rec) != SPOKE_OK)
+        return SPOKE_ERR_NOMEM;
+    return inst_source_error(inst, rec, status >= 0 ? SPOKE_ERR : status, reason);
+}
+
 static int api_emit(struct spoke_instance *inst, struct spoke_record *rec)
 {
     if (!rec)
@@ -70,13 +101,8 @@ static int api_emit(struct spoke_instance *inst, struct spoke_record *rec)
     }
     if (!rec->origin) {
         if (inst->kind == SPOKE_KIND_SOURCE) {
-            struct origin *o = tracker_add(inst->tracker, rec->part, rec->off,
-                                           inst->poll_started_ns);
-            if (!o) {
-                rec_free(rec);
+            if (source_origin(inst, rec) != SPOKE_OK)
                 return SPOKE_ERR_NOMEM;
-            }
-            rec_set_origin(rec, o);
         } else if (inst->cur && inst->cur->origin) {
             origin_hold(inst->cur->origin);
             rec_set_origin(rec, inst->cur->origin);
@@ -294,6 +320,7 @@ const struct spoke_host_api api_table = {
     .sink_record_failed = api_sink_record_failed,
     .config_prefixed = cfgval_prefixed,
     .worker_config = api_worker_config,
+    .emit_error = api_emit_error,
 };
 
 _Static_assert(REC_FORM_BYTES == SPOKE_FORM_BYTES && REC_FORM_ROW == SPOKE_FORM_ROW &&

@@ -123,6 +123,7 @@ struct spoke_instance {
     struct covered_pos *replay;     /* stateful: positions the restored snapshot covers */
     size_t nreplay;
     uint64_t notified_gen;          /* sources: last commit generation told to the plugin */
+    char *poll_error;               /* sources: emit_error with errors.tolerance=none */
 
     atomic_llong records_in;
     atomic_llong records_out;
@@ -143,6 +144,9 @@ void inst_note_topic(struct spoke_instance *inst, const char *topic);
 
 /* Publishes the staged records; SPOKE_OK or SPOKE_ERR_STOPPED. */
 int inst_flush_staging(struct spoke_instance *inst);
+/* api emit_error: a source's record takes the error path (runtime.c). */
+int inst_source_error(struct spoke_instance *inst, struct spoke_record *rec, int status,
+                      const char *reason);
 
 /* The services table handed to every plugin. */
 extern const struct spoke_host_api api_table;

@@ -598,6 +598,23 @@ static int error_path(struct spoke_instance *inst, struct spoke_record *rec, con
     return 1;
 }
 
+int inst_source_error(struct spoke_instance *inst, struct spoke_record *rec, int status,
+                      const char *reason)
+{
+    if (error_path(inst, rec, "TASK_POLL", status, reason))
+        return SPOKE_OK;
+    /* errors.tolerance=none: the position is never acknowledged; the
+     * connector fails once poll() returns. */
+    if (!inst->poll_error) {
+        char msg[SPOKE_ERRSTR_SIZE + 64];
+        snprintf(msg, sizeof(msg), "record at %s:%lld: %s", rec->part ? rec->part : "",
+                 (long long)rec->off, reason && *reason ? reason : status_text(status));
+        inst->poll_error = strdup(msg);
+    }
+    rec_free(rec); /* abandons its origin: never committed */
+    return SPOKE_ERR_STATE;
+}
+
 void inst_note_topic(struct spoke_instance *inst, const char *topic)
 {
     if (topic == inst->last_topic)
@@ -900,6 +917,12 @@ static int source_loop(struct spoke_instance *inst)
                     return -1;
                 }
                 continue;
+            }
+            if (inst->poll_error) {
+                fail(inst, "poll", SPOKE_ERR_INVALID, inst->poll_error);
+                free(inst->poll_error);
+                inst->poll_error = NULL;
+                return -1;
             }
             if (rc < 0) {
                 fail(inst, "poll", rc, err);
@@ -1292,6 +1315,7 @@ static void inst_free(struct spoke_instance *inst)
     free(inst->latency);
     free(inst->absorbed);
     free(inst->failed);
+    free(inst->poll_error);
     free(inst->covered);
     free(inst->replay);
     free(inst->metrics);

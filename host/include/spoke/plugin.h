@@ -432,6 +432,22 @@ struct spoke_host_api {
      * and config_prefixed, e.g. its "kafka." properties shared by every
      * Kafka connector). Valid until destroy() returns. */
     const struct spoke_config *(*worker_config)(struct spoke_instance *inst);
+
+    /* ---- ABI 1+: source-side error path ---- */
+
+    /*
+     * Source only, from poll(): rec (created with record_new, its position
+     * set) cannot be emitted as data, e.g. a payload that is not valid JSON.
+     * ALWAYS takes ownership of rec. It takes the connector's error path:
+     * with errors.tolerance=all it is counted, logged and sent to the
+     * dead-letter topic (with error headers, stage TASK_POLL) or skipped, and
+     * its position is acknowledged like any delivered record; with
+     * errors.tolerance=none the connector fails with reason when poll()
+     * returns, and the position is never acknowledged. Returns SPOKE_OK, or
+     * SPOKE_ERR_STATE when the connector fails (stop polling and return).
+     */
+    int (*emit_error)(struct spoke_instance *inst, struct spoke_record *rec, int status,
+                      const char *reason);
 };
 
 /* Bits of record_value_forms. */
