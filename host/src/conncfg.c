@@ -50,7 +50,7 @@ const struct spoke_config_field conncfg_fields[] = {
 };
 
 static const char *const level_values[] = { "error", "warn", "info", "debug", "trace", NULL };
-static const char *const backend_values[] = { "memory", NULL };
+static const char *const backend_values[] = { "memory", "kafka", NULL };
 
 const struct spoke_config_field conncfg_worker_fields[] = {
     { "plugin.path", SPOKE_CFG_LIST, "build/plugins", 0,
@@ -92,6 +92,16 @@ const struct spoke_config_field conncfg_worker_fields[] = {
 
 const struct spoke_config_field conncfg_topic_fields[] = {
     { "backend", SPOKE_CFG_STRING, "memory", 0,
-      "Where the topic lives: memory (bounded in-process queues)", .allowed = backend_values },
+      "Where the topic lives: memory (bounded in-process queues) or kafka (a Kafka topic of "
+      "the same name: writers produce to it, each reader consumes it in its own group)",
+      .allowed = backend_values },
+    { "partitions", SPOKE_CFG_INT, "-1", 0,
+      "kafka: partitions when the topic is created; -1 = the broker's default", .min = -1,
+      .max = 100000 },
+    { "replication.factor", SPOKE_CFG_INT, "-1", 0,
+      "kafka: replication factor when the topic is created; -1 = the broker's default",
+      .min = -1, .max = 1000 },
+    { "create", SPOKE_CFG_BOOL, "true", 0,
+      "kafka: create the topic at start when it does not exist" },
     { 0 }
 };

@@ -323,7 +323,10 @@ int ctl_delete(struct runtime *rt, const char *name, struct ctl_err *e)
     pthread_mutex_lock(&rt->ctl_lock);
     int rc = rt_delete(rt, name);
     pthread_mutex_unlock(&rt->ctl_lock);
-    if (rc != 0)
+    if (rc == -2)
+        set_err(e, 409, "Connector %s is managed by a Kafka-backed topic of connectors.yaml and "
+                "cannot be deleted", name);
+    else if (rc != 0)
         not_found(e, name);
     return rc;
 }

@@ -65,6 +65,13 @@ struct spoke_instance {
     const char *dlq_topic;          /* interned; NULL = none */
     const char **in_topics;         /* interned */
     size_t nin;
+    /* Kafka-backed topics: this connector reads topic alias_to[k] through
+     * the private route alias_from[k] ("<topic>#<connector>"), which its
+     * consumer bridge (a kafka_source) writes; records get their topic back
+     * when dequeued. */
+    const char **alias_from, **alias_to;
+    size_t nalias;
+    const char *bridge_of;          /* managed bridge of this Kafka-backed topic, or NULL */
     const char *in_regex;
     int tolerance_all;
     int errors_log;

@@ -124,8 +124,10 @@ static int queue_matches(const struct rqueue *q, const char *topic)
     for (size_t i = 0; i < q->ntopics; i++)
         if (q->topics[i] == topic)
             return 1;
-    /* The pattern was compiled anchored as ^(...)$: a match is a whole-name match. */
-    if (q->has_re && regexec(&q->re, topic, 0, NULL, 0) == 0)
+    /* The pattern was compiled anchored as ^(...)$: a match is a whole-name match.
+     * Names with '#' (never valid in a config) are the host's private routes
+     * to one reader of a Kafka-backed topic: no pattern matches them. */
+    if (q->has_re && !strchr(topic, '#') && regexec(&q->re, topic, 0, NULL, 0) == 0)
         return 1;
     return 0;
 }

@@ -1240,8 +1240,12 @@ static int consumer_loop(struct spoke_instance *inst)
         if (prc != RQ_OK)
             continue;
         atomic_fetch_add(&inst->records_in, (long long)n);
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) {
+            for (size_t k = 0; k < inst->nalias; k++)
+                if (recs[i]->topic == inst->alias_from[k])
+                    recs[i]->topic = inst->alias_to[k];
             inst_note_topic(inst, recs[i]->topic);
+        }
         int brc = inst->kind == SPOKE_KIND_SINK ? sink_batch(inst, recs, n)
                                                 : transform_batch(inst, recs, n);
         rqueue_done(inst->inq);
@@ -1312,6 +1316,8 @@ static void inst_free(struct spoke_instance *inst)
     json_decref(inst->config);
     free(inst->file_fp);
     free(inst->in_topics);
+    free(inst->alias_from);
+    free(inst->alias_to);
     free(inst->latency);
     free(inst->absorbed);
     free(inst->failed);
@@ -1326,6 +1332,39 @@ static void inst_free(struct spoke_instance *inst)
 }
 
 /* Builds an instance from a spec; takes the spec's configs. */
+const struct ktopic *rt_ktopic(const struct runtime *rt, const char *t)
+{
+    for (size_t i = 0; t && i < rt->nktopics; i++)
+        if (rt->ktopics[i].name == t)
+            return &rt->ktopics[i];
+    return NULL;
+}
+
+/* A reader of a Kafka-backed topic T subscribes to its private route
+ * "T#<name>" instead, which its consumer bridge feeds from Kafka. */
+static int inst_alias_kafka_topics(struct spoke_instance *inst)
+{
+    if (!inst->rt->nktopics)
+        return 0;
+    inst->alias_from = calloc(inst->nin + 1, sizeof(*inst->alias_from));
+    inst->alias_to = calloc(inst->nin + 1, sizeof(*inst->alias_to));
+    if (!inst->alias_from || !inst->alias_to)
+        return -1;
+    for (size_t i = 0; i < inst->nin; i++) {
+        if (!rt_ktopic(inst->rt, inst->in_topics[i]))
+            continue;
+        char route[600];
+        snprintf(route, sizeof(route), "%s#%s", inst->in_topics[i], inst->name);
+        const char *r = intern_str(route);
+        if (!r)
+            return -1;
+        inst->alias_from[inst->nalias] = r;
+        inst->alias_to[inst->nalias++] = inst->in_topics[i];
+        inst->in_topics[i] = r;
+    }
+    return 0;
+}
+
 static struct spoke_instance *inst_new(struct runtime *rt, struct conn_spec *spec)
 {
     struct spoke_instance *inst = calloc(1, sizeof(*inst));
@@ -1359,6 +1398,10 @@ static struct spoke_instance *inst_new(struct runtime *rt, struct conn_spec *spe
     for (size_t i = 0; inst->in_topics && i < inst->nin; i++)
         inst->in_topics[i] = intern_str(topics[i]);
     inst->in_regex = cfgval_string(inst->hcfg, "topics.regex");
+    if (inst->in_topics && inst_alias_kafka_topics(inst) != 0) {
+        inst_free(inst);
+        return NULL;
+    }
     inst->tolerance_all = strcmp(cfgval_string(inst->hcfg, "errors.tolerance"), "all") == 0;
     inst->errors_log = cfgval_bool(inst->hcfg, "errors.log.enable");
     inst->retry_timeout_ms = cfgval_int(inst->hcfg, "errors.retry.timeout");
@@ -2177,6 +2220,8 @@ static struct spoke_instance *replace_conn(struct runtime *rt, struct spoke_inst
     return n;
 }
 
+static void bridge_sync(struct runtime *rt);
+
 int rt_put(struct runtime *rt, const char *name, json_t *config, enum conn_target target,
            int *created, struct buf *errs)
 {
@@ -2186,6 +2231,13 @@ int rt_put(struct runtime *rt, const char *name, json_t *config, enum conn_targe
     pthread_mutex_lock(&rt->lock);
     struct spoke_instance *old = rt_find_locked(rt, name);
     pthread_mutex_unlock(&rt->lock);
+    if (old && old->bridge_of) {
+        buf_printf(errs, "connector '%s' is managed by the Kafka-backed topic '%s' "
+                   "(connectors.yaml, topics section): it cannot be changed over REST\n", name,
+                   old->bridge_of);
+        section_clear(&d.sec);
+        return -1;
+    }
     /* Keep the link to the file's entry, so the precedence rule holds. */
     const char *fp = old ? old->file_fp
                          : json_string_value(json_object_get(
@@ -2222,6 +2274,7 @@ int rt_put(struct runtime *rt, const char *name, json_t *config, enum conn_targe
     }
     section_clear(&d.sec);
     free(d.file_fp);
+    bridge_sync(rt);
     hk_kick(rt);
     return 0;
 }
@@ -2233,17 +2286,217 @@ int rt_delete(struct runtime *rt, const char *name)
     pthread_mutex_unlock(&rt->lock);
     if (!inst)
         return -1;
+    if (inst->bridge_of) {
+        LOG_W(name, "DELETE refused: managed by the Kafka-backed topic '%s'", inst->bridge_of);
+        return -2;
+    }
     inst_halt(inst);
     remove_conn(rt, inst);
     persist_delete(rt, name, inst->file_fp);
     LOG_I(name, "deleted over REST");
     inst_free(inst);
+    bridge_sync(rt);
     hk_kick(rt);
     return 0;
 }
 
 /* Loads the file and applies it with the REST state: at start (rt has no
  * connectors) or on reload (a diff: only changed connectors restart). */
+/* ---- Kafka-backed topics ----
+ *
+ * A topic declared `backend: kafka` lives in Kafka. The host wires it with
+ * managed connectors ("bridges") of the kafka_sink and kafka_source
+ * plugins, so the Kafka path is the plugins' own code:
+ *  - kafka-out.<T>: a kafka_sink reading the in-memory topic T (everything a
+ *    connector writes to T) and producing it to Kafka topic T; sources are
+ *    acknowledged only once Kafka has their records.
+ *  - kafka-in.<C>.<T>: for each connector C reading T, a kafka_source in
+ *    consumer group "spoke-<C>" feeding C's private route "T#C"; offsets are
+ *    committed to Kafka once C has delivered (or snapshotted) the records.
+ * So every reader gets every record, and several Spoke processes running
+ * the same connector share its partitions through the group.
+ */
+static size_t check_kafka_topics(struct runtime *rt, const struct cfg_file *f, int at_start,
+                                 struct buf *errs)
+{
+    size_t nerr = 0, nk = 0;
+    struct ktopic *kt = calloc(f->ntopics + 1, sizeof(*kt));
+    if (!kt) {
+        buf_puts(errs, "out of memory\n");
+        return 1;
+    }
+    for (size_t i = 0; i < f->ntopics; i++) {
+        struct spoke_config *tc = NULL;
+        struct cfgval_errors ce = { 0 };
+        if (cfgval_validate(conncfg_topic_fields, NULL, f->topics[i].kv, f->topics[i].nkv, &tc,
+                            NULL, &ce) != 0) {
+            cfgval_errors_free(&ce);
+            continue; /* check_topics reported it */
+        }
+        if (strcmp(cfgval_string(tc, "backend"), "kafka") == 0) {
+            kt[nk].name = intern_str(f->topics[i].name);
+            kt[nk].partitions = (int)cfgval_int(tc, "partitions");
+            kt[nk].replication = (int)cfgval_int(tc, "replication.factor");
+            kt[nk].create = cfgval_bool(tc, "create");
+            nk++;
+        }
+        cfgval_free(tc);
+    }
+    if (nk && (!registry_find(rt->reg, "kafka_sink") || !registry_find(rt->reg, "kafka_source"))) {
+        buf_printf(errs, "%s: topics with `backend: kafka` need the kafka_sink and kafka_source "
+                   "plugins in plugin.path\n", f->path);
+        nerr++;
+    }
+    int same = nk == rt->nktopics;
+    for (size_t i = 0; same && i < nk; i++)
+        same = kt[i].name == rt->ktopics[i].name && kt[i].partitions == rt->ktopics[i].partitions &&
+               kt[i].replication == rt->ktopics[i].replication && kt[i].create == rt->ktopics[i].create;
+    if (nerr || (!at_start && !same)) {
+        if (!nerr)
+            LOG_W(NULL, "%s: changes to Kafka-backed topics apply at the next start", f->path);
+        free(kt);
+        return nerr;
+    }
+    if (at_start) {
+        free(rt->ktopics);
+        rt->ktopics = kt;
+        rt->nktopics = nk;
+    } else {
+        free(kt);
+    }
+    return 0;
+}
+
+/* Adds the bridge config for `name` to need (an object name -> config). */
+static void bridge_need(json_t *need, const char *name, json_t *config)
+{
+    if (config && !json_object_get(need, name))
+        json_object_set_new(need, name, config);
+    else
+        json_decref(config);
+}
+
+static json_t *bridge_producer_config(const struct ktopic *kt)
+{
+    char parts[16], repl[16];
+    snprintf(parts, sizeof(parts), "%d", kt->partitions);
+    snprintf(repl, sizeof(repl), "%d", kt->replication);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "connector.class", "kafka_sink", "topics",
+                     kt->name, "target.topic", kt->name, "topic.create",
+                     kt->create ? "true" : "false", "topic.partitions", parts,
+                     "topic.replication.factor", repl);
+}
+
+static json_t *bridge_consumer_config(const struct ktopic *kt, const char *reader)
+{
+    char group[300];
+    snprintf(group, sizeof(group), "spoke-%s", reader);
+    return json_pack("{s:s,s:s,s:s,s:s,s:s}", "connector.class", "kafka_source", "topic",
+                     kt->name, "source.topics", kt->name, "group.id", group, "value.format",
+                     "bytes");
+}
+
+/* Brings the bridges in line with the running connectors: starts the
+ * missing ones, stops the ones nobody needs. Caller holds ctl_lock. */
+static void bridge_sync(struct runtime *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    size_t n = rt->nconns;
+    struct spoke_instance **all = n ? malloc(n * sizeof(*all)) : NULL;
+    if (all)
+        memcpy(all, rt->conns, n * sizeof(*all));
+    pthread_mutex_unlock(&rt->lock);
+    if (n && !all) {
+        LOG_E(NULL, "out of memory wiring Kafka-backed topics");
+        return;
+    }
+    json_t *need = json_object(), *routes = json_object(), *owner = json_object();
+    for (size_t i = 0; need && i < n; i++) {
+        struct spoke_instance *c = all[i];
+        if (c->bridge_of)
+            continue;
+        for (size_t k = 0; k < rt->nktopics; k++) {
+            const struct ktopic *kt = &rt->ktopics[k];
+            if (c->out_topic == kt->name || c->dlq_topic == kt->name) {
+                char name[300];
+                snprintf(name, sizeof(name), "kafka-out.%s", kt->name);
+                bridge_need(need, name, bridge_producer_config(kt));
+                json_object_set_new(owner, name, json_string(kt->name));
+            }
+        }
+        for (size_t a = 0; a < c->nalias; a++) {
+            const struct ktopic *kt = rt_ktopic(rt, c->alias_to[a]);
+            char name[600];
+            snprintf(name, sizeof(name), "kafka-in.%s.%s", c->name, kt->name);
+            bridge_need(need, name, bridge_consumer_config(kt, c->name));
+            json_object_set_new(routes, name, json_string(c->alias_from[a]));
+            json_object_set_new(owner, name, json_string(kt->name));
+        }
+    }
+    /* Stop the bridges no longer needed. */
+    for (size_t i = 0; i < n; i++) {
+        if (!all[i]->bridge_of || json_object_get(need, all[i]->name))
+            continue;
+        inst_halt(all[i]);
+        remove_conn(rt, all[i]);
+        LOG_I(all[i]->name, "Kafka bridge no longer needed: stopped");
+        inst_free(all[i]);
+    }
+    free(all);
+    struct spoke_instance **fresh = calloc(json_object_size(need) + 1, sizeof(*fresh));
+    size_t nfresh = 0;
+    const char *name;
+    json_t *config;
+    json_object_foreach(need, name, config) {
+        if (!fresh)
+            break;
+        struct desired d = { .path = "topics", .target = TARGET_RUNNING };
+        struct buf errs = BUF_INIT;
+        struct conn_spec spec;
+        if (section_from_json(name, config, &d.sec, &errs) != 0 ||
+            check_desired(rt, &d, 1, &spec, &errs, 1) != 0) {
+            LOG_E(name, "cannot start the Kafka bridge: %s", errs.p ? errs.p : "out of memory");
+            spec_clear(&spec);
+            section_clear(&d.sec);
+            buf_free(&errs);
+            continue;
+        }
+        section_clear(&d.sec);
+        buf_free(&errs);
+        pthread_mutex_lock(&rt->lock);
+        struct spoke_instance *o = rt_find_locked(rt, name);
+        pthread_mutex_unlock(&rt->lock);
+        if (o && !o->bridge_of) {
+            LOG_E(name, "a connector has the name the Kafka bridge needs: bridge not started");
+            spec_clear(&spec);
+            continue;
+        }
+        if (o && strcmp(o->fingerprint, spec.fingerprint) == 0) {
+            spec_clear(&spec);
+            continue;
+        }
+        struct spoke_instance *x = replace_conn(rt, o, &spec);
+        spec_clear(&spec);
+        if (!x) {
+            LOG_E(name, "out of memory: Kafka bridge not started");
+            continue;
+        }
+        x->bridge_of = intern_str(json_string_value(json_object_get(owner, name)));
+        const char *route = json_string_value(json_object_get(routes, name));
+        if (route)
+            x->out_topic = intern_str(route);
+        fresh[nfresh++] = x;
+    }
+    for (size_t k = 0; k < nfresh; k++)
+        inst_prepare(fresh[k]);
+    for (size_t k = 0; k < nfresh; k++)
+        inst_start(fresh[k]);
+    free(fresh);
+    json_decref(need);
+    json_decref(routes);
+    json_decref(owner);
+}
+
 static int apply_file(struct runtime *rt, struct buf *errs, int at_start)
 {
     char err[512];
@@ -2262,6 +2515,8 @@ static int apply_file(struct runtime *rt, struct buf *errs, int at_start)
         goto out;
     registry_scan(rt->reg, (const char *const *)ws.plugin_path, ws.npath);
     nerr += check_topics(f, errs);
+    if (!nerr)
+        nerr += check_kafka_topics(rt, f, at_start, errs);
     if (at_start) {
         rt->ws = ws;
         memset(&ws, 0, sizeof(ws));
@@ -2314,7 +2569,7 @@ static int apply_file(struct runtime *rt, struct buf *errs, int at_start)
         memcpy(old, rt->conns, nold * sizeof(*old));
     pthread_mutex_unlock(&rt->lock);
     for (size_t i = 0; i < nold; i++) {
-        int wanted = 0;
+        int wanted = old[i]->bridge_of != NULL; /* bridge_sync's business */
         for (size_t j = 0; j < n; j++)
             wanted |= specs[j].name && strcmp(specs[j].name, old[i]->name) == 0;
         if (!wanted) {
@@ -2358,6 +2613,7 @@ static int apply_file(struct runtime *rt, struct buf *errs, int at_start)
         started++;
     }
     free(fresh);
+    bridge_sync(rt);
     if (at_start)
         LOG_I(NULL, "spoke %s started: %zu connectors from %s and %s, %zu plugins, state in %s",
               SPOKE_VERSION, rt->nconns, rt->config_path, rt->persist_path, rt->reg->nplugins,
@@ -2419,6 +2675,7 @@ fail:
     registry_free(rt->reg);
     worker_settings_free(&rt->ws);
     free(rt->conns);
+    free(rt->ktopics);
     free(rt->config_path);
     free(rt);
     return NULL;
@@ -2512,5 +2769,6 @@ void runtime_shutdown(struct runtime *rt)
     pthread_mutex_destroy(&rt->hk_lock);
     pthread_cond_destroy(&rt->hk_cond);
     LOG_I(NULL, "stopped");
+    free(rt->ktopics);
     free(rt);
 }

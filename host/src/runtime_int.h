@@ -13,6 +13,14 @@
 #include "instance.h"
 #include "runtime.h"
 
+/* A topic declared `backend: kafka` in connectors.yaml (fixed at start). */
+struct ktopic {
+    const char *name;                /* interned */
+    int partitions;                  /* -1: the broker's default */
+    int replication;
+    int create;
+};
+
 struct runtime {
     struct runtime_opts opts;
     char *config_path;
@@ -30,6 +38,8 @@ struct runtime {
     pthread_mutex_t lock;            /* conns list (readers: status, metrics, REST GETs) */
     struct spoke_instance **conns;
     size_t nconns;
+    struct ktopic *ktopics;          /* Kafka-backed topics */
+    size_t nktopics;
     json_t *persisted;               /* {"connectors": {name: entry}}, under ctl_lock */
 
     pthread_t hk_thread;
@@ -51,6 +61,9 @@ const char *rt_target_name(enum conn_target t);
 /* -1 when not one of RUNNING, PAUSED, STOPPED. */
 int rt_target_parse(const char *s);
 
+/* The Kafka-backed topic named t (interned), or NULL. */
+const struct ktopic *rt_ktopic(const struct runtime *rt, const char *t);
+
 /* Under rt->lock (caller holds it): the instance or NULL. */
 struct spoke_instance *rt_find_locked(struct runtime *rt, const char *name);
 
@@ -66,7 +79,8 @@ struct spoke_instance *rt_find_locked(struct runtime *rt, const char *name);
  */
 int rt_put(struct runtime *rt, const char *name, json_t *config, enum conn_target target,
            int *created, struct buf *errs);
-/* Stops and removes a connector; persists. -1 if unknown. */
+/* Stops and removes a connector; persists. -1 if unknown, -2 if it is a
+ * managed Kafka bridge. */
 int rt_delete(struct runtime *rt, const char *name);
 /* Applies a target state (starting or stopping the task as needed);
  * persist = 1 records it in connectors.json. */
