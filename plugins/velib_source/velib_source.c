@@ -36,27 +36,19 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include <curl/curl.h>
-
+#include "httpc.h"
 #include "velib_source.h"
 
 #define VS_STATUS_URL \
     "https://velib-metropole-opendata.smovengo.cloud/opendata/Velib_Metropole/station_status.json"
 #define VS_INFO_URL \
     "https://velib-metropole-opendata.smovengo.cloud/opendata/Velib_Metropole/station_information.json"
-
-/* Longest Retry-After honoured; a server asking for more is asked again
- * after a day. */
-#define VS_RETRY_AFTER_MAX_MS (24LL * 3600 * 1000)
-/* Added to a Retry-After or a ttl expiry: the host schedules the next poll
- * from a clock read taken just before poll(), so a wait computed exactly
- * could fire a hair early. A little late is what "not before" allows. */
-#define VS_SCHEDULE_MARGIN_MS 25
 
 static const struct spoke_config_field vs_config[] = {
     { .name = "url", .type = SPOKE_CFG_STRING, .default_value = VS_STATUS_URL,
@@ -76,23 +68,7 @@ static const struct spoke_config_field vs_config[] = {
     { .name = "ttl.max.ms", .type = SPOKE_CFG_LONG, .default_value = "3600000",
       .doc = "Longest (ms) the feed's ttl may delay the next poll (until lastUpdatedOther + "
              "ttl); 0 ignores the ttl", .min = 0, .max = 86400000 },
-    { .name = "connect.timeout.ms", .type = SPOKE_CFG_LONG, .default_value = "10000",
-      .doc = "Time limit (ms) to connect: DNS, TCP and TLS", .min = 1, .max = 600000 },
-    { .name = "request.timeout.ms", .type = SPOKE_CFG_LONG, .default_value = "30000",
-      .doc = "Time limit (ms) of a whole request, body included", .min = 1, .max = 3600000 },
-    { .name = "max.body.bytes", .type = SPOKE_CFG_LONG, .default_value = "16777216",
-      .doc = "Largest body accepted (after decompression); a larger one is aborted while "
-             "downloading", .min = 1024, .max = 1073741824 },
-    { .name = "max.redirects", .type = SPOKE_CFG_INT, .default_value = "3",
-      .doc = "Most HTTP redirects followed (to http or https URLs only)", .min = 0, .max = 20 },
-    { .name = "backoff.initial.ms", .type = SPOKE_CFG_LONG, .default_value = "1000",
-      .doc = "Wait (ms) after a first failed poll; doubles with each further failure, with "
-             "jitter", .min = 1, .max = 3600000 },
-    { .name = "backoff.max.ms", .type = SPOKE_CFG_LONG, .default_value = "300000",
-      .doc = "Longest wait (ms) between failed polls (a server's Retry-After can ask for "
-             "longer)", .min = 1, .max = 86400000 },
-    { .name = "user.agent", .type = SPOKE_CFG_STRING, .default_value = "spoke-velib_source/0.1.0",
-      .doc = "User-Agent header of every request", .min = 1, .max = 256 },
+    HTTPC_CONFIG_FIELDS("spoke-velib_source/0.1.0"),
     { .name = "emit.tombstones", .type = SPOKE_CFG_BOOL, .default_value = "true",
       .doc = "Emit a tombstone (key stationCode, null value) for each station of the previous "
              "snapshot (within station.codes) that a new snapshot lacks; not across restarts" },
@@ -125,17 +101,16 @@ struct vs_gone {
 struct vs_state {
     const struct spoke_host_api *api;
     struct spoke_instance *inst;
-    int curl_inited;
+    int httpc_inited;
 
     /* config (host-owned strings) */
     const char *url;
     const char *info_url;       /* NULL: no join */
     int64_t poll_ms, ttl_max_ms, info_interval_ms;
-    int64_t backoff_initial_ms, backoff_max_ms;
-    struct vs_http_opts hopts;
+    struct httpc_opts hopts;    /* timeouts, limits, backoff */
 
     /* status feed: poll thread only */
-    struct vs_http *http;
+    struct httpc *http;
     struct vs_feed *feed;
     struct vs_info *info;       /* adopted station_information */
     int have_prev;              /* prev_luo / prev_digest are set */
@@ -165,52 +140,8 @@ struct vs_state {
     atomic_int info_stop;
     struct vs_info *info_pending;   /* under lock: a new table for the poll thread */
     int info_first_done;            /* under lock: the first attempt has ended */
-    struct vs_http *info_http;      /* info thread only (after start) */
+    struct httpc *info_http;        /* info thread only (after start) */
 };
-
-/* ------------------------------------------------------------------------ */
-/* Helpers                                                                   */
-/* ------------------------------------------------------------------------ */
-
-static uint64_t rng_next(uint64_t *s)
-{
-    /* xorshift64*: jitter only needs to spread retries, not be secret. */
-    uint64_t x = *s;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    *s = x;
-    return x * 0x2545F4914F6CDD1Dull;
-}
-
-static uint64_t rng_seed(const void *salt)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    uint64_t s = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 32) ^ (uint64_t)(uintptr_t)salt;
-    return s ? s : 0x9e3779b97f4a7c15ull;
-}
-
-/* Exponential backoff with "equal jitter": a uniform wait in [d/2, d] where
- * d = initial * 2^(failures-1), capped at max. Never 0. */
-static int64_t backoff_ms(int64_t initial, int64_t max, unsigned failures, uint64_t *rng)
-{
-    int64_t d = initial;
-    for (unsigned i = 1; i < failures && d < max; i++)
-        d *= 2;
-    if (d > max)
-        d = max;
-    int64_t half = d / 2;
-    int64_t w = half + (int64_t)(rng_next(rng) % (uint64_t)(d - half + 1));
-    return w > 0 ? w : 1;
-}
-
-static int64_t mono_now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ------------------------------------------------------------------------ */
 /* Sets of stationCodes (tombstones)                                         */
@@ -357,7 +288,7 @@ static int tombstones_prepare(struct vs_state *st, const struct vs_batch *b)
  * handed to the poll thread, or a logged failure. Returns how long to wait
  * before the next attempt. *published: stations in the last table handed
  * over. err: the fetch's error text (also used as scratch). */
-static int64_t info_outcome(struct vs_state *st, enum vs_fetch r, const struct vs_fetch_info *fi,
+static int64_t info_outcome(struct vs_state *st, enum httpc_result r, const struct httpc_info *fi,
                             char *err, unsigned *failures, uint64_t *rng, size_t *published)
 {
     const struct spoke_host_api *api = st->api;
@@ -366,13 +297,13 @@ static int64_t info_outcome(struct vs_state *st, enum vs_fetch r, const struct v
 
     if (fi->wire_bytes > 0)
         api->metric_add(st->inst, "bytes_downloaded", fi->wire_bytes);
-    if (r == VS_FETCH_NOT_MODIFIED) {
+    if (r == HTTPC_NOT_MODIFIED) {
         api->metric_add(st->inst, "info_not_modified", 1);
         *failures = 0;
         return st->info_interval_ms;
     }
-    if (r == VS_FETCH_BODY) {
-        const char *body = vs_http_body(st->info_http, &len);
+    if (r == HTTPC_BODY) {
+        const char *body = httpc_body(st->info_http, &len);
         char why[SPOKE_ERRSTR_SIZE];
         /* The body and the parser's buffers (several times the document)
          * are only needed now: released until the next refresh. */
@@ -383,7 +314,7 @@ static int64_t info_outcome(struct vs_state *st, enum vs_fetch r, const struct v
         sj_parser_free(p);
         if (prc == 0) {
             size_t n = vs_info_count(ni);
-            vs_http_accept(st->info_http);
+            httpc_accept(st->info_http);
             pthread_mutex_lock(&st->lock);
             vs_info_free(st->info_pending);  /* never adopted: superseded */
             st->info_pending = ni;
@@ -404,12 +335,13 @@ static int64_t info_outcome(struct vs_state *st, enum vs_fetch r, const struct v
         return 0;
     (*failures)++;
     api->metric_add(st->inst, "info_errors", 1);
-    int64_t wait = backoff_ms(st->backoff_initial_ms, st->backoff_max_ms, *failures, rng);
+    int64_t wait = httpc_backoff_ms(st->hopts.backoff_initial_ms, st->hopts.backoff_max_ms,
+                                    *failures, rng);
     if (wait > st->info_interval_ms)
         wait = st->info_interval_ms;
     if (fi->retry_after_ms > wait)  /* the server's word wins, within a day */
-        wait = fi->retry_after_ms < VS_RETRY_AFTER_MAX_MS ? fi->retry_after_ms
-                                                         : VS_RETRY_AFTER_MAX_MS;
+        wait = fi->retry_after_ms < HTTPC_RETRY_AFTER_MAX_MS ? fi->retry_after_ms
+                                                             : HTTPC_RETRY_AFTER_MAX_MS;
     if (*published)
         api->log(st->inst, SPOKE_LOG_WARN, "station_information failed: %s; keeping the "
                  "previous one (%zu stations); next attempt in %.1f s", err, *published,
@@ -425,12 +357,12 @@ static int64_t info_outcome(struct vs_state *st, enum vs_fetch r, const struct v
 static int64_t info_refresh(struct vs_state *st, unsigned *failures, uint64_t *rng,
                             size_t *published)
 {
-    struct vs_fetch_info fi;
+    struct httpc_info fi;
     char err[SPOKE_ERRSTR_SIZE];
 
-    enum vs_fetch r = vs_http_get(st->info_http, &fi, err, sizeof(err));
+    enum httpc_result r = httpc_get(st->info_http, &fi, err, sizeof(err));
     int64_t wait = info_outcome(st, r, &fi, err, failures, rng, published);
-    vs_http_trim(st->info_http);
+    httpc_trim(st->info_http);
     return wait;
 }
 
@@ -438,18 +370,18 @@ static void *info_main(void *arg)
 {
     struct vs_state *st = arg;
     unsigned failures = 0;
-    uint64_t rng = rng_seed(&failures);
+    uint64_t rng = httpc_rng_seed(&failures);
     size_t published = 0;
 
     pthread_mutex_lock(&st->lock);
     while (!atomic_load(&st->info_stop)) {
         pthread_mutex_unlock(&st->lock);
         int64_t wait = info_refresh(st, &failures, &rng, &published);
-        int64_t deadline = mono_now() + wait;
+        int64_t deadline = httpc_mono_ms() + wait;
         pthread_mutex_lock(&st->lock);
         st->info_first_done = 1;
         pthread_cond_broadcast(&st->cond);
-        while (!atomic_load(&st->info_stop) && mono_now() < deadline) {
+        while (!atomic_load(&st->info_stop) && httpc_mono_ms() < deadline) {
             struct timespec ts = { .tv_sec = deadline / 1000,
                                    .tv_nsec = (long)(deadline % 1000) * 1000000 };
             pthread_cond_timedwait(&st->cond, &st->lock, &ts);
@@ -463,10 +395,10 @@ static void *info_main(void *arg)
  * first station_information attempt, so the first snapshot is joined. */
 static void wait_first_info(struct vs_state *st)
 {
-    int64_t deadline = mono_now() + st->hopts.connect_timeout_ms +
+    int64_t deadline = httpc_mono_ms() + st->hopts.connect_timeout_ms +
                        st->hopts.request_timeout_ms + 1000;
     pthread_mutex_lock(&st->lock);
-    while (!st->info_first_done && mono_now() < deadline) {
+    while (!st->info_first_done && httpc_mono_ms() < deadline) {
         struct timespec ts = { .tv_sec = deadline / 1000,
                                .tv_nsec = (long)(deadline % 1000) * 1000000 };
         pthread_cond_timedwait(&st->cond, &st->lock, &ts);
@@ -508,7 +440,7 @@ static int vs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     st->api = api;
     st->inst = inst;
     st->expiry_mono = -1;
-    st->rng = rng_seed(st);
+    st->rng = httpc_rng_seed(st);
     atomic_init(&st->info_stop, 0);
     st->url = api->config_string(cfg, "url");
     st->info_url = api->config_string(cfg, "information.url");
@@ -519,13 +451,6 @@ static int vs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     fo.codes = codes;
     st->poll_ms = api->config_int(cfg, "poll.interval.ms");
     st->ttl_max_ms = api->config_int(cfg, "ttl.max.ms");
-    st->hopts.connect_timeout_ms = api->config_int(cfg, "connect.timeout.ms");
-    st->hopts.request_timeout_ms = api->config_int(cfg, "request.timeout.ms");
-    st->hopts.max_body = api->config_int(cfg, "max.body.bytes");
-    st->hopts.max_redirects = (long)api->config_int(cfg, "max.redirects");
-    st->hopts.user_agent = api->config_string(cfg, "user.agent");
-    st->backoff_initial_ms = api->config_int(cfg, "backoff.initial.ms");
-    st->backoff_max_ms = api->config_int(cfg, "backoff.max.ms");
     st->tombstones = api->config_bool(cfg, "emit.tombstones");
 
     if (pthread_mutex_init(&st->lock, NULL) != 0) {
@@ -544,25 +469,20 @@ static int vs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     pthread_condattr_destroy(&ca);
     st->sync_inited = 1;
 
-    if (vs_url_check("url", st->url, errstr, errstr_size) != 0 ||
-        (st->info_url && vs_url_check("information.url", st->info_url, errstr, errstr_size) != 0))
+    if (httpc_url_check("url", st->url, NULL, errstr, errstr_size) != 0 ||
+        (st->info_url &&
+         httpc_url_check("information.url", st->info_url, NULL, errstr, errstr_size) != 0) ||
+        httpc_opts_read(api, cfg, &st->hopts, errstr, errstr_size) != SPOKE_OK)
         goto invalid;
-    if (st->backoff_initial_ms > st->backoff_max_ms) {
-        snprintf(errstr, errstr_size, "backoff.initial.ms (%" PRId64 ") is above "
-                 "backoff.max.ms (%" PRId64 ")", st->backoff_initial_ms, st->backoff_max_ms);
-        goto invalid;
-    }
 
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-        snprintf(errstr, errstr_size, "libcurl initialization failed");
+    if (httpc_global_init(errstr, errstr_size) != 0)
         goto fail;
-    }
-    st->curl_inited = 1;
-    if (!(st->http = vs_http_new(st->url, &st->hopts, NULL, errstr, errstr_size)))
+    st->httpc_inited = 1;
+    if (!(st->http = httpc_new(st->url, NULL, &st->hopts, NULL, 0, NULL, errstr, errstr_size)))
         goto fail;
     if (st->info_url) {
-        if (!(st->info_http = vs_http_new(st->info_url, &st->hopts, &st->info_stop, errstr,
-                                          errstr_size)))
+        if (!(st->info_http = httpc_new(st->info_url, NULL, &st->hopts, NULL, 0, &st->info_stop,
+                                        errstr, errstr_size)))
             goto fail;
     }
     fo.with_info = st->info_url != NULL;
@@ -651,13 +571,13 @@ static void vs_destroy(void *vst)
     vs_feed_free(st->feed);
     vs_info_free(st->info);
     vs_info_free(st->info_pending);
-    vs_http_free(st->http);
-    vs_http_free(st->info_http);
+    httpc_free(st->http);
+    httpc_free(st->info_http);
     codeset_free(&st->prev);
     codeset_free(&st->next);
     free(st->gone);
-    if (st->curl_inited)
-        curl_global_cleanup();
+    if (st->httpc_inited)
+        httpc_global_cleanup();
     if (st->sync_inited) {
         pthread_cond_destroy(&st->cond);
         pthread_mutex_destroy(&st->lock);
@@ -682,7 +602,7 @@ static int64_t next_after_success(const struct vs_state *st, int64_t t0)
  * measured on the server's clock (its Date header) when it sent one, never
  * more than ttl (a clock ahead of the server's) or ttl.max.ms away. */
 static void note_ttl(struct vs_state *st, const struct vs_header *hdr,
-                     const struct vs_fetch_info *fi)
+                     const struct httpc_info *fi)
 {
     st->expiry_mono = -1;
     if (hdr->ttl < 0 || st->ttl_max_ms == 0)
@@ -697,7 +617,7 @@ static void note_ttl(struct vs_state *st, const struct vs_header *hdr,
         left = ttl_ms;
     if (left > st->ttl_max_ms)
         left = st->ttl_max_ms;
-    st->expiry_mono = mono_now() + left + VS_SCHEDULE_MARGIN_MS;
+    st->expiry_mono = httpc_mono_ms() + left + HTTPC_SCHEDULE_MARGIN_MS;
 }
 
 /* A failed poll: previous state kept, SPOKE_RETRY with the reason and the
@@ -711,15 +631,10 @@ static int poll_failed(struct vs_state *st, int64_t t0, const char *reason,
 
     st->failures++;
     api->metric_add(st->inst, "errors", 1);
-    wait = backoff_ms(st->backoff_initial_ms, st->backoff_max_ms, st->failures, &st->rng);
-    if (retry_after_ms >= 0) {
-        if (retry_after_ms > VS_RETRY_AFTER_MAX_MS)
-            retry_after_ms = VS_RETRY_AFTER_MAX_MS;
-        /* Counted from the response, which came (mono_now - t0) into poll(). */
-        int64_t ra = retry_after_ms + (mono_now() - t0) + VS_SCHEDULE_MARGIN_MS;
-        if (ra > wait)
-            wait = ra;
-    }
+    /* A Retry-After counts from the response, which came (now - t0) into
+     * poll(), and the host counts the wait from poll()'s start. */
+    wait = httpc_retry_wait(&st->hopts, st->failures, &st->rng, retry_after_ms,
+                            httpc_mono_ms() - t0);
     api->log(st->inst, SPOKE_LOG_WARN, "poll failed (%u in a row): %s; next attempt in %.1f s",
              st->failures, reason, (double)wait / 1000.0);
     snprintf(errstr, errstr_size, "%s; next attempt in %.1f s", reason, (double)wait / 1000.0);
@@ -813,8 +728,8 @@ static int vs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr
 {
     struct vs_state *st = vst;
     const struct spoke_host_api *api = st->api;
-    int64_t t0 = mono_now();
-    struct vs_fetch_info fi;
+    int64_t t0 = httpc_mono_ms();
+    struct httpc_info fi;
     struct vs_header hdr;
     struct vs_batch *b = NULL;
     char reason[SPOKE_ERRSTR_SIZE];
@@ -832,17 +747,17 @@ static int vs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr
     adopt_info(st);
     api->metric_add(st->inst, "polls", 1);
 
-    enum vs_fetch r = vs_http_get(st->http, &fi, reason, sizeof(reason));
+    enum httpc_result r = httpc_get(st->http, &fi, reason, sizeof(reason));
     if (fi.wire_bytes > 0)
         api->metric_add(st->inst, "bytes_downloaded", fi.wire_bytes);
-    if (r == VS_FETCH_FAILED)
+    if (r == HTTPC_FAILED)
         return poll_failed(st, t0, reason, fi.retry_after_ms, next_poll_ms, errstr, errstr_size);
-    if (r == VS_FETCH_NOT_MODIFIED) {
+    if (r == HTTPC_NOT_MODIFIED) {
         api->metric_add(st->inst, "not_modified", 1);
         goto good;
     }
 
-    const char *body = vs_http_body(st->http, &len);
+    const char *body = httpc_body(st->http, &len);
     char why[SPOKE_ERRSTR_SIZE];
     if (vs_feed_parse(st->feed, body, len, &hdr, why, sizeof(why)) != 0) {
         snprintf(reason, sizeof(reason), "bad snapshot: %.230s", why);
@@ -852,7 +767,7 @@ static int vs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr
     if (st->have_prev && hdr.last_updated == st->prev_luo) {
         /* The feed says it is the snapshot already delivered. */
         api->metric_add(st->inst, "unchanged", 1);
-        vs_http_accept(st->http);
+        httpc_accept(st->http);
         goto good;
     }
     if (vs_feed_build(st->feed, st->info, &b, why, sizeof(why)) != 0) {
@@ -867,7 +782,7 @@ static int vs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr
         /* A new lastUpdatedOther over the same content: nothing new to say. */
         api->metric_add(st->inst, "unchanged", 1);
         vs_feed_batch_clear(st->feed);
-        vs_http_accept(st->http);
+        httpc_accept(st->http);
         goto good;
     }
 
@@ -906,7 +821,7 @@ static int vs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr
     st->prev_digest = b->digest;
     st->have_digest = 1;
     st->delivered_luo = hdr.last_updated;
-    vs_http_accept(st->http);
+    httpc_accept(st->http);
     api->metric_add(st->inst, "snapshots", 1);
     api->metric_set(st->inst, "last_snapshot_ts", hdr.last_updated);
     api->log(st->inst, SPOKE_LOG_DEBUG, "snapshot %" PRId64 ": %zu stations emitted of %zu, "

@@ -3,9 +3,9 @@
  * (not part of any ABI; nothing here crosses the plugin boundary).
  *
  *   velib_source.c       descriptor, config, scheduling (ttl, backoff),
- *                        emission, the station_information thread
- *   velib_source_http.c  one libcurl easy handle per feed: conditional GETs,
- *                        limits, redirects, error text
+ *                        emission, the station_information thread; HTTP
+ *                        through lib/httpc (one handle per feed: conditional
+ *                        GETs, limits, redirects, Retry-After, error text)
  *   velib_source_feed.c  snapshot parsing and validation (sjson), typed rows,
  *                        the station_information table; no libcurl, so
  *                        bench/velib_source_bench.c links it alone
@@ -13,69 +13,12 @@
 #ifndef VELIB_SOURCE_H
 #define VELIB_SOURCE_H
 
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <spoke/plugin.h>
 
 #include "sjson.h"
-
-/* ------------------------------------------------------------------------ */
-/* HTTP (velib_source_http.c)                                               */
-/* ------------------------------------------------------------------------ */
-
-struct vs_http_opts {
-    int64_t connect_timeout_ms;
-    int64_t request_timeout_ms;
-    int64_t max_body;           /* bytes of (decoded) body accepted */
-    long max_redirects;
-    const char *user_agent;     /* host-owned config value */
-};
-
-/* Outcome of one GET. */
-enum vs_fetch {
-    VS_FETCH_BODY = 0,          /* 200: the body is in vs_http_body() */
-    VS_FETCH_NOT_MODIFIED,      /* 304 to a conditional request */
-    VS_FETCH_FAILED             /* anything else: reason in errstr */
-};
-
-struct vs_fetch_info {
-    long status;                /* final HTTP status, 0 when none was received */
-    int64_t retry_after_ms;     /* the server's Retry-After, or -1 */
-    int64_t server_now_ms;      /* the Date header (epoch ms), or -1 */
-    int64_t wire_bytes;         /* body bytes received (before decoding) */
-};
-
-struct vs_http;
-
-/* Checks that url is an absolute http:// or https:// URL with a host. key
- * names the config key in the message. 0, or -1 with errstr set. */
-int vs_url_check(const char *key, const char *url, char *errstr, size_t errstr_size);
-
-/* A handle for one URL (borrowed: must outlive the handle). abort_flag may
- * be NULL; when it becomes non-zero, a running transfer stops. NULL with
- * errstr set on failure. */
-struct vs_http *vs_http_new(const char *url, const struct vs_http_opts *o,
-                            const atomic_int *abort_flag, char *errstr, size_t errstr_size);
-void vs_http_free(struct vs_http *h);
-
-/* One GET with If-None-Match / If-Modified-Since when validators were
- * accepted before. Blocks for at most the request timeout. */
-enum vs_fetch vs_http_get(struct vs_http *h, struct vs_fetch_info *fi,
-                          char *errstr, size_t errstr_size);
-
-/* The body of the last VS_FETCH_BODY; valid until the next vs_http_get. */
-const char *vs_http_body(const struct vs_http *h, size_t *len);
-
-/* Releases the body buffer (the next GET allocates again): for a feed
- * fetched rarely, whose buffer is not worth keeping between fetches. */
-void vs_http_trim(struct vs_http *h);
-
-/* The last 200's ETag / Last-Modified become the validators of the next
- * requests. Called only once that body was accepted: a body that failed
- * validation must be fetched again, not answered with 304. */
-void vs_http_accept(struct vs_http *h);
 
 /* ------------------------------------------------------------------------ */
 /* Feeds (velib_source_feed.c)                                              */

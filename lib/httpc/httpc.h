@@ -1,0 +1,210 @@
+/*
+ * httpc - the HTTP client of Spoke's polling sources (velib_source,
+ * http_source): libcurl GETs with the project's failure handling.
+ *
+ *  - Only http and https, for the URL and for every redirect; redirects
+ *    are capped (max.redirects).
+ *  - Connect and whole-request time limits; a body larger than
+ *    max.body.bytes is refused from its Content-Length before a byte of it
+ *    is read, or aborted as soon as the limit is passed (the limit applies
+ *    to the decoded body: gzip, br, zstd are accepted). A Content-Length
+ *    that the connection does not deliver is a truncated body, never a
+ *    short document.
+ *  - Conditional requests: the ETag / Last-Modified of a 200 are sent back
+ *    as If-None-Match / If-Modified-Since, but only once the caller accepted
+ *    that body (httpc_accept), so a body that failed validation is never
+ *    answered with 304 later.
+ *  - Retry-After (seconds or an HTTP date, measured against the server's own
+ *    Date), and exponential backoff with jitter between failed attempts.
+ *  - Every failure comes with one clear sentence naming the URL as the
+ *    caller wants it shown (e.g. with a secret masked).
+ *
+ * One handle per URL, reused, so connections (and TLS sessions) are kept
+ * alive between polls. A handle is used by one thread at a time.
+ *
+ * This is plugin-side code (a static library linked into the plugins that
+ * poll HTTP); it is not part of the host ABI, and no libcurl type appears
+ * in this header.
+ */
+#ifndef SPOKE_HTTPC_H
+#define SPOKE_HTTPC_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <spoke/plugin.h>
+
+/* Longest Retry-After honoured: a server asking for more is asked again
+ * after a day. */
+#define HTTPC_RETRY_AFTER_MAX_MS (24LL * 3600 * 1000)
+/* Added to a wait that must not end early (Retry-After, a ttl): the host
+ * schedules the next poll from a clock read taken just before poll(), so a
+ * wait computed exactly could fire a hair early. */
+#define HTTPC_SCHEDULE_MARGIN_MS 25
+
+/* What every request of a plugin obeys; read from its config by
+ * httpc_opts_read. Strings are borrowed (host-owned config values). */
+struct httpc_opts {
+    int64_t connect_timeout_ms;
+    int64_t request_timeout_ms;
+    int64_t max_body;           /* bytes of (decoded) body accepted */
+    long max_redirects;
+    const char *user_agent;
+    int64_t backoff_initial_ms; /* wait after a first failure */
+    int64_t backoff_max_ms;     /* longest wait between failures */
+};
+
+/*
+ * The config keys httpc_opts_read reads, as entries of a plugin's config
+ * table (spliced in where the plugin lists them), so every polling plugin
+ * documents and bounds them the same way. ua: the default User-Agent.
+ */
+#define HTTPC_CONFIG_FIELDS(ua)                                                              \
+    { .name = "connect.timeout.ms", .type = SPOKE_CFG_LONG, .default_value = "10000",       \
+      .doc = "Time limit (ms) to connect: DNS, TCP and TLS", .min = 1, .max = 600000 },      \
+    { .name = "request.timeout.ms", .type = SPOKE_CFG_LONG, .default_value = "30000",       \
+      .doc = "Time limit (ms) of a whole request, body included", .min = 1,                 \
+      .max = 3600000 },                                                                     \
+    { .name = "max.body.bytes", .type = SPOKE_CFG_LONG, .default_value = "16777216",        \
+      .doc = "Largest body accepted (after decompression); a larger one is aborted while "  \
+             "downloading", .min = 1024, .max = 1073741824 },                               \
+    { .name = "max.redirects", .type = SPOKE_CFG_INT, .default_value = "3",                 \
+      .doc = "Most HTTP redirects followed (to http or https URLs only)", .min = 0,         \
+      .max = 20 },                                                                          \
+    { .name = "backoff.initial.ms", .type = SPOKE_CFG_LONG, .default_value = "1000",        \
+      .doc = "Wait (ms) after a first failed poll; doubles with each further failure, with " \
+             "jitter", .min = 1, .max = 3600000 },                                          \
+    { .name = "backoff.max.ms", .type = SPOKE_CFG_LONG, .default_value = "300000",          \
+      .doc = "Longest wait (ms) between failed polls (a server's Retry-After can ask for "  \
+             "longer)", .min = 1, .max = 86400000 },                                        \
+    { .name = "user.agent", .type = SPOKE_CFG_STRING, .default_value = ua,                  \
+      .doc = "User-Agent header of every request", .min = 1, .max = 256 }
+
+/* Reads the HTTPC_CONFIG_FIELDS keys of a validated config into *o and
+ * checks what the table cannot (backoff.initial.ms <= backoff.max.ms).
+ * SPOKE_OK, or SPOKE_ERR_INVALID with errstr set. */
+int httpc_opts_read(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                    struct httpc_opts *o, char *errstr, size_t errstr_size);
+
+/* libcurl's global state: once per plugin instance, init before any other
+ * call, cleanup after the last handle is freed (both are counted by
+ * libcurl, so several instances may do so). 0, or -1 with errstr set. */
+int httpc_global_init(char *errstr, size_t errstr_size);
+void httpc_global_cleanup(void);
+
+/* Checks that url is an absolute http:// or https:// URL with a host. key
+ * names the config key in the message; shown is how the URL appears in it
+ * (NULL: url itself). 0, or -1 with errstr set. */
+int httpc_url_check(const char *key, const char *url, const char *shown, char *errstr,
+                    size_t errstr_size);
+
+/* s percent-encoded for a URL query or path (every byte but the RFC 3986
+ * unreserved ones: A-Z a-z 0-9 - . _ ~). A new string (free()), or NULL on
+ * out-of-memory. */
+char *httpc_escape(const char *s);
+
+/* Outcome of one GET. */
+enum httpc_result {
+    HTTPC_BODY = 0,             /* 200 or 203: the body is in httpc_body() */
+    HTTPC_NOT_MODIFIED,         /* 304 to a conditional request */
+    HTTPC_FAILED                /* anything else: the reason is in the error text */
+};
+
+struct httpc_info {
+    long status;                /* final HTTP status, 0 when none was received */
+    int64_t retry_after_ms;     /* the server's Retry-After from now, or -1 */
+    int64_t server_now_ms;      /* the Date header (epoch ms), or -1 */
+    int64_t wire_bytes;         /* body bytes received (before decoding) */
+};
+
+struct httpc;
+
+/*
+ * A handle for one URL. url and shown (the URL as messages show it; NULL:
+ * url) are borrowed and must outlive the handle; o is copied (its strings
+ * borrowed). headers: nheaders "Name: value" lines sent with every request
+ * (copied; "Accept: application/json" is sent unless one of them is an
+ * Accept). abort_flag may be NULL; when it becomes non-zero, a running
+ * transfer stops. Returns NULL with errstr set on failure.
+ */
+struct httpc *httpc_new(const char *url, const char *shown, const struct httpc_opts *o,
+                        const char *const *headers, size_t nheaders,
+                        const atomic_int *abort_flag, char *errstr, size_t errstr_size);
+/* Accepts NULL. */
+void httpc_free(struct httpc *h);
+
+/* One GET, with If-None-Match / If-Modified-Since when validators were
+ * accepted before. Blocks for at most the request timeout. fi and errstr
+ * are always set (errstr only for HTTPC_FAILED). */
+enum httpc_result httpc_get(struct httpc *h, struct httpc_info *fi, char *errstr,
+                            size_t errstr_size);
+
+/* The body of the last HTTPC_BODY; valid until the next GET of h. */
+const char *httpc_body(const struct httpc *h, size_t *len);
+
+/* Releases the body buffer (the next GET allocates again): for a URL
+ * fetched rarely, whose buffer is not worth keeping between fetches. */
+void httpc_trim(struct httpc *h);
+
+/* The last 200's ETag / Last-Modified become the validators of the next
+ * requests. Call it only once that body was accepted. */
+void httpc_accept(struct httpc *h);
+
+/*
+ * Several GETs at once without blocking on any (libcurl's multi interface):
+ * a caller starts transfers, lets them run for a while, and handles each
+ * as it ends, so a slow URL never holds up the others. Transfers share one
+ * connection cache. A multi and its handles are used by one thread at a
+ * time.
+ */
+struct httpc_multi;
+/* NULL on out-of-memory. */
+struct httpc_multi *httpc_multi_new(void);
+/* Stops the transfers still running (their handles stay usable: free m
+ * before them) and frees m. Accepts NULL. */
+void httpc_multi_free(struct httpc_multi *m);
+
+/* Starts one GET of h (not running already; not used with httpc_get
+ * while it runs), as httpc_get would send it.
+ * It runs during httpc_multi_wait. A start that fails (out of memory) ends
+ * the GET at once with the reason as its outcome. */
+void httpc_multi_start(struct httpc_multi *m, struct httpc *h);
+
+/* Runs the transfers until at least one has ended or timeout_ms passed
+ * (0: only what is ready now). Returns how many ended in this call. */
+size_t httpc_multi_wait(struct httpc_multi *m, int64_t timeout_ms);
+
+/* Transfers started and not ended yet. */
+size_t httpc_multi_running(const struct httpc_multi *m);
+
+/* 1 when the GET that httpc_multi_start started on h has ended, so its
+ * outcome can be read; 0 while it runs, or when none was started. */
+int httpc_ended(const struct httpc *h);
+
+/* The outcome of the last GET of h that ended (httpc_get, or a multi
+ * transfer once httpc_ended): fi is set and *err points to the reason
+ * (h's own buffer, valid until its next GET; "" unless HTTPC_FAILED). */
+enum httpc_result httpc_outcome(const struct httpc *h, struct httpc_info *fi, const char **err);
+
+/* ---- waiting between attempts ---- */
+
+/* A monotonic clock, ms. */
+int64_t httpc_mono_ms(void);
+
+/* Seed for httpc_backoff_ms's generator; salt spreads instances created at
+ * the same instant (e.g. a pointer). Never 0. */
+uint64_t httpc_rng_seed(const void *salt);
+
+/* Exponential backoff with "equal jitter": a uniform wait in [d/2, d] where
+ * d = initial * 2^(failures-1), capped at max. Never 0. */
+int64_t httpc_backoff_ms(int64_t initial, int64_t max, unsigned failures, uint64_t *rng);
+
+/* The wait after the failures-th failure in a row: the backoff of o, or the
+ * server's Retry-After (retry_after_ms >= 0, at most a day, counted from the
+ * response, which came elapsed_ms ago, plus HTTPC_SCHEDULE_MARGIN_MS) when
+ * that is longer. */
+int64_t httpc_retry_wait(const struct httpc_opts *o, unsigned failures, uint64_t *rng,
+                         int64_t retry_after_ms, int64_t elapsed_ms);
+
+#endif

@@ -1,0 +1,802 @@
+/*
+ * http_source - a generic JSON poller: GETs one URL, or one URL per item of
+ * a list (url is a template: {item}, {api.key}), every poll.interval.ms, and
+ * emits the JSON documents (or the elements of an array inside them) as
+ * records.
+ *
+ * Record: value = the JSON bytes, key = the item or a value read by a path
+ * (or none), timestamp = a value read by a path (or the time of the
+ * response), source position = (the URL with the key masked, offset). The
+ * offset of a response is its largest record timestamp with timestamp.path,
+ * else the time it was received (epoch ms); it is carried by the response's
+ * last record, the records before it carry the previous delivered
+ * response's, so the committed offset only reaches a response once all of
+ * it is delivered (as velib_source does with snapshots).
+ *
+ * Scheduling, per URL: after a good response the URL is polled again
+ * poll.interval.ms after the previous poll started; after a failure, after
+ * the backoff (exponential with jitter) or the server's Retry-After. URLs
+ * that are due at the same time are fetched concurrently (lib/httpc's multi
+ * interface), so a slow or failing URL never holds up the others. While any
+ * URL is failing, poll() returns SPOKE_RETRY with the latest reason (the
+ * connector's status trace); the others keep emitting.
+ *
+ * The secret api.key never appears in logs, traces or source positions:
+ * every URL is shown with the key replaced by ***, and every message is
+ * scrubbed of the key (as given and URL-encoded) before it leaves.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_source.h"
+#include "httpc.h"
+
+#define HS_USER_AGENT "spoke-http_source/0.1.0"
+#define HS_MASK "***"
+/* Longest a poll() call blocks while requests are in flight. */
+#define HS_SLICE_MS 200
+/* Longest URL quoted in a message, so the reason after it still fits. */
+#define HS_URL_SHOWN 100
+
+static const char *const hs_formats[] = { "json", "ndjson", NULL };
+static const char *const hs_units[] = { "s", "ms", NULL };
+
+static const struct spoke_config_field hs_config[] = {
+    { .name = "url", .type = SPOKE_CFG_STRING, .flags = SPOKE_CFG_REQUIRED,
+      .doc = "URL to poll (http or https only); {item} is replaced by each entry of items "
+             "(URL-encoded), {api.key} by api.key", .min = 1, .max = 4096 },
+    { .name = "items", .type = SPOKE_CFG_LIST,
+      .doc = "Values of {item} in url, one URL each, e.g. [Paris, Lyon]; empty: url as is",
+      .min = 0, .max = 1000 },
+    { .name = "api.key", .type = SPOKE_CFG_PASSWORD,
+      .doc = "Secret for {api.key} in url and headers, e.g. ${env:OWM_API_KEY}; never logged, "
+             "shown as ***", .min = 0, .max = 4096 },
+    { .name = "headers", .type = SPOKE_CFG_LIST,
+      .doc = "Extra request headers, each 'Name: value' ({api.key} is replaced in values)",
+      .min = 0, .max = 64 },
+    { .name = "poll.interval.ms", .type = SPOKE_CFG_LONG, .default_value = "60000",
+      .doc = "Time (ms) from one poll of a URL to the next", .min = 100, .max = 86400000 },
+    { .name = "format", .type = SPOKE_CFG_STRING, .default_value = "json",
+      .doc = "json: the body is one JSON document; ndjson: each non-blank line is one",
+      .allowed = hs_formats },
+    { .name = "records.path", .type = SPOKE_CFG_STRING,
+      .doc = "Path to an array in each document whose elements are the records, e.g. list; "
+             "unset: the document is the record", .min = 1, .max = 256 },
+    { .name = "key", .type = SPOKE_CFG_STRING, .default_value = "item",
+      .doc = "Record key: item (the URL's item; none without items), none, or a path into the "
+             "record, e.g. name or sys.id (.item: a field named item)", .min = 1, .max = 256 },
+    { .name = "timestamp.path", .type = SPOKE_CFG_STRING,
+      .doc = "Path to a number in the record (epoch, in timestamp.unit) that becomes the "
+             "record timestamp; unset: the time of the response", .min = 1, .max = 256 },
+    { .name = "timestamp.unit", .type = SPOKE_CFG_STRING, .default_value = "s",
+      .doc = "Unit of the timestamp.path value: s or ms", .allowed = hs_units },
+    { .name = "emit.unchanged", .type = SPOKE_CFG_BOOL, .default_value = "false",
+      .doc = "false: a response identical to the previous one of the same URL (or a 304) "
+             "emits nothing; true: every response is emitted" },
+    { .name = "max.parallel.requests", .type = SPOKE_CFG_INT, .default_value = "4",
+      .doc = "Most requests in flight at once (URLs due together are fetched concurrently)",
+      .min = 1, .max = 64 },
+    HTTPC_CONFIG_FIELDS(HS_USER_AGENT),
+    { 0 }
+};
+
+/* One URL. */
+struct hs_target {
+    char *url;              /* what is fetched: may hold the key */
+    char *shown;            /* url with the key masked: messages, partition */
+    const char *item;       /* host-owned; NULL without items */
+    struct httpc *http;
+    int64_t due;            /* monotonic ms of the next fetch */
+    int64_t started;        /* monotonic ms the fetch in flight (or the last) began */
+    int inflight;           /* started, outcome not handled yet */
+    unsigned failures;      /* in a row */
+    int64_t failed_at;      /* monotonic ms of the last failure */
+    int64_t wait_ms;        /* the wait it announced */
+    char err[SPOKE_ERRSTR_SIZE];  /* the last failure's reason, while failing */
+    int have_digest;
+    uint64_t digest;        /* of the last body emitted */
+    int64_t delivered;      /* offset of the last response emitted (or committed) */
+    int resume;             /* the first body may be the one committed before a restart */
+};
+
+struct hs_state {
+    const struct spoke_host_api *api;
+    struct spoke_instance *inst;
+    int httpc_inited;
+
+    /* config (host-owned strings) */
+    const char *key;        /* api.key; NULL when unset or empty */
+    char *key_escaped;      /* as it appears in a URL */
+    int64_t poll_ms;
+    int emit_unchanged;
+    long max_parallel;
+    struct httpc_opts hopts;
+    struct hs_path *records_path, *key_path, *ts_path;
+    struct hs_body_opts bo;
+    char **headers;         /* with the key substituted */
+    size_t nheaders;
+
+    struct hs_target *t;
+    size_t nt;
+    struct httpc_multi *multi;
+    struct hs_body *body;
+    struct hs_batch batch;
+    uint64_t rng;
+    int stopping;
+};
+
+/* ------------------------------------------------------------------------ */
+/* Secrets                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Replaces every occurrence of secret in s (NUL-terminated, in a buffer of
+ * size bytes) with ***, cutting the tail if it no longer fits. */
+static void mask_in(char *s, size_t size, const char *secret)
+{
+    size_t n = secret ? strlen(secret) : 0, len = strlen(s);
+    char *p = s;
+    if (!n)
+        return;
+    while ((p = strstr(p, secret))) {
+        size_t at = (size_t)(p - s), rest = len - at - n;
+        if (at + 3 >= size) {
+            *p = '\0';
+            return;
+        }
+        if (at + 3 + rest >= size)
+            rest = size - 1 - at - 3;
+        memmove(p + 3, p + n, rest);
+        memcpy(p, HS_MASK, 3);
+        p[3 + rest] = '\0';
+        len = at + 3 + rest;
+        p += 3;
+    }
+}
+
+/* Every message that leaves the plugin goes through here. */
+static void scrub(const struct hs_state *st, char *s, size_t size)
+{
+    mask_in(s, size, st->key);
+    mask_in(s, size, st->key_escaped);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Templates                                                                 */
+/* ------------------------------------------------------------------------ */
+
+enum { PH_NONE, PH_ITEM, PH_KEY };
+
+static int placeholder(const char *p, size_t *len)
+{
+    if (strncmp(p, "{item}", 6) == 0) {
+        *len = 6;
+        return PH_ITEM;
+    }
+    if (strncmp(p, "{api.key}", 9) == 0) {
+        *len = 9;
+        return PH_KEY;
+    }
+    return PH_NONE;
+}
+
+/* tmpl with {item} -> item and {api.key} -> key where those are not NULL
+ * (a placeholder without a value stays as it is). Writes to out when it is
+ * not NULL; returns the length. */
+static size_t subst(const char *tmpl, const char *item, const char *key, char *out)
+{
+    size_t n = 0, plen;
+    for (const char *p = tmpl; *p;) {
+        int ph = *p == '{' ? placeholder(p, &plen) : PH_NONE;
+        const char *v = ph == PH_ITEM ? item : ph == PH_KEY ? key : NULL;
+        if (v) {
+            size_t k = strlen(v);
+            if (out)
+                memcpy(out + n, v, k);
+            n += k;
+            p += plen;
+        } else {
+            if (out)
+                out[n] = *p;
+            n++;
+            p++;
+        }
+    }
+    if (out)
+        out[n] = '\0';
+    return n;
+}
+
+static char *expand(const char *tmpl, const char *item, const char *key)
+{
+    char *s = malloc(subst(tmpl, item, key, NULL) + 1);
+    if (s)
+        subst(tmpl, item, key, s);
+    return s;
+}
+
+/* Checks the url template against items and api.key. */
+static int check_url_template(const struct hs_state *st, const char *url, size_t nitems,
+                              char *errstr, size_t errstr_size)
+{
+    int has_item = 0, has_key = 0;
+    size_t plen;
+    for (const char *p = strchr(url, '{'); p; p = strchr(p + 1, '{')) {
+        int ph = placeholder(p, &plen);
+        if (ph == PH_NONE) {
+            snprintf(errstr, errstr_size, "url: unknown placeholder at '%.20s' (only {item} and "
+                     "{api.key}; write a literal brace as %%7B)", p);
+            return -1;
+        }
+        has_item |= ph == PH_ITEM;
+        has_key |= ph == PH_KEY;
+    }
+    if (has_item && !nitems) {
+        snprintf(errstr, errstr_size, "url uses {item} but items is empty");
+        return -1;
+    }
+    if (nitems && !has_item) {
+        snprintf(errstr, errstr_size, "items has %zu entries but url has no {item}: every one "
+                 "would poll the same URL", nitems);
+        return -1;
+    }
+    if (has_key && !st->key) {
+        snprintf(errstr, errstr_size, "url uses {api.key} but api.key is not set");
+        return -1;
+    }
+    return 0;
+}
+
+/* A header line "Name: value": a token, a colon, no control characters. */
+static int check_header(const char *h, char *errstr, size_t errstr_size)
+{
+    static const char tchar[] = "!#$%&'*+-.^_`|~";
+    const char *p = h;
+    while (*p && (((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z') || (*p >= '0' && *p <= '9') ||
+                  strchr(tchar, *p)))
+        p++;
+    if (p == h || *p != ':') {
+        snprintf(errstr, errstr_size, "headers: '%.60s' is not 'Name: value'", h);
+        return -1;
+    }
+    for (; *p; p++)
+        if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f) {
+            snprintf(errstr, errstr_size, "headers: '%.60s' holds a control character", h);
+            return -1;
+        }
+    return 0;
+}
+
+static int setup_headers(struct hs_state *st, const char *const *hdrs, size_t n, int *uses_key,
+                         char *errstr, size_t errstr_size)
+{
+    size_t plen;
+    if (!n)
+        return SPOKE_OK;
+    if (!(st->headers = calloc(n, sizeof(*st->headers))))
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        if (check_header(hdrs[i], errstr, errstr_size) != 0)
+            return SPOKE_ERR_INVALID;
+        for (const char *p = strchr(hdrs[i], '{'); p; p = strchr(p + 1, '{'))
+            if (placeholder(p, &plen) == PH_KEY) {
+                if (!st->key) {
+                    snprintf(errstr, errstr_size, "headers use {api.key} but api.key is not "
+                             "set");
+                    return SPOKE_ERR_INVALID;
+                }
+                *uses_key = 1;
+            }
+        if (!(st->headers[i] = expand(hdrs[i], NULL, st->key)))
+            goto nomem;
+        st->nheaders++;
+    }
+    return SPOKE_OK;
+nomem:
+    snprintf(errstr, errstr_size, "out of memory");
+    return SPOKE_ERR_NOMEM;
+}
+
+/* One target per item (or one for url as is). */
+static int setup_targets(struct hs_state *st, const char *url, const char *const *items,
+                         size_t nitems, char *errstr, size_t errstr_size)
+{
+    size_t n = nitems ? nitems : 1;
+    if (!(st->t = calloc(n, sizeof(*st->t))))
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        struct hs_target *t = &st->t[i];
+        char *esc = NULL;
+        t->item = nitems ? items[i] : NULL;
+        for (size_t j = 0; j < i && t->item; j++)
+            if (strcmp(st->t[j].item, t->item) == 0) {
+                snprintf(errstr, errstr_size, "items: '%.100s' appears twice", t->item);
+                return SPOKE_ERR_INVALID;
+            }
+        if (t->item && !(esc = httpc_escape(t->item)))
+            goto nomem;
+        t->url = expand(url, esc, st->key_escaped);
+        t->shown = expand(url, esc, HS_MASK);
+        free(esc);
+        st->nt++;
+        if (!t->url || !t->shown)
+            goto nomem;
+        if (httpc_url_check("url", t->url, t->shown, errstr, errstr_size) != 0) {
+            scrub(st, errstr, errstr_size);
+            return SPOKE_ERR_INVALID;
+        }
+        if (!(t->http = httpc_new(t->url, t->shown, &st->hopts,
+                                  (const char *const *)st->headers, st->nheaders, NULL, errstr,
+                                  errstr_size)))
+            return SPOKE_ERR;
+    }
+    return SPOKE_OK;
+nomem:
+    snprintf(errstr, errstr_size, "out of memory");
+    return SPOKE_ERR_NOMEM;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lifecycle                                                                 */
+/* ------------------------------------------------------------------------ */
+
+static void hs_destroy(void *vst);
+
+/* An optional path key: NULL when unset. */
+static int opt_path(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                    const char *key, struct hs_path **out, char *errstr, size_t errstr_size)
+{
+    const char *v = api->config_string(cfg, key);
+    *out = NULL;
+    if (!v || !*v)
+        return SPOKE_OK;
+    return (*out = hs_path_new(key, v, errstr, errstr_size)) ? SPOKE_OK : SPOKE_ERR_INVALID;
+}
+
+static int hs_init(const struct spoke_host_api *api, struct spoke_instance *inst,
+                   const struct spoke_config *cfg, void **out, char *errstr, size_t errstr_size)
+{
+    struct hs_state *st = calloc(1, sizeof(*st));
+    const char *const *items = NULL, *const *hdrs = NULL;
+    int rc, uses_key = 0;
+
+    if (!st) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return SPOKE_ERR_NOMEM;
+    }
+    st->api = api;
+    st->inst = inst;
+    st->rng = httpc_rng_seed(st);
+    const char *url = api->config_string(cfg, "url");
+    size_t nitems = api->config_list(cfg, "items", &items);
+    size_t nhdrs = api->config_list(cfg, "headers", &hdrs);
+    st->key = api->config_string(cfg, "api.key");
+    if (st->key && !*st->key)
+        st->key = NULL;
+    st->poll_ms = api->config_int(cfg, "poll.interval.ms");
+    st->emit_unchanged = api->config_bool(cfg, "emit.unchanged");
+    st->max_parallel = (long)api->config_int(cfg, "max.parallel.requests");
+    const char *fmt = api->config_string(cfg, "format");
+    st->bo.format = fmt && strcmp(fmt, "ndjson") == 0 ? HS_FORMAT_NDJSON : HS_FORMAT_JSON;
+    const char *unit = api->config_string(cfg, "timestamp.unit");
+    st->bo.ts_ms = unit && strcmp(unit, "ms") == 0;
+    const char *key = api->config_string(cfg, "key");
+
+    if ((rc = httpc_opts_read(api, cfg, &st->hopts, errstr, errstr_size)) != SPOKE_OK ||
+        (rc = opt_path(api, cfg, "records.path", &st->records_path, errstr, errstr_size)) ||
+        (rc = opt_path(api, cfg, "timestamp.path", &st->ts_path, errstr, errstr_size)))
+        goto fail;
+    if (!key || strcmp(key, "item") == 0) {
+        st->bo.key = HS_KEY_ITEM;
+    } else if (strcmp(key, "none") == 0) {
+        st->bo.key = HS_KEY_NONE;
+    } else {
+        st->bo.key = HS_KEY_PATH;
+        if (!(st->key_path = hs_path_new("key", key, errstr, errstr_size))) {
+            rc = SPOKE_ERR_INVALID;
+            goto fail;
+        }
+    }
+    st->bo.records = st->records_path;
+    st->bo.key_path = st->key_path;
+    st->bo.ts_path = st->ts_path;
+
+    if (st->key) {
+        for (const char *p = st->key; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+                snprintf(errstr, errstr_size, "api.key holds a control character");
+                rc = SPOKE_ERR_INVALID;
+                goto fail;
+            }
+        if (!(st->key_escaped = httpc_escape(st->key))) {
+            rc = SPOKE_ERR_NOMEM;
+            goto nomem;
+        }
+    }
+    if ((rc = check_url_template(st, url, nitems, errstr, errstr_size)) != 0) {
+        rc = SPOKE_ERR_INVALID;
+        goto fail;
+    }
+    if ((rc = setup_headers(st, hdrs, nhdrs, &uses_key, errstr, errstr_size)) != SPOKE_OK)
+        goto fail;
+    if (st->key && !uses_key && !strstr(url, "{api.key}"))
+        api->log(inst, SPOKE_LOG_WARN, "api.key is set but neither url nor headers use "
+                 "{api.key}: it is not sent");
+
+    if (httpc_global_init(errstr, errstr_size) != 0) {
+        rc = SPOKE_ERR;
+        goto fail;
+    }
+    st->httpc_inited = 1;
+    if ((rc = setup_targets(st, url, items, nitems, errstr, errstr_size)) != SPOKE_OK)
+        goto fail;
+    if (!(st->multi = httpc_multi_new()) ||
+        !(st->body = hs_body_new(&st->bo, (size_t)st->hopts.max_body))) {
+        rc = SPOKE_ERR_NOMEM;
+        goto nomem;
+    }
+    *out = st;
+    return SPOKE_OK;
+
+nomem:
+    snprintf(errstr, errstr_size, "out of memory");
+fail:
+    scrub(st, errstr, errstr_size);
+    hs_destroy(st);
+    return rc;
+}
+
+static int hs_start(void *vst, char *errstr, size_t errstr_size)
+{
+    struct hs_state *st = vst;
+    const struct spoke_host_api *api = st->api;
+    static const char *const metrics[] = {
+        "requests", "responses", "records_emitted", "not_modified", "unchanged", "errors",
+        "bytes_downloaded", "urls_failing", NULL
+    };
+    int64_t now = httpc_mono_ms(), off;
+
+    for (size_t i = 0; metrics[i]; i++)
+        api->metric_set(st->inst, metrics[i], 0);
+    api->metric_set(st->inst, "urls", (int64_t)st->nt);
+    for (size_t i = 0; i < st->nt; i++) {
+        struct hs_target *t = &st->t[i];
+        t->due = now;
+        if (api->offset_get(st->inst, t->shown, &off) == SPOKE_OK) {
+            t->delivered = off;
+            /* Only a timestamp tells the same data apart across a restart. */
+            t->resume = st->ts_path && !st->emit_unchanged;
+        }
+    }
+    api->log(st->inst, SPOKE_LOG_INFO, "polling %s%s every %" PRId64 " ms", st->t[0].shown,
+             st->nt > 1 ? " and the other items" : "", st->poll_ms);
+    if (st->nt > 1)
+        api->log(st->inst, SPOKE_LOG_INFO, "%zu URLs, one per item, at most %ld at once",
+                 st->nt, st->max_parallel);
+    return SPOKE_OK;
+}
+
+static void hs_stop(void *vst)
+{
+    struct hs_state *st = vst;
+    st->stopping = 1;
+}
+
+static void hs_destroy(void *vst)
+{
+    struct hs_state *st = vst;
+    if (!st)
+        return;
+    httpc_multi_free(st->multi);
+    for (size_t i = 0; i < st->nt; i++) {
+        httpc_free(st->t[i].http);
+        free(st->t[i].url);
+        free(st->t[i].shown);
+    }
+    free(st->t);
+    for (size_t i = 0; i < st->nheaders; i++)
+        free(st->headers[i]);
+    free(st->headers);
+    hs_body_free(st->body);
+    hs_batch_free(&st->batch);
+    hs_path_free(st->records_path);
+    hs_path_free(st->key_path);
+    hs_path_free(st->ts_path);
+    free(st->key_escaped);
+    if (st->httpc_inited)
+        httpc_global_cleanup();
+    free(st);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Polling                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* A digest of a body, to tell a response identical to the previous one:
+ * eight bytes per step, each folded in by a multiply and a shift. Not a
+ * defence against a server crafting collisions: the server owns its data
+ * anyway. */
+static uint64_t body_digest(const char *p, size_t n)
+{
+    uint64_t acc = 0x6a09e667f3bcc909ull ^ (n * 0x9e3779b97f4a7c15ull);
+    while (n >= 8) {
+        uint64_t w;
+        memcpy(&w, p, 8);
+        acc = ((acc ^ w) * 0xd6e8feb86659fd93ull);
+        acc ^= acc >> 32;
+        p += 8;
+        n -= 8;
+    }
+    uint64_t tail = 0;
+    memcpy(&tail, p, n);
+    acc = (acc ^ tail) * 0xd6e8feb86659fd93ull;
+    return acc ^ (acc >> 29);
+}
+
+/* A failed fetch or body: logged, the URL backs off. */
+static void target_failed(struct hs_state *st, struct hs_target *t, const char *reason,
+                          int64_t retry_after_ms, int64_t now)
+{
+    t->failures++;
+    st->api->metric_add(st->inst, "errors", 1);
+    /* The response came before now: a Retry-After counted from now is not
+     * early. */
+    int64_t wait = httpc_retry_wait(&st->hopts, t->failures, &st->rng, retry_after_ms, 0);
+    t->due = now + wait;
+    t->failed_at = now;
+    t->wait_ms = wait;
+    snprintf(t->err, sizeof(t->err), "%s", reason);
+    scrub(st, t->err, sizeof(t->err));
+    st->api->log(st->inst, SPOKE_LOG_WARN, "poll failed (%u in a row): %s; next attempt in "
+                 "%.1f s", t->failures, t->err, (double)wait / 1000.0);
+}
+
+static void target_ok(struct hs_state *st, struct hs_target *t)
+{
+    if (t->failures)
+        st->api->log(st->inst, SPOKE_LOG_INFO, "%s: poll succeeded after %u failures",
+                     t->shown, t->failures);
+    t->failures = 0;
+    t->err[0] = '\0';
+    t->due = t->started + st->poll_ms;
+}
+
+/* Emits the batch of t's last body. Returns SPOKE_OK (all emitted, or the
+ * host is stopping: st->stopping) or an error with reason set. */
+static int emit_batch(struct hs_state *st, struct hs_target *t, int64_t off, char *reason,
+                      size_t reason_size)
+{
+    const struct spoke_host_api *api = st->api;
+    const struct hs_batch *b = &st->batch;
+    size_t len;
+    const char *body = httpc_body(t->http, &len);
+    for (size_t i = 0; i < b->n; i++) {
+        const struct hs_rec *r = &b->recs[i];
+        const char *v = r->vin_body ? body + r->voff : b->arena + r->voff;
+        struct spoke_record *rec = api->record_new(st->inst, NULL,
+                                                   r->has_key ? b->arena + r->koff : NULL,
+                                                   r->klen, v, r->vlen);
+        if (!rec) {
+            snprintf(reason, reason_size, "out of memory creating a record");
+            return SPOKE_ERR_NOMEM;
+        }
+        int rc = api->record_set_position(rec, t->shown, i + 1 == b->n ? off : t->delivered);
+        if (rc != SPOKE_OK) {
+            api->record_free(rec);
+            snprintf(reason, reason_size, "cannot build a record: %s", api->strerror(rc));
+            return rc;
+        }
+        if (st->ts_path)
+            api->record_set_timestamp(rec, r->ts_ms);
+        rc = api->emit(st->inst, rec);  /* takes rec, whatever it returns */
+        if (rc == SPOKE_ERR_STOPPED) {
+            st->stopping = 1;
+            return SPOKE_OK;
+        }
+        if (rc != SPOKE_OK) {
+            snprintf(reason, reason_size, "emit failed: %s", api->strerror(rc));
+            return rc;
+        }
+        api->metric_add(st->inst, "records_emitted", 1);
+    }
+    return SPOKE_OK;
+}
+
+/* What t's fetch, which ended by now, leads to. */
+static void target_outcome(struct hs_state *st, struct hs_target *t, int64_t now)
+{
+    const struct spoke_host_api *api = st->api;
+    struct httpc_info fi;
+    const char *err;
+    char reason[SPOKE_ERRSTR_SIZE], why[SPOKE_ERRSTR_SIZE];
+    size_t len;
+
+    enum httpc_result r = httpc_outcome(t->http, &fi, &err);
+    api->metric_add(st->inst, "requests", 1);
+    if (fi.wire_bytes > 0)
+        api->metric_add(st->inst, "bytes_downloaded", fi.wire_bytes);
+    if (r == HTTPC_FAILED) {
+        target_failed(st, t, err, fi.retry_after_ms, now);
+        return;
+    }
+    if (r == HTTPC_NOT_MODIFIED) {
+        api->metric_add(st->inst, "not_modified", 1);
+        target_ok(st, t);
+        return;
+    }
+
+    const char *body = httpc_body(t->http, &len);
+    uint64_t digest = body_digest(body ? body : "", len);
+    if (!st->emit_unchanged && t->have_digest && digest == t->digest) {
+        api->metric_add(st->inst, "unchanged", 1);
+        httpc_accept(t->http);
+        target_ok(st, t);
+        return;
+    }
+    if (hs_body_parse(st->body, body, len, t->item, &st->batch, why, sizeof(why)) != 0) {
+        snprintf(reason, sizeof(reason), "bad response from %.*s: %.130s", HS_URL_SHOWN, t->shown,
+                 why);
+        target_failed(st, t, reason, -1, now);
+        return;
+    }
+    int64_t off = st->batch.max_ts_ms >= 0 ? st->batch.max_ts_ms : api->wall_ms();
+    if (t->resume) {
+        t->resume = 0;
+        if (st->batch.n && off == t->delivered) {
+            api->log(st->inst, SPOKE_LOG_INFO, "resuming: %s: the response of timestamp "
+                     "%" PRId64 " was delivered before the restart; not emitted again",
+                     t->shown, off);
+            api->metric_add(st->inst, "unchanged", 1);
+            t->digest = digest;
+            t->have_digest = 1;
+            httpc_accept(t->http);
+            target_ok(st, t);
+            return;
+        }
+    }
+    int rc = emit_batch(st, t, off, why, sizeof(why));
+    if (st->stopping)
+        return;
+    if (rc != SPOKE_OK) {
+        /* Some records may be out: the next good body is emitted whole again. */
+        snprintf(reason, sizeof(reason), "%.*s: %.140s", HS_URL_SHOWN, t->shown, why);
+        target_failed(st, t, reason, -1, now);
+        return;
+    }
+    api->metric_add(st->inst, "responses", 1);
+    t->digest = digest;
+    t->have_digest = 1;
+    if (st->batch.n)
+        t->delivered = off;
+    if (!st->emit_unchanged)
+        httpc_accept(t->http);  /* validators only when a 304 can stand for "unchanged" */
+    target_ok(st, t);
+}
+
+/* Starts the fetches that are due, as many as max.parallel.requests allows,
+ * the longest overdue first: with more URLs due than slots, none starves. */
+static void start_due(struct hs_state *st, int64_t now)
+{
+    while (httpc_multi_running(st->multi) < (size_t)st->max_parallel) {
+        struct hs_target *next = NULL;
+        for (size_t i = 0; i < st->nt; i++) {
+            struct hs_target *t = &st->t[i];
+            if (!t->inflight && t->due <= now && (!next || t->due < next->due))
+                next = t;
+        }
+        if (!next)
+            return;
+        next->inflight = 1;
+        next->started = now;
+        httpc_multi_start(st->multi, next->http);
+    }
+}
+
+/* Handles every fetch that ended; returns how many. */
+static size_t collect(struct hs_state *st)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < st->nt && !st->stopping; i++) {
+        struct hs_target *t = &st->t[i];
+        if (t->inflight && httpc_ended(t->http)) {
+            t->inflight = 0;
+            target_outcome(st, t, httpc_mono_ms());
+            n++;
+        }
+    }
+    return n;
+}
+
+/* The poll's answer: when to come back, and whether some URL is failing. */
+static int report(struct hs_state *st, int64_t t0, int64_t *next_poll_ms, char *errstr,
+                  size_t errstr_size)
+{
+    int64_t first = INT64_MAX;
+    const struct hs_target *latest = NULL;
+    size_t failing = 0;
+
+    for (size_t i = 0; i < st->nt; i++) {
+        const struct hs_target *t = &st->t[i];
+        /* A fetch in flight needs poll() again at once to move on. */
+        int64_t due = t->inflight ? t0 : t->due;
+        if (due < first)
+            first = due;
+        if (t->failures) {
+            failing++;
+            if (!latest || t->failed_at >= latest->failed_at)
+                latest = t;
+        }
+    }
+    st->api->metric_set(st->inst, "urls_failing", (int64_t)failing);
+    /* The host counts the wait from just before poll() began. */
+    int64_t wait = first - t0;
+    if (!failing) {
+        *next_poll_ms = wait > 0 ? wait : 0;
+        return SPOKE_OK;
+    }
+    /* The wait as announced when it failed (and logged), as velib_source
+     * reports it. */
+    double wait_s = (double)latest->wait_ms / 1000.0;
+    if (st->nt > 1)
+        snprintf(errstr, errstr_size, "%.180s; next attempt in %.1f s (%zu of %zu URLs failing)",
+                 latest->err, wait_s, failing, st->nt);
+    else
+        snprintf(errstr, errstr_size, "%.200s; next attempt in %.1f s", latest->err, wait_s);
+    /* 0 would let the host apply its own backoff to SPOKE_RETRY. */
+    *next_poll_ms = wait > 0 ? wait : 1;
+    return SPOKE_RETRY;
+}
+
+/*
+ * Starts what is due, then runs the transfers in flight until one ends (its
+ * records are emitted at once), the next URL falls due, or HS_SLICE_MS
+ * passed: poll() never blocks longer than that, so the host can stop or
+ * pause the connector promptly even while a slow server holds a request.
+ */
+static int hs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr_size)
+{
+    struct hs_state *st = vst;
+    int64_t t0 = httpc_mono_ms();
+
+    *next_poll_ms = st->poll_ms;
+    if (st->stopping)
+        return SPOKE_OK;
+    for (;;) {
+        size_t handled = collect(st);
+        if (st->stopping)
+            return SPOKE_OK;
+        int64_t now = httpc_mono_ms();
+        start_due(st, now);
+        size_t running = httpc_multi_running(st->multi);
+        if (handled || !running || now - t0 >= HS_SLICE_MS)
+            break;
+        int64_t wait = HS_SLICE_MS - (now - t0);
+        if (running < (size_t)st->max_parallel)
+            for (size_t i = 0; i < st->nt; i++)
+                if (!st->t[i].inflight && st->t[i].due - now < wait)
+                    wait = st->t[i].due - now;
+        httpc_multi_wait(st->multi, wait > 0 ? wait : 0);
+    }
+    return report(st, t0, next_poll_ms, errstr, errstr_size);
+}
+
+static const struct spoke_plugin http_source = {
+    .hdr         = SPOKE_PLUGIN_HEADER_INIT,
+    .name        = "http_source",
+    .kind        = SPOKE_KIND_SOURCE,
+    .version     = "0.1.0",
+    .description = "Polls JSON or NDJSON over HTTP (one URL, or one per item of a list) and "
+                   "emits the documents, or the elements of an array in them, as records",
+    .config      = hs_config,
+    .init        = hs_init,
+    .start       = hs_start,
+    .poll        = hs_poll,
+    .stop        = hs_stop,
+    .destroy     = hs_destroy,
+};
+
+SPOKE_EXPORT const struct spoke_plugin *spoke_plugin_entry(void)
+{
+    return &http_source;
+}
