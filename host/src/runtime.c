@@ -127,6 +127,7 @@ struct conn_spec {
     enum conn_target target;
     int from_rest;
     char *file_fp;
+    const char *bridge_of;            /* a Kafka bridge of this topic (interned) */
 };
 
 static void spec_clear(struct conn_spec *s)
@@ -1344,8 +1345,8 @@ const struct ktopic *rt_ktopic(const struct runtime *rt, const char *t)
  * "T#<name>" instead, which its consumer bridge feeds from Kafka. */
 static int inst_alias_kafka_topics(struct spoke_instance *inst)
 {
-    if (!inst->rt->nktopics)
-        return 0;
+    if (!inst->rt->nktopics || inst->bridge_of)
+        return 0; /* a bridge reads the in-memory topic itself */
     inst->alias_from = calloc(inst->nin + 1, sizeof(*inst->alias_from));
     inst->alias_to = calloc(inst->nin + 1, sizeof(*inst->alias_to));
     if (!inst->alias_from || !inst->alias_to)
@@ -1383,6 +1384,7 @@ static struct spoke_instance *inst_new(struct runtime *rt, struct conn_spec *spe
     inst->file_fp = spec->file_fp;
     inst->from_rest = spec->from_rest;
     inst->target = spec->target;
+    inst->bridge_of = spec->bridge_of;
     inst->log_level = -1;
     spec->hcfg = spec->pcfg = NULL;
     spec->fingerprint = NULL;
@@ -2220,7 +2222,13 @@ static struct spoke_instance *replace_conn(struct runtime *rt, struct spoke_inst
     return n;
 }
 
-static void bridge_sync(struct runtime *rt);
+/* Bridges created by bridge_sync, to launch (see below). */
+struct bridge_list {
+    struct spoke_instance **v;
+    size_t n;
+};
+static void bridge_sync(struct runtime *rt, struct bridge_list *out);
+static void bridge_launch(struct bridge_list *b);
 
 int rt_put(struct runtime *rt, const char *name, json_t *config, enum conn_target target,
            int *created, struct buf *errs)
@@ -2268,13 +2276,15 @@ int rt_put(struct runtime *rt, const char *name, json_t *config, enum conn_targe
             return -1;
         }
         n->from_rest = 1;
+        struct bridge_list bridges = { 0 };
+        bridge_sync(rt, &bridges);
         inst_start(n);
+        bridge_launch(&bridges);
         persist_record(rt, n);
         LOG_I(name, "%s over REST", *created ? "created" : "reconfigured");
     }
     section_clear(&d.sec);
     free(d.file_fp);
-    bridge_sync(rt);
     hk_kick(rt);
     return 0;
 }
@@ -2295,7 +2305,9 @@ int rt_delete(struct runtime *rt, const char *name)
     persist_delete(rt, name, inst->file_fp);
     LOG_I(name, "deleted over REST");
     inst_free(inst);
-    bridge_sync(rt);
+    struct bridge_list bridges = { 0 };
+    bridge_sync(rt, &bridges);
+    bridge_launch(&bridges);
     hk_kick(rt);
     return 0;
 }
@@ -2396,9 +2408,21 @@ static json_t *bridge_consumer_config(const struct ktopic *kt, const char *reade
                      "bytes");
 }
 
-/* Brings the bridges in line with the running connectors: starts the
- * missing ones, stops the ones nobody needs. Caller holds ctl_lock. */
-static void bridge_sync(struct runtime *rt)
+/* Brings the bridges in line with the connectors: stops the ones nobody
+ * needs, creates the missing ones and subscribes their queues. Their tasks
+ * start only after the connectors they feed have their queues (a record
+ * routed nowhere is discarded): the caller launches them with bridge_launch
+ * once its own connectors are prepared. Caller holds ctl_lock. */
+static void bridge_launch(struct bridge_list *b)
+{
+    for (size_t k = 0; k < b->n; k++)
+        inst_start(b->v[k]);
+    free(b->v);
+    b->v = NULL;
+    b->n = 0;
+}
+
+static void bridge_sync(struct runtime *rt, struct bridge_list *out)
 {
     pthread_mutex_lock(&rt->lock);
     size_t n = rt->nconns;
@@ -2475,13 +2499,13 @@ static void bridge_sync(struct runtime *rt)
             spec_clear(&spec);
             continue;
         }
+        spec.bridge_of = intern_str(json_string_value(json_object_get(owner, name)));
         struct spoke_instance *x = replace_conn(rt, o, &spec);
         spec_clear(&spec);
         if (!x) {
             LOG_E(name, "out of memory: Kafka bridge not started");
             continue;
         }
-        x->bridge_of = intern_str(json_string_value(json_object_get(owner, name)));
         const char *route = json_string_value(json_object_get(routes, name));
         if (route)
             x->out_topic = intern_str(route);
@@ -2489,9 +2513,8 @@ static void bridge_sync(struct runtime *rt)
     }
     for (size_t k = 0; k < nfresh; k++)
         inst_prepare(fresh[k]);
-    for (size_t k = 0; k < nfresh; k++)
-        inst_start(fresh[k]);
-    free(fresh);
+    out->v = fresh;
+    out->n = nfresh;
     json_decref(need);
     json_decref(routes);
     json_decref(owner);
@@ -2604,7 +2627,10 @@ static int apply_file(struct runtime *rt, struct buf *errs, int at_start)
         }
         fresh[nfresh++] = x;
     }
-    /* Every queue exists before any new task runs. */
+    /* Every queue, the Kafka bridges' included, exists before any new task
+     * runs. */
+    struct bridge_list bridges = { 0 };
+    bridge_sync(rt, &bridges);
     for (size_t k = 0; k < nfresh; k++)
         if (fresh[k]->target != TARGET_STOPPED)
             inst_prepare(fresh[k]);
@@ -2613,7 +2639,7 @@ static int apply_file(struct runtime *rt, struct buf *errs, int at_start)
         started++;
     }
     free(fresh);
-    bridge_sync(rt);
+    bridge_launch(&bridges);
     if (at_start)
         LOG_I(NULL, "spoke %s started: %zu connectors from %s and %s, %zu plugins, state in %s",
               SPOKE_VERSION, rt->nconns, rt->config_path, rt->persist_path, rt->reg->nplugins,

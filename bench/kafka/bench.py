@@ -1,0 +1,219 @@
+#!/usr/bin/env python3
+"""Kafka benchmark: Spoke beside kcat against the same librdkafka mock
+cluster, in one run.
+
+  produce: 1,000,000 records of ~280 bytes from an NDJSON file
+           spoke file_source -> kafka_sink   vs   kcat -P -l FILE
+  consume: a topic of 64 partitions filled with the same records (the mock
+           cluster keeps 5 MB per partition), read to nothing
+           spoke kafka_source -> null_sink   vs   kcat -C -e -o beginning
+
+Each side runs `runs` times, alternating, each on a topic of its own; the
+medians of messages/s and peak RSS are printed with the ratio Spoke/kcat.
+Spoke's time runs from exec to the moment its status shows every message
+confirmed (delivered by kafka_sink, counted by null_sink): startup included.
+
+usage: bench.py BUILD_DIR WORKDIR [N] [RUNS]
+"""
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+BUILD = os.path.abspath(sys.argv[1])
+WORK = os.path.abspath(sys.argv[2])
+N = int(sys.argv[3]) if len(sys.argv) > 3 else 1000000
+RUNS = int(sys.argv[4]) if len(sys.argv) > 4 else 3
+PARTITIONS = 4
+CPART = 64  # the mock cluster keeps 5 MB per partition: 64 hold 1M records of ~290 bytes
+# The sink's host queue and batch: a batch is what kafka_sink has in flight.
+QUEUE = int(os.environ.get("SPOKE_QUEUE", "16384"))
+BATCH = int(os.environ.get("SPOKE_BATCH", "8192"))
+
+
+def gen(path, n):
+    """~280-byte Vélib'-like records."""
+    if os.path.exists(path) and sum(1 for _ in open(path)) == n:
+        return
+    with open(path, "w") as f:
+        for i in range(n):
+            code = 10000 + i % 1470
+            f.write(json.dumps({
+                "stationCode": str(code), "station_id": 100000000 + code,
+                "num_bikes_available": i % 31, "numBikesAvailable": i % 31,
+                "num_bikes_available_types": [{"mechanical": i % 17}, {"ebike": i % 14}],
+                "num_docks_available": 40 - i % 31, "numDocksAvailable": 40 - i % 31,
+                "is_installed": 1, "is_returning": 1, "is_renting": 1,
+                "last_reported": 1732000000 + i, "seq": i,
+            }, separators=(",", ":")) + "\n")
+
+
+class Cluster:
+    def __init__(self):
+        self.p = subprocess.Popen([os.path.join(BUILD, "tests", "kafka", "mockcluster"), "--brokers", "1"],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline()
+        self.bootstrap = line.strip().split("bootstrap=", 1)[1]
+
+    def create(self, topic, partitions=None):
+        self.p.stdin.write("create %s %d\n" % (topic, partitions or PARTITIONS))
+        self.p.stdin.flush()
+        assert self.p.stdout.readline().strip() == "ok"
+
+    def close(self):
+        self.p.stdin.close()
+        self.p.wait(10)
+
+
+def peak_rss_kb(pid):
+    try:
+        for line in open("/proc/%d/status" % pid):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def timed(cmd, **kw):
+    """Runs cmd; returns (seconds, peak RSS KB) measured by /usr/bin/time-like wait4."""
+    t0 = time.monotonic()
+    p = subprocess.Popen(cmd, **kw)
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.monotonic() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    if p.returncode != 0:
+        raise SystemExit("%s failed: %d" % (cmd[0], p.returncode))
+    return dt, ru.ru_maxrss
+
+
+def spoke_run(name, yaml_text, done):
+    """Starts spoke, waits until done(status) holds; returns (seconds, peak RSS KB)."""
+    d = os.path.join(WORK, name)
+    shutil.rmtree(d, ignore_errors=True)
+    os.makedirs(d)
+    cfg = os.path.join(d, "c.yaml")
+    with open(cfg, "w") as f:
+        f.write(yaml_text.replace("@STATE@", os.path.join(d, "state")))
+    t0 = time.monotonic()
+    p = subprocess.Popen([os.path.join(BUILD, "spoke"), "run", "-c", cfg],
+                         stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "log"), "w"))
+    status = os.path.join(d, "state", "status.json")
+    rss = 0
+    while True:
+        rss = max(rss, peak_rss_kb(p.pid))
+        try:
+            with open(status) as f:
+                st = json.load(f)
+            if done(st):
+                break
+        except (OSError, ValueError):
+            pass
+        if p.poll() is not None:
+            raise SystemExit("spoke exited early, see %s/log" % d)
+        time.sleep(0.005)
+    dt = time.monotonic() - t0
+    rss = max(rss, peak_rss_kb(p.pid))
+    p.terminate()
+    p.wait(30)
+    return dt, rss
+
+
+def plugin_metric(st, conn, name):
+    c = st.get("connectors", {}).get(conn) or {}
+    return ((c.get("metrics") or {}).get("plugin") or {}).get(name, 0)
+
+
+HEAD = """worker:
+  plugin.path: [%s]
+  state.dir: @STATE@
+  rest.enable: false
+  status.interval.ms: 20
+  kafka.bootstrap.servers: %s
+connectors:
+"""
+
+
+def main():
+    os.makedirs(WORK, exist_ok=True)
+    data = os.path.join(WORK, "records.ndjson")
+    gen(data, N)
+    size = os.path.getsize(data)
+    print("records: %d, %.0f bytes each on average" % (N, size / N))
+    cl = Cluster()
+    res = {k: [] for k in ("kcat_p", "spoke_p", "kcat_c", "spoke_c")}
+    rss = {k: [] for k in res}
+    head = HEAD % (os.path.join(BUILD, "plugins"), cl.bootstrap)
+    try:
+        for r in range(RUNS):
+            tk, ts = "kcat-%d" % r, "spoke-%d" % r
+            cl.create(tk)
+            cl.create(ts)
+            dt, kb = timed(["kcat", "-P", "-b", cl.bootstrap, "-t", tk, "-l", data,
+                            "-X", "enable.idempotence=true", "-X", "acks=all"])
+            res["kcat_p"].append(N / dt)
+            rss["kcat_p"].append(kb)
+            y = head + """  - name: src
+    connector.class: file_source
+    topic: recs
+    file: %s
+    read.batch.lines: 4096
+  - name: out
+    connector.class: kafka_sink
+    topics: recs
+    target.topic: %s
+    queue.capacity: %d
+    batch.max: %d
+""" % (data, ts, QUEUE, BATCH)
+            dt, kb = spoke_run("produce-%d" % r, y, lambda st: plugin_metric(st, "out", "delivered") >= N)
+            res["spoke_p"].append(N / dt)
+            rss["spoke_p"].append(kb)
+            print("run %d: produce kcat %.0f/s (%.1f MB), spoke %.0f/s (%.1f MB)" % (
+                r + 1, res["kcat_p"][-1], rss["kcat_p"][-1] / 1024, res["spoke_p"][-1],
+                rss["spoke_p"][-1] / 1024), flush=True)
+            # Consume: a topic of CPART partitions filled once (the mock
+            # cluster keeps only 5 MB per partition), read by both.
+            tc = "consume-%d" % r
+            cl.create(tc, CPART)
+            timed(["kcat", "-P", "-b", cl.bootstrap, "-t", tc, "-l", data])
+            dt, kb = timed(["kcat", "-C", "-b", cl.bootstrap, "-t", tc, "-e", "-o", "beginning", "-q"],
+                           stdout=subprocess.DEVNULL)
+            res["kcat_c"].append(N / dt)
+            rss["kcat_c"].append(kb)
+            y = head + """  - name: in
+    connector.class: kafka_source
+    topic: recs
+    source.topics: %s
+    group.id: bench-%d
+    value.format: bytes
+  - name: out
+    connector.class: null_sink
+    topics: recs
+    queue.capacity: 65536
+    batch.max: 32768
+""" % (tc, r)
+            dt, kb = spoke_run("consume-%d" % r, y, lambda st: plugin_metric(st, "out", "records") >= N)
+            res["spoke_c"].append(N / dt)
+            rss["spoke_c"].append(kb)
+            print("run %d: consume kcat %.0f/s (%.1f MB), spoke %.0f/s (%.1f MB)" % (
+                r + 1, res["kcat_c"][-1], rss["kcat_c"][-1] / 1024, res["spoke_c"][-1],
+                rss["spoke_c"][-1] / 1024), flush=True)
+    finally:
+        cl.close()
+    med = {k: statistics.median(v) for k, v in res.items()}
+    mrss = {k: statistics.median(v) / 1024 for k, v in rss.items()}
+    print()
+    print("| step | tool | msg/s (median of %d) | peak RSS MB | spoke / kcat |" % RUNS)
+    print("|---|---|---|---|---|")
+    print("| produce | kcat -P | %.0f | %.1f | |" % (med["kcat_p"], mrss["kcat_p"]))
+    print("| produce | spoke file_source -> kafka_sink | %.0f | %.1f | %.2f |" % (
+        med["spoke_p"], mrss["spoke_p"], med["spoke_p"] / med["kcat_p"]))
+    print("| consume | kcat -C | %.0f | %.1f | |" % (med["kcat_c"], mrss["kcat_c"]))
+    print("| consume | spoke kafka_source -> null_sink | %.0f | %.1f | %.2f |" % (
+        med["spoke_c"], mrss["spoke_c"], med["spoke_c"] / med["kcat_c"]))
+
+
+main()
