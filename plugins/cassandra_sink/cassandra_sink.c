@@ -1,0 +1,457 @@
+/*
+ * cassandra_sink - writes records as rows of a Cassandra table over the CQL
+ * native protocol v4, spoken directly (cql_frame.c, cql_conn.c): prepared
+ * INSERTs, UNLOGGED BATCHes, many requests pipelined on one connection.
+ * This file: the descriptor, config and callbacks; the parts are listed in
+ * cassandra_sink.h.
+ *
+ * Model. put() maps the record to the statement's bound variables (column
+ * types from the PREPARED metadata, cql_types.c), appends the encoded row to
+ * this cycle's buffer and groups rows into requests of batch.size rows (one
+ * row: EXECUTE; more: BATCH UNLOGGED), sending full ones while it goes.
+ * flush() sends the rest and waits for every response; only when all rows
+ * are acknowledged by the server does it return SPOKE_OK, and only then does
+ * the host acknowledge the records. A cycle's rows stay in memory until
+ * then, so nothing is lost to a timeout, a lost connection or a restart of
+ * the server: requests are resent.
+ *
+ * Failures.
+ *  - Transient (Unavailable, Write_timeout, Overloaded, Server_error,
+ *    Is_bootstrapping, Truncate/Read errors, a lost connection, no response
+ *    within request.timeout.ms): the request is resent after a backoff, at
+ *    most `retries` times within one flush; then flush returns SPOKE_RETRY
+ *    with the reason and the host calls it again later (the status shows
+ *    `retrying`). No contact point reachable: the same, with "cannot connect
+ *    to any contact point: ...".
+ *  - Unprepared (0x2500): the statement is prepared again and the request
+ *    resent.
+ *  - Invalid (0x2200) or Function_failure: the server refused a row. A BATCH
+ *    is refused whole, so its rows are resent one by one; each row refused
+ *    alone is reported with api->sink_record_failed and takes the
+ *    connector's error path with the server's code and message, while the
+ *    others are written and acknowledged.
+ *  - A record that cannot be converted (12.5 into an int column) fails in
+ *    put() and takes the error path at once.
+ *  - Permanent problems (bad credentials, a create.table the server refuses,
+ *    a table that does not exist, a counter column): start() fails when it
+ *    sees them; found later, put() accepts records without buffering them
+ *    and flush() fails the connector with the server's message.
+ *
+ * Writes are idempotent upserts. By default every row carries its own write
+ * timestamp (USING TIMESTAMP, strictly increasing microseconds), so a
+ * request resent after a newer one cannot overwrite the newer row.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <spoke/plugin.h>
+
+#include "cassandra_sink.h"
+
+static const char *const cs_consistency_allowed[] = {
+    "any", "one", "two", "three", "quorum", "all", "local_quorum", "each_quorum", "local_one", NULL
+};
+static const char *const cs_wts_allowed[] = { "client", "server", NULL };
+
+static const struct spoke_config_field cs_config[] = {
+    { .name = "contact.points", .type = SPOKE_CFG_LIST, .default_value = "127.0.0.1",
+      .doc = "Cassandra nodes, host or host:port ([v6]:port); tried in turn, the next one when a "
+             "node cannot be reached", .min = 1, .max = 64 },
+    { .name = "port", .type = SPOKE_CFG_INT, .default_value = "9042",
+      .doc = "CQL native protocol port of contact points given without one", .min = 1,
+      .max = 65535 },
+    { .name = "keyspace", .type = SPOKE_CFG_STRING, .flags = SPOKE_CFG_REQUIRED,
+      .doc = "Keyspace of the table (case-sensitive when not all lowercase)", .min = 1, .max = 48 },
+    { .name = "table", .type = SPOKE_CFG_STRING, .flags = SPOKE_CFG_REQUIRED,
+      .doc = "Table the rows are written to (case-sensitive when not all lowercase)", .min = 1,
+      .max = 48 },
+    { .name = "mapping", .type = SPOKE_CFG_STRING,
+      .doc = "Columns and their sources, e.g. id=key, temp=value.main.temp, seen=timestamp, "
+             "uid=now(), src=header.origin (DataStax Kafka connector form); unset: each field of "
+             "the value goes to the column of the same name", .min = 1, .max = 65536 },
+    { .name = "ttl", .type = SPOKE_CFG_INT, .default_value = "0",
+      .doc = "Time to live of the rows written, in seconds (USING TTL); 0: none", .min = 0,
+      .max = 630720000 },
+    { .name = "consistency", .type = SPOKE_CFG_STRING, .default_value = "local_quorum",
+      .doc = "Consistency level of the writes", .allowed = cs_consistency_allowed },
+    { .name = "username", .type = SPOKE_CFG_STRING,
+      .doc = "User for PasswordAuthenticator (SASL PLAIN); needs password", .min = 1, .max = 256 },
+    { .name = "password", .type = SPOKE_CFG_PASSWORD,
+      .doc = "Password of username (secret: never logged, masked on output)", .min = 1,
+      .max = 256 },
+    { .name = "batch.size", .type = SPOKE_CFG_INT, .default_value = "32",
+      .doc = "Rows per request: an UNLOGGED BATCH of prepared INSERTs; 1 sends each row as its "
+             "own EXECUTE", .min = 1, .max = 65535 },
+    { .name = "max.inflight", .type = SPOKE_CFG_INT, .default_value = "128",
+      .doc = "Requests in flight at once on the connection (pipelined on stream ids)", .min = 1,
+      .max = 32000 },
+    { .name = "connect.timeout.ms", .type = SPOKE_CFG_LONG, .default_value = "5000",
+      .doc = "Time limit (ms) to connect to one contact point and complete the handshake",
+      .min = 1, .max = 600000 },
+    { .name = "request.timeout.ms", .type = SPOKE_CFG_LONG, .default_value = "10000",
+      .doc = "A request without a response after this long (ms) counts as a lost connection: "
+             "it is closed and the requests in flight are resent", .min = 1, .max = 3600000 },
+    { .name = "reconnect.backoff.ms", .type = SPOKE_CFG_LONG, .default_value = "100",
+      .doc = "First wait (ms) before reconnecting or resending after a transient error; doubles "
+             "each time", .min = 1, .max = 600000 },
+    { .name = "reconnect.backoff.max.ms", .type = SPOKE_CFG_LONG, .default_value = "5000",
+      .doc = "Longest wait (ms) between reconnection or resend attempts", .min = 1,
+      .max = 3600000 },
+    { .name = "retries", .type = SPOKE_CFG_INT, .default_value = "3",
+      .doc = "Resends of a request (or reconnection rounds) within one flush before it returns "
+             "retry to the host, which calls it again; rows are never dropped", .min = 0,
+      .max = 1000 },
+    { .name = "create.keyspace", .type = SPOKE_CFG_STRING,
+      .doc = "Create the keyspace if it does not exist: replication options "
+             "({'class': 'SimpleStrategy', 'replication_factor': 1}) or a whole CREATE KEYSPACE "
+             "statement", .min = 1, .max = 65536 },
+    { .name = "create.table", .type = SPOKE_CFG_STRING,
+      .doc = "Create the table if it does not exist: its column definitions (id text PRIMARY KEY, "
+             "temp int) or a whole CREATE TABLE statement", .min = 1, .max = 65536 },
+    { .name = "null.unset", .type = SPOKE_CFG_BOOL, .default_value = "true",
+      .doc = "A null or missing source leaves its column unset (no tombstone) instead of writing "
+             "null" },
+    { .name = "write.timestamp", .type = SPOKE_CFG_STRING, .default_value = "client",
+      .doc = "client: each row carries its own strictly increasing write time (USING TIMESTAMP), "
+             "so a resent request never overwrites a newer row; server: the coordinator's clock",
+      .allowed = cs_wts_allowed },
+    { .name = "buffer.max.bytes", .type = SPOKE_CFG_LONG, .default_value = "67108864",
+      .doc = "Encoded rows held before put() waits for the server to acknowledge them (and "
+             "returns retry while it cannot)", .min = 65536, .max = 1073741824 },
+    { 0 }
+};
+
+/* ------------------------------------------------------------------------ */
+/* Callbacks                                                                 */
+/* ------------------------------------------------------------------------ */
+
+/* Splits "host", "host:port" or "[v6]:port". 0 or -1. */
+static int parse_endpoint(const char *s, int defport, struct cql_endpoint *ep)
+{
+    const char *h = s, *colon;
+    size_t hl;
+    ep->port = defport;
+    if (*s == '[') {
+        const char *close = strchr(s, ']');
+        if (close == NULL)
+            return -1;
+        h = s + 1;
+        hl = (size_t)(close - h);
+        colon = close[1] == ':' ? close + 1 : NULL;
+        if (close[1] && !colon)
+            return -1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon && strchr(s, ':') != colon)
+            colon = NULL; /* a bare IPv6 address */
+        hl = colon ? (size_t)(colon - s) : strlen(s);
+    }
+    if (hl == 0 || hl >= sizeof(ep->host))
+        return -1;
+    memcpy(ep->host, h, hl);
+    ep->host[hl] = '\0';
+    if (colon) {
+        char *end;
+        long p = strtol(colon + 1, &end, 10);
+        if (*end || p < 1 || p > 65535)
+            return -1;
+        ep->port = (int)p;
+    }
+    return 0;
+}
+
+static int starts_with_word(const char *s, const char *word)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    return strncasecmp(s, word, strlen(word)) == 0 && isspace((unsigned char)s[strlen(word)]);
+}
+
+static void cs_destroy(void *vst);
+
+static int cs_init(const struct spoke_host_api *api, struct spoke_instance *inst,
+                   const struct spoke_config *cfg, void **out, char *errstr, size_t errstr_size)
+{
+    struct cs_state *st = calloc(1, sizeof(*st));
+    const char *const *items;
+    const char *mapping, *user, *pass, *cks, *ctab;
+    char ks_id[120], tab_id[120];
+    size_t n;
+
+    if (st == NULL) {
+        cql_textf(errstr, errstr_size, "out of memory");
+        return SPOKE_ERR_NOMEM;
+    }
+    st->api = api;
+    st->inst = inst;
+    if (!SPOKE_API_HAS(api, sink_record_failed)) {
+        cql_textf(errstr, errstr_size, "the host is too old: cassandra_sink needs "
+                  "sink_record_failed in the host API");
+        free(st);
+        return SPOKE_ERR_STATE;
+    }
+    st->ks = api->config_string(cfg, "keyspace");
+    st->table = api->config_string(cfg, "table");
+    st->ttl = api->config_int(cfg, "ttl");
+    st->consistency = (uint16_t)cql_consistency_parse(api->config_string(cfg, "consistency"));
+    st->batch_size = (int)api->config_int(cfg, "batch.size");
+    st->max_inflight = (int)api->config_int(cfg, "max.inflight");
+    st->connect_timeout_ms = api->config_int(cfg, "connect.timeout.ms");
+    st->request_timeout_ms = api->config_int(cfg, "request.timeout.ms");
+    st->backoff_ms = api->config_int(cfg, "reconnect.backoff.ms");
+    st->backoff_max_ms = api->config_int(cfg, "reconnect.backoff.max.ms");
+    st->retries = (int)api->config_int(cfg, "retries");
+    st->null_unset = api->config_bool(cfg, "null.unset");
+    st->client_ts = strcmp(api->config_string(cfg, "write.timestamp"), "client") == 0;
+    st->buffer_max = (size_t)api->config_int(cfg, "buffer.max.bytes");
+    cql_uuidgen_init(&st->uuidgen);
+    if (st->backoff_max_ms < st->backoff_ms)
+        st->backoff_max_ms = st->backoff_ms;
+
+    n = api->config_list(cfg, "contact.points", &items);
+    st->eps = calloc(n ? n : 1, sizeof(*st->eps));
+    if (st->eps == NULL)
+        goto nomem;
+    for (size_t i = 0; i < n; i++) {
+        if (parse_endpoint(items[i], (int)api->config_int(cfg, "port"), &st->eps[i]) < 0) {
+            cql_textf(errstr, errstr_size, "contact.points: '%s' is not host, host:port or "
+                      "[ipv6]:port", items[i]);
+            goto invalid;
+        }
+    }
+    st->neps = n;
+
+    user = api->config_string(cfg, "username");
+    pass = api->config_string(cfg, "password");
+    if ((user == NULL) != (pass == NULL)) {
+        cql_textf(errstr, errstr_size, "%s is set but %s is not", user ? "username" : "password",
+                  user ? "password" : "username");
+        goto invalid;
+    }
+
+    if (cql_ident(st->ks, ks_id, sizeof(ks_id)) < 0 || cql_ident(st->table, tab_id,
+                                                                   sizeof(tab_id)) < 0) {
+        cql_textf(errstr, errstr_size, "keyspace or table name too long");
+        goto invalid;
+    }
+    cks = api->config_string(cfg, "create.keyspace");
+    if (cks) {
+        const char *p = cks;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (starts_with_word(p, "CREATE")) {
+            st->create_ks = strdup(p);
+        } else if (*p == '{') {
+            size_t sz = strlen(p) + strlen(ks_id) + 64;
+            st->create_ks = malloc(sz);
+            if (st->create_ks)
+                cql_textf(st->create_ks, sz,
+                          "CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s",
+                          ks_id, p);
+        } else {
+            cql_textf(errstr, errstr_size, "create.keyspace: give replication options "
+                      "({'class': 'SimpleStrategy', 'replication_factor': 1}) or a CREATE "
+                      "KEYSPACE statement");
+            goto invalid;
+        }
+        if (st->create_ks == NULL)
+            goto nomem;
+    }
+    ctab = api->config_string(cfg, "create.table");
+    if (ctab) {
+        const char *p = ctab;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (starts_with_word(p, "CREATE")) {
+            st->create_table = strdup(p);
+        } else {
+            size_t sz = strlen(p) + strlen(ks_id) + strlen(tab_id) + 64;
+            st->create_table = malloc(sz);
+            if (st->create_table)
+                cql_textf(st->create_table, sz, "CREATE TABLE IF NOT EXISTS %s.%s (%s)", ks_id,
+                          tab_id, p);
+        }
+        if (st->create_table == NULL)
+            goto nomem;
+    }
+
+    mapping = api->config_string(cfg, "mapping");
+    if (mapping) {
+        struct cql_mapping m;
+        if (cql_mapping_parse(mapping, &m, errstr, errstr_size) < 0)
+            goto invalid;
+        if (cs_stmt_add(st, &m) < 0) {
+            cql_mapping_free(&m);
+            goto nomem;
+        }
+        st->mapped = 1;
+    }
+
+    struct cql_conn_opts co = {
+        .eps = st->eps, .neps = st->neps, .connect_timeout_ms = st->connect_timeout_ms,
+        .username = user, .password = pass, .max_frame = 64u * 1024 * 1024,
+        .max_streams = st->max_inflight + 8,
+    };
+    st->conn = cql_conn_new(&co);
+    if (st->conn == NULL)
+        goto nomem;
+    *out = st;
+    return SPOKE_OK;
+
+nomem:
+    cql_textf(errstr, errstr_size, "out of memory");
+    cs_destroy(st);
+    return SPOKE_ERR_NOMEM;
+invalid:
+    cs_destroy(st);
+    return SPOKE_ERR_INVALID;
+}
+
+static int cs_start(void *vst, char *errstr, size_t errstr_size)
+{
+    struct cs_state *st = vst;
+    int rc = cs_connect(st);
+    if (rc == SPOKE_OK || rc == SPOKE_RETRY) {
+        /* Unreachable now: put() and flush() keep trying (status: retrying). */
+        cs_report_metrics(st);
+        return SPOKE_OK;
+    }
+    cql_textf(errstr, errstr_size, "%s", st->fatal_msg);
+    return rc;
+}
+
+static int cs_put(void *vst, const struct spoke_record *rec, char *errstr, size_t errstr_size)
+{
+    struct cs_state *st = vst;
+    uint32_t k = 0;
+    int rc;
+
+    if (st->flush_failed) {
+        cs_cycle_abandon(st);
+        st->flush_failed = 0;
+    }
+    if (st->fatal)
+        return SPOKE_OK; /* nothing is buffered; flush() fails the connector */
+    if (st->mapped && !st->stmts[0].has_meta) {
+        /* The column types come from the server: connect first. */
+        rc = cs_connect(st);
+        if (st->fatal)
+            return SPOKE_OK;
+        if (rc != SPOKE_OK || !st->stmts[0].has_meta) {
+            cql_textf(errstr, errstr_size, "%s",
+                      st->conn_err[0] ? st->conn_err : "not prepared yet");
+            return SPOKE_RETRY;
+        }
+    }
+    if (st->rowbuf.len >= st->buffer_max) {
+        /* Bounded memory: make the server acknowledge what is held first. */
+        if (cs_seal(st) < 0) {
+            cql_textf(errstr, errstr_size, "out of memory");
+            return SPOKE_ERR_NOMEM;
+        }
+        rc = cs_drive(st, errstr, errstr_size);
+        cs_report_metrics(st);
+        if (st->fatal)
+            return SPOKE_OK;
+        if (rc != SPOKE_OK)
+            return SPOKE_RETRY;
+        cs_cycle_reset(st);
+    }
+    if (!st->mapped) {
+        rc = cs_stmt_for_record(st, rec, &k, errstr, errstr_size);
+        if (st->fatal)
+            return SPOKE_OK;
+        if (rc != SPOKE_OK)
+            return rc;
+    }
+    rc = cs_add_row(st, k, rec, errstr, errstr_size);
+    if (rc != SPOKE_OK)
+        return rc;
+    if (st->nrows - st->open_first >= (size_t)st->batch_size) {
+        if (cs_seal(st) < 0) {
+            cql_textf(errstr, errstr_size, "out of memory");
+            return SPOKE_ERR_NOMEM;
+        }
+        /* Send while the host reads more: the server works meanwhile. */
+        if (cql_conn_is_open(st->conn))
+            cs_turn(st, 0);
+    }
+    return SPOKE_OK;
+}
+
+static int cs_flush(void *vst, char *errstr, size_t errstr_size)
+{
+    struct cs_state *st = vst;
+    int rc;
+
+    if (st->fatal) {
+        cql_textf(errstr, errstr_size, "%s", st->fatal_msg);
+        st->flush_failed = 1;
+        return st->fatal;
+    }
+    if (cs_seal(st) < 0) {
+        cql_textf(errstr, errstr_size, "out of memory");
+        st->flush_failed = 1;
+        return SPOKE_RETRY;
+    }
+    rc = cs_drive(st, errstr, errstr_size);
+    if (rc == SPOKE_OK) {
+        cs_cycle_reset(st);
+        st->flush_failed = 0;
+    } else {
+        st->flush_failed = 1;
+    }
+    cs_report_metrics(st);
+    return rc;
+}
+
+static void cs_destroy(void *vst)
+{
+    struct cs_state *st = vst;
+    if (st == NULL)
+        return;
+    cql_conn_free(st->conn);
+    for (size_t k = 0; k < st->nstmts; k++)
+        cs_stmt_free(st->api, &st->stmts[k]);
+    free(st->stmts);
+    for (size_t i = 0; i < sizeof(st->shapes) / sizeof(st->shapes[0]); i++)
+        if (st->shapes[i].schema)
+            st->api->schema_unref(st->shapes[i].schema);
+    free(st->rows);
+    cql_buf_free(&st->rowbuf);
+    cql_buf_free(&st->setup_reply);
+    free(st->reqs);
+    free(st->q);
+    free(st->eps);
+    free(st->create_ks);
+    free(st->create_table);
+    free(st);
+}
+
+static const struct spoke_plugin cassandra_sink = {
+    .hdr         = SPOKE_PLUGIN_HEADER_INIT,
+    .name        = "cassandra_sink",
+    .kind        = SPOKE_KIND_SINK,
+    .version     = "0.1.0",
+    .description = "Writes rows to a Cassandra table over the CQL native protocol v4: prepared "
+                   "INSERTs in pipelined UNLOGGED BATCHes, failover, retries, auth",
+    .config      = cs_config,
+    .init        = cs_init,
+    .start       = cs_start,
+    .put         = cs_put,
+    .flush       = cs_flush,
+    .destroy     = cs_destroy,
+};
+
+/* The plugin's only exported symbol: returns the constant descriptor. */
+SPOKE_EXPORT const struct spoke_plugin *spoke_plugin_entry(void)
+{
+    return &cassandra_sink;
+}
