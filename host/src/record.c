@@ -11,6 +11,7 @@
 #include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
@@ -61,9 +62,31 @@ static int intern_grow(void)
     return 0;
 }
 
+static const char *intern_lookup(const char *s);
+
+/* Sources set the same partition name on record after record: a one-entry
+ * cache per thread answers those without the lock. intern_gen changes when
+ * the table is freed, so a cached pointer never outlives its string. */
+static atomic_uint intern_gen;
+static _Thread_local const char *intern_last;
+static _Thread_local unsigned intern_last_gen;
+
 const char *intern_str(const char *s)
 {
     assert(s);
+    if (intern_last && intern_last_gen == atomic_load_explicit(&intern_gen, memory_order_relaxed) &&
+        strcmp(intern_last, s) == 0)
+        return intern_last;
+    const char *r = intern_lookup(s);
+    if (r) {
+        intern_last = r;
+        intern_last_gen = atomic_load_explicit(&intern_gen, memory_order_relaxed);
+    }
+    return r;
+}
+
+static const char *intern_lookup(const char *s)
+{
     size_t len = strlen(s);
     uint32_t h = str_hash(s, len);
     const char *found = NULL;
@@ -93,6 +116,7 @@ out:
 
 void intern_free_all(void)
 {
+    atomic_fetch_add(&intern_gen, 1);
     pthread_mutex_lock(&intern_lock);
     for (size_t i = 0; i < intern_cap; i++)
         free(intern_tab[i].s);
