@@ -828,19 +828,25 @@ static int absorb(struct spoke_instance *inst, struct spoke_record *rec)
 /* ---- source task ---- */
 
 struct commit_list {
-    const char *part[64];
-    int64_t off[64];
-    size_t n;
+    struct covered_pos *v;  /* source unused: (partition, offset) pairs */
+    size_t n, cap;
+    int oom;
 };
 
 static void collect_commit(void *ctx, const char *partition, int64_t offset)
 {
     struct commit_list *cl = ctx;
-    if (cl->n < 64) {
-        cl->part[cl->n] = partition;
-        cl->off[cl->n] = offset;
-        cl->n++;
+    if (cl->n == cl->cap) {
+        size_t cap = cl->cap ? cl->cap * 2 : 64;
+        struct covered_pos *v = realloc(cl->v, cap * sizeof(*v));
+        if (!v) {
+            cl->oom = 1;
+            return;
+        }
+        cl->v = v;
+        cl->cap = cap;
     }
+    cl->v[cl->n++] = (struct covered_pos){ NULL, partition, offset };
 }
 
 static void store_commit(void *ctx, const char *partition, int64_t offset)
@@ -857,11 +863,29 @@ static void notify_committed(struct spoke_instance *inst)
     uint64_t gen = tracker_generation(inst->tracker);
     if (gen == inst->notified_gen)
         return;
-    inst->notified_gen = gen;
-    struct commit_list cl = { .n = 0 };
+    struct commit_list cl = { 0 };
     tracker_committed(inst->tracker, collect_commit, &cl);
-    for (size_t i = 0; i < cl.n; i++)
-        inst->plugin->committed(inst->st, cl.part[i], cl.off[i]);
+    if (cl.oom) {
+        free(cl.v);
+        return; /* tried again at the next call */
+    }
+    inst->notified_gen = gen;
+    /* Only what moved since the last notification (partitions are interned). */
+    for (size_t i = 0; i < cl.n; i++) {
+        size_t k;
+        for (k = 0; k < inst->nnotified; k++)
+            if (inst->notified[k].part == cl.v[i].part)
+                break;
+        if (k < inst->nnotified && inst->notified[k].off == cl.v[i].off)
+            continue;
+        if (k == inst->nnotified &&
+            covered_add(&inst->notified, &inst->nnotified, &inst->capnotified, NULL,
+                        cl.v[i].part, cl.v[i].off) != 0)
+            continue;
+        inst->notified[k].off = cl.v[i].off;
+        inst->plugin->committed(inst->st, cl.v[i].part, cl.v[i].off);
+    }
+    free(cl.v);
 }
 
 static int source_loop(struct spoke_instance *inst)
@@ -906,6 +930,8 @@ static int source_loop(struct spoke_instance *inst)
                 if (attempt == 0)
                     first_retry = now;
                 set_retrying(inst, "poll", err);
+                /* Deliveries keep being acknowledged while the source retries. */
+                notify_committed(inst);
                 /* The plugin knows best when to come back (e.g. Retry-After);
                  * otherwise back off exponentially. */
                 if (np > 0) {
@@ -1322,6 +1348,7 @@ static void inst_free(struct spoke_instance *inst)
     free(inst->latency);
     free(inst->absorbed);
     free(inst->failed);
+    free(inst->notified);
     free(inst->poll_error);
     free(inst->covered);
     free(inst->replay);
@@ -2485,7 +2512,6 @@ static void bridge_sync(struct runtime *rt, struct bridge_list *out)
             buf_free(&errs);
             continue;
         }
-        section_clear(&d.sec);
         buf_free(&errs);
         pthread_mutex_lock(&rt->lock);
         struct spoke_instance *o = rt_find_locked(rt, name);
@@ -2493,15 +2519,18 @@ static void bridge_sync(struct runtime *rt, struct bridge_list *out)
         if (o && !o->bridge_of) {
             LOG_E(name, "a connector has the name the Kafka bridge needs: bridge not started");
             spec_clear(&spec);
+            section_clear(&d.sec);
             continue;
         }
         if (o && strcmp(o->fingerprint, spec.fingerprint) == 0) {
             spec_clear(&spec);
+            section_clear(&d.sec);
             continue;
         }
         spec.bridge_of = intern_str(json_string_value(json_object_get(owner, name)));
-        struct spoke_instance *x = replace_conn(rt, o, &spec);
+        struct spoke_instance *x = replace_conn(rt, o, &spec); /* spec.name is d.sec's */
         spec_clear(&spec);
+        section_clear(&d.sec);
         if (!x) {
             LOG_E(name, "out of memory: Kafka bridge not started");
             continue;

@@ -96,6 +96,8 @@ static void on_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
 static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char *buf)
 {
     struct kafkaconf_health *h = rd_kafka_opaque(rk);
+    if (strcmp(fac, "FAIL") == 0 || strcmp(fac, "ERROR") == 0)
+        return; /* the same failure reaches on_error, which logs it once */
     enum spoke_log_level l = level <= 3 ? SPOKE_LOG_ERROR : level == 4 ? SPOKE_LOG_WARN
                              : level <= 6 ? SPOKE_LOG_INFO : SPOKE_LOG_DEBUG;
     if (h)
