@@ -16,6 +16,7 @@
  * Only then is ctl called. Nothing here logs a body.
  */
 #include "rest.h"
+#include "textfmt.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -128,17 +129,6 @@ static const char *json_type_name(const json_t *j)
     return "a value";
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Strict percent-decoding of [s, s+n) into a new NUL-terminated string:
  * every '%' must start a two-digit hex escape; NUL, CR and LF (raw or
  * escaped) are refused. plus_is_space for query strings. NULL on error
@@ -155,8 +145,8 @@ static char *pct_decode(const char *s, size_t n, int plus_is_space, int *oom)
     for (size_t i = 0; i < n; i++) {
         int c = (unsigned char)s[i];
         if (c == '%') {
-            int hi = i + 2 < n ? hexval((unsigned char)s[i + 1]) : -1;
-            int lo = i + 2 < n ? hexval((unsigned char)s[i + 2]) : -1;
+            int hi = i + 2 < n ? textfmt_hexval((unsigned char)s[i + 1]) : -1;
+            int lo = i + 2 < n ? textfmt_hexval((unsigned char)s[i + 2]) : -1;
             if (hi < 0 || lo < 0)
                 goto bad;
             c = hi * 16 + lo;

@@ -50,6 +50,17 @@ int textfmt_utf8_valid(const void *buf, size_t len, size_t *bad)
     return 1;
 }
 
+int textfmt_hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 int64_t textfmt_days_from_civil(int64_t y, unsigned m, unsigned d)
 {
     y -= m <= 2;

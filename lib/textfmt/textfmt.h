@@ -59,4 +59,7 @@ int textfmt_utf8_valid(const void *buf, size_t len, size_t *bad);
 void textfmt_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
 int64_t textfmt_days_from_civil(int64_t y, unsigned m, unsigned d);
 
+/* Value of one hexadecimal digit (either case), or -1. */
+int textfmt_hexval(int c);
+
 #endif

@@ -14,22 +14,12 @@
 #include <time.h>
 
 #include "cql_types.h"
+#include "textfmt.h"
 
 /* ------------------------------------------------------------------------ */
 /* Calendar                                                                  */
 /* ------------------------------------------------------------------------ */
 
-/* Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
- * days_from_civil). */
-int64_t cql_days_from_civil(int64_t y, unsigned m, unsigned d)
-{
-    y -= m <= 2;
-    int64_t era = (y >= 0 ? y : y - 399) / 400;
-    unsigned yoe = (unsigned)(y - era * 400);
-    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
-    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    return era * 146097 + (int64_t)doe - 719468;
-}
 
 void cql_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d)
 {
@@ -81,7 +71,7 @@ static int parse_ymd(const char *s, size_t n, size_t *i, int64_t *days)
         return -1;
     if (m < 1 || m > 12 || d < 1 || d > days_in_month(y, (unsigned)m))
         return -1;
-    *days = cql_days_from_civil(y, (unsigned)m, (unsigned)d);
+    *days = textfmt_days_from_civil(y, (unsigned)m, (unsigned)d);
     return 0;
 }
 
@@ -283,17 +273,6 @@ void cql_uuid_v1(struct cql_uuidgen *g, uint8_t out[16])
     memcpy(out + 10, g->node, 6);
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int cql_uuid_parse(const char *s, size_t n, uint8_t out[16])
 {
     size_t i = 0, k = 0;
@@ -306,7 +285,7 @@ int cql_uuid_parse(const char *s, size_t n, uint8_t out[16])
             i++;
             continue;
         }
-        int hi = hexval(s[i]), lo = hexval(s[i + 1]);
+        int hi = textfmt_hexval(s[i]), lo = textfmt_hexval(s[i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[k++] = (uint8_t)(hi << 4 | lo);

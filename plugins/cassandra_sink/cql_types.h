@@ -92,8 +92,6 @@ int cql_parse_timestamp(const char *s, size_t n, int64_t *ms);
 int cql_parse_date(const char *s, size_t n, int64_t *days);
 /* HH:MM:SS[.fraction] to nanoseconds since midnight. 0 or -1. */
 int cql_parse_time(const char *s, size_t n, int64_t *ns);
-/* Days since the epoch of a civil date, and back. */
-int64_t cql_days_from_civil(int64_t y, unsigned m, unsigned d);
 void cql_civil_from_days(int64_t z, int64_t *y, unsigned *m, unsigned *d);
 /* ms since the epoch as 2024-11-19T07:35:04.000Z into out (>= 32 bytes). */
 void cql_format_timestamp(int64_t ms, char *out, size_t size);

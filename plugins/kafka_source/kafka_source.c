@@ -653,7 +653,7 @@ static int ksrc_init(const struct spoke_host_api *api, struct spoke_instance *in
         "client.id", client_id,
         "auto.offset.reset", "earliest",
         "queued.max.messages.kbytes", "16384",
-        "queued.min.messages", "10000",
+        "queued.min.messages", "100000",
         NULL
     };
     /* What the delivery guarantee depends on: offsets are committed by this

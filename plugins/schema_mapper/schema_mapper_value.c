@@ -632,21 +632,10 @@ int sm_tsfmt_parse(const struct sm_tsfmt *f, const char *s, size_t n, int tz_min
 /* JSON strings                                                              */
 /* ------------------------------------------------------------------------ */
 
-static int hexval(unsigned char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static unsigned hex4(const char *p)
 {
-    return (unsigned)(hexval((unsigned char)p[0]) << 12 | hexval((unsigned char)p[1]) << 8 |
-                      hexval((unsigned char)p[2]) << 4 | hexval((unsigned char)p[3]));
+    return (unsigned)(textfmt_hexval((unsigned char)p[0]) << 12 | textfmt_hexval((unsigned char)p[1]) << 8 |
+                      textfmt_hexval((unsigned char)p[2]) << 4 | textfmt_hexval((unsigned char)p[3]));
 }
 
 /* The body was validated by the extractor (escapes complete, surrogates
