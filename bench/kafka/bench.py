@@ -99,6 +99,14 @@ def timed(cmd, **kw):
     return dt, ru.ru_maxrss
 
 
+FIRST = None  # seconds from exec to the first record seen by the sink (last spoke_run)
+
+
+def started(st):
+    c = st.get("connectors", {}).get("out") or {}
+    return (c.get("metrics") or {}).get("records_in", 0) > 0
+
+
 def spoke_run(name, yaml_text, done):
     """Starts spoke, waits until done(status) holds; returns (seconds, peak RSS KB)."""
     d = os.path.join(WORK, name)
@@ -112,11 +120,15 @@ def spoke_run(name, yaml_text, done):
                          stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "log"), "w"))
     status = os.path.join(d, "state", "status.json")
     rss = 0
+    global FIRST
+    FIRST = None
     while True:
         rss = max(rss, peak_rss_kb(p.pid))
         try:
             with open(status) as f:
                 st = json.load(f)
+            if FIRST is None and started(st):
+                FIRST = time.monotonic() - t0
             if done(st):
                 break
         except (OSError, ValueError):
@@ -153,8 +165,8 @@ def main():
     size = os.path.getsize(data)
     print("records: %d, %.0f bytes each on average" % (N, size / N))
     cl = Cluster()
-    res = {k: [] for k in ("kcat_p", "spoke_p", "kcat_c", "spoke_c")}
-    rss = {k: [] for k in res}
+    res = {k: [] for k in ("kcat_p", "spoke_p", "kcat_c", "spoke_c", "spoke_c_run")}
+    rss = {k: [] for k in ("kcat_p", "spoke_p", "kcat_c", "spoke_c")}
     head = HEAD % (os.path.join(BUILD, "plugins"), cl.bootstrap)
     try:
         for r in range(RUNS):
@@ -209,15 +221,18 @@ def main():
 """ % (tc, r)
             dt, kb = spoke_run("consume-%d" % r, y, lambda st: plugin_metric(st, "out", "records") >= avail)
             res["spoke_c"].append(avail / dt)
+            res["spoke_c_run"].append(avail / (dt - FIRST) if FIRST and dt > FIRST else 0)
             rss["spoke_c"].append(kb)
-            print("run %d: consume (%d messages retained) kcat %.0f/s (%.1f MB), spoke %.0f/s (%.1f MB)" % (
-                r + 1, avail, res["kcat_c"][-1], rss["kcat_c"][-1] / 1024, res["spoke_c"][-1],
-                rss["spoke_c"][-1] / 1024), flush=True)
+            print("run %d: consume (%d messages retained) kcat %.0f/s (%.1f MB), spoke %.0f/s "
+                  "(%.1f MB; %.0f/s after the group join, %.1f s)" % (
+                      r + 1, avail, res["kcat_c"][-1], rss["kcat_c"][-1] / 1024, res["spoke_c"][-1],
+                      rss["spoke_c"][-1] / 1024, res["spoke_c_run"][-1], FIRST or 0), flush=True)
     finally:
         cl.close()
     if os.environ.get("PRODUCE_ONLY"):
         for k in ("kcat_c", "spoke_c"):
             res[k], rss[k] = [0], [0]
+        res["spoke_c_run"] = [0]
     med = {k: statistics.median(v) for k, v in res.items()}
     mrss = {k: statistics.median(v) / 1024 for k, v in rss.items()}
     print()
@@ -229,6 +244,8 @@ def main():
     print("| consume | kcat -C | %.0f | %.1f | |" % (med["kcat_c"], mrss["kcat_c"]))
     print("| consume | spoke kafka_source -> null_sink | %.0f | %.1f | %.2f |" % (
         med["spoke_c"], mrss["spoke_c"], med["spoke_c"] / (med["kcat_c"] or 1)))
+    print("| consume | the same, after its consumer group join | %.0f | | %.2f |" % (
+        med["spoke_c_run"], med["spoke_c_run"] / (med["kcat_c"] or 1)))
 
 
 main()
