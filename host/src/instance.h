@@ -130,8 +130,6 @@ struct spoke_instance {
     struct covered_pos *replay;     /* stateful: positions the restored snapshot covers */
     size_t nreplay;
     uint64_t notified_gen;          /* sources: last commit generation told to the plugin */
-    struct covered_pos *notified;   /* sources: offsets last told to the plugin, per partition */
-    size_t nnotified, capnotified;
     char *poll_error;               /* sources: emit_error with errors.tolerance=none */
 
     atomic_llong records_in;

@@ -870,21 +870,11 @@ static void notify_committed(struct spoke_instance *inst)
         return; /* tried again at the next call */
     }
     inst->notified_gen = gen;
-    /* Only what moved since the last notification (partitions are interned). */
-    for (size_t i = 0; i < cl.n; i++) {
-        size_t k;
-        for (k = 0; k < inst->nnotified; k++)
-            if (inst->notified[k].part == cl.v[i].part)
-                break;
-        if (k < inst->nnotified && inst->notified[k].off == cl.v[i].off)
-            continue;
-        if (k == inst->nnotified &&
-            covered_add(&inst->notified, &inst->nnotified, &inst->capnotified, NULL,
-                        cl.v[i].part, cl.v[i].off) != 0)
-            continue;
-        inst->notified[k].off = cl.v[i].off;
+    /* Every committed partition, also the unchanged ones: a plugin may
+     * ignore a position while it does not own the partition (a Kafka
+     * consumer during a rebalance) and needs it again once it does. */
+    for (size_t i = 0; i < cl.n; i++)
         inst->plugin->committed(inst->st, cl.v[i].part, cl.v[i].off);
-    }
     free(cl.v);
 }
 
@@ -1348,7 +1338,6 @@ static void inst_free(struct spoke_instance *inst)
     free(inst->latency);
     free(inst->absorbed);
     free(inst->failed);
-    free(inst->notified);
     free(inst->poll_error);
     free(inst->covered);
     free(inst->replay);
