@@ -212,35 +212,58 @@ static void api_metric_set(struct spoke_instance *inst, const char *name, int64_
     metric_update(inst, name, v, 0);
 }
 
-static int api_sink_record_failed(struct spoke_instance *inst, const struct spoke_record *rec,
-                                  int status, const char *reason)
+/* Records the outcome the plugin reported for a pending record; the host
+ * settles it after the callback returns (runtime.c, sink_settle). */
+static int sink_report(struct spoke_instance *inst, const struct spoke_record *rec, int state,
+                       int status, const char *reason, const char *what)
 {
     if (!inst || inst->kind != SPOKE_KIND_SINK || !rec)
         return SPOKE_ERR_INVALID;
-    size_t i;
-    for (i = 0; i < inst->nbatch; i++)
-        if (inst->batch[i] == rec)
-            break;
-    if (i == inst->nbatch) {
-        LOG_E(inst->name, "sink_record_failed: the record is not pending on this connector");
+    struct pend_entry *e = pendset_find(&inst->pend, rec);
+    if (!e) {
+        LOG_E(inst->name, "%s: the record is not pending on this connector", what);
         return SPOKE_ERR_INVALID;
     }
-    for (size_t k = 0; k < inst->nfailed; k++)
-        if (inst->failed[k].rec == rec)
-            return SPOKE_OK; /* first reason wins */
-    if (inst->nfailed == inst->capfailed) {
-        size_t cap = inst->capfailed ? inst->capfailed * 2 : 8;
-        struct sink_failure *f = realloc(inst->failed, cap * sizeof(*f));
-        if (!f)
+    if (e->state != PEND_PUT)
+        return SPOKE_OK; /* the first outcome wins */
+    if (inst->nsettled == inst->capsettled) {
+        size_t cap = inst->capsettled ? inst->capsettled * 2 : 64;
+        struct spoke_record **v = realloc(inst->settled, cap * sizeof(*v));
+        if (!v)
             return SPOKE_ERR_NOMEM;
-        inst->failed = f;
-        inst->capfailed = cap;
+        inst->settled = v;
+        inst->capsettled = cap;
     }
-    char *why = strdup(reason && *reason ? reason : status_text(status >= 0 ? SPOKE_ERR : status));
-    if (!why)
-        return SPOKE_ERR_NOMEM;
-    inst->failed[inst->nfailed++] = (struct sink_failure){ rec, status >= 0 ? SPOKE_ERR : status, why };
+    if (state == PEND_FAILED) {
+        char *why = strdup(reason && *reason ? reason
+                                             : status_text(status >= 0 ? SPOKE_ERR : status));
+        if (!why)
+            return SPOKE_ERR_NOMEM;
+        e->reason = why;
+        e->status = status >= 0 ? SPOKE_ERR : status;
+    }
+    e->state = state;
+    inst->settled[inst->nsettled++] = e->rec;
     return SPOKE_OK;
+}
+
+static int api_sink_record_failed(struct spoke_instance *inst, const struct spoke_record *rec,
+                                  int status, const char *reason)
+{
+    return sink_report(inst, rec, PEND_FAILED, status, reason, "sink_record_failed");
+}
+
+static int api_sink_record_done(struct spoke_instance *inst, const struct spoke_record *rec)
+{
+    return sink_report(inst, rec, PEND_DONE, SPOKE_OK, NULL, "sink_record_done");
+}
+
+static size_t api_input_backlog(struct spoke_instance *inst)
+{
+    /* Stopping: no more input is handed over, so none waits. */
+    if (!inst || !inst->inq || inst->stop_req || inst->draining)
+        return 0;
+    return rqueue_depth(inst->inq);
 }
 
 static const struct spoke_config *api_worker_config(struct spoke_instance *inst)
@@ -321,6 +344,8 @@ const struct spoke_host_api api_table = {
     .config_prefixed = cfgval_prefixed,
     .worker_config = api_worker_config,
     .emit_error = api_emit_error,
+    .sink_record_done = api_sink_record_done,
+    .input_backlog = api_input_backlog,
 };
 
 _Static_assert(REC_FORM_BYTES == SPOKE_FORM_BYTES && REC_FORM_ROW == SPOKE_FORM_ROW &&

@@ -10,6 +10,7 @@
 
 #include "ack.h"
 #include "hist.h"
+#include "pendset.h"
 #include "registry.h"
 #include "router.h"
 #include "spoke/plugin.h"
@@ -112,16 +113,12 @@ struct spoke_instance {
     struct spoke_record *staging[INST_STAGE_MAX];
     size_t nstaging;
     struct spoke_record *cur;       /* record in process(): emit derives from it */
-    /* Sink: records put() since the last flush (recs[0, nbatch)), and the
-     * ones the plugin reported failed (api sink_record_failed). */
-    struct spoke_record **batch;
-    size_t nbatch;
-    struct sink_failure {
-        const struct spoke_record *rec;
-        int status;
-        char *reason;
-    } *failed;
-    size_t nfailed, capfailed;
+    /* Sink: records put() and not settled yet (acknowledged, or on the
+     * error path), and the ones the plugin reported since the last flush
+     * (api sink_record_done / sink_record_failed), in report order. */
+    struct pendset pend;
+    struct spoke_record **settled;
+    size_t nsettled, capsettled;
     struct origin **absorbed;       /* stateful transforms: acks waiting for a snapshot */
     size_t nabsorbed, capabsorbed;
     int64_t next_snapshot_ms;

@@ -55,6 +55,8 @@ struct spoke_record {
     int64_t off;
 
     struct origin *origin;       /* ack tracking; NULL = derives from nothing */
+    uint64_t pend_seq;           /* a sink's pendset slot (pendset.c); trusted only when
+                                    that slot holds this record, so never initialized */
 };
 
 /* Interns a string for the process lifetime (topic and partition names);

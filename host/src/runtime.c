@@ -1082,59 +1082,134 @@ static int sink_flush(struct spoke_instance *inst, char *err, size_t errsize)
     }
 }
 
-static void clear_failures(struct spoke_instance *inst)
+static void sink_ack(struct spoke_instance *inst, struct spoke_record *rec, int64_t now_ns)
 {
-    for (size_t k = 0; k < inst->nfailed; k++)
-        free(inst->failed[k].reason);
-    inst->nfailed = 0;
+    if (rec->origin && inst->latency)
+        hist_add(inst->latency, now_ns - origin_born_ns(rec->origin));
+    rec_ack(rec);
+    rec_free(rec);
 }
 
-static void forget_failure(struct spoke_instance *inst, const struct spoke_record *rec)
+/* A record the sink reported failed takes the error path. When the error
+ * path refuses it (errors.tolerance=none) it stays pending, unacknowledged,
+ * and the first such failure goes to *frc / ferr: the connector fails. */
+static void sink_failed(struct spoke_instance *inst, struct spoke_record *rec, int status,
+                        char *reason, int *frc, char *ferr, size_t fsize)
 {
-    for (size_t k = 0; k < inst->nfailed; k++)
-        if (inst->failed[k].rec == rec) {
-            free(inst->failed[k].reason);
-            inst->failed[k] = inst->failed[--inst->nfailed];
-            return;
-        }
+    pendset_del(&inst->pend, rec);
+    if (error_path(inst, rec, "TASK_PUT", status, reason)) {
+        free(reason);
+        return;
+    }
+    if (*frc == SPOKE_OK) {
+        *frc = status;
+        snprintf(ferr, fsize, "record from topic '%s': %s", rec->topic, reason);
+    }
+    struct pend_entry *e = pendset_add(&inst->pend, rec) == 0 ? pendset_find(&inst->pend, rec)
+                                                                : NULL;
+    if (e) {
+        e->state = PEND_FAILED;
+        e->status = status;
+        e->reason = reason;
+    } else {
+        free(reason);
+        rec_free(rec); /* out of memory: not acknowledged, replayed after a restart */
+    }
 }
 
-/* After a successful flush: the records the sink reported failed
- * (sink_record_failed) take the error path. A record the error path does not
- * take (errors.tolerance=none) stays in recs, is not acknowledged (see
- * is_failed) and sets *failed_rc; returns 1 then. */
-static int failed_deliveries(struct spoke_instance *inst, struct spoke_record **recs, size_t n,
-                             int *failed_rc, char *failed_err, size_t errsize)
+/* Settles the outcomes the plugin reported since the last call: delivered
+ * records are acknowledged, failed ones take the error path. With all (the
+ * flush returned SPOKE_OK) every other pending record counts as delivered. */
+static void sink_settle(struct spoke_instance *inst, int all, int *frc, char *ferr, size_t fsize)
 {
-    int stop = 0;
-    for (size_t f = 0; f < inst->nfailed; f++) {
-        struct sink_failure *sf = &inst->failed[f];
-        for (size_t k = 0; k < n; k++) {
-            if (recs[k] != sf->rec)
-                continue;
-            struct spoke_record *rec = recs[k];
-            if (error_path(inst, rec, "TASK_PUT", sf->status, sf->reason)) {
-                recs[k] = NULL;
-            } else if (!stop) {
-                *failed_rc = sf->status;
-                snprintf(failed_err, errsize, "record from topic '%s': %s", rec->topic,
-                         sf->reason);
-                stop = 1;
-            }
-            break;
+    int64_t now_ns = clock_mono_ns();
+    for (size_t i = 0; i < inst->nsettled; i++) {
+        struct spoke_record *rec = inst->settled[i];
+        struct pend_entry *e = pendset_find(&inst->pend, rec);
+        if (!e || e->state == PEND_PUT)
+            continue; /* settled already (a put error), or a newer record at that address */
+        if (e->state == PEND_DONE) {
+            pendset_del(&inst->pend, rec);
+            sink_ack(inst, rec, now_ns);
+        } else if (e->reason) { /* PEND_FAILED, not on the error path yet */
+            char *reason = e->reason;
+            e->reason = NULL;
+            sink_failed(inst, rec, e->status, reason, frc, ferr, fsize);
         }
     }
-    return stop;
+    inst->nsettled = 0;
+    if (!all || inst->pend.n == 0)
+        return;
+    size_t n = inst->pend.n;
+    struct spoke_record **recs = malloc(n * sizeof(*recs));
+    char **reasons = malloc(n * sizeof(*reasons));
+    int *states = malloc(n * sizeof(*states)), *statuses = malloc(n * sizeof(*statuses));
+    if (!recs || !reasons || !states || !statuses) {
+        free(recs);
+        free(reasons);
+        free(states);
+        free(statuses);
+        LOG_E(inst->name, "out of memory acknowledging %zu records; they stay pending", n);
+        return;
+    }
+    n = pendset_drain(&inst->pend, recs, reasons, states, statuses);
+    for (size_t i = 0; i < n; i++) {
+        if (states[i] != PEND_FAILED) {
+            sink_ack(inst, recs[i], now_ns);
+            continue;
+        }
+        /* A refused failure kept from an earlier settle: stays pending. */
+        struct pend_entry *e = pendset_add(&inst->pend, recs[i]) == 0
+                                   ? pendset_find(&inst->pend, recs[i]) : NULL;
+        if (e) {
+            e->state = PEND_FAILED;
+            e->status = statuses[i];
+            e->reason = reasons[i];
+        } else {
+            free(reasons[i]);
+            rec_free(recs[i]);
+        }
+    }
+    free(recs);
+    free(reasons);
+    free(states);
+    free(statuses);
 }
 
-static int is_failed(const struct spoke_instance *inst, const struct spoke_record *rec)
+/* Stopping or failing: what the sink reported delivered is acknowledged;
+ * every other pending record goes back to the head of the input queue, in
+ * put order, ahead of rest[0, nrest) (the batch's records not put yet). */
+static void sink_give_back(struct spoke_instance *inst, struct spoke_record **rest, size_t nrest)
 {
-    for (size_t k = 0; k < inst->nfailed; k++)
-        if (inst->failed[k].rec == rec)
-            return 1;
-    return 0;
+    for (size_t i = 0; i < inst->nsettled; i++) {
+        struct pend_entry *e = pendset_find(&inst->pend, inst->settled[i]);
+        if (e && e->state == PEND_DONE) {
+            struct spoke_record *rec = e->rec;
+            pendset_del(&inst->pend, rec);
+            sink_ack(inst, rec, clock_mono_ns());
+        }
+    }
+    inst->nsettled = 0;
+    give_back(inst, rest, nrest);
+    size_t n = inst->pend.n;
+    if (n == 0)
+        return;
+    struct spoke_record **recs = malloc(n * sizeof(*recs));
+    if (!recs) {
+        LOG_E(inst->name, "out of memory returning %zu records to the queue; they are replayed "
+              "after a restart", n);
+        pendset_free(&inst->pend); /* leaks the records rather than acknowledging them */
+        return;
+    }
+    n = pendset_drain(&inst->pend, recs, NULL, NULL, NULL);
+    rqueue_unget(inst->inq, recs, n);
+    free(recs);
 }
 
+/* Puts recs[0, n) (n may be 0: flush only), then flushes. Records put stay
+ * in inst->pend until settled: acknowledged when the sink reports them
+ * delivered or the flush returns SPOKE_OK, on the error path when reported
+ * failed. Returns -1 when the connector failed, 1 when stopping, 0 to go on. */
 static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, size_t n)
 {
     const struct spoke_plugin *d = inst->plugin;
@@ -1142,14 +1217,18 @@ static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, s
     size_t i;
     int failed_rc = SPOKE_OK;
     char failed_err[SPOKE_ERRSTR_SIZE + 320] = "";
-    inst->batch = recs;
     for (i = 0; i < n; i++) {
         int attempt = 0, rc;
         int64_t first = 0;
-        inst->nbatch = i + 1;
+        struct spoke_record *rec = recs[i];
+        if (pendset_add(&inst->pend, rec) != 0) {
+            failed_rc = SPOKE_ERR_NOMEM;
+            snprintf(failed_err, sizeof(failed_err), "out of memory tracking pending records");
+            break;
+        }
         for (;;) {
             err[0] = '\0';
-            rc = d->put(inst->st, recs[i], err, sizeof(err));
+            rc = d->put(inst->st, rec, err, sizeof(err));
             if (rc != SPOKE_RETRY)
                 break;
             if (attempt == 0)
@@ -1158,12 +1237,17 @@ static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, s
             if (retry_backoff(inst, attempt++, first) != 0)
                 break;
         }
-        if (rc == SPOKE_OK || rc == SPOKE_DROP)
+        if (rc == SPOKE_OK || rc == SPOKE_DROP) {
+            recs[i] = NULL;
             continue;
+        }
+        /* Not put: any outcome reported for it is void. */
+        pendset_del(&inst->pend, rec);
+        for (size_t k = inst->nsettled; k-- > 0;)
+            if (inst->settled[k] == rec)
+                inst->settled[k] = inst->settled[--inst->nsettled];
         if (rc == SPOKE_RETRY && inst->stop_req)
             break;
-        struct spoke_record *rec = recs[i];
-        forget_failure(inst, rec);
         if (error_path(inst, rec, "TASK_PUT", rc, err)) {
             recs[i] = NULL;
             continue;
@@ -1173,41 +1257,48 @@ static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, s
                  err[0] ? err : status_text(rc));
         break;
     }
-    /* Records [0, i) were put: make them durable, then acknowledge. */
+    /* Make what was put durable (or, pipelined, push it on). */
     int frc = sink_flush(inst, err, sizeof(err));
-    inst->batch = NULL;
-    inst->nbatch = 0;
-    if (frc == SPOKE_OK && inst->nfailed)
-        failed_deliveries(inst, recs, i, &failed_rc, failed_err, sizeof(failed_err));
-    inst_flush_staging(inst);
-    if (frc == SPOKE_OK) {
+    if (frc == SPOKE_OK || frc == SPOKE_PENDING) {
         clear_retrying(inst);
-        int64_t now_ns = clock_mono_ns();
-        for (size_t k = 0; k < i; k++) {
-            if (recs[k] && inst->nfailed && is_failed(inst, recs[k]))
-                continue; /* failed, errors.tolerance=none: given back below */
-            if (recs[k] && recs[k]->origin && inst->latency)
-                hist_add(inst->latency, now_ns - origin_born_ns(recs[k]->origin));
-            if (recs[k]) {
-                rec_ack(recs[k]);
-                rec_free(recs[k]);
-                recs[k] = NULL;
-            }
+        sink_settle(inst, frc == SPOKE_OK, &failed_rc, failed_err, sizeof(failed_err));
+    }
+    inst_flush_staging(inst);
+    if ((frc != SPOKE_OK && frc != SPOKE_PENDING) || failed_rc != SPOKE_OK) {
+        sink_give_back(inst, recs, n);
+        if (frc != SPOKE_OK && frc != SPOKE_PENDING) {
+            if (inst->stop_req && frc == SPOKE_RETRY)
+                return 1;
+            fail(inst, "flush", frc, err);
+            return -1;
         }
-    }
-    clear_failures(inst);
-    give_back(inst, recs, n);
-    if (frc != SPOKE_OK) {
-        if (inst->stop_req && frc == SPOKE_RETRY)
-            return 1;
-        fail(inst, "flush", frc, err);
-        return -1;
-    }
-    if (failed_rc != SPOKE_OK) {
         fail(inst, "put", failed_rc, failed_err);
         return -1;
     }
+    give_back(inst, recs, n);
     return i < n ? 1 : 0;
+}
+
+/* The sink task ends (stopping, or no more input): waits for what is
+ * pending; what cannot be confirmed goes back to the queue. */
+static void sink_finish(struct spoke_instance *inst)
+{
+    int attempt = 0;
+    int64_t first = clock_mono_ms();
+    while (inst->pend.n > 0) {
+        size_t before = inst->pend.n;
+        if (sink_batch(inst, NULL, 0) != 0)
+            return; /* failed or stopping: sink_batch gave everything back */
+        if (inst->pend.n == 0)
+            return;
+        /* SPOKE_PENDING although no input waits: give the sink time. */
+        if (inst->pend.n < before)
+            attempt = 0;
+        if (retry_backoff(inst, attempt++, first) != 0) {
+            sink_give_back(inst, NULL, 0);
+            return;
+        }
+    }
 }
 
 static int consumer_loop(struct spoke_instance *inst)
@@ -1250,6 +1341,22 @@ static int consumer_loop(struct spoke_instance *inst)
             deadline = next_tick;
         if (inst->next_snapshot_ms >= 0 && (deadline < 0 || inst->next_snapshot_ms < deadline))
             deadline = inst->next_snapshot_ms;
+        if (inst->pend.n && rqueue_depth(inst->inq) == 0) {
+            /* A pipelined sink with deliveries under way and no input: let
+             * it finish them now (it waits, seeing no backlog). */
+            int brc = sink_batch(inst, NULL, 0);
+            if (brc < 0) {
+                rc = -1;
+                break;
+            }
+            if (brc > 0)
+                break;
+            if (inst->pend.n) {
+                int64_t soon = clock_mono_ms() + 1;
+                if (deadline < 0 || soon < deadline)
+                    deadline = soon;
+            }
+        }
         size_t n = 0;
         int prc = rqueue_pop(inst->inq, recs, inst->batch_max, &n, deadline);
         if (prc == RQ_CLOSED)
@@ -1271,6 +1378,8 @@ static int consumer_loop(struct spoke_instance *inst)
             break;
         }
     }
+    if (rc == 0 && inst->pend.n)
+        sink_finish(inst);
     if (rc == 0 && d->snapshot && inst->nabsorbed)
         take_snapshot(inst);
     free(recs);
@@ -1337,7 +1446,8 @@ static void inst_free(struct spoke_instance *inst)
     free(inst->alias_to);
     free(inst->latency);
     free(inst->absorbed);
-    free(inst->failed);
+    pendset_free(&inst->pend);
+    free(inst->settled);
     free(inst->poll_error);
     free(inst->covered);
     free(inst->replay);
@@ -1520,7 +1630,13 @@ static void inst_join(struct spoke_instance *inst, int64_t deadline_ms)
     }
     if (pthread_timedjoin_np(inst->thread, NULL, &ts) != 0) {
         LOG_W(inst->name, "did not stop in time; abandoning its in-flight records");
+        pthread_mutex_lock(&inst->lock);
+        inst->stop_req = 1; /* ends retry loops (e.g. a flush that keeps retrying) */
         inst->cancel = 1;
+        pthread_cond_broadcast(&inst->cond);
+        pthread_mutex_unlock(&inst->lock);
+        if (inst->inq)
+            rqueue_wake(inst->inq);
         router_interrupt(inst->rt->router);
         pthread_join(inst->thread, NULL);
     }

@@ -8,6 +8,7 @@ const char *status_text(int status)
     case SPOKE_OK: return "success";
     case SPOKE_RETRY: return "transient failure, retry later";
     case SPOKE_DROP: return "record dropped";
+    case SPOKE_PENDING: return "delivery under way";
     case SPOKE_ERR: return "error";
     case SPOKE_ERR_INVALID: return "invalid argument or input";
     case SPOKE_ERR_NOMEM: return "out of memory";

@@ -68,6 +68,7 @@ enum spoke_status {
     SPOKE_OK            = 0,
     SPOKE_RETRY         = 1,   /* transient failure: call again later with the same input */
     SPOKE_DROP          = 2,   /* transform: the record is consumed, forward nothing */
+    SPOKE_PENDING       = 3,   /* sink flush: delivery under way (asynchronous sinks) */
 
     SPOKE_ERR           = -1,  /* generic failure; details in errstr */
     SPOKE_ERR_INVALID   = -2,  /* invalid argument, config or input record */
@@ -403,17 +404,20 @@ struct spoke_host_api {
     /* ---- ABI 1+: asynchronous sink outcomes ---- */
 
     /*
-     * Sink only, called from put() or flush(): the delivery of rec, one of
-     * the records put() since the last flush() that returned, failed for good
-     * (the target rejected it, or the plugin's retries are exhausted). When
-     * the next flush() returns SPOKE_OK, rec takes the connector's error path
-     * (dead-letter topic or errors.tolerance) with status and reason instead
-     * of being acknowledged; every other record is acknowledged as usual.
-     * The host keeps the records of a batch alive until flush() returns, so a
-     * sink that delivers asynchronously may keep the pointer put() lent it as
-     * an identity to pass here (and must not read it after put() returned).
-     * Returns SPOKE_OK, or SPOKE_ERR_INVALID when rec is not pending on inst.
-     * reason is copied.
+     * Sink only, called from put() or flush(): the delivery of rec, a record
+     * put() and still pending (not acknowledged: see flush()), failed for
+     * good (the target rejected it, or the plugin's retries are exhausted).
+     * When flush() returns SPOKE_OK or SPOKE_PENDING, rec takes the
+     * connector's error path (dead-letter topic or errors.tolerance) with
+     * status and reason instead of being acknowledged; every other record is
+     * acknowledged as usual. The host keeps pending records alive, so a sink
+     * that delivers asynchronously may keep the pointer put() lent it as an
+     * identity to pass here (and must not read it after put() returned).
+     * The first outcome reported for a record wins. Returns SPOKE_OK, or
+     * SPOKE_ERR_INVALID when rec is not pending on inst. reason is copied.
+     * Only name records put() lent since: once the host has settled a
+     * record (an outcome reported and flush() returned, or flush() returned
+     * SPOKE_OK) it may be freed, and naming it is undefined.
      */
     int (*sink_record_failed)(struct spoke_instance *inst, const struct spoke_record *rec,
                               int status, const char *reason);
@@ -448,6 +452,22 @@ struct spoke_host_api {
      */
     int (*emit_error)(struct spoke_instance *inst, struct spoke_record *rec, int status,
                       const char *reason);
+
+    /* ---- ABI 1+: pipelined (asynchronous) sinks ---- */
+
+    /*
+     * Sink only, called from put() or flush(): rec, a record put() and still
+     * pending, is durable at the target. The host acknowledges it when the
+     * callback returns, without waiting for the rest of its batch (see
+     * flush() and SPOKE_PENDING). Returns SPOKE_OK, or SPOKE_ERR_INVALID when
+     * rec is not pending on inst. Same rules for rec as sink_record_failed.
+     */
+    int (*sink_record_done)(struct spoke_instance *inst, const struct spoke_record *rec);
+
+    /* Records waiting in inst's input queue right now: a sink's flush() can
+     * return SPOKE_PENDING while there is more to put, and wait for its
+     * deliveries when there is not. */
+    size_t (*input_backlog)(struct spoke_instance *inst);
 };
 
 /* Bits of record_value_forms. */
@@ -548,6 +568,18 @@ struct spoke_plugin {
     /*
      * Sink: required. Makes every record put so far durable at the target;
      * only then does the host acknowledge them. SPOKE_RETRY: call again later.
+     *
+     * Pipelined sinks (they need sink_record_done): flush() may instead
+     * return SPOKE_PENDING, meaning deliveries are under way. Records
+     * reported with sink_record_done() are acknowledged and those reported
+     * with sink_record_failed() take the error path; the others stay pending
+     * (alive, unacknowledged) while the host goes on putting new input. The
+     * host calls flush() again after the next batch, and at once when no
+     * input waits; SPOKE_OK then settles everything still pending as
+     * delivered. The sink bounds what it keeps pending: it returns
+     * SPOKE_PENDING only while input_backlog() is not zero and its own
+     * window is not full, and otherwise waits for deliveries (SPOKE_RETRY
+     * with the reason when they take too long).
      */
     int (*flush)(void *st, char *errstr, size_t errstr_size);
 
