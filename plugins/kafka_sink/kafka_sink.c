@@ -2,9 +2,15 @@
  * kafka_sink - produces records to Kafka with librdkafka.
  *
  * Delivery: put() hands each record to the producer (asynchronous, copying
- * key, value and headers) and flush() waits for the delivery reports of the
- * whole batch. The host acknowledges a batch only when flush() returns
- * SPOKE_OK, so source offsets are committed only for what Kafka has. A
+ * key, value and headers). The host acknowledges a record only on its
+ * delivery report, so source offsets are committed only for what Kafka has.
+ * Pipelined (the default, pending.max.messages > 0): each successful
+ * delivery report acknowledges its record at once (sink_record_done), and
+ * flush() returns SPOKE_PENDING without waiting while more input waits and
+ * fewer than pending.max.messages are unconfirmed, so producing the next
+ * batch overlaps the brokers' round trip for the previous ones; with no
+ * input waiting it waits for every report. With pending.max.messages = 0,
+ * flush() waits for the reports of each whole batch. A
  * record whose delivery fails for good (after librdkafka's own retries, or a
  * permanent error such as a message too large) is reported with
  * sink_record_failed() and takes the connector's error path. While the
@@ -12,8 +18,9 @@
  * flush.timeout.ms with the reason, so the status shows `retrying`; the
  * messages stay queued in the producer and go out when the brokers return.
  *
- * Memory is bounded by the host's batch (batch.max records in flight at
- * most) and by the producer queue limits set below.
+ * Memory is bounded by pending.max.messages plus one host batch (records
+ * the host keeps alive until confirmed) and by the producer queue limits
+ * set below.
  */
 #include <stddef.h>
 #include <stdint.h>
@@ -37,6 +44,10 @@ static const struct spoke_config_field ks_config[] = {
     { .name = "flush.timeout.ms", .type = SPOKE_CFG_LONG, .default_value = "10000",
       .doc = "How long one flush waits for delivery reports before it reports `retrying` "
              "(and is called again)", .min = 100, .max = 3600000 },
+    { .name = "pending.max.messages", .type = SPOKE_CFG_INT, .default_value = "10000",
+      .doc = "Most messages awaiting delivery reports while more input waits (pipelining: the "
+             "next batch is produced during the brokers' round trip); 0 = wait for each batch",
+      .min = 0, .max = 1000000 },
     { .name = "topic.create", .type = SPOKE_CFG_BOOL, .default_value = "false",
       .doc = "At start, create target.topic when it does not exist (Admin API; an existing "
              "topic is left as it is)" },
@@ -72,6 +83,7 @@ struct ks {
     const char *key_field;
     int headers;
     int64_t flush_timeout_ms;
+    int64_t window;             /* pending.max.messages; 0 = not pipelined */
     rd_kafka_topic_t *rkt;      /* cache: the last topic produced to */
     char *rkt_name;
     int64_t inflight;           /* produced, delivery report not yet served */
@@ -97,6 +109,8 @@ static void ks_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op
     s->inflight--;
     if (!m->err) {
         s->delivered++;
+        if (s->window && s->in_batch && m->_private)
+            s->api->sink_record_done(s->inst, m->_private);
         return;
     }
     s->failed++;
@@ -127,6 +141,8 @@ static int ks_init(const struct spoke_host_api *api, struct spoke_instance *inst
     s->key_field = api->config_string(cfg, "key.field");
     s->headers = api->config_bool(cfg, "headers.enable");
     s->flush_timeout_ms = api->config_int(cfg, "flush.timeout.ms");
+    s->window = SPOKE_API_HAS(api, input_backlog) ? api->config_int(cfg, "pending.max.messages")
+                                                  : 0;
     s->create = api->config_bool(cfg, "topic.create");
     s->partitions = (int)api->config_int(cfg, "topic.partitions");
     s->replication = (int)api->config_int(cfg, "topic.replication.factor");
@@ -363,6 +379,21 @@ static int ks_flush(void *st, char *errstr, size_t errstr_size)
     const struct spoke_host_api *api = s->api;
     ks_admin_result(s, 0);
     int64_t deadline = api->mono_ms() + s->flush_timeout_ms;
+    if (s->window && s->inflight > 0 && api->input_backlog(s->inst) > 0) {
+        /* More input waits: go on producing unless the window is full; then
+         * wait only for some reports. */
+        rd_kafka_poll(s->rk, 0);
+        while (s->inflight >= s->window && !s->h.fatal) {
+            int64_t left = deadline - api->mono_ms();
+            if (left <= 0)
+                break;
+            rd_kafka_poll(s->rk, (int)(left < 200 ? left : 200));
+        }
+        if (s->inflight > 0 && s->inflight < s->window && !rd_kafka_fatal_error(s->rk, NULL, 0)) {
+            ks_publish(s);
+            return SPOKE_PENDING;
+        }
+    }
     while (s->inflight > 0) {
         int64_t left = deadline - api->mono_ms();
         if (left <= 0)

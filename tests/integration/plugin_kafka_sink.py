@@ -156,7 +156,18 @@ def test_delivery_failure_reported_by_the_broker_takes_the_error_path():
     """The broker fails two Produce requests with a permanent error: the
     messages they carried fail in their delivery reports (after put()
     returned), are reported with sink_record_failed and dead-lettered; every
-    other record is in Kafka; none is in both, none is lost."""
+    other record is in Kafka; none is in both, none is lost. Pipelined (the
+    default: deliveries settle record by record while the next batches are
+    produced)."""
+    delivery_failures_take_the_error_path("")
+
+
+def test_delivery_failure_without_pipelining_takes_the_error_path():
+    """The same with pending.max.messages=0: flush() waits for each batch."""
+    delivery_failures_take_the_error_path("    pending.max.messages: 0\n")
+
+
+def delivery_failures_take_the_error_path(extra):
     with kafkatest.start_cluster(topics={"out": 1}) as cl, \
             Spoke("", start=False, extra_worker={"kafka.bootstrap.servers": cl.bootstrap}) as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
@@ -175,11 +186,12 @@ connectors:
     target.topic: out
     errors.tolerance: all
     errors.deadletterqueue.topic.name: raw.dlq
-  - name: dlq
+    batch.max: 256
+%s  - name: dlq
     connector.class: file_sink
     topics: raw.dlq
     file: %s
-""" % (inp, dlq))
+""" % (inp, extra, dlq))
         sp.start()
         size = os.path.getsize(inp)
         wait_for(lambda: sp.offsets().get("src", {}).get(inp) == size, 60, "offsets at the end")
