@@ -147,18 +147,13 @@ static void commit_locked(struct tracker *t, const char *part, int64_t off)
     t->ndone++;
 }
 
-void origin_done(struct origin *o, int ok)
+/* Under t->lock: pops every finished entry at the head, in emission
+ * order: a position commits only when it and everything before it were
+ * delivered. Returns 1 when the tracker is to be destroyed (released and
+ * empty). */
+static int pop_finished_locked(struct tracker *t)
 {
-    if (!ok)
-        atomic_store(&o->failed, 1);
-    if (atomic_fetch_sub_explicit(&o->pending, 1, memory_order_acq_rel) != 1)
-        return;
-    struct tracker *t = o->t;
-    pthread_mutex_lock(&t->lock);
-    o->finished = 1;
     int advanced = 0;
-    /* Pop every finished entry at the head, in emission order: a position
-     * commits only when it and everything before it were delivered. */
     while (t->head && t->head->finished) {
         struct origin *h = t->head;
         t->head = h->next;
@@ -177,10 +172,40 @@ void origin_done(struct origin *o, int ok)
         t->generation++;
     if (t->inflight == 0)
         pthread_cond_broadcast(&t->idle);
-    int gone = t->released && t->head == NULL;
+    return t->released && t->head == NULL;
+}
+
+void origin_done(struct origin *o, int ok)
+{
+    if (!ok)
+        atomic_store(&o->failed, 1);
+    if (atomic_fetch_sub_explicit(&o->pending, 1, memory_order_acq_rel) != 1)
+        return;
+    struct tracker *t = o->t;
+    pthread_mutex_lock(&t->lock);
+    o->finished = 1;
+    int gone = pop_finished_locked(t);
     pthread_mutex_unlock(&t->lock);
     if (gone)
         tracker_destroy(t);
+}
+
+void origins_done(struct origin **os, size_t n)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (os[i] && atomic_fetch_sub_explicit(&os[i]->pending, 1, memory_order_acq_rel) == 1)
+            os[k++] = os[i]; /* its last unit: finished */
+    for (size_t i = 0; i < k;) {
+        struct tracker *t = os[i]->t;
+        pthread_mutex_lock(&t->lock);
+        for (; i < k && os[i]->t == t; i++)
+            os[i]->finished = 1;
+        int gone = pop_finished_locked(t);
+        pthread_mutex_unlock(&t->lock);
+        if (gone)
+            tracker_destroy(t);
+    }
 }
 
 size_t tracker_inflight(struct tracker *t)

@@ -51,6 +51,9 @@ int tracker_wait_idle(struct tracker *t, int64_t deadline_ms);
 void origin_hold(struct origin *o);
 /* Ends one unit: delivered (ok = 1) or abandoned (ok = 0). */
 void origin_done(struct origin *o, int ok);
+/* origin_done(os[i], 1) for each of os[0, n) (NULLs skipped), taking each
+ * tracker's lock once per run of origins of that tracker. Reuses os. */
+void origins_done(struct origin **os, size_t n);
 /* Where the origin comes from: the source connector's name and partition
  * (both interned; partition NULL when the source set no position) and the
  * offset. Valid while the caller holds a unit of o. */

@@ -1082,11 +1082,30 @@ static int sink_flush(struct spoke_instance *inst, char *err, size_t errsize)
     }
 }
 
-static void sink_ack(struct spoke_instance *inst, struct spoke_record *rec, int64_t now_ns)
+/* Acknowledgements gathered so each tracker's lock is taken once per run. */
+struct ackbuf {
+    struct origin *o[256];
+    size_t n;
+};
+
+static void ackbuf_flush(struct ackbuf *ab)
 {
-    if (rec->origin && inst->latency)
-        hist_add(inst->latency, now_ns - origin_born_ns(rec->origin));
-    rec_ack(rec);
+    origins_done(ab->o, ab->n);
+    ab->n = 0;
+}
+
+static void sink_ack(struct spoke_instance *inst, struct spoke_record *rec, int64_t now_ns,
+                     struct ackbuf *ab)
+{
+    struct origin *o = rec->origin;
+    if (o) {
+        if (inst->latency)
+            hist_add(inst->latency, now_ns - origin_born_ns(o));
+        rec->origin = NULL;
+        ab->o[ab->n++] = o;
+        if (ab->n == sizeof(ab->o) / sizeof(ab->o[0]))
+            ackbuf_flush(ab);
+    }
     rec_free(rec);
 }
 
@@ -1123,6 +1142,8 @@ static void sink_failed(struct spoke_instance *inst, struct spoke_record *rec, i
 static void sink_settle(struct spoke_instance *inst, int all, int *frc, char *ferr, size_t fsize)
 {
     int64_t now_ns = clock_mono_ns();
+    struct ackbuf ab;
+    ab.n = 0;
     for (size_t i = 0; i < inst->nsettled; i++) {
         struct spoke_record *rec = inst->settled[i];
         struct pend_entry *e = pendset_find(&inst->pend, rec);
@@ -1130,7 +1151,7 @@ static void sink_settle(struct spoke_instance *inst, int all, int *frc, char *fe
             continue; /* settled already (a put error), or a newer record at that address */
         if (e->state == PEND_DONE) {
             pendset_del(&inst->pend, rec);
-            sink_ack(inst, rec, now_ns);
+            sink_ack(inst, rec, now_ns, &ab);
         } else if (e->reason) { /* PEND_FAILED, not on the error path yet */
             char *reason = e->reason;
             e->reason = NULL;
@@ -1138,8 +1159,10 @@ static void sink_settle(struct spoke_instance *inst, int all, int *frc, char *fe
         }
     }
     inst->nsettled = 0;
-    if (!all || inst->pend.n == 0)
+    if (!all || inst->pend.n == 0) {
+        ackbuf_flush(&ab);
         return;
+    }
     size_t n = inst->pend.n;
     struct spoke_record **recs = malloc(n * sizeof(*recs));
     char **reasons = malloc(n * sizeof(*reasons));
@@ -1149,13 +1172,14 @@ static void sink_settle(struct spoke_instance *inst, int all, int *frc, char *fe
         free(reasons);
         free(states);
         free(statuses);
+        ackbuf_flush(&ab);
         LOG_E(inst->name, "out of memory acknowledging %zu records; they stay pending", n);
         return;
     }
     n = pendset_drain(&inst->pend, recs, reasons, states, statuses);
     for (size_t i = 0; i < n; i++) {
         if (states[i] != PEND_FAILED) {
-            sink_ack(inst, recs[i], now_ns);
+            sink_ack(inst, recs[i], now_ns, &ab);
             continue;
         }
         /* A refused failure kept from an earlier settle: stays pending. */
@@ -1170,6 +1194,7 @@ static void sink_settle(struct spoke_instance *inst, int all, int *frc, char *fe
             rec_free(recs[i]);
         }
     }
+    ackbuf_flush(&ab);
     free(recs);
     free(reasons);
     free(states);
@@ -1181,14 +1206,17 @@ static void sink_settle(struct spoke_instance *inst, int all, int *frc, char *fe
  * put order, ahead of rest[0, nrest) (the batch's records not put yet). */
 static void sink_give_back(struct spoke_instance *inst, struct spoke_record **rest, size_t nrest)
 {
+    struct ackbuf ab;
+    ab.n = 0;
     for (size_t i = 0; i < inst->nsettled; i++) {
         struct pend_entry *e = pendset_find(&inst->pend, inst->settled[i]);
         if (e && e->state == PEND_DONE) {
             struct spoke_record *rec = e->rec;
             pendset_del(&inst->pend, rec);
-            sink_ack(inst, rec, clock_mono_ns());
+            sink_ack(inst, rec, clock_mono_ns(), &ab);
         }
     }
+    ackbuf_flush(&ab);
     inst->nsettled = 0;
     give_back(inst, rest, nrest);
     size_t n = inst->pend.n;

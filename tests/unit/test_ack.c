@@ -103,6 +103,33 @@ static void partitions_independent_positions(void)
     tracker_release(t);
 }
 
+static void batched_acks_across_trackers(void)
+{
+    struct tracker *a = tracker_new("a"), *b = tracker_new("b");
+    const char *p = intern_str("file");
+    struct origin *a1 = tracker_add(a, p, 1, 0), *a2 = tracker_add(a, p, 2, 0);
+    struct origin *a3 = tracker_add(a, p, 3, 0);
+    struct origin *b1 = tracker_add(b, p, 7, 0), *b2 = tracker_add(b, p, 8, 0);
+    origin_hold(a2); /* a2 has two units: one ack leaves it pending */
+    /* Interleaved trackers, out of order, a NULL, and a1 missing. */
+    struct origin *batch[] = { a3, b2, NULL, a2, b1 };
+    origins_done(batch, 5);
+    CHECK(committed(b, p) == 8);
+    CHECK(tracker_inflight(b) == 0);
+    CHECK(committed(a, p) == -1); /* a1 not acknowledged yet */
+    CHECK(tracker_inflight(a) == 3);
+    struct origin *first[] = { a1 };
+    origins_done(first, 1);
+    CHECK(committed(a, p) == 1); /* a2 still holds its second unit */
+    struct origin *last[] = { a2 };
+    origins_done(last, 1);
+    CHECK(committed(a, p) == 3);
+    CHECK(tracker_inflight(a) == 0);
+    origins_done(NULL, 0);
+    tracker_release(a);
+    tracker_release(b);
+}
+
 static void *finish_later(void *arg)
 {
     /* Runs while the main thread waits in tracker_wait_idle. */
@@ -176,6 +203,7 @@ int main(void)
     RUN(derived_units_all_needed);
     RUN(abandoned_blocks_later_commits);
     RUN(partitions_independent_positions);
+    RUN(batched_acks_across_trackers);
     RUN(wait_idle_wakes);
     RUN(offset_store_roundtrip);
     intern_free_all();
