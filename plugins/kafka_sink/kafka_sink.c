@@ -44,7 +44,7 @@ static const struct spoke_config_field ks_config[] = {
     { .name = "flush.timeout.ms", .type = SPOKE_CFG_LONG, .default_value = "10000",
       .doc = "How long one flush waits for delivery reports before it reports `retrying` "
              "(and is called again)", .min = 100, .max = 3600000 },
-    { .name = "pending.max.messages", .type = SPOKE_CFG_INT, .default_value = "10000",
+    { .name = "pending.max.messages", .type = SPOKE_CFG_INT, .default_value = "20000",
       .doc = "Most messages awaiting delivery reports while more input waits (pipelining: the "
              "next batch is produced during the brokers' round trip); 0 = wait for each batch",
       .min = 0, .max = 1000000 },
