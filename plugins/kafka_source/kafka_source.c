@@ -1,7 +1,14 @@
 /*
  * kafka_source - consumes Kafka topics as a member of a consumer group
  * (librdkafka's high-level consumer) and commits offsets to the group only
- * once the host has delivered the records downstream.
+ * once the host has delivered the records downstream; or, with
+ * consumer.mode=assign, without any group: every partition of the topics
+ * is consumed (librdkafka's partition consumer, rd_kafka_consume_start_queue
+ * on one queue: rd_kafka_assign() would need a group.id) from the position
+ * the host committed for it (its offset store is the truth; nothing is
+ * committed to Kafka), the topics' metadata being read at start and every
+ * topic.metadata.refresh.interval.ms to pick up new partitions and topics.
+ * What follows about commits, rebalances and orphans is group mode.
  *
  * Records: key, value and headers as they are in Kafka, the message
  * timestamp, and the source position partition = "<topic>/<partition>",
@@ -63,7 +70,12 @@
 #define KSRC_COMMITTED_TIMEOUT_MS 5000
 /* Partitions no longer assigned whose acknowledged positions are kept. */
 #define KSRC_ORPHANS_MAX 4096
+/* Assign mode: how long one read of the topics' metadata may block the
+ * task thread, and how soon a failed one is tried again. */
+#define KSRC_METADATA_TIMEOUT_MS 2000
+#define KSRC_METADATA_RETRY_MS 1000
 
+static const char *const ksrc_modes[] = { "group", "assign", NULL };
 static const char *const ksrc_formats[] = { "json", "bytes", NULL };
 static const char *const ksrc_null_modes[] = { "emit", "error", NULL };
 
@@ -75,8 +87,14 @@ static const struct spoke_config_field ksrc_config[] = {
       .doc = "POSIX extended regex matched against whole Kafka topic names, instead of "
              "source.topics (topics created later join at the next metadata refresh)",
       .min = 1, .max = 1024 },
-    { .name = "group.id", .type = SPOKE_CFG_STRING, .flags = SPOKE_CFG_REQUIRED,
-      .doc = "Kafka consumer group; consumption resumes from the group's committed offsets",
+    { .name = "consumer.mode", .type = SPOKE_CFG_STRING, .default_value = "group",
+      .doc = "group: a member of the consumer group group.id, which shares out the partitions "
+             "and keeps the offsets; assign: no consumer group, every partition of the topics "
+             "is read, resuming from the host's offset store (state.dir)",
+      .allowed = ksrc_modes },
+    { .name = "group.id", .type = SPOKE_CFG_STRING,
+      .doc = "Kafka consumer group; consumption resumes from the group's committed offsets "
+             "(required with consumer.mode group, refused with assign)",
       .min = 1, .max = 255 },
     { .name = "value.format", .type = SPOKE_CFG_STRING, .default_value = "json",
       .doc = "json: a value that is not valid JSON takes the error path (errors.tolerance, "
@@ -94,11 +112,12 @@ static const struct spoke_config_field ksrc_config[] = {
       .doc = "How long a poll waits for a message when none is buffered", .min = 1,
       .max = 1000 },
     { .name = "commit.interval.ms", .type = SPOKE_CFG_LONG, .default_value = "1000",
-      .doc = "Shortest time between two offset commits to Kafka (revocation and stop commit "
-             "at once); 0 = commit after every poll that saw new acknowledgements",
+      .doc = "Group mode: shortest time between two offset commits to Kafka (revocation and "
+             "stop commit at once); 0 = commit after every poll that saw new acknowledgements",
       .min = 0, .max = 3600000 },
     { .name = "close.timeout.ms", .type = SPOKE_CFG_LONG, .default_value = "10000",
-      .doc = "How long stopping may take to commit the last offsets and leave the group",
+      .doc = "Group mode: how long stopping may take to commit the last offsets and leave the "
+             "group",
       .min = 100, .max = 600000 },
     { .name = "kafka.", .type = SPOKE_CFG_STRING, .flags = SPOKE_CFG_PREFIX,
       .doc = "librdkafka consumer properties for this connector, over the worker's kafka.*",
@@ -106,8 +125,10 @@ static const struct spoke_config_field ksrc_config[] = {
     { 0 }
 };
 
-/* One partition assigned to this member. */
+/* One partition assigned to this member (group mode) or consumed
+ * (assign mode). */
 struct ksrc_part {
+    rd_kafka_topic_t *rkt;  /* assign mode: the handle its consumption runs on */
     char *topic;
     int32_t partition;
     char *name;       /* "<topic>/<partition>": the records' source partition */
@@ -133,6 +154,16 @@ struct ksrc {
     struct spoke_instance *inst;
     rd_kafka_t *rk;
     rd_kafka_queue_t *cq;       /* offset commit results */
+    int assign;                 /* consumer.mode=assign: no group, the host's offsets */
+    rd_kafka_queue_t *aq;       /* assign mode: where every partition's messages arrive */
+    rd_kafka_message_t **msgs;  /* assign mode: poll.batch.max messages */
+    int64_t reset;              /* assign mode: start offset without a stored position
+                                 * (RD_KAFKA_OFFSET_BEGINNING/END; INVALID = error) */
+    int64_t refresh_ms;         /* assign mode: metadata refresh period, -1 = never */
+    int64_t next_refresh_ms;    /* assign mode: next metadata read, 0 = at once */
+    int refreshed;              /* assign mode: the metadata was read once */
+    regex_t re;                 /* compiled pattern (have_re) */
+    int have_re;
 
     const char *const *topics;  /* source.topics (host-owned) */
     size_t ntopics;
@@ -154,7 +185,7 @@ struct ksrc {
     int32_t hit_partition;
     size_t hit;
 
-    int subscribed;
+    int subscribed;             /* start() subscribed (group) or started (assign) */
     int down;                   /* the last poll reported every broker down */
     int stopping;
     int closed;                 /* the consumer left the group */
@@ -233,6 +264,7 @@ static int part_add(struct ksrc *s, const char *topic, int32_t partition)
     }
     memcpy(p->topic, topic, tl + 1);
     snprintf(p->name, tl + 16, "%s/%d", topic, (int)partition);
+    p->rkt = NULL;
     p->partition = partition;
     p->first = p->next = p->acked = p->sent = -1;
     s->nparts++;
@@ -270,9 +302,16 @@ static void orphan_remove(struct ksrc *s, struct ksrc_orphan *o)
  * (strings move over). */
 static void part_remove(struct ksrc *s, struct ksrc_part *p)
 {
+    if (p->rkt) {
+        /* Assign mode: what it fetched and was not consumed is dropped. */
+        rd_kafka_consume_stop(p->rkt, p->partition);
+        rd_kafka_topic_destroy(p->rkt);
+        p->rkt = NULL;
+    }
     /* Kept when something of it was consumed: acknowledgements of those
-     * records may still come. */
-    int keep = p->first >= 0 || p->acked >= 0;
+     * records may still come (group mode: in assign mode the host's offset
+     * store is the truth). */
+    int keep = !s->assign && (p->first >= 0 || p->acked >= 0);
     struct ksrc_orphan *o = orphan_find(s, p->topic, p->partition);
     if (o)
         orphan_remove(s, o);
@@ -547,6 +586,170 @@ static void on_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     ksrc_rebalance(ksrc_of(opaque), rk, err, parts);
 }
 
+/* ---- assign mode ---- */
+
+/* Where a partition without a stored position starts, and how often the
+ * topics are looked up again: read back from the layered config. */
+static void ksrc_assign_conf(struct ksrc *s, rd_kafka_conf_t *conf)
+{
+    char v[64];
+    size_t n = sizeof(v);
+    s->reset = RD_KAFKA_OFFSET_BEGINNING;
+    if (rd_kafka_conf_get(conf, "auto.offset.reset", v, &n) == RD_KAFKA_CONF_OK) {
+        if (strcmp(v, "largest") == 0 || strcmp(v, "latest") == 0 || strcmp(v, "end") == 0)
+            s->reset = RD_KAFKA_OFFSET_END;
+        else if (strcmp(v, "error") == 0)
+            s->reset = RD_KAFKA_OFFSET_INVALID;
+    }
+    n = sizeof(v);
+    s->refresh_ms = 300000;
+    if (rd_kafka_conf_get(conf, "topic.metadata.refresh.interval.ms", v, &n) == RD_KAFKA_CONF_OK)
+        s->refresh_ms = strtoll(v, NULL, 10);
+}
+
+/* Kafka's own topics are read only when listed by name. */
+static int ksrc_assign_wants(struct ksrc *s, const char *topic)
+{
+    if (s->have_re)
+        return strncmp(topic, "__", 2) != 0 && regexec(&s->re, topic, 0, NULL, 0) == 0;
+    for (size_t i = 0; i < s->ntopics; i++)
+        if (strcmp(s->topics[i], topic) == 0)
+            return 1;
+    return 0;
+}
+
+/*
+ * Starts consuming one partition: at the position the host committed for
+ * it (offset_get: Kafka offset + 1, the next message to read), or at
+ * auto.offset.reset when it has none. Returns SPOKE_OK, or an error with
+ * errstr (then the partition is not tracked).
+ */
+static int ksrc_assign_start(struct ksrc *s, const char *topic, int32_t partition,
+                             int *stored, char *errstr, size_t errstr_size)
+{
+    if (part_add(s, topic, partition) != 0) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return SPOKE_ERR_NOMEM;
+    }
+    struct ksrc_part *p = &s->parts[s->nparts - 1];
+    int64_t off;
+    *stored = s->api->offset_get(s->inst, p->name, &off) == SPOKE_OK && off >= 0;
+    if (!*stored)
+        off = s->reset;
+    if (off == RD_KAFKA_OFFSET_INVALID) {
+        snprintf(errstr, errstr_size, "kafka: %s has no position in the host's offset store "
+                 "and auto.offset.reset is error", p->name);
+        part_remove(s, p);
+        return SPOKE_ERR_STATE;
+    }
+    p->rkt = rd_kafka_topic_new(s->rk, topic, NULL);
+    if (!p->rkt || rd_kafka_consume_start_queue(p->rkt, partition, off, s->aq) == -1) {
+        snprintf(errstr, errstr_size, "kafka: cannot start consuming %s: %s", p->name,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        if (p->rkt)
+            rd_kafka_topic_destroy(p->rkt);
+        p->rkt = NULL;
+        part_remove(s, p);
+        return SPOKE_ERR;
+    }
+    return SPOKE_OK;
+}
+
+/*
+ * Reads the cluster's topics and starts every partition of source.topics
+ * (or of the topics matching source.topics.regex) not consumed yet: at
+ * start, then every topic.metadata.refresh.interval.ms, so partitions and
+ * matching topics created later are picked up. Partitions of topics that
+ * disappeared are stopped. Returns SPOKE_OK, SPOKE_RETRY (the metadata
+ * could not be read: errstr says why) or an error.
+ */
+static int ksrc_assign_refresh(struct ksrc *s, char *errstr, size_t errstr_size)
+{
+    const struct spoke_host_api *api = s->api;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t err = rd_kafka_metadata(s->rk, 1, NULL, &md, KSRC_METADATA_TIMEOUT_MS);
+    if (err) {
+        char cond[256];
+        kafkaconf_health_get(&s->h, cond, sizeof(cond));
+        snprintf(errstr, errstr_size, "kafka: cannot read the topics' metadata: %s%s%s",
+                 rd_kafka_err2str(err), cond[0] ? "; " : "", cond);
+        return SPOKE_RETRY;
+    }
+    int rc = SPOKE_OK, added = 0, stored = 0;
+    char names[256] = "", missing[256] = "";
+    size_t nn = 0;
+    for (int t = 0; t < md->topic_cnt && rc == SPOKE_OK; t++) {
+        const rd_kafka_metadata_topic_t *mt = &md->topics[t];
+        if (mt->err || !ksrc_assign_wants(s, mt->topic))
+            continue;
+        for (int i = 0; i < mt->partition_cnt && rc == SPOKE_OK; i++) {
+            if (part_find(s, mt->topic, mt->partitions[i].id))
+                continue;
+            int st = 0;
+            rc = ksrc_assign_start(s, mt->topic, mt->partitions[i].id, &st, errstr,
+                                   errstr_size);
+            if (rc != SPOKE_OK)
+                break;
+            added++;
+            stored += st;
+            if (nn + 1 < sizeof(names)) {
+                int w = snprintf(names + nn, sizeof(names) - nn, "%s%s", nn ? ", " : "",
+                                 s->parts[s->nparts - 1].name);
+                nn = w < 0 ? sizeof(names) : nn + (size_t)w;
+            }
+        }
+    }
+    /* Topics deleted since (absent from the metadata): stopped. A topic
+     * listed with an error keeps its partitions (librdkafka retries). */
+    for (size_t i = s->nparts; i-- > 0 && rc == SPOKE_OK;) {
+        struct ksrc_part *p = &s->parts[i];
+        int found = 0;
+        for (int t = 0; t < md->topic_cnt && !found; t++) {
+            const rd_kafka_metadata_topic_t *mt = &md->topics[t];
+            if (strcmp(mt->topic, p->topic) != 0)
+                continue;
+            found = mt->err != RD_KAFKA_RESP_ERR_NO_ERROR;
+            for (int k = 0; k < mt->partition_cnt && !found; k++)
+                found = mt->partitions[k].id == p->partition;
+        }
+        if (!found) {
+            api->log(s->inst, SPOKE_LOG_WARN, "kafka: %s is not in the cluster's metadata any "
+                     "more: stopped consuming it", p->name);
+            part_remove(s, p);
+        }
+    }
+    /* Listed topics that do not exist (yet): the status says so while
+     * nothing is consumed. */
+    size_t nm = 0;
+    for (size_t i = 0; i < s->ntopics; i++) {
+        int found = 0;
+        for (int t = 0; t < md->topic_cnt && !found; t++)
+            found = !md->topics[t].err && strcmp(md->topics[t].topic, s->topics[i]) == 0;
+        if (!found && nm + 1 < sizeof(missing)) {
+            int w = snprintf(missing + nm, sizeof(missing) - nm, "%s%s", nm ? ", " : "",
+                             s->topics[i]);
+            nm = w < 0 ? sizeof(missing) : nm + (size_t)w;
+        }
+    }
+    rd_kafka_metadata_destroy(md);
+    if (missing[0]) {
+        snprintf(s->consume_error, sizeof(s->consume_error), "source.topics: not in the "
+                 "cluster (read once they exist, checked every %lld ms): %s",
+                 (long long)s->refresh_ms, missing);
+        s->consume_error_ms = api->mono_ms();
+        ksrc_warn_limited(s, &s->consume_warn_ms, "kafka: %s", s->consume_error);
+    }
+    if (added)
+        api->log(s->inst, SPOKE_LOG_INFO, "kafka: consuming %d more partition(s) without a "
+                 "consumer group (%d from the host's offset store, %d at auto.offset.reset): "
+                 "%s%s", added, stored, added - stored, names,
+                 nn >= sizeof(names) - 1 ? "..." : "");
+    if (added || !s->refreshed)
+        api->metric_set(s->inst, "assigned_partitions", (int64_t)s->nparts);
+    s->refreshed = 1;
+    return rc;
+}
+
 /* ---- lifecycle ---- */
 
 /* Kafka's legal topic names: [a-zA-Z0-9._-]{1,249}. */
@@ -571,6 +774,9 @@ static void ksrc_free(struct ksrc *s)
     free(s->orphans);
     free(s->parts);
     free(s->pattern);
+    free(s->msgs);
+    if (s->have_re)
+        regfree(&s->re);
     if (s->sj)
         sj_parser_free(s->sj);
     kafkaconf_health_destroy(&s->h);
@@ -600,11 +806,25 @@ static int ksrc_init(const struct spoke_host_api *api, struct spoke_instance *in
     s->poll_ms = (int)api->config_int(cfg, "poll.timeout.ms");
     s->commit_interval_ms = api->config_int(cfg, "commit.interval.ms");
     s->close_timeout_ms = api->config_int(cfg, "close.timeout.ms");
+    s->assign = strcmp(api->config_string(cfg, "consumer.mode"), "assign") == 0;
     const char *group = api->config_string(cfg, "group.id");
     const char *regex = api->config_string(cfg, "source.topics.regex");
     s->ntopics = api->config_list(cfg, "source.topics", &s->topics);
     int rc = SPOKE_ERR_INVALID;
 
+    /* Cross-key rules the config table cannot express. */
+    if (s->assign && group) {
+        snprintf(errstr, errstr_size, "group.id cannot be set with consumer.mode assign: assign "
+                 "mode joins no consumer group and resumes from the host's offset store; "
+                 "remove group.id, or use consumer.mode group");
+        goto fail;
+    }
+    if (!s->assign && !group) {
+        snprintf(errstr, errstr_size, "group.id is required with consumer.mode group (the "
+                 "default); or set consumer.mode assign to read every partition without a "
+                 "consumer group");
+        goto fail;
+    }
     if ((s->ntopics > 0) == (regex != NULL)) {
         snprintf(errstr, errstr_size, "set exactly one of source.topics (a list of Kafka topics) "
                  "and source.topics.regex");
@@ -629,15 +849,20 @@ static int ksrc_init(const struct spoke_host_api *api, struct spoke_instance *in
             goto fail;
         }
         snprintf(s->pattern, n, "^(%s)$", regex);
-        regex_t re;
-        int rerr = regcomp(&re, s->pattern, REG_EXTENDED | REG_NOSUB);
+        int rerr = regcomp(&s->re, s->pattern, REG_EXTENDED | REG_NOSUB);
         if (rerr != 0) {
             char why[128];
-            regerror(rerr, &re, why, sizeof(why));
+            regerror(rerr, &s->re, why, sizeof(why));
+            regfree(&s->re);
             snprintf(errstr, errstr_size, "source.topics.regex: %s", why);
             goto fail;
         }
-        regfree(&re);
+        s->have_re = 1; /* assign mode matches the cluster's topics with it */
+    }
+    if (s->assign && !(s->msgs = calloc((size_t)s->batch_max, sizeof(*s->msgs)))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        rc = SPOKE_ERR_NOMEM;
+        goto fail;
     }
     if (s->json && !(s->sj = sj_parser_new(SIZE_MAX / 4, KSRC_JSON_DEPTH))) {
         snprintf(errstr, errstr_size, "out of memory");
@@ -657,9 +882,10 @@ static int ksrc_init(const struct spoke_host_api *api, struct spoke_instance *in
         NULL
     };
     /* What the delivery guarantee depends on: offsets are committed by this
-     * plugin only, after the host acknowledged them. */
+     * plugin only, after the host acknowledged them. Assign mode has no
+     * group at all, even when the worker section names one. */
     const char *const forced[] = {
-        "group.id", group,
+        "group.id", s->assign ? "" : group,
         "enable.auto.commit", "false",
         "enable.auto.offset.store", "false",
         "enable.partition.eof", "false",
@@ -669,7 +895,10 @@ static int ksrc_init(const struct spoke_host_api *api, struct spoke_instance *in
                                             errstr_size);
     if (!conf)
         goto fail;
-    rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
+    if (s->assign)
+        ksrc_assign_conf(s, conf);
+    if (!s->assign)
+        rd_kafka_conf_set_rebalance_cb(conf, on_rebalance);
     char why[256];
     s->rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, why, sizeof(why));
     if (!s->rk) {
@@ -677,9 +906,15 @@ static int ksrc_init(const struct spoke_host_api *api, struct spoke_instance *in
         snprintf(errstr, errstr_size, "cannot create the Kafka consumer: %s", why);
         goto fail;
     }
-    /* Errors and rebalances are served by rd_kafka_consumer_poll(). */
-    rd_kafka_poll_set_consumer(s->rk);
+    /* Group mode: errors and rebalances are served by
+     * rd_kafka_consumer_poll(); assign mode: errors by rd_kafka_poll(). */
+    if (!s->assign)
+        rd_kafka_poll_set_consumer(s->rk);
     s->cq = rd_kafka_queue_new(s->rk);
+    if (s->cq && s->assign && !(s->aq = rd_kafka_queue_new(s->rk))) {
+        rd_kafka_queue_destroy(s->cq);
+        s->cq = NULL;
+    }
     if (!s->cq) {
         snprintf(errstr, errstr_size, "out of memory");
         rd_kafka_destroy_flags(s->rk, RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
@@ -696,6 +931,17 @@ fail:
 static int ksrc_start(void *st, char *errstr, size_t errstr_size)
 {
     struct ksrc *s = st;
+    if (s->assign) {
+        /* The first poll reads the metadata and starts the partitions. */
+        s->subscribed = 1;
+        if (s->pattern)
+            s->api->log(s->inst, SPOKE_LOG_INFO, "kafka: assign mode (no consumer group): every "
+                        "partition of the topics matching %s", s->pattern);
+        else
+            s->api->log(s->inst, SPOKE_LOG_INFO, "kafka: assign mode (no consumer group): every "
+                        "partition of %zu topic(s), first '%s'", s->ntopics, s->topics[0]);
+        return SPOKE_OK;
+    }
     rd_kafka_topic_partition_list_t *l =
         rd_kafka_topic_partition_list_new(s->pattern ? 1 : (int)s->ntopics);
     if (s->pattern)
@@ -836,6 +1082,63 @@ static void ksrc_consume_error(struct ksrc *s, const rd_kafka_message_t *m)
     ksrc_warn_limited(s, &s->consume_warn_ms, "kafka: consume error: %s", s->consume_error);
 }
 
+/*
+ * One message from the consumer: a consumer error, or counted and turned
+ * into a record. Destroys m. SPOKE_ERR_STOPPED from emit sets stopping
+ * (the record is not acknowledged: consumed again after the restart) and
+ * returns SPOKE_OK.
+ */
+static int ksrc_take(struct ksrc *s, rd_kafka_message_t *m, int64_t *nmsg, int64_t *nbytes,
+                     char *errstr, size_t errstr_size)
+{
+    int rc = SPOKE_OK;
+    if (m->err) {
+        ksrc_consume_error(s, m);
+    } else {
+        (*nmsg)++;
+        *nbytes += (int64_t)m->len + (int64_t)m->key_len;
+        rc = ksrc_message(s, m, errstr, errstr_size);
+    }
+    rd_kafka_message_destroy(m);
+    if (rc == SPOKE_ERR_STOPPED) {
+        s->stopping = 1;
+        rc = SPOKE_OK;
+    }
+    return rc;
+}
+
+/*
+ * Assign mode: takes what the partitions fetched in batches (one queue
+ * lock and clock read per batch instead of per message; without a group
+ * no rebalance can make a batch stale). Waits up to poll.timeout.ms only
+ * when nothing is buffered. Messages left after an error or a stop are
+ * dropped: the next start resumes at the host's offsets, before them.
+ */
+static int ksrc_assign_consume(struct ksrc *s, int64_t *nmsg, int64_t *nbytes, char *errstr,
+                               size_t errstr_size)
+{
+    size_t max = (size_t)s->batch_max;
+    ssize_t n = rd_kafka_consume_batch_queue(s->aq, 0, s->msgs, max);
+    if (n <= 0) {
+        rd_kafka_message_t *m = rd_kafka_consume_queue(s->aq, s->poll_ms);
+        n = 0;
+        if (m) {
+            s->msgs[0] = m;
+            ssize_t more = max > 1 ? rd_kafka_consume_batch_queue(s->aq, 0, s->msgs + 1,
+                                                                  max - 1) : 0;
+            n = 1 + (more > 0 ? more : 0);
+        }
+    }
+    int rc = SPOKE_OK;
+    for (ssize_t i = 0; i < n; i++) {
+        if (rc != SPOKE_OK || s->stopping)
+            rd_kafka_message_destroy(s->msgs[i]);
+        else
+            rc = ksrc_take(s, s->msgs[i], nmsg, nbytes, errstr, errstr_size);
+    }
+    return rc;
+}
+
 /* Cached high watermarks minus consumed positions, summed over the
  * assignment (no broker round trip). */
 static void ksrc_lag(struct ksrc *s)
@@ -899,34 +1202,42 @@ static int ksrc_poll(void *st, int64_t *next_poll_ms, char *errstr, size_t errst
         *next_poll_ms = KSRC_DOWN_POLL_MS;
         return SPOKE_RETRY;
     }
-    if (now - s->last_commit_ms >= s->commit_interval_ms) {
-        int pending = s->commits_pending;
-        ksrc_commit(s, NULL, 0);
-        if (s->commits_pending != pending)
-            s->last_commit_ms = now;
-    }
-
-    for (int i = 0; i < s->batch_max; i++) {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, i == 0 ? s->poll_ms : 0);
-        if (!m)
-            break;
-        if (m->err) {
-            ksrc_consume_error(s, m);
-            rd_kafka_message_destroy(m);
-            continue;
+    if (s->assign) {
+        rd_kafka_poll(s->rk, 0); /* error callbacks: brokers down */
+        if (now >= s->next_refresh_ms && (!s->refreshed || s->refresh_ms >= 0)) {
+            rc = ksrc_assign_refresh(s, errstr, errstr_size);
+            now = api->mono_ms();
+            if (rc == SPOKE_RETRY && !s->refreshed) {
+                s->next_refresh_ms = now + KSRC_METADATA_RETRY_MS;
+                *next_poll_ms = KSRC_DOWN_POLL_MS;
+                return SPOKE_RETRY;
+            }
+            if (rc == SPOKE_RETRY) {
+                /* Consumption goes on meanwhile; brokers down show below. */
+                api->log(s->inst, SPOKE_LOG_DEBUG, "%s (tried again in %d ms)", errstr,
+                         KSRC_METADATA_RETRY_MS);
+                s->next_refresh_ms = now + KSRC_METADATA_RETRY_MS;
+                rc = SPOKE_OK;
+            } else if (rc != SPOKE_OK) {
+                return rc;
+            } else {
+                s->next_refresh_ms = now + s->refresh_ms;
+            }
         }
-        nmsg++;
-        nbytes += (int64_t)m->len + (int64_t)m->key_len;
-        rc = ksrc_message(s, m, errstr, errstr_size);
-        rd_kafka_message_destroy(m);
-        if (rc == SPOKE_ERR_STOPPED) {
-            /* Not committed: consumed again after the restart. */
-            s->stopping = 1;
-            rc = SPOKE_OK;
-            break;
+        rc = ksrc_assign_consume(s, &nmsg, &nbytes, errstr, errstr_size);
+    } else {
+        if (now - s->last_commit_ms >= s->commit_interval_ms) {
+            int pending = s->commits_pending;
+            ksrc_commit(s, NULL, 0);
+            if (s->commits_pending != pending)
+                s->last_commit_ms = now;
         }
-        if (rc != SPOKE_OK)
-            break;
+        for (int i = 0; i < s->batch_max && rc == SPOKE_OK && !s->stopping; i++) {
+            rd_kafka_message_t *m = rd_kafka_consumer_poll(s->rk, i == 0 ? s->poll_ms : 0);
+            if (!m)
+                break;
+            rc = ksrc_take(s, m, &nmsg, &nbytes, errstr, errstr_size);
+        }
     }
     if (nmsg) {
         api->metric_add(s->inst, "messages", nmsg);
@@ -980,6 +1291,8 @@ static int ksrc_poll(void *st, int64_t *next_poll_ms, char *errstr, size_t errst
 static void ksrc_committed(void *st, const char *partition, int64_t offset)
 {
     struct ksrc *s = st;
+    if (s->assign)
+        return; /* the host's offset store is where assign mode resumes */
     struct ksrc_part *p = part_find_name(s, partition);
     if (!p) {
         struct ksrc_orphan *o = orphan_find_name(s, partition);
@@ -1001,6 +1314,14 @@ static void ksrc_close(struct ksrc *s)
         return;
     s->close_tried = 1;
     s->stopping = 1;
+    if (s->assign) {
+        while (s->nparts)
+            part_remove(s, &s->parts[s->nparts - 1]);
+        s->closed = 1;
+        api->log(s->inst, SPOKE_LOG_INFO, "kafka: stopped consuming (no consumer group to "
+                 "leave)");
+        return;
+    }
     int64_t deadline = api->mono_ms() + s->close_timeout_ms;
     s->close_deadline_ms = deadline;
     ksrc_commit(s, NULL, s->close_timeout_ms / 2);
@@ -1049,6 +1370,10 @@ static void ksrc_destroy(void *st)
         return;
     if (s->subscribed)
         ksrc_close(s); /* start() succeeded but stop() was not called */
+    while (s->assign && s->nparts) /* topic handles go before the client */
+        part_remove(s, &s->parts[s->nparts - 1]);
+    if (s->aq)
+        rd_kafka_queue_destroy(s->aq);
     rd_kafka_queue_destroy(s->cq);
     rd_kafka_destroy_flags(s->rk, s->closed ? 0 : RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
     ksrc_free(s);
@@ -1059,8 +1384,8 @@ static const struct spoke_plugin kafka_source = {
     .name        = "kafka_source",
     .kind        = SPOKE_KIND_SOURCE,
     .version     = "0.1.0",
-    .description = "Consumes Kafka topics in a consumer group; commits offsets after downstream "
-                   "delivery",
+    .description = "Consumes Kafka topics in a consumer group, or every partition without one "
+                   "(consumer.mode); offsets committed after downstream delivery",
     .config      = ksrc_config,
     .init        = ksrc_init,
     .start       = ksrc_start,

@@ -14,7 +14,9 @@ bounded stop when the coordinator is slow; a consumer group of two spokes
 splits the partitions and the survivor of a kill -9 takes the other's over
 (eager and cooperative-sticky); connector configs cannot set properties
 that load files or code or that would break the delivery guarantee (spoke
-validate and REST); config errors init finds fail the connector clearly.
+validate and REST); config errors init finds (e.g. group.id missing in
+group mode) fail the connector clearly. consumer.mode=assign is covered by
+plugin_kafka_source_assign.py.
 """
 import collections
 import json
@@ -72,6 +74,46 @@ def ids_of(path):
         except (ValueError, KeyError, TypeError):
             pass
     return c
+
+
+# The kill -9 tests: 200,000 records in 4 partitions, small queues.
+KILL_PARTS, KILL_PER = 4, 50000
+KILL_QCAP, KILL_BATCH, KILL_PBATCH = 2000, 500, 500
+
+
+def kill_test_spoke(c, src):
+    """Fills topic "in" with {"id": i} records and starts spoke with src ->
+    file_sink out.ndjson; returns (spoke, path of out.ndjson)."""
+    produce_ids(c, "in", KILL_PARTS, KILL_PER, make=lambda i, p, j: {"value": '{"id":%d}' % i})
+    s = kafka_spoke(c, src + file_sink("out.ndjson", extra="    queue.capacity: %d\n"
+                                       "    batch.max: %d\n" % (KILL_QCAP, KILL_BATCH)))
+    return s, os.path.join(s.tmp, "out.ndjson")
+
+
+def stop_and_count_duplicates(s, out, total, settled):
+    """Ends a kill -9 run: waits for every id 0..total-1 in out and for
+    settled() (offsets at the end), stops spoke s, checks that no id is
+    missing; returns how many lines are duplicates."""
+    wait_for(lambda: len(ids_of(out)) >= total, 120, "all %d records after the kills" % total)
+    settled()
+    rc = s.stop()
+    assert rc == 0, "spoke exited with %d" % rc
+    ids = ids_of(out)
+    lost = [i for i in range(total) if ids[i] == 0]
+    assert not lost, "%d records lost, e.g. %r" % (len(lost), lost[:10])
+    return sum(ids.values()) - total
+
+
+def stop_with_brokers_down(cluster, s, what):
+    """Takes every broker down, waits for `retrying`, and checks that stopping
+    spoke s then is bounded and clean."""
+    cluster.cmd("down all")
+    wait_for(lambda: s.connector("src").get("retrying"), TIMEOUT, "retrying after " + what)
+    t0 = time.monotonic()
+    rc = s.stop(timeout=30)
+    took = time.monotonic() - t0
+    assert rc == 0, "spoke exited with %d" % rc
+    assert took < 8, "stopping with the brokers down took %.1fs" % took
 
 
 def wait_committed(cluster, group, topic, timeout=TIMEOUT):
@@ -136,8 +178,8 @@ def test_config_refusals():
         "unknown key accepted: %r" % r.stderr
     r = validate(conn + "    value.format: xml\n")
     assert r.returncode == 1 and "value.format" in r.stderr, "bad value.format accepted"
-    r = validate(conn.replace("    group.id: g\n", ""))
-    assert r.returncode == 1 and "group.id" in r.stderr, "missing group.id accepted: %r" % r.stderr
+    r = validate(conn + "    consumer.mode: subscribe\n")
+    assert r.returncode == 1 and "consumer.mode" in r.stderr, "bad consumer.mode accepted"
     # The worker section is trusted: file locations are allowed there.
     r = validate(conn, worker_extra="  kafka.ssl.ca.location: %s\n"
                  % q("/etc/ssl/certs/ca-certificates.crt"))
@@ -183,12 +225,15 @@ def test_init_errors_fail_with_reason():
                    "    group.id: g2\n"
                  + source(regex="a(b", name="badre", group="g3")
                  + source(["bad topic!"], name="badname", group="g4")
+                 + "  - name: nogroup\n    connector.class: kafka_source\n    topic: recs\n"
+                   "    source.topics: in\n"
                  + file_sink("/dev/null"))
         with kafka_spoke(c, conns) as s:
             for name, want in (("both", "set exactly one of source.topics"),
                                ("neither", "set exactly one of source.topics"),
                                ("badre", "source.topics.regex: "),
-                               ("badname", "'bad topic!' is not a valid Kafka topic name")):
+                               ("badname", "'bad topic!' is not a valid Kafka topic name"),
+                               ("nogroup", "group.id is required with consumer.mode group")):
                 s.wait_state(name, "FAILED")
                 trace = s.connector(name).get("trace") or ""
                 assert want in trace, "%s: trace %r lacks %r" % (name, trace, want)
@@ -386,17 +431,11 @@ def test_kill9_loses_nothing_and_duplicates_only_the_uncommitted_window():
     batch, the host's staging, one poll) and those acknowledged during one
     poll plus one commit round trip: 2 x (queue.capacity + batch.max + 256 +
     poll.batch.max)."""
-    parts, per = 4, 50000
-    qcap, batch, pbatch = 2000, 500, 500
-    bound = 2 * (qcap + batch + 256 + pbatch)
+    parts, per = KILL_PARTS, KILL_PER
+    bound = 2 * (KILL_QCAP + KILL_BATCH + 256 + KILL_PBATCH)
     with start_cluster(1, {"in": parts}) as c:
-        produce_ids(c, "in", parts, per, make=lambda i, p, j: {"value": '{"id":%d}' % i})
-        conns = (source(["in"], extra="    commit.interval.ms: 0\n"
-                                      "    poll.batch.max: %d\n" % pbatch)
-                 + file_sink("out.ndjson", extra="    queue.capacity: %d\n    batch.max: %d\n"
-                             % (qcap, batch)))
-        s = kafka_spoke(c, conns)
-        out = os.path.join(s.tmp, "out.ndjson")
+        s, out = kill_test_spoke(c, source(["in"], extra="    commit.interval.ms: 0\n"
+                                                         "    poll.batch.max: %d\n" % KILL_PBATCH))
         windows = []
         try:
             seg_start = 0
@@ -433,19 +472,12 @@ def test_kill9_loses_nothing_and_duplicates_only_the_uncommitted_window():
                 assert window <= bound, "kill %d: %d records past the committed offsets %r " \
                     "(bound %d)" % (k + 1, window, committed, bound)
                 s.start()
-            wait_for(lambda: len(ids_of(out)) >= parts * per, 120,
-                     "all %d records after the kills" % (parts * per))
-            wait_committed(c, "g", "in")
-            rc = s.stop()
-            assert rc == 0, "spoke exited with %d" % rc
+            dups = stop_and_count_duplicates(s, out, parts * per,
+                                             lambda: wait_committed(c, "g", "in"))
         except BaseException:
             if s.alive():
                 s.kill()
             raise
-        ids = ids_of(out)
-        lost = [i for i in range(parts * per) if ids[i] == 0]
-        assert not lost, "%d records lost, e.g. %r" % (len(lost), lost[:10])
-        dups = sum(ids.values()) - parts * per
         print("kill -9 x3: windows past the committed offsets %r, duplicates %d (bound %d "
               "per kill)" % (windows, dups, bound))
         assert dups == sum(windows), "duplicates %d != records past the committed offsets at " \
@@ -547,14 +579,7 @@ def test_brokers_down_at_start_and_at_shutdown():
                      "brokers answer")
             wait_committed(c, "g", "in")
             wait_for(lambda: not s.connector("src").get("retrying"), TIMEOUT, "retrying to clear")
-            c.cmd("down all")
-            wait_for(lambda: s.connector("src").get("retrying"), TIMEOUT,
-                     "retrying after the second outage")
-            t0 = time.monotonic()
-            rc = s.stop(timeout=30)
-            took = time.monotonic() - t0
-            assert rc == 0, "spoke exited with %d" % rc
-            assert took < 8, "stopping with the brokers down took %.1fs" % took
+            stop_with_brokers_down(c, s, "the second outage")
             assert sum(ids_of(out).values()) == 100
         finally:
             if s.alive():
