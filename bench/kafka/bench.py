@@ -5,14 +5,23 @@ cluster, in one run.
   produce: 1,000,000 records of ~280 bytes from an NDJSON file
            spoke file_source -> kafka_sink   vs   kcat -P -l FILE
   consume: a topic of 64 partitions filled by kcat with the same records, read
-           to nothing (the mock cluster keeps ~5 MB per partition: both sides
-           read what it retained, ~640k messages)
-           spoke kafka_source -> null_sink   vs   kcat -C -e -o beginning
+           to nothing (the mock cluster keeps ~5 MB per partition: every
+           reader reads what it retained, ~640k messages), two comparisons:
+           without a consumer group (like for like: neither joins one)
+             spoke kafka_source consumer.mode=assign -> null_sink
+                                                vs   kcat -C -e -o beginning
+           in a consumer group (both pay the first join, which the mock
+           cluster, like Kafka, holds for group.initial.rebalance.delay.ms, 3 s)
+             spoke kafka_source consumer.mode=group -> null_sink
+                                                vs   kcat -G <group> <topic> -e
 
 Each side runs `runs` times, alternating, each on a topic of its own; the
 medians of messages/s and peak RSS are printed with the ratio Spoke/kcat.
 Spoke's time runs from exec to the moment its status shows every message
 confirmed (delivered by kafka_sink, counted by null_sink): startup included.
+The group rows also show Spoke's rate after its first record (after the
+join). The load average is printed with each run: the numbers are only as
+quiet as the machine.
 
 usage: bench.py BUILD_DIR WORKDIR [N] [RUNS]
 """
@@ -165,8 +174,9 @@ def main():
     size = os.path.getsize(data)
     print("records: %d, %.0f bytes each on average" % (N, size / N))
     cl = Cluster()
-    res = {k: [] for k in ("kcat_p", "spoke_p", "kcat_c", "spoke_c", "spoke_c_run")}
-    rss = {k: [] for k in ("kcat_p", "spoke_p", "kcat_c", "spoke_c")}
+    ckeys = ("kcat_c", "spoke_ca", "kcat_g", "spoke_cg")
+    res = {k: [] for k in ("kcat_p", "spoke_p", "spoke_cg_run") + ckeys}
+    rss = {k: [] for k in ("kcat_p", "spoke_p") + ckeys}
     head = HEAD % (os.path.join(BUILD, "plugins"), cl.bootstrap)
     try:
         for r in range(RUNS):
@@ -198,41 +208,55 @@ def main():
             if os.environ.get("PRODUCE_ONLY"):
                 continue
             # Consume: a topic of CPART partitions filled once (the mock
-            # cluster keeps only 5 MB per partition), read by both.
+            # cluster keeps only 5 MB per partition), read by all four.
             tc = "consume-%d" % r
             cl.create(tc, CPART)
             timed(["kcat", "-P", "-b", cl.bootstrap, "-t", tc, "-l", data])
             avail = retained(cl.bootstrap, tc)
+            load = os.getloadavg()[0]
             dt, kb = timed(["kcat", "-C", "-b", cl.bootstrap, "-t", tc, "-e", "-o", "beginning", "-q"],
                            stdout=subprocess.DEVNULL)
             res["kcat_c"].append(avail / dt)
             rss["kcat_c"].append(kb)
-            y = head + """  - name: in
+            consume = head + """  - name: in
     connector.class: kafka_source
     topic: recs
     source.topics: %s
-    group.id: bench-%d
-    value.format: bytes
+%s    value.format: bytes
   - name: out
     connector.class: null_sink
     topics: recs
     queue.capacity: 65536
     batch.max: 32768
-""" % (tc, r)
-            dt, kb = spoke_run("consume-%d" % r, y, lambda st: plugin_metric(st, "out", "records") >= avail)
-            res["spoke_c"].append(avail / dt)
-            res["spoke_c_run"].append(avail / (dt - FIRST) if FIRST and dt > FIRST else 0)
-            rss["spoke_c"].append(kb)
-            print("run %d: consume (%d messages retained) kcat %.0f/s (%.1f MB), spoke %.0f/s "
-                  "(%.1f MB; %.0f/s after the group join, %.1f s)" % (
-                      r + 1, avail, res["kcat_c"][-1], rss["kcat_c"][-1] / 1024, res["spoke_c"][-1],
-                      rss["spoke_c"][-1] / 1024, res["spoke_c_run"][-1], FIRST or 0), flush=True)
+"""
+            y = consume % (tc, "    consumer.mode: assign\n")
+            dt, kb = spoke_run("consume-assign-%d" % r, y,
+                               lambda st: plugin_metric(st, "out", "records") >= avail)
+            res["spoke_ca"].append(avail / dt)
+            rss["spoke_ca"].append(kb)
+            dt, kb = timed(["kcat", "-b", cl.bootstrap, "-G", "kcat-%d" % r, tc, "-e", "-q",
+                            "-X", "auto.offset.reset=earliest"], stdout=subprocess.DEVNULL)
+            res["kcat_g"].append(avail / dt)
+            rss["kcat_g"].append(kb)
+            y = consume % (tc, "    group.id: bench-%d\n" % r)
+            dt, kb = spoke_run("consume-group-%d" % r, y,
+                               lambda st: plugin_metric(st, "out", "records") >= avail)
+            res["spoke_cg"].append(avail / dt)
+            res["spoke_cg_run"].append(avail / (dt - FIRST) if FIRST and dt > FIRST else 0)
+            rss["spoke_cg"].append(kb)
+            print("run %d: consume (%d messages retained; load %.2f) no group: kcat -C %.0f/s "
+                  "(%.1f MB), spoke assign %.0f/s (%.1f MB); group: kcat -G %.0f/s (%.1f MB), "
+                  "spoke group %.0f/s (%.1f MB; %.0f/s after the join, %.1f s)" % (
+                      r + 1, avail, load, res["kcat_c"][-1], rss["kcat_c"][-1] / 1024,
+                      res["spoke_ca"][-1], rss["spoke_ca"][-1] / 1024, res["kcat_g"][-1],
+                      rss["kcat_g"][-1] / 1024, res["spoke_cg"][-1], rss["spoke_cg"][-1] / 1024,
+                      res["spoke_cg_run"][-1], FIRST or 0), flush=True)
     finally:
         cl.close()
     if os.environ.get("PRODUCE_ONLY"):
-        for k in ("kcat_c", "spoke_c"):
+        for k in ckeys:
             res[k], rss[k] = [0], [0]
-        res["spoke_c_run"] = [0]
+        res["spoke_cg_run"] = [0]
     med = {k: statistics.median(v) for k, v in res.items()}
     mrss = {k: statistics.median(v) / 1024 for k, v in rss.items()}
     print()
@@ -241,11 +265,13 @@ def main():
     print("| produce | kcat -P | %.0f | %.1f | |" % (med["kcat_p"], mrss["kcat_p"]))
     print("| produce | spoke file_source -> kafka_sink | %.0f | %.1f | %.2f |" % (
         med["spoke_p"], mrss["spoke_p"], med["spoke_p"] / med["kcat_p"]))
-    print("| consume | kcat -C | %.0f | %.1f | |" % (med["kcat_c"], mrss["kcat_c"]))
-    print("| consume | spoke kafka_source -> null_sink | %.0f | %.1f | %.2f |" % (
-        med["spoke_c"], mrss["spoke_c"], med["spoke_c"] / (med["kcat_c"] or 1)))
-    print("| consume | the same, after its consumer group join | %.0f | | %.2f |" % (
-        med["spoke_c_run"], med["spoke_c_run"] / (med["kcat_c"] or 1)))
-
+    print("| consume, no group | kcat -C | %.0f | %.1f | |" % (med["kcat_c"], mrss["kcat_c"]))
+    print("| consume, no group | spoke kafka_source (assign) -> null_sink | %.0f | %.1f | %.2f |" % (
+        med["spoke_ca"], mrss["spoke_ca"], med["spoke_ca"] / (med["kcat_c"] or 1)))
+    print("| consume, group join | kcat -G | %.0f | %.1f | |" % (med["kcat_g"], mrss["kcat_g"]))
+    print("| consume, group join | spoke kafka_source (group) -> null_sink | %.0f | %.1f | %.2f |" % (
+        med["spoke_cg"], mrss["spoke_cg"], med["spoke_cg"] / (med["kcat_g"] or 1)))
+    print("| consume, group join | the same, after its join | %.0f | | |" % med["spoke_cg_run"])
+    print("load average at the end: %.2f %.2f %.2f" % os.getloadavg())
 
 main()
