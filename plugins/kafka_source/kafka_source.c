@@ -94,7 +94,7 @@ static const struct spoke_config_field ksrc_config[] = {
       .allowed = ksrc_modes },
     { .name = "group.id", .type = SPOKE_CFG_STRING,
       .doc = "Kafka consumer group; consumption resumes from the group's committed offsets "
-             "(required with consumer.mode group, refused with assign)",
+             "(consumer.mode group; unset: spoke-<connector name>; refused with assign)",
       .min = 1, .max = 255 },
     { .name = "value.format", .type = SPOKE_CFG_STRING, .default_value = "json",
       .doc = "json: a value that is not valid JSON takes the error path (errors.tolerance, "
@@ -155,6 +155,7 @@ struct ksrc {
     rd_kafka_t *rk;
     rd_kafka_queue_t *cq;       /* offset commit results */
     int assign;                 /* consumer.mode=assign: no group, the host's offsets */
+    char *default_group;        /* group mode without group.id: "spoke-<connector>" */
     rd_kafka_queue_t *aq;       /* assign mode: where every partition's messages arrive */
     rd_kafka_message_t **msgs;  /* assign mode: poll.batch.max messages */
     int64_t reset;              /* assign mode: start offset without a stored position
@@ -775,6 +776,7 @@ static void ksrc_free(struct ksrc *s)
     free(s->parts);
     free(s->pattern);
     free(s->msgs);
+    free(s->default_group);
     if (s->have_re)
         regfree(&s->re);
     if (s->sj)
@@ -820,10 +822,17 @@ static int ksrc_init(const struct spoke_host_api *api, struct spoke_instance *in
         goto fail;
     }
     if (!s->assign && !group) {
-        snprintf(errstr, errstr_size, "group.id is required with consumer.mode group (the "
-                 "default); or set consumer.mode assign to read every partition without a "
-                 "consumer group");
-        goto fail;
+        /* Like Kafka Connect's connect-<name>: one group per connector. */
+        const char *name = api->instance_name(inst);
+        size_t len = strlen(name) + sizeof("spoke-");
+        s->default_group = malloc(len);
+        if (!s->default_group) {
+            snprintf(errstr, errstr_size, "out of memory");
+            rc = SPOKE_ERR_NOMEM;
+            goto fail;
+        }
+        snprintf(s->default_group, len, "spoke-%s", name);
+        group = s->default_group;
     }
     if ((s->ntopics > 0) == (regex != NULL)) {
         snprintf(errstr, errstr_size, "set exactly one of source.topics (a list of Kafka topics) "

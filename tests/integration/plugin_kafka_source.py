@@ -225,15 +225,12 @@ def test_init_errors_fail_with_reason():
                    "    group.id: g2\n"
                  + source(regex="a(b", name="badre", group="g3")
                  + source(["bad topic!"], name="badname", group="g4")
-                 + "  - name: nogroup\n    connector.class: kafka_source\n    topic: recs\n"
-                   "    source.topics: in\n"
                  + file_sink("/dev/null"))
         with kafka_spoke(c, conns) as s:
             for name, want in (("both", "set exactly one of source.topics"),
                                ("neither", "set exactly one of source.topics"),
                                ("badre", "source.topics.regex: "),
-                               ("badname", "'bad topic!' is not a valid Kafka topic name"),
-                               ("nogroup", "group.id is required with consumer.mode group")):
+                               ("badname", "'bad topic!' is not a valid Kafka topic name")):
                 s.wait_state(name, "FAILED")
                 trace = s.connector(name).get("trace") or ""
                 assert want in trace, "%s: trace %r lacks %r" % (name, trace, want)

@@ -244,27 +244,31 @@ def test_brokers_down_at_start_and_mid_run():
                 s.kill()
 
 
-def test_config_errors():
-    """group.id with consumer.mode assign, and consumer.mode group without
-    group.id, fail the connector with a clear reason (cross-key rules:
-    init sees them, spoke validate checks each key against the table); an
-    unknown consumer.mode is refused by spoke validate."""
+def test_config_errors_and_the_default_group():
+    """group.id with consumer.mode assign fails the connector with a clear
+    reason (a cross-key rule: init sees it, spoke validate checks each key
+    against the table); an unknown consumer.mode is refused by spoke
+    validate; group mode without group.id joins spoke-<connector name> and
+    commits there."""
     r = spoketest.validate("connectors:\n" + assign_source(["in"], extra="    consumer.mode: x\n")
                            .replace("    consumer.mode: assign\n", ""))
     assert r.returncode == 1 and "consumer.mode" in r.stderr, \
         "consumer.mode x accepted: %r" % r.stderr
     with start_cluster(1, {"in": 1}) as c:
+        produce_ids(c, "in", 1, 20)
         conns = (assign_source(["in"], name="withgroup", extra="    group.id: g\n")
                  + "  - name: nogroup\n    connector.class: kafka_source\n    topic: recs\n"
                    "    source.topics: in\n"
-                 + file_sink("/dev/null"))
+                 + file_sink("out.ndjson"))
         with kafka_spoke(c, conns) as s:
-            for name, want in (("withgroup", "group.id cannot be set with consumer.mode assign"),
-                               ("nogroup", "group.id is required with consumer.mode group")):
-                s.wait_state(name, "FAILED")
-                trace = s.connector(name).get("trace") or ""
-                assert want in trace, "%s: trace %r lacks %r" % (name, trace, want)
+            s.wait_state("withgroup", "FAILED")
+            trace = s.connector("withgroup").get("trace") or ""
+            assert "group.id cannot be set with consumer.mode assign" in trace, trace
             s.wait_state("out", "RUNNING")
+            s.wait_state("nogroup", "RUNNING")
+            wait_for(lambda: committed_offsets(c.bootstrap, "spoke-nogroup", "in") == {0: 20},
+                     TIMEOUT, "the 20 records committed in group spoke-nogroup")
+            assert len(ids_of(os.path.join(s.tmp, "out.ndjson"))) == 20
 
 
 if __name__ == "__main__":
