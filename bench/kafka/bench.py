@@ -40,8 +40,8 @@ RUNS = int(sys.argv[4]) if len(sys.argv) > 4 else 3
 PARTITIONS = 4
 CPART = 64  # the mock cluster keeps ~5 MB per partition: both sides read what it retained
 # The sink's host queue and batch: a batch is what kafka_sink has in flight.
-QUEUE = int(os.environ.get("SPOKE_QUEUE", "16384"))
-BATCH = int(os.environ.get("SPOKE_BATCH", "8192"))
+QUEUE = int(os.environ.get("SPOKE_QUEUE", "8192"))
+BATCH = int(os.environ.get("SPOKE_BATCH", "4096"))
 
 
 def gen(path, n):
@@ -226,10 +226,10 @@ def main():
   - name: out
     connector.class: null_sink
     topics: recs
-    queue.capacity: 65536
-    batch.max: 32768
+    queue.capacity: %d
+    batch.max: %d
 """
-            y = consume % (tc, "    consumer.mode: assign\n")
+            y = consume % (tc, "    consumer.mode: assign\n", QUEUE, BATCH)
             dt, kb = spoke_run("consume-assign-%d" % r, y,
                                lambda st: plugin_metric(st, "out", "records") >= avail)
             res["spoke_ca"].append(avail / dt)
@@ -238,7 +238,7 @@ def main():
                             "-X", "auto.offset.reset=earliest"], stdout=subprocess.DEVNULL)
             res["kcat_g"].append(avail / dt)
             rss["kcat_g"].append(kb)
-            y = consume % (tc, "    group.id: bench-%d\n" % r)
+            y = consume % (tc, "    group.id: bench-%d\n" % r, QUEUE, BATCH)
             dt, kb = spoke_run("consume-group-%d" % r, y,
                                lambda st: plugin_metric(st, "out", "records") >= avail)
             res["spoke_cg"].append(avail / dt)
