@@ -64,23 +64,36 @@ static int intern_grow(void)
 
 static const char *intern_lookup(const char *s);
 
-/* Sources set the same partition name on record after record: a one-entry
- * cache per thread answers those without the lock. intern_gen changes when
- * the table is freed, so a cached pointer never outlives its string. */
+/* Sources set the same topic and partition names on record after record: a
+ * small cache per thread answers those without the lock (one entry was not
+ * enough: a topic and a partition looked up in turn evicted each other).
+ * An interned pointer passed back in is recognized without a comparison.
+ * intern_gen changes when the table is freed, so a cached pointer never
+ * outlives its string. */
+#define INTERN_CACHE 4
 static atomic_uint intern_gen;
-static _Thread_local const char *intern_last;
-static _Thread_local unsigned intern_last_gen;
+static _Thread_local const char *intern_cache[INTERN_CACHE];
+static _Thread_local unsigned intern_cache_gen, intern_cache_next;
 
 const char *intern_str(const char *s)
 {
     assert(s);
-    if (intern_last && intern_last_gen == atomic_load_explicit(&intern_gen, memory_order_relaxed) &&
-        strcmp(intern_last, s) == 0)
-        return intern_last;
+    unsigned gen = atomic_load_explicit(&intern_gen, memory_order_relaxed);
+    if (intern_cache_gen == gen) {
+        for (unsigned i = 0; i < INTERN_CACHE; i++)
+            if (intern_cache[i] == s)
+                return s;
+        for (unsigned i = 0; i < INTERN_CACHE; i++)
+            if (intern_cache[i] && strcmp(intern_cache[i], s) == 0)
+                return intern_cache[i];
+    } else {
+        memset(intern_cache, 0, sizeof(intern_cache));
+        intern_cache_gen = gen;
+    }
     const char *r = intern_lookup(s);
     if (r) {
-        intern_last = r;
-        intern_last_gen = atomic_load_explicit(&intern_gen, memory_order_relaxed);
+        intern_cache[intern_cache_next] = r;
+        intern_cache_next = (intern_cache_next + 1) % INTERN_CACHE;
     }
     return r;
 }
@@ -152,10 +165,43 @@ static unsigned char *memdup0(const void *p, size_t len)
     return q;
 }
 
+/* Frees the key unless it lives inside the record. */
+static void key_release(struct spoke_record *rec)
+{
+    if (rec->key != rec->kinl)
+        free(rec->key);
+    rec->key = NULL;
+    rec->klen = 0;
+}
+
+/* Sets a copy of key (not NULL) as the record's key: inside the record when
+ * it is short. The old key is released only once the copy exists (key may
+ * point into it). -1 on OOM, the old key kept. */
+static int key_copy(struct spoke_record *rec, const void *key, size_t len)
+{
+    if (len <= REC_KEY_INLINE) {
+        unsigned char *old = rec->key;
+        if (len)
+            memmove(rec->kinl, key, len);
+        rec->kinl[len] = '\0';
+        rec->key = rec->kinl;
+        if (old != rec->kinl)
+            free(old);
+    } else {
+        unsigned char *k = memdup0(key, len);
+        if (!k)
+            return -1;
+        key_release(rec);
+        rec->key = k;
+    }
+    rec->klen = len;
+    return 0;
+}
+
 /* Drops every value form: the record's value becomes null. */
 static void value_clear(struct spoke_record *rec)
 {
-    if (rec->forms & REC_FORM_BYTES)
+    if ((rec->forms & REC_FORM_BYTES) && rec->bytes != rec->inl)
         free(rec->bytes);
     if (rec->forms & REC_FORM_ROW)
         row_free(rec->row);
@@ -172,7 +218,7 @@ static void value_clear(struct spoke_record *rec)
 /* Frees everything but the origin. */
 static void rec_release(struct spoke_record *rec)
 {
-    free(rec->key);
+    key_release(rec);
     for (size_t i = 0; i < rec->nhdrs; i++) {
         free(rec->hdrs[i].name);
         free(rec->hdrs[i].val);
@@ -186,19 +232,24 @@ struct spoke_record *rec_new(const char *topic, const void *key, size_t klen,
                              const void *val, size_t vlen)
 {
     assert(topic);
-    struct spoke_record *rec = calloc(1, sizeof(*rec));
+    /* The value bytes (and their NUL) go in the record's own allocation:
+     * one malloc per record instead of two. */
+    size_t extra = val ? vlen + 1 : 0;
+    if (val && vlen >= SIZE_MAX - sizeof(struct spoke_record) - 1)
+        return NULL;
+    struct spoke_record *rec = malloc(sizeof(*rec) + extra);
     if (!rec)
         return NULL;
+    memset(rec, 0, sizeof(*rec));
     if (!(rec->topic = intern_str(topic)))
         goto fail;
-    if (key) {
-        if (!(rec->key = memdup0(key, klen)))
-            goto fail;
-        rec->klen = klen;
-    }
+    if (key && key_copy(rec, key, klen) < 0)
+        goto fail;
     if (val) {
-        if (!(rec->bytes = memdup0(val, vlen)))
-            goto fail;
+        if (vlen)
+            memcpy(rec->inl, val, vlen);
+        rec->inl[vlen] = '\0';
+        rec->bytes = rec->inl;
         rec->blen = vlen;
         rec->forms = REC_FORM_BYTES;
     }
@@ -219,11 +270,8 @@ struct spoke_record *rec_clone(const struct spoke_record *rec)
     copy->ts = rec->ts;
     copy->part = rec->part;
     copy->off = rec->off;
-    if (rec->key) {
-        if (!(copy->key = memdup0(rec->key, rec->klen)))
-            goto fail;
-        copy->klen = rec->klen;
-    }
+    if (rec->key && key_copy(copy, rec->key, rec->klen) < 0)
+        goto fail;
     for (size_t i = 0; i < rec->nhdrs; i++)
         if (rec_header_add(copy, rec->hdrs[i].name, rec->hdrs[i].val, rec->hdrs[i].len) != SPOKE_OK)
             goto fail;
@@ -313,20 +361,20 @@ void rec_position(const struct spoke_record *rec, const char **partition, int64_
 
 int rec_set_key(struct spoke_record *rec, void *key, size_t len, enum spoke_buf_mode mode)
 {
-    unsigned char *k = NULL;
     int rc = SPOKE_OK;
     if (!rec || (mode != SPOKE_COPY && mode != SPOKE_TAKE)) {
         rc = SPOKE_ERR_INVALID;
         goto fail;
     }
-    if (key) {
-        k = mode == SPOKE_TAKE ? key : memdup0(key, len);
-        if (!k)
-            return SPOKE_ERR_NOMEM;
+    if (!key) {
+        key_release(rec);
+        return SPOKE_OK;
     }
-    free(rec->key);
-    rec->key = k;
-    rec->klen = k ? len : 0;
+    if (mode == SPOKE_COPY)
+        return key_copy(rec, key, len) < 0 ? SPOKE_ERR_NOMEM : SPOKE_OK;
+    key_release(rec);
+    rec->key = key;
+    rec->klen = len;
     return SPOKE_OK;
 fail:
     /* A taken buffer is ours even when the call fails. */

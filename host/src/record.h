@@ -36,9 +36,12 @@ struct record_header {
     size_t len;
 };
 
+/* Keys up to this many bytes (NUL excluded) live inside the record. */
+#define REC_KEY_INLINE 23
+
 struct spoke_record {
     const char *topic;           /* interned (intern_str): never freed */
-    unsigned char *key;          /* NULL = no key */
+    unsigned char *key;          /* NULL = no key; may point to kinl */
     size_t klen;
     int64_t ts;                  /* ms since epoch */
     struct record_header *hdrs;
@@ -57,6 +60,11 @@ struct spoke_record {
     struct origin *origin;       /* ack tracking; NULL = derives from nothing */
     uint64_t pend_seq;           /* a sink's pendset slot (pendset.c); trusted only when
                                     that slot holds this record, so never initialized */
+
+    /* Storage that saves an allocation per record: a short key, and the
+     * value bytes given to rec_new (bytes == inl then; never freed alone). */
+    unsigned char kinl[REC_KEY_INLINE + 1];
+    unsigned char inl[];
 };
 
 /* Interns a string for the process lifetime (topic and partition names);
