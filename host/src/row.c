@@ -8,12 +8,14 @@
  * reserve for string bytes (row_new_reserve). The JSON parser sizes that
  * reserve exactly, so a parsed object costs one malloc however many strings
  * it holds; a string set later that does not fit gets its own allocation.
+ * row_new sizes the reserve from what earlier rows of the schema needed.
  */
 #include "record.h"
 #include "textfmt.h"
 
 #include <assert.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,13 +34,25 @@ struct schema_field {
     enum spoke_type type;
 };
 
+/* Largest string reserve row_new gives a row of a schema by itself. */
+#define ROW_RES_HINT_MAX 256
+
 struct spoke_schema {
-    atomic_uint refs;
     atomic_int frozen;
+    /* String bytes that rows of this schema turned out to need (learned by
+     * row_set_string, at most ROW_RES_HINT_MAX): row_new reserves that much,
+     * so a producer that builds rows field by field stops paying a malloc
+     * per string once the first rows have been seen. */
+    atomic_size_t res_hint;
     size_t n, cap;
     struct schema_field *f;
     int32_t *slots;       /* open addressing, -1 = empty; built once n > SCHEMA_LINEAR_MAX */
     size_t nslots;        /* power of two, or 0 */
+    /* On a cache line of its own: a row's producer and consumer threads
+     * change it for every row, and would otherwise keep evicting the
+     * read-mostly fields above from each other's caches. */
+    _Alignas(64) atomic_uint refs;
+    char pad_refs[64 - sizeof(atomic_uint)];
 };
 
 struct row_val {
@@ -89,11 +103,13 @@ static uint32_t name_hash(const char *s, size_t len)
 
 struct spoke_schema *schema_new(void)
 {
-    struct spoke_schema *s = calloc(1, sizeof(*s));
+    struct spoke_schema *s = aligned_alloc(64, sizeof(*s));
     if (!s)
         return NULL;
+    memset(s, 0, sizeof(*s));
     atomic_init(&s->refs, 1);
     atomic_init(&s->frozen, 0);
+    atomic_init(&s->res_hint, 0);
     return s;
 }
 
@@ -267,18 +283,87 @@ void schema_ref(struct spoke_schema *s)
     atomic_fetch_add_explicit(&s->refs, 1, memory_order_relaxed);
 }
 
-void schema_unref(struct spoke_schema *s)
+/* Drops n references at once. */
+static void schema_drop(struct spoke_schema *s, unsigned n)
 {
-    if (!s)
-        return;
     /* acq_rel: the thread that frees must see every other holder's writes. */
-    if (atomic_fetch_sub_explicit(&s->refs, 1, memory_order_acq_rel) != 1)
+    if (atomic_fetch_sub_explicit(&s->refs, n, memory_order_acq_rel) != n)
         return;
     for (size_t i = 0; i < s->n; i++)
         free(s->f[i].name);
     free(s->f);
     free(s->slots);
     free(s);
+}
+
+void schema_unref(struct spoke_schema *s)
+{
+    if (s)
+        schema_drop(s, 1);
+}
+
+/*
+ * The references rows hold are dropped in batches per thread. A row is
+ * typically made on one thread and freed on another; with a decrement per
+ * row, the refcount's cache line would move between the two cores twice
+ * per row. A thread that frees rows of one schema instead counts the
+ * references it owes and returns them ROW_UNREF_BATCH at a time, when rows
+ * of another schema come, or when the thread exits (a pthread key's
+ * destructor). Owed references only delay the schema's free: nobody can
+ * take a reference without holding one, and the count stays above zero
+ * while some are owed.
+ */
+#define ROW_UNREF_BATCH 64
+static pthread_key_t unref_key;
+static pthread_once_t unref_once = PTHREAD_ONCE_INIT;
+static int unref_key_ok;
+static _Thread_local struct spoke_schema *unref_s;
+static _Thread_local unsigned unref_n;
+static _Thread_local int unref_registered;
+
+static void unref_flush(void)
+{
+    struct spoke_schema *s = unref_s;
+    unsigned n = unref_n;
+    unref_s = NULL;
+    unref_n = 0;
+    if (s)
+        schema_drop(s, n);
+}
+
+static void unref_thread_exit(void *unused)
+{
+    (void)unused;
+    unref_flush();
+}
+
+static void unref_key_init(void)
+{
+    unref_key_ok = pthread_key_create(&unref_key, unref_thread_exit) == 0;
+}
+
+/* Releases the reference a row held on s. */
+static void row_schema_release(struct spoke_schema *s)
+{
+    if (unref_s == s) {
+        if (++unref_n >= ROW_UNREF_BATCH)
+            unref_flush();
+        return;
+    }
+    if (!unref_registered) {
+        /* Without the key's destructor, owed references would outlive the
+         * thread: then this thread drops them one by one. */
+        pthread_once(&unref_once, unref_key_init);
+        unref_registered = unref_key_ok && pthread_setspecific(unref_key, &unref_registered) == 0
+                               ? 1 : -1;
+    }
+    if (unref_registered < 0) {
+        schema_drop(s, 1);
+        return;
+    }
+    unref_flush();
+    unref_s = s;
+    unref_n = 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -302,7 +387,9 @@ static struct spoke_row *row_alloc(struct spoke_schema *s, size_t n, size_t strb
     memset(row->v, 0, n * sizeof(struct row_val));
     if (s) {
         schema_ref(s);
-        atomic_store_explicit(&s->frozen, 1, memory_order_release);
+        /* Stored once: rewriting it per row would dirty a shared line. */
+        if (!atomic_load_explicit(&s->frozen, memory_order_relaxed))
+            atomic_store_explicit(&s->frozen, 1, memory_order_release);
     }
     return row;
 }
@@ -319,12 +406,17 @@ struct spoke_row *row_new_list_reserve(size_t n, size_t strbytes)
     return row_alloc(NULL, n, strbytes);
 }
 
-struct spoke_row *row_new(struct spoke_schema *s) { return row_new_reserve(s, 0); }
+struct spoke_row *row_new(struct spoke_schema *s)
+{
+    if (!s)
+        return NULL;
+    return row_alloc(s, s->n, atomic_load_explicit(&s->res_hint, memory_order_relaxed));
+}
 
 struct spoke_row *row_new_list(size_t n) { return row_alloc(NULL, n, 0); }
 
 /* Releases what a value owns and leaves it null. */
-static void val_clear(struct row_val *v)
+static inline void val_clear(struct row_val *v)
 {
     if (v->type == SPOKE_TYPE_STRING) {
         if (!v->in_res)
@@ -342,7 +434,8 @@ void row_free(struct spoke_row *row)
         return;
     for (size_t i = 0; i < row->n; i++)
         val_clear(&row->v[i]);
-    schema_unref(row->schema);
+    if (row->schema)
+        row_schema_release(row->schema);
     free(row);
 }
 
@@ -441,6 +534,11 @@ int row_set_string(struct spoke_row *row, size_t i, const char *s, size_t len)
     } else {
         if (len == SIZE_MAX || !(p = malloc(len + 1)))
             return SPOKE_ERR_NOMEM;
+        /* Teach the schema how much its rows' strings take. */
+        size_t want = row->res_used + len + 1;
+        if (row->schema && want <= ROW_RES_HINT_MAX &&
+            want > atomic_load_explicit(&row->schema->res_hint, memory_order_relaxed))
+            atomic_store_explicit(&row->schema->res_hint, want, memory_order_relaxed);
     }
     if (len)
         memcpy(p, s, len);
