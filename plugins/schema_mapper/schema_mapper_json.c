@@ -452,6 +452,23 @@ static inline __attribute__((always_inline)) int jx_scalar(struct jx *x, struct 
         break;
     case '-': case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7':
     case '8': case '9': {
+        /* The common case in one pass: an integer of at most 18 characters
+         * (sign included), no leading zero, ending at a delimiter. Anything
+         * else (fractions, exponents, zero, longer numbers, errors) takes
+         * the general path below, which gives the same value. */
+        const unsigned char *q = start + (*start == '-'), *end = x->end;
+        if (q < end && (unsigned)(*q - '1') < 9) {
+            const unsigned char *lim = start + 18 < end ? start + 18 : end;
+            int64_t iv = *q++ - '0';
+            while (q < lim && is_digit(*q))
+                iv = iv * 10 + (*q++ - '0');
+            if (q < end && num_end[*q]) {
+                x->p = q;
+                v.k = SM_SK_INT;
+                v.u.i = *start == '-' ? -iv : iv;
+                break;
+            }
+        }
         int whole = scan_number(x);
         if (whole < 0)
             return -1;
