@@ -239,12 +239,14 @@ static struct {
 static size_t nouts;
 static long emitted;
 
+static int64_t f_wall_ms(void);
 static struct spoke_record *f_record_new(struct spoke_instance *inst, const char *topic,
                                          const void *key, size_t klen, const void *val,
                                          size_t vlen)
 {
     struct spoke_record *r = calloc(1, sizeof(*r));
     memcpy(r->key, key, klen < 63 ? klen : 63);
+    r->ts = f_wall_ms();  /* as the host's: a new record's timestamp is now */
     return r;
 }
 static void f_record_free(struct spoke_record *r)

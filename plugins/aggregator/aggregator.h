@@ -257,6 +257,7 @@ struct agg_state {
     struct spoke_schema *out_schema;
     unsigned type_epoch, schema_epoch;  /* schema rebuilt when a column type changes */
     int64_t now_ms;                     /* wall clock of the current tick/emission */
+    int now_pending;                    /* now_ms is to be read at the emission's first record */
     int64_t next_emit_ms, next_metrics_ms;
     void *sortbuf;                      /* emission ordering scratch (aggregator_emit.c) */
     size_t sortcap;

@@ -224,14 +224,20 @@ static struct spoke_row *build_row(struct agg_state *st, const struct agg_group 
 static int emit_group(struct agg_state *st, struct agg_group *g)
 {
     const struct spoke_host_api *api = st->api;
-    struct spoke_row *row = build_row(st, g);
-    if (!row) {
+    struct spoke_record *rec = api->record_new(st->inst, NULL, g->text, g->tlen, NULL, 0);
+    if (!rec) {
         st->m.emit_failed++;
         return SPOKE_ERR_NOMEM;
     }
-    struct spoke_record *rec = api->record_new(st->inst, NULL, g->text, g->tlen, NULL, 0);
-    if (!rec) {
-        api->row_free(row);
+    if (st->now_pending) {
+        /* A new record's timestamp is the wall clock now: the emission's
+         * time without a second clock read per row. */
+        st->now_ms = api->record_timestamp(rec);
+        st->now_pending = 0;
+    }
+    struct spoke_row *row = build_row(st, g);
+    if (!row) {
+        api->record_free(rec);
         st->m.emit_failed++;
         return SPOKE_ERR_NOMEM;
     }
@@ -256,10 +262,12 @@ static int emit_group(struct agg_state *st, struct agg_group *g)
     return rc;
 }
 
+/* With processing time, an emission's rows carry the wall clock at the
+ * emission: read when its first record is made (emit_group). */
 static void refresh_now(struct agg_state *st)
 {
     if (st->time == AGG_TIME_PROCESSING)
-        st->now_ms = st->api->wall_ms();
+        st->now_pending = 1;
 }
 
 /* Emits the dirty groups (of one window, or all). A table group that lost
