@@ -55,6 +55,24 @@ void pendset_del(struct pendset *s, struct spoke_record *rec)
         s->head = s->tail;
 }
 
+void pendset_take_unfailed(struct pendset *s, void (*fn)(void *ctx, struct spoke_record *rec),
+                           void *ctx)
+{
+    for (uint64_t q = s->head; q < s->tail; q++) {
+        struct pend_entry *e = &s->ring[q & (s->cap - 1)];
+        if (!e->rec || e->state == PEND_FAILED)
+            continue;
+        struct spoke_record *rec = e->rec;
+        memset(e, 0, sizeof(*e));
+        s->n--;
+        fn(ctx, rec);
+    }
+    while (s->head < s->tail && !s->ring[s->head & (s->cap - 1)].rec)
+        s->head++;
+    if (s->n == 0)
+        s->head = s->tail;
+}
+
 size_t pendset_drain(struct pendset *s, struct spoke_record **out, char **reasons,
                      int *states, int *statuses)
 {

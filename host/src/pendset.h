@@ -38,6 +38,10 @@ int pendset_add(struct pendset *s, struct spoke_record *rec);
 struct pend_entry *pendset_find(const struct pendset *s, const struct spoke_record *rec);
 /* Removes rec (frees its reason); no-op when absent. */
 void pendset_del(struct pendset *s, struct spoke_record *rec);
+/* Removes every record not in state PEND_FAILED, in put order, calling
+ * fn(ctx, rec) for each; failed ones stay. */
+void pendset_take_unfailed(struct pendset *s, void (*fn)(void *ctx, struct spoke_record *rec),
+                           void *ctx);
 /* Moves every record, in put order, into out[0, n) (capacity s->n) and
  * empties the set; their reasons go to reasons[] when not NULL (else
  * freed), their states and statuses likewise. */

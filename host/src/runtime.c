@@ -1136,6 +1136,18 @@ static void sink_failed(struct spoke_instance *inst, struct spoke_record *rec, i
     }
 }
 
+struct settle_ctx {
+    struct spoke_instance *inst;
+    int64_t now_ns;
+    struct ackbuf *ab;
+};
+
+static void settle_one(void *arg, struct spoke_record *rec)
+{
+    struct settle_ctx *c = arg;
+    sink_ack(c->inst, rec, c->now_ns, c->ab);
+}
+
 /* Settles the outcomes the plugin reported since the last call: delivered
  * records are acknowledged, failed ones take the error path. With all (the
  * flush returned SPOKE_OK) every other pending record counts as delivered. */
@@ -1159,46 +1171,13 @@ static void sink_settle(struct spoke_instance *inst, int all, int *frc, char *fe
         }
     }
     inst->nsettled = 0;
-    if (!all || inst->pend.n == 0) {
-        ackbuf_flush(&ab);
-        return;
-    }
-    size_t n = inst->pend.n;
-    struct spoke_record **recs = malloc(n * sizeof(*recs));
-    char **reasons = malloc(n * sizeof(*reasons));
-    int *states = malloc(n * sizeof(*states)), *statuses = malloc(n * sizeof(*statuses));
-    if (!recs || !reasons || !states || !statuses) {
-        free(recs);
-        free(reasons);
-        free(states);
-        free(statuses);
-        ackbuf_flush(&ab);
-        LOG_E(inst->name, "out of memory acknowledging %zu records; they stay pending", n);
-        return;
-    }
-    n = pendset_drain(&inst->pend, recs, reasons, states, statuses);
-    for (size_t i = 0; i < n; i++) {
-        if (states[i] != PEND_FAILED) {
-            sink_ack(inst, recs[i], now_ns, &ab);
-            continue;
-        }
-        /* A refused failure kept from an earlier settle: stays pending. */
-        struct pend_entry *e = pendset_add(&inst->pend, recs[i]) == 0
-                                   ? pendset_find(&inst->pend, recs[i]) : NULL;
-        if (e) {
-            e->state = PEND_FAILED;
-            e->status = statuses[i];
-            e->reason = reasons[i];
-        } else {
-            free(reasons[i]);
-            rec_free(recs[i]);
-        }
+    if (all && inst->pend.n) {
+        /* Every record not reported failed is delivered; a refused failure
+         * kept from an earlier settle stays pending. */
+        struct settle_ctx ctx = { inst, now_ns, &ab };
+        pendset_take_unfailed(&inst->pend, settle_one, &ctx);
     }
     ackbuf_flush(&ab);
-    free(recs);
-    free(reasons);
-    free(states);
-    free(statuses);
 }
 
 /* Stopping or failing: what the sink reported delivered is acknowledged;

@@ -11,6 +11,19 @@
 
 #define NKEYS 3000
 
+struct taken {
+    struct spoke_record *rec[16];
+    size_t n;
+};
+
+static void take(void *ctx, struct spoke_record *rec)
+{
+    struct taken *t = ctx;
+    if (t->n < 16)
+        t->rec[t->n] = rec;
+    t->n++;
+}
+
 int main(void)
 {
     struct spoke_record *keys[NKEYS];
@@ -94,6 +107,19 @@ int main(void)
     /* After the drain the old sequence numbers are stale. */
     CHECK(m == 0 || pendset_find(&s, out[0]) == NULL);
     CHECK(pendset_add(&s, keys[0]) == 0 && pendset_find(&s, keys[0]) != NULL);
+    /* take_unfailed: every record not failed, in put order; failed stay. */
+    struct pendset t = { 0 };
+    for (size_t i = 0; i < 10; i++)
+        pendset_add(&t, keys[i]);
+    pendset_find(&t, keys[3])->state = PEND_FAILED;
+    pendset_find(&t, keys[7])->state = PEND_DONE;
+    pendset_del(&t, keys[5]);
+    struct taken tk = { .n = 0 };
+    pendset_take_unfailed(&t, take, &tk);
+    CHECK(tk.n == 8 && tk.rec[0] == keys[0] && tk.rec[3] == keys[4] && tk.rec[7] == keys[9]);
+    CHECK(t.n == 1 && pendset_find(&t, keys[3]) && !pendset_find(&t, keys[0]));
+    CHECK(t.head == keys[3]->pend_seq);
+    pendset_free(&t);
     pendset_free(&s);
     free(out);
     free(reasons);
