@@ -163,18 +163,21 @@ static void flush_metrics(struct sm_state *st)
     const struct spoke_host_api *api = st->api;
     if (!st->pending)
         return;
-    if (st->mapped)
-        api->metric_add(st->inst, "records_mapped", st->mapped);
-    if (st->filtered)
-        api->metric_add(st->inst, "records_filtered", st->filtered);
-    if (st->failed)
-        api->metric_add(st->inst, "records_failed", st->failed);
+    /* The per-record details first, the records_* totals last: whoever
+     * sees a total in the status (written by another thread at any time)
+     * also sees the details of those records. */
     if (st->misses)
         api->metric_add(st->inst, "lookup_misses", st->misses);
     if (st->rows)
         api->metric_add(st->inst, "records_from_rows", st->rows);
     if (st->tombstones)
         api->metric_add(st->inst, "tombstones_forwarded", st->tombstones);
+    if (st->mapped)
+        api->metric_add(st->inst, "records_mapped", st->mapped);
+    if (st->filtered)
+        api->metric_add(st->inst, "records_filtered", st->filtered);
+    if (st->failed)
+        api->metric_add(st->inst, "records_failed", st->failed);
     st->mapped = st->filtered = st->failed = st->misses = st->rows = st->tombstones = 0;
     st->pending = 0;
 }
