@@ -73,25 +73,16 @@ void pendset_take_unfailed(struct pendset *s, void (*fn)(void *ctx, struct spoke
         s->head = s->tail;
 }
 
-size_t pendset_drain(struct pendset *s, struct spoke_record **out, char **reasons,
-                     int *states, int *statuses)
+size_t pendset_drain(struct pendset *s, struct spoke_record **out)
 {
     size_t n = 0;
     for (uint64_t q = s->head; q < s->tail; q++) {
         struct pend_entry *e = &s->ring[q & (s->cap - 1)];
         if (!e->rec)
             continue;
-        out[n] = e->rec;
-        if (states)
-            states[n] = e->state;
-        if (statuses)
-            statuses[n] = e->status;
-        if (reasons)
-            reasons[n] = e->reason;
-        else
-            free(e->reason);
+        out[n++] = e->rec;
+        free(e->reason);
         memset(e, 0, sizeof(*e));
-        n++;
     }
     s->head = s->tail;
     s->n = 0;

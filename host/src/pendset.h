@@ -42,11 +42,9 @@ void pendset_del(struct pendset *s, struct spoke_record *rec);
  * fn(ctx, rec) for each; failed ones stay. */
 void pendset_take_unfailed(struct pendset *s, void (*fn)(void *ctx, struct spoke_record *rec),
                            void *ctx);
-/* Moves every record, in put order, into out[0, n) (capacity s->n) and
- * empties the set; their reasons go to reasons[] when not NULL (else
- * freed), their states and statuses likewise. */
-size_t pendset_drain(struct pendset *s, struct spoke_record **out, char **reasons,
-                     int *states, int *statuses);
+/* Moves every record, in put order, into out[0, n) (capacity s->n),
+ * frees their reasons and empties the set. */
+size_t pendset_drain(struct pendset *s, struct spoke_record **out);
 void pendset_free(struct pendset *s);
 
 #endif

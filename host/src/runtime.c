@@ -1208,7 +1208,7 @@ static void sink_give_back(struct spoke_instance *inst, struct spoke_record **re
         pendset_free(&inst->pend); /* leaks the records rather than acknowledging them */
         return;
     }
-    n = pendset_drain(&inst->pend, recs, NULL, NULL, NULL);
+    n = pendset_drain(&inst->pend, recs);
     rqueue_unget(inst->inq, recs, n);
     free(recs);
 }
