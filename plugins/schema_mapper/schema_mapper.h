@@ -270,6 +270,27 @@ struct sm_setent {
     uint64_t inst;           /* selector nodes: the array instance they belong to */
 };
 
+/* The shape of a JSON record the full extractor accepted (struct sm_shape):
+ * the record's bytes with each scalar value cut out. Entry k is the literal
+ * text before value k (keys, punctuation, blanks: bytes[off, off + len))
+ * and the trie node value k fed (NULL: none, or a node without slots); the
+ * last entry holds only the literal after the last value. */
+struct sm_shapev {
+    uint32_t off, len;
+    int32_t slot;            /* the node's one plain capture slot, or -1 */
+    const struct sm_node *node;
+};
+
+struct sm_shape {
+    char *bytes;             /* the record the shape was learned from */
+    size_t nbytes, bcap;
+    struct sm_shapev *v;     /* nv values + the closing literal */
+    size_t nv, vcap;
+    int ok;                  /* v and bytes hold a usable shape */
+    int off;                 /* never use shapes (tests: the reference path) */
+    uint32_t cool;           /* full parses to wait before learning again */
+};
+
 struct sm_tsfmt;             /* a compiled timestamp format (schema_mapper_value.c) */
 struct sm_expr;              /* a compiled expression (schema_mapper_expr.c) */
 
@@ -336,6 +357,7 @@ struct sm_mapper {
     size_t nnodes;           /* trie nodes, selector nodes included */
     size_t trie_depth;       /* longest path, in steps */
     struct sm_setent *setbuf; /* extractor: (trie_depth + 2) * nnodes node-set entries */
+    struct sm_shape shape;   /* extractor: the last record's shape (schema_mapper_json.c) */
     struct sj_parser *sj;
 
     /* strings that mean null in every field without its own null_values */

@@ -24,9 +24,32 @@
  * the same trie node saw at that position last time (struct sm_pred), so
  * a stream of same-shaped objects matches a key with one comparison; and
  * an integer's value is computed while its digits are in cache.
+ *
+ * Shapes: a stream's records are mostly one shape, the same keys in the
+ * same order with other scalar values. After a record is accepted, its
+ * bytes with each scalar value cut out are kept (struct sm_shape: the
+ * literal text between values, and the trie node each value fed). The
+ * next record is first matched against that shape: each literal compared
+ * byte for byte (16 at a time), each value scanned and validated by the
+ * same scalar scanners as the full walk and captured into its node's
+ * slots. Every byte of an accepted record is thus either equal to the
+ * byte at the same place of a record this file validated in full, or part
+ * of a scalar validated here, and a scalar swapped for another one keeps
+ * the document valid and every path where it was: a match gives the
+ * full walk's result, duplicate keys and [?k] selections included. The
+ * first difference (another key, a blank, a container where a scalar was,
+ * a bad byte) abandons the match, clears the captures and runs the full
+ * walk, which reports any error as always and learns the new shape.
+ * Records whose walk does more than capture scalars into plain slots
+ * (wildcard lists, container captures, structure mismatches, nodes that
+ * expect a container) teach no shape.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "schema_mapper.h"
 #include "textfmt.h"
@@ -34,12 +57,21 @@
 /* Longest depth limit the configuration allows (json.max.depth). */
 #define JX_DEPTH_MAX 1024
 
+/* Largest record and most values a shape is learned from. */
+#define SM_SHAPE_MAX_BYTES 65536
+#define SM_SHAPE_MAX_VALUES 4096
+/* Full walks to wait before trying again to learn a shape, after a record
+ * that teaches none. */
+#define SM_SHAPE_COOL 256
+
 struct jx {
     const unsigned char *base, *p, *end;
     struct sm_mapper *m;         /* NULL: validation only */
     int depth, max_depth;
     const char *msg;             /* first error */
     size_t off;
+    struct sm_shape *rec;        /* learning: scalar spans go here (NULL: not learning) */
+    int norec;                   /* this record cannot be a shape */
 };
 
 static const char DEPTH_MSG[] = "nesting too deep";
@@ -210,6 +242,32 @@ static const unsigned char num_end[256] = {
     [' '] = 1, ['\t'] = 1, ['\n'] = 1, ['\r'] = 1, [','] = 1, [']'] = 1, ['}'] = 1,
 };
 
+/* Non-zero bytes where w's bytes are not ASCII digits. A byte is a digit
+ * when its high nibble is 3 and its low one is at most 9 (adding 6 keeps
+ * the high nibble 3). A carry out of a non-digit byte can only disturb the
+ * bytes above it. */
+static inline uint64_t non_digits(uint64_t w)
+{
+    return ((w & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull) |
+           (((w + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull);
+}
+
+static const uint64_t pow10_u64[9] = { 1, 10, 100, 1000, 10000, 100000, 1000000, 10000000,
+                                       100000000 };
+
+/* The value of the d (1..8) ASCII digits in the first bytes of w (little
+ * endian: the first digit is the lowest byte): the digits are moved to the
+ * top bytes (leading zeros below), then combined pairwise. A borrow from a
+ * non-digit byte only reaches the bytes above it, which the shift drops. */
+static inline uint64_t swar_digits(uint64_t w, unsigned d)
+{
+    w -= 0x3030303030303030ull;
+    w <<= 8 * (8 - d);
+    w = w * 10 + (w >> 8);
+    return (((w & 0x000000FF000000FFull) * (100 + (1000000ull << 32))) +
+            (((w >> 16) & 0x000000FF000000FFull) * (1 + (10000ull << 32)))) >> 32;
+}
+
 /* The first byte at or after p that is not a digit, 8 bytes at a time. */
 static inline const unsigned char *skip_digits(const unsigned char *p, const unsigned char *end)
 {
@@ -217,12 +275,7 @@ static inline const unsigned char *skip_digits(const unsigned char *p, const uns
     while (end - p >= 8) {
         uint64_t w;
         memcpy(&w, p, 8);
-        /* A byte is a digit when its high nibble is 3 and its low one is at
-         * most 9 (adding 6 keeps the high nibble 3). A carry out of a
-         * non-digit byte can only disturb the bytes above it. */
-        uint64_t nd = ((w & 0xF0F0F0F0F0F0F0F0ull) ^ 0x3030303030303030ull) |
-                      (((w + 0x0606060606060606ull) & 0xF0F0F0F0F0F0F0F0ull) ^
-                       0x3030303030303030ull);
+        uint64_t nd = non_digits(w);
         if (nd)
             return p + (__builtin_ctzll(nd) >> 3);
         p += 8;
@@ -339,6 +392,44 @@ static int scan_key(struct jx *x)
     return 0;
 }
 
+static void shape_stop(struct jx *x)
+{
+    x->rec = NULL;
+    x->norec = 1;
+}
+
+/* Learning: the scalar at start..x->p fed node (NULL: nothing). */
+static void shape_value(struct jx *x, const unsigned char *start, const struct sm_node *node)
+{
+    struct sm_shape *sh = x->rec;
+    if (sh->nv + 1 >= sh->vcap) {
+        size_t cap = sh->vcap ? sh->vcap * 2 : 32;
+        struct sm_shapev *nv = cap <= SM_SHAPE_MAX_VALUES + 1 ? realloc(sh->v, cap * sizeof(*nv))
+                                                               : NULL;
+        if (!nv) {
+            shape_stop(x);
+            return;
+        }
+        sh->v = nv;
+        sh->vcap = cap;
+    }
+    sh->v[sh->nv].off = (uint32_t)(start - x->base);
+    sh->v[sh->nv].len = (uint32_t)(x->p - start);
+    sh->v[sh->nv].node = node;
+    sh->nv++;
+}
+
+/* A scalar that feeds nothing. */
+static inline int skip_scalar(struct jx *x)
+{
+    const unsigned char *start = x->p;
+    if (scan_scalar(x) < 0)
+        return -1;
+    if (x->rec)
+        shape_value(x, start, NULL);
+    return 0;
+}
+
 /* Validates one value without capturing anything. Containers are walked
  * iteratively; stk holds one bit per open level (1 = object). */
 static int skip_value(struct jx *x)
@@ -349,7 +440,7 @@ static int skip_value(struct jx *x)
     if (x->p >= x->end)
         return jerr(x, x->p, TRUNC);
     if (*x->p != '{' && *x->p != '[')
-        return scan_scalar(x);
+        return skip_scalar(x);
     for (;;) {
         /* A value starts at x->p. */
         if (x->p >= x->end)
@@ -376,7 +467,7 @@ static int skip_value(struct jx *x)
                 return -1;
             continue;
         }
-        if (scan_scalar(x) < 0)
+        if (skip_scalar(x) < 0)
             return -1;
 after:
         /* A value ended; what closes or continues its container? */
@@ -405,50 +496,62 @@ after:
     }
 }
 
+/* Stores a value into the slots of one node. A plain slot gets the fields
+ * the extractor writes (kind and the 16 bytes of scalars and spans), copied
+ * one by one: see scalar_src on whole-struct copies. */
+static inline void capture_one(struct sm_mapper *m, const struct sm_node *nd,
+                               const struct sm_src *v)
+{
+    if (nd->nslots == 1 && !m->slot_multi[nd->slots[0]]) {
+        struct sm_src *c = &m->cap[nd->slots[0]];
+        if (c->k == SM_SK_MISSING) {
+            c->k = v->k;
+            c->bk = v->bk;
+            c->u.s = v->u.s;
+        }
+    } else if (nd->nslots) {
+        sm_capture(m, nd, v);
+    }
+}
+
 /* Stores a value into the capture slots of the nodes set[0..n). */
 static inline void capture_all(struct sm_mapper *m, const struct sm_setent *set, size_t n,
                                const struct sm_src *v)
 {
-    for (size_t i = 0; i < n; i++) {
-        const struct sm_node *nd = set[i].n;
-        if (nd->nslots == 1 && !m->slot_multi[nd->slots[0]]) {
-            /* One plain field: the common case, without the general loop. */
-            struct sm_src *c = &m->cap[nd->slots[0]];
-            if (c->k == SM_SK_MISSING)
-                *c = *v;
-        } else if (nd->nslots) {
-            sm_capture(m, nd, v);
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        capture_one(m, set[i].n, v);
 }
 
-/* A scalar feeding set[0..n) (x->p is at its first byte, not { or [).
- * Inlined into the member loop: it runs once per captured value. */
-static inline __attribute__((always_inline)) int jx_scalar(struct jx *x, struct sm_setent *set, size_t n)
+/* Scans and validates the scalar at x->p (x->p < x->end) into *vp; -1 on
+ * an invalid value or a container (the error of the container's first
+ * byte: callers that get here have a scalar or nothing). *vp is written
+ * field by field, never copied whole: a 16-byte load of a struct just
+ * written in 1- and 8-byte stores stalls on store forwarding (perf: a
+ * third of the shape match's time went to that one load). */
+static inline __attribute__((always_inline)) int scalar_src(struct jx *x, struct sm_src *vp)
 {
     const unsigned char *start = x->p;
-    struct sm_src v;
     int esc;
     switch (*start) {
     case '"':
         x->p++;
         if (scan_string(x, &esc) < 0)
             return -1;
-        v.k = esc ? SM_SK_ESTR : SM_SK_STR;
-        v.u.s.p = (const char *)start + 1;
-        v.u.s.n = (size_t)(x->p - start) - 2;
+        vp->k = esc ? SM_SK_ESTR : SM_SK_STR;
+        vp->u.s.p = (const char *)start + 1;
+        vp->u.s.n = (size_t)(x->p - start) - 2;
         break;
     case 't':
     case 'f':
         if (scan_scalar(x) < 0)
             return -1;
-        v.k = SM_SK_BOOL;
-        v.u.b = *start == 't';
+        vp->k = SM_SK_BOOL;
+        vp->u.b = *start == 't';
         break;
     case 'n':
         if (scan_scalar(x) < 0)
             return -1;
-        v.k = SM_SK_NULL;
+        vp->k = SM_SK_NULL;
         break;
     case '-': case '0': case '1': case '2': case '3': case '4': case '5': case '6': case '7':
     case '8': case '9': {
@@ -458,16 +561,38 @@ static inline __attribute__((always_inline)) int jx_scalar(struct jx *x, struct 
          * the general path below, which gives the same value. */
         const unsigned char *q = start + (*start == '-'), *end = x->end;
         if (q < end && (unsigned)(*q - '1') < 9) {
-            const unsigned char *lim = start + 18 < end ? start + 18 : end;
-            int64_t iv = *q++ - '0';
-            while (q < lim && is_digit(*q))
-                iv = iv * 10 + (*q++ - '0');
-            if (q < end && num_end[*q]) {
-                x->p = q;
-                v.k = SM_SK_INT;
-                v.u.i = *start == '-' ? -iv : iv;
+            uint64_t iv = 0;  /* wraps harmlessly past 18 characters: then unused */
+            for (;;) {
+#if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+                if (end - q >= 8) {
+                    uint64_t w;
+                    memcpy(&w, q, 8);
+                    uint64_t nd = non_digits(w);
+                    unsigned d = nd ? (unsigned)__builtin_ctzll(nd) >> 3 : 8;
+                    if (d) {
+                        iv = iv * pow10_u64[d] + swar_digits(w, d);
+                        q += d;
+                    }
+                    if (d < 8 || q - start > 18)
+                        break;
+                    continue;
+                }
+#endif
+                while (q < end && is_digit(*q) && q - start <= 18)
+                    iv = iv * 10 + (uint64_t)(*q++ - '0');
                 break;
             }
+            if (q - start <= 18 && q < end && num_end[*q]) {
+                x->p = q;
+                vp->k = SM_SK_INT;
+                vp->u.i = *start == '-' ? -(int64_t)iv : (int64_t)iv;
+                break;
+            }
+        } else if (q + 1 < end && *q == '0' && num_end[q[1]]) {
+            x->p = q + 1;  /* 0 or -0 */
+            vp->k = SM_SK_INT;
+            vp->u.i = 0;
+            break;
         }
         int whole = scan_number(x);
         if (whole < 0)
@@ -480,17 +605,37 @@ static inline __attribute__((always_inline)) int jx_scalar(struct jx *x, struct 
             int64_t iv = 0;
             for (; d < x->p; d++)
                 iv = iv * 10 + (*d - '0');
-            v.k = SM_SK_INT;
-            v.u.i = *start == '-' ? -iv : iv;
+            vp->k = SM_SK_INT;
+            vp->u.i = *start == '-' ? -iv : iv;
         } else {
-            v.k = SM_SK_NUMTXT;
-            v.u.s.p = (const char *)start;
-            v.u.s.n = len;
+            vp->k = SM_SK_NUMTXT;
+            vp->u.s.p = (const char *)start;
+            vp->u.s.n = len;
         }
         break;
     }
     default:
-        return scan_scalar(x);  /* not a value: the error */
+        scan_scalar(x);  /* not a value: the error */
+        return -1;
+    }
+    return 0;
+}
+
+/* A scalar feeding set[0..n) (x->p is at its first byte, not { or [).
+ * Inlined into the member loop: it runs once per captured value. */
+static inline __attribute__((always_inline)) int jx_scalar(struct jx *x, struct sm_setent *set, size_t n)
+{
+    const unsigned char *start = x->p;
+    struct sm_src v;
+    if (scalar_src(x, &v) < 0)
+        return -1;
+    if (x->rec) {
+        /* A shape replays one plain node per value; a node expecting a
+         * container decides by the value's kind (null or not). */
+        if (n > 1 || (n == 1 && set[0].n->want))
+            shape_stop(x);
+        else
+            shape_value(x, start, n && set[0].n->nslots ? set[0].n : NULL);
     }
     for (size_t i = 0; i < n; i++)
         if (set[i].n->want && v.k != SM_SK_NULL)
@@ -723,6 +868,8 @@ static int jx_value(struct jx *x, struct sm_setent *set, size_t n, size_t lvl)
     int rc = k == SM_SK_OBJECT ? jx_object(x, set, keep, lvl) : jx_array(x, set, keep, lvl);
     if (rc < 0 || !any_slots)
         return rc;
+    if (x->rec)
+        shape_stop(x);  /* a container's text is captured: not a shape's */
     struct sm_src v;
     v.k = k;
     v.bk = SM_BK_TEXT;
@@ -760,10 +907,144 @@ int sm_json_validate(const char *p, size_t n, int max_depth, char *err, size_t e
     return -1;
 }
 
+/* Equality of n bytes (both readable), 16 at a time. */
+static inline int lit_eq(const unsigned char *a, const unsigned char *b, size_t n)
+{
+#if defined(__SSE2__)
+    if (n >= 16) {
+        for (size_t i = 0; i + 16 < n; i += 16)
+            if (_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(a + i)),
+                                                 _mm_loadu_si128((const __m128i *)(b + i))))
+                != 0xFFFF)
+                return 0;
+        return _mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(a + n - 16)),
+                                                _mm_loadu_si128((const __m128i *)(b + n - 16))))
+               == 0xFFFF;
+    }
+#endif
+    if (n >= 8) {
+        uint64_t u0, v0, u1, v1;
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            memcpy(&u0, a + i, 8);
+            memcpy(&v0, b + i, 8);
+            if (u0 != v0)
+                return 0;
+        }
+        memcpy(&u1, a + n - 8, 8);
+        memcpy(&v1, b + n - 8, 8);
+        return u1 == v1;
+    }
+    if (n >= 4) {
+        uint32_t u0, v0, u1, v1;
+        memcpy(&u0, a, 4);
+        memcpy(&v0, b, 4);
+        memcpy(&u1, a + n - 4, 4);
+        memcpy(&v1, b + n - 4, 4);
+        return u0 == v0 && u1 == v1;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+/* The record p[0..n) against the learned shape: 0 when it matches (the
+ * captures are in), -1 at the first difference (captures half done). */
+static int shape_match(struct sm_mapper *m, const unsigned char *p, size_t n)
+{
+    const struct sm_shape *sh = &m->shape;
+    const unsigned char *tb = (const unsigned char *)sh->bytes;
+    struct jx x = { .base = p, .p = p, .end = p + n, .m = m, .max_depth = m->max_depth };
+    for (size_t k = 0;; k++) {
+        const struct sm_shapev *e = &sh->v[k];
+        if ((size_t)(x.end - x.p) < e->len || !lit_eq(x.p, tb + e->off, e->len))
+            return -1;
+        x.p += e->len;
+        if (k == sh->nv)
+            return x.p == x.end ? 0 : -1;
+        /* Straight into a plain slot still empty (the first of duplicate
+         * keys wins). */
+        struct sm_src tmp;
+        struct sm_src *dst = e->slot >= 0 && m->cap[e->slot].k == SM_SK_MISSING
+                                 ? &m->cap[e->slot] : &tmp;
+        if (x.p >= x.end || scalar_src(&x, dst) < 0)
+            return -1;
+        if (e->slot < 0 && e->node)
+            capture_one(m, e->node, &tmp);
+    }
+}
+
+/* After a full walk that accepted p[0..n) while learning: keeps its shape,
+ * or waits SM_SHAPE_COOL walks when it has none. */
+static void shape_learn(struct sm_mapper *m, struct jx *x, const char *p, size_t n)
+{
+    struct sm_shape *sh = &m->shape;
+    if (x->norec || m->bad_node) {
+        sh->ok = 0;
+        sh->cool = SM_SHAPE_COOL;
+        return;
+    }
+    if (sh->nv + 1 > sh->vcap) {  /* no value at all: room for the literal */
+        struct sm_shapev *nv = realloc(sh->v, (sh->nv + 1) * sizeof(*nv));
+        if (!nv) {
+            sh->ok = 0;
+            sh->cool = SM_SHAPE_COOL;
+            return;
+        }
+        sh->v = nv;
+        sh->vcap = sh->nv + 1;
+    }
+    if (n > sh->bcap) {
+        char *nb = realloc(sh->bytes, n);
+        if (!nb) {
+            sh->ok = 0;
+            sh->cool = SM_SHAPE_COOL;
+            return;
+        }
+        sh->bytes = nb;
+        sh->bcap = n;
+    }
+    memcpy(sh->bytes, p, n);
+    sh->nbytes = n;
+    /* Value spans to the literals before them; shape_value left room for
+     * the closing literal. */
+    uint32_t prev = 0;
+    for (size_t k = 0; k < sh->nv; k++) {
+        struct sm_shapev *e = &sh->v[k];
+        uint32_t start = e->off, len = e->len;
+        e->off = prev;
+        e->len = start - prev;
+        e->slot = e->node && e->node->nslots == 1 && !m->slot_multi[e->node->slots[0]]
+                      ? e->node->slots[0] : -1;
+        prev = start + len;
+    }
+    sh->v[sh->nv].off = prev;
+    sh->v[sh->nv].len = (uint32_t)(n - prev);
+    sh->v[sh->nv].slot = -1;
+    sh->v[sh->nv].node = NULL;
+    sh->ok = 1;
+}
+
 int sm_json_extract(struct sm_mapper *m, const char *p, size_t n, char *err, size_t errsz)
 {
+    struct sm_shape *sh = &m->shape;
+    if (sh->ok) {
+        if (shape_match(m, (const unsigned char *)p, n) == 0)
+            return 0;
+        for (size_t s = 0; s < m->nslots; s++)
+            m->cap[s].k = SM_SK_MISSING;
+    }
     struct jx x = { .base = (const unsigned char *)p, .p = (const unsigned char *)p,
                     .end = (const unsigned char *)p + n, .m = m, .max_depth = m->max_depth };
+    if (!sh->off && !m->nmulti && n <= SM_SHAPE_MAX_BYTES) {
+        if (sh->cool) {
+            sh->cool--;
+        } else {
+            sh->ok = 0;
+            sh->nv = 0;
+            x.rec = sh;
+        }
+    }
     ws(&x);
     if (x.p >= x.end) {
         snprintf(err, errsz, "invalid JSON: empty value");
@@ -783,8 +1064,11 @@ int sm_json_extract(struct sm_mapper *m, const char *p, size_t n, char *err, siz
     root[0].inst = 0;
     if (jx_value(&x, root, 1, 0) == 0) {
         ws(&x);
-        if (x.p == x.end)
+        if (x.p == x.end) {
+            if (x.rec || x.norec)
+                shape_learn(m, &x, p, n);
             return 0;
+        }
         jerr(&x, x.p, "trailing characters after the JSON value");
     }
     format_err(&x, err, errsz);

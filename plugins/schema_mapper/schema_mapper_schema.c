@@ -1468,6 +1468,8 @@ void sm_mapper_free(struct sm_mapper *m)
         m->api->schema_unref(m->schema);
     node_free(m->root);
     free(m->setbuf);
+    free(m->shape.bytes);
+    free(m->shape.v);
     if (m->sj)
         sj_parser_free(m->sj);
     strlist_free(m->columns, m->ncol);

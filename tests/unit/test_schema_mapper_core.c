@@ -7,6 +7,7 @@
  *  - coercions, timestamps, expressions, CSV splitting, lookups, filters;
  *  - schema errors name file:line:col and the field.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -324,6 +325,165 @@ static void paths(void)
             "{\"v\":\"\xc3\xa9\\u000a\xf0\x9f\x98\x80\"}", 0);
     /* Not an object. */
     expect3("fields:\n  - {name: a, type: long}\n", "[1]", "ERR: expected a JSON object, got an array", 1);
+}
+
+/* Shapes (schema_mapper_json.c): a mapper that learned a record's shape
+ * must give, on any record, exactly what a mapper that never uses shapes
+ * gives (row or error message). The records are a learned seed with random
+ * edits, or with one scalar value swapped for another text (valid or not),
+ * which keeps every literal of the shape and so tests its value checks. */
+static const char shape_schema[] =
+    "fields:\n"
+    "  - {name: id, type: long, path: station_id}\n"
+    "  - {name: code, type: string, path: stationCode, required: true}\n"
+    "  - {name: mech, type: int, path: \"t[?mechanical]\"}\n"
+    "  - {name: ebike, type: int, path: \"t[?ebike]\"}\n"
+    "  - {name: s, type: string, path: o.s}\n"
+    "  - {name: second, type: long, path: \"arr[1]\"}\n"
+    "  - {name: ok, type: bool}\n"
+    "  - {name: d, type: double}\n"
+    "  - {name: q, type: string, path: 'q[\"a.b\"]'}\n";
+
+static void shapes(void)
+{
+    static const char *const seeds[] = {
+        "{\"station_id\":213688169,\"t\":[{\"mechanical\":1},{\"ebike\":0}],\"ok\":true,"
+        "\"o\":{\"s\":\"x\",\"u\":[1,{\"z\":null}]},\"arr\":[10,20,30],\"d\":48.865983,"
+        "\"x\":null,\"stationCode\":\"16107\"}",
+        " { \"stationCode\" : \"caf\\u00e9\" , \"station_id\":-5,\"station_id\":7,"
+        "\"q\":{\"a.b\":\"\xc3\xa9\"},\"t\":[{\"ebike\":3},{\"ebike\":4},{\"mechanical\":2}]} \n",
+        "{\"stationCode\":\"a\",\"o\":{\"s\":null},\"t\":[],\"arr\":[true,\"2\"],\"d\":1e3}",
+        "{\"stationCode\":\"\"}",
+    };
+    static const char *const swaps[] = {
+        "0", "-0", "01", "-", "1.", "1e5", "-2.5e-3", "123456789012345678",
+        "12345678901234567890", "99999999999999999999999", "1x", "true", "false", "null", "tru",
+        "nulll", "\"\"", "\"x\"", "\"caf\\u00e9\"", "\"\\ud800\"", "\"a\\\"b\"", "\"\xff\"",
+        "\"\x01\"", "\"abc", "{}", "[]", "[1]", "{\"mechanical\":9}", "\"\xc3\xa9\xe2\x82\xac\"",
+        "2147483648", "1.5", " 7", "7 ", "",
+    };
+    const char alphabet[] = "{}[]\",:\\-+.eE0123456789tfnul \t\n\x01\xc3\xa9\xff";
+    struct sm_mapper *ms = mk(shape_schema, "extractor"), *mf = mk(shape_schema, "extractor");
+    if (!ms || !mf) {
+        sm_mapper_free(ms);
+        sm_mapper_free(mf);
+        return;
+    }
+    mf->shape.off = 1;
+    char doc[2048], want[4096];
+    int same = 0, matched = 0;
+    for (int it = 0; it < 60000; it++) {
+        const char *seed = seeds[rnd(4)];
+        size_t n = strlen(seed);
+        /* Learn the seed's shape (a miss relearns it, unless the last
+         * record taught none and learning waits: not here). */
+        ms->shape.cool = 0;
+        snprintf(want, sizeof(want), "%s", map_text(mf, seed, n));
+        CHECK_STR(map_text(ms, seed, n), want);
+        CHECK_MSG(ms->shape.ok, "no shape learned from %s", seed);
+        if (!ms->shape.ok)
+            break;
+        memcpy(doc, seed, n);
+        if (it % 2 && ms->shape.nv) {
+            /* Swap value k for another text. */
+            const struct sm_shape *sh = &ms->shape;
+            size_t k = rnd((unsigned)sh->nv);
+            size_t vs = sh->v[k].off + sh->v[k].len, ve = sh->v[k + 1].off;
+            const char *w = swaps[rnd(sizeof(swaps) / sizeof(swaps[0]))];
+            size_t wn = strlen(w);
+            memmove(doc + vs + wn, seed + ve, n - ve);
+            memcpy(doc + vs, w, wn);
+            n = vs + wn + (n - ve);
+        } else {
+            int edits = 1 + (int)rnd(2);
+            for (int e = 0; e < edits; e++) {
+                unsigned op = rnd(3), pos = n ? rnd((unsigned)n) : 0;
+                char c = alphabet[rnd(sizeof(alphabet) - 1)];
+                if (op == 0 && n) {
+                    doc[pos] = c;
+                } else if (op == 1 && n < sizeof(doc) - 1) {
+                    memmove(doc + pos + 1, doc + pos, n - pos);
+                    doc[pos] = c;
+                    n++;
+                } else if (n) {
+                    memmove(doc + pos, doc + pos + 1, n - pos - 1);
+                    n--;
+                }
+            }
+        }
+        snprintf(want, sizeof(want), "%s", map_text(mf, doc, n));
+        const char *got = map_text(ms, doc, n);
+        /* The shape still being the seed's means the match took it. */
+        matched += ms->shape.ok && ms->shape.nbytes == strlen(seed) &&
+                   memcmp(ms->shape.bytes, seed, ms->shape.nbytes) == 0;
+        if (strcmp(got, want) == 0)
+            same++;
+        else
+            CHECK_MSG(0, "shape and full walk differ on %.*s:\n    shape %s\n    full  %s", (int)n,
+                      doc, got, want);
+    }
+    fprintf(stderr, "shapes: %d records equal, %d taken by the shape match\n", same, matched);
+    CHECK(same == 60000);
+    CHECK(matched > 10000);
+    /* Records that teach no shape: a wildcard schema, a captured container. */
+    struct sm_mapper *mw = mk(paths_schema, "extractor");
+    if (mw) {
+        map_text(mw, "{\"a\":1}", 7);
+        CHECK(!mw->shape.ok);
+        sm_mapper_free(mw);
+    }
+    struct sm_mapper *mc = mk("fields:\n  - {name: o, type: string, stringify: true}\n",
+                              "extractor");
+    if (mc) {
+        CHECK_STR(map_text(mc, "{\"o\":{\"k\":1}}", 13), "{\"o\":\"{\\\"k\\\":1}\"}");
+        CHECK(!mc->shape.ok && mc->shape.cool == SM_SHAPE_COOL);
+        CHECK_STR(map_text(mc, "{\"o\":[2]}", 9), "{\"o\":\"[2]\"}");
+        sm_mapper_free(mc);
+    }
+    /* A node that expects a container decides by the kind: null then a
+     * number at a.b's parent. */
+    struct sm_mapper *mn = mk("fields:\n  - {name: b, type: long, path: a.b}\n", "extractor");
+    if (mn) {
+        CHECK_STR(map_text(mn, "{\"a\":null}", 10), "{\"b\":null}");
+        CHECK_STR(map_text(mn, "{\"a\":5}", 7), "ERR: a: expected an object, got number");
+        sm_mapper_free(mn);
+    }
+    sm_mapper_free(ms);
+    sm_mapper_free(mf);
+}
+
+/* Integers read 8 digits at a time: every length, sign, and what follows. */
+static void integers(void)
+{
+    struct sm_mapper *m = mk("fields:\n  - {name: a, type: long}\n  - {name: b, type: long}\n",
+                             "extractor");
+    if (!m)
+        return;
+    char doc[128], want[128];
+    for (int it = 0; it < 20000; it++) {
+        int digits = 1 + (int)rnd(19);
+        char num[32];
+        size_t k = 0;
+        if (rnd(3) == 0)
+            num[k++] = '-';
+        num[k++] = (char)('1' + rnd(9));
+        for (int d = 1; d < digits; d++)
+            num[k++] = (char)('0' + rnd(10));
+        num[k] = '\0';
+        if (it % 50 == 0)
+            snprintf(num, sizeof(num), "%s", it % 100 ? "0" : "-0");
+        static const char *const after[] = { "}", ",\"b\":7}", " }", "\n}", "\t,\"b\":7}" };
+        const char *tail = after[rnd(5)];
+        snprintf(doc, sizeof(doc), "{\"a\":%s%s", num, tail);
+        /* strtoll saturates: longer than int64 is an out-of-range error. */
+        errno = 0;
+        long long v = strtoll(num, NULL, 10);
+        if (errno == ERANGE)
+            continue;
+        snprintf(want, sizeof(want), "{\"a\":%lld,\"b\":%s}", v, strstr(tail, "b") ? "7" : "null");
+        CHECK_STR(map_text(m, doc, strlen(doc)), want);
+    }
+    sm_mapper_free(m);
 }
 
 static const char types_schema[] =
@@ -656,6 +816,8 @@ int main(void)
     RUN(conformance);
     RUN(fuzz_against_simdjson);
     RUN(paths);
+    RUN(shapes);
+    RUN(integers);
     RUN(coercions);
     RUN(timestamps);
     RUN(expressions);
