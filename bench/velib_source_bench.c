@@ -6,16 +6,20 @@
  * record code, and prints the median time per snapshot of each stage:
  *
  *   parse            sj_parse (simdjson DOM, full validation) + top-level shape
- *   parse+rows       + every station validated, typed rows built, info joined
- *   parse+records    + one record per station (key, row, timestamp, position),
- *                    as poll() makes them before emit
+ *   parse+check      + every station validated and selected, the digest of
+ *                    their rows computed (no row built yet)
+ *   parse+rows       + the typed rows built, info joined (then freed)
+ *   parse+records    + one record per station (row, key, timestamp, position),
+ *                    as poll() makes them, each just before its emit
  *   +json            + each record's row serialized to JSON (what a file_sink
  *                    downstream does with it)
  *   filtered         parse+rows with station.codes = [16107, 32017]
  *   info parse       station_information parsed into the join table
+ *   cold records     parse+records after vs_feed_trim: the parser's buffers
+ *                    allocated again, as after a poll that released them
  *
  * Usage: velib_source_bench [DATA_DIR [RUNS [STAGE]]] (defaults ../shared/data/velib,
- * 201, every stage). With STAGE (parse, rows, records, json, filtered, info)
+ * 201, every stage). With STAGE (parse, check, rows, records, json, filtered, info, cold)
  * only that stage runs, RUNS times, so a profiler or `perf stat` sees it alone.
  * Not part of the ctest suite; build and run by hand (see bench/README.md).
  */
@@ -114,7 +118,7 @@ static struct vs_info *info;
 static struct sj_parser *info_parser;
 static const char *topic, *partition;
 
-enum stage { PARSE, ROWS, RECORDS, JSON };
+enum stage { PARSE, CHECK, ROWS, RECORDS, JSON };
 
 static void die(const char *what, const char *err)
 {
@@ -135,19 +139,30 @@ static double run(struct vs_feed *f, enum stage stage)
         sink += hdr.nstations;
         return now_s() - t0;
     }
-    if (vs_feed_build(f, info, &b, err, sizeof(err)) != 0)
-        die("build", err);
+    if (vs_feed_check(f, info, &b, err, sizeof(err)) != 0)
+        die("check", err);
+    if (stage == CHECK) {
+        sink += b->n + b->digest;
+        vs_feed_batch_clear(f);
+        return now_s() - t0;
+    }
     if (stage == ROWS) {
+        for (size_t i = 0; i < b->n; i++) {
+            struct spoke_row *row = vs_feed_row(f, info, i);
+            if (!row)
+                die("rows", "out of memory");
+            row_free(row);
+        }
         sink += b->n;
         vs_feed_batch_clear(f);
         return now_s() - t0;
     }
     for (size_t i = 0; i < b->n; i++) {
-        struct spoke_record *rec = rec_new(topic, b->keys[i], b->klens[i], NULL, 0);
+        struct spoke_row *row = vs_feed_row(f, info, i);
+        struct spoke_record *rec = row ? rec_new(topic, b->keys[i], b->klens[i], NULL, 0) : NULL;
         if (!rec)
             die("records", "out of memory");
-        rec_set_row(rec, b->rows[i]);
-        b->rows[i] = NULL;
+        rec_set_row(rec, row);
         rec_set_position(rec, partition, i + 1 == b->n ? hdr.last_updated : 0);
         rec->ts = b->ts_ms[i];
         if (stage == JSON) {
@@ -173,6 +188,24 @@ static double run_info(void)
     sink += vs_info_count(ni);
     vs_info_free(ni);
     return now_s() - t0;
+}
+
+#define NSTAGES 8
+
+static double run_stage(int k)
+{
+    switch (k) {
+    case 0: return run(feed_all, PARSE);
+    case 1: return run(feed_all, CHECK);
+    case 2: return run(feed_all, ROWS);
+    case 3: return run(feed_all, RECORDS);
+    case 4: return run(feed_all, JSON);
+    case 5: return run(feed_two, ROWS);
+    case 6: return run_info();
+    default:
+        vs_feed_trim(feed_all);  /* outside the timed part, as between two polls */
+        return run(feed_all, RECORDS);
+    }
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -202,7 +235,7 @@ int main(int argc, char **argv)
     struct vs_feed_opts all = { .codes = NULL, .ncodes = 0, .with_info = 1 };
     struct vs_feed_opts filt = { .codes = two, .ncodes = 2, .with_info = 1 };
     size_t skipped;
-    static double t[6][RUNS_MAX];
+    static double t[NSTAGES][RUNS_MAX];
 
     snprintf(path, sizeof(path), "%s/station_status-2024-11-19.json", dir);
     status_body = slurp(path, &status_len);
@@ -222,50 +255,47 @@ int main(int argc, char **argv)
         struct vs_header hdr;
         struct vs_batch *b;
         struct buf out = BUF_INIT;
+        struct spoke_row *row;
         if (vs_feed_parse(feed_all, status_body, status_len, &hdr, err, sizeof(err)) != 0 ||
-            vs_feed_build(feed_all, info, &b, err, sizeof(err)) != 0)
+            vs_feed_check(feed_all, info, &b, err, sizeof(err)) != 0)
             die("sanity", err);
-        rowjson_write(b->rows[0], &out);
+        if (!(row = vs_feed_row(feed_all, info, 0)))
+            die("sanity", "out of memory");
+        rowjson_write(row, &out);
         printf("station_status %zu bytes, %zu stations, %zu rows; info %zu bytes, %zu stations\n"
                "first row: %.*s\n", status_len, hdr.nstations, b->n, info_len,
                vs_info_count(info), (int)out.len, out.p);
         buf_free(&out);
+        row_free(row);
         vs_feed_batch_clear(feed_all);
     }
 
     for (int w = 0; w < (runs < 20 ? runs : 20); w++)  /* warm-up: caches, allocator, parser capacity */
         run(feed_all, JSON);
+    static const char *const names[NSTAGES] = { "parse", "check", "rows", "records", "json",
+                                                "filtered", "info", "cold" };
+    static const char *const labels[NSTAGES] = { "parse", "parse+check", "parse+rows",
+                                                 "parse+records", "+json", "filtered (2)",
+                                                 "info parse", "cold records" };
+    int only = -1;
     if (argc > 3) {
-        static const char *const names[] = { "parse", "rows", "records", "json", "filtered",
-                                             "info" };
-        int k = 0;
-        while (k < 6 && strcmp(argv[3], names[k]) != 0)
-            k++;
-        if (k == 6) {
+        only = 0;
+        while (only < NSTAGES && strcmp(argv[3], names[only]) != 0)
+            only++;
+        if (only == NSTAGES) {
             fprintf(stderr, "unknown stage %s\n", argv[3]);
             return 2;
         }
-        for (int r = 0; r < runs; r++)
-            t[k][r] = k == 5 ? run_info() : run(k == 4 ? feed_two : feed_all,
-                                                k == 4 ? ROWS : (enum stage)k);
-        report(names[k], t[k]);
-        return 0;
     }
-    for (int r = 0; r < runs; r++) {
-        t[0][r] = run(feed_all, PARSE);
-        t[1][r] = run(feed_all, ROWS);
-        t[2][r] = run(feed_all, RECORDS);
-        t[3][r] = run(feed_all, JSON);
-        t[4][r] = run(feed_two, ROWS);
-        t[5][r] = run_info();
-    }
-    printf("per snapshot (1,485 stations), %d runs:\n", runs);
-    report("parse", t[0]);
-    report("parse+rows", t[1]);
-    report("parse+records", t[2]);
-    report("+json", t[3]);
-    report("filtered (2)", t[4]);
-    report("info parse", t[5]);
+    for (int r = 0; r < runs; r++)
+        for (int k = 0; k < NSTAGES; k++)
+            if (only < 0 || only == k)
+                t[k][r] = run_stage(k);
+    if (only < 0)
+        printf("per snapshot (1,485 stations), %d runs:\n", runs);
+    for (int k = 0; k < NSTAGES; k++)
+        if (only < 0 || only == k)
+            report(labels[k], t[k]);
 
     vs_info_free(info);
     sj_parser_free(info_parser);

@@ -44,13 +44,12 @@ struct vs_header {
     size_t nstations;       /* entries in data.stations */
 };
 
-/* Stations selected from one snapshot, validated and turned into rows. The
- * arrays belong to the feed and are reused; rows[i] is owned by the batch
- * until the caller takes it (sets it to NULL). keys point into the parsed
- * document: valid until the next vs_feed_parse. */
+/* Stations selected from one checked snapshot. The arrays belong to the
+ * feed and are reused; keys and vals point into the parsed document: valid
+ * until the next vs_feed_parse or vs_feed_trim. */
 struct vs_batch {
     size_t n;
-    struct spoke_row **rows;
+    struct sj_value *vals;  /* the station objects, for vs_feed_row */
     const char **keys;      /* stationCode bytes, not NUL-terminated */
     size_t *klens;
     int64_t *ts_ms;         /* record timestamps: last_reported * 1000 */
@@ -77,17 +76,29 @@ void vs_feed_free(struct vs_feed *f);
 int vs_feed_parse(struct vs_feed *f, const void *body, size_t len, struct vs_header *hdr,
                   char *errstr, size_t errstr_size);
 
-/* Validates every station of the parsed snapshot and builds the rows of
- * the selected ones, joined with info (may be NULL). All or nothing: on
- * failure no row is left and errstr names the station and field. The
- * batch stays valid until the next vs_feed_build or vs_feed_batch_clear. */
-int vs_feed_build(struct vs_feed *f, const struct vs_info *info, struct vs_batch **out,
+/* Validates every station of the parsed snapshot, selects the ones to emit
+ * (station.codes) and computes the digest of their rows joined with info
+ * (may be NULL), without building any row. All or nothing: on failure the
+ * batch is empty and errstr names the station and field. The batch stays
+ * valid until the next vs_feed_parse, vs_feed_check or vs_feed_trim. */
+int vs_feed_check(struct vs_feed *f, const struct vs_info *info, struct vs_batch **out,
                   char *errstr, size_t errstr_size);
 
-/* Frees the rows the caller did not take. */
+/* The row of the batch's i-th station, joined with the same info as
+ * vs_feed_check: a new row owned by the caller, or NULL on out-of-memory.
+ * Rows are built one at a time so the caller can emit each at once. */
+struct spoke_row *vs_feed_row(struct vs_feed *f, const struct vs_info *info, size_t i);
+
+/* Empties the batch. */
 void vs_feed_batch_clear(struct vs_feed *f);
 
-/* Codes of station.codes that the last built snapshot did not contain and
+/* Releases what only a snapshot being handled needs: the parser's buffers
+ * (sized for the largest document seen: several MB for a 1 MB snapshot)
+ * and the batch's arrays. The parsed document is gone; the next
+ * vs_feed_parse allocates them again. Schemas and settings stay. */
+void vs_feed_trim(struct vs_feed *f);
+
+/* Codes of station.codes that the last checked snapshot did not contain and
  * that were not reported yet; calls fn once per such code. */
 void vs_feed_missing_codes(struct vs_feed *f, void (*fn)(void *ctx, const char *code),
                            void *ctx);

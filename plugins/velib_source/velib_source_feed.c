@@ -12,9 +12,12 @@
  * lon and capacity when station_information is joined, then any other
  * scalar field the feed carries ("extras", in the order first seen).
  *
- * Validation is all or nothing: vs_feed_build checks every station, selected
- * or not, and a snapshot with one bad station yields no rows at all, so the
- * caller never emits part of a snapshot.
+ * Validation is all or nothing: vs_feed_check checks every station, selected
+ * or not, and computes the digest of the selected ones' rows without building
+ * any; a snapshot with one bad station yields nothing, so the caller never
+ * emits part of a bad snapshot. The caller then builds the rows one by one
+ * (vs_feed_row) and emits each as soon as it is built, so the next task
+ * starts on the first stations while the last ones are being built.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -355,7 +358,8 @@ struct shape {
 struct vs_feed {
     const struct spoke_host_api *api;
     struct spoke_instance *inst;
-    struct sj_parser *parser;
+    struct sj_parser *parser;   /* NULL after vs_feed_trim until the next parse */
+    size_t max_bytes;
     struct sj_value stations;
     int parsed;
     int64_t last_updated;
@@ -495,10 +499,7 @@ struct vs_feed *vs_feed_new(const struct spoke_host_api *api, struct spoke_insta
     f->api = api;
     f->inst = inst;
     f->with_info = o->with_info;
-    /* GBFS nests at most four levels; 64 leaves room and still refuses a
-     * pathological document before it costs anything. */
-    if (!(f->parser = sj_parser_new(max_bytes, 64)))
-        goto nomem;
+    f->max_bytes = max_bytes;
     if (codes_init(f, o->codes, o->ncodes) != 0 || schema_build(f) != 0)
         goto nomem;
     return f;
@@ -510,23 +511,37 @@ nomem:
 
 void vs_feed_batch_clear(struct vs_feed *f)
 {
-    for (size_t i = 0; i < f->batch.n; i++) {
-        f->api->row_free(f->batch.rows[i]);
-        f->batch.rows[i] = NULL;
-    }
     f->batch.n = 0;
+}
+
+static void batch_release(struct vs_feed *f)
+{
+    struct vs_batch *b = &f->batch;
+    free(b->vals);
+    free(b->keys);
+    free(b->klens);
+    free(b->ts_ms);
+    b->vals = NULL;
+    b->keys = NULL;
+    b->klens = NULL;
+    b->ts_ms = NULL;
+    b->n = 0;
+    f->batch_cap = 0;
+}
+
+void vs_feed_trim(struct vs_feed *f)
+{
+    batch_release(f);
+    sj_parser_free(f->parser);
+    f->parser = NULL;
+    f->parsed = 0;
 }
 
 void vs_feed_free(struct vs_feed *f)
 {
     if (!f)
         return;
-    if (f->batch.rows)
-        vs_feed_batch_clear(f);
-    free(f->batch.rows);
-    free(f->batch.keys);
-    free(f->batch.klens);
-    free(f->batch.ts_ms);
+    batch_release(f);
     shapes_free(f);
     if (f->schema)
         f->api->schema_unref(f->schema);
@@ -548,6 +563,12 @@ int vs_feed_parse(struct vs_feed *f, const void *body, size_t len, struct vs_hea
 
     vs_feed_batch_clear(f);
     f->parsed = 0;
+    /* GBFS nests at most four levels; 64 leaves room and still refuses a
+     * pathological document before it costs anything. */
+    if (!f->parser && !(f->parser = sj_parser_new(f->max_bytes, 64))) {
+        snprintf(errstr, errstr_size, "out of memory for the JSON parser");
+        return -1;
+    }
     if (sj_parse(f->parser, body, len, &root, why, sizeof(why)) != 0) {
         snprintf(errstr, errstr_size, "not valid JSON: %s", why);
         return -1;
@@ -681,6 +702,27 @@ static void take_extra(struct vs_feed *f, struct station *s, const char *k, size
                 x->type == SPOKE_TYPE_STRING ? "string" : "boolean");
 }
 
+/* An unknown member of a station read again to build its row: its value
+ * when it is an extra the schema carries (take_extra decided that when the
+ * station was checked). */
+static void read_extra(const struct vs_feed *f, struct station *s, const char *k, size_t len,
+                       const struct sj_value *v)
+{
+    int j = find_extra(f, k, len);
+    if (j < 0)
+        return;
+    uint64_t bit = 1ull << j;
+    if (s->xseen & bit)
+        return;
+    s->xseen |= bit;
+    const struct extra *x = &f->extras[j];
+    enum spoke_type t = scalar_type(sj_type(v));
+    if (t == x->type || (x->type == SPOKE_TYPE_DOUBLE && t == SPOKE_TYPE_INT)) {
+        s->xpresent |= bit;
+        s->xv[j] = *v;
+    }
+}
+
 /* Members of one num_bikes_available_types item, read in one go. */
 #define VS_ITEM_MAX 16
 
@@ -742,6 +784,16 @@ static int read_item(const struct sj_value *el, struct item *it, char *why, size
     return 0;
 }
 
+/* The index of the cached shape of an item with these keys, or -1. */
+static int shape_find(const struct vs_feed *f, const struct item *it)
+{
+    for (size_t i = 0; i < f->nshapes; i++)
+        if (f->shapes[i].klen == it->keys_len &&
+            memcmp(f->shapes[i].keys, it->keys, it->keys_len) == 0)
+            return (int)i;
+    return -1;
+}
+
 /* The schema of an item with these keys (one INT field per key, in order),
  * cached by shape. *shape: its index in the cache, or -1 when it could not
  * be cached. Returns a new reference, NULL on out-of-memory. */
@@ -750,14 +802,10 @@ static struct spoke_schema *item_schema(struct vs_feed *f, const struct item *it
     const struct spoke_host_api *api = f->api;
     struct spoke_schema *s;
 
-    for (size_t i = 0; i < f->nshapes; i++)
-        if (f->shapes[i].klen == it->keys_len &&
-            memcmp(f->shapes[i].keys, it->keys, it->keys_len) == 0) {
-            api->schema_ref(f->shapes[i].schema);
-            *shape = (int)i;
-            return f->shapes[i].schema;
-        }
-    *shape = -1;
+    if ((*shape = shape_find(f, it)) >= 0) {
+        api->schema_ref(f->shapes[*shape].schema);
+        return f->shapes[*shape].schema;
+    }
     if (!(s = api->schema_new()))
         return NULL;
     for (size_t m = 0, off = 0; m < it->n; off += it->klen[m] + 1, m++)
@@ -777,10 +825,10 @@ static struct spoke_schema *item_schema(struct vs_feed *f, const struct item *it
 }
 
 /*
- * Walks a num_bikes_available_types array: every item is checked and, when
- * list is not NULL, the list row is built (*list, owned by the caller) and
- * its content mixed into *h. Returns 0; -1 with *bad_i and *why for an
- * invalid item; -2 on out-of-memory.
+ * Walks a num_bikes_available_types array: every item is checked; when h is
+ * not NULL the content is mixed into *h; when list is not NULL the list row
+ * is built (*list, owned by the caller). Returns 0; -1 with *bad_i and *why
+ * for an invalid item; -2 on out-of-memory.
  */
 static int types_walk(struct vs_feed *f, const struct sj_value *arr, struct spoke_row **list,
                       uint64_t *h, size_t *bad_i, char *why, size_t whysize)
@@ -797,7 +845,7 @@ static int types_walk(struct vs_feed *f, const struct sj_value *arr, struct spok
     for (; sj_array_next(&ait, &el); i++) {
         enum sj_type t = sj_type(&el);
         if (t == SJ_NULL) {
-            if (list)
+            if (h)
                 *h = mix64(*h, 0x6e756c6cu);
             continue;
         }
@@ -810,6 +858,20 @@ static int types_walk(struct vs_feed *f, const struct sj_value *arr, struct spok
             *bad_i = i;
             goto invalid;
         }
+        if (h) {
+            /* A cached shape stands for its keys (the cache only grows, and
+             * is filled here, so the index of a shape never changes). */
+            int shape = shape_find(f, &it);
+            if (shape < 0) {
+                struct spoke_schema *s = item_schema(f, &it, &shape);
+                if (!s)
+                    goto nomem;
+                api->schema_unref(s);
+            }
+            *h = shape >= 0 ? mix64(*h, (uint64_t)shape) : mix_bytes(*h, it.keys, it.keys_len);
+            for (size_t m = 0; m < it.n; m++)
+                *h = mix64(*h, it.null[m] ? 0x6e756c6cu : (uint64_t)it.v[m] + 0x100000000ull);
+        }
         if (!list)
             continue;
         int shape;
@@ -819,10 +881,7 @@ static int types_walk(struct vs_feed *f, const struct sj_value *arr, struct spok
             api->schema_unref(s);  /* the row holds its own reference */
         if (!row)
             goto nomem;
-        /* A cached shape stands for its keys (the cache only grows). */
-        *h = shape >= 0 ? mix64(*h, (uint64_t)shape) : mix_bytes(*h, it.keys, it.keys_len);
         for (size_t m = 0; m < it.n; m++) {
-            *h = mix64(*h, it.null[m] ? 0x6e756c6cu : (uint64_t)it.v[m] + 0x100000000ull);
             if (!it.null[m] && api->row_set_int(row, m, it.v[m]) != SPOKE_OK) {
                 api->row_free(row);
                 goto nomem;
@@ -839,15 +898,19 @@ invalid:
     }
     return -1;
 nomem:
-    api->row_free(*list);
-    *list = NULL;
+    if (list) {
+        api->row_free(*list);
+        *list = NULL;
+    }
     return -2;
 }
 
 /* Reads one station's members into s, type-checking the known fields.
- * Returns -1 with *bad_field / *bad_type set at the first wrong type. */
+ * Returns -1 with *bad_field / *bad_type set at the first wrong type. With
+ * learn, unknown members may become extras (take_extra); without, only the
+ * extras already known are read (a station read again to build its row). */
 static int read_station(struct vs_feed *f, const struct sj_value *st, struct station *s,
-                        int *bad_field, enum sj_type *bad_type)
+                        int learn, int *bad_field, enum sj_type *bad_type)
 {
     struct sj_iter it;
     struct sj_value v;
@@ -862,7 +925,10 @@ static int read_station(struct vs_feed *f, const struct sj_value *st, struct sta
         if (fid >= F_INFO_FIRST && !f->with_info)
             fid = -1;  /* without station_information these are plain extras */
         if (fid < 0) {
-            take_extra(f, s, k, klen, &v);
+            if (learn)
+                take_extra(f, s, k, klen, &v);
+            else
+                read_extra(f, s, k, klen, &v);
             continue;
         }
         uint32_t bit = 1u << fid;
@@ -918,21 +984,22 @@ static int read_station(struct vs_feed *f, const struct sj_value *st, struct sta
     return 0;
 }
 
-/* Builds the row of a selected, validated station; mixes it into *h.
- * list: its num_bikes_available_types row (NULL when absent), always taken. */
-static struct spoke_row *station_row(struct vs_feed *f, const struct station *s,
-                                     const struct vs_info *info, struct spoke_row *list,
-                                     uint64_t *h)
+/* The values of a selected, validated station's row, after its stationCode
+ * and num_bikes_available_types: mixed into *h when h is not NULL, set in
+ * row when row is not NULL (then list, its num_bikes_available_types row or
+ * NULL when absent, is always taken). Returns SPOKE_OK or the first
+ * setter's error. One walk for both, so the digest and the row always
+ * cover the same values. */
+static int station_fields(struct vs_feed *f, const struct station *s, const struct vs_info *info,
+                          struct spoke_row *row, struct spoke_row *list, uint64_t *h)
 {
     const struct spoke_host_api *api = f->api;
-    struct spoke_row *row = api->row_new(f->schema);
     const struct vs_info_entry *e = NULL;
+    uint64_t dummy = 0;
     int rc = SPOKE_OK;
 
-    if (!row) {
-        api->row_free(list);
-        return NULL;
-    }
+    if (!h)
+        h = &dummy;
     *h = mix64(*h, s->present);
     for (int fid = 0; fid < F_KNOWN && rc == SPOKE_OK; fid++) {
         if (!(s->present & (1u << fid)) || f->idx[fid] < 0)
@@ -942,19 +1009,24 @@ static struct spoke_row *station_row(struct vs_feed *f, const struct station *s,
         case K_INT:
         case K_FLAG:
             *h = mix64(*h, (uint64_t)s->i[fid]);
-            rc = api->row_set_int(row, i, s->i[fid]);
+            if (row)
+                rc = api->row_set_int(row, i, s->i[fid]);
             break;
         case K_STRING:
             *h = mix_bytes(*h, s->s[fid], s->slen[fid]);
-            rc = api->row_set_string(row, i, s->s[fid], s->slen[fid]);
+            if (row)
+                rc = api->row_set_string(row, i, s->s[fid], s->slen[fid]);
             break;
         case K_DOUBLE:
             *h = mix_double(*h, s->d[fid]);
-            rc = api->row_set_double(row, i, s->d[fid]);
+            if (row)
+                rc = api->row_set_double(row, i, s->d[fid]);
             break;
         case K_TYPES:
-            rc = api->row_set_row(row, i, list);  /* takes list */
-            list = NULL;
+            if (row) {
+                rc = api->row_set_row(row, i, list);  /* takes list */
+                list = NULL;
+            }
             break;
         }
     }
@@ -965,20 +1037,24 @@ static struct spoke_row *station_row(struct vs_feed *f, const struct station *s,
         *h = mix64(*h, e->flags);
         if ((e->flags & INFO_NAME) && !(s->present & (1u << F_NAME))) {
             *h = mix_bytes(*h, info->names + e->name_off, e->name_len);
-            rc = api->row_set_string(row, (size_t)f->idx[F_NAME], info->names + e->name_off,
-                                     e->name_len);
+            if (row)
+                rc = api->row_set_string(row, (size_t)f->idx[F_NAME],
+                                         info->names + e->name_off, e->name_len);
         }
         if (rc == SPOKE_OK && (e->flags & INFO_LAT) && !(s->present & (1u << F_LAT))) {
             *h = mix_double(*h, e->lat);
-            rc = api->row_set_double(row, (size_t)f->idx[F_LAT], e->lat);
+            if (row)
+                rc = api->row_set_double(row, (size_t)f->idx[F_LAT], e->lat);
         }
         if (rc == SPOKE_OK && (e->flags & INFO_LON) && !(s->present & (1u << F_LON))) {
             *h = mix_double(*h, e->lon);
-            rc = api->row_set_double(row, (size_t)f->idx[F_LON], e->lon);
+            if (row)
+                rc = api->row_set_double(row, (size_t)f->idx[F_LON], e->lon);
         }
         if (rc == SPOKE_OK && (e->flags & INFO_CAP) && !(s->present & (1u << F_CAPACITY))) {
             *h = mix64(*h, (uint64_t)e->capacity);
-            rc = api->row_set_int(row, (size_t)f->idx[F_CAPACITY], e->capacity);
+            if (row)
+                rc = api->row_set_int(row, (size_t)f->idx[F_CAPACITY], e->capacity);
         }
     }
     for (size_t j = 0; j < f->nextras && rc == SPOKE_OK; j++) {
@@ -992,14 +1068,16 @@ static struct spoke_row *station_row(struct vs_feed *f, const struct station *s,
             int64_t n = 0;
             sj_get_int64(v, &n);
             *h = mix64(*h, (uint64_t)n);
-            rc = api->row_set_int(row, (size_t)x->index, n);
+            if (row)
+                rc = api->row_set_int(row, (size_t)x->index, n);
             break;
         }
         case SPOKE_TYPE_DOUBLE: {
             double d = 0;
             sj_get_double(v, &d);
             *h = mix_double(*h, d);
-            rc = api->row_set_double(row, (size_t)x->index, d);
+            if (row)
+                rc = api->row_set_double(row, (size_t)x->index, d);
             break;
         }
         case SPOKE_TYPE_STRING: {
@@ -1007,24 +1085,23 @@ static struct spoke_row *station_row(struct vs_feed *f, const struct station *s,
             size_t len = 0;
             sj_get_string(v, &str, &len);
             *h = mix_bytes(*h, str, len);
-            rc = api->row_set_string(row, (size_t)x->index, str, len);
+            if (row)
+                rc = api->row_set_string(row, (size_t)x->index, str, len);
             break;
         }
         default: {
             int b = 0;
             sj_get_bool(v, &b);
             *h = mix64(*h, (uint64_t)b + 2);
-            rc = api->row_set_bool(row, (size_t)x->index, b);
+            if (row)
+                rc = api->row_set_bool(row, (size_t)x->index, b);
             break;
         }
         }
     }
-    api->row_free(list);  /* not taken when a setter failed first */
-    if (rc != SPOKE_OK) {
-        api->row_free(row);
-        return NULL;
-    }
-    return row;
+    if (row)
+        api->row_free(list);  /* not taken when a setter failed first */
+    return rc;
 }
 
 static int batch_reserve(struct vs_feed *f, size_t n)
@@ -1036,9 +1113,9 @@ static int batch_reserve(struct vs_feed *f, size_t n)
     while (cap < n)
         cap *= 2;
     void *p;
-    if (!(p = realloc(b->rows, cap * sizeof(*b->rows))))
+    if (!(p = realloc(b->vals, cap * sizeof(*b->vals))))
         return -1;
-    b->rows = p;
+    b->vals = p;
     if (!(p = realloc(b->keys, cap * sizeof(*b->keys))))
         return -1;
     b->keys = p;
@@ -1065,10 +1142,11 @@ static void station_label(const struct sj_value *st, size_t i, char *buf, size_t
         snprintf(buf, size, "station #%zu", i);
 }
 
-/* One pass over every station: validates each and makes the rows of the
- * selected ones (no more rows once the extras changed: the caller then
- * rebuilds the schema and runs the pass again). */
-static int build_pass(struct vs_feed *f, const struct vs_info *info,
+/* One pass over every station: validates each, selects and digests the
+ * selected ones (no more once the extras changed: the caller then rebuilds
+ * the schema and runs the pass again, since the digest covers the extras
+ * the schema carries). */
+static int check_pass(struct vs_feed *f, const struct vs_info *info,
                       char *errstr, size_t errstr_size)
 {
     struct sj_iter it;
@@ -1080,6 +1158,8 @@ static int build_pass(struct vs_feed *f, const struct vs_info *info,
     char label[96];
     int64_t fallback_ms = f->last_updated * 1000;
 
+    if (batch_reserve(f, sj_count(&f->stations)) != 0)
+        goto nomem;
     sj_array_iter(&f->stations, &it);
     for (; sj_array_next(&it, &st); i++) {
         int bad_field = -1;
@@ -1090,7 +1170,7 @@ static int build_pass(struct vs_feed *f, const struct vs_info *info,
                      i, json_type_name(sj_type(&st)));
             return -1;
         }
-        if (read_station(f, &st, &s, &bad_field, &bad_type) != 0) {
+        if (read_station(f, &st, &s, 1, &bad_field, &bad_type) != 0) {
             station_label(&st, i, label, sizeof(label));
             snprintf(errstr, errstr_size, "wrong shape: %s: %s is %s, expected %s", label,
                      known[bad_field].name, json_type_name(bad_type),
@@ -1122,14 +1202,13 @@ static int build_pass(struct vs_feed *f, const struct vs_info *info,
             if (c)
                 c->seen = 1;
         }
-        int build = selected && !f->schema_dirty;
-        struct spoke_row *list = NULL;
-        if (build)
+        int digest = selected && !f->schema_dirty;
+        if (digest)
             h = mix_bytes(h, s.s[F_CODE], s.slen[F_CODE]);
         if (s.present & (1u << F_TYPES)) {
             char why[96];
             size_t bi = 0;
-            int rc = types_walk(f, &s.types, build ? &list : NULL, &h, &bi, why, sizeof(why));
+            int rc = types_walk(f, &s.types, NULL, digest ? &h : NULL, &bi, why, sizeof(why));
             if (rc == -2)
                 goto nomem;
             if (rc != 0) {
@@ -1139,16 +1218,10 @@ static int build_pass(struct vs_feed *f, const struct vs_info *info,
                 return -1;
             }
         }
-        if (!build)
+        if (!digest)
             continue;
-        if (batch_reserve(f, b->n + 1) != 0) {
-            f->api->row_free(list);
-            goto nomem;
-        }
-        struct spoke_row *row = station_row(f, &s, info, list, &h);
-        if (!row)
-            goto nomem;
-        b->rows[b->n] = row;
+        station_fields(f, &s, info, NULL, NULL, &h);
+        b->vals[b->n] = st;
         b->keys[b->n] = s.s[F_CODE];
         b->klens[b->n] = s.slen[F_CODE];
         b->ts_ms[b->n] = ts_ms;
@@ -1157,11 +1230,11 @@ static int build_pass(struct vs_feed *f, const struct vs_info *info,
     b->digest = mix64(h, b->n);
     return 0;
 nomem:
-    snprintf(errstr, errstr_size, "out of memory building station rows");
+    snprintf(errstr, errstr_size, "out of memory checking the stations");
     return -1;
 }
 
-int vs_feed_build(struct vs_feed *f, const struct vs_info *info, struct vs_batch **out,
+int vs_feed_check(struct vs_feed *f, const struct vs_info *info, struct vs_batch **out,
                   char *errstr, size_t errstr_size)
 {
     assert(f->parsed);
@@ -1172,7 +1245,7 @@ int vs_feed_build(struct vs_feed *f, const struct vs_info *info, struct vs_batch
      * changed; the third would mean they changed again on the same data,
      * which take_extra cannot do (each change is one-way). */
     for (int pass = 0; pass < 3; pass++) {
-        if (build_pass(f, info, errstr, errstr_size) != 0) {
+        if (check_pass(f, info, errstr, errstr_size) != 0) {
             vs_feed_batch_clear(f);
             return -1;
         }
@@ -1188,6 +1261,34 @@ int vs_feed_build(struct vs_feed *f, const struct vs_info *info, struct vs_batch
     }
     snprintf(errstr, errstr_size, "internal error: the station schema does not settle");
     return -1;
+}
+
+struct spoke_row *vs_feed_row(struct vs_feed *f, const struct vs_info *info, size_t i)
+{
+    const struct spoke_host_api *api = f->api;
+    struct station s;
+    struct spoke_row *list = NULL, *row;
+    int bad_field;
+    enum sj_type bad_type;
+    char why[96];
+    size_t bi;
+
+    assert(f->parsed && i < f->batch.n);
+    /* Checked by vs_feed_check: reading it again cannot fail. */
+    if (read_station(f, &f->batch.vals[i], &s, 0, &bad_field, &bad_type) != 0)
+        return NULL;
+    if ((s.present & (1u << F_TYPES)) &&
+        types_walk(f, &s.types, &list, NULL, &bi, why, sizeof(why)) != 0)
+        return NULL;
+    if (!(row = api->row_new(f->schema))) {
+        api->row_free(list);
+        return NULL;
+    }
+    if (station_fields(f, &s, info, row, list, NULL) != SPOKE_OK) {
+        api->row_free(row);
+        return NULL;
+    }
+    return row;
 }
 
 void vs_feed_missing_codes(struct vs_feed *f, void (*fn)(void *ctx, const char *code),

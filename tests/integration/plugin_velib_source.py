@@ -653,6 +653,66 @@ def test_tombstones_for_stations_that_leave():
             assert plugin_metric(s, "tombstones_emitted") == 3
 
 
+def test_buffers_released_between_distant_polls():
+    """Polls at least 1 s apart release the snapshot buffers (body, parser,
+    scratch lists) after each poll; the next poll allocates them again and
+    behaves the same: identical content is still recognized, a new snapshot
+    is emitted whole, stations that left get tombstones, a 304 emits
+    nothing. Polls closer together keep them (no release line)."""
+    need_data()
+    s24 = load(STATUS_2024)
+    codes = [st["stationCode"] for st in s24["data"]["stations"]]
+    leave = [codes[3], codes[900]]
+    luo0 = s24["lastUpdatedOther"]
+    luo1, luo2, luo3 = luo0 + 60, luo0 + 120, luo0 + 180
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(read_bytes(STATUS_2024)))
+        url = srv.url("/status.json")
+        yaml = pipeline(url, out, extra={"poll.interval.ms": 1000})
+        extra = {"plugin.path": [PLUGIN_DIR, TEST_PLUGIN_DIR], "log.level": "debug"}
+        with Spoke(yaml, tmp=tmp, extra_worker=extra) as s:
+            wait_lines(out, 1485)
+            assert lines(out) == expected_rows(s24)
+            wait_for(lambda: "snapshot buffers released until the next poll (in 1000 ms)" in s.log(),
+                     TIMEOUT, "the buffers released after the poll")
+            # Same content under a new lastUpdatedOther: still recognized.
+            srv.route("/status.json", Response(compact(variant(s24, luo1))))
+            n = srv.count("/status.json")
+            srv.wait_requests("/status.json", n + 2)
+            wait_for(lambda: plugin_metric(s, "unchanged") >= 1, TIMEOUT, "unchanged counted")
+            assert nlines(out) == 1485, "identical content was emitted again"
+            # Two stations leave: the others, then their tombstones.
+            gone = without(s24, luo2, set(leave))
+            srv.route("/status.json", Response(compact(gone)))
+            wait_lines(out, 1485 + 1483 + 2)
+            assert lines(out)[1485:1485 + 1483] == expected_rows(gone)
+            assert lines(out)[1485 + 1483:] == [None, None]
+            # New values everywhere: every station again, the two included.
+            bumped = variant(s24, luo3, bump=1)
+            srv.route("/status.json", Response(compact(bumped), etag='"b1"'))
+            wait_lines(out, 1485 + 1485 + 1485)
+            assert lines(out)[-1485:] == expected_rows(bumped)
+            wait_for(lambda: s.offsets().get("velib", {}).get(url) == luo3, TIMEOUT,
+                     "offset at the last snapshot")
+            # The validator of that body: 304s from now on, nothing emitted.
+            wait_for(lambda: plugin_metric(s, "not_modified") >= 1, TIMEOUT, "a 304 counted")
+            assert nlines(out) == 3 * 1485
+            assert srv.requests("/status.json")[-1]["headers"].get("if-none-match") == '"b1"'
+            assert plugin_metric(s, "errors") == 0
+    # Polls 999 ms apart keep the buffers.
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(read_bytes(STATUS_2024)))
+        yaml = pipeline(srv.url("/status.json"), out, extra={"poll.interval.ms": 999})
+        extra = {"plugin.path": [PLUGIN_DIR, TEST_PLUGIN_DIR], "log.level": "debug"}
+        with Spoke(yaml, tmp=tmp, extra_worker=extra) as s:
+            wait_lines(out, 1485)
+            srv.wait_requests("/status.json", 2)
+            wait_for(lambda: plugin_metric(s, "unchanged") >= 1, TIMEOUT, "a second poll handled")
+            assert "snapshot buffers released" not in s.log()
+
+
 def test_tombstones_within_station_codes_and_switched_off():
     """Only stations station.codes selects are tracked; a snapshot holding
     none of them is all tombstones (the last carries the offset);
