@@ -7,8 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# libcurl's GnuTLS flavour: libmicrohttpd (the REST API) already runs GnuTLS,
+# so the HTTP sources add no second TLS library (bench/README.md, idle RSS).
+# It conflicts with libcurl4-openssl-dev, which apt-get then removes.
 PACKAGES=(gcc g++ libc6-dev make cmake pkg-config python3
-          libjansson-dev libyaml-dev libyajl-dev libcurl4-openssl-dev librdkafka-dev
+          libjansson-dev libyaml-dev libyajl-dev libcurl4-gnutls-dev librdkafka-dev
           libmicrohttpd-dev libsimdjson-dev libjemalloc-dev
           kcat python3-cassandra            # independent Kafka and CQL clients for the tests
           clang libclang-rt-14-dev)  # clang + libFuzzer: ctest fuzz-rest

@@ -1,4 +1,5 @@
 /* spoke - the command line: run a pipeline, validate a config, list plugins. */
+#include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -10,6 +11,7 @@
 #include "client.h"
 #include "conncfg.h"
 #include "log.h"
+#include "memtrim.h"
 #include "registry.h"
 #include "rest.h"
 #include "runtime.h"
@@ -22,10 +24,41 @@
  * arena per thread bought no speed on the Velib' pipeline benchmark
  * (bench/velib) while each kept its own free pages, about 3 MB of resident
  * memory; dirty pages go back to the system after 1 s instead of 10.
+ * jemalloc only purges decayed pages while some thread allocates, so an idle
+ * host (a Velib' source polls once a minute) kept the pages its last poll
+ * freed until the next one; jemalloc's background thread purges them on
+ * time and sleeps while nothing is dirty (bench/README.md, idle RSS).
  * MALLOC_CONF in the environment still overrides these.
  */
 extern const char *malloc_conf;
-const char *malloc_conf = "narenas:1,dirty_decay_ms:1000";
+const char *malloc_conf = "narenas:1,dirty_decay_ms:1000,background_thread:true";
+
+/*
+ * libcurl's global init (run by the HTTP source plugins) calls
+ * libssh2_init(0), which initializes OpenSSL's libcrypto - its config and
+ * every algorithm, ~1.7 MB of resident pages (bench/README.md, idle RSS) -
+ * although the sources allow only http and https, and TLS runs on GnuTLS
+ * (libcurl's GnuTLS flavour, dev.sh). libssh2 sets up its crypto backend on
+ * its first libssh2_init only, so asking first with LIBSSH2_INIT_NO_CRYPTO,
+ * while the process is still single-threaded, skips that. (OpenSSL 3 also
+ * initializes itself on first use, should anything use it.) libssh2 is
+ * mapped already, as libcurl's dependency: RTLD_NOLOAD loads nothing, and a
+ * libcurl built without libssh2 skips this.
+ */
+static void ssh2_skip_crypto_init(void)
+{
+    void *dl = dlopen("libssh2.so.1", RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+    if (!dl)
+        return;
+    void *sym = dlsym(dl, "libssh2_init");
+    if (sym) {
+        int (*init)(int);
+        _Static_assert(sizeof(init) == sizeof(sym), "function and data pointers differ in size");
+        memcpy(&init, &sym, sizeof(init));
+        (void)init(0x0001 /* LIBSSH2_INIT_NO_CRYPTO */);
+    }
+    dlclose(dl);
+}
 
 static void usage(FILE *fp)
 {
@@ -246,6 +279,7 @@ static int cmd_run(struct cli *cli)
     signal(SIGPIPE, SIG_IGN);
     if (cli->opts.log_level >= 0)
         log_set_level(cli->opts.log_level);
+    ssh2_skip_crypto_init(); /* before any thread, any plugin */
 
     struct buf errs = BUF_INIT;
     struct runtime *rt = runtime_start(&cli->opts, &errs);
@@ -279,6 +313,8 @@ static int cmd_run(struct cli *cli)
         LOG_I(NULL, "REST API on %s%s", ws->listeners,
               ws->rest_token_file ? " (token required for changes)" : "");
     }
+    /* This thread only waits for signals from now on. */
+    memtrim_thread_uncached();
     for (;;) {
         int sig = 0;
         if (sigwait(&set, &sig) != 0)

@@ -40,6 +40,7 @@
 
 #include "ctl.h"
 #include "log.h"
+#include "memtrim.h"
 
 #define REST_JSON_MAX_DEPTH 32
 #define REST_MAX_SEGMENTS 8
@@ -1538,6 +1539,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *con, const c
         return MHD_NO;   /* out of memory in on_uri */
     if (!x->started) {
         x->started = 1;
+        memtrim_thread_uncached(); /* REST calls are rare: no per-thread cache */
         /* A declared body over the limit is refused before it is read;
          * libmicrohttpd then closes the connection after the answer. */
         const char *cl = header(con, MHD_HTTP_HEADER_CONTENT_LENGTH);
