@@ -18,6 +18,7 @@
 #include "fsutil.h"
 #include "instance.h"
 #include "log.h"
+#include "memtrim.h"
 #include "record.h"
 #include "status.h"
 
@@ -680,9 +681,9 @@ static int take_snapshot(struct spoke_instance *inst)
         LOG_E(inst->name, "cannot save snapshot: %s; acknowledgements held", err);
         return -1;
     }
-    /* The state covering these records is durable: they are delivered. */
-    for (size_t i = 0; i < inst->nabsorbed; i++)
-        origin_done(inst->absorbed[i], 1);
+    /* The state covering these records is durable: they are delivered
+     * (one tracker lock per run of records of a source, not per record). */
+    origins_done(inst->absorbed, inst->nabsorbed);
     inst->nabsorbed = 0;
     return 0;
 }
@@ -893,9 +894,12 @@ static int source_loop(struct spoke_instance *inst)
         if (next_tick >= 0 && next_tick < due)
             due = next_tick;
         if (now < due) {
+            if (due - now >= MEMTRIM_IDLE_MS)
+                memtrim_thread_idle(); /* e.g. a poll a minute: idle until then */
             inst_wait(inst, due);
             continue;
         }
+        memtrim_thread_busy();
         if (next_tick >= 0 && now >= next_tick) {
             int64_t nt = -1;
             err[0] = '\0';
@@ -1320,6 +1324,9 @@ static int consumer_loop(struct spoke_instance *inst)
     int64_t next_tick = d->tick ? clock_mono_ms() : -1;
     int64_t snap_every = inst->snapshot_interval_ms;
     inst->next_snapshot_ms = d->snapshot ? clock_mono_ms() + snap_every : -1;
+    /* MEMTRIM_IDLE_MS after the last input the task counts as idle and
+     * trims once (memtrim.h); -1 once trimmed, until input arrives. */
+    int64_t trim_at = clock_mono_ms() + MEMTRIM_IDLE_MS;
     int rc = 0;
     while (!inst->stop_req) {
         if (handle_pause(inst))
@@ -1365,11 +1372,19 @@ static int consumer_loop(struct spoke_instance *inst)
             }
         }
         size_t n = 0;
-        int prc = rqueue_pop(inst->inq, recs, inst->batch_max, &n, deadline);
+        int64_t wait = trim_at >= 0 && (deadline < 0 || trim_at < deadline) ? trim_at : deadline;
+        int prc = rqueue_pop(inst->inq, recs, inst->batch_max, &n, wait);
         if (prc == RQ_CLOSED)
             break;
-        if (prc != RQ_OK)
+        if (prc != RQ_OK) {
+            if (trim_at >= 0 && clock_mono_ms() >= trim_at) {
+                memtrim_thread_idle();
+                trim_at = -1;
+            }
             continue;
+        }
+        memtrim_thread_busy();
+        trim_at = clock_mono_ms() + MEMTRIM_IDLE_MS;
         atomic_fetch_add(&inst->records_in, (long long)n);
         for (size_t i = 0; i < n; i++) {
             for (size_t k = 0; k < inst->nalias; k++)
@@ -1794,6 +1809,7 @@ static int64_t auto_restart(struct runtime *rt)
 static void *hk_thread(void *arg)
 {
     struct runtime *rt = arg;
+    memtrim_thread_uncached(); /* a status write a second */
     int64_t next_offsets = clock_mono_ms() + rt->ws.offset_flush_ms;
     int64_t next_status = clock_mono_ms();
     pthread_mutex_lock(&rt->hk_lock);
