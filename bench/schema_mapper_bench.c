@@ -15,7 +15,18 @@
  *                     (api->row_new / row_set_*) and freeing it
  *   sm_process        the whole transform call on a host record (record
  *                     created from the bytes, mapped, row set, freed)
+ *   velib rows        the row-input path as in velib_source -> schema_mapper:
+ *                     the 1,485 typed rows velib_source's own feed code
+ *                     (velib_source_feed.c, linked as is) builds from the
+ *                     recorded 2024-11-19 snapshot joined with its
+ *                     station_information, built once and mapped over and
+ *                     over (NREC rows in all) with the real postcode CSV
+ *                     (lookup.file): sm_map_row alone, + building and freeing
+ *                     the output row, and sm_process on a record holding a
+ *                     copy of the row (rec_new, set the row, map, free)
  *
+ * BENCH_DATA=<dir> is the Vélib' data directory (default ../shared/data/velib);
+ * without it the velib rows variants are skipped.
  * BENCH_RECORDS=<n> changes the number of records (e.g. 20000 under
  * valgrind --tool=callgrind, whose instruction counts do not depend on the
  * machine's load). BENCH_ONLY=<text> runs only the variants whose label contains <text>.
@@ -30,6 +41,7 @@
 #include "instance.h"
 #include "record.h"
 #include "schema_mapper.h"
+#include "velib_source.h"
 
 #define NREC_DEFAULT 1000000
 #define NCODES 1470
@@ -281,6 +293,186 @@ static int64_t run_process(void *ctx)
     return acc;
 }
 
+/* ---- velib rows: the row-input path, fed by velib_source's own code ---- */
+
+static struct spoke_row **vrows;  /* the snapshot's rows, built once */
+static size_t nvrows;
+
+static char *slurp(const char *path, size_t *n)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    rewind(f);
+    char *b = malloc((size_t)sz + 1);
+    if (!b || fread(b, 1, (size_t)sz, f) != (size_t)sz) {
+        fclose(f);
+        free(b);
+        return NULL;
+    }
+    fclose(f);
+    *n = (size_t)sz;
+    return b;
+}
+
+/* Builds the rows velib_source emits for the recorded snapshot (every
+ * station, joined with station_information). 0, or -1 when the data is
+ * absent. */
+static int velib_rows(const char *dir)
+{
+    char path[4096], err[256];
+    size_t slen, ilen, skipped;
+    struct vs_feed_opts all = { .codes = NULL, .ncodes = 0, .with_info = 1 };
+    struct vs_header hdr;
+    struct vs_batch *b;
+    struct vs_info *info;
+    snprintf(path, sizeof(path), "%s/station_status-2024-11-19.json", dir);
+    char *status = slurp(path, &slen);
+    snprintf(path, sizeof(path), "%s/station_information-2024-11-19.json", dir);
+    char *infob = slurp(path, &ilen);
+    if (!status || !infob) {
+        free(status);
+        free(infob);
+        return -1;
+    }
+    struct sj_parser *ip = sj_parser_new(64u << 20, 64);
+    struct vs_feed *feed = vs_feed_new(&api_table, NULL, &all, 64u << 20, err, sizeof(err));
+    if (!ip || !feed || vs_info_parse(ip, infob, ilen, &info, &skipped, err, sizeof(err)) != 0 ||
+        vs_feed_parse(feed, status, slen, &hdr, err, sizeof(err)) != 0 ||
+        vs_feed_check(feed, info, &b, err, sizeof(err)) != 0) {
+        fprintf(stderr, "velib rows: %s\n", err);
+        exit(1);
+    }
+    vrows = malloc(b->n * sizeof(*vrows));
+    for (size_t i = 0; vrows && i < b->n; i++)
+        if (!(vrows[nvrows++] = vs_feed_row(feed, info, i))) {
+            fprintf(stderr, "velib rows: out of memory\n");
+            exit(1);
+        }
+    vs_feed_batch_clear(feed);
+    vs_feed_free(feed);  /* the rows hold their schemas */
+    vs_info_free(info);
+    sj_parser_free(ip);
+    free(status);
+    free(infob);
+    return 0;
+}
+
+static struct sm_mapper *velib_mapper(const char *dir)
+{
+    char csv[4096], err[256];
+    snprintf(csv, sizeof(csv), "%s/stations_postcodes.csv", dir);
+    struct sm_opts o = {
+        .schema_file = "schemas/velib_station_status.yaml",
+        .lookup_file = csv,
+        .max_bytes = 1 << 20,
+        .max_depth = 64,
+    };
+    struct sm_mapper *m = sm_mapper_new(&api_table, &o, err, sizeof(err));
+    if (!m) {
+        fprintf(stderr, "schema: %s (run from the repository root)\n", err);
+        exit(1);
+    }
+    return m;
+}
+
+static int64_t run_vrows_core(void *ctx)
+{
+    struct sm_mapper *m = ctx;
+    char err[256];
+    int64_t acc = 0;
+    for (int i = 0; i < NREC; i++) {
+        int rc = sm_map_row(m, vrows[(size_t)i % nvrows], NULL, err, sizeof(err));
+        if (rc != SPOKE_OK && rc != SPOKE_DROP) {
+            fprintf(stderr, "row %d: %s\n", i, err);
+            exit(1);
+        }
+        acc += m->vals[4].u.i + (m->vals[2].t == SPOKE_TYPE_STRING);
+    }
+    return acc;
+}
+
+static int64_t run_vrows_build(void *ctx)
+{
+    struct sm_mapper *m = ctx;
+    char err[256];
+    int64_t acc = 0;
+    for (int i = 0; i < NREC; i++) {
+        int rc = sm_map_row(m, vrows[(size_t)i % nvrows], NULL, err, sizeof(err));
+        if (rc == SPOKE_DROP)
+            continue;
+        if (rc != SPOKE_OK) {
+            fprintf(stderr, "row %d: %s\n", i, err);
+            exit(1);
+        }
+        struct spoke_row *row = sm_build_row(m);
+        acc += row_get_int(row, 4);
+        row_free(row);
+    }
+    return acc;
+}
+
+/* The transform call as the pipeline makes it: the record holds a row, a
+ * fresh copy of a snapshot row (the record takes the row, and sm_process
+ * replaces it). The copy is part of the figure: compare with the variants
+ * above to see the mapper's share. */
+static int64_t run_vrows_process(void *ctx)
+{
+    struct sm_mapper *m = ctx;
+    char err[256];
+    int64_t acc = 0;
+    for (int i = 0; i < NREC; i++) {
+        const struct spoke_row *src = vrows[(size_t)i % nvrows];
+        struct spoke_row *copy = row_new((struct spoke_schema *)row_schema(src));
+        struct spoke_record *rec = copy ? rec_new("velib", NULL, 0, NULL, 0) : NULL;
+        if (!rec) {
+            fprintf(stderr, "out of memory\n");
+            exit(1);
+        }
+        /* A shallow field-by-field copy through the setters (what the
+         * source's row building costs is not the mapper's). */
+        for (size_t k = 0; k < row_count(src); k++) {
+            switch (row_type(src, k)) {
+            case SPOKE_TYPE_INT: row_set_int(copy, k, row_get_int(src, k)); break;
+            case SPOKE_TYPE_BOOL: row_set_bool(copy, k, row_get_bool(src, k)); break;
+            case SPOKE_TYPE_DOUBLE: row_set_double(copy, k, row_get_double(src, k)); break;
+            case SPOKE_TYPE_TIMESTAMP: row_set_timestamp(copy, k, row_get_timestamp(src, k)); break;
+            case SPOKE_TYPE_STRING: {
+                size_t n;
+                const char *p = row_get_string(src, k, &n);
+                row_set_string(copy, k, p, n);
+                break;
+            }
+            case SPOKE_TYPE_LIST: {
+                const struct spoke_row *l = row_get_row(src, k);
+                struct spoke_row *nl = row_new_list(row_count(l));
+                for (size_t e = 0; e < row_count(l); e++) {
+                    const struct spoke_row *it = row_get_row(l, e);
+                    struct spoke_row *ni = row_new((struct spoke_schema *)row_schema(it));
+                    for (size_t j = 0; j < row_count(it); j++)
+                        row_set_int(ni, j, row_get_int(it, j));
+                    row_set_row(nl, e, ni);
+                }
+                row_set_row(copy, k, nl);
+                break;
+            }
+            default: break;
+            }
+        }
+        rec_set_row(rec, copy);
+        int rc = sm_process(m, rec, err, sizeof(err));
+        if (rc != SPOKE_OK && rc != SPOKE_DROP) {
+            fprintf(stderr, "row %d: %s\n", i, err);
+            exit(1);
+        }
+        acc += rec->klen;
+        rec_free(rec);
+    }
+    return acc;
+}
+
 int main(void)
 {
     if (getenv("BENCH_RECORDS"))
@@ -300,6 +492,22 @@ int main(void)
     printf("with the output row\n");
     measure("extractor core + build and free the row", run_core_row, ext);
     measure("sm_process on a host record (new, map, free)", run_process, ext);
+
+    const char *dir = getenv("BENCH_DATA") ? getenv("BENCH_DATA") : "../shared/data/velib";
+    const char *only = getenv("BENCH_ONLY");
+    if ((!only || strstr("velib rows: map_row core + build + sm_process", only)) &&
+        velib_rows(dir) == 0) {
+        struct sm_mapper *vm = velib_mapper(dir);
+        printf("velib rows: velib_source's %zu snapshot rows -> mapper row path (lookup.file)\n",
+               nvrows);
+        measure("velib rows: map_row core", run_vrows_core, vm);
+        measure("velib rows: map_row + build", run_vrows_build, vm);
+        measure("velib rows: sm_process (copy row, map, free)", run_vrows_process, vm);
+        sm_mapper_free(vm);
+        for (size_t i = 0; i < nvrows; i++)
+            row_free(vrows[i]);
+        free(vrows);
+    }
 
     sj_parser_free(sj);
     sm_mapper_free(ext);

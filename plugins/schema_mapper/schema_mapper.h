@@ -23,6 +23,7 @@
 #ifndef SCHEMA_MAPPER_H
 #define SCHEMA_MAPPER_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -164,8 +165,6 @@ struct sm_edge {
     char *key;               /* NUL-terminated (no NUL inside) */
     size_t klen;
     struct sm_node *child;
-    const struct spoke_schema *cache_schema;  /* row input: schema_index cache */
-    int cache_idx;
 };
 struct sm_idx {
     int64_t i;
@@ -185,6 +184,24 @@ struct sm_pred {
     uint8_t next;            /* entry 0 only: which entry a miss replaces */
     int16_t edge;            /* -1: the key leads nowhere in the trie */
     char bytes[SM_PRED_KEY];
+};
+
+/* Row input: where an object node's edges are in one input schema (the
+ * field index of each edge's key, -1 when the schema has no such field).
+ * Rows of one upstream schema come in streams, so the names are resolved
+ * once per schema instead of once per record. The entry holds a reference
+ * on the schema: while it is cached its address cannot be reused by
+ * another schema, so comparing pointers is enough. A schema is frozen once
+ * a row uses it, so the indexes never go stale. */
+#define SM_RPLAN 4
+struct sm_rop {
+    int32_t idx;                    /* the edge's field in the schema, -1: none */
+    int32_t slot;                   /* the child is a leaf feeding this one plain
+                                     * capture slot, else -1 */
+};
+struct sm_rplan {
+    const struct spoke_schema *sc;  /* NULL = empty entry */
+    struct sm_rop *op;              /* nedges entries */
 };
 
 #define SM_WANT_OBJECT 0x1
@@ -207,6 +224,8 @@ struct sm_node {
     int want;                /* SM_WANT_* */
     int is_sel;              /* this is a [?k] selector node */
     uint64_t mark;           /* id of the container instance that last fed this node */
+    struct sm_rplan *rplan;  /* row input: SM_RPLAN entries, allocated on first use */
+    uint32_t rnext;          /* the entry a miss replaces when all are used */
     char *where;             /* path up to here, for messages */
 };
 
@@ -314,6 +333,7 @@ struct sm_field {
     char *strip;             /* characters removed before reading a number */
     char **nulls;            /* strings that mean null */
     size_t nnulls;
+    int null_empty;          /* nulls is exactly { "" } (the default) */
     /* lookup */
     int lk_key;              /* field index of the key */
     struct sm_hmap lk;
@@ -507,7 +527,9 @@ void sm_quote(const char *s, size_t n, char *buf, size_t bufsz);
 
 /* The common cases of sm_coerce, inline: missing or null; an integer into
  * int, long, bool (0/1) or timestamp (seconds); a plain string into a
- * string without null_values. Returns 1 when it handled src. */
+ * string without null_values (or a non-empty one when "" is the only null
+ * value); a bool, finite double or timestamp into the same type. Returns 1
+ * when it handled src, with the result sm_coerce would give. */
 static inline int sm_coerce_quick(const struct sm_field *f, enum sm_ftype t,
                                   const struct sm_src *src, struct sm_val *out)
 {
@@ -531,10 +553,27 @@ static inline int sm_coerce_quick(const struct sm_field *f, enum sm_ftype t,
         }
         return 0;
     }
-    if (src->k == SM_SK_STR && t == SM_T_STRING && !f->nnulls) {
+    if (src->k == SM_SK_STR && t == SM_T_STRING &&
+        (!f->nnulls || (f->null_empty && src->u.s.n))) {
         out->t = SPOKE_TYPE_STRING;
         out->u.s.p = src->u.s.p;
         out->u.s.n = src->u.s.n;
+        return 1;
+    }
+    /* Typed values as rows hold them. */
+    if (src->k == SM_SK_BOOL && t == SM_T_BOOL) {
+        out->t = SPOKE_TYPE_BOOL;
+        out->u.b = src->u.b;
+        return 1;
+    }
+    if (src->k == SM_SK_DOUBLE && t == SM_T_DOUBLE && isfinite(src->u.d)) {
+        out->t = SPOKE_TYPE_DOUBLE;  /* NaN and infinities are errors: sm_coerce */
+        out->u.d = src->u.d;
+        return 1;
+    }
+    if (src->k == SM_SK_TS && t == SM_T_TIMESTAMP) {
+        out->t = SPOKE_TYPE_TIMESTAMP;
+        out->u.i = src->u.i;
         return 1;
     }
     if (src->k == SM_SK_MISSING || src->k == SM_SK_NULL) {

@@ -351,7 +351,30 @@ int sm_map_row(struct sm_mapper *m, const struct spoke_row *row, const struct sp
 }
 
 static int set_val(const struct spoke_host_api *api, struct spoke_row *row, size_t i,
-                   const struct sm_val *v)
+                   const struct sm_val *v);
+
+/* A list value as a new list row set on row's field i. */
+static int set_list(const struct spoke_host_api *api, struct spoke_row *row, size_t i,
+                    const struct sm_val *v)
+{
+    struct spoke_row *list = api->row_new_list(v->u.l.n);
+    if (!list)
+        return SPOKE_ERR_NOMEM;
+    for (size_t k = 0; k < v->u.l.n; k++) {
+        int rc = set_val(api, list, k, &v->u.l.v[k]);
+        if (rc != SPOKE_OK) {
+            api->row_free(list);
+            return rc;
+        }
+    }
+    return api->row_set_row(row, i, list);
+}
+
+/* Sets field i of row to v (inline: sm_build_row runs it for every field
+ * of every record). */
+static inline __attribute__((always_inline)) int
+set_val_inline(const struct spoke_host_api *api, struct spoke_row *row, size_t i,
+               const struct sm_val *v)
 {
     switch (v->t) {
     case SPOKE_TYPE_BOOL: return api->row_set_bool(row, i, v->u.b);
@@ -359,22 +382,16 @@ static int set_val(const struct spoke_host_api *api, struct spoke_row *row, size
     case SPOKE_TYPE_DOUBLE: return api->row_set_double(row, i, v->u.d);
     case SPOKE_TYPE_STRING: return api->row_set_string(row, i, v->u.s.p, v->u.s.n);
     case SPOKE_TYPE_TIMESTAMP: return api->row_set_timestamp(row, i, v->u.i);
-    case SPOKE_TYPE_LIST: {
-        struct spoke_row *list = api->row_new_list(v->u.l.n);
-        if (!list)
-            return SPOKE_ERR_NOMEM;
-        for (size_t k = 0; k < v->u.l.n; k++) {
-            int rc = set_val(api, list, k, &v->u.l.v[k]);
-            if (rc != SPOKE_OK) {
-                api->row_free(list);
-                return rc;
-            }
-        }
-        return api->row_set_row(row, i, list);
-    }
+    case SPOKE_TYPE_LIST: return set_list(api, row, i, v);
     default:
         return SPOKE_OK;  /* null: rows start with every field null */
     }
+}
+
+static int set_val(const struct spoke_host_api *api, struct spoke_row *row, size_t i,
+                   const struct sm_val *v)
+{
+    return set_val_inline(api, row, i, v);
 }
 
 struct spoke_row *sm_build_row(struct sm_mapper *m)
@@ -384,8 +401,8 @@ struct spoke_row *sm_build_row(struct sm_mapper *m)
     if (!row)
         return NULL;
     for (size_t i = 0; i < m->nf; i++) {
-        const struct sm_field *f = &m->f[i];
-        if (f->out >= 0 && set_val(api, row, (size_t)f->out, &m->vals[i]) != SPOKE_OK) {
+        int out = m->f[i].out;
+        if (out >= 0 && set_val_inline(api, row, (size_t)out, &m->vals[i]) != SPOKE_OK) {
             api->row_free(row);
             return NULL;
         }

@@ -429,22 +429,28 @@ static int node_index(struct sm_node *n)
     return 0;
 }
 
-static void node_free(struct sm_node *n)
+static void node_free(const struct spoke_host_api *api, struct sm_node *n)
 {
     if (!n)
         return;
+    for (size_t k = 0; n->rplan && k < SM_RPLAN; k++) {
+        if (n->rplan[k].sc)
+            api->schema_unref((struct spoke_schema *)n->rplan[k].sc);
+        free(n->rplan[k].op);
+    }
+    free(n->rplan);
     free(n->htab);
     free(n->pred);
     for (size_t i = 0; i < n->nedges; i++) {
         free(n->edges[i].key);
-        node_free(n->edges[i].child);
+        node_free(api, n->edges[i].child);
     }
     free(n->edges);
-    node_free(n->wild);
+    node_free(api, n->wild);
     for (size_t i = 0; i < n->nidx; i++)
-        node_free(n->idx[i].child);
+        node_free(api, n->idx[i].child);
     free(n->idx);
-    node_free(n->sel);
+    node_free(api, n->sel);
     free(n->slots);
     free(n->present);
     free(n->where);
@@ -474,7 +480,6 @@ static struct sm_node *edge_child(struct sm_mapper *m, struct sm_node *n, const 
     n->edges = e;
     e = &n->edges[n->nedges];
     memset(e, 0, sizeof(*e));
-    e->cache_idx = -1;
     if (!(e->key = xstrndup(key, klen)) || !(e->child = node_new(m, where))) {
         free(e->key);
         return NULL;
@@ -1466,7 +1471,7 @@ void sm_mapper_free(struct sm_mapper *m)
     free(m->flt);
     if (m->schema)
         m->api->schema_unref(m->schema);
-    node_free(m->root);
+    node_free(m->api, m->root);
     free(m->setbuf);
     free(m->shape.bytes);
     free(m->shape.v);
@@ -1882,6 +1887,8 @@ struct sm_mapper *sm_mapper_new(const struct spoke_host_api *api, const struct s
     if (!m->multi)
         goto oom;
     for (size_t i = 0; i < m->nf; i++) {
+        struct sm_field *f = &m->f[i];
+        f->null_empty = f->nnulls == 1 && f->nulls[0][0] == '\0';
         if (m->f[i].multi) {
             m->slot_multi[m->f[i].slot] = 1;
             m->multi[m->nmulti++] = m->f[i].slot;

@@ -52,8 +52,8 @@ void sm_capture(struct sm_mapper *m, const struct sm_node *node, const struct sm
 /* Rows and simdjson DOMs                                                    */
 /* ------------------------------------------------------------------------ */
 
-static void row_src(const struct spoke_host_api *api, const struct spoke_row *row, size_t i,
-                    struct sm_src *v)
+static inline __attribute__((always_inline)) void
+row_src(const struct spoke_host_api *api, const struct spoke_row *row, size_t i, struct sm_src *v)
 {
     switch (api->row_type(row, i)) {
     case SPOKE_TYPE_NULL:
@@ -131,72 +131,9 @@ static void sj_src(const struct sj_value *jv, struct sm_src *v)
     }
 }
 
-/* Member e->key of an object value; 0 when absent. */
-static int member(struct sm_mapper *m, const struct sm_src *obj, struct sm_edge *e,
-                  struct sm_src *out)
-{
-    if (obj->bk == SM_BK_SJ) {
-        struct sj_value c;
-        if (sj_object_get(&obj->u.sj, e->key, e->klen, &c) != 0)
-            return 0;
-        sj_src(&c, out);
-        return 1;
-    }
-    const struct spoke_host_api *api = m->api;
-    const struct spoke_schema *sc = api->row_schema(obj->u.row);
-    int idx = -1;
-    /* Rows of one upstream schema come in streams: remember where the key
-     * was, and check the name (a freed schema's address can be reused). */
-    if (e->cache_schema == sc && e->cache_idx >= 0 &&
-        strcmp(api->schema_name(sc, (size_t)e->cache_idx), e->key) == 0) {
-        idx = e->cache_idx;
-    } else {
-        idx = api->schema_index(sc, e->key);
-        if (idx >= 0) {
-            e->cache_schema = sc;
-            e->cache_idx = idx;
-        }
-    }
-    if (idx < 0)
-        return 0;
-    row_src(api, obj->u.row, (size_t)idx, out);
-    return 1;
-}
+/* ---- simdjson DOMs ---- */
 
-struct elit {
-    const struct sm_src *arr;
-    size_t i, n;
-    struct sj_iter it;
-};
-
-static void elit_init(struct sm_mapper *m, const struct sm_src *arr, struct elit *it)
-{
-    it->arr = arr;
-    it->i = 0;
-    if (arr->bk == SM_BK_SJ) {
-        sj_array_iter(&arr->u.sj, &it->it);
-        it->n = 0;
-    } else {
-        it->n = m->api->row_count(arr->u.row);
-    }
-}
-
-static int elit_next(struct sm_mapper *m, struct elit *it, struct sm_src *out)
-{
-    if (it->arr->bk == SM_BK_SJ) {
-        struct sj_value e;
-        if (!sj_array_next(&it->it, &e))
-            return 0;
-        sj_src(&e, out);
-        return 1;
-    }
-    if (it->i >= it->n)
-        return 0;
-    row_src(m->api, it->arr->u.row, it->i++, out);
-    return 1;
-}
-
-static void walk(struct sm_mapper *m, struct sm_node *node, const struct sm_src *v)
+static void walk_sj(struct sm_mapper *m, struct sm_node *node, const struct sm_src *v)
 {
     if (node->nslots)
         sm_capture(m, node, v);
@@ -208,9 +145,13 @@ static void walk(struct sm_mapper *m, struct sm_node *node, const struct sm_src 
             return;
         }
         for (size_t e = 0; e < node->nedges; e++) {
-            struct sm_src c;
-            if (member(m, v, &node->edges[e], &c))
-                walk(m, node->edges[e].child, &c);
+            struct sj_value c;
+            struct sm_src cv;
+            const struct sm_edge *ed = &node->edges[e];
+            if (sj_object_get(&v->u.sj, ed->key, ed->klen, &c) == 0) {
+                sj_src(&c, &cv);
+                walk_sj(m, ed->child, &cv);
+            }
         }
         return;
     }
@@ -221,24 +162,29 @@ static void walk(struct sm_mapper *m, struct sm_node *node, const struct sm_src 
     for (size_t k = 0; k < node->npresent; k++)
         m->mcap[node->present[k]].present = 1;
     uint64_t inst = ++m->next_id;
-    struct elit it;
+    struct sj_iter it;
+    struct sj_value ej;
     struct sm_src e;
-    elit_init(m, v, &it);
-    for (int64_t idx = 0; elit_next(m, &it, &e); idx++) {
+    sj_array_iter(&v->u.sj, &it);
+    for (int64_t idx = 0; sj_array_next(&it, &ej); idx++) {
+        sj_src(&ej, &e);
         for (size_t k = 0; k < node->nidx; k++)
             if (node->idx[k].i == idx)
-                walk(m, node->idx[k].child, &e);
+                walk_sj(m, node->idx[k].child, &e);
         if (node->wild)
-            walk(m, node->wild, &e);
+            walk_sj(m, node->wild, &e);
         if (!node->sel)
             continue;
         if (e.k == SM_SK_OBJECT) {
             for (size_t s = 0; s < node->sel->nedges; s++) {
-                struct sm_edge *se = &node->sel->edges[s];
-                struct sm_src c;
-                if (se->child->mark != inst && member(m, &e, se, &c)) {
+                const struct sm_edge *se = &node->sel->edges[s];
+                struct sj_value c;
+                struct sm_src cv;
+                if (se->child->mark != inst &&
+                    sj_object_get(&e.u.sj, se->key, se->klen, &c) == 0) {
+                    sj_src(&c, &cv);
                     se->child->mark = inst;
-                    walk(m, se->child, &c);
+                    walk_sj(m, se->child, &cv);
                 }
             }
         } else if (e.k != SM_SK_NULL) {
@@ -247,18 +193,167 @@ static void walk(struct sm_mapper *m, struct sm_node *node, const struct sm_src 
     }
 }
 
+/* ---- rows ---- */
+
+/* Fills a plan entry of nd for schema sc (see struct sm_rplan): the first
+ * empty entry, else the one rnext names, whose schema is released. NULL on
+ * out-of-memory (the caller then resolves the names one by one). */
+static const struct sm_rop *rplan_fill(struct sm_mapper *m, struct sm_node *nd,
+                                       const struct spoke_schema *sc)
+{
+    const struct spoke_host_api *api = m->api;
+    struct sm_rplan *p;
+    size_t k;
+    if (!nd->rplan && !(nd->rplan = calloc(SM_RPLAN, sizeof(*nd->rplan))))
+        return NULL;
+    for (k = 0; k < SM_RPLAN && nd->rplan[k].sc; k++)
+        ;
+    if (k == SM_RPLAN) {
+        k = nd->rnext;
+        nd->rnext = (nd->rnext + 1) % SM_RPLAN;
+    }
+    p = &nd->rplan[k];
+    if (!p->op && !(p->op = malloc(nd->nedges * sizeof(*p->op))))
+        return NULL;
+    if (p->sc) {
+        api->schema_unref((struct spoke_schema *)p->sc);
+        p->sc = NULL;
+    }
+    for (size_t e = 0; e < nd->nedges; e++) {
+        const struct sm_node *c = nd->edges[e].child;
+        p->op[e].idx = api->schema_index(sc, nd->edges[e].key);
+        p->op[e].slot = !c->want && c->nslots == 1 && !m->slot_multi[c->slots[0]]
+                        ? c->slots[0] : -1;
+    }
+    /* The reference keeps sc's address from being reused while cached. */
+    api->schema_ref((struct spoke_schema *)sc);
+    p->sc = sc;
+    return p->op;
+}
+
+/* The plan of nd's edges for schema sc, or NULL (out of memory). */
+static inline const struct sm_rop *rplan_get(struct sm_mapper *m, struct sm_node *nd,
+                                             const struct spoke_schema *sc)
+{
+    const struct sm_rplan *p = nd->rplan;
+    if (p)
+        for (size_t k = 0; k < SM_RPLAN; k++)
+            if (p[k].sc == sc)
+                return p[k].op;
+    return rplan_fill(m, nd, sc);
+}
+
+/* sm_capture for the common node: one slot that takes one value. */
+static inline void capture(struct sm_mapper *m, const struct sm_node *node,
+                           const struct sm_src *v)
+{
+    if (node->nslots == 1 && !m->slot_multi[node->slots[0]]) {
+        struct sm_src *c = &m->cap[node->slots[0]];
+        if (c->k == SM_SK_MISSING)
+            *c = *v;
+        return;
+    }
+    sm_capture(m, node, v);
+}
+
+static void walk_row(struct sm_mapper *m, struct sm_node *node, const struct sm_src *v);
+
+/* The members of an object row that nd's edges name. inst != 0: nd is the
+ * object node of a [?k] selector and inst the array being walked (each key
+ * is taken from the first element that has it). */
+static void walk_members(struct sm_mapper *m, struct sm_node *nd, const struct spoke_row *row,
+                         uint64_t inst)
+{
+    const struct spoke_host_api *api = m->api;
+    if (!nd->nedges)
+        return;
+    const struct spoke_schema *sc = api->row_schema(row);
+    const struct sm_rop *op = rplan_get(m, nd, sc);
+    for (size_t e = 0; e < nd->nedges; e++) {
+        struct sm_node *child = nd->edges[e].child;
+        struct sm_src c;
+        int i;
+        if (!op) {
+            if ((i = api->schema_index(sc, nd->edges[e].key)) < 0)
+                continue;
+        } else if ((i = op[e].idx) < 0) {
+            continue;
+        }
+        if (inst) {
+            if (child->mark == inst)
+                continue;
+            child->mark = inst;
+        }
+        if (op && op[e].slot >= 0) {
+            /* A leaf with one plain slot: read straight into the slot
+             * unless an earlier path filled it (the first value wins). */
+            struct sm_src *cs = &m->cap[op[e].slot];
+            if (cs->k == SM_SK_MISSING)
+                row_src(api, row, (size_t)i, cs);
+            continue;
+        }
+        row_src(api, row, (size_t)i, &c);
+        if (!child->want) {
+            if (child->nslots)
+                capture(m, child, &c);
+        } else {
+            walk_row(m, child, &c);
+        }
+    }
+}
+
+static void walk_row(struct sm_mapper *m, struct sm_node *node, const struct sm_src *v)
+{
+    const struct spoke_host_api *api = m->api;
+    if (node->nslots)
+        capture(m, node, v);
+    if (!node->want || v->k == SM_SK_NULL)
+        return;
+    if (node->want & SM_WANT_OBJECT) {
+        if (v->k != SM_SK_OBJECT)
+            sm_mismatch(m, node, v->k);
+        else
+            walk_members(m, node, v->u.row, 0);
+        return;
+    }
+    if (v->k != SM_SK_ARRAY) {
+        sm_mismatch(m, node, v->k);
+        return;
+    }
+    for (size_t k = 0; k < node->npresent; k++)
+        m->mcap[node->present[k]].present = 1;
+    uint64_t inst = ++m->next_id;
+    const struct spoke_row *arr = v->u.row;
+    size_t n = api->row_count(arr);
+    struct sm_src e;
+    for (size_t idx = 0; idx < n; idx++) {
+        row_src(api, arr, idx, &e);
+        for (size_t k = 0; k < node->nidx; k++)
+            if (node->idx[k].i == (int64_t)idx)
+                walk_row(m, node->idx[k].child, &e);
+        if (node->wild)
+            walk_row(m, node->wild, &e);
+        if (!node->sel)
+            continue;
+        if (e.k == SM_SK_OBJECT)
+            walk_members(m, node->sel, e.u.row, inst);
+        else if (e.k != SM_SK_NULL)
+            sm_mismatch(m, node->sel, e.k);
+    }
+}
+
 void sm_walk_sj(struct sm_mapper *m, const struct sj_value *root)
 {
     struct sm_src v;
     sj_src(root, &v);
-    walk(m, m->root, &v);
+    walk_sj(m, m->root, &v);
 }
 
 void sm_walk_row(struct sm_mapper *m, const struct spoke_row *row)
 {
     struct sm_src v = { .k = SM_SK_OBJECT, .bk = SM_BK_ROW };
     v.u.row = row;
-    walk(m, m->root, &v);
+    walk_row(m, m->root, &v);
 }
 
 /* ------------------------------------------------------------------------ */

@@ -5,7 +5,9 @@
  *  - path semantics (a.b, [n], [*], [?k], quoted names, null, mismatches)
  *    through the three input paths: extractor, simdjson, and rows;
  *  - coercions, timestamps, expressions, CSV splitting, lookups, filters;
- *  - schema errors name file:line:col and the field.
+ *  - schema errors name file:line:col and the field;
+ *  - row input: per-schema plans (alternating and reused schemas), and the
+ *    coercions of typed row values.
  */
 #include <errno.h>
 #include <math.h>
@@ -776,6 +778,243 @@ static void schema_errors(void)
     }
 }
 
+/* Row input (schema_mapper_walk.c): the plan of each trie node per input
+ * schema (field indexes resolved once, a reference held on the schema).
+ * Rows of several schemas, in varying field orders, alternating and more
+ * of them than a node caches, and schemas freed while new ones are made
+ * (the allocator hands their addresses out again), must map exactly as a
+ * fresh mapper that never saw another schema maps them. */
+static const char rowplan_schema[] =
+    "fields:\n"
+    "  - {name: code, type: string, path: stationCode, required: true}\n"
+    "  - {name: id, type: long, path: station_id}\n"
+    "  - {name: mech, type: int, path: \"t[?mechanical]\"}\n"
+    "  - {name: ebike, type: int, path: \"t[?ebike]\"}\n"
+    "  - {name: first, type: int, path: \"t[0].mechanical\"}\n"
+    "  - {name: x, type: double, path: o.x}\n"
+    "  - {name: ok, type: bool}\n"
+    "  - {name: at, type: timestamp, path: at}\n"
+    "  - {name: name, type: string}\n";
+
+/* A one-INT-field map row {key: v}, its schema made here (or NULL). */
+static struct spoke_row *kv_row(const char *key, int64_t v)
+{
+    struct spoke_schema *sc = schema_new();
+    schema_add(sc, key, SPOKE_TYPE_INT);
+    struct spoke_row *r = row_new(sc);
+    schema_unref(sc);
+    row_set_int(r, 0, v);
+    return r;
+}
+
+/* A station row: the fields of perm (a permutation of 0..8, the first nf
+ * of it used), so each call can make a schema of its own shape. */
+static struct spoke_row *station(const int *perm, size_t nf, unsigned seed)
+{
+    static const char *const names[] = { "stationCode", "station_id", "t", "o", "ok", "at",
+                                         "name", "extra", "station_id2" };
+    static const enum spoke_type types[] = { SPOKE_TYPE_STRING, SPOKE_TYPE_INT, SPOKE_TYPE_LIST,
+                                             SPOKE_TYPE_MAP, SPOKE_TYPE_BOOL,
+                                             SPOKE_TYPE_TIMESTAMP, SPOKE_TYPE_STRING,
+                                             SPOKE_TYPE_INT, SPOKE_TYPE_INT };
+    struct spoke_schema *sc = schema_new();
+    for (size_t k = 0; k < nf; k++)
+        schema_add(sc, names[perm[k]], types[perm[k]]);
+    struct spoke_row *r = row_new(sc);
+    schema_unref(sc);
+    for (size_t k = 0; k < nf; k++) {
+        char code[16];
+        switch (perm[k]) {
+        case 0:
+            snprintf(code, sizeof(code), "%u", 10000 + seed % 7);
+            row_set_string(r, k, code, strlen(code));
+            break;
+        case 1: row_set_int(r, k, 1000 + seed); break;
+        case 2: {
+            /* [{mechanical}, {ebike}] or reversed, or with a null first. */
+            struct spoke_row *l = row_new_list(seed % 3 == 2 ? 3 : 2);
+            size_t at = seed % 3 == 2 ? 1 : 0;
+            row_set_row(l, at + (seed % 2), kv_row("mechanical", seed % 11));
+            row_set_row(l, at + !(seed % 2), kv_row("ebike", seed % 5));
+            row_set_row(r, k, l);
+            break;
+        }
+        case 3: {
+            struct spoke_schema *os = schema_new();
+            schema_add(os, seed % 2 ? "y" : "x", SPOKE_TYPE_DOUBLE);
+            schema_add(os, seed % 2 ? "x" : "y", SPOKE_TYPE_DOUBLE);
+            struct spoke_row *o = row_new(os);
+            schema_unref(os);
+            row_set_double(o, 0, seed * 0.5);
+            row_set_double(o, 1, -1.0 * seed);
+            row_set_row(r, k, o);
+            break;
+        }
+        case 4: row_set_bool(r, k, seed & 1); break;
+        case 5: row_set_timestamp(r, k, 1732001704000 + seed); break;
+        case 6:
+            if (seed % 4)  /* "" means null by default */
+                row_set_string(r, k, seed % 4 == 1 ? "" : "Gare", seed % 4 == 1 ? 0 : 4);
+            break;
+        default: row_set_int(r, k, (int64_t)seed); break;
+        }
+    }
+    return r;
+}
+
+/* Maps a row (borrowed) and writes the output as JSON, "DROP" or "ERR: ". */
+static void map_row_obj(struct sm_mapper *m, const struct spoke_row *in, char *out, size_t outsz)
+{
+    struct buf b = BUF_INIT;
+    char err[256];
+    int rc = sm_map_row(m, in, NULL, err, sizeof(err));
+    if (rc == SPOKE_DROP) {
+        snprintf(out, outsz, "DROP");
+        return;
+    }
+    if (rc != SPOKE_OK) {
+        snprintf(out, outsz, "ERR: %s", err);
+        return;
+    }
+    struct spoke_row *row = sm_build_row(m);
+    rowjson_write(row, &b);
+    snprintf(out, outsz, "%.*s", (int)b.len, b.p);
+    buf_free(&b);
+    row_free(row);
+}
+
+static void row_plans(void)
+{
+    struct sm_mapper *m = mk(rowplan_schema, NULL);
+    if (!m)
+        return;
+    char got[2048], want[2048];
+    int perm[9];
+    struct spoke_row *keep[6];
+    int errs = 0;
+    /* Six schemas of different orders, kept alive and alternating: more
+     * than a node caches (SM_RPLAN), so plans are evicted and refilled. */
+    for (int s = 0; s < 6; s++) {
+        for (int k = 0; k < 9; k++)
+            perm[k] = (k + s * 2) % 9;
+        keep[s] = station(perm, 9 - (size_t)(s % 3), (unsigned)s);
+    }
+    for (int it = 0; it < 600; it++) {
+        const struct spoke_row *in = keep[(it * 7 + it / 6) % 6];
+        struct sm_mapper *fresh = mk(rowplan_schema, NULL);
+        if (!fresh)
+            break;
+        map_row_obj(m, in, got, sizeof(got));
+        map_row_obj(fresh, in, want, sizeof(want));
+        CHECK_MSG(!strcmp(got, want), "kept schema, iteration %d:\n    got  %s\n    want %s", it,
+                  got, want);
+        errs += !strncmp(got, "ERR", 3);
+        sm_mapper_free(fresh);
+    }
+    /* Schemas made and freed one after the other, each with a new random
+     * field order: their memory is reused at once, so a plan keyed by an
+     * address without a reference would be stale here. */
+    for (int it = 0; it < 400; it++) {
+        for (int k = 0; k < 9; k++)
+            perm[k] = k;
+        for (int k = 8; k > 0; k--) {
+            int j = (int)rnd((unsigned)k + 1), t = perm[k];
+            perm[k] = perm[j];
+            perm[j] = t;
+        }
+        struct spoke_row *in = station(perm, 5 + rnd(5), (unsigned)it);
+        struct sm_mapper *fresh = mk(rowplan_schema, NULL);
+        if (!fresh) {
+            row_free(in);
+            break;
+        }
+        map_row_obj(m, in, got, sizeof(got));
+        map_row_obj(fresh, in, want, sizeof(want));
+        CHECK_MSG(!strcmp(got, want), "fresh schema, iteration %d:\n    got  %s\n    want %s",
+                  it, got, want);
+        errs += !strncmp(got, "ERR", 3);
+        sm_mapper_free(fresh);
+        row_free(in);
+    }
+    CHECK(errs > 0);  /* some rows lack the required stationCode */
+    /* Exact outputs for two alternating shapes. */
+    int a[9] = { 0, 1, 2, 3, 4, 5, 6, 7, 8 }, b[9] = { 8, 7, 6, 5, 4, 3, 2, 1, 0 };
+    struct spoke_row *ra = station(a, 9, 3), *rb = station(b, 9, 4);
+    for (int k = 0; k < 4; k++) {
+        map_row_obj(m, ra, got, sizeof(got));
+        CHECK_STR(got, "{\"code\":\"10003\",\"id\":1003,\"mech\":3,\"ebike\":3,\"first\":null,"
+                       "\"x\":-3.0,\"ok\":true,\"at\":\"2024-11-19T07:35:04.003Z\","
+                       "\"name\":\"Gare\"}");
+        map_row_obj(m, rb, got, sizeof(got));
+        CHECK_STR(got, "{\"code\":\"10004\",\"id\":1004,\"mech\":4,\"ebike\":4,\"first\":4,"
+                       "\"x\":2.0,\"ok\":false,\"at\":\"2024-11-19T07:35:04.004Z\","
+                       "\"name\":null}");
+    }
+    row_free(ra);
+    row_free(rb);
+    for (int s = 0; s < 6; s++)
+        row_free(keep[s]);
+    sm_mapper_free(m);
+}
+
+/* Coercions of typed row values (the inline cases and the general one
+ * must agree): bool, double, timestamp and string fields, null text ("" is
+ * not null unless null_values says so, as in JSON input). */
+static void row_coercions(void)
+{
+    const char *y = "fields:\n  - {name: b, type: bool}\n  - {name: d, type: double}\n"
+                    "  - {name: t, type: timestamp}\n"
+                    "  - {name: s, type: string, null_values: [\"\"]}\n"
+                    "  - {name: r, type: string, required: true, path: s2, null_values: [\"\"]}\n"
+                    "  - {name: n, type: string, path: s3, null_values: [\"-\"]}\n"
+                    "  - {name: i, type: int, path: d2}\n";
+    struct sm_mapper *m = mk(y, NULL);
+    if (!m)
+        return;
+    struct spoke_schema *sc = schema_new();
+    schema_add(sc, "b", SPOKE_TYPE_BOOL);
+    schema_add(sc, "d", SPOKE_TYPE_DOUBLE);
+    schema_add(sc, "t", SPOKE_TYPE_TIMESTAMP);
+    schema_add(sc, "s", SPOKE_TYPE_STRING);
+    schema_add(sc, "s2", SPOKE_TYPE_STRING);
+    schema_add(sc, "s3", SPOKE_TYPE_STRING);
+    schema_add(sc, "d2", SPOKE_TYPE_DOUBLE);
+    char got[1024];
+    struct spoke_row *r = row_new(sc);
+    row_set_bool(r, 0, 1);
+    row_set_double(r, 1, 2.5);
+    row_set_timestamp(r, 2, -1);
+    row_set_string(r, 3, "", 0);
+    row_set_string(r, 4, "x", 1);
+    row_set_string(r, 5, "", 0);
+    row_set_double(r, 6, 3.0);
+    map_row_obj(m, r, got, sizeof(got));
+    CHECK_STR(got, "{\"b\":true,\"d\":2.5,\"t\":\"1969-12-31T23:59:59.999Z\",\"s\":null,"
+                   "\"r\":\"x\",\"n\":\"\",\"i\":3}");
+    row_set_double(r, 1, INFINITY);
+    map_row_obj(m, r, got, sizeof(got));
+    CHECK_STR(got, "ERR: d: number out of range for double");
+    row_set_double(r, 1, NAN);
+    map_row_obj(m, r, got, sizeof(got));
+    CHECK_STR(got, "ERR: d: number out of range for double");
+    row_set_double(r, 1, 0.0);
+    row_set_string(r, 4, "", 0);
+    map_row_obj(m, r, got, sizeof(got));
+    CHECK_STR(got, "ERR: required field r is null");
+    row_set_string(r, 4, "y", 1);
+    row_set_string(r, 5, "-", 1);
+    row_set_double(r, 6, 3.5);
+    map_row_obj(m, r, got, sizeof(got));
+    CHECK_STR(got, "ERR: i (d2): expected int, got number 3.5 (not a whole number)");
+    row_set_double(r, 6, 4.0);
+    map_row_obj(m, r, got, sizeof(got));
+    CHECK_STR(got, "{\"b\":true,\"d\":0.0,\"t\":\"1969-12-31T23:59:59.999Z\",\"s\":null,"
+                   "\"r\":\"y\",\"n\":null,\"i\":4}");
+    row_free(r);
+    schema_unref(sc);
+    sm_mapper_free(m);
+}
+
 /* Records: key, timestamp, meta sources, the row set on the record. */
 static void records(void)
 {
@@ -825,6 +1064,8 @@ int main(void)
     RUN(lookups_and_filters);
     RUN(schema_errors);
     RUN(records);
+    RUN(row_plans);
+    RUN(row_coercions);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
     if (system(cmd) != 0)
