@@ -18,7 +18,6 @@
 #include "record.h"
 
 struct origin {
-    struct origin *next;
     struct tracker *t;
     const char *part;         /* interned */
     int64_t off;
@@ -26,6 +25,25 @@ struct origin {
     atomic_int pending;       /* units still in flight */
     atomic_int failed;        /* some unit was abandoned */
     int finished;             /* under t->lock: every unit ended */
+};
+
+/*
+ * A tracker's entries live in chunks of ORIGIN_CHUNK, in emission order: a
+ * FIFO that the source appends to and the completions pop from the head.
+ * Appending takes no lock and no allocation per record: only the source's
+ * task thread appends (the ABI lets a source emit only from its callbacks,
+ * and a restarted task starts after the old thread was joined), and it
+ * publishes each entry with a release store of `added`, which the popping
+ * side reads (acquire) under the lock. A chunk the head has moved past is
+ * kept as the spare the appender takes next (one lock per chunk), so a
+ * steady stream allocates nothing. An entry's slot is reused only after
+ * it was popped, i.e. after its last unit ended.
+ */
+#define ORIGIN_CHUNK 128
+
+struct origin_chunk {
+    struct origin_chunk *next;  /* written before an entry of it is published */
+    struct origin o[ORIGIN_CHUNK];
 };
 
 struct committed {
@@ -37,8 +55,15 @@ struct tracker {
     pthread_mutex_t lock;
     pthread_cond_t idle;
     const char *name;         /* interned */
-    struct origin *head, *tail;
-    size_t inflight;
+    /* Appender side: the source's task thread only. */
+    struct origin_chunk *tail;
+    unsigned tail_i;          /* next free slot of tail */
+    _Atomic uint64_t added;   /* entries ever published */
+    /* Under lock. */
+    struct origin_chunk *head;
+    unsigned head_i;          /* oldest unpopped slot of head */
+    uint64_t popped;          /* entries ever popped; in flight = added - popped */
+    struct origin_chunk *spare;
     int blocked;
     int released;             /* the owner dropped its reference */
     uint64_t generation;
@@ -46,16 +71,26 @@ struct tracker {
     size_t ndone, capdone;
 };
 
+/* Entries published and not popped (lock held). */
+static size_t inflight_locked(struct tracker *t)
+{
+    return (size_t)(atomic_load_explicit(&t->added, memory_order_acquire) - t->popped);
+}
+
 struct tracker *tracker_new(const char *connector)
 {
     struct tracker *t = calloc(1, sizeof(*t));
     if (!t)
         return NULL;
     t->name = intern_str(connector);
-    if (!t->name) {
+    t->head = t->tail = malloc(sizeof(struct origin_chunk));
+    if (!t->name || !t->head) {
+        free(t->head);
         free(t);
         return NULL;
     }
+    t->head->next = NULL;
+    atomic_init(&t->added, 0);
     pthread_mutex_init(&t->lock, NULL);
     clock_cond_init(&t->idle);
     return t;
@@ -65,6 +100,12 @@ static void tracker_destroy(struct tracker *t)
 {
     pthread_mutex_destroy(&t->lock);
     pthread_cond_destroy(&t->idle);
+    /* Every entry was popped: what is left is the chain from head to tail. */
+    for (struct origin_chunk *c = t->head, *next; c; c = next) {
+        next = c->next;
+        free(c);
+    }
+    free(t->spare);
     free(t->done);
     free(t);
 }
@@ -75,7 +116,7 @@ void tracker_release(struct tracker *t)
         return;
     pthread_mutex_lock(&t->lock);
     t->released = 1;
-    int gone = t->head == NULL;
+    int gone = inflight_locked(t) == 0;
     pthread_mutex_unlock(&t->lock);
     if (gone)
         tracker_destroy(t);
@@ -84,10 +125,19 @@ void tracker_release(struct tracker *t)
 struct origin *tracker_add(struct tracker *t, const char *partition, int64_t offset,
                            int64_t born_ns)
 {
-    struct origin *o = malloc(sizeof(*o));
-    if (!o)
-        return NULL;
-    o->next = NULL;
+    if (t->tail_i == ORIGIN_CHUNK) {
+        pthread_mutex_lock(&t->lock);
+        struct origin_chunk *c = t->spare;
+        t->spare = NULL;
+        pthread_mutex_unlock(&t->lock);
+        if (!c && !(c = malloc(sizeof(*c))))
+            return NULL;
+        c->next = NULL;
+        t->tail->next = c;  /* published with the first entry of c */
+        t->tail = c;
+        t->tail_i = 0;
+    }
+    struct origin *o = &t->tail->o[t->tail_i++];
     o->t = t;
     o->part = partition;
     o->off = offset;
@@ -95,14 +145,9 @@ struct origin *tracker_add(struct tracker *t, const char *partition, int64_t off
     atomic_init(&o->pending, 1);
     atomic_init(&o->failed, 0);
     o->finished = 0;
-    pthread_mutex_lock(&t->lock);
-    if (t->tail)
-        t->tail->next = o;
-    else
-        t->head = o;
-    t->tail = o;
-    t->inflight++;
-    pthread_mutex_unlock(&t->lock);
+    /* Only this thread writes added: a plain increment, released. */
+    uint64_t n = atomic_load_explicit(&t->added, memory_order_relaxed);
+    atomic_store_explicit(&t->added, n + 1, memory_order_release);
     return o;
 }
 
@@ -154,25 +199,36 @@ static void commit_locked(struct tracker *t, const char *part, int64_t off)
 static int pop_finished_locked(struct tracker *t)
 {
     int advanced = 0;
-    while (t->head && t->head->finished) {
-        struct origin *h = t->head;
-        t->head = h->next;
-        if (!t->head)
-            t->tail = NULL;
-        t->inflight--;
+    uint64_t added = atomic_load_explicit(&t->added, memory_order_acquire);
+    while (t->popped < added) {
+        if (t->head_i == ORIGIN_CHUNK) {
+            /* Everything in head was popped and an entry after it was
+             * published, so head->next is set. */
+            struct origin_chunk *c = t->head;
+            t->head = c->next;
+            t->head_i = 0;
+            if (!t->spare)
+                t->spare = c;
+            else
+                free(c);
+        }
+        struct origin *h = &t->head->o[t->head_i];
+        if (!h->finished)
+            break;
+        t->head_i++;
+        t->popped++;
         if (atomic_load(&h->failed))
             t->blocked = 1;
         if (!t->blocked && h->part) {
             commit_locked(t, h->part, h->off);
             advanced = 1;
         }
-        free(h);
     }
     if (advanced)
         t->generation++;
-    if (t->inflight == 0)
+    if (t->popped == added)
         pthread_cond_broadcast(&t->idle);
-    return t->released && t->head == NULL;
+    return t->released && t->popped == added;
 }
 
 void origin_done(struct origin *o, int ok)
@@ -211,7 +267,7 @@ void origins_done(struct origin **os, size_t n)
 size_t tracker_inflight(struct tracker *t)
 {
     pthread_mutex_lock(&t->lock);
-    size_t n = t->inflight;
+    size_t n = inflight_locked(t);
     pthread_mutex_unlock(&t->lock);
     return n;
 }
@@ -244,14 +300,14 @@ void tracker_committed(struct tracker *t,
 int tracker_wait_idle(struct tracker *t, int64_t deadline_ms)
 {
     pthread_mutex_lock(&t->lock);
-    while (t->inflight > 0) {
+    while (inflight_locked(t) > 0) {
         if (clock_mono_ms() >= deadline_ms)
             break;
         struct timespec ts;
         clock_deadline_ts(&ts, deadline_ms);
         pthread_cond_timedwait(&t->idle, &t->lock, &ts);
     }
-    int idle = t->inflight == 0;
+    int idle = inflight_locked(t) == 0;
     pthread_mutex_unlock(&t->lock);
     return idle;
 }

@@ -27,7 +27,10 @@ struct offset_store;
 struct tracker *tracker_new(const char *connector);
 /* A new entry with one unit held, at the end of the tracker's order.
  * partition must be interned; born_ns: when the source poll that produced
- * the record started (monotonic ns), for end-to-end latency. NULL on OOM. */
+ * the record started (monotonic ns), for end-to-end latency. NULL on OOM.
+ * One thread at a time appends to a tracker (the source's task thread; a
+ * handover to another thread needs a happens-before, e.g. a join): an
+ * append takes no lock, and allocates once per chunk of entries. */
 struct origin *tracker_add(struct tracker *t, const char *partition, int64_t offset,
                            int64_t born_ns);
 /* Drops the owner's reference; the tracker lives on until no origin uses it. */

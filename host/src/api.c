@@ -40,7 +40,7 @@ static struct spoke_record *api_record_new(struct spoke_instance *inst, const ch
         LOG_E(inst->name, "record_new: no topic given and the connector has no `topic`");
         return NULL;
     }
-    return rec_new(t, key, klen, val, vlen);
+    return rec_new_interned(t, key, klen, val, vlen);
 }
 
 static void api_record_free(struct spoke_record *rec) { rec_free(rec); }

@@ -10,6 +10,7 @@
 
 #include <assert.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -168,7 +169,7 @@ static unsigned char *memdup0(const void *p, size_t len)
 /* Frees the key unless it lives inside the record. */
 static void key_release(struct spoke_record *rec)
 {
-    if (rec->key != rec->kinl)
+    if (rec->key && rec->key != rec->kinl)
         free(rec->key);
     rec->key = NULL;
     rec->klen = 0;
@@ -185,7 +186,7 @@ static int key_copy(struct spoke_record *rec, const void *key, size_t len)
             memmove(rec->kinl, key, len);
         rec->kinl[len] = '\0';
         rec->key = rec->kinl;
-        if (old != rec->kinl)
+        if (old && old != rec->kinl)
             free(old);
     } else {
         unsigned char *k = memdup0(key, len);
@@ -218,18 +219,36 @@ static void value_clear(struct spoke_record *rec)
 /* Frees everything but the origin. */
 static void rec_release(struct spoke_record *rec)
 {
+    /* Most records have neither a heap key nor headers: no free(NULL)
+     * calls for them (each is a call into the allocator). */
     key_release(rec);
-    for (size_t i = 0; i < rec->nhdrs; i++) {
-        free(rec->hdrs[i].name);
-        free(rec->hdrs[i].val);
+    if (rec->hdrs) {
+        for (size_t i = 0; i < rec->nhdrs; i++) {
+            free(rec->hdrs[i].name);
+            free(rec->hdrs[i].val);
+        }
+        free(rec->hdrs);
     }
-    free(rec->hdrs);
-    value_clear(rec);
+    if (rec->forms)
+        value_clear(rec);
     free(rec);
 }
 
 struct spoke_record *rec_new(const char *topic, const void *key, size_t klen,
                              const void *val, size_t vlen)
+{
+    assert(topic);
+    const char *t = intern_str(topic);
+    return t ? rec_new_interned(t, key, klen, val, vlen) : NULL;
+}
+
+/* rec_new_interned sets each field by hand: a field added to the struct
+ * must be added there too. */
+_Static_assert(offsetof(struct spoke_record, kinl) == 136,
+               "struct spoke_record changed: update rec_new_interned");
+
+struct spoke_record *rec_new_interned(const char *topic, const void *key, size_t klen,
+                                      const void *val, size_t vlen)
 {
     assert(topic);
     /* The value bytes (and their NUL) go in the record's own allocation:
@@ -240,9 +259,22 @@ struct spoke_record *rec_new(const char *topic, const void *key, size_t klen,
     struct spoke_record *rec = malloc(sizeof(*rec) + extra);
     if (!rec)
         return NULL;
-    memset(rec, 0, sizeof(*rec));
-    if (!(rec->topic = intern_str(topic)))
-        goto fail;
+    /* Field by field: kinl and pend_seq need no zeroing, and a memset of
+     * the whole header compiled to a rep stos, slow to start. */
+    rec->topic = topic;
+    rec->key = NULL;
+    rec->klen = 0;
+    rec->hdrs = NULL;
+    rec->nhdrs = rec->caphdrs = 0;
+    rec->forms = 0;
+    rec->bytes = NULL;
+    rec->blen = 0;
+    rec->row = NULL;
+    rec->json = NULL;
+    rec->row_error = NULL;
+    rec->part = NULL;
+    rec->off = 0;
+    rec->origin = NULL;
     if (key && key_copy(rec, key, klen) < 0)
         goto fail;
     if (val) {

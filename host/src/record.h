@@ -77,6 +77,9 @@ void intern_free_all(void);
  * topic must not be NULL (the caller resolves the default). NULL on OOM. */
 struct spoke_record *rec_new(const char *topic, const void *key, size_t klen,
                              const void *val, size_t vlen);
+/* rec_new with a topic already interned (intern_str): no lookup. */
+struct spoke_record *rec_new_interned(const char *topic, const void *key, size_t klen,
+                                      const void *val, size_t vlen);
 /* Deep copy: value forms, headers, position. The copy holds its own unit of
  * the same origin (origin_hold). NULL on OOM. */
 struct spoke_record *rec_clone(const struct spoke_record *rec);
@@ -159,6 +162,11 @@ int row_utf8_valid(const void *s, size_t len);
  * UTC strings with milliseconds, e.g. "2024-11-19T08:22:18.000Z"; non-finite
  * doubles as null; doubles in shortest round-trip form). 0, or -1 on OOM. */
 int rowjson_write(const struct spoke_row *row, struct buf *out);
+/* Writes ms as the ISO-8601 UTC text rowjson_write uses, without quotes:
+ * exactly textfmt_timestamp's bytes (24 for years 0..9999), from a
+ * per-thread cache of the last second's text when it can. o holds 40
+ * bytes; returns the length. */
+size_t rowjson_timestamp(int64_t ms, char *o);
 /* Parses one JSON object (whitespace around it allowed, nothing else) into a
  * row with a schema inferred from it: integers that fit int64 -> INT, other
  * numbers -> DOUBLE, objects -> MAP, arrays -> LIST. Rejects invalid UTF-8,

@@ -9,8 +9,15 @@
  * reserve exactly, so a parsed object costs one malloc however many strings
  * it holds; a string set later that does not fit gets its own allocation.
  * row_new sizes the reserve from what earlier rows of the schema needed.
+ *
+ * The layout is in row_impl.h (rowjson.c reads rows directly). A value
+ * that owns memory (a string outside the reserve, a child row) is marked,
+ * and the row counts them: the setters' common case clears nothing and
+ * takes no stack frame, and row_free walks the values only if some own
+ * memory.
  */
 #include "record.h"
+#include "row_impl.h"
 #include "textfmt.h"
 
 #include <assert.h>
@@ -19,64 +26,6 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* Above this many fields schema_index switches from a linear scan to the
- * hash table: a scan comparing lengths first beats hashing for a handful of
- * short names. */
-#define SCHEMA_LINEAR_MAX 16
-
-struct schema_field {
-    char *name;           /* "name\0" followed by the JSON key text (jkey) */
-    size_t len;           /* strlen(name) */
-    const char *jkey;     /* "\"name\":" escaped, inside the same block */
-    size_t jlen;
-    uint32_t hash;
-    enum spoke_type type;
-};
-
-/* Largest string reserve row_new gives a row of a schema by itself. */
-#define ROW_RES_HINT_MAX 256
-
-struct spoke_schema {
-    atomic_int frozen;
-    /* String bytes that rows of this schema turned out to need (learned by
-     * row_set_string, at most ROW_RES_HINT_MAX): row_new reserves that much,
-     * so a producer that builds rows field by field stops paying a malloc
-     * per string once the first rows have been seen. */
-    atomic_size_t res_hint;
-    size_t n, cap;
-    struct schema_field *f;
-    int32_t *slots;       /* open addressing, -1 = empty; built once n > SCHEMA_LINEAR_MAX */
-    size_t nslots;        /* power of two, or 0 */
-    /* On a cache line of its own: a row's producer and consumer threads
-     * change it for every row, and would otherwise keep evicting the
-     * read-mostly fields above from each other's caches. */
-    _Alignas(64) atomic_uint refs;
-    char pad_refs[64 - sizeof(atomic_uint)];
-};
-
-struct row_val {
-    unsigned char type;     /* enum spoke_type */
-    unsigned char in_res;   /* string lives in the row's reserve: not freed alone */
-    union {
-        int b;
-        int64_t i;          /* INT and TIMESTAMP */
-        double d;
-        struct spoke_row *child;
-        struct {
-            char *p;
-            size_t len;
-        } s;
-    } u;
-};
-
-struct spoke_row {
-    struct spoke_schema *schema;  /* NULL for a list */
-    size_t n;
-    char *res;                    /* string reserve, inside this allocation */
-    size_t res_used, res_cap;
-    struct row_val v[];
-};
 
 /* ------------------------------------------------------------------------ */
 /* UTF-8                                                                     */
@@ -383,6 +332,7 @@ static struct spoke_row *row_alloc(struct spoke_schema *s, size_t n, size_t strb
     row->res = (char *)&row->v[n];
     row->res_used = 0;
     row->res_cap = strbytes;
+    row->nown = 0;
     /* SPOKE_TYPE_NULL is 0: one memset nulls every value. */
     memset(row->v, 0, n * sizeof(struct row_val));
     if (s) {
@@ -415,25 +365,37 @@ struct spoke_row *row_new(struct spoke_schema *s)
 
 struct spoke_row *row_new_list(size_t n) { return row_alloc(NULL, n, 0); }
 
-/* Releases what a value owns and leaves it null. */
-static inline void val_clear(struct row_val *v)
+/* Frees what a value owns (v->owns set) and leaves it null. Out of line:
+ * the setters' common case, a value that owns nothing, stays a few
+ * instructions. */
+__attribute__((noinline)) static void val_release(struct spoke_row *row, struct row_val *v)
 {
-    if (v->type == SPOKE_TYPE_STRING) {
-        if (!v->in_res)
-            free(v->u.s.p);
-    } else if (v->type == SPOKE_TYPE_LIST || v->type == SPOKE_TYPE_MAP) {
+    if (v->type == SPOKE_TYPE_STRING)
+        free(v->u.s.p);
+    else
         row_free(v->u.child);
-    }
     v->type = SPOKE_TYPE_NULL;
-    v->in_res = 0;
+    v->owns = 0;
+    row->nown--;
+}
+
+/* Releases what a value owns and leaves it null. */
+static inline void val_clear(struct spoke_row *row, struct row_val *v)
+{
+    if (v->owns)
+        val_release(row, v);
+    v->type = SPOKE_TYPE_NULL;
 }
 
 void row_free(struct spoke_row *row)
 {
     if (!row)
         return;
-    for (size_t i = 0; i < row->n; i++)
-        val_clear(&row->v[i]);
+    /* Rows whose strings all sit in the reserve (parsed rows, rows built
+     * within their schema's hint) own nothing else: no walk. */
+    for (size_t i = 0; row->nown && i < row->n; i++)
+        if (row->v[i].owns)
+            val_release(row, &row->v[i]);
     if (row->schema)
         row_schema_release(row->schema);
     free(row);
@@ -454,8 +416,9 @@ int row_index(const struct spoke_row *row, const char *name)
 }
 
 /* Common checks of every setter: the index exists and, in a map, the
- * field was declared with this type. */
-static int check_set(const struct spoke_row *row, size_t i, enum spoke_type type)
+ * field was declared with this type. Inline: each setter is called once
+ * per field of every row a plugin builds. */
+static inline int check_set(const struct spoke_row *row, size_t i, enum spoke_type type)
 {
     if (!row)
         return SPOKE_ERR_INVALID;
@@ -470,8 +433,32 @@ int row_set_null(struct spoke_row *row, size_t i)
 {
     int rc = check_set(row, i, SPOKE_TYPE_NULL);
     if (rc == SPOKE_OK)
-        val_clear(&row->v[i]);
+        val_clear(row, &row->v[i]);
     return rc;
+}
+
+/* A scalar value, to pass through the setters' slow path. */
+union row_scalar {
+    int b;
+    int64_t i;
+    double d;
+};
+
+/* The setters' slow path: the old value owns memory. Reached by a tail
+ * call, so the fast path needs no stack frame. */
+__attribute__((noinline)) static int set_scalar_slow(struct spoke_row *row, size_t i,
+                                                     enum spoke_type t, union row_scalar v)
+{
+    struct row_val *x = &row->v[i];
+    val_release(row, x);
+    x->type = (unsigned char)t;
+    if (t == SPOKE_TYPE_BOOL)
+        x->u.b = v.b;
+    else if (t == SPOKE_TYPE_DOUBLE)
+        x->u.d = v.d;
+    else
+        x->u.i = v.i;
+    return SPOKE_OK;
 }
 
 int row_set_bool(struct spoke_row *row, size_t i, int v)
@@ -479,7 +466,8 @@ int row_set_bool(struct spoke_row *row, size_t i, int v)
     int rc = check_set(row, i, SPOKE_TYPE_BOOL);
     if (rc != SPOKE_OK)
         return rc;
-    val_clear(&row->v[i]);
+    if (row->v[i].owns)
+        return set_scalar_slow(row, i, SPOKE_TYPE_BOOL, (union row_scalar){ .b = v != 0 });
     row->v[i].type = SPOKE_TYPE_BOOL;
     row->v[i].u.b = v != 0;
     return SPOKE_OK;
@@ -490,7 +478,8 @@ int row_set_int(struct spoke_row *row, size_t i, int64_t v)
     int rc = check_set(row, i, SPOKE_TYPE_INT);
     if (rc != SPOKE_OK)
         return rc;
-    val_clear(&row->v[i]);
+    if (row->v[i].owns)
+        return set_scalar_slow(row, i, SPOKE_TYPE_INT, (union row_scalar){ .i = v });
     row->v[i].type = SPOKE_TYPE_INT;
     row->v[i].u.i = v;
     return SPOKE_OK;
@@ -501,7 +490,8 @@ int row_set_double(struct spoke_row *row, size_t i, double v)
     int rc = check_set(row, i, SPOKE_TYPE_DOUBLE);
     if (rc != SPOKE_OK)
         return rc;
-    val_clear(&row->v[i]);
+    if (row->v[i].owns)
+        return set_scalar_slow(row, i, SPOKE_TYPE_DOUBLE, (union row_scalar){ .d = v });
     row->v[i].type = SPOKE_TYPE_DOUBLE;
     row->v[i].u.d = v;
     return SPOKE_OK;
@@ -512,10 +502,45 @@ int row_set_timestamp(struct spoke_row *row, size_t i, int64_t ms)
     int rc = check_set(row, i, SPOKE_TYPE_TIMESTAMP);
     if (rc != SPOKE_OK)
         return rc;
-    val_clear(&row->v[i]);
+    if (row->v[i].owns)
+        return set_scalar_slow(row, i, SPOKE_TYPE_TIMESTAMP, (union row_scalar){ .i = ms });
     row->v[i].type = SPOKE_TYPE_TIMESTAMP;
     row->v[i].u.i = ms;
     return SPOKE_OK;
+}
+
+/* 1 if every byte is below 0x80, for short strings (len <= 32): a few
+ * loads and one test instead of the validator's byte loop. Short ASCII
+ * strings (codes, postcodes, names) are what rows mostly carry. */
+static inline int ascii_short(const char *s, size_t len)
+{
+    uint64_t a = 0, b = 0;
+    if (len >= 8) {
+        uint64_t w;
+        for (size_t k = 0; k + 8 < len; k += 8) {
+            memcpy(&w, s + k, 8);
+            a |= w;
+        }
+        memcpy(&w, s + len - 8, 8);
+        a |= w;
+    } else if (len >= 4) {
+        uint32_t x, y;
+        memcpy(&x, s, 4);
+        memcpy(&y, s + len - 4, 4);
+        a = x | y;
+    } else {
+        for (size_t k = 0; k < len; k++)
+            b |= (unsigned char)s[k];
+    }
+    return !((a | b) & 0x8080808080808080ull);
+}
+
+/* 1 if s[0, len) is valid UTF-8. */
+static inline int utf8_ok(const char *s, size_t len)
+{
+    if (len <= 32 && ascii_short(s, len))
+        return 1;
+    return row_utf8_valid(s, len);
 }
 
 int row_set_string(struct spoke_row *row, size_t i, const char *s, size_t len)
@@ -523,30 +548,44 @@ int row_set_string(struct spoke_row *row, size_t i, const char *s, size_t len)
     int rc = check_set(row, i, SPOKE_TYPE_STRING);
     if (rc != SPOKE_OK)
         return rc;
-    if ((!s && len) || !row_utf8_valid(s, len))
+    if (!s) {
+        if (len)
+            return SPOKE_ERR_INVALID;
+        s = "";
+    }
+    if (!utf8_ok(s, len))
         return SPOKE_ERR_INVALID;
     char *p;
-    int in_res = 0;
+    int owns = 0;
     if (len < row->res_cap - row->res_used) {
         p = row->res + row->res_used;
         row->res_used += len + 1;
-        in_res = 1;
     } else {
         if (len == SIZE_MAX || !(p = malloc(len + 1)))
             return SPOKE_ERR_NOMEM;
+        owns = 1;
         /* Teach the schema how much its rows' strings take. */
         size_t want = row->res_used + len + 1;
         if (row->schema && want <= ROW_RES_HINT_MAX &&
             want > atomic_load_explicit(&row->schema->res_hint, memory_order_relaxed))
             atomic_store_explicit(&row->schema->res_hint, want, memory_order_relaxed);
     }
-    if (len)
+    if (len <= 16 && len >= 8) {
+        /* Two overlapping moves: short strings skip the call to memcpy. */
+        memcpy(p, s, 8);
+        memcpy(p + len - 8, s + len - 8, 8);
+    } else if (len < 8 && len >= 4) {
+        memcpy(p, s, 4);
+        memcpy(p + len - 4, s + len - 4, 4);
+    } else {
         memcpy(p, s, len);
+    }
     p[len] = '\0';
     /* Cleared only now: a failed set leaves the old value in place. */
-    val_clear(&row->v[i]);
+    val_clear(row, &row->v[i]);
     row->v[i].type = SPOKE_TYPE_STRING;
-    row->v[i].in_res = (unsigned char)in_res;
+    row->v[i].owns = (unsigned char)owns;
+    row->nown += (size_t)owns;
     row->v[i].u.s.p = p;
     row->v[i].u.s.len = len;
     return SPOKE_OK;
@@ -566,8 +605,10 @@ int row_set_row(struct spoke_row *row, size_t i, struct spoke_row *child)
     rc = check_set(row, i, t);
     if (rc != SPOKE_OK)
         goto fail;
-    val_clear(&row->v[i]);
+    val_clear(row, &row->v[i]);
     row->v[i].type = (unsigned char)t;
+    row->v[i].owns = 1;
+    row->nown++;
     row->v[i].u.child = child;
     return SPOKE_OK;
 fail:
@@ -645,7 +686,7 @@ struct spoke_row *row_clone(const struct spoke_row *row)
             d->u.s.len = v->u.s.len;
             memcpy(d->u.s.p, v->u.s.p, v->u.s.len + 1);
             copy->res_used += v->u.s.len + 1;
-            d->in_res = 1;
+            d->owns = 0;
             d->type = v->type;
             break;
         case SPOKE_TYPE_LIST:
@@ -654,6 +695,8 @@ struct spoke_row *row_clone(const struct spoke_row *row)
             if (!d->u.child)
                 goto fail;
             d->type = v->type;
+            d->owns = 1;
+            copy->nown++;
             break;
         default:
             *d = *v;

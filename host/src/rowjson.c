@@ -19,6 +19,7 @@
  * plain malloc.
  */
 #include "record.h"
+#include "row_impl.h"
 
 #include <assert.h>
 #include <locale.h>
@@ -124,24 +125,89 @@ static int write_string(const char *s, size_t len, struct buf *out)
     return 0;
 }
 
+/* ISO-8601 timestamps, with the text of the last second formatted kept per
+ * thread: the rows of a stream carry runs of timestamps within one second
+ * or one day, so most calls copy the cached "YYYY-MM-DDTHH:MM:SS" (or its
+ * date part) and format only what changed. Byte-identical to
+ * textfmt_timestamp, which formats the years it cannot cache (outside
+ * 0..9999: their text has another length). */
+struct ts_cache {
+    int64_t secs;         /* second the text is for; valid iff days_ok */
+    int64_t days;         /* day the date part is for */
+    int days_ok;
+    char text[20];        /* "YYYY-MM-DDTHH:MM:SS" */
+};
+static _Thread_local struct ts_cache ts_cache;
+
+static inline char *put2(char *p, unsigned v)
+{
+    p[0] = (char)('0' + v / 10);
+    p[1] = (char)('0' + v % 10);
+    return p + 2;
+}
+
+/* Years 0..9999: 1970-01-01 is day 0, so day -719528 is 0000-01-01 and
+ * day 2932896 is 9999-12-31. */
+#define TS_DAY_MIN (-719528)
+#define TS_DAY_MAX 2932896
+
+size_t rowjson_timestamp(int64_t ms, char *o)
+{
+    int64_t secs = ms / 1000, rem = ms % 1000;
+    if (rem < 0) {
+        rem += 1000;
+        secs--;
+    }
+    struct ts_cache *c = &ts_cache;
+    if (!c->days_ok || secs != c->secs) {
+        int64_t days = secs / 86400, sod = secs % 86400;
+        if (sod < 0) {
+            sod += 86400;
+            days--;
+        }
+        if (days < TS_DAY_MIN || days > TS_DAY_MAX)
+            return textfmt_timestamp(ms, o);
+        if (!c->days_ok || days != c->days) {
+            /* The date part as textfmt writes it: take it from there. */
+            char full[40];
+            textfmt_timestamp(days * 86400000, full);
+            memcpy(c->text, full, 11);  /* "YYYY-MM-DDT" */
+            c->days = days;
+            c->days_ok = 1;
+        }
+        char *p = c->text + 11;
+        p = put2(p, (unsigned)(sod / 3600));
+        *p++ = ':';
+        p = put2(p, (unsigned)(sod / 60 % 60));
+        *p++ = ':';
+        put2(p, (unsigned)(sod % 60));
+        c->secs = secs;
+    }
+    memcpy(o, c->text, 19);
+    o[19] = '.';
+    o[20] = (char)('0' + rem / 100);
+    put2(o + 21, (unsigned)(rem % 100));
+    o[23] = 'Z';
+    return 24;
+}
+
 static int write_row(const struct spoke_row *row, struct buf *out);
 
-static int write_value(const struct spoke_row *row, size_t i, struct buf *out)
+/* Reads the row's values directly (row_impl.h): this runs for every value
+ * of every row a sink serializes. */
+static int write_value(const struct row_val *v, struct buf *out)
 {
-    enum spoke_type t = row_type(row, i);
-    if (t == SPOKE_TYPE_STRING) {
-        size_t len;
-        const char *s = row_get_string(row, i, &len);
-        return write_string(s, len, out);
-    }
+    enum spoke_type t = (enum spoke_type)v->type;
+    if (t == SPOKE_TYPE_STRING)
+        return write_string(v->u.s.p, v->u.s.len, out);
     if (t == SPOKE_TYPE_LIST || t == SPOKE_TYPE_MAP)
-        return write_row(row_get_row(row, i), out);
+        return write_row(v->u.child, out);
     if (room(out, 48) < 0)
         return -1;
     char *o = out->p + out->len;
     switch (t) {
     case SPOKE_TYPE_BOOL:
-        if (row_get_bool(row, i)) {
+        if (v->u.b) {
             memcpy(o, "true", 4);
             out->len += 4;
         } else {
@@ -150,14 +216,14 @@ static int write_value(const struct spoke_row *row, size_t i, struct buf *out)
         }
         break;
     case SPOKE_TYPE_INT:
-        out->len += textfmt_int(row_get_int(row, i), o);
+        out->len += textfmt_int(v->u.i, o);
         break;
     case SPOKE_TYPE_DOUBLE:
-        out->len += textfmt_double(row_get_double(row, i), o);
+        out->len += textfmt_double(v->u.d, o);
         break;
     case SPOKE_TYPE_TIMESTAMP:
         o[0] = '"';
-        out->len += 1 + textfmt_timestamp(row_get_timestamp(row, i), o + 1);
+        out->len += 1 + rowjson_timestamp(v->u.i, o + 1);
         out->p[out->len++] = '"';
         break;
     default:
@@ -173,27 +239,27 @@ static int write_value(const struct spoke_row *row, size_t i, struct buf *out)
  * made them. */
 static int write_row(const struct spoke_row *row, struct buf *out)
 {
-    const struct spoke_schema *s = row_schema(row);
-    size_t n = row_count(row);
+    const struct spoke_schema *s = row->schema;
+    size_t n = row->n;
     if (room(out, 2) < 0)
         return -1;
     out->p[out->len++] = s ? '{' : '[';
     for (size_t i = 0; i < n; i++) {
         if (s) {
-            size_t klen;
-            const char *key = schema_json_key(s, i, &klen);
+            const struct schema_field *f = &s->f[i];
+            size_t klen = f->jlen;
             if (room(out, klen + 1) < 0)
                 return -1;
             if (i)
                 out->p[out->len++] = ',';
-            copy_small(out->p + out->len, key, klen);
+            copy_small(out->p + out->len, f->jkey, klen);
             out->len += klen;
         } else if (i) {
             if (room(out, 1) < 0)
                 return -1;
             out->p[out->len++] = ',';
         }
-        if (write_value(row, i, out) < 0)
+        if (write_value(&row->v[i], out) < 0)
             return -1;
     }
     if (room(out, 1) < 0)

@@ -1,6 +1,8 @@
 /* unit-ack: watermarks commit only delivered prefixes; abandoned units block;
  * the offset store is atomic and refuses corrupt files. */
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -197,6 +199,105 @@ static void offset_store_roundtrip(void)
     rmdir(dir);
 }
 
+/* Entries span many storage chunks: completions in a scrambled order
+ * commit exactly the delivered prefix, in-flight counts stay exact while
+ * the head passes chunk ends, and a tracker emptied and refilled many
+ * times (its chunks recycled) keeps committing. */
+static void many_entries_across_chunks(void)
+{
+    enum { N = 1000 };
+    struct tracker *t = tracker_new("src");
+    const char *p = intern_str("file");
+    static struct origin *os[N];
+    static int done[N];
+    for (int i = 0; i < N; i++) {
+        os[i] = tracker_add(t, p, 1000 + i, i);
+        CHECK(os[i] != NULL);
+        done[i] = 0;
+    }
+    CHECK(tracker_inflight(t) == N);
+    /* Complete in a scrambled order (a stride coprime to N), checking the
+     * watermark after each one against the longest delivered prefix. */
+    int prefix = 0, bad = 0;
+    for (int k = 0; k < N; k++) {
+        int i = (int)((k * 389L + 17) % N);
+        origin_done(os[i], 1);
+        done[i] = 1;
+        while (prefix < N && done[prefix])
+            prefix++;
+        int64_t want = prefix ? 1000 + prefix - 1 : -1;
+        if (committed(t, p) != want || tracker_inflight(t) != (size_t)(N - prefix))
+            bad++;
+    }
+    CHECK_MSG(bad == 0, "%d steps off", bad);
+    CHECK(committed(t, p) == 1000 + N - 1);
+    CHECK(tracker_inflight(t) == 0);
+
+    /* Refill and drain in waves of different sizes: slots are reused. */
+    int64_t off = 5000;
+    for (int wave = 0; wave < 40; wave++) {
+        int n = 1 + (wave * 53) % 300;
+        for (int i = 0; i < n; i++)
+            os[i] = tracker_add(t, p, off + i, 0);
+        CHECK(tracker_inflight(t) == (size_t)n);
+        CHECK(origin_born_ns(os[n - 1]) == 0);
+        for (int i = n - 1; i >= 0; i--)
+            origin_done(os[i], 1);
+        off += n;
+        CHECK(committed(t, p) == off - 1);
+    }
+    CHECK(tracker_inflight(t) == 0 && !tracker_blocked(t));
+
+    /* An abandoned entry in a later chunk blocks everything after it. */
+    for (int i = 0; i < 300; i++)
+        os[i] = tracker_add(t, p, off + i, 0);
+    for (int i = 0; i < 300; i++)
+        origin_done(os[i], i != 200);
+    CHECK(committed(t, p) == off + 199);
+    CHECK(tracker_blocked(t));
+    tracker_release(t);
+}
+
+/* One thread appends while another completes (the source and a sink): the
+ * lock-free append and the locked pops agree on every entry. */
+struct race {
+    struct tracker *t;
+    struct origin *_Atomic slot[64];
+    int n;
+};
+
+static void *race_completer(void *arg)
+{
+    struct race *r = arg;
+    for (int i = 0; i < r->n; i++) {
+        struct origin *o;
+        while (!(o = atomic_exchange(&r->slot[i % 64], NULL)))
+            sched_yield();
+        origin_done(o, 1);
+    }
+    return NULL;
+}
+
+static void append_while_completing(void)
+{
+    struct race r = { .t = tracker_new("src"), .n = 100000 };
+    const char *p = intern_str("file");
+    for (int i = 0; i < 64; i++)
+        atomic_init(&r.slot[i], NULL);
+    pthread_t th;
+    CHECK(pthread_create(&th, NULL, race_completer, &r) == 0);
+    for (int i = 0; i < r.n; i++) {
+        struct origin *o = tracker_add(r.t, p, i, 0);
+        while (atomic_load(&r.slot[i % 64]))
+            sched_yield();
+        atomic_store(&r.slot[i % 64], o);
+    }
+    pthread_join(th, NULL);
+    CHECK(tracker_inflight(r.t) == 0);
+    CHECK(committed(r.t, p) == r.n - 1);
+    tracker_release(r.t);
+}
+
 int main(void)
 {
     RUN(commit_only_after_ack);
@@ -205,6 +306,8 @@ int main(void)
     RUN(partitions_independent_positions);
     RUN(batched_acks_across_trackers);
     RUN(wait_idle_wakes);
+    RUN(many_entries_across_chunks);
+    RUN(append_while_completing);
     RUN(offset_store_roundtrip);
     intern_free_all();
     return TEST_REPORT();

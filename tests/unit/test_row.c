@@ -408,6 +408,95 @@ static void test_clone(void)
     CHECK(row_clone(NULL) == NULL);
 }
 
+/* Short strings take an ASCII-only fast path before the full validator:
+ * for every length up to 40 and every position, a non-ASCII byte there
+ * (valid sequence or not) gets the validator's verdict. */
+static void test_utf8_short_paths(void)
+{
+    static const char *inserts[] = { "\x80", "\xff", "\xc3\xa9", "\xc0\x80", "\xed\xa0\x80",
+                                     "\xf0\x9f\x98\x80", "\x7f", "\0" };
+    static const int ok[] = { 0, 0, 1, 0, 0, 1, 1, 1 };
+    char b[64];
+    int bad = 0;
+    for (size_t len = 0; len <= 40; len++) {
+        memset(b, 'a', sizeof(b));
+        if (!valid(b, len))
+            bad++;
+        for (size_t k = 0; k < sizeof(inserts) / sizeof(inserts[0]); k++) {
+            size_t n = strlen(inserts[k]) ? strlen(inserts[k]) : 1;
+            for (size_t at = 0; at + n <= len; at++) {
+                memset(b, 'a', sizeof(b));
+                memcpy(b + at, inserts[k], n);
+                if (valid(b, len) != ok[k])
+                    bad++;
+            }
+        }
+        /* A truncated sequence at the very end. */
+        if (len >= 1) {
+            memset(b, 'a', sizeof(b));
+            b[len - 1] = (char)0xe2;
+            if (valid(b, len))
+                bad++;
+        }
+    }
+    CHECK_MSG(bad == 0, "%d verdicts wrong", bad);
+}
+
+/* Values that own memory (strings outside the reserve, child rows) are
+ * released when replaced by anything, when set to null and when the row is
+ * freed; values that own nothing never are (ASan/LSan check both). */
+static void test_owned_values(void)
+{
+    struct spoke_schema *s = schema_new();
+    schema_add(s, "s", SPOKE_TYPE_STRING);
+    schema_add(s, "m", SPOKE_TYPE_MAP);
+    schema_add(s, "l", SPOKE_TYPE_LIST);
+    schema_add(s, "i", SPOKE_TYPE_INT);
+    struct spoke_row *row = row_new_reserve(s, 4);
+    CHECK(row_set_string(row, 0, "a long string, outside the reserve", 34) == SPOKE_OK);
+    CHECK(row_set_string(row, 0, "ab", 2) == SPOKE_OK);           /* into the reserve */
+    CHECK_STR(row_get_string(row, 0, NULL), "ab");
+    CHECK(row_set_string(row, 0, "another long string", 19) == SPOKE_OK);
+    CHECK(row_set_null(row, 0) == SPOKE_OK);
+    CHECK(row_type(row, 0) == SPOKE_TYPE_NULL);
+    CHECK(row_set_string(row, 0, "and one more long string", 24) == SPOKE_OK);
+
+    struct spoke_row *child = row_new(s);
+    CHECK(row_set_string(child, 0, "child's own long string", 23) == SPOKE_OK);
+    CHECK(row_set_row(row, 1, child) == SPOKE_OK);
+    struct spoke_row *list = row_new_list(2);
+    CHECK(row_set_string(list, 0, "x", 1) == SPOKE_OK);
+    CHECK(row_set_row(row, 2, list) == SPOKE_OK);
+    CHECK(row_set_row(row, 2, row_new_list(1)) == SPOKE_OK);       /* replaces the list */
+    CHECK(row_count(row_get_row(row, 2)) == 1);
+    CHECK(row_set_int(row, 3, 7) == SPOKE_OK);
+    /* A wrongly typed set changes nothing. */
+    CHECK(row_set_int(row, 0, 1) == SPOKE_ERR_TYPE);
+    CHECK_STR(row_get_string(row, 0, NULL), "and one more long string");
+
+    struct spoke_row *copy = row_clone(row);
+    row_free(row);
+    CHECK_STR(row_get_string(copy, 0, NULL), "and one more long string");
+    CHECK_STR(row_get_string(row_get_row(copy, 1), 0, NULL), "child's own long string");
+    CHECK(row_get_int(copy, 3) == 7);
+    CHECK(row_set_null(copy, 1) == SPOKE_OK);                     /* frees the child copy */
+    CHECK(row_get_row(copy, 1) == NULL);
+    row_free(copy);
+
+    /* A list whose values are replaced in turn by every kind. */
+    struct spoke_row *l = row_new_list(1);
+    CHECK(row_set_string(l, 0, "first string, its own allocation", 32) == SPOKE_OK);
+    CHECK(row_set_bool(l, 0, 1) == SPOKE_OK);
+    CHECK(row_set_string(l, 0, "second string, its own allocation", 33) == SPOKE_OK);
+    CHECK(row_set_double(l, 0, 1.5) == SPOKE_OK);
+    CHECK(row_set_row(l, 0, row_new_list(3)) == SPOKE_OK);
+    CHECK(row_set_timestamp(l, 0, 5) == SPOKE_OK);
+    CHECK(row_get_timestamp(l, 0) == 5);
+    CHECK(row_set_row(l, 0, row_new_list(3)) == SPOKE_OK);
+    row_free(l);
+    schema_unref(s);
+}
+
 int main(void)
 {
     RUN(test_schema_basics);
@@ -417,6 +506,8 @@ int main(void)
     RUN(test_setters_getters);
     RUN(test_list_any_type);
     RUN(test_utf8);
+    RUN(test_utf8_short_paths);
+    RUN(test_owned_values);
     RUN(test_reserve);
     RUN(test_clone);
     return TEST_REPORT();

@@ -10,6 +10,7 @@
 
 #include "record.h"
 #include "test.h"
+#include "textfmt.h"
 
 /* ---- helpers ---- */
 
@@ -315,6 +316,81 @@ static void test_write_timestamps(void)
             fprintf(stderr, "%lld: %s, want %s\n", (long long)ms, out, want);
     }
     CHECK(bad == 0);
+}
+
+/* rowjson_timestamp keeps the last second's text per thread: whatever
+ * order the instants come in (within a second, across second, day, month,
+ * year boundaries, forwards, backwards, alternating far apart, in and out of
+ * the years it caches), its bytes are textfmt_timestamp's. */
+static int ts_same(int64_t ms)
+{
+    char a[64], b[64];
+    memset(a, 'x', sizeof(a));
+    memset(b, 'y', sizeof(b));
+    size_t na = rowjson_timestamp(ms, a), nb = textfmt_timestamp(ms, b);
+    if (na != nb || memcmp(a, b, na) != 0) {
+        fprintf(stderr, "ms %lld: cached '%.*s' reference '%.*s'\n", (long long)ms, (int)na, a,
+                (int)nb, b);
+        return 0;
+    }
+    return 1;
+}
+
+static void test_timestamp_cache(void)
+{
+    static const int64_t edges[] = {
+        0,                    /* 1970-01-01T00:00:00 */
+        946684800000,         /* 2000-01-01: 1999 -> 2000 */
+        951782400000,         /* 2000-02-29 */
+        951868800000,         /* 2000-03-01 */
+        1704067200000,        /* 2024-01-01 */
+        1709164800000,        /* 2024-02-29 */
+        1732060800000,        /* 2024-11-20, a day boundary */
+        4102444800000,        /* 2100-01-01 */
+        253402300800000,      /* 10000-01-01: the cached range ends */
+        -62167219200000,      /* 0000-01-01: the cached range starts */
+        -86400000,            /* 1969-12-31 */
+    };
+    int bad = 0;
+    for (size_t e = 0; e < sizeof(edges) / sizeof(edges[0]); e++) {
+        /* Forwards through the boundary, one ms at a time: runs inside a
+         * second, then a new second, day, month or year. */
+        for (int64_t d = -2100; d <= 2100; d++)
+            bad += !ts_same(edges[e] + d);
+        /* Backwards, by steps that land in other seconds and minutes. */
+        for (int64_t d = 90000; d >= -90000; d -= 997)
+            bad += !ts_same(edges[e] + d);
+        /* Same second of another day, then back: the cached second must
+         * not be taken for the other day's. */
+        for (int k = 0; k < 4; k++) {
+            bad += !ts_same(edges[e] + 500);
+            bad += !ts_same(edges[e] + 500 + 86400000);
+            bad += !ts_same(edges[e] + 500 - 365LL * 86400000);
+        }
+    }
+    /* A random walk: small steps mostly, jumps sometimes, signs mixed. */
+    uint64_t x = 0x2545F4914F6CDD1Dull;
+    int64_t ms = 1732004538000;
+    for (int i = 0; i < 200000; i++) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        switch (x % 8) {
+        case 0: ms = (int64_t)(x >> 12) % 400000000000000LL - 200000000000000LL; break;
+        case 1: ms += (int64_t)((x >> 8) % 172800000) - 86400000; break;
+        default: ms += (int64_t)((x >> 8) % 3000) - 1000; break;
+        }
+        bad += !ts_same(ms);
+    }
+    bad += !ts_same(INT64_MIN);
+    bad += !ts_same(INT64_MAX);
+    bad += !ts_same(INT64_MIN + 1);
+    CHECK_MSG(bad == 0, "%d instants differ", bad);
+    /* The writer uses it. */
+    CHECK_STR(wt(1732004538123), "[\"2024-11-19T08:22:18.123Z\"]");
+    CHECK_STR(wt(1732004538999), "[\"2024-11-19T08:22:18.999Z\"]");
+    CHECK_STR(wt(1732004539000), "[\"2024-11-19T08:22:19.000Z\"]");
+    CHECK_STR(wt(1732060800000), "[\"2024-11-20T00:00:00.000Z\"]");
 }
 
 static void test_write_strings(void)
@@ -763,6 +839,7 @@ int main(void)
     RUN(test_write_doubles);
     RUN(test_double_round_trip);
     RUN(test_write_timestamps);
+    RUN(test_timestamp_cache);
     RUN(test_write_strings);
     RUN(test_parse_velib);
     RUN(test_parse_values);
