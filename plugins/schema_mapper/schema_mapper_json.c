@@ -627,6 +627,7 @@ static inline __attribute__((always_inline)) int jx_scalar(struct jx *x, struct 
 {
     const unsigned char *start = x->p;
     struct sm_src v;
+    v.bk = 0;  /* scalars have none; capture_one copies it */
     if (scalar_src(x, &v) < 0)
         return -1;
     if (x->rec) {
