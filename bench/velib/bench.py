@@ -61,6 +61,15 @@ def metric(text, name, **labels):
     return None
 
 
+def cpu_seconds(pid):
+    """utime + stime of the whole process (all its threads, live or exited),
+    in seconds, from /proc/PID/stat."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is the state (field 3 of proc(5)); utime, stime are 14, 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def vm(pid, key):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -151,6 +160,7 @@ def run_pipeline(emit, interval, tag):
                                sink="null_sink", sink_extra="")
     p, port, startup = start(cfg, tag)
     t0 = time.monotonic()
+    cpu0 = cpu_seconds(p.pid)
     while True:
         _, m = get(port, "/metrics")
         done = metric(m, "spoke_connector_records_in_total", connector="agg")
@@ -160,12 +170,14 @@ def run_pipeline(emit, interval, tag):
             sys.exit("timeout: %s of %d records after 600 s" % (done, N))
         time.sleep(0.002)
     elapsed = time.monotonic() - t0
+    cpu = cpu_seconds(p.pid) - cpu0
     _, m = get(port, "/metrics")
     lat50 = metric(m, "spoke_connector_latency_seconds", connector="sink", quantile="0.5")
     lat99 = metric(m, "spoke_connector_latency_seconds", connector="sink", quantile="0.99")
     hwm = vm(p.pid, "VmHWM")
     stop(p)
-    return dict(rate=N / elapsed, startup=startup, p50=lat50, p99=lat99, hwm=hwm)
+    return dict(rate=N / elapsed, cpu_rate=N / cpu if cpu > 0 else float("inf"),
+                cpu_us=cpu * 1e6 / N, startup=startup, p50=lat50, p99=lat99, hwm=hwm)
 
 
 def spoke_table():
@@ -225,27 +237,43 @@ class Snapshots(http.server.BaseHTTPRequestHandler):
     every request, and every station's num_bikes_available raised by one on
     every other request, so each poll is a new snapshot in which every
     station changed and every postcode total moves (velib_source rightly
-    skips identical content; the aggregator emits only changed groups)."""
-    body = None
-    alt = None
+    skips identical content; the aggregator emits only changed groups).
+
+    The poll's HTTP exchange is inside the measured window, so the server
+    does no per-request work proportional to the body: both variants are
+    split once around lastUpdatedOther's value, and a response is the
+    headers and the new value (a few dozen bytes) followed by the
+    precomputed rest, sent with one sendmsg. HTTP/1.1 keep-alive, as a real
+    server, so a poll does not include a TCP connect and a thread start."""
+    protocol_version = "HTTP/1.1"
+    head = None         # body up to lastUpdatedOther's value
+    rests = None        # (rest of body, rest of alt) after that value
     info = None
+    base = 0            # the recorded lastUpdatedOther
     seq = [0]
+
+    def setup(self):
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def do_GET(self):
         if "information" in self.path:
-            data = Snapshots.info
+            parts = [Snapshots.info]
         else:
             Snapshots.seq[0] += 1
-            data = Snapshots.body.replace(b'"lastUpdatedOther": 1732004538',
-                                          b'"lastUpdatedOther": %d' % (1732004538 + Snapshots.seq[0]))
-            if Snapshots.seq[0] % 2:
-                data = Snapshots.alt.replace(b'"lastUpdatedOther": 1732004538',
-                                             b'"lastUpdatedOther": %d' % (1732004538 + Snapshots.seq[0]))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+            n = Snapshots.seq[0]
+            parts = [Snapshots.head + b"%d" % (Snapshots.base + n), Snapshots.rests[n % 2]]
+        length = sum(len(x) for x in parts)
+        parts.insert(0, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: %d\r\n\r\n" % length)
+        views = [memoryview(x) for x in parts]
+        while views:
+            sent = self.connection.sendmsg(views)
+            while views and sent >= len(views[0]):
+                sent -= len(views[0])
+                views.pop(0)
+            if views and sent:
+                views[0] = views[0][sent:]
 
     def log_message(self, *a):
         pass
@@ -256,15 +284,24 @@ def snapshot_latency():
     info = os.path.join(SHARED, "station_information-2024-11-19.json")
     if not os.path.exists(status):
         return None
-    Snapshots.body = open(status, "rb").read()
-    Snapshots.alt = re.sub(rb'"num_bikes_available": (\d+)',
-                           lambda m: b'"num_bikes_available": %d' % (int(m.group(1)) + 1),
-                           Snapshots.body)
+    body = open(status, "rb").read()
+    alt = re.sub(rb'"num_bikes_available": (\d+)',
+                 lambda m: b'"num_bikes_available": %d' % (int(m.group(1)) + 1), body)
+    m = re.search(rb'"lastUpdatedOther": (\d+)', body)
+    Snapshots.base = int(m.group(1))
+    Snapshots.head = body[:m.start(1)]
+    ma = re.search(rb'"lastUpdatedOther": (\d+)', alt)
+    assert alt[:ma.start(1)] == Snapshots.head
+    Snapshots.rests = (body[m.end(1):], alt[ma.end(1):])
     Snapshots.info = open(info, "rb").read()
     srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Snapshots)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     base = "http://127.0.0.1:%d" % srv.server_address[1]
     postcodes = os.path.join(SHARED, "stations_postcodes.csv")
+    # 200 ms keeps velib_source's snapshot buffers between polls; from
+    # 1000 ms on it releases them after each poll (the next one allocates
+    # them again, inside the measured window).
+    interval = int(os.environ.get("BENCH_SNAPSHOT_INTERVAL_MS", "200"))
 
     def cfg(port, state):
         return ("""
@@ -279,7 +316,7 @@ connectors:
     topic: raw
     url: %s/station_status.json
     information.url: %s/station_information.json
-    poll.interval.ms: 200
+    poll.interval.ms: %d
     ttl.max.ms: 0
   - name: map
     connector.class: schema_mapper
@@ -303,14 +340,16 @@ connectors:
   - name: sink
     connector.class: null_sink
     topics: out
-""" % (PLUGINS, state, port, base, base, os.path.join(ROOT, "schemas", "velib_station_status.yaml"),
-       postcodes))
+""" % (PLUGINS, state, port, base, base, interval,
+       os.path.join(ROOT, "schemas", "velib_station_status.yaml"), postcodes))
     p, port, startup = start(cfg, "snapshot")
-    while Snapshots.seq[0] < 26:
+    polls = int(os.environ.get("BENCH_SNAPSHOT_POLLS", "100"))
+    while Snapshots.seq[0] < polls:
         time.sleep(0.05)
     time.sleep(0.3)
     _, m = get(port, "/metrics")
     res = dict(p50=metric(m, "spoke_connector_latency_seconds", connector="sink", quantile="0.5"),
+               p90=metric(m, "spoke_connector_latency_seconds", connector="sink", quantile="0.9"),
                p99=metric(m, "spoke_connector_latency_seconds", connector="sink", quantile="0.99"),
                max=metric(m, "spoke_connector_latency_seconds", connector="sink", quantile="1"),
                count=metric(m, "spoke_connector_latency_seconds_count", connector="sink"),
@@ -320,6 +359,112 @@ connectors:
     return res
 
 
+def proc_kb(pid):
+    """VmRSS, RssAnon, RssFile (/proc/PID/status) and Pss (/proc/PID/smaps_rollup), in KB,
+    plus the thread count."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "RssAnon", "RssFile", "Threads"):
+                out[k] = int(v.split()[0])
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            if line.startswith("Pss:"):
+                out["Pss"] = int(line.split()[1])
+    return out
+
+
+def idle_rss():
+    """Idle memory of the shipped default pipeline: connectors.yaml's
+    connectors (2 stations, inline lookup, console table to /dev/null) with
+    velib_source pointed at a local server of the recorded 2024-11-19
+    snapshot; measured once the first poll's rows reached the console sink,
+    after IDLE_S seconds of idling (poll.interval.ms stays 60 s, so nothing
+    runs meanwhile). Then the same for a host with `connectors: []`.
+    None when ../shared/data/velib is absent."""
+    if not os.path.exists(os.path.join(SHARED, "station_status-2024-11-19.json")):
+        return None
+    idle_s = float(os.environ.get("BENCH_IDLE_S", "2.5"))
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **kw):
+            super().__init__(*a, directory=SHARED, **kw)
+
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = "http://127.0.0.1:%d" % srv.server_address[1]
+    shipped = open(os.path.join(ROOT, "connectors.yaml")).read()
+    connectors = shipped[shipped.index("\nconnectors:") + 1:]
+    hook = "    connector.class: velib_source\n"
+    assert hook in connectors, "connectors.yaml: no velib_source connector"
+    connectors = connectors.replace(hook, hook + (
+        "    url: %s/station_status-2024-11-19.json\n"
+        "    information.url: %s/station_information-2024-11-19.json\n" % (base, base)), 1)
+    connectors = connectors.replace("schemas/", os.path.join(ROOT, "schemas") + "/")
+    worker = ("worker:\n  plugin.path: [%s]\n  state.dir: %%s\n  log.level: warn\n"
+              "  listeners: http://127.0.0.1:%%d\n" % PLUGINS)
+    res = {}
+
+    def measure(tag, text, ready):
+        port = free_port()
+        state = os.path.join(WORK, "state-" + tag)
+        subprocess.run(["rm", "-rf", state], check=True)
+        cfg = os.path.join(WORK, "bench-%s.yaml" % tag)
+        with open(cfg, "w") as f:
+            f.write(worker % (state, port) + text)
+        p = subprocess.Popen([BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL,
+                             stderr=open(os.path.join(WORK, tag + ".log"), "w"), cwd=ROOT)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if ready(port):
+                    break
+            except OSError:
+                pass
+            if p.poll() is not None:
+                sys.exit("spoke exited; see %s/%s.log" % (WORK, tag))
+            if time.monotonic() > deadline:
+                stop(p)
+                sys.exit("idle RSS (%s): not ready after 30 s; see %s/%s.log" % (tag, WORK, tag))
+            time.sleep(0.01)
+        time.sleep(idle_s)
+        res[tag] = proc_kb(p.pid)
+        stop(p)
+
+    def first_poll_done(port):
+        # The 2 stations' postcodes reached the console sink.
+        st, m = get(port, "/metrics")
+        return st == 200 and (metric(m, "spoke_connector_records_in_total",
+                                     connector="console") or 0) >= 2
+
+    def rest_up(port):
+        return get(port, "/connectors")[0] == 200
+
+    measure("idle-default", connectors, first_poll_done)
+    measure("idle-empty", "connectors: []\n", rest_up)
+    srv.shutdown()
+    res["idle_s"] = idle_s
+    return res
+
+
+def print_idle_rss():
+    r = idle_rss()
+    if r is None:
+        print("idle RSS: skipped (../shared/data/velib absent)")
+        return
+    for tag, label in (("idle-default", "default pipeline (connectors.yaml, local snapshot), "
+                                        "%.1f s after the first poll's output" % r["idle_s"]),
+                       ("idle-empty", "no connectors")):
+        k = r[tag]
+        print("idle RSS, %s: VmRSS %.1f MB = RssAnon %.1f + RssFile %.1f; Pss %.1f MB; %d threads"
+              % (label, k["VmRSS"] / 1024, k["RssAnon"] / 1024, k["RssFile"] / 1024,
+                 k["Pss"] / 1024, k["Threads"]))
+
+
 def med(xs):
     return statistics.median(xs)
 
@@ -327,6 +472,12 @@ def med(xs):
 def main():
     print("Vélib' pipeline benchmark: %d records, %d runs each, median; %s, %d cores, load %s"
           % (N, RUNS, os.uname().machine, os.cpu_count(), open("/proc/loadavg").read().split()[0]))
+    if os.environ.get("BENCH_ONLY") == "snapshot":
+        print_snapshot()
+        return
+    if os.environ.get("BENCH_ONLY") == "idle":
+        print_idle_rss()
+        return
     rows = []
     for emit, interval, label in (("update", 0, "spoke, update per record"),
                                   ("complete", 1000, "spoke, complete every 1 s")):
@@ -349,13 +500,15 @@ def main():
     peers.append(("miller", med([r for r, _ in ml]), ml[0][1], n_mlr))
 
     print()
-    print("%-30s %14s %10s %10s %10s %10s" % ("pipeline", "records/s", "vs spoke", "p50 ms", "p99 ms",
-                                              "peak RSS"))
+    print("%-30s %14s %10s %10s %10s %10s %16s %12s" % ("pipeline", "records/s", "vs spoke", "p50 ms",
+                                                         "p99 ms", "peak RSS", "records/CPU-s",
+                                                         "CPU us/rec"))
     for label, rate, rs in rows:
-        print("%-30s %14s %10s %10.2f %10.2f %8.1f MB" % (
+        print("%-30s %14s %10s %10.2f %10.2f %8.1f MB %16s %12.3f" % (
             label, "{:,.0f}".format(rate), "%.2fx" % (rate / spoke_rate),
             med([r["p50"] or 0 for r in rs]) * 1e3, med([r["p99"] or 0 for r in rs]) * 1e3,
-            med([r["hwm"] for r in rs]) / 2**20))
+            med([r["hwm"] for r in rs]) / 2**20, "{:,.0f}".format(med([r["cpu_rate"] for r in rs])),
+            med([r["cpu_us"] for r in rs])))
     for label, rate, t, n in peers:
         note = "" if n == N else " (first %d records)" % n
         print("%-30s %14s %10s%s" % (label, "{:,.0f}".format(rate), "%.3fx" % (rate / spoke_rate), note))
@@ -367,14 +520,19 @@ def main():
           % ("==" if agree else "!=", len(table)))
     if not agree:
         sys.exit("totals differ")
+    print_snapshot()
+    print_idle_rss()
+
+
+def print_snapshot():
     s = snapshot_latency()
     if s is None:
         print("snapshot poll->output: skipped (../shared/data/velib absent)")
     else:
         print("real 1,485-station snapshot, poll start -> sink flush over %d polls (%d records): "
-              "p50 %.2f ms, p99 %.2f ms, max %.2f ms; RSS after %d polls %.1f MB"
-              % (s["polls"], s["count"] or 0, s["p50"] * 1e3, s["p99"] * 1e3, s["max"] * 1e3,
-                 s["polls"], s["idle_rss"] / 2**20))
+              "p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms; RSS after %d polls %.1f MB"
+              % (s["polls"], s["count"] or 0, s["p50"] * 1e3, s["p90"] * 1e3, s["p99"] * 1e3,
+                 s["max"] * 1e3, s["polls"], s["idle_rss"] / 2**20))
 
 
 if __name__ == "__main__":
