@@ -36,8 +36,8 @@ struct httpc {
     int in_multi;               /* added to a multi handle */
     int ended;                  /* the multi transfer started last has ended */
 
-    char *body;                 /* the response body, kept across requests */
-    size_t len, cap;
+    char *body;                 /* the response body, kept across requests, and */
+    size_t len, cap;            /* HTTPC_BODY_PADDING bytes past cap */
     int too_large;              /* the write callback refused more bytes */
 
     /* Headers of the current response (reset by each status line, so after
@@ -176,7 +176,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
             cap *= 2;
         if (cap > (size_t)h->o.max_body)
             cap = (size_t)h->o.max_body;
-        char *nb = realloc(h->body, cap);
+        char *nb = realloc(h->body, cap + HTTPC_BODY_PADDING);
         if (!nb)
             return 0;
         h->body = nb;
@@ -365,8 +365,10 @@ void httpc_free(struct httpc *h)
 
 const char *httpc_body(const struct httpc *h, size_t *len)
 {
+    /* No body buffer yet (an empty body): still a padded one. */
+    static const char empty[HTTPC_BODY_PADDING];
     *len = h->len;
-    return h->body;
+    return h->body ? h->body : empty;
 }
 
 void httpc_trim(struct httpc *h)

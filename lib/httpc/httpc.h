@@ -140,7 +140,14 @@ void httpc_free(struct httpc *h);
 enum httpc_result httpc_get(struct httpc *h, struct httpc_info *fi, char *errstr,
                             size_t errstr_size);
 
-/* The body of the last HTTPC_BODY; valid until the next GET of h. */
+/* Bytes readable past the end of every body httpc_body returns (their
+ * value is unspecified), so a parser that reads ahead, such as simdjson
+ * (sjson's SJ_PADDING), can parse the body where it is instead of copying
+ * it. Not counted in max.body.bytes. */
+#define HTTPC_BODY_PADDING 64
+
+/* The body of the last HTTPC_BODY (never NULL, *len bytes followed by
+ * HTTPC_BODY_PADDING more); valid until the next GET of h or httpc_trim. */
 const char *httpc_body(const struct httpc *h, size_t *len);
 
 /* Releases the body buffer (the next GET allocates again): for a URL

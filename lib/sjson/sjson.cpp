@@ -74,8 +74,10 @@ extern "C" void sj_parser_free(struct sj_parser *p)
     delete p;
 }
 
-extern "C" int sj_parse(struct sj_parser *p, const void *buf, size_t len, struct sj_value *root,
-                        char *err, size_t errsize)
+static_assert(SJ_PADDING >= simdjson::SIMDJSON_PADDING, "SJ_PADDING covers simdjson's padding");
+
+static int parse(struct sj_parser *p, const void *buf, size_t len, bool copy,
+                 struct sj_value *root, char *err, size_t errsize)
 {
     if (len > p->max_bytes) {
         std::snprintf(err, errsize, "document of %zu bytes is larger than the limit %zu", len,
@@ -94,8 +96,14 @@ extern "C" int sj_parse(struct sj_parser *p, const void *buf, size_t len, struct
             return -1;
         }
     }
+    if (!buf && len == 0) {
+        /* Nothing to copy (memcpy takes no NULL): a padded empty buffer. */
+        static const char empty[SJ_PADDING] = {0};
+        buf = empty;
+        copy = false;
+    }
     element e;
-    auto rc = p->parser.parse(static_cast<const char *>(buf), len, true).get(e);
+    auto rc = p->parser.parse(static_cast<const char *>(buf), len, copy).get(e);
     if (rc != simdjson::SUCCESS) {
         switch (rc) {
         case simdjson::DEPTH_ERROR:
@@ -114,6 +122,81 @@ extern "C" int sj_parse(struct sj_parser *p, const void *buf, size_t len, struct
     }
     put(root, e);
     return 0;
+}
+
+extern "C" int sj_parse(struct sj_parser *p, const void *buf, size_t len, struct sj_value *root,
+                        char *err, size_t errsize)
+{
+    return parse(p, buf, len, true, root, err, errsize);
+}
+
+extern "C" int sj_parse_padded(struct sj_parser *p, const void *buf, size_t len, size_t cap,
+                               struct sj_value *root, char *err, size_t errsize)
+{
+    bool in_place = buf && cap >= len && cap - len >= SJ_PADDING;
+    return parse(p, buf, len, !in_place, root, err, errsize);
+}
+
+static inline enum sj_type type_of(element_type t)
+{
+    switch (t) {
+    case element_type::ARRAY: return SJ_ARRAY;
+    case element_type::OBJECT: return SJ_OBJECT;
+    case element_type::INT64: return SJ_INT;
+    case element_type::UINT64: return SJ_UINT;
+    case element_type::DOUBLE: return SJ_DOUBLE;
+    case element_type::STRING: return SJ_STRING;
+    case element_type::BOOL: return SJ_BOOL;
+    case element_type::NULL_VALUE: return SJ_NULL;
+    }
+    return SJ_NULL;
+}
+
+/* Fills m from e (its key is set by the caller). */
+static inline void member_of(const element &e, sj_member *m)
+{
+    element_type t = e.type();
+    m->type = type_of(t);
+    switch (t) {
+    case element_type::INT64: m->as.i = e.get_int64().value_unsafe(); break;
+    case element_type::UINT64: m->as.u = e.get_uint64().value_unsafe(); break;
+    case element_type::DOUBLE: m->as.d = e.get_double().value_unsafe(); break;
+    case element_type::BOOL: m->as.b = e.get_bool().value_unsafe(); break;
+    case element_type::STRING: {
+        std::string_view sv = e.get_string().value_unsafe();
+        m->as.s.p = sv.data();
+        m->as.s.len = sv.size();
+        break;
+    }
+    default: m->as.u = 0; break;
+    }
+    put(&m->v, e);
+}
+
+extern "C" size_t sj_next_n(struct sj_iter *it, struct sj_member *m, size_t max)
+{
+    size_t n = 0;
+    if (it->opaque[0] == 0) {
+        iter_state<array::iterator> st{0, {}, {}};
+        std::memcpy(static_cast<void *>(&st), it->opaque, sizeof(st));
+        for (; n < max && st.cur != st.end; ++st.cur, n++) {
+            m[n].key = nullptr;
+            m[n].klen = 0;
+            member_of(*st.cur, &m[n]);
+        }
+        std::memcpy(it->opaque, static_cast<const void *>(&st), sizeof(st));
+    } else if (it->opaque[0] == 1) {
+        iter_state<object::iterator> st{1, {}, {}};
+        std::memcpy(static_cast<void *>(&st), it->opaque, sizeof(st));
+        for (; n < max && st.cur != st.end; ++st.cur, n++) {
+            std::string_view k = st.cur.key();
+            m[n].key = k.data();
+            m[n].klen = k.size();
+            member_of(st.cur.value(), &m[n]);
+        }
+        std::memcpy(it->opaque, static_cast<const void *>(&st), sizeof(st));
+    }
+    return n;
 }
 
 extern "C" enum sj_type sj_type(const struct sj_value *v)

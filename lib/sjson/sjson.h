@@ -47,10 +47,24 @@ enum sj_type {
 struct sj_parser *sj_parser_new(size_t max_bytes, size_t max_depth);
 void sj_parser_free(struct sj_parser *p);
 
-/* Parses buf[0..len) (no padding needed: copied when required). 0, or -1
- * with a reason ("invalid UTF-8 ...", "nesting deeper than N", ...) in err. */
+/* Parses buf[0..len) (no padding needed: copied into the parser's own
+ * padded buffer first). 0, or -1 with a reason ("invalid UTF-8 ...",
+ * "nesting deeper than N", ...) in err. */
 int sj_parse(struct sj_parser *p, const void *buf, size_t len, struct sj_value *root,
              char *err, size_t errsize);
+
+/* Readable bytes a buffer must have past its document for sj_parse_padded
+ * to parse it in place (simdjson's SIMDJSON_PADDING; their value does not
+ * matter). */
+#define SJ_PADDING 64
+
+/* sj_parse on a buffer of cap readable bytes: when cap >= len + SJ_PADDING
+ * the document is parsed where it is, without the copy (a 1 MB document:
+ * 1 MB less to write and keep); otherwise it is copied as sj_parse does.
+ * Same limits, results and errors as sj_parse. Values do not point into
+ * buf: it may be freed or reused after the call. */
+int sj_parse_padded(struct sj_parser *p, const void *buf, size_t len, size_t cap,
+                    struct sj_value *root, char *err, size_t errsize);
 
 enum sj_type sj_type(const struct sj_value *v);
 /* Getters: 0, or -1 when the value has another type (or is out of range). */
@@ -74,6 +88,30 @@ int sj_array_iter(const struct sj_value *v, struct sj_iter *it);
 int sj_array_next(struct sj_iter *it, struct sj_value *out);
 int sj_object_iter(const struct sj_value *v, struct sj_iter *it);
 int sj_object_next(struct sj_iter *it, const char **key, size_t *klen, struct sj_value *out);
+
+/* Several elements at once, for a caller that reads whole objects: each
+ * element's type, its scalar value already decoded, and the value itself. */
+struct sj_member {
+    const char *key;        /* object members: the key (not NUL-terminated); */
+    size_t klen;            /* array elements: NULL, 0 */
+    enum sj_type type;
+    union {
+        int64_t i;          /* SJ_INT */
+        uint64_t u;         /* SJ_UINT */
+        double d;           /* SJ_DOUBLE */
+        int b;              /* SJ_BOOL */
+        struct {
+            const char *p;  /* SJ_STRING: bytes (valid UTF-8, not NUL-terminated) */
+            size_t len;
+        } s;
+    } as;                   /* SJ_NULL, SJ_ARRAY, SJ_OBJECT: nothing */
+    struct sj_value v;      /* the value, for the other getters */
+};
+
+/* The next elements of an iteration (sj_object_iter / sj_array_iter) into
+ * m[0..max), as sj_object_next / sj_array_next would give them one by one:
+ * returns how many were filled, 0 at the end. */
+size_t sj_next_n(struct sj_iter *it, struct sj_member *m, size_t max);
 
 /* The raw JSON text of a value re-serialized compactly (minified) into buf;
  * returns the length needed (write happens only when it fits). */

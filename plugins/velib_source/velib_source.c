@@ -767,7 +767,10 @@ static int poll_once(struct vs_state *st, int64_t *next_poll_ms, char *errstr,
 
     const char *body = httpc_body(st->http, &len);
     char why[SPOKE_ERRSTR_SIZE];
-    if (vs_feed_parse(st->feed, body, len, &hdr, why, sizeof(why)) != 0) {
+    /* The body's padding lets the parser read it in place (no copy). */
+    _Static_assert(HTTPC_BODY_PADDING >= SJ_PADDING, "httpc pads bodies enough for sjson");
+    if (vs_feed_parse_padded(st->feed, body, len, len + HTTPC_BODY_PADDING, &hdr, why,
+                             sizeof(why)) != 0) {
         snprintf(reason, sizeof(reason), "bad snapshot: %.230s", why);
         return poll_failed(st, t0, reason, -1, next_poll_ms, errstr, errstr_size);
     }

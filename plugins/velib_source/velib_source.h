@@ -45,11 +45,10 @@ struct vs_header {
 };
 
 /* Stations selected from one checked snapshot. The arrays belong to the
- * feed and are reused; keys and vals point into the parsed document: valid
- * until the next vs_feed_parse or vs_feed_trim. */
+ * feed and are reused; keys point into the parsed document: valid until the
+ * next vs_feed_parse or vs_feed_trim. */
 struct vs_batch {
     size_t n;
-    struct sj_value *vals;  /* the station objects, for vs_feed_row */
     const char **keys;      /* stationCode bytes, not NUL-terminated */
     size_t *klens;
     int64_t *ts_ms;         /* record timestamps: last_reported * 1000 */
@@ -70,22 +69,31 @@ struct vs_feed *vs_feed_new(const struct spoke_host_api *api, struct spoke_insta
                             char *errstr, size_t errstr_size);
 void vs_feed_free(struct vs_feed *f);
 
-/* Parses and fully validates the JSON, then reads the top-level shape:
- * an object with an integer lastUpdatedOther (or last_updated), an optional
- * integer ttl and a data.stations array. 0, or -1 with errstr set. */
+/* Parses and fully validates the JSON body[0..len), then reads the
+ * top-level shape: an object with an integer lastUpdatedOther (or
+ * last_updated), an optional integer ttl and a data.stations array. The
+ * body is not needed after the call. 0, or -1 with errstr set. */
 int vs_feed_parse(struct vs_feed *f, const void *body, size_t len, struct vs_header *hdr,
                   char *errstr, size_t errstr_size);
+/* The same, where cap bytes are readable at body (cap >= len): with
+ * SJ_PADDING of them past len, the body is parsed in place instead of being
+ * copied into the parser's own buffer first. */
+int vs_feed_parse_padded(struct vs_feed *f, const void *body, size_t len, size_t cap,
+                         struct vs_header *hdr, char *errstr, size_t errstr_size);
 
 /* Validates every station of the parsed snapshot, selects the ones to emit
  * (station.codes) and computes the digest of their rows joined with info
- * (may be NULL), without building any row. All or nothing: on failure the
- * batch is empty and errstr names the station and field. The batch stays
- * valid until the next vs_feed_parse, vs_feed_check or vs_feed_trim. */
+ * (may be NULL), without building any row; the selected stations' values
+ * are kept (about 200 bytes each) for vs_feed_row. All or nothing: on
+ * failure the batch is empty and errstr names the station and field. The
+ * batch stays valid until the next vs_feed_parse, vs_feed_check or
+ * vs_feed_trim, and info must stay valid as long. */
 int vs_feed_check(struct vs_feed *f, const struct vs_info *info, struct vs_batch **out,
                   char *errstr, size_t errstr_size);
 
 /* The row of the batch's i-th station, joined with the same info as
- * vs_feed_check: a new row owned by the caller, or NULL on out-of-memory.
+ * vs_feed_check (passed again: it must be the same), built from the values
+ * the check kept: a new row owned by the caller, or NULL on out-of-memory.
  * Rows are built one at a time so the caller can emit each at once. */
 struct spoke_row *vs_feed_row(struct vs_feed *f, const struct vs_info *info, size_t i);
 

@@ -15,9 +15,14 @@
  * Validation is all or nothing: vs_feed_check checks every station, selected
  * or not, and computes the digest of the selected ones' rows without building
  * any; a snapshot with one bad station yields nothing, so the caller never
- * emits part of a bad snapshot. The caller then builds the rows one by one
- * (vs_feed_row) and emits each as soon as it is built, so the next task
- * starts on the first stations while the last ones are being built.
+ * emits part of a bad snapshot. The check keeps each selected station's
+ * values in a compact form (typed scalars, string spans into the parsed
+ * document, the num_bikes_available_types items by cached shape, the joined
+ * station_information entry), so the caller then builds the rows one by one
+ * (vs_feed_row) from those without reading the document again, and emits
+ * each as soon as it is built: the next task starts on the first stations
+ * while the last ones are being built. Objects are read through sjson's
+ * sj_next_n, a whole station per call with its scalars decoded.
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -355,6 +360,50 @@ struct shape {
     struct spoke_schema *schema;
 };
 
+/* A selected station's values, as checked (what its row and its part of
+ * the digest are made of). Strings point into the parsed document. Only
+ * fields whose bit is set in `present` hold a value; `seen` makes a
+ * duplicate key's first value win. */
+struct station {
+    uint32_t seen, present;
+    uint32_t item0, nitems;     /* num_bikes_available_types: f->items[item0 ..] */
+    uint32_t x0, nx;            /* extras, ascending: f->xvals[x0 ..] */
+    size_t slen[2];             /* stationCode, name */
+    const struct vs_info_entry *info;   /* the joined station_information, or NULL */
+    union {
+        int64_t i;              /* K_INT, K_FLAG */
+        double d;               /* K_DOUBLE */
+        const char *s;          /* K_STRING: bytes, slen[SLEN(fid)] long */
+    } u[F_KNOWN];
+};
+#define SLEN(fid) ((fid) == F_NAME)
+
+/* One element of a num_bikes_available_types list. */
+struct vs_item {
+    int32_t shape;      /* in f->shapes; ITEM_NULL: a null element; ITEM_UNCACHED:
+                           a shape the cache had no room for (f->xvals[v0]) */
+    uint16_t n;         /* values, in key order: f->ivals[v0 ..] */
+    uint16_t nulls;     /* bit m: the m-th value is null */
+    uint32_t v0;
+};
+#define ITEM_NULL     (-2)
+#define ITEM_UNCACHED (-1)
+
+/* A value kept as a document value: an extra field (j: its index in
+ * f->extras), or an item of an uncached shape. */
+struct xval {
+    uint32_t j;
+    struct sj_value v;
+};
+
+/* What reading one station needs besides its values: the extras seen, and
+ * where its num_bikes_available_types is. */
+struct scan {
+    uint64_t xseen, xpresent;
+    struct sj_value types;
+    struct sj_value xv[VS_MAX_EXTRAS];
+};
+
 struct vs_feed {
     const struct spoke_host_api *api;
     struct spoke_instance *inst;
@@ -378,21 +427,19 @@ struct vs_feed {
     struct shape shapes[VS_MAX_SHAPES];
     size_t nshapes;
 
+    /* The checked snapshot: the batch, and what its rows are built from
+     * (vs_feed_check keeps each selected station's values, so vs_feed_row
+     * never reads the document again). Cleared with the batch. */
     struct vs_batch batch;
     size_t batch_cap;
-};
-
-/* Values of one station, read and type-checked. Only fields whose bit is
- * set in `present` are read; `seen` makes a duplicate key's first value win. */
-struct station {
-    uint32_t seen, present;
-    uint64_t xseen, xpresent;
-    int64_t i[F_KNOWN];
-    double d[F_KNOWN];
-    const char *s[F_KNOWN];
-    size_t slen[F_KNOWN];
-    struct sj_value types;
-    struct sj_value xv[VS_MAX_EXTRAS];
+    struct station *sta;        /* batch_cap: the selected stations' values */
+    struct vs_item *items;      /* their num_bikes_available_types elements */
+    size_t nitems, items_cap;
+    int64_t *ivals;             /* the items' values */
+    size_t nivals, ivals_cap;
+    struct xval *xvals;         /* extras' values, and items of an uncached shape */
+    size_t nxvals, xvals_cap;
+    const struct vs_info *checked_info;
 };
 
 static size_t code_hash(const char *s, size_t len)
@@ -512,21 +559,31 @@ nomem:
 void vs_feed_batch_clear(struct vs_feed *f)
 {
     f->batch.n = 0;
+    f->nitems = f->nivals = f->nxvals = 0;
 }
 
 static void batch_release(struct vs_feed *f)
 {
     struct vs_batch *b = &f->batch;
-    free(b->vals);
     free(b->keys);
     free(b->klens);
     free(b->ts_ms);
-    b->vals = NULL;
+    free(f->sta);
+    free(f->items);
+    free(f->ivals);
+    free(f->xvals);
     b->keys = NULL;
     b->klens = NULL;
     b->ts_ms = NULL;
+    f->sta = NULL;
+    f->items = NULL;
+    f->ivals = NULL;
+    f->xvals = NULL;
     b->n = 0;
     f->batch_cap = 0;
+    f->nitems = f->items_cap = 0;
+    f->nivals = f->ivals_cap = 0;
+    f->nxvals = f->xvals_cap = 0;
 }
 
 void vs_feed_trim(struct vs_feed *f)
@@ -557,6 +614,12 @@ void vs_feed_free(struct vs_feed *f)
 int vs_feed_parse(struct vs_feed *f, const void *body, size_t len, struct vs_header *hdr,
                   char *errstr, size_t errstr_size)
 {
+    return vs_feed_parse_padded(f, body, len, len, hdr, errstr, errstr_size);
+}
+
+int vs_feed_parse_padded(struct vs_feed *f, const void *body, size_t len, size_t cap,
+                         struct vs_header *hdr, char *errstr, size_t errstr_size)
+{
     struct sj_value root, v;
     char why[200];
     const char *which = "lastUpdatedOther";
@@ -569,7 +632,7 @@ int vs_feed_parse(struct vs_feed *f, const void *body, size_t len, struct vs_hea
         snprintf(errstr, errstr_size, "out of memory for the JSON parser");
         return -1;
     }
-    if (sj_parse(f->parser, body, len, &root, why, sizeof(why)) != 0) {
+    if (sj_parse_padded(f->parser, body, len, cap, &root, why, sizeof(why)) != 0) {
         snprintf(errstr, errstr_size, "not valid JSON: %s", why);
         return -1;
     }
@@ -646,24 +709,23 @@ static enum spoke_type scalar_type(enum sj_type t)
 /* An unknown member of a station: carried as an extra field when it is a
  * scalar of a consistent type. Returns nothing: extras never fail a
  * snapshot, at worst they are not carried. */
-static void take_extra(struct vs_feed *f, struct station *s, const char *k, size_t len,
-                       const struct sj_value *v)
+static void take_extra(struct vs_feed *f, struct scan *sc, const char *k, size_t len,
+                       enum sj_type jt, const struct sj_value *v)
 {
-    enum sj_type jt = sj_type(v);
     int j = find_extra(f, k, len);
 
     if (j >= 0) {
         struct extra *x = &f->extras[j];
         uint64_t bit = 1ull << j;
-        if ((s->xseen & bit) || x->dropped)
+        if ((sc->xseen & bit) || x->dropped)
             return;
-        s->xseen |= bit;
+        sc->xseen |= bit;
         if (jt == SJ_NULL)
             return;
         enum spoke_type t = scalar_type(jt);
         if (t == x->type || (x->type == SPOKE_TYPE_DOUBLE && t == SPOKE_TYPE_INT)) {
-            s->xpresent |= bit;
-            s->xv[j] = *v;
+            sc->xpresent |= bit;
+            sc->xv[j] = *v;
         } else if (x->type == SPOKE_TYPE_INT && t == SPOKE_TYPE_DOUBLE) {
             x->type = SPOKE_TYPE_DOUBLE;  /* integers and fractions: a double */
             f->schema_dirty = 1;
@@ -702,27 +764,6 @@ static void take_extra(struct vs_feed *f, struct station *s, const char *k, size
                 x->type == SPOKE_TYPE_STRING ? "string" : "boolean");
 }
 
-/* An unknown member of a station read again to build its row: its value
- * when it is an extra the schema carries (take_extra decided that when the
- * station was checked). */
-static void read_extra(const struct vs_feed *f, struct station *s, const char *k, size_t len,
-                       const struct sj_value *v)
-{
-    int j = find_extra(f, k, len);
-    if (j < 0)
-        return;
-    uint64_t bit = 1ull << j;
-    if (s->xseen & bit)
-        return;
-    s->xseen |= bit;
-    const struct extra *x = &f->extras[j];
-    enum spoke_type t = scalar_type(sj_type(v));
-    if (t == x->type || (x->type == SPOKE_TYPE_DOUBLE && t == SPOKE_TYPE_INT)) {
-        s->xpresent |= bit;
-        s->xv[j] = *v;
-    }
-}
-
 /* Members of one num_bikes_available_types item, read in one go. */
 #define VS_ITEM_MAX 16
 
@@ -742,27 +783,30 @@ struct item {
 static int read_item(const struct sj_value *el, struct item *it, char *why, size_t whysize)
 {
     struct sj_iter oit;
-    struct sj_value v;
-    const char *k;
-    size_t klen;
+    struct sj_member mem[VS_ITEM_MAX + 1];  /* one more: "too many" is seen */
+    size_t nmem;
 
     it->n = 0;
     it->keys_len = 0;
     sj_object_iter(el, &oit);
-    while (sj_object_next(&oit, &k, &klen, &v)) {
+    nmem = sj_next_n(&oit, mem, VS_ITEM_MAX + 1);
+    for (size_t x = 0; x < nmem; x++) {
+        const char *k = mem[x].key;
+        size_t klen = mem[x].klen;
         int shown = (int)(klen > 40 ? 40 : klen);
         size_t m = it->n;
         if (m == VS_ITEM_MAX) {
             snprintf(why, whysize, "has more than %d keys", VS_ITEM_MAX);
             return -1;
         }
-        if (sj_get_int64(&v, &it->v[m]) == 0) {
+        if (mem[x].type == SJ_INT) {
+            it->v[m] = mem[x].as.i;
             it->null[m] = 0;
-        } else if (sj_type(&v) == SJ_NULL) {
+        } else if (mem[x].type == SJ_NULL) {
             it->null[m] = 1;
         } else {
             snprintf(why, whysize, ".%.*s is %s, expected an integer", shown, k,
-                     json_type_name(sj_type(&v)));
+                     json_type_name(mem[x].type));
             return -1;
         }
         if (klen == 0 || it->keys_len + klen + 1 > sizeof(it->keys) || memchr(k, '\0', klen)) {
@@ -824,177 +868,263 @@ static struct spoke_schema *item_schema(struct vs_feed *f, const struct item *it
     return s;
 }
 
-/*
- * Walks a num_bikes_available_types array: every item is checked; when h is
- * not NULL the content is mixed into *h; when list is not NULL the list row
- * is built (*list, owned by the caller). Returns 0; -1 with *bad_i and *why
- * for an invalid item; -2 on out-of-memory.
- */
-static int types_walk(struct vs_feed *f, const struct sj_value *arr, struct spoke_row **list,
-                      uint64_t *h, size_t *bad_i, char *why, size_t whysize)
+/* Makes room for need elements of size bytes in *p (capacity *cap). Kept
+ * below 2^32 elements: stations and items refer to them by 32-bit index. */
+static int pool_reserve(void **p, size_t *cap, size_t need, size_t size)
 {
-    const struct spoke_host_api *api = f->api;
-    struct sj_iter ait;
-    struct sj_value el;
-    struct item it;
-    size_t i = 0;
+    if (need <= *cap)
+        return 0;
+    size_t c = *cap ? *cap : 256;
+    while (c < need)
+        c *= 2;
+    if (c > UINT32_MAX || c > SIZE_MAX / size)
+        return -1;
+    void *np = realloc(*p, c * size);
+    if (!np)
+        return -1;
+    *p = np;
+    *cap = c;
+    return 0;
+}
 
-    if (list && !(*list = api->row_new_list(sj_count(arr))))
-        return -2;
+#define VS_CHUNK 16     /* elements read per call into the shim */
+
+/*
+ * Walks a num_bikes_available_types array: every item is checked. When h is
+ * not NULL the content is mixed into *h; when keep is not NULL (then h is
+ * too) the elements are kept for the row (keep->item0, keep->nitems).
+ * Returns 0; -1 with *bad_i and *why for an invalid item; -2 on
+ * out-of-memory.
+ */
+static int types_check(struct vs_feed *f, const struct sj_value *arr, uint64_t *h,
+                       struct station *keep, size_t *bad_i, char *why, size_t whysize)
+{
+    struct sj_iter ait;
+    struct sj_member el[VS_CHUNK];
+    struct item it;
+    size_t i = 0, n;
+
+    assert(!keep || h);
+    if (keep) {
+        keep->item0 = (uint32_t)f->nitems;
+        keep->nitems = 0;
+    }
     sj_array_iter(arr, &ait);
-    for (; sj_array_next(&ait, &el); i++) {
-        enum sj_type t = sj_type(&el);
-        if (t == SJ_NULL) {
-            if (h)
-                *h = mix64(*h, 0x6e756c6cu);
-            continue;
-        }
-        if (t != SJ_OBJECT) {
-            *bad_i = i;
-            snprintf(why, whysize, "is %s, expected an object", json_type_name(t));
-            goto invalid;
-        }
-        if (read_item(&el, &it, why, whysize) != 0) {
-            *bad_i = i;
-            goto invalid;
-        }
-        if (h) {
+    while ((n = sj_next_n(&ait, el, VS_CHUNK)) > 0) {
+        for (size_t e = 0; e < n; e++, i++) {
+            enum sj_type t = el[e].type;
+            struct vs_item *ki = NULL;
+            if (keep) {
+                if (pool_reserve((void **)&f->items, &f->items_cap, f->nitems + 1,
+                                 sizeof(*f->items)) != 0)
+                    return -2;
+                ki = &f->items[f->nitems++];
+                keep->nitems++;
+            }
+            if (t == SJ_NULL) {
+                if (h)
+                    *h = mix64(*h, 0x6e756c6cu);
+                if (ki)
+                    *ki = (struct vs_item){ .shape = ITEM_NULL };
+                continue;
+            }
+            if (t != SJ_OBJECT) {
+                *bad_i = i;
+                snprintf(why, whysize, "is %s, expected an object", json_type_name(t));
+                return -1;
+            }
+            if (read_item(&el[e].v, &it, why, whysize) != 0) {
+                *bad_i = i;
+                return -1;
+            }
+            if (!h)
+                continue;
             /* A cached shape stands for its keys (the cache only grows, and
              * is filled here, so the index of a shape never changes). */
             int shape = shape_find(f, &it);
             if (shape < 0) {
                 struct spoke_schema *s = item_schema(f, &it, &shape);
                 if (!s)
-                    goto nomem;
-                api->schema_unref(s);
+                    return -2;
+                f->api->schema_unref(s);
             }
             *h = shape >= 0 ? mix64(*h, (uint64_t)shape) : mix_bytes(*h, it.keys, it.keys_len);
             for (size_t m = 0; m < it.n; m++)
                 *h = mix64(*h, it.null[m] ? 0x6e756c6cu : (uint64_t)it.v[m] + 0x100000000ull);
-        }
-        if (!list)
-            continue;
-        int shape;
-        struct spoke_schema *s = item_schema(f, &it, &shape);
-        struct spoke_row *row = s ? api->row_new(s) : NULL;
-        if (s)
-            api->schema_unref(s);  /* the row holds its own reference */
-        if (!row)
-            goto nomem;
-        for (size_t m = 0; m < it.n; m++) {
-            if (!it.null[m] && api->row_set_int(row, m, it.v[m]) != SPOKE_OK) {
-                api->row_free(row);
-                goto nomem;
+            if (!ki)
+                continue;
+            ki->n = (uint16_t)it.n;
+            ki->nulls = 0;
+            if (shape < 0) {
+                /* No room in the cache: the row reads the item again. */
+                if (pool_reserve((void **)&f->xvals, &f->xvals_cap, f->nxvals + 1,
+                                 sizeof(*f->xvals)) != 0)
+                    return -2;
+                ki->shape = ITEM_UNCACHED;
+                ki->v0 = (uint32_t)f->nxvals;
+                f->xvals[f->nxvals++] = (struct xval){ .j = UINT32_MAX, .v = el[e].v };
+                continue;
+            }
+            if (pool_reserve((void **)&f->ivals, &f->ivals_cap, f->nivals + it.n,
+                             sizeof(*f->ivals)) != 0)
+                return -2;
+            ki->shape = shape;
+            ki->v0 = (uint32_t)f->nivals;
+            for (size_t m = 0; m < it.n; m++) {
+                f->ivals[f->nivals++] = it.null[m] ? 0 : it.v[m];
+                ki->nulls |= (uint16_t)(it.null[m] ? 1u << m : 0);
             }
         }
-        if (api->row_set_row(*list, i, row) != SPOKE_OK)
-            goto nomem;
     }
     return 0;
-invalid:
-    if (list) {
-        api->row_free(*list);
-        *list = NULL;
-    }
-    return -1;
-nomem:
-    if (list) {
-        api->row_free(*list);
-        *list = NULL;
-    }
-    return -2;
 }
 
-/* Reads one station's members into s, type-checking the known fields.
- * Returns -1 with *bad_field / *bad_type set at the first wrong type. With
- * learn, unknown members may become extras (take_extra); without, only the
- * extras already known are read (a station read again to build its row). */
+/* The row of an item whose shape is not cached, read again from the
+ * document. NULL on out-of-memory. */
+static struct spoke_row *uncached_item_row(struct vs_feed *f, const struct sj_value *el)
+{
+    const struct spoke_host_api *api = f->api;
+    struct item it;
+    char why[96];
+    int shape;
+
+    if (read_item(el, &it, why, sizeof(why)) != 0)
+        return NULL;  /* checked by vs_feed_check: cannot happen */
+    struct spoke_schema *s = item_schema(f, &it, &shape);
+    struct spoke_row *row = s ? api->row_new(s) : NULL;
+    if (s)
+        api->schema_unref(s);  /* the row holds its own reference */
+    for (size_t m = 0; row && m < it.n; m++) {
+        if (!it.null[m] && api->row_set_int(row, m, it.v[m]) != SPOKE_OK) {
+            api->row_free(row);
+            row = NULL;
+        }
+    }
+    return row;
+}
+
+/* The num_bikes_available_types list of a kept station: a new row, or NULL
+ * on out-of-memory. */
+static struct spoke_row *types_row(struct vs_feed *f, const struct station *s)
+{
+    const struct spoke_host_api *api = f->api;
+    struct spoke_row *list = api->row_new_list(s->nitems);
+
+    if (!list)
+        return NULL;
+    for (uint32_t k = 0; k < s->nitems; k++) {
+        const struct vs_item *it = &f->items[s->item0 + k];
+        struct spoke_row *row;
+        if (it->shape == ITEM_NULL)
+            continue;
+        if (it->shape == ITEM_UNCACHED) {
+            row = uncached_item_row(f, &f->xvals[it->v0].v);
+        } else {
+            const int64_t *v = f->ivals + it->v0;
+            row = api->row_new(f->shapes[it->shape].schema);
+            for (size_t m = 0; row && m < it->n; m++) {
+                if (!(it->nulls & (1u << m)) && api->row_set_int(row, m, v[m]) != SPOKE_OK) {
+                    api->row_free(row);
+                    row = NULL;
+                }
+            }
+        }
+        if (!row || api->row_set_row(list, k, row) != SPOKE_OK) {
+            api->row_free(list);
+            return NULL;
+        }
+    }
+    return list;
+}
+
+/* Reads one station's members into s (and sc), type-checking the known
+ * fields; unknown members may become extras (take_extra). Returns -1 with
+ * *bad_field / *bad_type set at the first wrong type. */
 static int read_station(struct vs_feed *f, const struct sj_value *st, struct station *s,
-                        int learn, int *bad_field, enum sj_type *bad_type)
+                        struct scan *sc, int *bad_field, enum sj_type *bad_type)
 {
     struct sj_iter it;
-    struct sj_value v;
-    const char *k;
-    size_t klen;
+    struct sj_member mem[VS_CHUNK];
+    size_t n;
 
     s->seen = s->present = 0;
-    s->xseen = s->xpresent = 0;
+    sc->xseen = sc->xpresent = 0;
     sj_object_iter(st, &it);
-    while (sj_object_next(&it, &k, &klen, &v)) {
-        int fid = known_field(k, klen);
-        if (fid >= F_INFO_FIRST && !f->with_info)
-            fid = -1;  /* without station_information these are plain extras */
-        if (fid < 0) {
-            if (learn)
-                take_extra(f, s, k, klen, &v);
-            else
-                read_extra(f, s, k, klen, &v);
-            continue;
-        }
-        uint32_t bit = 1u << fid;
-        if (s->seen & bit)
-            continue;  /* duplicate key: the first one wins */
-        s->seen |= bit;
-        switch (known[fid].kind) {
-        case K_INT:
-            if (sj_get_int64(&v, &s->i[fid]) == 0) {
-                s->present |= bit;
+    while ((n = sj_next_n(&it, mem, VS_CHUNK)) > 0) {
+        for (const struct sj_member *v = mem; v < mem + n; v++) {
+            int fid = known_field(v->key, v->klen);
+            if (fid >= F_INFO_FIRST && !f->with_info)
+                fid = -1;  /* without station_information these are plain extras */
+            if (fid < 0) {
+                take_extra(f, sc, v->key, v->klen, v->type, &v->v);
                 continue;
             }
-            break;
-        case K_FLAG: {
-            int b;
-            if (sj_get_int64(&v, &s->i[fid]) == 0) {
-                s->present |= bit;
-                continue;
+            uint32_t bit = 1u << fid;
+            if (s->seen & bit)
+                continue;  /* duplicate key: the first one wins */
+            s->seen |= bit;
+            switch (known[fid].kind) {
+            case K_INT:
+                if (v->type == SJ_INT) {
+                    s->u[fid].i = v->as.i;
+                    s->present |= bit;
+                    continue;
+                }
+                break;
+            case K_FLAG:
+                if (v->type == SJ_INT || v->type == SJ_BOOL) {
+                    /* GBFS 2 writes booleans; the row keeps 0/1 */
+                    s->u[fid].i = v->type == SJ_INT ? v->as.i : v->as.b;
+                    s->present |= bit;
+                    continue;
+                }
+                break;
+            case K_STRING:
+                if (v->type == SJ_STRING) {
+                    s->u[fid].s = v->as.s.p;
+                    s->slen[SLEN(fid)] = v->as.s.len;
+                    s->present |= bit;
+                    continue;
+                }
+                break;
+            case K_DOUBLE:
+                if (v->type == SJ_DOUBLE || v->type == SJ_INT || v->type == SJ_UINT) {
+                    s->u[fid].d = v->type == SJ_DOUBLE ? v->as.d :
+                                  v->type == SJ_INT ? (double)v->as.i : (double)v->as.u;
+                    s->present |= bit;
+                    continue;
+                }
+                break;
+            case K_TYPES:
+                if (v->type == SJ_ARRAY) {
+                    sc->types = v->v;
+                    s->present |= bit;
+                    continue;
+                }
+                break;
             }
-            if (sj_get_bool(&v, &b) == 0) {
-                s->i[fid] = b;  /* GBFS 2 writes booleans; the row keeps 0/1 */
-                s->present |= bit;
-                continue;
+            if (v->type != SJ_NULL) {
+                *bad_field = fid;
+                *bad_type = v->type;
+                return -1;
             }
-            break;
-        }
-        case K_STRING:
-            if (sj_get_string(&v, &s->s[fid], &s->slen[fid]) == 0) {
-                s->present |= bit;
-                continue;
-            }
-            break;
-        case K_DOUBLE:
-            if (sj_get_double(&v, &s->d[fid]) == 0) {
-                s->present |= bit;
-                continue;
-            }
-            break;
-        case K_TYPES:
-            if (sj_type(&v) == SJ_ARRAY) {
-                s->types = v;
-                s->present |= bit;
-                continue;
-            }
-            break;
-        }
-        if (sj_type(&v) != SJ_NULL) {
-            *bad_field = fid;
-            *bad_type = sj_type(&v);
-            return -1;
         }
     }
     return 0;
 }
 
-/* The values of a selected, validated station's row, after its stationCode
- * and num_bikes_available_types: mixed into *h when h is not NULL, set in
- * row when row is not NULL (then list, its num_bikes_available_types row or
+/* The values of a kept station's row, after its stationCode and
+ * num_bikes_available_types: mixed into *h when h is not NULL, set in row
+ * when row is not NULL (then list, its num_bikes_available_types row or
  * NULL when absent, is always taken). Returns SPOKE_OK or the first
  * setter's error. One walk for both, so the digest and the row always
  * cover the same values. */
-static int station_fields(struct vs_feed *f, const struct station *s, const struct vs_info *info,
-                          struct spoke_row *row, struct spoke_row *list, uint64_t *h)
+static int station_fields(struct vs_feed *f, const struct station *s, struct spoke_row *row,
+                          struct spoke_row *list, uint64_t *h)
 {
     const struct spoke_host_api *api = f->api;
-    const struct vs_info_entry *e = NULL;
+    const struct vs_info_entry *e = s->info;
+    const struct vs_info *info = f->checked_info;
     uint64_t dummy = 0;
     int rc = SPOKE_OK;
 
@@ -1008,19 +1138,19 @@ static int station_fields(struct vs_feed *f, const struct station *s, const stru
         switch (known[fid].kind) {
         case K_INT:
         case K_FLAG:
-            *h = mix64(*h, (uint64_t)s->i[fid]);
+            *h = mix64(*h, (uint64_t)s->u[fid].i);
             if (row)
-                rc = api->row_set_int(row, i, s->i[fid]);
+                rc = api->row_set_int(row, i, s->u[fid].i);
             break;
         case K_STRING:
-            *h = mix_bytes(*h, s->s[fid], s->slen[fid]);
+            *h = mix_bytes(*h, s->u[fid].s, s->slen[SLEN(fid)]);
             if (row)
-                rc = api->row_set_string(row, i, s->s[fid], s->slen[fid]);
+                rc = api->row_set_string(row, i, s->u[fid].s, s->slen[SLEN(fid)]);
             break;
         case K_DOUBLE:
-            *h = mix_double(*h, s->d[fid]);
+            *h = mix_double(*h, s->u[fid].d);
             if (row)
-                rc = api->row_set_double(row, i, s->d[fid]);
+                rc = api->row_set_double(row, i, s->u[fid].d);
             break;
         case K_TYPES:
             if (row) {
@@ -1031,8 +1161,6 @@ static int station_fields(struct vs_feed *f, const struct station *s, const stru
         }
     }
     /* station_information fills what the station itself does not say. */
-    if (f->with_info && info && (s->present & (1u << F_STATION_ID)))
-        e = info_find(info, s->i[F_STATION_ID]);
     if (e && rc == SPOKE_OK) {
         *h = mix64(*h, e->flags);
         if ((e->flags & INFO_NAME) && !(s->present & (1u << F_NAME))) {
@@ -1057,12 +1185,13 @@ static int station_fields(struct vs_feed *f, const struct station *s, const stru
                 rc = api->row_set_int(row, (size_t)f->idx[F_CAPACITY], e->capacity);
         }
     }
-    for (size_t j = 0; j < f->nextras && rc == SPOKE_OK; j++) {
-        const struct extra *x = &f->extras[j];
-        const struct sj_value *v = &s->xv[j];
-        if (!(s->xpresent & (1ull << j)) || x->index < 0)
+    for (uint32_t k = 0; k < s->nx && rc == SPOKE_OK; k++) {
+        const struct xval *xv = &f->xvals[s->x0 + k];
+        const struct extra *x = &f->extras[xv->j];
+        const struct sj_value *v = &xv->v;
+        if (x->index < 0)
             continue;
-        *h = mix64(*h, j);
+        *h = mix64(*h, xv->j);
         switch (x->type) {
         case SPOKE_TYPE_INT: {
             int64_t n = 0;
@@ -1113,9 +1242,9 @@ static int batch_reserve(struct vs_feed *f, size_t n)
     while (cap < n)
         cap *= 2;
     void *p;
-    if (!(p = realloc(b->vals, cap * sizeof(*b->vals))))
+    if (!(p = realloc(f->sta, cap * sizeof(*f->sta))))
         return -1;
-    b->vals = p;
+    f->sta = p;
     if (!(p = realloc(b->keys, cap * sizeof(*b->keys))))
         return -1;
     b->keys = p;
@@ -1142,96 +1271,131 @@ static void station_label(const struct sj_value *st, size_t i, char *buf, size_t
         snprintf(buf, size, "station #%zu", i);
 }
 
-/* One pass over every station: validates each, selects and digests the
- * selected ones (no more once the extras changed: the caller then rebuilds
- * the schema and runs the pass again, since the digest covers the extras
- * the schema carries). */
-static int check_pass(struct vs_feed *f, const struct vs_info *info,
-                      char *errstr, size_t errstr_size)
+/* Checks one station (the i-th): validates it, selects it and, when it is
+ * selected and the extras are settled, mixes it into *h and keeps its
+ * values for the row. 0, or -1 with errstr set. */
+static int check_station(struct vs_feed *f, const struct vs_info *info, const struct sj_value *st,
+                         size_t i, uint64_t *h, char *errstr, size_t errstr_size)
 {
-    struct sj_iter it;
-    struct sj_value st;
-    struct station s;
     struct vs_batch *b = &f->batch;
-    uint64_t h = mix64(0x76656c6962ull, f->with_info);
-    size_t i = 0;
+    struct station s;
+    struct scan sc;
     char label[96];
-    int64_t fallback_ms = f->last_updated * 1000;
+    int bad_field = -1;
+    enum sj_type bad_type = SJ_NULL;
 
-    if (batch_reserve(f, sj_count(&f->stations)) != 0)
-        goto nomem;
-    sj_array_iter(&f->stations, &it);
-    for (; sj_array_next(&it, &st); i++) {
-        int bad_field = -1;
-        enum sj_type bad_type = SJ_NULL;
-
-        if (sj_type(&st) != SJ_OBJECT) {
-            snprintf(errstr, errstr_size, "wrong shape: data.stations[%zu] is %s, not an object",
-                     i, json_type_name(sj_type(&st)));
-            return -1;
-        }
-        if (read_station(f, &st, &s, 1, &bad_field, &bad_type) != 0) {
-            station_label(&st, i, label, sizeof(label));
-            snprintf(errstr, errstr_size, "wrong shape: %s: %s is %s, expected %s", label,
-                     known[bad_field].name, json_type_name(bad_type),
-                     kind_expect(known[bad_field].kind));
-            return -1;
-        }
-        if (!(s.present & (1u << F_CODE)) || s.slen[F_CODE] == 0) {
-            station_label(&st, i, label, sizeof(label));
-            snprintf(errstr, errstr_size, "wrong shape: %s has no stationCode%s", label,
-                     (s.seen & (1u << F_CODE)) ? " (null or empty)" : "");
-            return -1;
-        }
-        int64_t ts_ms = fallback_ms;
-        if (s.present & (1u << F_LAST_REPORTED)) {
-            int64_t lr = s.i[F_LAST_REPORTED];
-            if (lr < 0 || lr > INT64_MAX / 1000) {
-                station_label(&st, i, label, sizeof(label));
-                snprintf(errstr, errstr_size, "wrong shape: %s: last_reported %" PRId64
-                         " is not a time in seconds", label, lr);
-                return -1;
-            }
-            ts_ms = lr * 1000;
-        }
-
-        int selected = 1;
-        if (f->codes) {
-            struct code_slot *c = code_find(f, s.s[F_CODE], s.slen[F_CODE]);
-            selected = c != NULL;
-            if (c)
-                c->seen = 1;
-        }
-        int digest = selected && !f->schema_dirty;
-        if (digest)
-            h = mix_bytes(h, s.s[F_CODE], s.slen[F_CODE]);
-        if (s.present & (1u << F_TYPES)) {
-            char why[96];
-            size_t bi = 0;
-            int rc = types_walk(f, &s.types, NULL, digest ? &h : NULL, &bi, why, sizeof(why));
-            if (rc == -2)
-                goto nomem;
-            if (rc != 0) {
-                station_label(&st, i, label, sizeof(label));
-                snprintf(errstr, errstr_size, "wrong shape: %s: num_bikes_available_types[%zu]%s%s",
-                         label, bi, why[0] == '.' ? "" : " ", why);
-                return -1;
-            }
-        }
-        if (!digest)
-            continue;
-        station_fields(f, &s, info, NULL, NULL, &h);
-        b->vals[b->n] = st;
-        b->keys[b->n] = s.s[F_CODE];
-        b->klens[b->n] = s.slen[F_CODE];
-        b->ts_ms[b->n] = ts_ms;
-        b->n++;
+    if (read_station(f, st, &s, &sc, &bad_field, &bad_type) != 0) {
+        station_label(st, i, label, sizeof(label));
+        snprintf(errstr, errstr_size, "wrong shape: %s: %s is %s, expected %s", label,
+                 known[bad_field].name, json_type_name(bad_type),
+                 kind_expect(known[bad_field].kind));
+        return -1;
     }
-    b->digest = mix64(h, b->n);
+    if (!(s.present & (1u << F_CODE)) || s.slen[SLEN(F_CODE)] == 0) {
+        station_label(st, i, label, sizeof(label));
+        snprintf(errstr, errstr_size, "wrong shape: %s has no stationCode%s", label,
+                 (s.seen & (1u << F_CODE)) ? " (null or empty)" : "");
+        return -1;
+    }
+    const char *code = s.u[F_CODE].s;
+    size_t code_len = s.slen[SLEN(F_CODE)];
+    int64_t ts_ms = f->last_updated * 1000;
+    if (s.present & (1u << F_LAST_REPORTED)) {
+        int64_t lr = s.u[F_LAST_REPORTED].i;
+        if (lr < 0 || lr > INT64_MAX / 1000) {
+            station_label(st, i, label, sizeof(label));
+            snprintf(errstr, errstr_size, "wrong shape: %s: last_reported %" PRId64
+                     " is not a time in seconds", label, lr);
+            return -1;
+        }
+        ts_ms = lr * 1000;
+    }
+
+    int selected = 1;
+    if (f->codes) {
+        struct code_slot *c = code_find(f, code, code_len);
+        selected = c != NULL;
+        if (c)
+            c->seen = 1;
+    }
+    int keep = selected && !f->schema_dirty;
+    if (keep)
+        *h = mix_bytes(*h, code, code_len);
+    s.item0 = s.nitems = 0;
+    if (s.present & (1u << F_TYPES)) {
+        char why[96];
+        size_t bi = 0;
+        int rc = types_check(f, &sc.types, keep ? h : NULL, keep ? &s : NULL, &bi, why,
+                             sizeof(why));
+        if (rc == -2)
+            goto nomem;
+        if (rc != 0) {
+            station_label(st, i, label, sizeof(label));
+            snprintf(errstr, errstr_size, "wrong shape: %s: num_bikes_available_types[%zu]%s%s",
+                     label, bi, why[0] == '.' ? "" : " ", why);
+            return -1;
+        }
+    }
+    if (!keep)
+        return 0;
+    s.x0 = (uint32_t)f->nxvals;
+    s.nx = 0;
+    if (sc.xpresent) {
+        if (pool_reserve((void **)&f->xvals, &f->xvals_cap,
+                         f->nxvals + (size_t)__builtin_popcountll(sc.xpresent),
+                         sizeof(*f->xvals)) != 0)
+            goto nomem;
+        for (uint64_t bits = sc.xpresent; bits; bits &= bits - 1) {
+            unsigned j = (unsigned)__builtin_ctzll(bits);
+            f->xvals[f->nxvals++] = (struct xval){ .j = j, .v = sc.xv[j] };
+            s.nx++;
+        }
+    }
+    s.info = f->with_info && info && (s.present & (1u << F_STATION_ID))
+                 ? info_find(info, s.u[F_STATION_ID].i) : NULL;
+    station_fields(f, &s, NULL, NULL, h);
+    f->sta[b->n] = s;
+    b->keys[b->n] = code;
+    b->klens[b->n] = code_len;
+    b->ts_ms[b->n] = ts_ms;
+    b->n++;
     return 0;
 nomem:
     snprintf(errstr, errstr_size, "out of memory checking the stations");
     return -1;
+}
+
+/* One pass over every station: validates each, selects, digests and keeps
+ * the selected ones (no more once the extras changed: the caller then
+ * rebuilds the schema and runs the pass again, since the digest covers the
+ * extras the schema carries). */
+static int check_pass(struct vs_feed *f, const struct vs_info *info,
+                      char *errstr, size_t errstr_size)
+{
+    struct sj_iter it;
+    struct sj_member el[VS_CHUNK];
+    uint64_t h = mix64(0x76656c6962ull, f->with_info);
+    size_t i = 0, n;
+
+    if (batch_reserve(f, sj_count(&f->stations)) != 0) {
+        snprintf(errstr, errstr_size, "out of memory checking the stations");
+        return -1;
+    }
+    sj_array_iter(&f->stations, &it);
+    while ((n = sj_next_n(&it, el, VS_CHUNK)) > 0) {
+        for (size_t e = 0; e < n; e++, i++) {
+            if (el[e].type != SJ_OBJECT) {
+                snprintf(errstr, errstr_size,
+                         "wrong shape: data.stations[%zu] is %s, not an object", i,
+                         json_type_name(el[e].type));
+                return -1;
+            }
+            if (check_station(f, info, &el[e].v, i, &h, errstr, errstr_size) != 0)
+                return -1;
+        }
+    }
+    f->batch.digest = mix64(h, f->batch.n);
+    return 0;
 }
 
 int vs_feed_check(struct vs_feed *f, const struct vs_info *info, struct vs_batch **out,
@@ -1239,6 +1403,7 @@ int vs_feed_check(struct vs_feed *f, const struct vs_info *info, struct vs_batch
 {
     assert(f->parsed);
     vs_feed_batch_clear(f);
+    f->checked_info = info;
     for (size_t k = 0; f->codes && k <= f->codes_mask; k++)
         f->codes[k].seen = 0;
     /* The second pass runs only when the first found the extra fields
@@ -1266,25 +1431,20 @@ int vs_feed_check(struct vs_feed *f, const struct vs_info *info, struct vs_batch
 struct spoke_row *vs_feed_row(struct vs_feed *f, const struct vs_info *info, size_t i)
 {
     const struct spoke_host_api *api = f->api;
-    struct station s;
+    const struct station *s = &f->sta[i];
     struct spoke_row *list = NULL, *row;
-    int bad_field;
-    enum sj_type bad_type;
-    char why[96];
-    size_t bi;
 
-    assert(f->parsed && i < f->batch.n);
-    /* Checked by vs_feed_check: reading it again cannot fail. */
-    if (read_station(f, &f->batch.vals[i], &s, 0, &bad_field, &bad_type) != 0)
-        return NULL;
-    if ((s.present & (1u << F_TYPES)) &&
-        types_walk(f, &s.types, &list, NULL, &bi, why, sizeof(why)) != 0)
+    assert(f->parsed && i < f->batch.n && info == f->checked_info);
+    (void)info;
+    /* Built from the values vs_feed_check kept: the document is not read
+     * again (but strings still point into it). */
+    if ((s->present & (1u << F_TYPES)) && !(list = types_row(f, s)))
         return NULL;
     if (!(row = api->row_new(f->schema))) {
         api->row_free(list);
         return NULL;
     }
-    if (station_fields(f, &s, info, row, list, NULL) != SPOKE_OK) {
+    if (station_fields(f, s, row, list, NULL) != SPOKE_OK) {
         api->row_free(row);
         return NULL;
     }

@@ -917,6 +917,47 @@ def test_every_failure_mode_retries_and_recovers():
         assert not s.alive()
 
 
+def test_body_exactly_at_max_body_bytes():
+    """A body of exactly max.body.bytes is read and parsed in place (the
+    parser's padding lies past the limit, in the client's slack), and its
+    last byte is part of the document; one byte more is refused, announced
+    or streamed."""
+    need_data()
+    base = load(STATUS_2024)
+    limit = 1 << 20
+
+    def exact(obj, size):
+        body = compact(obj)
+        assert len(body) < size
+        return b"{" + b" " * (size - len(body)) + body[1:]  # ends with its closing brace
+
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        first = exact(base, limit)
+        assert len(first) == limit and first.endswith(b"}")
+        srv.route("/status.json", Response(first))
+        yaml = pipeline(srv.url("/status.json"), out,
+                        extra={"station.codes": FEW, "max.body.bytes": limit})
+        with start(yaml, tmp) as s:
+            wait_lines(out, 3)
+            assert lines(out) == expected_rows(base, codes=set(FEW))
+            emitted = 3
+            over = [("announced", Response(exact(variant(base, 1732010000, bump=1), limit + 1)),
+                     "not downloaded"),
+                    ("streamed", Response(stream=limit + 1), "transfer aborted")]
+            for k, (name, resp, word) in enumerate(over):
+                srv.route("/status.json", resp)
+                wait_retrying(s, "over max.body.bytes (%d)" % limit, word)
+                assert nlines(out) == emitted, "%s: records from a body over the limit" % name
+                nxt = variant(base, 1732020000 + k, bump=k + 2)
+                srv.route("/status.json", Response(exact(nxt, limit)))
+                emitted += 3
+                wait_lines(out, emitted, "%s: the next body at the limit is emitted" % name)
+                assert lines(out)[-3:] == expected_rows(nxt, codes=set(FEW)), name
+                wait_recovered(s)
+        assert not s.alive()
+
+
 def test_connection_refused_then_back():
     need_data()
     base = load(STATUS_2024)

@@ -120,9 +120,139 @@ static void rejects_malformed(void)
     sj_parser_free(p);
 }
 
+/* The compact JSON of a parse's outcome: the document, or the error. */
+static void outcome(int rc, const struct sj_value *root, const char *err, char *out, size_t size)
+{
+    if (rc != 0) {
+        snprintf(out, size, "error: %s", err);
+        return;
+    }
+    size_t n = sj_to_json(root, out, size - 1);
+    out[n < size - 1 ? n : 0] = '\0';
+}
+
+/* sj_parse_padded parses in place when the buffer has SJ_PADDING to spare,
+ * and then gives exactly what sj_parse gives: the same document for valid
+ * input, the same error for every malformed class and limit. The padding
+ * holds bytes that would change the document if they were read as part of
+ * it; the values do not point into the buffer. */
+static void padded_equals_copy(void)
+{
+    static const char *const docs[] = {
+        velib, "{\"a\":1", "{\"a\":1} x", "{\"a\":tru}", "{\"a\":01}", "{\"a\":1.}",
+        "{\"a\":\"\xff\"}", "", "   ", "[[[[[[[[]]]]]]]]", "[[[[[[[[[]]]]]]]]]", "1", "-1.5e3",
+        "true", "nul", "\"abc", "\"abc\"", "[1,2,3", "{\"k\":[1,{\"x\":null}]}",
+        "{\"s\":\"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghij\"}", "[1,2,3,]",
+    };
+    /* Limits: 300 bytes, 8 levels (the 9-deep array above is refused). */
+    struct sj_parser *a = sj_parser_new(300, 8), *b = sj_parser_new(300, 8);
+    char err_a[128], err_b[128], out_a[512], out_b[512];
+    struct sj_value ra, rb;
+    for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
+        size_t len = strlen(docs[i]);
+        for (int fill = 0; fill < 3; fill++) {
+            char *buf = malloc(len + SJ_PADDING);
+            memcpy(buf, docs[i], len);
+            memset(buf + len, fill == 0 ? '\0' : fill == 1 ? '1' : '"', SJ_PADDING);
+            int rca = sj_parse(a, docs[i], len, &ra, err_a, sizeof(err_a));
+            int rcb = sj_parse_padded(b, buf, len, len + SJ_PADDING, &rb, err_b, sizeof(err_b));
+            memset(buf, 'x', len + SJ_PADDING);  /* values must not point into buf */
+            free(buf);
+            outcome(rca, &ra, err_a, out_a, sizeof(out_a));
+            outcome(rcb, &rb, err_b, out_b, sizeof(out_b));
+            CHECK_MSG(rca == rcb && strcmp(out_a, out_b) == 0, "doc %zu fill %d: %s / %s", i,
+                      fill, out_a, out_b);
+        }
+    }
+    /* A document exactly at the size limit, in place; one byte over it. */
+    char doc[301 + SJ_PADDING];
+    memset(doc, ' ', sizeof(doc));
+    doc[0] = '[';
+    doc[299] = ']';
+    memset(doc + 300, '1', sizeof(doc) - 300);
+    CHECK(sj_parse_padded(b, doc, 300, sizeof(doc), &rb, err_b, sizeof(err_b)) == 0 &&
+          sj_type(&rb) == SJ_ARRAY && sj_count(&rb) == 0);
+    doc[299] = ' ';
+    doc[300] = ']';
+    CHECK(sj_parse_padded(b, doc, 301, sizeof(doc), &rb, err_b, sizeof(err_b)) == -1 &&
+          CONTAINS(err_b, "larger than the limit 300"));
+    CHECK(sj_parse(a, doc, 301, &ra, err_a, sizeof(err_a)) == -1 && strcmp(err_a, err_b) == 0);
+    /* Without room for the padding it copies, with the same result. */
+    doc[300] = ' ';
+    doc[299] = ']';
+    CHECK(sj_parse_padded(b, doc, 300, 300 + SJ_PADDING - 1, &rb, err_b, sizeof(err_b)) == 0 &&
+          sj_type(&rb) == SJ_ARRAY);
+    CHECK(sj_parse_padded(b, NULL, 0, 0, &rb, err_b, sizeof(err_b)) == -1 &&
+          CONTAINS(err_b, "empty document"));
+    sj_parser_free(a);
+    sj_parser_free(b);
+}
+
+/* sj_next_n gives what sj_object_next / sj_array_next give one by one,
+ * whatever the batch size, with the scalars decoded. */
+static void next_n_equals_next(void)
+{
+    char err[128];
+    struct sj_parser *p = sj_parser_new(1 << 20, 64);
+    struct sj_value root, arr, v;
+    CHECK(sj_parse(p, velib, sizeof(velib) - 1, &root, err, sizeof(err)) == 0);
+    CHECK(sj_object_get(&root, "num_bikes_available_types", 25, &arr) == 0);
+    static const size_t chunks[] = { 1, 3, 10, 100 };
+    for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
+        for (int which = 0; which < 2; which++) {
+            const struct sj_value *of = which ? &arr : &root;
+            struct sj_iter one, many;
+            struct sj_member m[100];
+            size_t total = 0, n;
+            CHECK((which ? sj_array_iter(of, &one) : sj_object_iter(of, &one)) == 0);
+            CHECK((which ? sj_array_iter(of, &many) : sj_object_iter(of, &many)) == 0);
+            while ((n = sj_next_n(&many, m, chunks[c])) > 0) {
+                CHECK(n <= chunks[c]);
+                for (size_t k = 0; k < n; k++, total++) {
+                    const char *key = NULL;
+                    size_t klen = 0;
+                    int got = which ? sj_array_next(&one, &v)
+                                    : sj_object_next(&one, &key, &klen, &v);
+                    CHECK(got == 1);
+                    CHECK(m[k].klen == klen && (klen == 0 || memcmp(m[k].key, key, klen) == 0));
+                    CHECK(!which || m[k].key == NULL);
+                    CHECK(m[k].type == sj_type(&v) && sj_type(&m[k].v) == sj_type(&v));
+                    char a[256], b[256];
+                    size_t la = sj_to_json(&m[k].v, a, sizeof(a));
+                    size_t lb = sj_to_json(&v, b, sizeof(b));
+                    CHECK(la == lb && la <= sizeof(a) && memcmp(a, b, la) == 0);
+                    int64_t i;
+                    uint64_t u;
+                    double d;
+                    int bo;
+                    const char *s;
+                    size_t sl;
+                    switch (m[k].type) {
+                    case SJ_INT: CHECK(sj_get_int64(&v, &i) == 0 && m[k].as.i == i); break;
+                    case SJ_UINT: CHECK(sj_get_uint64(&v, &u) == 0 && m[k].as.u == u); break;
+                    case SJ_DOUBLE: CHECK(sj_get_double(&v, &d) == 0 && m[k].as.d == d); break;
+                    case SJ_BOOL: CHECK(sj_get_bool(&v, &bo) == 0 && m[k].as.b == bo); break;
+                    case SJ_STRING:
+                        CHECK(sj_get_string(&v, &s, &sl) == 0 && m[k].as.s.len == sl &&
+                              memcmp(m[k].as.s.p, s, sl) == 0);
+                        break;
+                    default: break;
+                    }
+                }
+            }
+            CHECK(total == (which ? 2u : 10u));
+            CHECK((which ? sj_array_next(&one, &v) : sj_object_next(&one, NULL, NULL, &v)) == 0);
+            CHECK(sj_next_n(&many, m, 5) == 0);
+        }
+    }
+    sj_parser_free(p);
+}
+
 int main(void)
 {
     RUN(reads_values);
     RUN(rejects_malformed);
+    RUN(padded_equals_copy);
+    RUN(next_n_equals_next);
     return TEST_REPORT();
 }
