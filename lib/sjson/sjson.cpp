@@ -201,17 +201,7 @@ extern "C" size_t sj_next_n(struct sj_iter *it, struct sj_member *m, size_t max)
 
 extern "C" enum sj_type sj_type(const struct sj_value *v)
 {
-    switch (el(v).type()) {
-    case element_type::ARRAY: return SJ_ARRAY;
-    case element_type::OBJECT: return SJ_OBJECT;
-    case element_type::INT64: return SJ_INT;
-    case element_type::UINT64: return SJ_UINT;
-    case element_type::DOUBLE: return SJ_DOUBLE;
-    case element_type::STRING: return SJ_STRING;
-    case element_type::BOOL: return SJ_BOOL;
-    case element_type::NULL_VALUE: return SJ_NULL;
-    }
-    return SJ_NULL;
+    return type_of(el(v).type());
 }
 
 extern "C" int sj_get_bool(const struct sj_value *v, int *out)
