@@ -69,7 +69,8 @@ class Run:
 
 
 def run_mapper(data, schema=None, schema_text=None, mapper_keys=None, dlq=False, tmp=None,
-               source_keys=None, chain=None, expect_records=None, expect_records2=None):
+               source_keys=None, chain=None, expect_records=None, expect_records2=None,
+               expect_metrics=None):
     """Replays data (bytes) through schema_mapper and returns a Run once the
     source offset reaches the end of the input. mapper_keys: extra config of
     the mapper; chain: the schema text of a second mapper reading the first
@@ -139,6 +140,12 @@ def run_mapper(data, schema=None, schema_text=None, mapper_keys=None, dlq=False,
                 if n is not None:
                     wait_for(lambda: sum(metric(s, conn, k) or 0 for k in names) == n,
                              TIMEOUT, "%d records counted by %s" % (n, conn))
+            # Details the mapper publishes with its totals (another thread
+            # writes the status file): waited for, so a count that never
+            # arrives fails here with its name.
+            for k, v in (expect_metrics or {}).items():
+                wait_for(lambda: (metric(s, "map", k) or 0) == v, TIMEOUT,
+                         "map's %s to reach %d" % (k, v))
             metrics = dict((s.connector("map").get("metrics") or {}).get("plugin") or {})
             if chain is not None:
                 metrics["map2"] = dict((s.connector("map2").get("metrics") or {}).get("plugin")
@@ -575,7 +582,8 @@ def test_lookups_inline_csv_json_and_missing_keys():
               "lookup.default": "?"}, ["75016", "?", "?", "75016"], 2),
         ]
         for keys, postcodes, misses in cases:
-            r = run_mapper(data, schema=VELIB, mapper_keys=keys, expect_records=4)
+            r = run_mapper(data, schema=VELIB, mapper_keys=keys, expect_records=4,
+                           expect_metrics={"lookup_misses": misses})
             assert [row["postcode"] for row in r.rows] == postcodes, (keys, r.rows)
             assert r.m("lookup_misses") == misses, (keys, r.metrics)
         r = run_mapper(data, schema=VELIB, expect_records=4,
