@@ -97,7 +97,7 @@ def expected(which, postcode):
 # The pipeline's table, read back from file_sink
 
 def read_rows(path):
-    return [json.loads(line) for line in read_bytes(path).splitlines() if line.strip()]
+    return [json.loads(line) for line in spoketest.complete_lines(path)]
 
 
 def table(path, columns=COLUMNS):

@@ -70,9 +70,8 @@ def write_ndjson(path, records, mode="w"):
 
 def read_rows(path):
     rows = []
-    for line in read_bytes(path).splitlines():
-        if line.strip():
-            rows.append(json.loads(line))
+    for line in spoketest.complete_lines(path):
+        rows.append(json.loads(line))
     return rows
 
 

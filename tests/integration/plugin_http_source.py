@@ -135,7 +135,7 @@ def pipeline(url, out, items=CITIES, extra=None, rec=None, mapped=None):
 
 def raw_lines(path):
     """The lines a file_sink wrote, as bytes (the record values)."""
-    return [x for x in spoketest.read_bytes(path).splitlines() if x.strip()]
+    return spoketest.complete_lines(path)
 
 
 def plugin_metric(s, name):

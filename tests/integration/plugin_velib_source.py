@@ -281,11 +281,7 @@ def start(yaml, tmp, rec=False):
 
 
 def lines(path):
-    try:
-        with open(path, "rb") as f:
-            return [json.loads(x) for x in f.read().splitlines() if x.strip()]
-    except FileNotFoundError:
-        return []
+    return [json.loads(x) for x in spoketest.complete_lines(path)]
 
 
 def nlines(path):

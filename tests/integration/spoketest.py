@@ -37,14 +37,17 @@ class Skip(Exception):
 
 
 def wait_for(pred, timeout=30.0, what="condition", interval=0.01):
-    """Polls pred() until it returns a truthy value (returned) or the deadline passes."""
+    """Polls pred() until it returns a truthy value (returned) or the deadline
+    passes. what: a string, or a callable giving it at the deadline (so it
+    can describe the state the wait ended in)."""
     deadline = time.monotonic() + timeout
     while True:
         v = pred()
         if v:
             return v
         if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+            raise AssertionError("timed out after %.1fs waiting for %s"
+                                 % (timeout, what() if callable(what) else what))
         time.sleep(interval)
 
 
@@ -248,6 +251,12 @@ def read_bytes(path):
             return f.read()
     except FileNotFoundError:
         return b""
+
+
+def complete_lines(path):
+    """The newline-terminated lines of a file another process is still
+    writing; a trailing partial line (a write in progress) is left out."""
+    return [x for x in read_bytes(path).split(b"\n")[:-1] if x.strip()]
 
 
 def write_bytes(path, data, mode="wb"):
