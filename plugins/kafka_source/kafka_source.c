@@ -71,7 +71,8 @@
 /* Partitions no longer assigned whose acknowledged positions are kept. */
 #define KSRC_ORPHANS_MAX 4096
 /* Assign mode: how long one read of the topics' metadata may block the
- * task thread, and how soon a failed one is tried again. */
+ * task thread (plus fetch.wait.max.ms: the reply can wait behind a fetch
+ * on the same connection), and how soon a failed one is tried again. */
 #define KSRC_METADATA_TIMEOUT_MS 2000
 #define KSRC_METADATA_RETRY_MS 1000
 
@@ -161,6 +162,7 @@ struct ksrc {
     int64_t reset;              /* assign mode: start offset without a stored position
                                  * (RD_KAFKA_OFFSET_BEGINNING/END; INVALID = error) */
     int64_t refresh_ms;         /* assign mode: metadata refresh period, -1 = never */
+    int metadata_timeout_ms;    /* assign mode: how long one metadata read may wait */
     int64_t next_refresh_ms;    /* assign mode: next metadata read, 0 = at once */
     int refreshed;              /* assign mode: the metadata was read once */
     regex_t re;                 /* compiled pattern (have_re) */
@@ -603,6 +605,10 @@ static void ksrc_assign_conf(struct ksrc *s, rd_kafka_conf_t *conf)
             s->reset = RD_KAFKA_OFFSET_INVALID;
     }
     n = sizeof(v);
+    s->metadata_timeout_ms = KSRC_METADATA_TIMEOUT_MS;
+    if (rd_kafka_conf_get(conf, "fetch.wait.max.ms", v, &n) == RD_KAFKA_CONF_OK)
+        s->metadata_timeout_ms += atoi(v);
+    n = sizeof(v);
     s->refresh_ms = 300000;
     if (rd_kafka_conf_get(conf, "topic.metadata.refresh.interval.ms", v, &n) == RD_KAFKA_CONF_OK)
         s->refresh_ms = strtoll(v, NULL, 10);
@@ -668,7 +674,7 @@ static int ksrc_assign_refresh(struct ksrc *s, char *errstr, size_t errstr_size)
 {
     const struct spoke_host_api *api = s->api;
     const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t err = rd_kafka_metadata(s->rk, 1, NULL, &md, KSRC_METADATA_TIMEOUT_MS);
+    rd_kafka_resp_err_t err = rd_kafka_metadata(s->rk, 1, NULL, &md, s->metadata_timeout_ms);
     if (err) {
         char cond[256];
         kafkaconf_health_get(&s->h, cond, sizeof(cond));
@@ -1166,14 +1172,22 @@ static void ksrc_lag(struct ksrc *s)
     s->api->metric_set(s->inst, "lag", lag);
 }
 
-/* True when a broker answers a metadata request (the brokers are back). */
+/*
+ * True when the brokers are back: a metadata request was answered, or was
+ * sent but not answered within the probe's wait (__TIMED_OUT: librdkafka
+ * found a connection up and sent it; with none up it gives __TRANSPORT).
+ * A broker answers one connection's requests in order, so a fetch waiting
+ * for messages (up to fetch.wait.max.ms) or a slow network holds the reply
+ * back: counting only answers kept the source `retrying` for good when
+ * every probe landed in a fetch's wait.
+ */
 static int ksrc_probe(struct ksrc *s)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_resp_err_t err = rd_kafka_metadata(s->rk, 0, NULL, &md, KSRC_PROBE_TIMEOUT_MS);
     if (md)
         rd_kafka_metadata_destroy(md);
-    return err == RD_KAFKA_RESP_ERR_NO_ERROR;
+    return err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__TIMED_OUT;
 }
 
 static int ksrc_poll(void *st, int64_t *next_poll_ms, char *errstr, size_t errstr_size)

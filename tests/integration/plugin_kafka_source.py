@@ -571,11 +571,15 @@ def test_brokers_down_at_start_and_at_shutdown():
                      in (s.connector("src").get("trace") or ""), TIMEOUT,
                      "retrying with the brokers down at start (now %r)" % s.connector("src"))
             assert s.connector("src").get("state") == "RUNNING"
+            # Back, but every answer 300 ms late (longer than the source's
+            # 200 ms probe waits): still back.
+            c.cmd("rtt all 300")
             c.cmd("up all")
-            wait_for(lambda: len(ids_of(out)) == 100, TIMEOUT, "the 100 records once the "
-                     "brokers answer")
+            wait_for(lambda: len(ids_of(out)) == 100, TIMEOUT, lambda: "the 100 records once "
+                     "the brokers answer (%d, source %r)" % (len(ids_of(out)), s.connector("src")))
             wait_committed(c, "g", "in")
             wait_for(lambda: not s.connector("src").get("retrying"), TIMEOUT, "retrying to clear")
+            c.cmd("rtt all 0")
             stop_with_brokers_down(c, s, "the second outage")
             assert sum(ids_of(out).values()) == 100
         finally:

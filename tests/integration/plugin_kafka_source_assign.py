@@ -231,12 +231,19 @@ def test_brokers_down_at_start_and_mid_run():
             wait_for(lambda: s.connector("src").get("retrying") and "kafka: all brokers down"
                      in (s.connector("src").get("trace") or ""), TIMEOUT,
                      "retrying with 'kafka: all brokers down' (now %r)" % s.connector("src"))
+            # Back, but answering every request 300 ms late: longer than the
+            # source's 200 ms probe waits, as when the probe's reply queues
+            # behind a fetch waiting fetch.wait.max.ms on the same
+            # connection. A late answer still means the brokers are back.
+            c.cmd("rtt all 300")
             c.cmd("up all")
             produce_ids(c, "in", 2, 50, start=1000)
-            wait_for(lambda: len(ids_of(out)) == 200, TIMEOUT, "the 100 records produced after "
-                     "the outage (%d)" % len(ids_of(out)))
+            wait_for(lambda: len(ids_of(out)) == 200, TIMEOUT, lambda: "the 100 records "
+                     "produced after the outage (%d, source %r)" % (len(ids_of(out)),
+                                                                   s.connector("src")))
             wait_host_offsets(s, "in", end_offsets(c.bootstrap, "in"))
             wait_for(lambda: not s.connector("src").get("retrying"), TIMEOUT, "retrying to clear")
+            c.cmd("rtt all 0")
             assert sum(ids_of(out).values()) == 200, "duplicates after the outage"
             stop_with_brokers_down(c, s, "the third outage")
         finally:
