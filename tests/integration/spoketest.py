@@ -82,11 +82,16 @@ def yaml_scalar(v):
 
 
 def count_lines(path):
+    """Newline-terminated lines of path (a sink's output): a partial last
+    line, still being written, is not counted."""
+    n = 0
     try:
         with open(path, "rb") as f:
-            return sum(1 for _ in f)
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                n += chunk.count(b"\n")
     except FileNotFoundError:
-        return 0
+        pass
+    return n
 
 
 class Spoke:
