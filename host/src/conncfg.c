@@ -87,6 +87,10 @@ const struct spoke_config_field conncfg_worker_fields[] = {
     { "status.interval.ms", SPOKE_CFG_LONG, "1000", 0,
       "How often status.json is rewritten (and on every state change)", .min = 10,
       .max = 3600000 },
+    { "idle.unmap.after.ms", SPOKE_CFG_LONG, "5000", 0,
+      "Once no task has been busy for this long, unmap the resident read-only pages of the "
+      "executable, libraries and plugins (they stay in the page cache; work that resumes "
+      "faults back what it needs); 0 = never", .min = 0, .max = 86400000 },
     { 0 }
 };
 

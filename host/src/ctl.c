@@ -16,6 +16,7 @@
 #include "conncfg.h"
 #include "hist.h"
 #include "log.h"
+#include "memtrim.h"
 #include "registry.h"
 #include "router.h"
 #include "runtime_int.h"
@@ -1007,6 +1008,14 @@ void ctl_metrics(struct runtime *rt, struct buf *out)
     }
     help(out, "spoke_process_resident_memory_bytes", "gauge", "Resident set size");
     buf_printf(out, "spoke_process_resident_memory_bytes %lld\n", rss_bytes());
+    long long trims, trimmed_kb;
+    memtrim_stats(&trims, &trimmed_kb);
+    help(out, "spoke_process_idle_trims_total", "counter",
+         "Times the whole process went idle and unmapped its read-only file pages");
+    buf_printf(out, "spoke_process_idle_trims_total %lld\n", trims);
+    help(out, "spoke_process_idle_trimmed_bytes_total", "counter",
+         "Resident read-only file pages unmapped by those trims");
+    buf_printf(out, "spoke_process_idle_trimmed_bytes_total %lld\n", trimmed_kb * 1024);
     help(out, "spoke_process_uptime_seconds", "gauge", "Seconds since start");
     buf_printf(out, "spoke_process_uptime_seconds %.3f\n",
                (double)(clock_mono_ms() - rt->started_ms) / 1000.0);

@@ -343,6 +343,7 @@ static int load_worker(const struct cfg_file *f, const struct runtime_opts *opts
     ws->shutdown_timeout_ms = cfgval_int(wc, "shutdown.timeout.ms");
     ws->offset_flush_ms = cfgval_int(wc, "offset.flush.interval.ms");
     ws->status_interval_ms = cfgval_int(wc, "status.interval.ms");
+    memtrim_unmap_after(cfgval_int(wc, "idle.unmap.after.ms"));
     ws->wcfg = wc;
     return 0;
 }
@@ -1430,7 +1431,9 @@ static void *inst_thread(void *arg)
     set_state(inst, CONN_RUNNING, NULL);
     LOG_I(inst->name, "running (%s %s %s)", registry_kind_name(inst->kind), inst->plugin->name,
           d->version);
+    memtrim_task_begin();
     int lrc = inst->kind == SPOKE_KIND_SOURCE ? source_loop(inst) : consumer_loop(inst);
+    memtrim_task_end();
     if (inst->kind == SPOKE_KIND_SOURCE)
         source_finish(inst);
     if (d->stop)
@@ -1838,6 +1841,7 @@ static void *hk_thread(void *arg)
         }
         if (kicked || (next_restart >= 0 && now >= next_restart))
             next_restart = auto_restart(rt);
+        memtrim_process_check();
         pthread_mutex_lock(&rt->hk_lock);
     }
     pthread_mutex_unlock(&rt->hk_lock);

@@ -27,6 +27,7 @@ exact shape, pointed at the fixture: 16107 -> 75016, 32017 -> 93200 with
 the 2024 snapshot's numbers.
 """
 import csv
+import http.client
 import json
 import os
 import re
@@ -145,7 +146,7 @@ def wait_metrics(sp, conn, want, what):
 # ---------------------------------------------------------------------------
 # All stations, two real snapshots, back and forth
 
-def all_stations_yaml(srv, out):
+def all_stations_yaml(srv, out, poll_ms=200, info_ms=300):
     aggregates = ["stations=count()", "total_bikes_available=sum(num_bikes_available)",
                   "total_mechanical_bikes=sum(mechanical)", "total_electric_bikes=sum(ebike)"]
     return ("connectors:\n"
@@ -154,8 +155,8 @@ def all_stations_yaml(srv, out):
             "    topic: velib.stations\n"
             "    url: %s\n"
             "    information.url: %s\n"
-            "    information.interval.ms: 300\n"
-            "    poll.interval.ms: 200\n"
+            "    information.interval.ms: %d\n"
+            "    poll.interval.ms: %d\n"
             "    ttl.max.ms: 0\n"
             "  - name: stations\n"
             "    connector.class: schema_mapper\n"
@@ -182,7 +183,7 @@ def all_stations_yaml(srv, out):
             "    file: %s\n"
             "    fsync: false\n"
             % (q(srv.url("/station_status.json")), q(srv.url("/station_information.json")),
-               q(SCHEMA), q(os.path.join(DATA, POSTCODES)), ", ".join(q(a) for a in aggregates),
+               info_ms, poll_ms, q(SCHEMA), q(os.path.join(DATA, POSTCODES)), ", ".join(q(a) for a in aggregates),
                q(out)))
 
 
@@ -261,6 +262,68 @@ def test_all_stations_each_snapshot_alone():
 
 # ---------------------------------------------------------------------------
 # The default two-station pipeline, in examples/velib-offline.yaml's shape
+
+def process_metrics(sp):
+    """The process-wide samples of /metrics (no labels) as {name: value}."""
+    host, port = sp.worker["listeners"].split("://", 1)[1].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("GET", "/metrics")
+    text = conn.getresponse().read().decode()
+    conn.close()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^(spoke_process_[a-z_]+) (\S+)$", line)
+        if m:
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def test_idle_process_unmaps_file_pages_and_wakes_right():
+    """Once no task has been busy for idle.unmap.after.ms (1 s here), the
+    process unmaps the read-only file pages it holds (counted in /metrics);
+    the next poll faults back what it needs and gives the right table, and
+    the process trims again when idle again. A host without connectors trims
+    too, unless idle.unmap.after.ms is 0."""
+    need_data()
+    postcode = postcode_table()
+    want24, want22 = expected("2024", postcode), expected("2022", postcode)
+
+    def trims(sp):
+        try:
+            m = process_metrics(sp)
+        except OSError:  # the REST listener not up yet
+            return 0, 0
+        return m.get("spoke_process_idle_trims_total", 0), \
+            m.get("spoke_process_idle_trimmed_bytes_total", 0)
+
+    with tempfile.TemporaryDirectory(prefix="spoke-it-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "postcodes.ndjson")
+        serve(srv, "2024")
+        # A poll every 5 s: the tasks idle a second after the output, the
+        # process a second later, several status writes before the next.
+        with Spoke(all_stations_yaml(srv, out, poll_ms=5000, info_ms=600000), tmp=tmp,
+                   extra_worker={"idle.unmap.after.ms": 1000}) as sp:
+            wait_table(out, want24, "2024 snapshot")
+            wait_for(lambda: trims(sp)[0] >= 1, TIMEOUT,
+                     lambda: "an idle trim after the 2024 snapshot (%r)" % (trims(sp),))
+            n, unmapped = trims(sp)
+            # The pages of the libraries and plugins the start touched: MBs.
+            assert unmapped >= 1 << 20, "the first trim unmapped only %d bytes" % unmapped
+            serve(srv, "2022")
+            wait_table(out, want22, "2022 snapshot after an idle trim")
+            wait_for(lambda: trims(sp)[0] > n, TIMEOUT,
+                     lambda: "a second trim, idle after the 2022 snapshot (%r)" % (trims(sp),))
+            assert sp.alive()
+    # Without connectors, and with idle.unmap.after.ms 0 (started first, so
+    # idle at least as long as the other when it trims): no trim.
+    with Spoke("", extra_worker={"idle.unmap.after.ms": 0}) as off, \
+            Spoke("", extra_worker={"idle.unmap.after.ms": 1000}) as sp:
+        wait_for(lambda: trims(sp)[0] >= 1, TIMEOUT,
+                 lambda: "a host without connectors trims once (%r)" % (trims(sp),))
+        assert trims(sp)[1] >= 1 << 20, trims(sp)
+        m = process_metrics(off)
+        assert m["spoke_process_idle_trims_total"] == 0, "idle.unmap.after.ms 0 trimmed: %r" % m
+
 
 def offline_example_yaml(srv, out):
     """examples/velib-offline.yaml's connectors, pointed at the fixture, plus
