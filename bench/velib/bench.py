@@ -302,6 +302,11 @@ def snapshot_latency():
     # 1000 ms on it releases them after each poll (the next one allocates
     # them again, inside the measured window).
     interval = int(os.environ.get("BENCH_SNAPSHOT_INTERVAL_MS", "200"))
+    # BENCH_IDLE_UNMAP_MS: the worker's idle.unmap.after.ms (default 5000:
+    # polls less than ~6 s apart never start after an idle trim; a shorter
+    # value shows what faulting the pages back costs a poll; README "Idle
+    # memory").
+    unmap = int(os.environ.get("BENCH_IDLE_UNMAP_MS", "5000"))
 
     def cfg(port, state):
         return ("""
@@ -310,6 +315,7 @@ worker:
   state.dir: %s
   log.level: warn
   listeners: http://127.0.0.1:%d
+  idle.unmap.after.ms: %d
 connectors:
   - name: velib
     connector.class: velib_source
@@ -340,7 +346,7 @@ connectors:
   - name: sink
     connector.class: null_sink
     topics: out
-""" % (PLUGINS, state, port, base, base, interval,
+""" % (PLUGINS, state, port, unmap, base, base, interval,
        os.path.join(ROOT, "schemas", "velib_station_status.yaml"), postcodes))
     p, port, startup = start(cfg, "snapshot")
     polls = int(os.environ.get("BENCH_SNAPSHOT_POLLS", "100"))
@@ -353,7 +359,8 @@ connectors:
                p99=metric(m, "spoke_connector_latency_seconds", connector="sink", quantile="0.99"),
                max=metric(m, "spoke_connector_latency_seconds", connector="sink", quantile="1"),
                count=metric(m, "spoke_connector_latency_seconds_count", connector="sink"),
-               polls=Snapshots.seq[0], idle_rss=vm(p.pid, "VmRSS"))
+               polls=Snapshots.seq[0], idle_rss=vm(p.pid, "VmRSS"), interval=interval,
+               unmap=unmap)
     stop(p)
     srv.shutdown()
     return res
@@ -380,12 +387,14 @@ def idle_rss():
     connectors (2 stations, inline lookup, console table to /dev/null) with
     velib_source pointed at a local server of the recorded 2024-11-19
     snapshot; measured once the first poll's rows reached the console sink,
-    after IDLE_S seconds of idling (poll.interval.ms stays 60 s, so nothing
-    runs meanwhile). Then the same for a host with `connectors: []`.
-    None when ../shared/data/velib is absent."""
+    after each of BENCH_IDLE_S seconds of idling (default 2.5 and 10:
+    before and after the host's idle trim, idle.unmap.after.ms 5000;
+    poll.interval.ms stays 60 s, so nothing runs meanwhile). Then the same
+    for a host with `connectors: []`. None when ../shared/data/velib is
+    absent."""
     if not os.path.exists(os.path.join(SHARED, "station_status-2024-11-19.json")):
         return None
-    idle_s = float(os.environ.get("BENCH_IDLE_S", "2.5"))
+    idle_s = [float(x) for x in os.environ.get("BENCH_IDLE_S", "2.5,10").split(",")]
 
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def __init__(self, *a, **kw):
@@ -431,8 +440,13 @@ def idle_rss():
                 stop(p)
                 sys.exit("idle RSS (%s): not ready after 30 s; see %s/%s.log" % (tag, WORK, tag))
             time.sleep(0.01)
-        time.sleep(idle_s)
-        res[tag] = proc_kb(p.pid)
+        t0 = time.monotonic()
+        for at in idle_s:
+            time.sleep(max(0.0, t0 + at - time.monotonic()))
+            k = proc_kb(p.pid)
+            _, m = get(port, "/metrics")
+            k["trims"] = metric(m, "spoke_process_idle_trims_total") or 0
+            res[(tag, at)] = k
         stop(p)
 
     def first_poll_done(port):
@@ -457,12 +471,14 @@ def print_idle_rss():
         print("idle RSS: skipped (../shared/data/velib absent)")
         return
     for tag, label in (("idle-default", "default pipeline (connectors.yaml, local snapshot), "
-                                        "%.1f s after the first poll's output" % r["idle_s"]),
-                       ("idle-empty", "no connectors")):
-        k = r[tag]
-        print("idle RSS, %s: VmRSS %.1f MB = RssAnon %.1f + RssFile %.1f; Pss %.1f MB; %d threads"
-              % (label, k["VmRSS"] / 1024, k["RssAnon"] / 1024, k["RssFile"] / 1024,
-                 k["Pss"] / 1024, k["Threads"]))
+                                        "%.1f s after the first poll's output"),
+                       ("idle-empty", "no connectors, %.1f s after the start")):
+        for at in r["idle_s"]:
+            k = r[(tag, at)]
+            print("idle RSS, %s: VmRSS %.1f MB = RssAnon %.1f + RssFile %.1f; Pss %.1f MB; "
+                  "%d threads; %d idle trims" % (label % at, k["VmRSS"] / 1024,
+                                                 k["RssAnon"] / 1024, k["RssFile"] / 1024,
+                                                 k["Pss"] / 1024, k["Threads"], k["trims"]))
 
 
 def med(xs):
@@ -529,10 +545,12 @@ def print_snapshot():
     if s is None:
         print("snapshot poll->output: skipped (../shared/data/velib absent)")
     else:
-        print("real 1,485-station snapshot, poll start -> sink flush over %d polls (%d records): "
-              "p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, max %.2f ms; RSS after %d polls %.1f MB"
-              % (s["polls"], s["count"] or 0, s["p50"] * 1e3, s["p90"] * 1e3, s["p99"] * 1e3,
-                 s["max"] * 1e3, s["polls"], s["idle_rss"] / 2**20))
+        print("real 1,485-station snapshot, poll start -> sink flush over %d polls (%d records, "
+              "every %d ms, idle.unmap.after.ms %d): p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, "
+              "max %.2f ms; RSS after %d polls %.1f MB"
+              % (s["polls"], s["count"] or 0, s["interval"], s["unmap"], s["p50"] * 1e3,
+                 s["p90"] * 1e3, s["p99"] * 1e3, s["max"] * 1e3, s["polls"],
+                 s["idle_rss"] / 2**20))
 
 
 if __name__ == "__main__":
