@@ -27,7 +27,6 @@ exact shape, pointed at the fixture: 16107 -> 75016, 32017 -> 93200 with
 the 2024 snapshot's numbers.
 """
 import csv
-import http.client
 import json
 import os
 import re
@@ -35,6 +34,7 @@ import tempfile
 
 import spoketest
 from httpfixture import HttpFixture, Response
+from resttest import Api, sample
 from spoketest import SOURCE_DIR, Skip, Spoke, metric, q, read_bytes, wait_for
 
 TIMEOUT = 60
@@ -263,21 +263,6 @@ def test_all_stations_each_snapshot_alone():
 # ---------------------------------------------------------------------------
 # The default two-station pipeline, in examples/velib-offline.yaml's shape
 
-def process_metrics(sp):
-    """The process-wide samples of /metrics (no labels) as {name: value}."""
-    host, port = sp.worker["listeners"].split("://", 1)[1].rsplit(":", 1)
-    conn = http.client.HTTPConnection(host, int(port), timeout=30)
-    conn.request("GET", "/metrics")
-    text = conn.getresponse().read().decode()
-    conn.close()
-    out = {}
-    for line in text.splitlines():
-        m = re.match(r"^(spoke_process_[a-z_]+) (\S+)$", line)
-        if m:
-            out[m.group(1)] = float(m.group(2))
-    return out
-
-
 def test_idle_process_unmaps_file_pages_and_wakes_right():
     """Once no task has been busy for idle.unmap.after.ms (1 s here), the
     process unmaps the read-only file pages it holds (counted in /metrics);
@@ -290,11 +275,11 @@ def test_idle_process_unmaps_file_pages_and_wakes_right():
 
     def trims(sp):
         try:
-            m = process_metrics(sp)
+            f = Api(sp).metrics()
         except OSError:  # the REST listener not up yet
             return 0, 0
-        return m.get("spoke_process_idle_trims_total", 0), \
-            m.get("spoke_process_idle_trimmed_bytes_total", 0)
+        return (sample(f, "spoke_process_idle_trims_total"),
+                sample(f, "spoke_process_idle_trimmed_bytes_total"))
 
     with tempfile.TemporaryDirectory(prefix="spoke-it-velib-") as tmp, HttpFixture() as srv:
         out = os.path.join(tmp, "postcodes.ndjson")
@@ -321,8 +306,8 @@ def test_idle_process_unmaps_file_pages_and_wakes_right():
         wait_for(lambda: trims(sp)[0] >= 1, TIMEOUT,
                  lambda: "a host without connectors trims once (%r)" % (trims(sp),))
         assert trims(sp)[1] >= 1 << 20, trims(sp)
-        m = process_metrics(off)
-        assert m["spoke_process_idle_trims_total"] == 0, "idle.unmap.after.ms 0 trimmed: %r" % m
+        n = sample(Api(off).metrics(), "spoke_process_idle_trims_total")
+        assert n == 0, "idle.unmap.after.ms 0 trimmed %r times" % n
 
 
 def offline_example_yaml(srv, out):

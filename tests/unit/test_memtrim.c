@@ -76,8 +76,7 @@ int main(void)
     CHECK_MSG(code_before > 0, "libjansson's code: %ld kB", code_before);
 
     size_t pg = (size_t)sysconf(_SC_PAGESIZE), len = PAGES * pg;
-    char path[] = "/tmp/spoke-memtrim-XXXXXX";
-    int fd = mkstemp(path);
+    int fd = memfd_create("spoke-memtrim", MFD_CLOEXEC);
     CHECK(fd >= 0);
     unsigned char *buf = malloc(len);
     for (size_t i = 0; i < len; i++)
@@ -93,7 +92,6 @@ int main(void)
     unsigned char *rw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0);
     CHECK(ro != MAP_FAILED && relro != MAP_FAILED && rw != MAP_FAILED);
     close(fd);
-    unlink(path);
     volatile unsigned sum = 0;
     for (size_t i = 0; i < len; i += pg)
         sum += ro[i] + relro[i] + rw[i];
