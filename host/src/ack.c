@@ -231,11 +231,23 @@ static int pop_finished_locked(struct tracker *t)
     return t->released && t->popped == added;
 }
 
+/* Drops one unit of o: 1 when it was the last. The last holder is alone
+ * (taking a unit needs holding one), so it skips the locked subtract: a
+ * record with an origin of its own, the usual case, costs none. */
+static int origin_unit_drop(struct origin *o)
+{
+    if (atomic_load_explicit(&o->pending, memory_order_acquire) == 1) {
+        atomic_store_explicit(&o->pending, 0, memory_order_relaxed);
+        return 1;
+    }
+    return atomic_fetch_sub_explicit(&o->pending, 1, memory_order_acq_rel) == 1;
+}
+
 void origin_done(struct origin *o, int ok)
 {
     if (!ok)
         atomic_store(&o->failed, 1);
-    if (atomic_fetch_sub_explicit(&o->pending, 1, memory_order_acq_rel) != 1)
+    if (!origin_unit_drop(o))
         return;
     struct tracker *t = o->t;
     pthread_mutex_lock(&t->lock);
@@ -250,7 +262,7 @@ void origins_done(struct origin **os, size_t n)
 {
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (os[i] && atomic_fetch_sub_explicit(&os[i]->pending, 1, memory_order_acq_rel) == 1)
+        if (os[i] && origin_unit_drop(os[i]))
             os[k++] = os[i]; /* its last unit: finished */
     for (size_t i = 0; i < k;) {
         struct tracker *t = os[i]->t;

@@ -8,6 +8,7 @@
 
 #include "cfgval.h"
 #include "clock.h"
+#include "counter.h"
 #include "instance.h"
 #include "log.h"
 #include "record.h"
@@ -108,7 +109,7 @@ static int api_emit(struct spoke_instance *inst, struct spoke_record *rec)
             rec_set_origin(rec, inst->cur->origin);
         }
     }
-    atomic_fetch_add(&inst->records_out, 1);
+    COUNTER_ADD(&inst->records_out, 1);  /* only the task thread emits */
     inst_note_topic(inst, rec->topic);
     inst->staging[inst->nstaging++] = rec;
     if (inst->nstaging == INST_STAGE_MAX)
@@ -263,7 +264,9 @@ static size_t api_input_backlog(struct spoke_instance *inst)
     /* Stopping: no more input is handed over, so none waits. */
     if (!inst || !inst->inq || inst->stop_req || inst->draining)
         return 0;
-    return rqueue_depth(inst->inq);
+    /* Also the records of the batch being handed over, after this one. */
+    return rqueue_depth(inst->inq) +
+           atomic_load_explicit(&inst->batch_rest, memory_order_relaxed);
 }
 
 static const struct spoke_config *api_worker_config(struct spoke_instance *inst)

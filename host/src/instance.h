@@ -113,6 +113,7 @@ struct spoke_instance {
     struct spoke_record *staging[INST_STAGE_MAX];
     size_t nstaging;
     struct spoke_record *cur;       /* record in process(): emit derives from it */
+    atomic_size_t batch_rest;       /* records after cur in its batch (input_backlog) */
     /* Sink: records put() and not settled yet (acknowledged, or on the
      * error path), and the ones the plugin reported since the last flush
      * (api sink_record_done / sink_record_failed), in report order. */

@@ -13,6 +13,7 @@
 
 #include "cfgval.h"
 #include "clock.h"
+#include "counter.h"
 #include "conncfg.h"
 #include "ctl.h"
 #include "fsutil.h"
@@ -1014,8 +1015,10 @@ static int transform_batch(struct spoke_instance *inst, struct spoke_record **re
         for (;;) {
             err[0] = '\0';
             inst->cur = rec;
+            atomic_store_explicit(&inst->batch_rest, n - i - 1, memory_order_relaxed);
             rc = d->process(inst->st, rec, err, sizeof(err));
             inst->cur = NULL;
+            atomic_store_explicit(&inst->batch_rest, 0, memory_order_relaxed);
             if (rc != SPOKE_RETRY)
                 break;
             if (attempt == 0)
@@ -1037,7 +1040,7 @@ static int transform_batch(struct spoke_instance *inst, struct spoke_record **re
                 rec->topic = inst->out_topic;
             inst_note_topic(inst, rec->topic);
             recs[i] = NULL;
-            atomic_fetch_add(&inst->records_out, 1);
+            COUNTER_ADD(&inst->records_out, 1);
             inst->staging[inst->nstaging++] = rec;
             if (inst->nstaging == INST_STAGE_MAX && inst_flush_staging(inst) != SPOKE_OK) {
                 give_back(inst, recs + i + 1, n - i - 1);
@@ -1238,6 +1241,7 @@ static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, s
             snprintf(failed_err, sizeof(failed_err), "out of memory tracking pending records");
             break;
         }
+        atomic_store_explicit(&inst->batch_rest, n - i - 1, memory_order_relaxed);
         for (;;) {
             err[0] = '\0';
             rc = d->put(inst->st, rec, err, sizeof(err));
@@ -1269,6 +1273,7 @@ static int sink_batch(struct spoke_instance *inst, struct spoke_record **recs, s
                  err[0] ? err : status_text(rc));
         break;
     }
+    atomic_store_explicit(&inst->batch_rest, 0, memory_order_relaxed);
     /* Make what was put durable (or, pipelined, push it on). */
     int frc = sink_flush(inst, err, sizeof(err));
     if (frc == SPOKE_OK || frc == SPOKE_PENDING) {

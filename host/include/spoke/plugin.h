@@ -464,9 +464,11 @@ struct spoke_host_api {
      */
     int (*sink_record_done)(struct spoke_instance *inst, const struct spoke_record *rec);
 
-    /* Records waiting in inst's input queue right now: a sink's flush() can
-     * return SPOKE_PENDING while there is more to put, and wait for its
-     * deliveries when there is not. */
+    /* Records waiting for inst right now: in its input queue, and those of
+     * the batch being handed over after the one in process() or put(). A
+     * sink's flush() can return SPOKE_PENDING while there is more to put,
+     * and wait for its deliveries when there is not; a transform can hold
+     * back output until a burst of input ends. */
     size_t (*input_backlog)(struct spoke_instance *inst);
 };
 
