@@ -87,6 +87,10 @@ static const struct spoke_config_field agg_config[] = {
       .doc = "update: changes are coalesced and emitted this often (0: after every "
              "record); complete: how often the whole table is emitted",
       .min = 0, .max = 86400000 },
+    { .name = "emit.on.idle", .type = SPOKE_CFG_BOOL, .default_value = "false",
+      .doc = "update: also emit the changed groups as soon as no input record waits, "
+             "so a burst of input (e.g. one poll's stations) gives one row per changed "
+             "group at once; under steady input, rows still come every emit.interval.ms" },
     { .name = "top.by", .type = SPOKE_CFG_STRING,
       .doc = "complete and final: order rows by this aggregate column (default: by "
              "group key)", .min = 1, .max = AGG_MAX_NAME },
@@ -834,6 +838,18 @@ static int ignore_tombstone(struct agg_state *st, const char *why, unsigned bit)
     return SPOKE_DROP;
 }
 
+/* Update mode, after a record changed the table: emit.interval.ms 0 emits
+ * the changed groups at once; emit.on.idle, once no input waits (the end
+ * of a burst: one row per changed group instead of one per record). Other
+ * emissions come from tick(). */
+static void emit_updates(struct agg_state *st)
+{
+    if (st->emit != AGG_EMIT_UPDATE || (!st->dhead && !st->reemit_all))
+        return;
+    if (st->interval_ms == 0 || (st->emit_on_idle && st->api->input_backlog(st->inst) == 0))
+        agg_emit_dirty(st, NULL);
+}
+
 /*
  * A tombstone: a record with a null value. With table semantics and a
  * single string entity.key field, its key names the entity exactly as a
@@ -911,8 +927,8 @@ static int apply_tombstone(struct agg_state *st, const struct spoke_record *rec,
         st->m.stale_ignored++;
     else
         st->m.tombstones_unknown++;
-    if (applied && st->emit == AGG_EMIT_UPDATE && st->interval_ms == 0)
-        agg_emit_dirty(st, NULL);
+    if (applied)
+        emit_updates(st);
     return SPOKE_DROP;
 }
 
@@ -978,8 +994,7 @@ static int agg_process(void *vst, struct spoke_record *rec, char *err, size_t er
                 agg_close_windows(st);
         }
     }
-    if (st->emit == AGG_EMIT_UPDATE && st->interval_ms == 0)
-        agg_emit_dirty(st, NULL);
+    emit_updates(st);
     return SPOKE_DROP;
 }
 

@@ -202,6 +202,7 @@ struct agg_state {
     enum agg_time time;
     enum agg_emit emit;
     int64_t size_ms, advance_ms, lateness_ms, interval_ms;
+    int emit_on_idle;           /* update: also emit when no input waits */
     int64_t max_groups, max_entities;
     int64_t top_n;
     int top_col;           /* aggregate index ordered by, -1: none */

@@ -393,6 +393,16 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
 
     /* Emission. */
     st->interval_ms = api->config_int(cfg, "emit.interval.ms");
+    st->emit_on_idle = api->config_bool(cfg, "emit.on.idle");
+    if (st->emit_on_idle && st->emit != AGG_EMIT_UPDATE) {
+        snprintf(err, errsz, "emit.on.idle is for emit: update (complete and final emit on "
+                 "their own schedule)");
+        return SPOKE_ERR_INVALID;
+    }
+    if (st->emit_on_idle && !SPOKE_API_HAS(api, input_backlog)) {
+        snprintf(err, errsz, "emit.on.idle needs a host that reports its input backlog");
+        return SPOKE_ERR_INVALID;
+    }
     if (st->emit == AGG_EMIT_FINAL && st->window == AGG_WIN_NONE) {
         snprintf(err, errsz, "emit: final emits when a window closes: it needs window: "
                  "tumbling or hopping");

@@ -282,6 +282,7 @@ BAD_CONFIGS = [
     ({"emit": "complete", "top.n": 3}, "top.n needs top.by"),
     ({"emit": "complete", "top.by": "nope"}, "top.by 'nope' is not an aggregate column"),
     ({"top.by": "n"}, "top.n and top.by apply to emit: complete or final"),
+    ({"emit": "complete", "emit.on.idle": True}, "emit.on.idle is for emit: update"),
 ]
 
 
@@ -680,6 +681,35 @@ def test_update_coalesces_changes_per_interval():
                                                                      "g2": 1000, "g3": 1000},
                  TIMEOUT, "final counts")
         assert len(read_rows(out)) < 200, "changes were not coalesced: %d rows" % len(read_rows(out))
+
+
+def test_update_on_idle_emits_each_burst_at_once():
+    """emit.on.idle: the changed groups come out as soon as the aggregator's
+    input runs dry, one row per group per burst, long before the 10-minute
+    interval; a second burst gives its rows the same way."""
+    first = [{"g": "g%d" % (k % 4), "x": 1} for k in range(4000)]
+    second = [{"g": "g%d" % (k % 2), "x": 1} for k in range(1000)]
+    agg = {"group.by": "g", "aggregates": ["n=count()"], "emit.interval.ms": 600000,
+           "emit.on.idle": True}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, first)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+
+        def table():
+            return {r["g"]: r["n"] for r in read_rows(out)}
+        wait_for(lambda: table() == {"g0": 1000, "g1": 1000, "g2": 1000, "g3": 1000},
+                 TIMEOUT, lambda: "first burst's counts, have %r" % table())
+        n1 = len(read_rows(out))
+        # Bursts are at least a staging group of records (256), or a poll's
+        # lines: far fewer rows than records.
+        assert n1 <= 400, "changes were not coalesced: %d rows for 4000 records" % n1
+        write_ndjson(inp, second, mode="a")
+        wait_for(lambda: table() == {"g0": 1500, "g1": 1500, "g2": 1000, "g3": 1000},
+                 TIMEOUT, lambda: "second burst's counts, have %r" % table())
+        later = read_rows(out)[n1:]
+        assert {r["g"] for r in later} == {"g0", "g1"}, "only the changed groups: %r" % later
 
 
 def test_complete_emits_the_whole_table_every_interval():
