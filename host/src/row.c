@@ -266,19 +266,16 @@ void schema_unref(struct spoke_schema *s)
 static pthread_key_t unref_key;
 static pthread_once_t unref_once = PTHREAD_ONCE_INIT;
 static int unref_key_ok;
-static _Thread_local struct spoke_schema *unref_s;
-static _Thread_local unsigned unref_n;
 static _Thread_local int unref_registered;
 
-static void unref_flush(void)
-{
-    struct spoke_schema *s = unref_s;
-    unsigned n = unref_n;
-    unref_s = NULL;
-    unref_n = 0;
-    if (s)
-        schema_drop(s, n);
-}
+/* References of one thread on one schema, kept to be dropped together. */
+struct ref_batch {
+    struct spoke_schema *s;
+    unsigned n;
+};
+
+/* What the thread owes for rows it freed. */
+static _Thread_local struct ref_batch owed;
 
 /*
  * References are also taken in batches. Each new row needs one on its
@@ -290,24 +287,22 @@ static void unref_flush(void)
  * one schema per thread alive a little longer, nothing else.
  */
 #define ROW_REF_BATCH 64
-static _Thread_local struct spoke_schema *ref_s;
-static _Thread_local unsigned ref_n;
+static _Thread_local struct ref_batch held;
 
-static void ref_flush(void)
+static void batch_drop(struct ref_batch *b)
 {
-    struct spoke_schema *s = ref_s;
-    unsigned n = ref_n;
-    ref_s = NULL;
-    ref_n = 0;
-    if (s && n)
-        schema_drop(s, n);
+    struct ref_batch t = *b;
+    b->s = NULL;
+    b->n = 0;
+    if (t.s && t.n)
+        schema_drop(t.s, t.n);
 }
 
 static void unref_thread_exit(void *unused)
 {
     (void)unused;
-    unref_flush();
-    ref_flush();
+    batch_drop(&owed);
+    batch_drop(&held);
 }
 
 static void unref_key_init(void)
@@ -330,35 +325,35 @@ static int batches_registered(void)
 /* Takes the reference a new row holds on s. */
 static void row_schema_take(struct spoke_schema *s)
 {
-    if (ref_s == s && ref_n) {
-        ref_n--;
+    if (held.s == s && held.n) {
+        held.n--;
         return;
     }
     if (!batches_registered()) {
         schema_ref(s);
         return;
     }
-    ref_flush();
+    batch_drop(&held);
     atomic_fetch_add_explicit(&s->refs, ROW_REF_BATCH, memory_order_relaxed);
-    ref_s = s;
-    ref_n = ROW_REF_BATCH - 1;
+    held.s = s;
+    held.n = ROW_REF_BATCH - 1;
 }
 
 /* Releases the reference a row held on s. */
 static void row_schema_release(struct spoke_schema *s)
 {
-    if (unref_s == s) {
-        if (++unref_n >= ROW_UNREF_BATCH)
-            unref_flush();
+    if (owed.s == s) {
+        if (++owed.n >= ROW_UNREF_BATCH)
+            batch_drop(&owed);
         return;
     }
     if (!batches_registered()) {
         schema_drop(s, 1);
         return;
     }
-    unref_flush();
-    unref_s = s;
-    unref_n = 1;
+    batch_drop(&owed);
+    owed.s = s;
+    owed.n = 1;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -16,6 +16,7 @@ values, made by the tombtest_transform that plugin_schema_mapper.py builds):
 retraction in table semantics (update and complete modes, event time, windows,
 across a restart), unknown keys counted, and the cases where they are ignored.
 """
+import contextlib
 import csv
 import json
 import math
@@ -59,6 +60,17 @@ def pipeline_yaml(inp, out, agg, extra_src="", extra=""):
               "    file: %s" % q(out),
               "    fsync: false"]
     return "\n".join(lines) + "\n" + extra
+
+
+@contextlib.contextmanager
+def started_pipeline(records, agg):
+    """A started host running pipeline_yaml over records; yields (sp, inp, out)."""
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, records)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        yield sp, inp, out
 
 
 def write_ndjson(path, records, mode="w"):
@@ -654,11 +666,7 @@ def test_processing_time_windows_close_by_wall_clock():
 def test_update_per_record_is_a_running_total():
     recs = [{"g": "g%d" % (k % 3), "x": k} for k in range(60)]
     agg = {"group.by": "g", "aggregates": ["n=count()", "s=sum(x)"], "emit.interval.ms": 0}
-    with Spoke("", start=False) as sp:
-        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
-        write_ndjson(inp, recs)
-        sp.write_config(pipeline_yaml(inp, out, agg))
-        sp.start()
+    with started_pipeline(recs, agg) as (sp, inp, out):
         wait_for(lambda: len(read_rows(out)) == len(recs), TIMEOUT, "one row per record")
         running, want = {}, []
         for r in recs:
@@ -672,11 +680,7 @@ def test_update_per_record_is_a_running_total():
 def test_update_coalesces_changes_per_interval():
     recs = [{"g": "g%d" % (k % 4), "x": 1} for k in range(4000)]
     agg = {"group.by": "g", "aggregates": ["n=count()"], "emit.interval.ms": 300}
-    with Spoke("", start=False) as sp:
-        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
-        write_ndjson(inp, recs)
-        sp.write_config(pipeline_yaml(inp, out, agg))
-        sp.start()
+    with started_pipeline(recs, agg) as (sp, inp, out):
         wait_for(lambda: {r["g"]: r["n"] for r in read_rows(out)} == {"g0": 1000, "g1": 1000,
                                                                      "g2": 1000, "g3": 1000},
                  TIMEOUT, "final counts")
@@ -691,11 +695,7 @@ def test_update_on_idle_emits_each_burst_at_once():
     second = [{"g": "g%d" % (k % 2), "x": 1} for k in range(1000)]
     agg = {"group.by": "g", "aggregates": ["n=count()"], "emit.interval.ms": 600000,
            "emit.on.idle": True}
-    with Spoke("", start=False) as sp:
-        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
-        write_ndjson(inp, first)
-        sp.write_config(pipeline_yaml(inp, out, agg))
-        sp.start()
+    with started_pipeline(first, agg) as (sp, inp, out):
 
         def table():
             return {r["g"]: r["n"] for r in read_rows(out)}
@@ -715,11 +715,7 @@ def test_update_on_idle_emits_each_burst_at_once():
 def test_complete_emits_the_whole_table_every_interval():
     recs = [{"g": "g%d" % k, "x": k} for k in range(6)]
     agg = {"group.by": "g", "aggregates": ["s=sum(x)"], "emit": "complete", "emit.interval.ms": 100}
-    with Spoke("", start=False) as sp:
-        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
-        write_ndjson(inp, recs)
-        sp.write_config(pipeline_yaml(inp, out, agg))
-        sp.start()
+    with started_pipeline(recs, agg) as (sp, inp, out):
         # Nothing changes after the input, yet every group keeps being emitted.
         def tables():
             """Emissions, split where the key order starts again."""
