@@ -114,6 +114,7 @@ connectors:
       - total_electric_bikes=sum(ebike)
     emit: %(emit)s
     emit.interval.ms: %(interval)d
+    emit.on.idle: %(on_idle)s
   - name: sink
     connector.class: %(sink)s
     topics: out
@@ -152,18 +153,25 @@ def stop(p):
     p.wait(60)
 
 
-def run_pipeline(emit, interval, tag):
+def run_pipeline(emit, interval, tag, on_idle=False, floor=False):
+    """One run of the pipeline; floor: file_source -> null_sink alone (what
+    the host costs a record with no transform between)."""
     def cfg(port, state):
-        return PIPELINE % dict(plugins=PLUGINS, state=state, port=port, records=RECORDS,
+        text = PIPELINE % dict(plugins=PLUGINS, state=state, port=port, records=RECORDS,
                                schema=os.path.join(ROOT, "schemas", "velib_station_status.yaml"),
                                postcodes=POSTCODES, emit=emit, interval=interval,
+                               on_idle="true" if on_idle else "false",
                                sink="null_sink", sink_extra="")
+        if floor:
+            text = text[:text.index("  - name: map\n")] + (
+                "  - name: sink\n    connector.class: null_sink\n    topics: raw\n")
+        return text
     p, port, startup = start(cfg, tag)
     t0 = time.monotonic()
     cpu0 = cpu_seconds(p.pid)
     while True:
         _, m = get(port, "/metrics")
-        done = metric(m, "spoke_connector_records_in_total", connector="agg")
+        done = metric(m, "spoke_connector_records_in_total", connector="sink" if floor else "agg")
         if done is not None and done >= N:
             break
         if time.monotonic() - t0 > 600:
@@ -190,7 +198,8 @@ def spoke_table():
         return PIPELINE % dict(plugins=PLUGINS, state=state, port=port, records=RECORDS,
                                schema=os.path.join(ROOT, "schemas", "velib_station_status.yaml"),
                                postcodes=POSTCODES, emit="complete", interval=200,
-                               sink="file_sink", sink_extra="    file: %s\n    fsync: false\n" % out)
+                               on_idle="false", sink="file_sink",
+                               sink_extra="    file: %s\n    fsync: false\n" % out)
     p, port, _ = start(cfg, "table")
     while True:
         _, m = get(port, "/metrics")
@@ -508,9 +517,12 @@ def main():
         print_idle_rss()
         return
     rows = []
-    for emit, interval, label in (("update", 0, "spoke, update per record"),
-                                  ("complete", 1000, "spoke, complete every 1 s")):
-        rs = [run_pipeline(emit, interval, "run") for _ in range(RUNS)]
+    for emit, interval, on_idle, floor, label in (
+            ("update", 0, False, False, "spoke, update per record"),
+            ("update", 1000, True, False, "spoke, update on idle"),
+            ("complete", 1000, False, False, "spoke, complete every 1 s"),
+            ("update", 0, False, True, "file_source -> null_sink")):
+        rs = [run_pipeline(emit, interval, "run", on_idle, floor) for _ in range(RUNS)]
         rows.append((label, med([r["rate"] for r in rs]), rs))
     spoke_rate = rows[0][1]
     table = spoke_table()
