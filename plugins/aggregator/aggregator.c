@@ -838,10 +838,10 @@ static int ignore_tombstone(struct agg_state *st, const char *why, unsigned bit)
     return SPOKE_DROP;
 }
 
-/* Update mode, after a record changed the table: emit.interval.ms 0 emits
- * the changed groups at once; emit.on.idle, once no input waits (the end
- * of a burst: one row per changed group instead of one per record). Other
- * emissions come from tick(). */
+/* Update mode, after each record: emit.interval.ms 0 emits the changed
+ * groups at once; emit.on.idle, once no input waits (the end of a burst:
+ * one row per changed group instead of one per record). Other emissions
+ * come from tick(). */
 static void emit_updates(struct agg_state *st)
 {
     if (st->emit != AGG_EMIT_UPDATE || (!st->dhead && !st->reemit_all))
@@ -927,14 +927,12 @@ static int apply_tombstone(struct agg_state *st, const struct spoke_record *rec,
         st->m.stale_ignored++;
     else
         st->m.tombstones_unknown++;
-    if (applied)
-        emit_updates(st);
     return SPOKE_DROP;
 }
 
-static int agg_process(void *vst, struct spoke_record *rec, char *err, size_t errsz)
+static int process_record(struct agg_state *st, struct spoke_record *rec, char *err,
+                          size_t errsz)
 {
-    struct agg_state *st = vst;
     const struct spoke_host_api *api = st->api;
 
     if (api->record_value_forms(rec) == 0)
@@ -994,8 +992,16 @@ static int agg_process(void *vst, struct spoke_record *rec, char *err, size_t er
                 agg_close_windows(st);
         }
     }
-    emit_updates(st);
     return SPOKE_DROP;
+}
+
+static int agg_process(void *vst, struct spoke_record *rec, char *err, size_t errsz)
+{
+    struct agg_state *st = vst;
+    int rc = process_record(st, rec, err, errsz);
+    /* Whatever this record did: a burst may end on a stale or bad one. */
+    emit_updates(st);
+    return rc;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -712,6 +712,18 @@ def test_update_on_idle_emits_each_burst_at_once():
         assert {r["g"] for r in later} == {"g0", "g1"}, "only the changed groups: %r" % later
 
 
+def test_update_on_idle_burst_ending_in_a_bad_record():
+    """A burst whose last record takes the error path still emits the
+    groups the others changed at once, not an interval later."""
+    recs = [{"g": "g%d" % (k % 3), "x": 1} for k in range(99)] + [{"x": 1}]
+    agg = {"group.by": "g", "aggregates": ["n=count()"], "emit.interval.ms": 600000,
+           "emit.on.idle": True, "errors.tolerance": "all"}
+    with started_pipeline(recs, agg) as (sp, inp, out):
+        wait_for(lambda: {r["g"]: r["n"] for r in read_rows(out)} == {"g0": 33, "g1": 33,
+                                                                     "g2": 33},
+                 TIMEOUT, lambda: "counts, have %r" % read_rows(out))
+
+
 def test_complete_emits_the_whole_table_every_interval():
     recs = [{"g": "g%d" % k, "x": k} for k in range(6)]
     agg = {"group.by": "g", "aggregates": ["s=sum(x)"], "emit": "complete", "emit.interval.ms": 100}
