@@ -255,9 +255,9 @@ void schema_unref(struct spoke_schema *s)
  * The references rows hold are dropped in batches per thread. A row is
  * typically made on one thread and freed on another; with a decrement per
  * row, the refcount's cache line would move between the two cores twice
- * per row. A thread that frees rows of one schema instead counts the
- * references it owes and returns them ROW_UNREF_BATCH at a time, when rows
- * of another schema come, or when the thread exits (a pthread key's
+ * per row. A thread that frees rows instead counts the references it owes
+ * per schema and returns them ROW_UNREF_BATCH at a time, when its slot is
+ * needed for another schema, or when the thread exits (a pthread key's
  * destructor). Owed references only delay the schema's free: nobody can
  * take a reference without holding one, and the count stays above zero
  * while some are owed.
@@ -274,20 +274,34 @@ struct ref_batch {
     unsigned n;
 };
 
+/*
+ * A thread keeps batches for a few schemas at once: a producer whose rows
+ * nest rows of other schemas (velib_source: a station row, a list, and an
+ * item row per bike type) makes rows of three schemas in turn, and with
+ * one batch it would give one back and take the next for every row, two
+ * locked operations where one was due (perf: most of row_new's samples).
+ */
+#define ROW_REF_WAYS 4
+struct ref_cache {
+    struct ref_batch b[ROW_REF_WAYS];
+    unsigned next;          /* the slot given up next when all are in use */
+};
+
 /* What the thread owes for rows it freed. */
-static _Thread_local struct ref_batch owed;
+static _Thread_local struct ref_cache owed;
 
 /*
  * References are also taken in batches. Each new row needs one on its
  * schema; a locked add on the count costs more than the rest of row_new
  * (perf: ~5% of the Vélib' pipeline's CPU, on the instruction after it).
- * A thread making rows of one schema takes ROW_REF_BATCH references at a
+ * A thread making rows takes ROW_REF_BATCH references on a schema at a
  * time and hands them to its rows one by one; what it still holds goes
- * back when it makes rows of another schema or exits. Held references keep
- * one schema per thread alive a little longer, nothing else.
+ * back when the slot is needed for another schema or the thread exits.
+ * Held references keep up to ROW_REF_WAYS schemas per thread alive a
+ * little longer, nothing else.
  */
 #define ROW_REF_BATCH 64
-static _Thread_local struct ref_batch held;
+static _Thread_local struct ref_cache held;
 
 static void batch_drop(struct ref_batch *b)
 {
@@ -298,11 +312,39 @@ static void batch_drop(struct ref_batch *b)
         schema_drop(t.s, t.n);
 }
 
+static void cache_drop(struct ref_cache *c)
+{
+    for (unsigned k = 0; k < ROW_REF_WAYS; k++)
+        batch_drop(&c->b[k]);
+}
+
+/* The slot of c that names s, or NULL. */
+static inline struct ref_batch *cache_find(struct ref_cache *c, const struct spoke_schema *s)
+{
+    for (unsigned k = 0; k < ROW_REF_WAYS; k++)
+        if (c->b[k].s == s)
+            return &c->b[k];
+    return NULL;
+}
+
+/* A slot of c for a new schema: one that holds no references, else the
+ * one whose turn it is, after giving its references back. */
+static struct ref_batch *cache_slot(struct ref_cache *c)
+{
+    for (unsigned k = 0; k < ROW_REF_WAYS; k++)
+        if (!c->b[k].n)
+            return &c->b[k];
+    struct ref_batch *b = &c->b[c->next];
+    c->next = (c->next + 1) % ROW_REF_WAYS;
+    batch_drop(b);
+    return b;
+}
+
 static void unref_thread_exit(void *unused)
 {
     (void)unused;
-    batch_drop(&owed);
-    batch_drop(&held);
+    cache_drop(&owed);
+    cache_drop(&held);
 }
 
 static void unref_key_init(void)
@@ -325,35 +367,39 @@ static int batches_registered(void)
 /* Takes the reference a new row holds on s. */
 static void row_schema_take(struct spoke_schema *s)
 {
-    if (held.s == s && held.n) {
-        held.n--;
+    struct ref_batch *b = cache_find(&held, s);
+    if (b && b->n) {
+        b->n--;
         return;
     }
     if (!batches_registered()) {
         schema_ref(s);
         return;
     }
-    batch_drop(&held);
+    if (!b)
+        b = cache_slot(&held);
     atomic_fetch_add_explicit(&s->refs, ROW_REF_BATCH, memory_order_relaxed);
-    held.s = s;
-    held.n = ROW_REF_BATCH - 1;
+    b->s = s;
+    b->n = ROW_REF_BATCH - 1;
 }
 
 /* Releases the reference a row held on s. */
 static void row_schema_release(struct spoke_schema *s)
 {
-    if (owed.s == s) {
-        if (++owed.n >= ROW_UNREF_BATCH)
-            batch_drop(&owed);
+    struct ref_batch *b = cache_find(&owed, s);
+    if (b && b->n) {
+        if (++b->n >= ROW_UNREF_BATCH)
+            batch_drop(b);
         return;
     }
     if (!batches_registered()) {
         schema_drop(s, 1);
         return;
     }
-    batch_drop(&owed);
-    owed.s = s;
-    owed.n = 1;
+    if (!b)
+        b = cache_slot(&owed);
+    b->s = s;
+    b->n = 1;
 }
 
 /* ------------------------------------------------------------------------ */

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "record.h"
+#include "row_impl.h"
 #include "test.h"
 
 static void test_schema_basics(void)
@@ -130,6 +131,69 @@ static void test_schema_refcount_threads(void)
     CHECK(schema_count(s) == 1);
     CHECK_STR(schema_name(s, 0), "x");
     schema_unref(s);
+}
+
+/* Rows of several schemas in turn, made on one thread and freed on
+ * another (a nested producer such as velib_source): more schemas than a
+ * thread keeps batches for, so batches are given back and taken again. */
+#define NSCHEMAS 6
+#define NTURNS 5000
+struct turn_arg {
+    struct spoke_schema *s[NSCHEMAS];
+    struct spoke_row **rows;
+    int nsch;          /* schemas used in turn */
+    unsigned during;   /* refs of s[0] seen by the maker before it exits */
+};
+
+static void *turn_maker(void *p)
+{
+    struct turn_arg *a = p;
+    for (int i = 0; i < NTURNS; i++)
+        a->rows[i] = row_new(a->s[i % a->nsch]);
+    a->during = atomic_load(&a->s[0]->refs);
+    return NULL;
+}
+
+static void *turn_freer(void *p)
+{
+    struct turn_arg *a = p;
+    for (int i = 0; i < NTURNS; i++)
+        row_free(a->rows[i]);
+    return NULL;
+}
+
+static void check_turns(int nsch)
+{
+    struct turn_arg a = { .nsch = nsch };
+    a.rows = calloc(NTURNS, sizeof(*a.rows));
+    for (int k = 0; k < NSCHEMAS; k++) {
+        a.s[k] = schema_new();
+        schema_add(a.s[k], "x", SPOKE_TYPE_INT);
+    }
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, turn_maker, &a) == 0);
+    pthread_join(t, NULL);
+    for (int i = 0; i < NTURNS; i++)
+        CHECK(a.rows[i] && row_schema(a.rows[i]) == a.s[i % nsch]);
+    /* The maker took references in batches: while it ran, more than its
+     * live rows plus ours (when it had a batch for every schema); once it
+     * exited, exactly those. */
+    if (nsch <= 4)
+        CHECK(a.during > (unsigned)(NTURNS + nsch - 1) / nsch + 1);
+    CHECK(atomic_load(&a.s[0]->refs) == (unsigned)(NTURNS + nsch - 1) / nsch + 1);
+    CHECK(pthread_create(&t, NULL, turn_freer, &a) == 0);
+    pthread_join(t, NULL);
+    for (int k = 0; k < NSCHEMAS; k++) {
+        CHECK(atomic_load(&a.s[k]->refs) == 1);
+        schema_unref(a.s[k]);  /* the last: ASan reports a leak or a double free */
+    }
+    free(a.rows);
+}
+
+static void test_schema_refs_several_schemas_in_turn(void)
+{
+    check_turns(3);          /* fewer than a thread's batches */
+    check_turns(NSCHEMAS);   /* more: batches go back and come again */
 }
 
 static struct spoke_schema *all_types_schema(void)
@@ -503,6 +567,7 @@ int main(void)
     RUN(test_schema_large);
     RUN(test_schema_freeze_and_refs);
     RUN(test_schema_refcount_threads);
+    RUN(test_schema_refs_several_schemas_in_turn);
     RUN(test_setters_getters);
     RUN(test_list_any_type);
     RUN(test_utf8);
