@@ -23,6 +23,9 @@ struct rqueue {
     size_t ringcap;           /* allocated slots (>= cap; grows only by unget) */
     size_t cap;               /* backpressure threshold */
     size_t head, count;
+    /* count, also readable without the lock (rqueue_depth: a transform
+     * asks for it after every record); stored wherever count changes. */
+    atomic_size_t depth;
     int closed, woken, busy;
     int discard;
     int64_t discarded;
@@ -76,6 +79,12 @@ struct router *router_new(void)
     atomic_init(&r->active, 0);
     atomic_init(&r->aborting, 0);
     return r;
+}
+
+/* After count changed, under the lock. */
+static inline void depth_publish(struct rqueue *q)
+{
+    atomic_store_explicit(&q->depth, q->count, memory_order_relaxed);
 }
 
 static void queue_free(struct rqueue *q)
@@ -202,6 +211,7 @@ struct rqueue *router_subscribe(struct router *r, const char *subscriber,
     clock_cond_init(&q->not_empty);
     clock_cond_init(&q->not_full);
     atomic_init(&q->refs, 1);
+    atomic_init(&q->depth, 0);
     for (size_t i = 0; i < ntopics; i++)
         q->topics[i] = topics[i];
     q->ntopics = ntopics;
@@ -327,6 +337,7 @@ static size_t queue_push(struct rqueue *q, struct spoke_record **recs, size_t n,
         for (size_t i = 0; i < k; i++)
             q->ring[(q->head + q->count + i) % q->ringcap] = recs[done + i];
         q->count += k;
+        depth_publish(q);
         done += k;
         active_add(q->r, (int64_t)k);
         pthread_cond_signal(&q->not_empty);
@@ -512,6 +523,7 @@ int rqueue_pop(struct rqueue *q, struct spoke_record **out, size_t max, size_t *
         q->head = (q->head + 1) % q->ringcap;
     }
     q->count -= k;
+    depth_publish(q);
     q->busy = 1;
     *n = k;
     /* The batch counts as one unit of work until rqueue_done. */
@@ -559,10 +571,9 @@ void rqueue_reopen(struct rqueue *q)
 
 size_t rqueue_depth(struct rqueue *q)
 {
-    pthread_mutex_lock(&q->lock);
-    size_t n = q->count;
-    pthread_mutex_unlock(&q->lock);
-    return n;
+    /* Without the lock: a snapshot either way, and the consumer's own
+     * thread asks for it after every record. */
+    return atomic_load_explicit(&q->depth, memory_order_relaxed);
 }
 
 size_t rqueue_capacity(struct rqueue *q) { return q->cap; }
@@ -580,6 +591,7 @@ size_t rqueue_set_discard(struct rqueue *q, int on)
                 drop[n] = q->ring[(q->head + n) % q->ringcap];
             q->head = 0;
             q->count = 0;
+            depth_publish(q);
             q->discarded += (int64_t)n;
             active_add(q->r, -(int64_t)n);
         }
@@ -635,6 +647,7 @@ void rqueue_unget(struct rqueue *q, struct spoke_record **recs, size_t n)
         q->ring[q->head] = recs[i];
     }
     q->count += n;
+    depth_publish(q);
     active_add(q->r, (int64_t)n);
     pthread_cond_signal(&q->not_empty);
     pthread_mutex_unlock(&q->lock);
