@@ -21,6 +21,7 @@
 
 #define VALIDATOR_MAX 256  /* longest ETag / Last-Modified kept */
 #define SHOWN_MAX 96       /* longest URL in a message, so the reason fits */
+#define HTTPC_RECV_BUFFER (256L * 1024)  /* libcurl's receive buffer (CURLOPT_BUFFERSIZE) */
 
 struct httpc {
     CURL *curl;
@@ -333,6 +334,10 @@ struct httpc *httpc_new(const char *url, const char *shown, const struct httpc_o
     SET(CURLOPT_ACCEPT_ENCODING, "");  /* whatever this libcurl decodes (gzip, br, zstd) */
     SET(CURLOPT_NOSIGNAL, 1L);         /* several threads; the resolver is threaded */
     SET(CURLOPT_ERRORBUFFER, h->errbuf);
+    /* Bodies such as a Vélib' snapshot (~1 MB) arrive in fewer, larger
+     * reads than with the default 16 KB: ~60 recv and poll calls a
+     * snapshot become a handful. */
+    SET(CURLOPT_BUFFERSIZE, HTTPC_RECV_BUFFER);
     SET(CURLOPT_WRITEFUNCTION, on_body);
     SET(CURLOPT_WRITEDATA, h);
     SET(CURLOPT_HEADERFUNCTION, on_header);
