@@ -81,10 +81,12 @@ struct router *router_new(void)
     return r;
 }
 
-/* After count changed, under the lock. */
-static inline void depth_publish(struct rqueue *q)
+/* Every change of count goes through here (under the lock), so depth
+ * always follows it. */
+static inline void count_set(struct rqueue *q, size_t n)
 {
-    atomic_store_explicit(&q->depth, q->count, memory_order_relaxed);
+    q->count = n;
+    atomic_store_explicit(&q->depth, n, memory_order_relaxed);
 }
 
 static void queue_free(struct rqueue *q)
@@ -336,8 +338,7 @@ static size_t queue_push(struct rqueue *q, struct spoke_record **recs, size_t n,
         size_t k = n - done < room ? n - done : room;
         for (size_t i = 0; i < k; i++)
             q->ring[(q->head + q->count + i) % q->ringcap] = recs[done + i];
-        q->count += k;
-        depth_publish(q);
+        count_set(q, q->count + k);
         done += k;
         active_add(q->r, (int64_t)k);
         pthread_cond_signal(&q->not_empty);
@@ -522,8 +523,7 @@ int rqueue_pop(struct rqueue *q, struct spoke_record **out, size_t max, size_t *
         out[i] = q->ring[q->head];
         q->head = (q->head + 1) % q->ringcap;
     }
-    q->count -= k;
-    depth_publish(q);
+    count_set(q, q->count - k);
     q->busy = 1;
     *n = k;
     /* The batch counts as one unit of work until rqueue_done. */
@@ -590,8 +590,7 @@ size_t rqueue_set_discard(struct rqueue *q, int on)
             for (n = 0; n < q->count; n++)
                 drop[n] = q->ring[(q->head + n) % q->ringcap];
             q->head = 0;
-            q->count = 0;
-            depth_publish(q);
+            count_set(q, 0);
             q->discarded += (int64_t)n;
             active_add(q->r, -(int64_t)n);
         }
@@ -646,8 +645,7 @@ void rqueue_unget(struct rqueue *q, struct spoke_record **recs, size_t n)
         q->head = (q->head + q->ringcap - 1) % q->ringcap;
         q->ring[q->head] = recs[i];
     }
-    q->count += n;
-    depth_publish(q);
+    count_set(q, q->count + n);
     active_add(q->r, (int64_t)n);
     pthread_cond_signal(&q->not_empty);
     pthread_mutex_unlock(&q->lock);

@@ -134,8 +134,9 @@ static void test_schema_refcount_threads(void)
 }
 
 /* Rows of several schemas in turn, made on one thread and freed on
- * another (a nested producer such as velib_source): more schemas than a
- * thread keeps batches for, so batches are given back and taken again. */
+ * another (a nested producer such as velib_source): fewer schemas than a
+ * thread keeps batches for, then more, so batches are given back and
+ * taken again. */
 #define NSCHEMAS 6
 #define NTURNS 5000
 struct turn_arg {
