@@ -230,6 +230,17 @@ static inline int scan_string(struct jx *x, int *esc)
         }
         p += 8;
     }
+    /* Fewer than 8 bytes left: the last string of a record ("01000"}) ends
+     * here. Plain ASCII up to the quote stays inline. */
+    for (; p < end && *p != '"'; p++)
+        if (*p < 0x20 || *p >= 0x80 || *p == '\\')
+            goto slow;
+    if (p < end) {
+        x->p = p + 1;
+        *esc = 0;
+        return 0;
+    }
+slow:
     x->p = p;
 #endif
     return scan_string_slow(x, esc);
