@@ -659,8 +659,7 @@ static int apply_table(struct agg_state *st, size_t nw, int64_t t, char *err, si
             struct agg_group *g = e->group;
             uint64_t seq = ++st->seq;
             if (!values_equal(st, e)) {
-                agg_cells_add(st, g, e->vals, 1, -1, e->t, e->seq);
-                agg_cells_add(st, g, st->cur, 0, 1, t, seq);
+                agg_cells_replace(st, g, e->vals, e->t, e->seq, st->cur, t, seq);
                 for (size_t s = 0; s < st->nvals; s++)
                     e->vals[s] = st->cur[st->vfield[s]];  /* no strings: a plain copy */
                 agg_mark_dirty(st, g);
@@ -760,9 +759,8 @@ static int apply_table(struct agg_state *st, size_t nw, int64_t t, char *err, si
             agg_mark_dirty(st, g);
         } else if (e->group == g) {
             if (!values_equal(st, e)) {
-                agg_cells_add(st, g, e->vals, 1, -1, e->t, e->seq);
+                agg_cells_replace(st, g, e->vals, e->t, e->seq, st->cur, t, seq);
                 agg_msets_remove(st, g, e->vals, 1);
-                agg_cells_add(st, g, st->cur, 0, 1, t, seq);
                 agg_msets_add(st, g, st->cur, 0);
                 store_entity(st, i, e);
                 agg_mark_dirty(st, g);

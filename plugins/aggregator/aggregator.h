@@ -403,6 +403,9 @@ void agg_clear_dirty(struct agg_state *st, struct agg_group *g);
  * value slot (byslot 1: an entity's stored contribution). */
 void agg_cells_add(struct agg_state *st, struct agg_group *g, const struct agg_val *vals,
                    int byslot, int sign, int64_t t, uint64_t seq);
+void agg_cells_replace(struct agg_state *st, struct agg_group *g, const struct agg_val *olds,
+                       int64_t ot, uint64_t oseq, const struct agg_val *news, int64_t t,
+                       uint64_t seq);
 int agg_msets_add(struct agg_state *st, struct agg_group *g, const struct agg_val *vals,
                   int byslot);
 void agg_msets_remove(struct agg_state *st, struct agg_group *g, const struct agg_val *vals,

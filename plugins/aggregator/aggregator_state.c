@@ -659,80 +659,115 @@ static inline void neumaier(struct agg_cell *c, double x)
     neumaier2(&c->u.sum.dsum, &c->u.sum.comp, x);
 }
 
+/* Adds (sign +1) or retracts (sign -1, table semantics only) one value v
+ * (not null) to cell c of aggregate sp. min/max/first/last: stream
+ * semantics keep the value here; table semantics derive them from the
+ * multisets and the entity list. */
+static inline void cell_add(struct agg_state *st, const struct agg_spec *sp, struct agg_cell *c,
+                            const struct agg_val *v, int sign, int64_t t, uint64_t seq)
+{
+    switch (sp->fn) {
+    case AGG_FN_COUNT:
+        c->n += sign;
+        break;
+    case AGG_FN_SUM:
+    case AGG_FN_AVG:
+        c->n += sign;
+        if (v->type == SPOKE_TYPE_DOUBLE)
+            neumaier(c, sign > 0 ? v->u.d : -v->u.d);
+        else if (sign > 0)
+            c->u.sum.isum += (uint64_t)v->u.i;
+        else
+            c->u.sum.isum -= (uint64_t)v->u.i;
+        if (c->n == 0)
+            memset(&c->u.sum, 0, sizeof(c->u.sum));  /* no drift once empty */
+        break;
+    case AGG_FN_VARIANCE:
+    case AGG_FN_STDDEV:
+    case AGG_FN_VAR_POP:
+    case AGG_FN_STDDEV_POP: {
+        /* Shifted, compensated sums rather than Welford's update: they
+         * can be retracted exactly as they were added (table
+         * semantics), and the shift keeps sum(x^2) - sum(x)^2/n from
+         * cancelling when the mean is far from zero (timestamps). */
+        double x = val_double(v);
+        if (c->n == 0)
+            c->u.var.k = x;
+        double d = x - c->u.var.k;
+        c->n += sign;
+        neumaier2(&c->u.var.s, &c->u.var.sc, sign > 0 ? d : -d);
+        neumaier2(&c->u.var.q, &c->u.var.qc, sign > 0 ? d * d : -(d * d));
+        if (c->n == 0)
+            memset(&c->u.var, 0, sizeof(c->u.var));
+        break;
+    }
+    case AGG_FN_MIN:
+    case AGG_FN_MAX:
+        if (st->semantics == AGG_TABLE)
+            break;
+        if (c->n == 0 || (sp->fn == AGG_FN_MIN ? agg_val_cmp(v, &c->u.pick.v) < 0
+                                               : agg_val_cmp(v, &c->u.pick.v) > 0))
+            agg_val_store(st, &c->u.pick.v, v);
+        c->n++;
+        break;
+    case AGG_FN_FIRST:
+    case AGG_FN_LAST:
+        if (st->semantics == AGG_TABLE)
+            break;
+        /* Earliest event time wins first (ties: earliest arrival); the
+         * latest wins last (ties: latest arrival). A string that cannot
+         * be copied (out of memory) keeps the previous value. */
+        if (c->n == 0 || (sp->fn == AGG_FN_FIRST ? t < c->u.pick.t : t >= c->u.pick.t)) {
+            if (agg_val_store(st, &c->u.pick.v, v) == 0) {
+                c->u.pick.t = t;
+                c->u.pick.seq = seq;
+            }
+        }
+        c->n++;
+        break;
+    }
+}
+
 /* Adds (sign +1) or retracts (sign -1, table semantics only) one
- * contribution. min/max/first/last: stream semantics keep the value here;
- * table semantics derive them from the multisets and the entity list. */
+ * contribution: vals indexed by value slot when byslot, else by field. */
 void agg_cells_add(struct agg_state *st, struct agg_group *g, const struct agg_val *vals,
                    int byslot, int sign, int64_t t, uint64_t seq)
 {
     for (size_t a = 0; a < st->naggs; a++) {
         const struct agg_spec *sp = &st->aggs[a];
-        struct agg_cell *c = &g->cells[a];
         if (sp->field < 0)
             continue;  /* count(): the group's nrec */
         const struct agg_val *v = &vals[byslot ? st->fields[sp->field].vslot : sp->field];
-        if (v->type == SPOKE_TYPE_NULL)
+        if (v->type != SPOKE_TYPE_NULL)
+            cell_add(st, sp, &g->cells[a], v, sign, t, seq);
+    }
+}
+
+/* Table semantics, an entity staying in group g: retracts its previous
+ * contribution (olds, by value slot; stamped ot/oseq) and adds the new one
+ * (news, by field), cell by cell. An integer sum whose old and new values
+ * are both integers moves by their difference in one step: the same
+ * result as the two steps, since integer sums are exact. */
+void agg_cells_replace(struct agg_state *st, struct agg_group *g, const struct agg_val *olds,
+                       int64_t ot, uint64_t oseq, const struct agg_val *news, int64_t t,
+                       uint64_t seq)
+{
+    for (size_t a = 0; a < st->naggs; a++) {
+        const struct agg_spec *sp = &st->aggs[a];
+        if (sp->field < 0)
+            continue;  /* count(): the group's nrec */
+        const struct agg_val *o = &olds[st->fields[sp->field].vslot];
+        const struct agg_val *v = &news[sp->field];
+        struct agg_cell *c = &g->cells[a];
+        if ((sp->fn == AGG_FN_SUM || sp->fn == AGG_FN_AVG) && o->type == SPOKE_TYPE_INT &&
+            v->type == SPOKE_TYPE_INT) {
+            c->u.sum.isum += (uint64_t)v->u.i - (uint64_t)o->u.i;
             continue;
-        switch (sp->fn) {
-        case AGG_FN_COUNT:
-            c->n += sign;
-            break;
-        case AGG_FN_SUM:
-        case AGG_FN_AVG:
-            c->n += sign;
-            if (v->type == SPOKE_TYPE_DOUBLE)
-                neumaier(c, sign > 0 ? v->u.d : -v->u.d);
-            else if (sign > 0)
-                c->u.sum.isum += (uint64_t)v->u.i;
-            else
-                c->u.sum.isum -= (uint64_t)v->u.i;
-            if (c->n == 0)
-                memset(&c->u.sum, 0, sizeof(c->u.sum));  /* no drift once empty */
-            break;
-        case AGG_FN_VARIANCE:
-        case AGG_FN_STDDEV:
-        case AGG_FN_VAR_POP:
-        case AGG_FN_STDDEV_POP: {
-            /* Shifted, compensated sums rather than Welford's update: they
-             * can be retracted exactly as they were added (table
-             * semantics), and the shift keeps sum(x^2) - sum(x)^2/n from
-             * cancelling when the mean is far from zero (timestamps). */
-            double x = val_double(v);
-            if (c->n == 0)
-                c->u.var.k = x;
-            double d = x - c->u.var.k;
-            c->n += sign;
-            neumaier2(&c->u.var.s, &c->u.var.sc, sign > 0 ? d : -d);
-            neumaier2(&c->u.var.q, &c->u.var.qc, sign > 0 ? d * d : -(d * d));
-            if (c->n == 0)
-                memset(&c->u.var, 0, sizeof(c->u.var));
-            break;
         }
-        case AGG_FN_MIN:
-        case AGG_FN_MAX:
-            if (st->semantics == AGG_TABLE)
-                break;
-            if (c->n == 0 || (sp->fn == AGG_FN_MIN ? agg_val_cmp(v, &c->u.pick.v) < 0
-                                                   : agg_val_cmp(v, &c->u.pick.v) > 0))
-                agg_val_store(st, &c->u.pick.v, v);
-            c->n++;
-            break;
-        case AGG_FN_FIRST:
-        case AGG_FN_LAST:
-            if (st->semantics == AGG_TABLE)
-                break;
-            /* Earliest event time wins first (ties: earliest arrival); the
-             * latest wins last (ties: latest arrival). A string that cannot
-             * be copied (out of memory) keeps the previous value. */
-            if (c->n == 0 || (sp->fn == AGG_FN_FIRST ? t < c->u.pick.t : t >= c->u.pick.t)) {
-                if (agg_val_store(st, &c->u.pick.v, v) == 0) {
-                    c->u.pick.t = t;
-                    c->u.pick.seq = seq;
-                }
-            }
-            c->n++;
-            break;
-        }
+        if (o->type != SPOKE_TYPE_NULL)
+            cell_add(st, sp, c, o, -1, ot, oseq);
+        if (v->type != SPOKE_TYPE_NULL)
+            cell_add(st, sp, c, v, 1, t, seq);
     }
 }
 
