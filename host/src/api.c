@@ -349,6 +349,7 @@ const struct spoke_host_api api_table = {
     .emit_error = api_emit_error,
     .sink_record_done = api_sink_record_done,
     .input_backlog = api_input_backlog,
+    .row_values = row_values,
 };
 
 _Static_assert(REC_FORM_BYTES == SPOKE_FORM_BYTES && REC_FORM_ROW == SPOKE_FORM_ROW &&

@@ -146,6 +146,7 @@ int row_set_string(struct spoke_row *row, size_t i, const char *s, size_t len);
 int row_set_timestamp(struct spoke_row *row, size_t i, int64_t ms);
 int row_set_row(struct spoke_row *row, size_t i, struct spoke_row *child);
 enum spoke_type row_type(const struct spoke_row *row, size_t i);
+const struct spoke_value *row_values(const struct spoke_row *row, size_t *n);
 int row_get_bool(const struct spoke_row *row, size_t i);
 int64_t row_get_int(const struct spoke_row *row, size_t i);
 double row_get_double(const struct spoke_row *row, size_t i);

@@ -703,6 +703,37 @@ fail:
     return rc;
 }
 
+/* row_values lends v[] as the ABI's struct spoke_value: the same layout,
+ * checked here (owns lies in host_private). The plugins read it in their
+ * own shared objects, through the public type only. */
+_Static_assert(sizeof(struct row_val) == sizeof(struct spoke_value), "row_val layout");
+_Static_assert(offsetof(struct row_val, type) == offsetof(struct spoke_value, type),
+               "row_val layout");
+_Static_assert(offsetof(struct row_val, owns) == offsetof(struct spoke_value, host_private),
+               "row_val layout");
+_Static_assert(offsetof(struct row_val, u) == offsetof(struct spoke_value, u), "row_val layout");
+_Static_assert(offsetof(struct row_val, u.s.p) == offsetof(struct spoke_value, u.s.p),
+               "row_val layout");
+_Static_assert(offsetof(struct row_val, u.s.len) == offsetof(struct spoke_value, u.s.len),
+               "row_val layout");
+_Static_assert(sizeof(((struct row_val *)0)->u.b) == sizeof(((struct spoke_value *)0)->u.b) &&
+               sizeof(((struct row_val *)0)->u.i) == sizeof(((struct spoke_value *)0)->u.i) &&
+               sizeof(((struct row_val *)0)->u.d) == sizeof(((struct spoke_value *)0)->u.d) &&
+               sizeof(((struct row_val *)0)->u.child) == sizeof(((struct spoke_value *)0)->u.row),
+               "row_val layout");
+
+const struct spoke_value *row_values(const struct spoke_row *row, size_t *n)
+{
+    if (!row || row->n == 0) {
+        if (n)
+            *n = 0;
+        return NULL;
+    }
+    if (n)
+        *n = row->n;
+    return (const struct spoke_value *)(const void *)row->v;
+}
+
 enum spoke_type row_type(const struct spoke_row *row, size_t i)
 {
     return row && i < row->n ? (enum spoke_type)row->v[i].type : SPOKE_TYPE_NULL;

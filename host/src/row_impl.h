@@ -52,6 +52,8 @@ struct spoke_schema {
     char pad_refs[64 - sizeof(atomic_uint)];
 };
 
+/* The layout of the ABI's struct spoke_value (row_values lends v[] as
+ * that; row.c checks the two agree): owns is in its host_private bytes. */
 struct row_val {
     unsigned char type;     /* enum spoke_type */
     unsigned char owns;     /* frees something when cleared: a string outside

@@ -562,6 +562,100 @@ static void test_owned_values(void)
     schema_unref(s);
 }
 
+/* row_values lends what row_type and the getters return, for every type,
+ * for strings inside and outside the row's reserve, nested rows and list
+ * elements, and follows changes made after it was taken. */
+static void check_view_matches(const struct spoke_row *row)
+{
+    size_t n = 99;
+    const struct spoke_value *v = row_values(row, &n);
+    CHECK(n == row_count(row));
+    CHECK(v != NULL);
+    for (size_t i = 0; v && i < n; i++) {
+        CHECK(v[i].type == row_type(row, i));
+        switch (v[i].type) {
+        case SPOKE_TYPE_BOOL:
+            CHECK(v[i].u.b == row_get_bool(row, i));
+            break;
+        case SPOKE_TYPE_INT:
+            CHECK(v[i].u.i == row_get_int(row, i));
+            break;
+        case SPOKE_TYPE_TIMESTAMP:
+            CHECK(v[i].u.i == row_get_timestamp(row, i));
+            break;
+        case SPOKE_TYPE_DOUBLE:
+            CHECK(v[i].u.d == row_get_double(row, i));
+            break;
+        case SPOKE_TYPE_STRING: {
+            size_t len = 0;
+            const char *p = row_get_string(row, i, &len);
+            CHECK(v[i].u.s.p == p && v[i].u.s.len == len && p[len] == '\0');
+            break;
+        }
+        case SPOKE_TYPE_LIST:
+        case SPOKE_TYPE_MAP:
+            CHECK(v[i].u.row == row_get_row(row, i));
+            check_view_matches(v[i].u.row);
+            break;
+        default:
+            CHECK(v[i].type == SPOKE_TYPE_NULL);
+            break;
+        }
+    }
+}
+
+static void test_row_values_view(void)
+{
+    struct spoke_schema *s = schema_new();
+    CHECK(schema_add(s, "b", SPOKE_TYPE_BOOL) == 0);
+    CHECK(schema_add(s, "i", SPOKE_TYPE_INT) == 1);
+    CHECK(schema_add(s, "d", SPOKE_TYPE_DOUBLE) == 2);
+    CHECK(schema_add(s, "s", SPOKE_TYPE_STRING) == 3);
+    CHECK(schema_add(s, "t", SPOKE_TYPE_TIMESTAMP) == 4);
+    CHECK(schema_add(s, "l", SPOKE_TYPE_LIST) == 5);
+    CHECK(schema_add(s, "long", SPOKE_TYPE_STRING) == 6);
+    CHECK(schema_add(s, "nothing", SPOKE_TYPE_INT) == 7);
+    struct spoke_row *r = row_new(s);
+    CHECK(row_set_bool(r, 0, 7) == SPOKE_OK);
+    CHECK(row_set_int(r, 1, -1234567890123LL) == SPOKE_OK);
+    CHECK(row_set_double(r, 2, 48.8566) == SPOKE_OK);
+    CHECK(row_set_string(r, 3, "16107", 5) == SPOKE_OK);
+    CHECK(row_set_timestamp(r, 4, 1732001704000LL) == SPOKE_OK);
+    struct spoke_row *l = row_new_list(3);
+    CHECK(row_set_int(l, 0, 29) == SPOKE_OK);
+    CHECK(row_set_string(l, 1, "ebike", 5) == SPOKE_OK);
+    CHECK(row_set_row(r, 5, l) == SPOKE_OK);
+    char big[600];
+    memset(big, 'x', sizeof(big));
+    CHECK(row_set_string(r, 6, big, sizeof(big)) == SPOKE_OK);  /* outside the reserve */
+    size_t n = 0;
+    const struct spoke_value *v = row_values(r, &n);
+    CHECK(n == 8);
+    CHECK(v && v[0].type == SPOKE_TYPE_BOOL && v[0].u.b == 1);
+    CHECK(v && v[1].type == SPOKE_TYPE_INT && v[1].u.i == -1234567890123LL);
+    CHECK(v && v[3].type == SPOKE_TYPE_STRING && v[3].u.s.len == 5 &&
+          memcmp(v[3].u.s.p, "16107", 6) == 0);
+    CHECK(v && v[6].type == SPOKE_TYPE_STRING && v[6].u.s.len == sizeof(big));
+    CHECK(v && v[7].type == SPOKE_TYPE_NULL);
+    check_view_matches(r);
+    /* Changes after the view was taken show in it; owned values replaced. */
+    CHECK(row_set_string(r, 6, "short", 5) == SPOKE_OK);
+    CHECK(row_set_null(r, 5) == SPOKE_OK);
+    CHECK(row_set_int(r, 7, 93200) == SPOKE_OK);
+    CHECK(v && v[6].u.s.len == 5 && v[5].type == SPOKE_TYPE_NULL && v[7].u.i == 93200);
+    check_view_matches(r);
+    /* NULL and empty rows: no array, a count of 0. */
+    n = 5;
+    CHECK(row_values(NULL, &n) == NULL && n == 0);
+    struct spoke_row *e = row_new_list(0);
+    n = 5;
+    CHECK(row_values(e, &n) == NULL && n == 0);
+    CHECK(row_values(r, NULL) != NULL);
+    row_free(e);
+    row_free(r);
+    schema_unref(s);
+}
+
 int main(void)
 {
     RUN(test_schema_basics);
@@ -576,5 +670,6 @@ int main(void)
     RUN(test_owned_values);
     RUN(test_reserve);
     RUN(test_clone);
+    RUN(test_row_values_view);
     return TEST_REPORT();
 }

@@ -174,6 +174,27 @@ enum spoke_type {
     SPOKE_TYPE_MAP       = 7   /* a nested row with field names */
 };
 
+/*
+ * A value as a row holds it, for reading a whole row at once (row_values):
+ * one call per row instead of row_type and a getter per field. The union
+ * member follows type; a NULL value has no member. Read-only and borrowed
+ * for the row's lifetime, like the getters' results.
+ */
+struct spoke_value {
+    uint8_t type;                /* enum spoke_type */
+    uint8_t host_private[7];     /* the host's own; do not read */
+    union {
+        int b;                   /* BOOL: 0 or 1 */
+        int64_t i;               /* INT; TIMESTAMP in ms since the epoch */
+        double d;                /* DOUBLE */
+        struct spoke_row *row;   /* LIST, MAP: a nested row, read-only here */
+        struct {
+            const char *p;       /* STRING: valid UTF-8, NUL at p[len] */
+            size_t len;
+        } s;
+    } u;
+};
+
 /* How a setter treats a buffer it is handed. */
 enum spoke_buf_mode {
     SPOKE_COPY = 0,  /* the host copies the bytes; the caller keeps its buffer */
@@ -470,6 +491,14 @@ struct spoke_host_api {
      * and wait for its deliveries when there is not; a transform can hold
      * back output until a burst of input ends. */
     size_t (*input_backlog)(struct spoke_instance *inst);
+
+    /* ---- ABI 1+: whole-row reads ---- */
+
+    /* The values of row (fields in schema order, or list elements), *n set
+     * to their count: what row_type and the getters return, without a call
+     * per field. NULL and *n 0 for NULL or an empty row. Borrowed and
+     * read-only; valid until the row changes or is freed. */
+    const struct spoke_value *(*row_values)(const struct spoke_row *row, size_t *n);
 };
 
 /* Bits of record_value_forms. */
