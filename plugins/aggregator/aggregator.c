@@ -261,6 +261,10 @@ static int read_fields(struct agg_state *st, const struct spoke_row *row, const 
                        char *err, size_t errsz)
 {
     const struct spoke_host_api *api = st->api;
+    size_t nv = 0;
+    const struct spoke_value *vals = NULL;
+    if (SPOKE_API_HAS(api, row_values) && api->row_values)
+        vals = api->row_values(row, &nv);  /* one call for the whole row */
     for (size_t f = 0; f < st->nfields; f++) {
         struct agg_val *v = &st->cur[f];
         int ix = idx[f];
@@ -269,15 +273,21 @@ static int read_fields(struct agg_state *st, const struct spoke_row *row, const 
                      role_name(st->fields[f].roles));
             return SPOKE_ERR_INVALID;
         }
-        int t = api->row_type(row, (size_t)ix);
+        const struct spoke_value *x = (size_t)ix < nv ? &vals[ix] : NULL;
+        int t = x ? x->type : (int)api->row_type(row, (size_t)ix);
         v->type = (uint8_t)t;
         switch (t) {
         case SPOKE_TYPE_INT:
-            v->u.i = api->row_get_int(row, (size_t)ix);
+            v->u.i = x ? x->u.i : api->row_get_int(row, (size_t)ix);
             break;
         case SPOKE_TYPE_STRING: {
             size_t len = 0;
-            v->u.s.p = (char *)api->row_get_string(row, (size_t)ix, &len);
+            if (x) {
+                v->u.s.p = (char *)x->u.s.p;
+                len = x->u.s.len;
+            } else {
+                v->u.s.p = (char *)api->row_get_string(row, (size_t)ix, &len);
+            }
             if (len > UINT32_MAX / 2) {
                 snprintf(err, errsz, "field '%s' is a string of %zu bytes", st->fields[f].name,
                          len);
@@ -288,10 +298,10 @@ static int read_fields(struct agg_state *st, const struct spoke_row *row, const 
             break;
         }
         case SPOKE_TYPE_TIMESTAMP:
-            v->u.i = api->row_get_timestamp(row, (size_t)ix);
+            v->u.i = x ? x->u.i : api->row_get_timestamp(row, (size_t)ix);
             break;
         case SPOKE_TYPE_DOUBLE:
-            v->u.d = api->row_get_double(row, (size_t)ix);
+            v->u.d = x ? x->u.d : api->row_get_double(row, (size_t)ix);
             if (!isfinite(v->u.d)) {
                 snprintf(err, errsz, "field '%s' is not a finite number", st->fields[f].name);
                 return SPOKE_ERR_RANGE;
@@ -300,7 +310,7 @@ static int read_fields(struct agg_state *st, const struct spoke_row *row, const 
                 v->u.d = 0;  /* -0.0 and 0.0 are one value */
             break;
         case SPOKE_TYPE_BOOL:
-            v->u.i = api->row_get_bool(row, (size_t)ix) != 0;
+            v->u.i = (x ? x->u.b : api->row_get_bool(row, (size_t)ix)) != 0;
             break;
         case SPOKE_TYPE_NULL:
             if (st->fields[f].roles & (AGG_ROLE_GROUP | AGG_ROLE_ENTITY | AGG_ROLE_TIME)) {

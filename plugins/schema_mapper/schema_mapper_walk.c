@@ -92,6 +92,59 @@ row_src(const struct spoke_host_api *api, const struct spoke_row *row, size_t i,
     }
 }
 
+/* row_src from a row's value array (row_values): no call per field. */
+static inline __attribute__((always_inline)) void view_src(const struct spoke_value *x,
+                                                           struct sm_src *v)
+{
+    switch (x->type) {
+    case SPOKE_TYPE_BOOL:
+        v->k = SM_SK_BOOL;
+        v->u.b = x->u.b;
+        break;
+    case SPOKE_TYPE_INT:
+        v->k = SM_SK_INT;
+        v->u.i = x->u.i;
+        break;
+    case SPOKE_TYPE_DOUBLE:
+        v->k = SM_SK_DOUBLE;
+        v->u.d = x->u.d;
+        break;
+    case SPOKE_TYPE_STRING:
+        v->k = SM_SK_STR;
+        v->u.s.p = x->u.s.p;
+        v->u.s.n = x->u.s.len;
+        break;
+    case SPOKE_TYPE_TIMESTAMP:
+        v->k = SM_SK_TS;
+        v->u.i = x->u.i;
+        break;
+    case SPOKE_TYPE_LIST:
+        v->k = SM_SK_ARRAY;
+        v->bk = SM_BK_ROW;
+        v->u.row = x->u.row;
+        break;
+    case SPOKE_TYPE_MAP:
+        v->k = SM_SK_OBJECT;
+        v->bk = SM_BK_ROW;
+        v->u.row = x->u.row;
+        break;
+    default:
+        v->k = SM_SK_NULL;
+        break;
+    }
+}
+
+/* The values of row when the host lends them (row_values), else NULL: the
+ * caller then reads field by field. */
+static inline const struct spoke_value *row_view(const struct spoke_host_api *api,
+                                                 const struct spoke_row *row, size_t *n)
+{
+    *n = 0;
+    if (!SPOKE_API_HAS(api, row_values) || !api->row_values)
+        return NULL;
+    return api->row_values(row, n);
+}
+
 static void sj_src(const struct sj_value *jv, struct sm_src *v)
 {
     switch (sj_type(jv)) {
@@ -269,6 +322,8 @@ static void walk_members(struct sm_mapper *m, struct sm_node *nd, const struct s
         return;
     const struct spoke_schema *sc = api->row_schema(row);
     const struct sm_rop *op = rplan_get(m, nd, sc);
+    size_t nv;
+    const struct spoke_value *vals = row_view(api, row, &nv);
     for (size_t e = 0; e < nd->nedges; e++) {
         struct sm_node *child = nd->edges[e].child;
         struct sm_src c;
@@ -288,11 +343,18 @@ static void walk_members(struct sm_mapper *m, struct sm_node *nd, const struct s
             /* A leaf with one plain slot: read straight into the slot
              * unless an earlier path filled it (the first value wins). */
             struct sm_src *cs = &m->cap[op[e].slot];
-            if (cs->k == SM_SK_MISSING)
-                row_src(api, row, (size_t)i, cs);
+            if (cs->k == SM_SK_MISSING) {
+                if ((size_t)i < nv)
+                    view_src(&vals[i], cs);
+                else
+                    row_src(api, row, (size_t)i, cs);
+            }
             continue;
         }
-        row_src(api, row, (size_t)i, &c);
+        if ((size_t)i < nv)
+            view_src(&vals[i], &c);
+        else
+            row_src(api, row, (size_t)i, &c);
         if (!child->want) {
             if (child->nslots)
                 capture(m, child, &c);
@@ -324,10 +386,15 @@ static void walk_row(struct sm_mapper *m, struct sm_node *node, const struct sm_
         m->mcap[node->present[k]].present = 1;
     uint64_t inst = ++m->next_id;
     const struct spoke_row *arr = v->u.row;
-    size_t n = api->row_count(arr);
+    size_t nv;
+    const struct spoke_value *vals = row_view(api, arr, &nv);
+    size_t n = vals ? nv : api->row_count(arr);
     struct sm_src e;
     for (size_t idx = 0; idx < n; idx++) {
-        row_src(api, arr, idx, &e);
+        if (vals)
+            view_src(&vals[idx], &e);
+        else
+            row_src(api, arr, idx, &e);
         for (size_t k = 0; k < node->nidx; k++)
             if (node->idx[k].i == (int64_t)idx)
                 walk_row(m, node->idx[k].child, &e);
