@@ -52,47 +52,7 @@ void sm_capture(struct sm_mapper *m, const struct sm_node *node, const struct sm
 /* Rows and simdjson DOMs                                                    */
 /* ------------------------------------------------------------------------ */
 
-static inline __attribute__((always_inline)) void
-row_src(const struct spoke_host_api *api, const struct spoke_row *row, size_t i, struct sm_src *v)
-{
-    switch (api->row_type(row, i)) {
-    case SPOKE_TYPE_NULL:
-        v->k = SM_SK_NULL;
-        break;
-    case SPOKE_TYPE_BOOL:
-        v->k = SM_SK_BOOL;
-        v->u.b = api->row_get_bool(row, i);
-        break;
-    case SPOKE_TYPE_INT:
-        v->k = SM_SK_INT;
-        v->u.i = api->row_get_int(row, i);
-        break;
-    case SPOKE_TYPE_DOUBLE:
-        v->k = SM_SK_DOUBLE;
-        v->u.d = api->row_get_double(row, i);
-        break;
-    case SPOKE_TYPE_STRING:
-        v->k = SM_SK_STR;
-        v->u.s.p = api->row_get_string(row, i, &v->u.s.n);
-        break;
-    case SPOKE_TYPE_TIMESTAMP:
-        v->k = SM_SK_TS;
-        v->u.i = api->row_get_timestamp(row, i);
-        break;
-    case SPOKE_TYPE_LIST:
-        v->k = SM_SK_ARRAY;
-        v->bk = SM_BK_ROW;
-        v->u.row = api->row_get_row(row, i);
-        break;
-    case SPOKE_TYPE_MAP:
-        v->k = SM_SK_OBJECT;
-        v->bk = SM_BK_ROW;
-        v->u.row = api->row_get_row(row, i);
-        break;
-    }
-}
-
-/* row_src from a row's value array (row_values): no call per field. */
+/* A row value as the walk reads it. */
 static inline __attribute__((always_inline)) void view_src(const struct spoke_value *x,
                                                            struct sm_src *v)
 {
@@ -132,6 +92,35 @@ static inline __attribute__((always_inline)) void view_src(const struct spoke_va
         v->k = SM_SK_NULL;
         break;
     }
+}
+
+/* The same through the getters, for a host without row_values. */
+static void row_src(const struct spoke_host_api *api, const struct spoke_row *row, size_t i,
+                    struct sm_src *v)
+{
+    struct spoke_value x = { .type = (uint8_t)api->row_type(row, i) };
+    switch (x.type) {
+    case SPOKE_TYPE_BOOL:
+        x.u.b = api->row_get_bool(row, i);
+        break;
+    case SPOKE_TYPE_INT:
+        x.u.i = api->row_get_int(row, i);
+        break;
+    case SPOKE_TYPE_DOUBLE:
+        x.u.d = api->row_get_double(row, i);
+        break;
+    case SPOKE_TYPE_STRING:
+        x.u.s.p = api->row_get_string(row, i, &x.u.s.len);
+        break;
+    case SPOKE_TYPE_TIMESTAMP:
+        x.u.i = api->row_get_timestamp(row, i);
+        break;
+    case SPOKE_TYPE_LIST:
+    case SPOKE_TYPE_MAP:
+        x.u.row = (struct spoke_row *)api->row_get_row(row, i);
+        break;
+    }
+    view_src(&x, v);
 }
 
 /* The values of row when the host lends them (row_values), else NULL: the
