@@ -117,7 +117,7 @@ static void row_src(const struct spoke_host_api *api, const struct spoke_row *ro
         break;
     case SPOKE_TYPE_LIST:
     case SPOKE_TYPE_MAP:
-        x.u.row = (struct spoke_row *)api->row_get_row(row, i);
+        x.u.row = api->row_get_row(row, i);
         break;
     }
     view_src(&x, v);

@@ -187,7 +187,7 @@ struct spoke_value {
         int b;                   /* BOOL: 0 or 1 */
         int64_t i;               /* INT; TIMESTAMP in ms since the epoch */
         double d;                /* DOUBLE */
-        struct spoke_row *row;   /* LIST, MAP: a nested row, read-only here */
+        const struct spoke_row *row;  /* LIST, MAP: a nested row */
         struct {
             const char *p;       /* STRING: valid UTF-8, NUL at p[len] */
             size_t len;
