@@ -73,10 +73,17 @@ const char *intern_str(const char *s);
 /* Frees every interned string; only at exit, after all records are gone. */
 void intern_free_all(void);
 
-/* New record; key/val copied (NULL val = null value); ts = wall clock now.
+/* New record; key/val copied (NULL val = null value); ts = wall clock now
+ * (between rec_clock_begin and rec_clock_end: as read at the start or at
+ * the kernel clock's last tick since, so at most one tick, <= 4 ms, early).
  * topic must not be NULL (the caller resolves the default). NULL on OOM. */
 struct spoke_record *rec_new(const char *topic, const void *key, size_t klen,
                              const void *val, size_t vlen);
+/* Brackets a task callback on this thread (the runtime: a source's poll,
+ * a transform's batch): records created inside share a clock reading until
+ * the kernel's clock ticks, instead of a precise read each. Not nested. */
+void rec_clock_begin(void);
+void rec_clock_end(void);
 /* rec_new with a topic already interned (intern_str): no lookup. */
 struct spoke_record *rec_new_interned(const char *topic, const void *key, size_t klen,
                                       const void *val, size_t vlen);

@@ -918,7 +918,9 @@ static int source_loop(struct spoke_instance *inst)
             int64_t np = 0;
             err[0] = '\0';
             inst->poll_started_ns = clock_mono_ns();
+            rec_clock_begin();
             int rc = d->poll(inst->st, &np, err, sizeof(err));
+            rec_clock_end();
             atomic_store(&inst->last_poll_ms, clock_wall_ms());
             if (inst_flush_staging(inst) != SPOKE_OK && inst->stop_req)
                 break;
@@ -1398,8 +1400,10 @@ static int consumer_loop(struct spoke_instance *inst)
                     recs[i]->topic = inst->alias_to[k];
             inst_note_topic(inst, recs[i]->topic);
         }
+        rec_clock_begin();
         int brc = inst->kind == SPOKE_KIND_SINK ? sink_batch(inst, recs, n)
                                                 : transform_batch(inst, recs, n);
+        rec_clock_end();
         rqueue_done(inst->inq);
         if (brc < 0) {
             rc = -1;

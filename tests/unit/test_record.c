@@ -83,6 +83,63 @@ static void test_intern_threads(void)
 
 /* ---- basics ---- */
 
+static int64_t tick_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Waits (no sleep: the condition itself) until the kernel clock ticked
+ * past t; the new tick, or -1 after 2 s. */
+static int64_t wait_tick(int64_t t)
+{
+    int64_t limit = wall_now() + 2000;
+    for (;;) {
+        int64_t x = tick_now();
+        if (x != t)
+            return x;
+        if (wall_now() > limit)
+            return -1;
+    }
+}
+
+/* Inside rec_clock_begin/end: records share the reading until the clock
+ * ticks, then get a new one; never later than the clock; outside, each
+ * record reads the clock. */
+static void test_clock_stamp(void)
+{
+    int64_t before = wall_now();
+    rec_clock_begin();
+    int64_t t0 = tick_now();
+    struct spoke_record *a = rec_new("t", NULL, 0, "1", 1);
+    struct spoke_record *b = rec_new("t", NULL, 0, "2", 1);
+    int64_t t1 = tick_now();
+    int64_t after = wall_now();
+    CHECK(a && b);
+    CHECK(a->ts >= before && a->ts <= after && b->ts >= a->ts && b->ts <= after);
+    if (t0 == t1)
+        CHECK(b->ts == a->ts);  /* no tick between: the same reading */
+    /* Two ticks later (a full tick period, >= 1 ms, has passed), a new
+     * record reads the clock again. */
+    int64_t k = wait_tick(t1);
+    CHECK(k >= 0);
+    CHECK(wait_tick(k) >= 0);
+    int64_t later = wall_now();
+    CHECK(later > a->ts);
+    struct spoke_record *c = rec_new("t", NULL, 0, "3", 1);
+    CHECK(c && c->ts >= later && c->ts <= wall_now());
+    rec_clock_end();
+    /* Outside: a precise reading each time. */
+    int64_t out0 = wall_now();
+    struct spoke_record *d = rec_new("t", NULL, 0, "4", 1);
+    CHECK(d && d->ts >= out0 && d->ts <= wall_now());
+    rec_free(a);
+    rec_free(b);
+    rec_free(c);
+    rec_free(d);
+}
+
 static void test_new(void)
 {
     char key[] = "k1", val[] = "{\"a\":1}";
@@ -605,6 +662,7 @@ int main(void)
     RUN(test_intern);
     RUN(test_intern_threads);
     RUN(test_new);
+    RUN(test_clock_stamp);
     RUN(test_topic_position_key);
     RUN(test_headers);
     RUN(test_bytes_to_row_and_json);

@@ -301,7 +301,11 @@ struct spoke_host_api {
     int (*record_set_key)(struct spoke_record *rec, void *key, size_t len,
                           enum spoke_buf_mode mode);
 
-    /* Timestamp, milliseconds since the epoch (record_new sets wall time). */
+    /* Timestamp, milliseconds since the epoch. record_new sets the wall
+     * time: inside poll() and a transform's batch of process() calls, as
+     * read at the callback's start or at the kernel clock's last tick since
+     * (so at most one tick, 1-4 ms, early; never late); elsewhere read per
+     * record. */
     int64_t (*record_timestamp)(const struct spoke_record *rec);
     void (*record_set_timestamp)(struct spoke_record *rec, int64_t ts_ms);
 
