@@ -121,7 +121,8 @@ connectors:
 %(sink_extra)s"""
 
 
-def start(config_text, tag):
+def start(config_text, tag, cpus=None):
+    """cpus: a set of CPUs the whole process (every thread) is held to."""
     port = free_port()
     state = os.path.join(WORK, "state-" + tag)
     subprocess.run(["rm", "-rf", state], check=True)
@@ -130,7 +131,8 @@ def start(config_text, tag):
         f.write(config_text(port, state))
     t0 = time.monotonic()
     p = subprocess.Popen([BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL,
-                         stderr=open(os.path.join(WORK, tag + ".log"), "w"), cwd=ROOT)
+                         stderr=open(os.path.join(WORK, tag + ".log"), "w"), cwd=ROOT,
+                         preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     # Startup: exec to every connector RUNNING (polled every millisecond).
     while True:
         try:
@@ -166,9 +168,10 @@ def poll_wait(done, elapsed):
     return min(0.05, max(0.001, left / 2))
 
 
-def run_pipeline(emit, interval, tag, on_idle=False, floor=False):
+def run_pipeline(emit, interval, tag, on_idle=False, floor=False, cpus=None):
     """One run of the pipeline; floor: file_source -> null_sink alone (what
-    the host costs a record with no transform between)."""
+    the host costs a record with no transform between); cpus: the CPUs
+    Spoke may run on (None: all)."""
     def cfg(port, state):
         text = PIPELINE % dict(plugins=PLUGINS, state=state, port=port, records=RECORDS,
                                schema=os.path.join(ROOT, "schemas", "velib_station_status.yaml"),
@@ -179,7 +182,17 @@ def run_pipeline(emit, interval, tag, on_idle=False, floor=False):
             text = text[:text.index("  - name: map\n")] + (
                 "  - name: sink\n    connector.class: null_sink\n    topics: raw\n")
         return text
-    p, port, startup = start(cfg, tag)
+    mine = os.sched_getaffinity(0)
+    if cpus and mine - cpus:
+        os.sched_setaffinity(0, mine - cpus)  # this script's polling stays off Spoke's CPU
+    try:
+        return measure(cfg, tag, floor, cpus)
+    finally:
+        os.sched_setaffinity(0, mine)
+
+
+def measure(cfg, tag, floor, cpus):
+    p, port, startup = start(cfg, tag, cpus)
     t0 = time.monotonic()
     cpu0 = cpu_seconds(p.pid)
     while True:
@@ -531,12 +544,17 @@ def main():
         print_idle_rss()
         return
     rows = []
-    for emit, interval, on_idle, floor, label in (
-            ("update", 0, False, False, "spoke, update per record"),
-            ("update", 1000, True, False, "spoke, update on idle"),
-            ("complete", 1000, False, False, "spoke, complete every 1 s"),
-            ("update", 0, False, True, "file_source -> null_sink")):
-        rs = [run_pipeline(emit, interval, "run", on_idle, floor) for _ in range(RUNS)]
+    # The target is records/s on one core: the same pipelines held to one
+    # CPU (every thread of the process; this script's polling runs off it).
+    one = {max(os.sched_getaffinity(0))}
+    for emit, interval, on_idle, floor, cpus, label in (
+            ("update", 0, False, False, None, "spoke, update per record"),
+            ("update", 1000, True, False, None, "spoke, update on idle"),
+            ("complete", 1000, False, False, None, "spoke, complete every 1 s"),
+            ("update", 0, False, True, None, "file_source -> null_sink"),
+            ("update", 0, False, False, one, "  the same, on one core: update"),
+            ("complete", 1000, False, False, one, "  on one core: complete 1 s")):
+        rs = [run_pipeline(emit, interval, "run", on_idle, floor, cpus) for _ in range(RUNS)]
         rows.append((label, med([r["rate"] for r in rs]), rs))
     spoke_rate = rows[0][1]
     table = spoke_table()
