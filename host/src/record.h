@@ -80,7 +80,7 @@ void intern_free_all(void);
 struct spoke_record *rec_new(const char *topic, const void *key, size_t klen,
                              const void *val, size_t vlen);
 /* Brackets a task callback on this thread (the runtime: a source's poll,
- * a transform's batch): records created inside share a clock reading until
+ * a transform's or a sink's batch): records created inside share a clock reading until
  * the kernel's clock ticks, instead of a precise read each. Not nested. */
 void rec_clock_begin(void);
 void rec_clock_end(void);

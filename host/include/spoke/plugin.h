@@ -302,7 +302,7 @@ struct spoke_host_api {
                           enum spoke_buf_mode mode);
 
     /* Timestamp, milliseconds since the epoch. record_new sets the wall
-     * time: inside poll() and a transform's batch of process() calls, as
+     * time: inside poll() and a transform's or sink's batch of calls, as
      * read at the callback's start or at the kernel clock's last tick since
      * (so at most one tick, 1-4 ms, early; never late); elsewhere read per
      * record. */
