@@ -1418,11 +1418,21 @@ static int consumer_loop(struct spoke_instance *inst)
     return rc;
 }
 
+/* Names the calling thread (top -H, ps -L, perf, gdb): the kernel keeps
+ * 15 bytes. Connector names are ASCII ([A-Za-z0-9._-]), so a plain cut. */
+static void name_thread(const char *name)
+{
+    char buf[16];
+    snprintf(buf, sizeof(buf), "%s", name);
+    pthread_setname_np(pthread_self(), buf);
+}
+
 static void *inst_thread(void *arg)
 {
     struct spoke_instance *inst = arg;
     const struct spoke_plugin *d = inst->plugin;
     char err[SPOKE_ERRSTR_SIZE] = "";
+    name_thread(inst->name); /* a task thread is named after its connector */
     int rc = d->init(&api_table, inst, inst->pcfg, &inst->st, err, sizeof(err));
     if (rc != SPOKE_OK) {
         inst->st = NULL;
@@ -1821,6 +1831,7 @@ static int64_t auto_restart(struct runtime *rt)
 static void *hk_thread(void *arg)
 {
     struct runtime *rt = arg;
+    name_thread("spoke-hk");
     memtrim_thread_uncached(); /* a status write a second */
     int64_t next_offsets = clock_mono_ms() + rt->ws.offset_flush_ms;
     int64_t next_status = clock_mono_ms();

@@ -322,6 +322,38 @@ def test_plugins_lists_found_and_refused_and_finds_new_files():
     shutil.rmtree(d)
 
 
+def test_task_threads_are_named_after_their_connectors():
+    """Each connector's task thread carries the connector's name (cut to the
+    kernel's 15 bytes), so top -H, ps -L, perf and gdb tell them apart; the
+    housekeeping thread is spoke-hk."""
+    long_name = "sink-with-a-long-name"
+    with Spoke("", start=False) as sp:
+        write_seq(os.path.join(sp.tmp, "a.ndjson"), 10)
+        sp.write_config("""
+connectors:
+  - name: src-a
+    connector.class: file_source
+    topic: a
+    file: {tmp}/a.ndjson
+  - name: {name}
+    connector.class: file_sink
+    topics: a
+    file: {tmp}/out-a.ndjson
+""".format(tmp=sp.tmp, name=long_name))
+        sp.start()
+        wait_for(lambda: count_lines(os.path.join(sp.tmp, "out-a.ndjson")) == 10, 20, "a flows")
+        task = "/proc/%d/task" % sp.proc.pid
+        names = []
+        for tid in os.listdir(task):
+            try:
+                with open(os.path.join(task, tid, "comm")) as f:
+                    names.append(f.read().strip())
+            except FileNotFoundError:
+                pass  # a thread that ended meanwhile
+        for want in ("src-a", long_name[:15], "spoke-hk"):
+            assert want in names, "no thread named %r among %r" % (want, names)
+
+
 def test_plugin_readmes_match_their_config_tables():
     """Each plugin README embeds `spoke plugins --doc <name>` between markers."""
     src = os.environ.get("SPOKE_SOURCE_DIR")
