@@ -2,22 +2,25 @@
 
 #include "counter.h"
 
-/* Bucket of v: 8 * floor(log2 v) + the three bits after the leading one. */
+/* Bucket of v: v itself below HIST_SUB; above, HIST_SUB buckets per power of
+ * two, picked by the HIST_SUB_BITS bits after the leading one. */
 static unsigned bucket(uint64_t v)
 {
-    if (v < 8)
+    if (v < HIST_SUB)
         return (unsigned)v;
     unsigned lg = 63u - (unsigned)__builtin_clzll(v);
-    return lg * 8 + (unsigned)((v >> (lg - 3)) & 7);
+    return (lg - HIST_SUB_BITS + 1) * HIST_SUB +
+           (unsigned)((v >> (lg - HIST_SUB_BITS)) & (HIST_SUB - 1));
 }
 
 /* Largest value of bucket b. */
 static uint64_t bucket_top(unsigned b)
 {
-    if (b < 8)
+    if (b < HIST_SUB)
         return b;
-    unsigned lg = b / 8, sub = b % 8;
-    return ((uint64_t)(8 + sub + 1) << (lg - 3)) - 1;
+    unsigned lg = b / HIST_SUB + HIST_SUB_BITS - 1, sub = b % HIST_SUB;
+    uint64_t lo = (uint64_t)(HIST_SUB + sub) << (lg - HIST_SUB_BITS);
+    return lo + ((uint64_t)1 << (lg - HIST_SUB_BITS)) - 1;
 }
 
 void hist_add(struct hist *h, int64_t v)
