@@ -696,7 +696,18 @@ json_t *ctl_plugin_validate(struct runtime *rt, const char *plugin, json_t *conf
          * secret ("passwrod") must not be echoed back. */
         add_value_error(configs, ce.e[i].key, NULL, ce.e[i].msg);
     }
-    json_t *out = json_pack("{s:s,s:i,s:[s,s],s:o}", "name", plugin, "error_count", (int)ce.n,
+    int nerr = (int)ce.n;
+    if (nerr == 0 && pc) {
+        /* Keys that go together: the plugin's own check, on the key it
+         * names (connector.class when it names none). */
+        char why[SPOKE_ERRSTR_SIZE];
+        const char *key = NULL;
+        if (registry_check_config(d, &api_table, pc, &key, why, sizeof(why)) != SPOKE_OK) {
+            add_value_error(configs, key ? key : "connector.class", NULL, why);
+            nerr++;
+        }
+    }
+    json_t *out = json_pack("{s:s,s:i,s:[s,s],s:o}", "name", plugin, "error_count", nerr,
                             "groups", d->name, "Common", "configs", configs);
     cfgval_errors_free(&ce);
     cfgval_free(hc);

@@ -288,9 +288,28 @@ static size_t descriptor_size(uint32_t abi)
 {
     switch (abi) {
     case 1:
-        return sizeof(struct spoke_plugin);
+        /* The first ABI 1 descriptor ends at destroy; entries appended
+         * since are optional (SPOKE_PLUGIN_HAS). */
+        return offsetof(struct spoke_plugin, destroy) + sizeof(void (*)(void *));
     }
     return sizeof(struct spoke_plugin);
+}
+
+int registry_check_config(const struct spoke_plugin *desc, const struct spoke_host_api *api,
+                          const struct spoke_config *cfg, const char **key, char *err,
+                          size_t errsize)
+{
+    *key = NULL;
+    if (!SPOKE_PLUGIN_HAS(desc, check) || !desc->check)
+        return SPOKE_OK;
+    err[0] = '\0';
+    int rc = desc->check(api, cfg, key, err, errsize);
+    if (rc == SPOKE_OK)
+        return SPOKE_OK;
+    if (!err[0])
+        snprintf(err, errsize, "the plugin refused the configuration (error %d, no reason given)",
+                 rc);
+    return rc < 0 ? rc : SPOKE_ERR_INVALID;
 }
 
 /* Only the 16 header bytes are read here: until they check out, nothing

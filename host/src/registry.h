@@ -54,6 +54,12 @@ const struct plugin_entry *registry_find(const struct registry *reg, const char 
 
 /* 1 when name matches ^[a-z0-9_]{1,64}$. */
 int registry_valid_name(const char *name);
+/* The plugin's check of a validated config (struct spoke_plugin.check), when
+ * it has one: SPOKE_OK, or an error with err set (never empty) and *key the
+ * key it is about or NULL. */
+int registry_check_config(const struct spoke_plugin *desc, const struct spoke_host_api *api,
+                          const struct spoke_config *cfg, const char **key, char *err,
+                          size_t errsize);
 
 const char *registry_kind_name(enum spoke_kind kind);
 

@@ -294,6 +294,21 @@ static size_t check_connector(const char *path, const struct cfg_section *sec,
             regfree(&re);
         }
     }
+    if (nerr == 0) {
+        /* What the plugin's table cannot say (keys that go together). */
+        char why[SPOKE_ERRSTR_SIZE];
+        const char *key = NULL;
+        if (registry_check_config(spec->plugin, &api_table, spec->pcfg, &key, why,
+                                  sizeof(why)) != SPOKE_OK) {
+            if (key)
+                ERR_AT(key, "%s", why);
+            else {
+                err_prefix(errs, path, pos, what);
+                buf_printf(errs, "%s\n", why);
+                nerr++;
+            }
+        }
+    }
 #undef ERR_AT
     if (nerr == 0 && !(spec->fingerprint = fingerprint(sec))) {
         buf_printf(errs, "%s: out of memory\n", what);

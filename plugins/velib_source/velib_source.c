@@ -425,6 +425,28 @@ static void adopt_info(struct vs_state *st)
 
 static void vs_destroy(void *vst);
 
+/* What init checks of the config before it opens anything: both URLs
+ * (absolute, http or https, a host) and the backoff bounds. */
+static int vs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                    const char **key, char *errstr, size_t errstr_size)
+{
+    const char *info = api->config_string(cfg, "information.url");
+    struct httpc_opts o;
+    if (httpc_url_check("url", api->config_string(cfg, "url"), NULL, errstr, errstr_size) != 0) {
+        *key = "url";
+        return SPOKE_ERR_INVALID;
+    }
+    if (info && *info && httpc_url_check("information.url", info, NULL, errstr, errstr_size) != 0) {
+        *key = "information.url";
+        return SPOKE_ERR_INVALID;
+    }
+    if (httpc_opts_read(api, cfg, &o, errstr, errstr_size) != SPOKE_OK) {
+        *key = "backoff.initial.ms";
+        return SPOKE_ERR_INVALID;
+    }
+    return SPOKE_OK;
+}
+
 static int vs_init(const struct spoke_host_api *api, struct spoke_instance *inst,
                    const struct spoke_config *cfg, void **out, char *errstr, size_t errstr_size)
 {
@@ -887,6 +909,7 @@ static const struct spoke_plugin velib_source = {
     .poll        = vs_poll,
     .stop        = vs_stop,
     .destroy     = vs_destroy,
+    .check       = vs_check,
 };
 
 SPOKE_EXPORT const struct spoke_plugin *spoke_plugin_entry(void)

@@ -235,6 +235,56 @@ connectors:
         assert not os.path.exists(os.path.join(sp.state_dir, "offsets.json"))
 
 
+def test_validate_runs_the_plugins_checks_between_keys():
+    """`spoke validate` runs each plugin's check of keys that go together
+    and points at the key it names (or the connector); the run refuses the
+    file the same way, before anything starts."""
+    with Spoke("", start=False) as sp:
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: x
+  - name: agg
+    connector.class: aggregator
+    topics: raw
+    topic: out
+    group.by: postcode
+    semantics: table
+    aggregates: [n=count()]
+  - name: ck
+    connector.class: checked_transform
+    topics: raw
+    topic: out2
+    mode: whole
+  - name: vel
+    connector.class: velib_source
+    topic: v
+    url: "file:///etc/passwd"
+  - name: sink
+    connector.class: null_sink
+    topics: [out, out2, v]
+""")
+        p = run_spoke("validate", "-c", sp.config)
+        assert p.returncode == 1, p
+        err = p.stderr
+        with open(sp.config) as f:
+            lines = f.read().split("\n")
+
+        def at(text):
+            return "%s:%d:" % (sp.config, [i + 1 for i, l in enumerate(lines) if text in l][0])
+        assert at("semantics: table") + "5: connector 'agg': semantics table needs entity.key" \
+            in err, err
+        # No key named: the connector's own position (its name).
+        assert at("name: ck") + "11: connector 'ck': mode whole refuses" in err, err
+        assert at("url: ") + "5: connector 'vel': url 'file:///etc/passwd': scheme 'file' is " \
+            "not allowed" in err, err
+        assert "invalid: 3 errors" in err, err
+        p = run_spoke("run", "-c", sp.config)
+        assert p.returncode == 1 and "semantics table needs entity.key" in p.stderr, p
+
+
 def test_validate_checks_topic_wiring():
     with Spoke("""
 connectors:

@@ -331,6 +331,62 @@ def test_plugins_and_validate():
         assert "config.file" in r.json["message"], r
 
 
+def test_plugin_checks_between_keys_refuse_before_running():
+    """A plugin's config check (keys that go together) refuses a bad config
+    at the API, with the reason: POST and PUT config answer 400 and create
+    nothing, config/validate counts the error on the key the plugin names
+    (connector.class when it names none). A plugin built before the check
+    entry existed is never asked."""
+    sp, api = rest_spoke()
+    with sp:
+        base = {"connector.class": "checked_transform", "topics": "a", "topic": "b"}
+        r = expect(api.call("POST", "/connectors", body={"name": "ck", "config": dict(
+            base, low="7", high="3")}), 400)
+        assert "low (7) is above high (3)" in r.json["message"], r.json
+        assert api.get("/connectors").json == []
+        r = expect(api.call("PUT", "/connectors/ck/config", body=dict(base, mode="whole")), 400)
+        assert "mode whole refuses the configuration as a whole" in r.json["message"], r.json
+        assert api.get("/connectors").json == []
+        # A good config runs; a bad update is refused and the connector keeps its config.
+        expect(api.call("POST", "/connectors", body={"name": "ck", "config": dict(
+            base, low="1", high="2")}), 201)
+        api.wait_state("ck", "RUNNING")
+        expect(api.call("PUT", "/connectors/ck/config", body=dict(base, low="5", high="2")), 400)
+        assert api.get("/connectors/ck/config").json["low"] == "1"
+        assert api.get("/connectors/ck/status").json["connector"]["state"] == "RUNNING"
+
+        def errors(body):
+            r = expect(api.call("PUT", "/connector-plugins/checked_transform/config/validate",
+                                body=body), 200).json
+            return r["error_count"], {c["value"]["name"]: c["value"]["errors"]
+                                      for c in r["configs"] if c["value"]["errors"]}
+        assert errors(dict(base, low="1", high="2")) == (0, {})
+        n, errs = errors(dict(base, low="9", high="2"))
+        assert n == 1 and list(errs) == ["low"] and "above high" in errs["low"][0], errs
+        n, errs = errors(dict(base, mode="whole"))
+        assert n == 1 and list(errs) == ["connector.class"], errs
+        # Errors of the table come first; the check runs only on a valid table.
+        n, errs = errors(dict(base, low="-1", high="2"))
+        assert n == 1 and list(errs) == ["low"] and "above high" not in errs["low"][0], errs
+        # A descriptor from before `check` (its struct_size ends at destroy).
+        expect(api.call("POST", "/connectors", body={"name": "pre", "config": {
+            "connector.class": "precheck_transform", "topics": "a", "topic": "c"}}), 201)
+        api.wait_state("pre", "RUNNING")
+        # The shipped plugins: aggregator and velib_source.
+        agg = {"connector.class": "aggregator", "topics": "a", "topic": "d",
+               "group.by": "postcode", "semantics": "table", "aggregates": "n=count()"}
+        r = expect(api.call("POST", "/connectors", body={"name": "agg", "config": agg}), 400)
+        assert "semantics table needs entity.key" in r.json["message"], r.json
+        vel = {"connector.class": "velib_source", "topic": "v",
+               "url": "ftp://example.org/station_status.json"}
+        r = expect(api.call("POST", "/connectors", body={"name": "vel", "config": vel}), 400)
+        assert "scheme 'ftp' is not allowed" in r.json["message"], r.json
+        r = expect(api.call("PUT", "/connector-plugins/velib_source/config/validate", body=vel),
+                   200).json
+        assert r["error_count"] == 1, r
+        assert [c["value"]["name"] for c in r["configs"] if c["value"]["errors"]] == ["url"], r
+
+
 def test_loggers():
     sp, api = rest_spoke("""
 connectors:

@@ -643,7 +643,31 @@ struct spoke_plugin {
 
     /* Required. Releases everything; st is not used afterwards. */
     void (*destroy)(void *st);
+
+    /* ---- ABI 1+, appended: the host reads it only when the descriptor's
+     * struct_size covers it (SPOKE_PLUGIN_HAS), so plugins built before it
+     * keep loading. ---- */
+
+    /*
+     * Optional. Checks what the config table cannot say: keys that go
+     * together or exclude each other, the syntax inside a value. cfg holds
+     * validated values (as init gets them). Called with no instance, by
+     * `spoke validate`, when connectors.yaml is loaded or reloaded, and by
+     * the REST API (create, PUT/PATCH config, config/validate), so a bad
+     * config is refused there with the reason instead of failing the
+     * connector at init. Must have no side effects: no file or network
+     * access, nothing kept after it returns. Returns SPOKE_OK, or an error
+     * with errstr set and *key the config key it is about (a string that
+     * lives as long as the plugin; NULL when no one key is).
+     */
+    int (*check)(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                 const char **key, char *errstr, size_t errstr_size);
 };
+
+/* True when the descriptor has entry `field` (the plugin was built with a
+ * header that has it). */
+#define SPOKE_PLUGIN_HAS(desc, field) \
+    (offsetof(struct spoke_plugin, field) + sizeof((desc)->field) <= (desc)->hdr.struct_size)
 
 /*
  * The one exported symbol. Must only return the address of a constant
