@@ -299,8 +299,10 @@ BAD_CONFIGS = [
 
 
 def test_bad_configurations_refused_with_reason():
-    """Each bad aggregator config fails its connector at init with a clear
-    trace; the other connectors are unaffected."""
+    """Each bad aggregator config is refused before anything runs (the
+    plugin's check between keys): `spoke validate` reports every one with
+    its reason, at the key the reason starts with when the file has it, and
+    `spoke run` refuses the file."""
     with Spoke("", start=False) as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
         write_ndjson(inp, [{"g": "a", "x": 1, "t": BASE_T}])
@@ -313,13 +315,31 @@ def test_bad_configurations_refused_with_reason():
             conns += ["  - name: bad%d" % i, "    connector.class: aggregator",
                       "    topics: rows", "    topic: out%d" % i]
             conns += ["    %s: %s" % (k, yaml_scalar(v)) for k, v in full.items()]
+            conns += ["  - name: sink%d" % i, "    connector.class: null_sink",
+                      "    topics: out%d" % i]
         sp.write_config("\n".join(conns) + "\n")
-        sp.start()
+        key_line, cur = {}, None  # (connector index, key) -> line in the file written
+        with open(sp.config) as f:
+            for ln, l in enumerate(f, 1):
+                if l.startswith("  - name: "):
+                    name = l.split(": ", 1)[1].strip()
+                    cur = int(name[3:]) if name.startswith("bad") else None
+                elif cur is not None and l.startswith("    ") and ":" in l:
+                    key_line[(cur, l.strip().split(":", 1)[0])] = ln
+        p = run_spoke("validate", "-c", sp.config)
+        assert p.returncode == 1, p
+        lines = p.stderr.splitlines()
         for i, (cfg, want) in enumerate(BAD_CONFIGS):
-            st = sp.wait_state("bad%d" % i, "FAILED")
-            assert want in (st.get("trace") or ""), \
-                "config %r: trace %r lacks %r" % (cfg, st.get("trace"), want)
-        sp.wait_state("src", "RUNNING")
+            mine = [l for l in lines if "connector 'bad%d':" % i in l]
+            assert len(mine) == 1 and want in mine[0], \
+                "config %r: %r lacks %r" % (cfg, mine, want)
+            reason = mine[0].split("connector 'bad%d': " % i, 1)[1]
+            for (j, k), ln in key_line.items():
+                if j == i and reason.startswith(k) and reason[len(k)] in " :'(":
+                    assert mine[0].startswith("%s:%d:" % (sp.config, ln)), (k, mine[0])
+        assert "invalid: %d errors" % len(BAD_CONFIGS) in p.stderr, p.stderr
+        p = run_spoke("run", "-c", sp.config)
+        assert p.returncode == 1 and "semantics table needs entity.key" in p.stderr, p
 
 
 def test_readme_config_table_matches_plugin():

@@ -370,28 +370,36 @@ def test_readme_config_table_is_the_plugin_doc():
         "README config table differs from `spoke plugins --doc velib_source`:\n" + p.stdout
 
 
-def test_only_http_urls_accepted_at_init():
+def test_only_http_urls_accepted():
+    """Only absolute http and https URLs with a host, and backoff bounds in
+    order: the plugin's check refuses anything else before it runs, with
+    the key's position (`spoke validate`, `spoke run`); the REST API refuses
+    the same way (it-rest)."""
     cases = [("url", "ftp://example.com/station_status.json", "scheme 'ftp' is not allowed"),
              ("url", "file:///etc/passwd", "scheme 'file' is not allowed"),
              ("url", "station_status.json", "not a valid absolute URL"),
-             ("information.url", "gopher://example.com/x", "scheme 'gopher' is not allowed")]
+             ("information.url", "gopher://example.com/x", "scheme 'gopher' is not allowed"),
+             ("backoff.initial.ms", 5000, "backoff.initial.ms (5000) is above backoff.max.ms "
+              "(1000)")]
     with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp:
+        path = os.path.join(tmp, "c.yaml")
         for key, url, want in cases:
             extra = {key: url}
-            if key != "url":
-                extra["url"] = "http://127.0.0.1:9/status.json"
-            yaml = pipeline("http://127.0.0.1:9/status.json", os.path.join(tmp, "out.ndjson"),
-                            extra=extra)
-            with start(yaml, tmp) as s:
-                st = s.wait_state("velib", "FAILED")
-                assert want in (st.get("trace") or "") and key in st["trace"], \
-                    "%s=%s: trace %r lacks %r" % (key, url, st.get("trace"), want)
-                s.wait_state("out", "RUNNING")  # the host and the rest keep running
-        yaml = pipeline("http://127.0.0.1:9/s.json", os.path.join(tmp, "out.ndjson"),
-                        extra={"backoff.initial.ms": 5000, "backoff.max.ms": 1000})
-        with start(yaml, tmp) as s:
-            st = s.wait_state("velib", "FAILED")
-            assert "backoff.initial.ms (5000) is above backoff.max.ms (1000)" in st["trace"], st
+            if key == "backoff.initial.ms":
+                extra["backoff.max.ms"] = 1000
+            with open(path, "w") as f:
+                f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n" % (
+                    q(PLUGIN_DIR), q(os.path.join(tmp, "state"))))
+                f.write(pipeline("http://127.0.0.1:9/status.json",
+                                 os.path.join(tmp, "out.ndjson"), extra=extra))
+            with open(path) as f:
+                line = [i + 1 for i, l in enumerate(f) if l.startswith("    %s:" % key)][0]
+            p = run_spoke("validate", "-c", path)
+            assert p.returncode == 1, p
+            assert "%s:%d:5: connector 'velib': " % (path, line) in p.stderr and want in p.stderr, \
+                "%s=%s: %r lacks %r at line %d" % (key, url, p.stderr, want, line)
+            p = run_spoke("run", "-c", path)
+            assert p.returncode == 1 and want in p.stderr, p
 
 
 # ---------------------------------------------------------------------------
