@@ -30,8 +30,12 @@
  * and every broker is down, poll() returns SPOKE_RETRY with the reason, so
  * the connector's status shows `retrying`, and leaves the consumer alone; a
  * metadata request (at most once a second) tells when the brokers are
- * back. Memory is bounded by the consumer's prefetch queue
- * (queued.max.messages.kbytes) and the host's queues.
+ * back. "Every broker down" is librdkafka's _ALL_BROKERS_DOWN, or any
+ * other error it reported (e.g. only _TRANSPORT, when a broker connection
+ * hangs in setup) followed by a metadata request that finds no broker up;
+ * when one is up, the error was a blip and is forgotten. Memory is bounded
+ * by the consumer's prefetch queue (queued.max.messages.kbytes) and the
+ * host's queues.
  *
  * A partition that leaves the assignment keeps its acknowledged position
  * (an "orphan"); if it comes back and the group's committed offset is
@@ -1282,15 +1286,21 @@ static int ksrc_poll(void *st, int64_t *next_poll_ms, char *errstr, size_t errst
     if (nmsg > 0)
         return SPOKE_OK;
 
-    /* Nothing consumed: are the brokers down? (librdkafka reports it
-     * through the error callback, served by rd_kafka_consumer_poll.) */
-    if (kafkaconf_health_get(&s->h, cond, sizeof(cond))) {
+    /* Nothing consumed: are the brokers down? librdkafka reports errors
+     * through the error callback (served by rd_kafka_consumer_poll, or
+     * rd_kafka_poll in assign mode). _ALL_BROKERS_DOWN is probed at once.
+     * librdkafka does not always report it (e.g. not while one broker's
+     * connection is still in setup), so an outage can show only as
+     * _TRANSPORT errors: any error is probed too, at most every
+     * KSRC_PROBE_EVERY_MS (an idle topic polls often). */
+    int all_down = kafkaconf_health_get(&s->h, cond, sizeof(cond));
+    if (all_down || (cond[0] && now - s->last_probe_ms >= KSRC_PROBE_EVERY_MS)) {
+        s->last_probe_ms = now;
         if (ksrc_probe(s)) {
             kafkaconf_health_clear(&s->h); /* a blip: they answer again */
             return SPOKE_OK;
         }
         s->down = 1;
-        s->last_probe_ms = now;
         snprintf(errstr, errstr_size, "kafka: all brokers down: %s", cond);
         *next_poll_ms = KSRC_DOWN_POLL_MS;
         return SPOKE_RETRY;

@@ -9,7 +9,9 @@ headers and timestamps kept (through kafka_sink when it is built); regex
 subscriptions and value.format=bytes; kill -9 three times mid-run loses
 nothing and duplicates exactly the records past the committed offsets;
 brokers down for 30 s: `retrying` with the Kafka reason, bounded memory,
-nothing lost or duplicated; brokers down at start and at shutdown; a
+nothing lost or duplicated; brokers down at start and at shutdown; an
+outage librdkafka reports only as _TRANSPORT errors (never
+_ALL_BROKERS_DOWN) still shows `retrying` (group and assign mode); a
 bounded stop when the coordinator is slow; a consumer group of two spokes
 splits the partitions and the survivor of a kill -9 takes the other's over
 (eager and cooperative-sticky); connector configs cannot set properties
@@ -21,6 +23,7 @@ plugin_kafka_source_assign.py.
 import collections
 import json
 import os
+import socket
 import time
 
 import kafkatest
@@ -586,6 +589,78 @@ def test_brokers_down_at_start_and_at_shutdown():
             if s.alive():
                 s.kill()
 
+
+def test_brokers_down_reported_only_as_transport_errors():
+    """An outage librdkafka reports only as _TRANSPORT errors, never as
+    _ALL_BROKERS_DOWN (which needs every broker it knows counted down, and
+    one can stay in connection setup): the connector still shows `retrying`
+    with 'kafka: all brokers down' (a metadata probe finds no broker up),
+    and consumes again once the brokers return. Made deterministic with a second bootstrap
+    address that listens but never accepts nor answers: librdkafka's
+    connection to it stays in setup (its timeouts, 60 s by default, raised
+    past the test), so that broker is never down and _ALL_BROKERS_DOWN never
+    comes. Without the probe on _TRANSPORT the status stays RUNNING without
+    `retrying` (the CI failure of the 30-second outage test)."""
+    _transport_only_outage(source(["in"]), group="g")
+
+
+def test_brokers_down_reported_only_as_transport_errors_assign():
+    """The same with consumer.mode=assign (no group: the plugin polls the
+    client for its error callbacks itself)."""
+    _transport_only_outage("  - name: src\n"
+                           "    connector.class: kafka_source\n"
+                           "    topic: recs\n"
+                           "    source.topics: in\n"
+                           "    consumer.mode: assign\n", group=None)
+
+
+def _transport_only_outage(src, group):
+    hang = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        hang.bind(("127.0.0.1", 0))
+        hang.listen(16)
+        with start_cluster(1, {"in": 2}) as c:
+            produce_ids(c, "in", 2, 50)
+            worker = {"kafka.bootstrap.servers": "%s,127.0.0.1:%d"
+                      % (c.bootstrap, hang.getsockname()[1]),
+                      # The first connection to it can be made at start.
+                      "kafka.api.version.request.timeout.ms": 300000,
+                      "kafka.socket.connection.setup.timeout.ms": 300000,
+                      "kafka.socket.timeout.ms": 300000}
+            with Spoke("connectors:\n" + src + file_sink("out.ndjson"),
+                       extra_worker=worker) as s:
+                out = os.path.join(s.tmp, "out.ndjson")
+                wait_for(lambda: len(ids_of(out)) == 100, TIMEOUT, "the first 100 records")
+                if group:
+                    # The outage outlasts session.timeout.ms: committed, so
+                    # the lost assignment cannot deliver anything twice.
+                    wait_committed(c, group, "in")
+                c.cmd("down all")
+
+                def retrying():
+                    st = s.connector("src")
+                    assert st.get("state") == "RUNNING", "connector left RUNNING: %r" % st
+                    return st.get("retrying") and "kafka: all brokers down" in (
+                        st.get("trace") or "") and st
+                st = wait_for(retrying, TIMEOUT, lambda: "retrying with 'kafka: all brokers "
+                              "down' (now %r)" % s.connector("src"))
+                assert "_TRANSPORT" in st["trace"], "not a transport error: %r" % st["trace"]
+                assert "_ALL_BROKERS_DOWN" not in s.log(), "librdkafka reported " \
+                    "_ALL_BROKERS_DOWN: the transport-only path was not reached"
+                c.cmd("up all")
+                produce_ids(c, "in", 2, 50, start=100)
+                wait_for(lambda: len(ids_of(out)) == 200, TIMEOUT, lambda: "the 200 records "
+                         "once the brokers answer (%d, source %r)"
+                         % (len(ids_of(out)), s.connector("src")))
+                wait_for(lambda: not s.connector("src").get("retrying"), TIMEOUT,
+                         "retrying to clear")
+                if group:
+                    wait_committed(c, group, "in")
+                assert "_ALL_BROKERS_DOWN" not in s.log()
+                assert sum(ids_of(out).values()) == 200, "duplicates: %d" % (
+                    sum(ids_of(out).values()) - 200)
+    finally:
+        hang.close()
 
 def test_stop_is_bounded_when_the_coordinator_is_slow():
     """With every broker answering 3 s late, leaving the group cannot finish
