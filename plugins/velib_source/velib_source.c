@@ -491,9 +491,8 @@ static int vs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     pthread_condattr_destroy(&ca);
     st->sync_inited = 1;
 
-    if (httpc_url_check("url", st->url, NULL, errstr, errstr_size) != 0 ||
-        (st->info_url &&
-         httpc_url_check("information.url", st->info_url, NULL, errstr, errstr_size) != 0) ||
+    const char *bad_key; /* the host ran vs_check already; init keeps the rules for itself */
+    if (vs_check(api, cfg, &bad_key, errstr, errstr_size) != SPOKE_OK ||
         httpc_opts_read(api, cfg, &st->hopts, errstr, errstr_size) != SPOKE_OK)
         goto invalid;
 

@@ -36,13 +36,6 @@ static int rules(const struct spoke_host_api *api, const struct spoke_config *cf
     return SPOKE_OK;
 }
 
-static int checked_transform_check(const struct spoke_host_api *api,
-                                   const struct spoke_config *cfg, const char **key,
-                                   char *errstr, size_t errstr_size)
-{
-    return rules(api, cfg, key, errstr, errstr_size);
-}
-
 static int checked_transform_init(const struct spoke_host_api *api, struct spoke_instance *inst,
                                   const struct spoke_config *cfg, void **st, char *errstr,
                                   size_t errstr_size)
@@ -72,7 +65,7 @@ static const struct spoke_plugin checked_transform = {
     .init        = checked_transform_init,
     .process     = checked_transform_process,
     .destroy     = checked_transform_destroy,
-    .check       = checked_transform_check,
+    .check       = rules,
 };
 
 SPOKE_EXPORT const struct spoke_plugin *spoke_plugin_entry(void) { return &checked_transform; }
