@@ -78,8 +78,12 @@ def test_every_partition_exactly_once_without_a_group():
                      "%d records (now %d)" % (parts * per, count_lines(out)))
             end = end_offsets(c.bootstrap, "in")
             wait_host_offsets(s, "in", end)
+            # status.json is written once a second: wait for the write that
+            # follows the last message (it carries every metric up to then).
+            wait_for(lambda: metric(s, "src", "messages") == parts * per, TIMEOUT,
+                     "status.json to count %d messages (now %r)" % (
+                         parts * per, metric(s, "src", "messages")))
             assert metric(s, "src", "assigned_partitions") == parts
-            assert metric(s, "src", "messages") == parts * per
             assert metric(s, "src", "commits") is None, "assign mode committed to Kafka"
             ids = ids_of(out)
             assert len(ids) == parts * per and set(ids.values()) == {1}, \
