@@ -1058,22 +1058,6 @@ static int agg_tick(void *vst, int64_t now, int64_t *next_tick_ms, char *err, si
     return SPOKE_OK;
 }
 
-/* The declared key a check message starts with ("window.size.ms needs
- * ...", "group.by: ..."), the longest that matches, or NULL. */
-static const char *msg_key(const char *msg)
-{
-    const char *best = NULL;
-    size_t blen = 0;
-    for (const struct spoke_config_field *f = agg_config; f->name; f++) {
-        size_t n = strlen(f->name);
-        if (n > blen && strncmp(msg, f->name, n) == 0 && strchr(" :'(", msg[n]) && msg[n]) {
-            best = f->name;
-            blen = n;
-        }
-    }
-    return best;
-}
-
 /* The rules between keys (agg_configure) on a state that is thrown away. */
 static int agg_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
                      const char **key, char *err, size_t errsz)
@@ -1082,8 +1066,8 @@ static int agg_check(const struct spoke_host_api *api, const struct spoke_config
     st.api = api;
     int rc = agg_configure(&st, cfg, err, errsz);
     agg_config_free(&st);
-    if (rc != SPOKE_OK)
-        *key = msg_key(err);
+    if (rc == SPOKE_ERR_INVALID)
+        *key = st.err_key;
     return rc;
 }
 

@@ -221,6 +221,7 @@ struct agg_state {
     size_t nmsets;
     int *mset_field;       /* multiset -> field index */
     char *canon;           /* canonical text of the state-shaping config */
+    const char *err_key;   /* the config key agg_configure refused, NULL: none */
     int has_firstlast;
     int has_string_vals;   /* a value field may hold strings (entities store copies) */
 
@@ -375,6 +376,8 @@ static inline struct agg_node *agg_table_find(const struct agg_table *t, uint64_
 }
 
 /* ---- aggregator_spec.c ---- */
+/* Reads and checks the config into st; on error, err says why and
+ * st->err_key names the key at fault (NULL when no one key is). */
 int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *err, size_t errsz);
 void agg_config_free(struct agg_state *st);
 const char *agg_fn_name(enum agg_fn fn);

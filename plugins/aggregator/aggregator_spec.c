@@ -92,12 +92,19 @@ static const char *role_text(unsigned role)
     }
 }
 
+/* The config key that gives a field a role. */
+static const char *role_key(unsigned role)
+{
+    return role == AGG_ROLE_VALUE ? "aggregates" : role_text(role);
+}
+
 /* Finds or adds the input field `name` with a role; returns its index or -1
  * (errstr set). */
 static int add_field(struct agg_state *st, const char *name, unsigned role, unsigned types,
                      char *err, size_t errsz)
 {
     size_t len = strlen(name);
+    st->err_key = role_key(role);
     if (len == 0 || len > AGG_MAX_NAME) {
         snprintf(err, errsz, "%s: field name '%.80s' must be 1 to %d bytes", role_text(role),
                  name, AGG_MAX_NAME);
@@ -163,6 +170,7 @@ static int parse_aggregate(struct agg_state *st, size_t item, const char *text,
                            struct agg_spec *a, char *err, size_t errsz)
 {
     char buf[512];
+    st->err_key = "aggregates";
     if (strlen(text) >= sizeof(buf)) {
         snprintf(err, errsz, "aggregates item %zu is longer than %zu bytes", item + 1,
                  sizeof(buf) - 1);
@@ -219,6 +227,7 @@ static int parse_aggregate(struct agg_state *st, size_t item, const char *text,
     int fi = add_field(st, arg, AGG_ROLE_VALUE, fn_types(a->fn), ferr, sizeof(ferr));
     if (fi < 0) {
         snprintf(err, errsz, "aggregates item %zu: %s", item + 1, ferr);
+        st->err_key = "aggregates";
         return -1;
     }
     a->field = fi;
@@ -270,6 +279,7 @@ static int key_list(struct agg_state *st, const struct spoke_config *cfg, const 
     const struct spoke_host_api *api = st->api;
     const char *const *items = NULL;
     size_t n = api->config_list(cfg, key, &items);
+    st->err_key = key;
     if (n > AGG_MAX_KEY_FIELDS) {
         snprintf(err, errsz, "%s: at most %d fields", key, AGG_MAX_KEY_FIELDS);
         return -1;
@@ -297,6 +307,8 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
     static const char *const times[] = { "processing", "event", NULL };
     static const char *const emits[] = { "update", "complete", "final", NULL };
 
+    st->err_key = NULL;
+
     st->semantics = (enum agg_semantics)lookup_choice(api->config_string(cfg, "semantics"),
                                                       semantics, 0);
     st->window = (enum agg_window_kind)lookup_choice(api->config_string(cfg, "window"),
@@ -310,11 +322,13 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
     if (key_list(st, cfg, "entity.key", AGG_ROLE_ENTITY, st->efields, &st->nef, err, errsz) < 0)
         return SPOKE_ERR_INVALID;
     if (st->semantics == AGG_TABLE && st->nef == 0) {
+        st->err_key = "semantics";
         snprintf(err, errsz, "semantics table needs entity.key: the field(s) naming the entity "
                  "whose latest record counts (e.g. stationCode)");
         return SPOKE_ERR_INVALID;
     }
     if (st->semantics == AGG_STREAM && st->nef > 0) {
+        st->err_key = "entity.key";
         snprintf(err, errsz, "entity.key is only used with semantics: table (each record of "
                  "a stream counts; set semantics: table to replace per entity)");
         return SPOKE_ERR_INVALID;
@@ -325,11 +339,13 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
     st->time = tmode ? (enum agg_time)lookup_choice(tmode, times, 0)
                      : (tfield ? AGG_TIME_EVENT : AGG_TIME_PROCESSING);
     if (st->time == AGG_TIME_EVENT && !tfield) {
+        st->err_key = "time";
         snprintf(err, errsz, "time: event needs time.field (a TIMESTAMP field, or an INT "
                  "field of epoch milliseconds)");
         return SPOKE_ERR_INVALID;
     }
     if (st->time == AGG_TIME_PROCESSING && tfield) {
+        st->err_key = "time.field";
         snprintf(err, errsz, "time.field '%.64s' is only read with time: event (time is "
                  "processing)", tfield);
         return SPOKE_ERR_INVALID;
@@ -349,23 +365,27 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
     st->lateness_ms = api->config_int(cfg, "allowed.lateness.ms");
     if (st->window == AGG_WIN_NONE) {
         if (size_set || adv_set) {
+            st->err_key = size_set ? "window.size.ms" : "window.advance.ms";
             snprintf(err, errsz, "%s needs window: tumbling or hopping (window is none)",
                      size_set ? "window.size.ms" : "window.advance.ms");
             return SPOKE_ERR_INVALID;
         }
         if (st->lateness_ms > 0) {
+            st->err_key = "allowed.lateness.ms";
             snprintf(err, errsz, "allowed.lateness.ms applies to windows (window is none)");
             return SPOKE_ERR_INVALID;
         }
         st->size_ms = st->advance_ms = 0;
     } else {
         if (!size_set || st->size_ms <= 0) {
+            st->err_key = size_set ? "window.size.ms" : "window";
             snprintf(err, errsz, "window: %s needs window.size.ms",
                      st->window == AGG_WIN_TUMBLING ? "tumbling" : "hopping");
             return SPOKE_ERR_INVALID;
         }
         if (st->window == AGG_WIN_TUMBLING) {
             if (adv_set && st->advance_ms != st->size_ms) {
+                st->err_key = "window.advance.ms";
                 snprintf(err, errsz, "window.advance.ms is for hopping windows (tumbling "
                          "windows advance by window.size.ms)");
                 return SPOKE_ERR_INVALID;
@@ -373,17 +393,20 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
             st->advance_ms = st->size_ms;
         } else {
             if (!adv_set || st->advance_ms <= 0) {
+                st->err_key = adv_set ? "window.advance.ms" : "window";
                 snprintf(err, errsz, "window: hopping needs window.advance.ms (time between "
                          "window starts)");
                 return SPOKE_ERR_INVALID;
             }
             if (st->advance_ms > st->size_ms) {
+                st->err_key = "window.advance.ms";
                 snprintf(err, errsz, "window.advance.ms (%lld) must not exceed window.size.ms "
                          "(%lld): records between windows would be lost",
                          (long long)st->advance_ms, (long long)st->size_ms);
                 return SPOKE_ERR_INVALID;
             }
             if ((st->size_ms + st->advance_ms - 1) / st->advance_ms > AGG_MAX_WINDOWS_PER_RECORD) {
+                st->err_key = "window.size.ms";
                 snprintf(err, errsz, "window.size.ms / window.advance.ms is above %d windows "
                          "per record", AGG_MAX_WINDOWS_PER_RECORD);
                 return SPOKE_ERR_INVALID;
@@ -395,20 +418,24 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
     st->interval_ms = api->config_int(cfg, "emit.interval.ms");
     st->emit_on_idle = api->config_bool(cfg, "emit.on.idle");
     if (st->emit_on_idle && st->emit != AGG_EMIT_UPDATE) {
+        st->err_key = "emit.on.idle";
         snprintf(err, errsz, "emit.on.idle is for emit: update (complete and final emit on "
                  "their own schedule)");
         return SPOKE_ERR_INVALID;
     }
     if (st->emit_on_idle && !SPOKE_API_HAS(api, input_backlog)) {
+        st->err_key = "emit.on.idle";
         snprintf(err, errsz, "emit.on.idle needs a host that reports its input backlog");
         return SPOKE_ERR_INVALID;
     }
     if (st->emit == AGG_EMIT_FINAL && st->window == AGG_WIN_NONE) {
+        st->err_key = "emit";
         snprintf(err, errsz, "emit: final emits when a window closes: it needs window: "
                  "tumbling or hopping");
         return SPOKE_ERR_INVALID;
     }
     if (st->emit == AGG_EMIT_COMPLETE && st->interval_ms <= 0) {
+        st->err_key = key_set(cfg, api, "emit.interval.ms") ? "emit.interval.ms" : "emit";
         snprintf(err, errsz, "emit: complete needs emit.interval.ms > 0 (how often the whole "
                  "table is emitted)");
         return SPOKE_ERR_INVALID;
@@ -418,11 +445,13 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
     const char *const *items = NULL;
     size_t n = api->config_list(cfg, "aggregates", &items);
     if (n == 0) {
+        st->err_key = "aggregates";
         snprintf(err, errsz, "aggregates: give at least one name=function(field), "
                  "e.g. n=count()");
         return SPOKE_ERR_INVALID;
     }
     if (n > AGG_MAX_AGGS) {
+        st->err_key = "aggregates";
         snprintf(err, errsz, "aggregates: at most %d columns", AGG_MAX_AGGS);
         return SPOKE_ERR_INVALID;
     }
@@ -451,6 +480,7 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
         const char *what = i < st->ngf ? "group.by field" : "aggregate column";
         for (size_t r = 0; r < 3; r++)
             if (reserved[r] && strcmp(c, reserved[r]) == 0) {
+                st->err_key = i < st->ngf ? "group.by" : "aggregates";
                 snprintf(err, errsz, "%s '%s' clashes with the output column %s: rename it",
                          what, c, reserved[r]);
                 return SPOKE_ERR_INVALID;
@@ -459,6 +489,7 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
             const char *o = j < st->ngf ? st->fields[st->gfields[j]].name
                                         : st->aggs[j - st->ngf].name;
             if (strcmp(c, o) == 0) {
+                st->err_key = i < st->ngf ? "group.by" : "aggregates";
                 snprintf(err, errsz, "output column '%s' appears twice (group.by fields and "
                          "aggregate names share the output row)", c);
                 return SPOKE_ERR_INVALID;
@@ -477,15 +508,18 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
             if (strcmp(st->aggs[i].name, top_by) == 0)
                 st->top_col = (int)i;
         if (st->top_col < 0) {
+            st->err_key = "top.by";
             snprintf(err, errsz, "top.by '%.64s' is not an aggregate column", top_by);
             return SPOKE_ERR_INVALID;
         }
     }
     if (st->top_n > 0 && st->top_col < 0) {
+        st->err_key = "top.n";
         snprintf(err, errsz, "top.n needs top.by (the aggregate column that ranks groups)");
         return SPOKE_ERR_INVALID;
     }
     if ((st->top_n > 0 || top_by) && st->emit == AGG_EMIT_UPDATE) {
+        st->err_key = top_by ? "top.by" : "top.n";
         snprintf(err, errsz, "top.n and top.by apply to emit: complete or final (emit is "
                  "update)");
         return SPOKE_ERR_INVALID;

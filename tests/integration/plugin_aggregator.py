@@ -270,46 +270,62 @@ def test_unknown_property_rejected():
     assert r.returncode == 1 and "aggregates" in r.stderr, r.stderr
 
 
+# (config, the key the error points at, the reason)
 BAD_CONFIGS = [
-    ({"aggregates": ["total"]}, "aggregates item 1 'total': expected name=function(field)"),
-    ({"aggregates": ["n=count()", "t=median(x)"]}, "unknown function 'median'"),
-    ({"aggregates": ["t=sum()"]}, "sum() needs a field"),
-    ({"aggregates": ["t=sum(x"]}, "missing ')'"),
-    ({"aggregates": ["1t=sum(x)"]}, "column name '1t' must be a letter"),
-    ({"aggregates": ["t=sum(x) extra"]}, "unexpected text after ')'"),
-    ({"aggregates": ["t=sum(x)", "t=max(x)"]}, "output column 't' appears twice"),
-    ({"aggregates": ["g=sum(x)"]}, "output column 'g' appears twice"),
-    ({"aggregates": ["timestamp=sum(x)"]}, "clashes with the output column timestamp"),
-    ({"semantics": "table"}, "semantics table needs entity.key"),
-    ({"entity.key": "id"}, "entity.key is only used with semantics: table"),
-    ({"time": "event"}, "time: event needs time.field"),
-    ({"time": "processing", "time.field": "t"}, "time.field 't' is only read with time: event"),
-    ({"window": "tumbling"}, "window: tumbling needs window.size.ms"),
-    ({"window": "hopping", "window.size.ms": 1000}, "window: hopping needs window.advance.ms"),
+    ({"aggregates": ["total"]}, "aggregates",
+     "aggregates item 1 'total': expected name=function(field)"),
+    ({"aggregates": ["n=count()", "t=median(x)"]}, "aggregates", "unknown function 'median'"),
+    ({"aggregates": ["t=sum()"]}, "aggregates", "sum() needs a field"),
+    ({"aggregates": ["t=sum(x"]}, "aggregates", "missing ')'"),
+    ({"aggregates": ["1t=sum(x)"]}, "aggregates", "column name '1t' must be a letter"),
+    ({"aggregates": ["t=sum(x) extra"]}, "aggregates", "unexpected text after ')'"),
+    ({"aggregates": ["t=sum(x)", "t=max(x)"]}, "aggregates", "output column 't' appears twice"),
+    ({"aggregates": ["g=sum(x)"]}, "aggregates", "output column 'g' appears twice"),
+    ({"aggregates": ["timestamp=sum(x)"]}, "aggregates",
+     "clashes with the output column timestamp"),
+    ({"group.by": "timestamp"}, "group.by", "clashes with the output column timestamp"),
+    ({"group.by": ["g", "g"]}, "group.by", "group.by: field 'g' is listed twice"),
+    ({"group.by": "g" * 300}, "group.by", "group.by: field name 'ggg"),
+    ({"aggregates": ["s=sum(%s)" % ("x" * 300)]}, "aggregates", "an aggregate: field name 'xxx"),
+    ({"semantics": "table"}, "semantics", "semantics table needs entity.key"),
+    ({"entity.key": "id"}, "entity.key", "entity.key is only used with semantics: table"),
+    ({"time": "event"}, "time", "time: event needs time.field"),
+    ({"time": "processing", "time.field": "t"}, "time.field",
+     "time.field 't' is only read with time: event"),
+    ({"allowed.lateness.ms": 10}, "allowed.lateness.ms", "allowed.lateness.ms applies to windows"),
+    ({"window": "tumbling"}, "window", "window: tumbling needs window.size.ms"),
+    ({"window": "tumbling", "window.size.ms": 1000, "window.advance.ms": 500},
+     "window.advance.ms", "window.advance.ms is for hopping windows"),
+    ({"window": "hopping", "window.size.ms": 1000}, "window",
+     "window: hopping needs window.advance.ms"),
     ({"window": "hopping", "window.size.ms": 1000, "window.advance.ms": 2000},
-     "must not exceed window.size.ms"),
-    ({"window.size.ms": 1000}, "window.size.ms needs window: tumbling or hopping"),
-    ({"emit": "final"}, "emit: final emits when a window closes"),
-    ({"emit": "complete", "emit.interval.ms": 0}, "emit: complete needs emit.interval.ms > 0"),
-    ({"emit": "complete", "top.n": 3}, "top.n needs top.by"),
-    ({"emit": "complete", "top.by": "nope"}, "top.by 'nope' is not an aggregate column"),
-    ({"top.by": "n"}, "top.n and top.by apply to emit: complete or final"),
-    ({"emit": "complete", "emit.on.idle": True}, "emit.on.idle is for emit: update"),
+     "window.advance.ms", "must not exceed window.size.ms"),
+    ({"window.size.ms": 1000}, "window.size.ms", "window.size.ms needs window: tumbling or hopping"),
+    ({"window.advance.ms": 1000}, "window.advance.ms",
+     "window.advance.ms needs window: tumbling or hopping"),
+    ({"emit": "final"}, "emit", "emit: final emits when a window closes"),
+    ({"emit": "complete", "emit.interval.ms": 0}, "emit.interval.ms",
+     "emit: complete needs emit.interval.ms > 0"),
+    ({"emit": "complete", "top.n": 3}, "top.n", "top.n needs top.by"),
+    ({"emit": "complete", "top.by": "nope"}, "top.by", "top.by 'nope' is not an aggregate column"),
+    ({"top.by": "n"}, "top.by", "top.n and top.by apply to emit: complete or final"),
+    ({"emit": "complete", "emit.on.idle": True}, "emit.on.idle",
+     "emit.on.idle is for emit: update"),
 ]
 
 
 def test_bad_configurations_refused_with_reason():
     """Each bad aggregator config is refused before anything runs (the
     plugin's check between keys): `spoke validate` reports every one with
-    its reason, at the key the reason starts with when the file has it, and
-    `spoke run` refuses the file."""
+    its reason at the line of the key at fault, and `spoke run` refuses the
+    file."""
     with Spoke("", start=False) as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
         write_ndjson(inp, [{"g": "a", "x": 1, "t": BASE_T}])
         conns = ["connectors:",
                  "  - name: src", "    connector.class: file_source", "    topic: rows",
                  "    file: %s" % q(inp)]
-        for i, (cfg, _) in enumerate(BAD_CONFIGS):
+        for i, (cfg, _, _) in enumerate(BAD_CONFIGS):
             full = {"group.by": "g", "aggregates": ["n=count()"]}
             full.update(cfg)
             conns += ["  - name: bad%d" % i, "    connector.class: aggregator",
@@ -329,14 +345,13 @@ def test_bad_configurations_refused_with_reason():
         p = run_spoke("validate", "-c", sp.config)
         assert p.returncode == 1, p
         lines = p.stderr.splitlines()
-        for i, (cfg, want) in enumerate(BAD_CONFIGS):
+        for i, (cfg, key, want) in enumerate(BAD_CONFIGS):
             mine = [l for l in lines if "connector 'bad%d':" % i in l]
             assert len(mine) == 1 and want in mine[0], \
                 "config %r: %r lacks %r" % (cfg, mine, want)
-            reason = mine[0].split("connector 'bad%d': " % i, 1)[1]
-            for (j, k), ln in key_line.items():
-                if j == i and reason.startswith(k) and reason[len(k)] in " :'(":
-                    assert mine[0].startswith("%s:%d:" % (sp.config, ln)), (k, mine[0])
+            assert mine[0].startswith("%s:%d:5: " % (sp.config, key_line[(i, key)])), \
+                "config %r: the error should point at %s (line %d): %r" % (
+                    cfg, key, key_line[(i, key)], mine[0])
         assert "invalid: %d errors" % len(BAD_CONFIGS) in p.stderr, p.stderr
         p = run_spoke("run", "-c", sp.config)
         assert p.returncode == 1 and "semantics table needs entity.key" in p.stderr, p
