@@ -6,37 +6,75 @@
 
 /* Properties a connector config (and REST) may set: connection, security
  * credentials given inline, batching, timeouts. Nothing that loads code or
- * files, runs a command, or changes the plugin's delivery semantics. */
-#define KAFKACONF_COMMON_PROPS                                                               \
-    "bootstrap.servers", "client.id", "client.rack", "security.protocol", "sasl.mechanism",  \
-        "sasl.mechanisms", "sasl.username", "sasl.password", "ssl.ca.pem",                   \
-        "ssl.certificate.pem", "ssl.key.pem", "ssl.key.password",                            \
-        "ssl.endpoint.identification.algorithm", "enable.ssl.certificate.verification",      \
-        "socket.timeout.ms", "socket.keepalive.enable", "socket.connection.setup.timeout.ms", \
-        "connections.max.idle.ms", "reconnect.backoff.ms", "reconnect.backoff.max.ms",       \
-        "retry.backoff.ms", "retry.backoff.max.ms", "metadata.max.age.ms",                   \
-        "topic.metadata.refresh.interval.ms", "broker.address.family", "api.version.request", \
-        "allow.auto.create.topics", "debug", "message.max.bytes", "receive.message.max.bytes"
+ * files, runs a command, or changes the plugin's delivery semantics. Each
+ * list is an X macro, expanded twice: into the allow-lists (property
+ * names) and into the connector keys ("kafka.<property>") that
+ * kafkaconf_check names, which must live as long as the plugin. */
+#define KAFKACONF_COMMON_PROPS(X)                                                            \
+    X("bootstrap.servers") X("client.id") X("client.rack") X("security.protocol")            \
+    X("sasl.mechanism") X("sasl.mechanisms") X("sasl.username") X("sasl.password")           \
+    X("ssl.ca.pem") X("ssl.certificate.pem") X("ssl.key.pem") X("ssl.key.password")          \
+    X("ssl.endpoint.identification.algorithm") X("enable.ssl.certificate.verification")      \
+    X("socket.timeout.ms") X("socket.keepalive.enable")                                      \
+    X("socket.connection.setup.timeout.ms") X("connections.max.idle.ms")                     \
+    X("reconnect.backoff.ms") X("reconnect.backoff.max.ms") X("retry.backoff.ms")            \
+    X("retry.backoff.max.ms") X("metadata.max.age.ms")                                       \
+    X("topic.metadata.refresh.interval.ms") X("broker.address.family")                       \
+    X("api.version.request") X("allow.auto.create.topics") X("debug")                        \
+    X("message.max.bytes") X("receive.message.max.bytes")
+
+#define KAFKACONF_PRODUCER_PROPS(X)                                                          \
+    X("acks") X("request.required.acks") X("enable.idempotence") X("linger.ms")              \
+    X("queue.buffering.max.ms") X("batch.num.messages") X("batch.size")                      \
+    X("compression.type") X("compression.codec") X("compression.level")                      \
+    X("queue.buffering.max.messages") X("queue.buffering.max.kbytes")                        \
+    X("message.timeout.ms") X("delivery.timeout.ms") X("request.timeout.ms")                 \
+    X("message.send.max.retries") X("retries") X("max.in.flight.requests.per.connection")    \
+    X("max.in.flight") X("partitioner") X("sticky.partitioning.linger.ms")
+
+#define KAFKACONF_CONSUMER_PROPS(X)                                                          \
+    X("group.instance.id") X("session.timeout.ms") X("heartbeat.interval.ms")                \
+    X("max.poll.interval.ms") X("auto.offset.reset") X("fetch.min.bytes")                    \
+    X("fetch.max.bytes") X("fetch.wait.max.ms") X("fetch.error.backoff.ms")                  \
+    X("max.partition.fetch.bytes") X("fetch.message.max.bytes") X("queued.min.messages")     \
+    X("queued.max.messages.kbytes") X("partition.assignment.strategy") X("isolation.level")  \
+    X("check.crcs") X("coordinator.query.interval.ms")
+
+#define KAFKACONF_PROP(p) p,
+#define KAFKACONF_KEY(p) "kafka." p,
 
 const char *const kafkaconf_producer_props[] = {
-    KAFKACONF_COMMON_PROPS,
-    "acks", "request.required.acks", "enable.idempotence", "linger.ms",
-    "queue.buffering.max.ms", "batch.num.messages", "batch.size", "compression.type",
-    "compression.codec", "compression.level", "queue.buffering.max.messages",
-    "queue.buffering.max.kbytes", "message.timeout.ms", "delivery.timeout.ms",
-    "request.timeout.ms", "message.send.max.retries", "retries",
-    "max.in.flight.requests.per.connection", "max.in.flight", "partitioner",
-    "sticky.partitioning.linger.ms", NULL
+    KAFKACONF_COMMON_PROPS(KAFKACONF_PROP) KAFKACONF_PRODUCER_PROPS(KAFKACONF_PROP) NULL
 };
 
 const char *const kafkaconf_consumer_props[] = {
-    KAFKACONF_COMMON_PROPS,
-    "group.instance.id", "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms",
-    "auto.offset.reset", "fetch.min.bytes", "fetch.max.bytes", "fetch.wait.max.ms",
-    "fetch.error.backoff.ms", "max.partition.fetch.bytes", "fetch.message.max.bytes",
-    "queued.min.messages", "queued.max.messages.kbytes", "partition.assignment.strategy",
-    "isolation.level", "check.crcs", "coordinator.query.interval.ms", NULL
+    KAFKACONF_COMMON_PROPS(KAFKACONF_PROP) KAFKACONF_CONSUMER_PROPS(KAFKACONF_PROP) NULL
 };
+
+/* The same lists as connector keys, index for index. */
+static const char *const producer_keys[] = {
+    KAFKACONF_COMMON_PROPS(KAFKACONF_KEY) KAFKACONF_PRODUCER_PROPS(KAFKACONF_KEY) NULL
+};
+
+static const char *const consumer_keys[] = {
+    KAFKACONF_COMMON_PROPS(KAFKACONF_KEY) KAFKACONF_CONSUMER_PROPS(KAFKACONF_KEY) NULL
+};
+
+_Static_assert(sizeof(producer_keys) == sizeof(kafkaconf_producer_props), "parallel lists");
+_Static_assert(sizeof(consumer_keys) == sizeof(kafkaconf_consumer_props), "parallel lists");
+
+/* The static connector key "kafka.<prop>" of an allow-listed property, or
+ * NULL (the host refuses the others in connector configs). */
+static const char *connector_key(const char *prop)
+{
+    for (size_t i = 0; kafkaconf_producer_props[i]; i++)
+        if (strcmp(kafkaconf_producer_props[i], prop) == 0)
+            return producer_keys[i];
+    for (size_t i = 0; kafkaconf_consumer_props[i]; i++)
+        if (strcmp(kafkaconf_consumer_props[i], prop) == 0)
+            return consumer_keys[i];
+    return NULL;
+}
 
 void kafkaconf_health_init(struct kafkaconf_health *h, const struct spoke_host_api *api,
                            struct spoke_instance *inst)
@@ -114,32 +152,64 @@ static int set(rd_kafka_conf_t *conf, const char *k, const char *v, const char *
     return -1;
 }
 
+/*
+ * Applies the layers to conf: defaults, the worker's kafka.* (wc may be
+ * NULL), the connector's kafka.*, forced. On error, *bad is the connector
+ * property at fault (borrowed from cfg) or NULL when it is in another layer.
+ */
+static int apply_layers(rd_kafka_conf_t *conf, const struct spoke_host_api *api,
+                        const struct spoke_config *wc, const struct spoke_config *cfg,
+                        const char *const *defaults, const char *const *forced,
+                        const char **bad, char *errstr, size_t errstr_size)
+{
+    const char *name, *value;
+    *bad = NULL;
+    for (size_t i = 0; defaults && defaults[i]; i += 2)
+        if (set(conf, defaults[i], defaults[i + 1], "plugin default", errstr, errstr_size))
+            return -1;
+    for (size_t i = 0, n = wc ? api->config_prefixed(wc, "kafka.", 0, NULL, NULL) : 0; i < n;
+         i++) {
+        api->config_prefixed(wc, "kafka.", i, &name, &value);
+        if (set(conf, name, value, "worker kafka.*", errstr, errstr_size))
+            return -1;
+    }
+    for (size_t i = 0, n = api->config_prefixed(cfg, "kafka.", 0, NULL, NULL); i < n; i++) {
+        api->config_prefixed(cfg, "kafka.", i, &name, &value);
+        if (set(conf, name, value, "connector kafka.*", errstr, errstr_size)) {
+            *bad = name;
+            return -1;
+        }
+    }
+    for (size_t i = 0; forced && forced[i]; i += 2)
+        if (set(conf, forced[i], forced[i + 1], "required by the plugin", errstr, errstr_size))
+            return -1;
+    return 0;
+}
+
+int kafkaconf_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                    const char *const *defaults, const char *const *forced, const char **key,
+                    char *errstr, size_t errstr_size)
+{
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *bad = NULL;
+    int rc = apply_layers(conf, api, NULL, cfg, defaults, forced, &bad, errstr, errstr_size);
+    rd_kafka_conf_destroy(conf);
+    *key = rc == 0 || !bad ? NULL : connector_key(bad);
+    return rc;
+}
+
 rd_kafka_conf_t *kafkaconf_build(const struct spoke_host_api *api, struct spoke_instance *inst,
                                  const struct spoke_config *cfg, const char *const *defaults,
                                  const char *const *forced, struct kafkaconf_health *h,
                                  char *errstr, size_t errstr_size)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *name, *value;
-    for (size_t i = 0; defaults && defaults[i]; i += 2)
-        if (set(conf, defaults[i], defaults[i + 1], "plugin default", errstr, errstr_size))
-            goto fail;
     const struct spoke_config *wc = SPOKE_API_HAS(api, worker_config) ? api->worker_config(inst)
                                                                        : NULL;
-    for (size_t i = 0, n = wc ? api->config_prefixed(wc, "kafka.", 0, NULL, NULL) : 0; i < n;
-         i++) {
-        api->config_prefixed(wc, "kafka.", i, &name, &value);
-        if (set(conf, name, value, "worker kafka.*", errstr, errstr_size))
-            goto fail;
-    }
-    for (size_t i = 0, n = api->config_prefixed(cfg, "kafka.", 0, NULL, NULL); i < n; i++) {
-        api->config_prefixed(cfg, "kafka.", i, &name, &value);
-        if (set(conf, name, value, "connector kafka.*", errstr, errstr_size))
-            goto fail;
-    }
-    for (size_t i = 0; forced && forced[i]; i += 2)
-        if (set(conf, forced[i], forced[i + 1], "required by the plugin", errstr, errstr_size))
-            goto fail;
+    const char *bad;
+    if (apply_layers(conf, api, wc, cfg, defaults, forced, &bad, errstr, errstr_size))
+        goto fail;
+    /* Not in kafkaconf_check: the worker section may name the brokers. */
     size_t bsn = 0;
     if (rd_kafka_conf_get(conf, "bootstrap.servers", NULL, &bsn) != RD_KAFKA_CONF_OK || bsn <= 1) {
         snprintf(errstr, errstr_size, "no Kafka brokers: set kafka.bootstrap.servers in the "

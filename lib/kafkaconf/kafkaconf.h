@@ -52,4 +52,23 @@ rd_kafka_conf_t *kafkaconf_build(const struct spoke_host_api *api, struct spoke_
                                  const char *const *forced, struct kafkaconf_health *h,
                                  char *errstr, size_t errstr_size);
 
+/*
+ * For a plugin's check entry (no instance): applies defaults, the
+ * connector's kafka.* properties and forced, as kafkaconf_build does, to a
+ * fresh librdkafka config and destroys it, so a bad value (or a property
+ * this librdkafka does not know) is refused before the connector runs.
+ * Without side effects: rd_kafka_conf_set only parses the allow-listed
+ * properties (none names a file or loads code; the host refuses those in
+ * connector configs before any check). The worker's kafka.* layer is not
+ * seen, so what it may provide (the broker list) is left to
+ * kafkaconf_build. Needs api->config_prefixed.
+ * Returns 0, or -1 with errstr set (the message kafkaconf_build gives) and
+ * *key the connector key at fault ("kafka.<property>", a static string
+ * that lives as long as the plugin), or NULL when the fault is not in one
+ * of the connector's properties.
+ */
+int kafkaconf_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                    const char *const *defaults, const char *const *forced, const char **key,
+                    char *errstr, size_t errstr_size);
+
 #endif

@@ -123,6 +123,26 @@ static void ks_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op
         s->api->sink_record_failed(s->inst, m->_private, SPOKE_ERR_IO, why);
 }
 
+/* Rules between keys and inside values that the config table cannot say;
+ * the host runs this before init (spoke validate, load, REST), and init
+ * runs it again, so they live here only. No side effects: the librdkafka
+ * properties are applied to a config that is destroyed (kafkaconf_check). */
+static int ks_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                    const char **key, char *errstr, size_t errstr_size)
+{
+    *key = NULL;
+    if (api->config_bool(cfg, "topic.create") && !api->config_string(cfg, "target.topic")) {
+        *key = "topic.create";
+        snprintf(errstr, errstr_size, "topic.create needs target.topic");
+        return SPOKE_ERR_INVALID;
+    }
+    if (!SPOKE_API_HAS(api, config_prefixed))
+        return SPOKE_OK; /* init refuses such a host */
+    if (kafkaconf_check(api, cfg, ks_defaults, NULL, key, errstr, errstr_size) != 0)
+        return SPOKE_ERR_INVALID;
+    return SPOKE_OK;
+}
+
 static int ks_init(const struct spoke_host_api *api, struct spoke_instance *inst,
                    const struct spoke_config *cfg, void **out, char *errstr, size_t errstr_size)
 {
@@ -130,6 +150,10 @@ static int ks_init(const struct spoke_host_api *api, struct spoke_instance *inst
         snprintf(errstr, errstr_size, "kafka_sink needs a newer host (sink_record_failed, config_prefixed)");
         return SPOKE_ERR_STATE;
     }
+    const char *bad_key; /* the host ran ks_check already; init keeps the rules for itself */
+    int rc = ks_check(api, cfg, &bad_key, errstr, errstr_size);
+    if (rc != SPOKE_OK)
+        return rc;
     struct ks *s = calloc(1, sizeof(*s));
     if (!s) {
         snprintf(errstr, errstr_size, "out of memory");
@@ -173,11 +197,7 @@ static int ks_start(void *st, char *errstr, size_t errstr_size)
 {
     struct ks *s = st;
     if (!s->create)
-        return SPOKE_OK;
-    if (!s->target) {
-        snprintf(errstr, errstr_size, "topic.create needs target.topic");
-        return SPOKE_ERR_INVALID;
-    }
+        return SPOKE_OK; /* with topic.create, ks_check saw target.topic set */
     char why[256];
     rd_kafka_NewTopic_t *nt = rd_kafka_NewTopic_new(s->target, s->partitions, s->replication,
                                                     why, sizeof(why));
@@ -454,6 +474,7 @@ static const struct spoke_plugin kafka_sink = {
     .put         = ks_put,
     .flush       = ks_flush,
     .destroy     = ks_destroy,
+    .check       = ks_check,
 };
 
 SPOKE_EXPORT const struct spoke_plugin *spoke_plugin_entry(void) { return &kafka_sink; }

@@ -776,6 +776,122 @@ static int valid_topic(const char *t)
     return 1;
 }
 
+/* The pattern librdkafka subscribes to for source.topics.regex, compiled
+ * into *re: a subscription starting with '^' is a regex (POSIX extended on
+ * this platform); anchoring both ends makes it match whole names, like the
+ * host's topics.regex. On success the caller frees *pattern and regfrees
+ * *re. */
+static int ksrc_compile(const char *regex, char **pattern, regex_t *re, char *errstr,
+                        size_t errstr_size)
+{
+    size_t n = strlen(regex) + 5;
+    if (!(*pattern = malloc(n))) {
+        snprintf(errstr, errstr_size, "out of memory");
+        return SPOKE_ERR_NOMEM;
+    }
+    snprintf(*pattern, n, "^(%s)$", regex);
+    int rerr = regcomp(re, *pattern, REG_EXTENDED | REG_NOSUB);
+    if (rerr != 0) {
+        char why[128];
+        regerror(rerr, re, why, sizeof(why));
+        regfree(re);
+        free(*pattern);
+        *pattern = NULL;
+        snprintf(errstr, errstr_size, "source.topics.regex: %s", why);
+        return SPOKE_ERR_INVALID;
+    }
+    return SPOKE_OK;
+}
+
+/* The librdkafka layers of kafkaconf_build: defaults (resume from the
+ * beginning when the group has no offset, and keep the prefetch queue
+ * small: bounded memory) and what the delivery guarantee depends on
+ * (offsets are committed by this plugin only, after the host acknowledged
+ * them; assign mode has no group at all, even when the worker section
+ * names one). */
+struct ksrc_layers {
+    const char *defaults[9];
+    const char *forced[9];
+};
+
+static void ksrc_layers_init(struct ksrc_layers *l, int assign, const char *client_id,
+                             const char *group)
+{
+    *l = (struct ksrc_layers){
+        .defaults = {
+            "client.id", client_id,
+            "auto.offset.reset", "earliest",
+            "queued.max.messages.kbytes", "16384",
+            "queued.min.messages", "100000",
+            NULL
+        },
+        .forced = {
+            "group.id", assign ? "" : group,
+            "enable.auto.commit", "false",
+            "enable.auto.offset.store", "false",
+            "enable.partition.eof", "false",
+            NULL
+        },
+    };
+}
+
+/* Rules between keys and inside values that the config table cannot say;
+ * the host runs this before init (spoke validate, load, REST), and init
+ * runs it again, so they live here only. No side effects: the regex is
+ * compiled and freed, the librdkafka properties are applied to a config
+ * that is destroyed (kafkaconf_check). */
+static int ksrc_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                      const char **key, char *errstr, size_t errstr_size)
+{
+    int assign = strcmp(api->config_string(cfg, "consumer.mode"), "assign") == 0;
+    const char *group = api->config_string(cfg, "group.id");
+    const char *regex = api->config_string(cfg, "source.topics.regex");
+    const char *const *topics = NULL;
+    size_t ntopics = api->config_list(cfg, "source.topics", &topics);
+    *key = NULL;
+    if (assign && group) {
+        *key = "group.id";
+        snprintf(errstr, errstr_size, "group.id cannot be set with consumer.mode assign: assign "
+                 "mode joins no consumer group and resumes from the host's offset store; "
+                 "remove group.id, or use consumer.mode group");
+        return SPOKE_ERR_INVALID;
+    }
+    if ((ntopics > 0) == (regex != NULL)) {
+        *key = regex ? "source.topics.regex" : "source.topics";
+        snprintf(errstr, errstr_size, "set exactly one of source.topics (a list of Kafka topics) "
+                 "and source.topics.regex");
+        return SPOKE_ERR_INVALID;
+    }
+    for (size_t i = 0; i < ntopics; i++) {
+        if (!valid_topic(topics[i])) {
+            *key = "source.topics";
+            snprintf(errstr, errstr_size, "source.topics: '%.64s' is not a valid Kafka topic "
+                     "name ([a-zA-Z0-9._-], 1 to 249 characters)", topics[i]);
+            return SPOKE_ERR_INVALID;
+        }
+    }
+    if (regex) {
+        char *pattern;
+        regex_t re;
+        int rc = ksrc_compile(regex, &pattern, &re, errstr, errstr_size);
+        if (rc != SPOKE_OK) {
+            *key = rc == SPOKE_ERR_INVALID ? "source.topics.regex" : NULL;
+            return rc;
+        }
+        regfree(&re);
+        free(pattern);
+    }
+    if (!SPOKE_API_HAS(api, config_prefixed))
+        return SPOKE_OK; /* init refuses such a host */
+    /* The values of client.id and group.id are the instance's; any text
+     * is valid there. */
+    struct ksrc_layers l;
+    ksrc_layers_init(&l, assign, "spoke-check", group ? group : "spoke-check");
+    if (kafkaconf_check(api, cfg, l.defaults, l.forced, key, errstr, errstr_size) != 0)
+        return SPOKE_ERR_INVALID;
+    return SPOKE_OK;
+}
+
 static void ksrc_free(struct ksrc *s)
 {
     while (s->nparts)
@@ -803,6 +919,10 @@ static int ksrc_init(const struct spoke_host_api *api, struct spoke_instance *in
                  "kafka_source needs a newer host (emit_error, config_prefixed, worker_config)");
         return SPOKE_ERR_STATE;
     }
+    const char *bad_key; /* the host ran ksrc_check already; init keeps the rules for itself */
+    int rc = ksrc_check(api, cfg, &bad_key, errstr, errstr_size);
+    if (rc != SPOKE_OK)
+        return rc;
     struct ksrc *s = calloc(1, sizeof(*s));
     if (!s) {
         snprintf(errstr, errstr_size, "out of memory");
@@ -822,15 +942,8 @@ static int ksrc_init(const struct spoke_host_api *api, struct spoke_instance *in
     const char *group = api->config_string(cfg, "group.id");
     const char *regex = api->config_string(cfg, "source.topics.regex");
     s->ntopics = api->config_list(cfg, "source.topics", &s->topics);
-    int rc = SPOKE_ERR_INVALID;
+    rc = SPOKE_ERR_INVALID;
 
-    /* Cross-key rules the config table cannot express. */
-    if (s->assign && group) {
-        snprintf(errstr, errstr_size, "group.id cannot be set with consumer.mode assign: assign "
-                 "mode joins no consumer group and resumes from the host's offset store; "
-                 "remove group.id, or use consumer.mode group");
-        goto fail;
-    }
     if (!s->assign && !group) {
         /* Like Kafka Connect's connect-<name>: one group per connector. */
         const char *name = api->instance_name(inst);
@@ -844,39 +957,12 @@ static int ksrc_init(const struct spoke_host_api *api, struct spoke_instance *in
         snprintf(s->default_group, len, "spoke-%s", name);
         group = s->default_group;
     }
-    if ((s->ntopics > 0) == (regex != NULL)) {
-        snprintf(errstr, errstr_size, "set exactly one of source.topics (a list of Kafka topics) "
-                 "and source.topics.regex");
-        goto fail;
-    }
-    for (size_t i = 0; i < s->ntopics; i++) {
-        if (!valid_topic(s->topics[i])) {
-            snprintf(errstr, errstr_size, "source.topics: '%.64s' is not a valid Kafka topic "
-                     "name ([a-zA-Z0-9._-], 1 to 249 characters)", s->topics[i]);
-            goto fail;
-        }
-    }
     if (regex) {
-        /* librdkafka treats a subscription starting with '^' as a regex
-         * (POSIX extended on this platform); anchoring both ends makes it
-         * match whole names, like the host's topics.regex. */
-        size_t n = strlen(regex) + 5;
-        s->pattern = malloc(n);
-        if (!s->pattern) {
-            snprintf(errstr, errstr_size, "out of memory");
-            rc = SPOKE_ERR_NOMEM;
+        rc = ksrc_compile(regex, &s->pattern, &s->re, errstr, errstr_size);
+        if (rc != SPOKE_OK)
             goto fail;
-        }
-        snprintf(s->pattern, n, "^(%s)$", regex);
-        int rerr = regcomp(&s->re, s->pattern, REG_EXTENDED | REG_NOSUB);
-        if (rerr != 0) {
-            char why[128];
-            regerror(rerr, &s->re, why, sizeof(why));
-            regfree(&s->re);
-            snprintf(errstr, errstr_size, "source.topics.regex: %s", why);
-            goto fail;
-        }
         s->have_re = 1; /* assign mode matches the cluster's topics with it */
+        rc = SPOKE_ERR_INVALID;
     }
     if (s->assign && !(s->msgs = calloc((size_t)s->batch_max, sizeof(*s->msgs)))) {
         snprintf(errstr, errstr_size, "out of memory");
@@ -891,26 +977,9 @@ static int ksrc_init(const struct spoke_host_api *api, struct spoke_instance *in
 
     char client_id[160];
     snprintf(client_id, sizeof(client_id), "spoke-%s", api->instance_name(inst));
-    /* Defaults: resume from the beginning when the group has no offset, and
-     * keep the prefetch queue small (bounded memory). */
-    const char *const defaults[] = {
-        "client.id", client_id,
-        "auto.offset.reset", "earliest",
-        "queued.max.messages.kbytes", "16384",
-        "queued.min.messages", "100000",
-        NULL
-    };
-    /* What the delivery guarantee depends on: offsets are committed by this
-     * plugin only, after the host acknowledged them. Assign mode has no
-     * group at all, even when the worker section names one. */
-    const char *const forced[] = {
-        "group.id", s->assign ? "" : group,
-        "enable.auto.commit", "false",
-        "enable.auto.offset.store", "false",
-        "enable.partition.eof", "false",
-        NULL
-    };
-    rd_kafka_conf_t *conf = kafkaconf_build(api, inst, cfg, defaults, forced, &s->h, errstr,
+    struct ksrc_layers l;
+    ksrc_layers_init(&l, s->assign, client_id, group);
+    rd_kafka_conf_t *conf = kafkaconf_build(api, inst, cfg, l.defaults, l.forced, &s->h, errstr,
                                             errstr_size);
     if (!conf)
         goto fail;
@@ -1426,6 +1495,7 @@ static const struct spoke_plugin kafka_source = {
     .committed   = ksrc_committed,
     .stop        = ksrc_stop,
     .destroy     = ksrc_destroy,
+    .check       = ksrc_check,
 };
 
 /* The plugin's only exported symbol: returns the constant descriptor. */

@@ -12,6 +12,9 @@
   is acknowledged meanwhile, and everything arrives once they are back.
 - Connector configs may not set code/file-loading librdkafka properties or
   properties outside the allow-list; the worker section may.
+- The plugin's check refuses, before anything runs (spoke validate, spoke
+  run, REST), topic.create without target.topic and librdkafka values that
+  librdkafka refuses, at the key's line.
 """
 import json
 import os
@@ -287,13 +290,19 @@ connectors:
             p = validate(base + "    %s: x\n" % key)
             assert p.returncode != 0, key
             assert want in p.stdout + p.stderr, (key, p.stdout + p.stderr)
-        # A librdkafka-level error in an allowed property fails init, naming it.
-        with Spoke("connectors:\n  - name: out\n    connector.class: kafka_sink\n"
-                   "    topics: t\n    kafka.linger.ms: nope\n",
+        # A librdkafka-level error in an allowed property is refused before
+        # the connector runs (the plugin's check), naming it.
+        p = validate(base + "    kafka.linger.ms: nope\n")
+        assert p.returncode == 1 and "linger.ms" in p.stderr, p
+        with Spoke("connectors: []\n",
                    extra_worker={"kafka.bootstrap.servers": cl.bootstrap}) as sp:
-            st = sp.wait_state("out", "FAILED")
-            assert "linger.ms" in st["trace"], st
             api = Api(sp)
+            api.wait_healthy()
+            r = api.call("PUT", "/connectors/out/config",
+                         body={"connector.class": "kafka_sink", "topics": "t",
+                               "kafka.linger.ms": "nope"})
+            assert r.status == 400 and "linger.ms" in r.json["message"], r
+            assert api.get("/connectors").json == [], "a refused connector was created"
             r = api.call("PUT", "/connectors/k2/config",
                          body={"connector.class": "kafka_sink", "topics": "t",
                                "kafka.ssl.key.location": "/etc/shadow"})
@@ -308,6 +317,71 @@ connectors:
             assert "hunter2" not in r.raw.decode(), r
             assert "hunter2" not in sp.log()
 
+
+
+def test_checks_between_keys_refuse_before_running():
+    """The rules the config table cannot say (topic.create needs
+    target.topic; the values of the connector's librdkafka properties) are
+    the plugin's check: a config that breaks one is refused before anything
+    runs, no Kafka needed. `spoke validate` and `spoke run` exit 1 with the
+    reason at the key's line; REST answers 400 and creates nothing,
+    config/validate counts the error on the key."""
+    import tempfile
+    import resttest
+    # (key named, extra lines, reason)
+    cases = [("topic.create", "    topic.create: true\n", "topic.create needs target.topic"),
+             ("kafka.linger.ms", "    kafka.linger.ms: abc\n",
+              "librdkafka property 'linger.ms' (connector kafka.*): Invalid value"),
+             ("kafka.compression.type", "    target.topic: out\n    kafka.compression.type: rar\n",
+              "librdkafka property 'compression.type' (connector kafka.*): Invalid value")]
+    with tempfile.TemporaryDirectory(prefix="spoke-ksink-") as tmp:
+        path = os.path.join(tmp, "c.yaml")
+        for key, extra, want in cases:
+            with open(path, "w") as f:
+                f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n" % (
+                    spoketest.q(spoketest.PLUGIN_DIR), spoketest.q(os.path.join(tmp, "state"))))
+                f.write("connectors:\n  - name: out\n    connector.class: kafka_sink\n"
+                        "    topics: t\n" + extra)
+            with open(path) as f:
+                line = [i + 1 for i, l in enumerate(f) if l.startswith("    %s:" % key)][0]
+            p = spoketest.run_spoke("validate", "-c", path)
+            assert p.returncode == 1, "%s: %r" % (key, p)
+            prefix = "%s:%d:5: connector 'out': " % (path, line)
+            assert prefix in p.stderr and want in p.stderr, \
+                "%s: %r lacks %r and %r" % (key, p.stderr, prefix, want)
+            assert len(p.stderr.splitlines()) == 2, "one error expected: %r" % p.stderr
+            p = spoketest.run_spoke("run", "-c", path)
+            assert p.returncode == 1 and want in p.stderr, "%s: %r" % (key, p)
+        # What the rules allow passes.
+        with open(path, "w") as f:
+            f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n" % (
+                spoketest.q(spoketest.PLUGIN_DIR), spoketest.q(os.path.join(tmp, "state"))))
+            f.write("connectors:\n  - name: out\n    connector.class: kafka_sink\n"
+                    "    topics: t\n    target.topic: out\n    topic.create: true\n"
+                    "    kafka.linger.ms: \"20\"\n    kafka.compression.type: zstd\n")
+        p = spoketest.run_spoke("validate", "-c", path)
+        assert p.returncode == 0, p
+
+    sp, api = resttest.rest_spoke("connectors: []\n")
+    with sp:
+        base = {"connector.class": "kafka_sink", "topics": "t"}
+        rest_cases = [("topic.create", {"topic.create": "true"}, cases[0][2]),
+                      ("kafka.linger.ms", {"kafka.linger.ms": "abc"}, cases[1][2]),
+                      ("kafka.compression.type", {"kafka.compression.type": "rar"}, cases[2][2])]
+        for key, extra, want in rest_cases:
+            body = dict(base, **extra)
+            r = resttest.expect(api.call("POST", "/connectors",
+                                         body={"name": "out", "config": body}), 400, key)
+            assert want in r.json["message"], (key, r.json)
+            r = resttest.expect(api.call("PUT", "/connectors/out/config", body=body), 400, key)
+            assert want in r.json["message"], (key, r.json)
+            assert api.get("/connectors").json == [], "a refused connector was created"
+            r = resttest.expect(api.call("PUT", "/connector-plugins/kafka_sink/config/validate",
+                                         body=body), 200, key).json
+            errs = {c["value"]["name"]: c["value"]["errors"] for c in r["configs"]
+                    if c["value"]["errors"]}
+            assert r["error_count"] == 1 and list(errs) == [key] and want in errs[key][0], \
+                (key, r["error_count"], errs)
 
 if __name__ == "__main__":
     main(globals())

@@ -16,8 +16,9 @@ bounded stop when the coordinator is slow; a consumer group of two spokes
 splits the partitions and the survivor of a kill -9 takes the other's over
 (eager and cooperative-sticky); connector configs cannot set properties
 that load files or code or that would break the delivery guarantee (spoke
-validate and REST); config errors init finds (e.g. group.id missing in
-group mode) fail the connector clearly. consumer.mode=assign is covered by
+validate and REST); the rules between keys and bad librdkafka values are
+refused before anything runs (spoke validate, spoke run, REST); config
+errors only init finds (no brokers anywhere) fail the connector clearly. consumer.mode=assign is covered by
 plugin_kafka_source_assign.py.
 """
 import collections
@@ -219,26 +220,95 @@ def _validate_worker(connectors, worker_extra):
         return spoketest.run_spoke("validate", "-c", path)
 
 
+def test_checks_between_keys_refuse_before_running():
+    """The rules the config table cannot say (keys that go together or
+    exclude each other, topic names, the regex, the values of the
+    connector's librdkafka properties) are the plugin's check: a config that
+    breaks one is refused before anything runs, no Kafka needed. `spoke
+    validate` and `spoke run` exit 1 with the reason at the key's line (at
+    the connector when the key is missing); REST answers 400 and creates
+    nothing, config/validate counts the error on the key."""
+    import resttest
+    import tempfile
+    # (key named, extra lines, reason)
+    cases = [("group.id", "    source.topics: in\n    consumer.mode: assign\n    group.id: g\n",
+              "group.id cannot be set with consumer.mode assign"),
+             ("source.topics.regex", "    source.topics: in\n    source.topics.regex: \"x.*\"\n",
+              "set exactly one of source.topics (a list of Kafka topics) and "
+              "source.topics.regex"),
+             ("source.topics", "    group.id: g\n",
+              "set exactly one of source.topics (a list of Kafka topics) and "
+              "source.topics.regex"),
+             ("source.topics", "    source.topics: [in, \"bad topic!\"]\n",
+              "source.topics: 'bad topic!' is not a valid Kafka topic name"),
+             ("source.topics.regex", "    source.topics.regex: \"a(b\"\n",
+              "source.topics.regex: "),
+             ("kafka.fetch.wait.max.ms", "    source.topics: in\n    kafka.fetch.wait.max.ms: abc\n",
+              "librdkafka property 'fetch.wait.max.ms' (connector kafka.*): Invalid value")]
+    with tempfile.TemporaryDirectory(prefix="spoke-ksrc-") as tmp:
+        path = os.path.join(tmp, "c.yaml")
+        for key, extra, want in cases:
+            with open(path, "w") as f:
+                f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n" % (
+                    q(PLUGIN_DIR), q(os.path.join(tmp, "state"))))
+                f.write("connectors:\n  - name: src\n    connector.class: kafka_source\n"
+                        "    topic: recs\n" + extra)
+            with open(path) as f:
+                text = f.readlines()
+            at = [i + 1 for i, l in enumerate(text) if l.startswith("    %s:" % key)]
+            # A missing key: the error points at the connector.
+            prefix = ("%s:%d:5: connector 'src': " % (path, at[0]) if at else
+                      "%s:%d:" % (path, text.index("  - name: src\n") + 1))
+            p = spoketest.run_spoke("validate", "-c", path)
+            assert p.returncode == 1, "%s: %r" % (key, p)
+            assert prefix in p.stderr and want in p.stderr, \
+                "%s: %r lacks %r and %r" % (key, p.stderr, prefix, want)
+            assert len(p.stderr.splitlines()) == 2, "one error expected: %r" % p.stderr
+            p = spoketest.run_spoke("run", "-c", path)
+            assert p.returncode == 1 and want in p.stderr, "%s: %r" % (key, p)
+        # What the rules allow passes.
+        with open(path, "w") as f:
+            f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n" % (
+                q(PLUGIN_DIR), q(os.path.join(tmp, "state"))))
+            f.write("connectors:\n  - name: src\n    connector.class: kafka_source\n"
+                    "    topic: recs\n    source.topics.regex: \"in\\\\..*\"\n"
+                    "    consumer.mode: assign\n    kafka.fetch.wait.max.ms: \"100\"\n")
+        p = spoketest.run_spoke("validate", "-c", path)
+        assert p.returncode == 0, p
+
+    sp, api = resttest.rest_spoke("connectors: []\n")
+    with sp:
+        base = {"connector.class": "kafka_source", "topic": "recs"}
+        rest_cases = [("group.id", {"source.topics": "in", "consumer.mode": "assign",
+                                    "group.id": "g"}, cases[0][2]),
+                      ("source.topics.regex", {"source.topics": "in",
+                                               "source.topics.regex": "x.*"}, cases[1][2]),
+                      ("source.topics", {"group.id": "g"}, cases[2][2]),
+                      ("source.topics", {"source.topics": "in,bad topic!"}, cases[3][2]),
+                      ("source.topics.regex", {"source.topics.regex": "a(b"}, cases[4][2]),
+                      ("kafka.fetch.wait.max.ms", {"source.topics": "in",
+                                                   "kafka.fetch.wait.max.ms": "abc"},
+                       cases[5][2])]
+        for key, extra, want in rest_cases:
+            body = dict(base, **extra)
+            r = resttest.expect(api.call("POST", "/connectors",
+                                         body={"name": "src", "config": body}), 400, key)
+            assert want in r.json["message"], (key, r.json)
+            r = resttest.expect(api.call("PUT", "/connectors/src/config", body=body), 400, key)
+            assert want in r.json["message"], (key, r.json)
+            assert api.get("/connectors").json == [], "a refused connector was created"
+            r = resttest.expect(api.call("PUT", "/connector-plugins/kafka_source/config/validate",
+                                         body=body), 200, key).json
+            errs = {c["value"]["name"]: c["value"]["errors"] for c in r["configs"]
+                    if c["value"]["errors"]}
+            assert r["error_count"] == 1 and list(errs) == [key] and want in errs[key][0], \
+                (key, r["error_count"], errs)
+
+
 def test_init_errors_fail_with_reason():
-    """Config errors only init can see fail the connector with a clear
-    trace; the host and the other connectors keep running."""
-    with start_cluster(1, {"in": 1}) as c:
-        conns = (source(["in"], group="g1", name="both", extra="    source.topics.regex: \"x.*\"\n")
-                 + "  - name: neither\n    connector.class: kafka_source\n    topic: recs\n"
-                   "    group.id: g2\n"
-                 + source(regex="a(b", name="badre", group="g3")
-                 + source(["bad topic!"], name="badname", group="g4")
-                 + file_sink("/dev/null"))
-        with kafka_spoke(c, conns) as s:
-            for name, want in (("both", "set exactly one of source.topics"),
-                               ("neither", "set exactly one of source.topics"),
-                               ("badre", "source.topics.regex: "),
-                               ("badname", "'bad topic!' is not a valid Kafka topic name")):
-                s.wait_state(name, "FAILED")
-                trace = s.connector(name).get("trace") or ""
-                assert want in trace, "%s: trace %r lacks %r" % (name, trace, want)
-            s.wait_state("out", "RUNNING")
-    # No brokers configured anywhere.
+    """Config errors only init can see (the worker section may name the
+    brokers, so their absence is found at init) fail the connector with a
+    clear trace."""
     with Spoke("connectors:\n" + source(["in"]) + file_sink("/dev/null")) as s:
         s.wait_state("src", "FAILED")
         assert "no Kafka brokers" in (s.connector("src").get("trace") or "")
