@@ -25,6 +25,7 @@
  * every URL is shown with the key replaced by ***, and every message is
  * scrubbed of the key (as given and URL-encoded) before it leaves.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -155,11 +156,18 @@ static void mask_in(char *s, size_t size, const char *secret)
     }
 }
 
+/* The key as given and as it appears in a URL (either may be NULL) masked
+ * in s. */
+static void scrub_key(const char *key, const char *key_escaped, char *s, size_t size)
+{
+    mask_in(s, size, key);
+    mask_in(s, size, key_escaped);
+}
+
 /* Every message that leaves the plugin goes through here. */
 static void scrub(const struct hs_state *st, char *s, size_t size)
 {
-    mask_in(s, size, st->key);
-    mask_in(s, size, st->key_escaped);
+    scrub_key(st->key, st->key_escaped, s, size);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -216,40 +224,52 @@ static char *expand(const char *tmpl, const char *item, const char *key)
     return s;
 }
 
-/* Checks the url template against items and api.key. */
-static int check_url_template(const struct hs_state *st, const char *url, size_t nitems,
+/* Whether s holds placeholder ph. */
+static int has_placeholder(const char *s, int ph)
+{
+    size_t plen;
+    for (const char *p = strchr(s, '{'); p; p = strchr(p + 1, '{'))
+        if (placeholder(p, &plen) == ph)
+            return 1;
+    return 0;
+}
+
+/* Checks the url template against items and api.key (has_secret: set and
+ * not empty). 0, or -1 with errstr set and *key the key at fault. */
+static int check_url_template(const char *url, size_t nitems, int has_secret, const char **key,
                               char *errstr, size_t errstr_size)
 {
-    int has_item = 0, has_key = 0;
     size_t plen;
-    for (const char *p = strchr(url, '{'); p; p = strchr(p + 1, '{')) {
-        int ph = placeholder(p, &plen);
-        if (ph == PH_NONE) {
+    for (const char *p = strchr(url, '{'); p; p = strchr(p + 1, '{'))
+        if (placeholder(p, &plen) == PH_NONE) {
+            *key = "url";
             snprintf(errstr, errstr_size, "url: unknown placeholder at '%.20s' (only {item} and "
                      "{api.key}; write a literal brace as %%7B)", p);
             return -1;
         }
-        has_item |= ph == PH_ITEM;
-        has_key |= ph == PH_KEY;
-    }
+    int has_item = has_placeholder(url, PH_ITEM);
     if (has_item && !nitems) {
+        *key = "url";
         snprintf(errstr, errstr_size, "url uses {item} but items is empty");
         return -1;
     }
     if (nitems && !has_item) {
+        *key = "items";
         snprintf(errstr, errstr_size, "items has %zu entries but url has no {item}: every one "
                  "would poll the same URL", nitems);
         return -1;
     }
-    if (has_key && !st->key) {
+    if (!has_secret && has_placeholder(url, PH_KEY)) {
+        *key = "url";
         snprintf(errstr, errstr_size, "url uses {api.key} but api.key is not set");
         return -1;
     }
     return 0;
 }
 
-/* A header line "Name: value": a token, a colon, no control characters. */
-static int check_header(const char *h, char *errstr, size_t errstr_size)
+/* A header line "Name: value": a token, a colon, no control characters;
+ * {api.key} only with an api.key (has_secret). 0, or -1 with errstr set. */
+static int check_header(const char *h, int has_secret, char *errstr, size_t errstr_size)
 {
     static const char tchar[] = "!#$%&'*+-.^_`|~";
     const char *p = h;
@@ -262,32 +282,48 @@ static int check_header(const char *h, char *errstr, size_t errstr_size)
     }
     for (; *p; p++)
         if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f) {
-            snprintf(errstr, errstr_size, "headers: '%.60s' holds a control character", h);
+            snprintf(errstr, errstr_size, "headers: '%.60s' holds a control character (0x%02x at "
+                     "byte %zu)", h, (unsigned)(unsigned char)*p, (size_t)(p - h));
             return -1;
         }
+    if (!has_secret && has_placeholder(h, PH_KEY)) {
+        snprintf(errstr, errstr_size, "headers use {api.key} but api.key is not set");
+        return -1;
+    }
     return 0;
 }
 
-static int setup_headers(struct hs_state *st, const char *const *hdrs, size_t n, int *uses_key,
-                         char *errstr, size_t errstr_size)
+/* The URL of one item (NULL without items), as fetched (the key escaped in
+ * it; NULL: {api.key} left as is) and as shown (the key masked). 0 with two
+ * new strings (free()), or -1 on out-of-memory with both NULL. */
+static int item_urls(const char *url, const char *item, const char *key_escaped, char **fetched,
+                     char **shown)
 {
-    size_t plen;
+    char *esc = NULL;
+    *fetched = *shown = NULL;
+    if (item && !(esc = httpc_escape(item)))
+        return -1;
+    *fetched = expand(url, esc, key_escaped);
+    *shown = expand(url, esc, HS_MASK);
+    free(esc);
+    if (!*fetched || !*shown) {
+        free(*fetched);
+        free(*shown);
+        *fetched = *shown = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+/* The headers with the key substituted (hs_check accepted them). */
+static int setup_headers(struct hs_state *st, const char *const *hdrs, size_t n, char *errstr,
+                         size_t errstr_size)
+{
     if (!n)
         return SPOKE_OK;
     if (!(st->headers = calloc(n, sizeof(*st->headers))))
         goto nomem;
     for (size_t i = 0; i < n; i++) {
-        if (check_header(hdrs[i], errstr, errstr_size) != 0)
-            return SPOKE_ERR_INVALID;
-        for (const char *p = strchr(hdrs[i], '{'); p; p = strchr(p + 1, '{'))
-            if (placeholder(p, &plen) == PH_KEY) {
-                if (!st->key) {
-                    snprintf(errstr, errstr_size, "headers use {api.key} but api.key is not "
-                             "set");
-                    return SPOKE_ERR_INVALID;
-                }
-                *uses_key = 1;
-            }
         if (!(st->headers[i] = expand(hdrs[i], NULL, st->key)))
             goto nomem;
         st->nheaders++;
@@ -298,7 +334,7 @@ nomem:
     return SPOKE_ERR_NOMEM;
 }
 
-/* One target per item (or one for url as is). */
+/* One target per item (or one for url as is; hs_check accepted them). */
 static int setup_targets(struct hs_state *st, const char *url, const char *const *items,
                          size_t nitems, char *errstr, size_t errstr_size)
 {
@@ -307,25 +343,10 @@ static int setup_targets(struct hs_state *st, const char *url, const char *const
         goto nomem;
     for (size_t i = 0; i < n; i++) {
         struct hs_target *t = &st->t[i];
-        char *esc = NULL;
         t->item = nitems ? items[i] : NULL;
-        for (size_t j = 0; j < i && t->item; j++)
-            if (strcmp(st->t[j].item, t->item) == 0) {
-                snprintf(errstr, errstr_size, "items: '%.100s' appears twice", t->item);
-                return SPOKE_ERR_INVALID;
-            }
-        if (t->item && !(esc = httpc_escape(t->item)))
+        if (item_urls(url, t->item, st->key_escaped, &t->url, &t->shown) != 0)
             goto nomem;
-        t->url = expand(url, esc, st->key_escaped);
-        t->shown = expand(url, esc, HS_MASK);
-        free(esc);
         st->nt++;
-        if (!t->url || !t->shown)
-            goto nomem;
-        if (httpc_url_check("url", t->url, t->shown, errstr, errstr_size) != 0) {
-            scrub(st, errstr, errstr_size);
-            return SPOKE_ERR_INVALID;
-        }
         if (!(t->http = httpc_new(t->url, t->shown, &st->hopts,
                                   (const char *const *)st->headers, st->nheaders, NULL, errstr,
                                   errstr_size)))
@@ -343,6 +364,130 @@ nomem:
 
 static void hs_destroy(void *vst);
 
+/* api.key, or NULL when unset or empty. */
+static const char *config_secret(const struct spoke_host_api *api,
+                                 const struct spoke_config *cfg)
+{
+    const char *s = api->config_string(cfg, "api.key");
+    return s && *s ? s : NULL;
+}
+
+/* What the key value asks for (NULL: the default, item). */
+static enum hs_key key_mode(const char *key)
+{
+    if (!key || strcmp(key, "item") == 0)
+        return HS_KEY_ITEM;
+    return strcmp(key, "none") == 0 ? HS_KEY_NONE : HS_KEY_PATH;
+}
+
+/* 0 when the value of path key `key` is unset or a path, else -1 with
+ * errstr set. */
+static int check_path(const char *key, const char *v, char *errstr, size_t errstr_size)
+{
+    struct hs_path *p;
+    if (!v || !*v)
+        return 0;
+    if (!(p = hs_path_new(key, v, errstr, errstr_size)))
+        return -1;
+    hs_path_free(p);
+    return 0;
+}
+
+/*
+ * The rules the config table cannot say, from the values alone: backoff
+ * bounds, the paths' syntax, api.key without control characters, the url
+ * template against items and api.key, headers, items given once, every
+ * URL an absolute http(s) one. The host runs it before the connector runs
+ * (spoke validate, load and reload, REST), with no instance; hs_init runs
+ * it too, so the rules live here only. No side effects: nothing read but
+ * cfg, nothing kept. Every message is scrubbed of api.key. SPOKE_OK, or
+ * SPOKE_ERR_INVALID with errstr set and *key the key at fault (a literal),
+ * or SPOKE_ERR_NOMEM (*key NULL).
+ */
+static int hs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                    const char **key, char *errstr, size_t errstr_size)
+{
+    static const char *const path_keys[] = { "records.path", "timestamp.path", NULL };
+    const char *const *items = NULL, *const *hdrs = NULL;
+    const char *url = api->config_string(cfg, "url");
+    size_t nitems = api->config_list(cfg, "items", &items);
+    size_t nhdrs = api->config_list(cfg, "headers", &hdrs);
+    const char *secret = config_secret(api, cfg), *rkey = api->config_string(cfg, "key");
+    char *secret_esc = NULL, *fetched, *shown;
+    struct httpc_opts o;
+    int rc = SPOKE_ERR_INVALID;
+
+    assert(url);  /* required: the host validated the table first */
+    *key = NULL;
+    if (httpc_opts_read(api, cfg, &o, errstr, errstr_size) != SPOKE_OK) {
+        *key = "backoff.initial.ms";
+        goto out;
+    }
+    for (size_t i = 0; path_keys[i]; i++)
+        if (check_path(path_keys[i], api->config_string(cfg, path_keys[i]), errstr,
+                       errstr_size) != 0) {
+            *key = path_keys[i];
+            goto out;
+        }
+    if (key_mode(rkey) == HS_KEY_PATH && check_path("key", rkey, errstr, errstr_size) != 0) {
+        *key = "key";
+        goto out;
+    }
+    if (secret) {
+        /* It goes into URLs and header values as it is. */
+        for (const char *p = secret; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+                *key = "api.key";
+                snprintf(errstr, errstr_size, "api.key holds a control character");
+                goto out;
+            }
+        if (!(secret_esc = httpc_escape(secret)))
+            goto nomem;
+    }
+    if (check_url_template(url, nitems, secret != NULL, key, errstr, errstr_size) != 0)
+        goto out;
+    for (size_t i = 0; i < nhdrs; i++)
+        if (check_header(hdrs[i], secret != NULL, errstr, errstr_size) != 0) {
+            *key = "headers";
+            goto out;
+        }
+    for (size_t i = 0; i < (nitems ? nitems : 1); i++) {
+        const char *item = nitems ? items[i] : NULL;
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(items[j], item) == 0) {
+                *key = "items";
+                snprintf(errstr, errstr_size, "items: '%.100s' appears twice", item);
+                goto out;
+            }
+        if (item_urls(url, item, secret_esc, &fetched, &shown) != 0)
+            goto nomem;
+        int bad = httpc_url_check("url", fetched, shown, errstr, errstr_size);
+        free(fetched);
+        free(shown);
+        if (bad) {
+            *key = "url";
+            goto out;
+        }
+    }
+    rc = SPOKE_OK;
+    goto out;
+nomem:
+    *key = NULL;
+    snprintf(errstr, errstr_size, "out of memory");
+    rc = SPOKE_ERR_NOMEM;
+out:
+    if (rc != SPOKE_OK) {
+        scrub_key(secret, secret_esc, errstr, errstr_size);
+        /* Values are quoted: a control character in one must not break
+         * the message's line (spoke validate prints one per error). */
+        for (char *p = errstr; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f)
+                *p = '?';
+    }
+    free(secret_esc);
+    return rc;
+}
+
 /* An optional path key: NULL when unset. */
 static int opt_path(const struct spoke_host_api *api, const struct spoke_config *cfg,
                     const char *key, struct hs_path **out, char *errstr, size_t errstr_size)
@@ -357,11 +502,14 @@ static int opt_path(const struct spoke_host_api *api, const struct spoke_config 
 static int hs_init(const struct spoke_host_api *api, struct spoke_instance *inst,
                    const struct spoke_config *cfg, void **out, char *errstr, size_t errstr_size)
 {
-    struct hs_state *st = calloc(1, sizeof(*st));
+    struct hs_state *st;
     const char *const *items = NULL, *const *hdrs = NULL;
-    int rc, uses_key = 0;
+    const char *bad_key;  /* the host ran hs_check already; init keeps the rules for itself */
+    int rc, uses_key;
 
-    if (!st) {
+    if ((rc = hs_check(api, cfg, &bad_key, errstr, errstr_size)) != SPOKE_OK)
+        return rc;
+    if (!(st = calloc(1, sizeof(*st)))) {
         snprintf(errstr, errstr_size, "out of memory");
         return SPOKE_ERR_NOMEM;
     }
@@ -371,9 +519,7 @@ static int hs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     const char *url = api->config_string(cfg, "url");
     size_t nitems = api->config_list(cfg, "items", &items);
     size_t nhdrs = api->config_list(cfg, "headers", &hdrs);
-    st->key = api->config_string(cfg, "api.key");
-    if (st->key && !*st->key)
-        st->key = NULL;
+    st->key = config_secret(api, cfg);
     st->poll_ms = api->config_int(cfg, "poll.interval.ms");
     st->emit_unchanged = api->config_bool(cfg, "emit.unchanged");
     st->max_parallel = (long)api->config_int(cfg, "max.parallel.requests");
@@ -387,40 +533,26 @@ static int hs_init(const struct spoke_host_api *api, struct spoke_instance *inst
         (rc = opt_path(api, cfg, "records.path", &st->records_path, errstr, errstr_size)) ||
         (rc = opt_path(api, cfg, "timestamp.path", &st->ts_path, errstr, errstr_size)))
         goto fail;
-    if (!key || strcmp(key, "item") == 0) {
-        st->bo.key = HS_KEY_ITEM;
-    } else if (strcmp(key, "none") == 0) {
-        st->bo.key = HS_KEY_NONE;
-    } else {
-        st->bo.key = HS_KEY_PATH;
-        if (!(st->key_path = hs_path_new("key", key, errstr, errstr_size))) {
-            rc = SPOKE_ERR_INVALID;
-            goto fail;
-        }
+    st->bo.key = key_mode(key);
+    if (st->bo.key == HS_KEY_PATH && !(st->key_path = hs_path_new("key", key, errstr,
+                                                                   errstr_size))) {
+        rc = SPOKE_ERR_INVALID;
+        goto fail;
     }
     st->bo.records = st->records_path;
     st->bo.key_path = st->key_path;
     st->bo.ts_path = st->ts_path;
 
-    if (st->key) {
-        for (const char *p = st->key; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-                snprintf(errstr, errstr_size, "api.key holds a control character");
-                rc = SPOKE_ERR_INVALID;
-                goto fail;
-            }
-        if (!(st->key_escaped = httpc_escape(st->key))) {
-            rc = SPOKE_ERR_NOMEM;
-            goto nomem;
-        }
+    if (st->key && !(st->key_escaped = httpc_escape(st->key))) {
+        rc = SPOKE_ERR_NOMEM;
+        goto nomem;
     }
-    if ((rc = check_url_template(st, url, nitems, errstr, errstr_size)) != 0) {
-        rc = SPOKE_ERR_INVALID;
+    if ((rc = setup_headers(st, hdrs, nhdrs, errstr, errstr_size)) != SPOKE_OK)
         goto fail;
-    }
-    if ((rc = setup_headers(st, hdrs, nhdrs, &uses_key, errstr, errstr_size)) != SPOKE_OK)
-        goto fail;
-    if (st->key && !uses_key && !strstr(url, "{api.key}"))
+    uses_key = has_placeholder(url, PH_KEY);
+    for (size_t i = 0; i < nhdrs; i++)
+        uses_key |= has_placeholder(hdrs[i], PH_KEY);
+    if (st->key && !uses_key)
         api->log(inst, SPOKE_LOG_WARN, "api.key is set but neither url nor headers use "
                  "{api.key}: it is not sent");
 
@@ -794,6 +926,7 @@ static const struct spoke_plugin http_source = {
     .poll        = hs_poll,
     .stop        = hs_stop,
     .destroy     = hs_destroy,
+    .check       = hs_check,
 };
 
 SPOKE_EXPORT const struct spoke_plugin *spoke_plugin_entry(void)

@@ -18,8 +18,9 @@ import urllib.parse
 import spoketest
 from httpfixture import HttpFixture, Response
 from plugin_velib_source import lines, nlines, start, wait_lines
-from resttest import Api
-from spoketest import SOURCE_DIR, Skip, metric, q, validate, wait_for
+from resttest import Api, expect, rest_spoke
+from spoketest import (PLUGIN_DIR, SOURCE_DIR, Skip, metric, q, run_spoke, validate,
+                       wait_for)
 
 TIMEOUT = 60
 DATA = os.path.join(spoketest.SHARED_DATA, "weather",
@@ -206,43 +207,110 @@ def test_unknown_property_rejected():
     assert KEY not in r.stdout + r.stderr
 
 
-def test_config_errors_fail_at_init():
-    """Errors only init can see fail the connector with a clear trace that
-    never shows the key; the host and the other connectors keep running."""
-    cases = [
-        ({"url": "ftp://example.com/x?k={api.key}", "items": None},
-         ["scheme 'ftp' is not allowed", "k=***"]),
-        ({"url": "weather.json", "items": None, "api.key": None}, ["not a valid absolute URL"]),
-        ({"url": "http://example.com/w?q={city}"}, ["unknown placeholder", "{city}"]),
-        ({"url": "http://example.com/w?q={item}", "items": []},
-         ["url uses {item} but items is empty"]),
-        ({"url": "http://example.com/w"}, ["items has 2 entries but url has no {item}"]),
-        ({"url": "http://example.com/w?q={item}&k={api.key}", "api.key": None},
-         ["url uses {api.key} but api.key is not set"]),
-        ({"items": ["Paris", "Lyon", "Paris"]}, ["items: 'Paris' appears twice"]),
-        ({"records.path": "list..x"}, ["records.path 'list..x' is not a path"]),
-        ({"key": "a[x]"}, ["key 'a[x]' is not a path"]),
-        ({"headers": ["X-Api-Key {api.key}"]}, ["is not 'Name: value'"]),
-        ({"url": "http://127.0.0.1:9/w?q={item}", "headers": ["X-Api-Key: {api.key}"],
-          "api.key": None},
-         ["headers use {api.key} but api.key is not set"]),
-        ({"backoff.initial.ms": 5000, "backoff.max.ms": 1000},
-         ["backoff.initial.ms (5000) is above backoff.max.ms (1000)"]),
-    ]
+# Each rule the plugin's check enforces: (the key it names, the keys that
+# break it, what the message says). Every config holds the api key unless it
+# drops it; none of the messages may show it.
+CHECKED = [
+    ("url", {"url": "ftp://example.com/x?k={api.key}", "items": None},
+     ["url 'ftp://example.com/x?k=***': scheme 'ftp' is not allowed"]),
+    ("url", {"url": "weather.json", "items": None, "api.key": None},
+     ["url 'weather.json' is not a valid absolute URL"]),
+    ("url", {"url": "http://example.com/w?q={city}"},
+     ["url: unknown placeholder at '{city}'"]),
+    ("url", {"url": "http://example.com/w?q={item}", "items": None},
+     ["url uses {item} but items is empty"]),
+    ("items", {"url": "http://example.com/w?appid={api.key}"},
+     ["items has 2 entries but url has no {item}"]),
+    ("url", {"url": "http://example.com/w?q={item}&k={api.key}", "api.key": None},
+     ["url uses {api.key} but api.key is not set"]),
+    ("items", {"items": ["Paris", "Lyon", "Paris"]}, ["items: 'Paris' appears twice"]),
+    ("api.key", {"api.key": KEY + "\n"}, ["api.key holds a control character"]),
+    ("headers", {"headers": ["X-Api-Key " + KEY]},
+     ["headers: 'X-Api-Key ***' is not 'Name: value'"]),
+    ("headers", {"headers": ["X-A: b\r\nX-Evil: 1"]},
+     ["headers: 'X-A: b??X-Evil: 1' holds a control character (0x0d at byte 6)"]),
+    ("headers", {"url": "http://127.0.0.1:9/w?q={item}", "headers": ["X-Api-Key: {api.key}"],
+                 "api.key": None},
+     ["headers use {api.key} but api.key is not set"]),
+    ("records.path", {"records.path": "list..x"}, ["records.path 'list..x' is not a path"]),
+    ("timestamp.path", {"timestamp.path": "dt["}, ["timestamp.path 'dt[' is not a path"]),
+    ("key", {"key": "a[x]"}, ["key 'a[x]' is not a path"]),
+    ("backoff.initial.ms", {"backoff.initial.ms": 5000, "backoff.max.ms": 1000},
+     ["backoff.initial.ms (5000) is above backoff.max.ms (1000)"]),
+]
+
+
+def assert_no_key_in(text, what):
+    assert KEY not in text and urllib.parse.quote(KEY, safe="") not in text, \
+        "the api key leaked into %s: %r" % (what, text)
+
+
+def test_config_errors_refused_before_running():
+    """Every rule between keys is the plugin's check: `spoke validate`
+    points at the key's line with the reason, `spoke run` refuses to start
+    (exit 1), and no message shows the api key. The same config with the
+    rule kept is valid."""
     with tempfile.TemporaryDirectory(prefix="spoke-http-") as tmp:
-        for extra, words in cases:
+        path = os.path.join(tmp, "c.yaml")
+        out = os.path.join(tmp, "out.ndjson")
+
+        def write(extra):
             keys = {"items": ["Paris", "Lyon"],
                     "url": "http://127.0.0.1:9/w?q={item}&appid={api.key}"}
             keys.update(extra)
-            yaml = pipeline(keys.pop("url"), os.path.join(tmp, "out.ndjson"),
-                            items=keys.pop("items"), extra=keys)
-            with start(yaml, tmp) as s:
-                st = s.wait_state("weather", "FAILED")
-                trace = st.get("trace") or ""
-                assert all(w in trace for w in words), "%r: trace %r lacks %r" % (
-                    extra, trace, words)
-                s.wait_state("out", "RUNNING")
-                assert_no_key(s)
+            with open(path, "w") as f:
+                f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n" % (
+                    q(PLUGIN_DIR), q(os.path.join(tmp, "state"))))
+                f.write(pipeline(keys.pop("url"), out, items=keys.pop("items"), extra=keys))
+
+        write({"headers": ["X-Api-Key: {api.key}"], "records.path": "list",
+               "key": "sys.id"})
+        p = run_spoke("validate", "-c", path)
+        assert p.returncode == 0, "valid config refused: %s" % p.stderr
+        for key, extra, words in CHECKED:
+            write(extra)
+            with open(path) as f:
+                line = [i + 1 for i, x in enumerate(f) if x.startswith("    %s:" % key)][0]
+            p = run_spoke("validate", "-c", path)
+            where = "%s:%d:5: connector 'weather': " % (path, line)
+            assert p.returncode == 1, "%r accepted (rc %d): %r" % (extra, p.returncode, p.stderr)
+            assert all(where + w in p.stderr for w in words), \
+                "%r: %r lacks %r at %s line %d" % (extra, p.stderr, words, key, line)
+            assert_no_key_in(p.stdout + p.stderr, "spoke validate")
+            p = run_spoke("run", "-c", path, cwd=tmp)
+            assert p.returncode == 1 and all(w in p.stderr for w in words), \
+                "%r: spoke run: rc %d, %r" % (extra, p.returncode, p.stderr)
+            assert_no_key_in(p.stdout + p.stderr, "spoke run")
+            assert not os.path.exists(out), "%r: the pipeline ran" % extra
+
+
+def test_config_errors_refused_over_rest():
+    """POST /connectors and PUT /connectors/{c}/config answer 400 with the
+    reason (the key masked) and create nothing; config/validate counts the
+    error on the key."""
+    sp, api = rest_spoke()
+    with sp:
+        cfg = {"connector.class": "http_source", "topic": "weather.raw",
+               "url": "http://127.0.0.1:9/w?q={item}&appid={api.key}", "items": "Paris,Lyon",
+               "api.key": KEY, "headers": "X-Api-Key " + KEY}
+        want = "headers: 'X-Api-Key ***' is not 'Name: value'"
+        r = expect(api.call("POST", "/connectors", body={"name": "weather", "config": cfg}), 400)
+        assert want in r.json["message"], r.json
+        assert_no_key_in(r.raw.decode(), "the POST answer")
+        r = expect(api.call("PUT", "/connectors/weather/config", body=cfg), 400)
+        assert want in r.json["message"], r.json
+        assert_no_key_in(r.raw.decode(), "the PUT answer")
+        assert api.get("/connectors").json == []
+        r = expect(api.call("PUT", "/connector-plugins/http_source/config/validate", body=cfg),
+                   200)
+        # (The answer echoes each key's value as given: api.key masked, the
+        # key written into headers as it is.)
+        errs = {c["value"]["name"]: c["value"]["errors"] for c in r.json["configs"]
+                if c["value"]["errors"]}
+        assert_no_key_in(json.dumps(errs), "the config/validate errors")
+        assert r.json["error_count"] == 1 and list(errs) == ["headers"] and \
+            want in errs["headers"][0], r.json
+        assert_no_key_in(sp.log(), "the log")
 
 
 # ---------------------------------------------------------------------------
