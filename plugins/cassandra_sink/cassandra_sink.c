@@ -16,6 +16,9 @@
  * the server: requests are resent.
  *
  * Failures.
+ *  - A config that breaks a rule of its own (the syntax inside a value,
+ *    keys that go together: cs_configure) is refused by check() before
+ *    anything runs, at the key; init() applies the same code.
  *  - Transient (Unavailable, Write_timeout, Overloaded, Server_error,
  *    Is_bootstrapping, Truncate/Read errors, a lost connection, no response
  *    within request.timeout.ms): the request is resent after a backoff, at
@@ -174,33 +177,40 @@ static int starts_with_word(const char *s, const char *word)
     return strncasecmp(s, word, strlen(word)) == 0 && isspace((unsigned char)s[strlen(word)]);
 }
 
-static void cs_destroy(void *vst);
-
-static int cs_init(const struct spoke_host_api *api, struct spoke_instance *inst,
-                   const struct spoke_config *cfg, void **out, char *errstr, size_t errstr_size)
+/* Cassandra's rule for keyspace and table names (letters, digits and _;
+ * the length is the config table's 1..48): a name outside it can never be
+ * created or found, even quoted. */
+static int name_ok(const char *name)
 {
-    struct cs_state *st = calloc(1, sizeof(*st));
+    for (const char *p = name; *p; p++)
+        if (!isalnum((unsigned char)*p) && *p != '_')
+            return 0;
+    return *name != '\0';
+}
+
+/*
+ * Reads the config into st (eps, create_ks, create_table and the mapping's
+ * statement are allocated; cs_destroy releases them) and applies every rule
+ * the config table cannot say: the syntax inside contact.points, keyspace,
+ * table, create.keyspace and mapping, and username without password. No
+ * I/O: cs_check runs it on a throwaway state, cs_init on its own, so the
+ * rules live here only. SPOKE_OK; SPOKE_ERR_INVALID with errstr and *key
+ * the key at fault (a literal); SPOKE_ERR_NOMEM.
+ */
+static int cs_configure(struct cs_state *st, const struct spoke_config *cfg, const char **key,
+                        char *errstr, size_t errstr_size)
+{
+    const struct spoke_host_api *api = st->api;
     const char *const *items;
-    const char *mapping, *user, *pass, *cks, *ctab;
+    const char *consistency, *mapping, *user, *pass, *cks, *ctab, *bad_name;
     char ks_id[120], tab_id[120];
+    int cl;
     size_t n;
 
-    if (st == NULL) {
-        cql_textf(errstr, errstr_size, "out of memory");
-        return SPOKE_ERR_NOMEM;
-    }
-    st->api = api;
-    st->inst = inst;
-    if (!SPOKE_API_HAS(api, sink_record_failed)) {
-        cql_textf(errstr, errstr_size, "the host is too old: cassandra_sink needs "
-                  "sink_record_failed in the host API");
-        free(st);
-        return SPOKE_ERR_STATE;
-    }
+    *key = NULL;
     st->ks = api->config_string(cfg, "keyspace");
     st->table = api->config_string(cfg, "table");
     st->ttl = api->config_int(cfg, "ttl");
-    st->consistency = (uint16_t)cql_consistency_parse(api->config_string(cfg, "consistency"));
     st->batch_size = (int)api->config_int(cfg, "batch.size");
     st->max_inflight = (int)api->config_int(cfg, "max.inflight");
     st->connect_timeout_ms = api->config_int(cfg, "connect.timeout.ms");
@@ -211,9 +221,19 @@ static int cs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     st->null_unset = api->config_bool(cfg, "null.unset");
     st->client_ts = strcmp(api->config_string(cfg, "write.timestamp"), "client") == 0;
     st->buffer_max = (size_t)api->config_int(cfg, "buffer.max.bytes");
-    cql_uuidgen_init(&st->uuidgen);
     if (st->backoff_max_ms < st->backoff_ms)
         st->backoff_max_ms = st->backoff_ms;
+
+    /* The table's allowed values are all levels the codec knows; this keeps
+     * an unknown one from becoming 0xFFFF on the wire if they ever differ. */
+    consistency = api->config_string(cfg, "consistency");
+    cl = cql_consistency_parse(consistency);
+    if (cl < 0) {
+        *key = "consistency";
+        cql_textf(errstr, errstr_size, "consistency: unknown level '%s'", consistency);
+        goto invalid;
+    }
+    st->consistency = (uint16_t)cl;
 
     n = api->config_list(cfg, "contact.points", &items);
     st->eps = calloc(n ? n : 1, sizeof(*st->eps));
@@ -221,6 +241,7 @@ static int cs_init(const struct spoke_host_api *api, struct spoke_instance *inst
         goto nomem;
     for (size_t i = 0; i < n; i++) {
         if (parse_endpoint(items[i], (int)api->config_int(cfg, "port"), &st->eps[i]) < 0) {
+            *key = "contact.points";
             cql_textf(errstr, errstr_size, "contact.points: '%s' is not host, host:port or "
                       "[ipv6]:port", items[i]);
             goto invalid;
@@ -228,16 +249,26 @@ static int cs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     }
     st->neps = n;
 
+    /* Only the names of the keys: the password's value is never written. */
     user = api->config_string(cfg, "username");
     pass = api->config_string(cfg, "password");
     if ((user == NULL) != (pass == NULL)) {
+        *key = user ? "username" : "password";
         cql_textf(errstr, errstr_size, "%s is set but %s is not", user ? "username" : "password",
                   user ? "password" : "username");
         goto invalid;
     }
 
-    if (cql_ident(st->ks, ks_id, sizeof(ks_id)) < 0 || cql_ident(st->table, tab_id,
-                                                                   sizeof(tab_id)) < 0) {
+    bad_name = !name_ok(st->ks) ? st->ks : !name_ok(st->table) ? st->table : NULL;
+    if (bad_name) {
+        *key = bad_name == st->ks ? "keyspace" : "table";
+        cql_textf(errstr, errstr_size, "%s: '%s' is not a valid name (letters, digits and _ "
+                  "only, as Cassandra requires)", *key, bad_name);
+        goto invalid;
+    }
+    *key = cql_ident(st->ks, ks_id, sizeof(ks_id)) < 0 ? "keyspace"
+         : cql_ident(st->table, tab_id, sizeof(tab_id)) < 0 ? "table" : NULL;
+    if (*key) {
         cql_textf(errstr, errstr_size, "keyspace or table name too long");
         goto invalid;
     }
@@ -256,6 +287,7 @@ static int cs_init(const struct spoke_host_api *api, struct spoke_instance *inst
                           "CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s",
                           ks_id, p);
         } else {
+            *key = "create.keyspace";
             cql_textf(errstr, errstr_size, "create.keyspace: give replication options "
                       "({'class': 'SimpleStrategy', 'replication_factor': 1}) or a CREATE "
                       "KEYSPACE statement");
@@ -285,33 +317,86 @@ static int cs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     mapping = api->config_string(cfg, "mapping");
     if (mapping) {
         struct cql_mapping m;
-        if (cql_mapping_parse(mapping, &m, errstr, errstr_size) < 0)
+        if (cql_mapping_parse(mapping, &m, errstr, errstr_size) < 0) {
+            *key = "mapping";
             goto invalid;
+        }
         if (cs_stmt_add(st, &m) < 0) {
             cql_mapping_free(&m);
             goto nomem;
         }
         st->mapped = 1;
     }
+    return SPOKE_OK;
+
+invalid:
+    return SPOKE_ERR_INVALID;
+nomem:
+    cql_textf(errstr, errstr_size, "out of memory");
+    return SPOKE_ERR_NOMEM;
+}
+
+static void cs_destroy(void *vst);
+
+/* The rules of cs_configure, before anything runs: the same code on a
+ * throwaway state, released before returning. */
+static int cs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                    const char **key, char *errstr, size_t errstr_size)
+{
+    struct cs_state *st = calloc(1, sizeof(*st));
+    int rc;
+
+    *key = NULL;
+    if (st == NULL) {
+        cql_textf(errstr, errstr_size, "out of memory");
+        return SPOKE_ERR_NOMEM;
+    }
+    st->api = api;
+    rc = cs_configure(st, cfg, key, errstr, errstr_size);
+    cs_destroy(st);
+    return rc;
+}
+
+static int cs_init(const struct spoke_host_api *api, struct spoke_instance *inst,
+                   const struct spoke_config *cfg, void **out, char *errstr, size_t errstr_size)
+{
+    struct cs_state *st = calloc(1, sizeof(*st));
+    const char *bad_key; /* the host ran cs_check already; init keeps the rules for itself */
+    int rc;
+
+    if (st == NULL) {
+        cql_textf(errstr, errstr_size, "out of memory");
+        return SPOKE_ERR_NOMEM;
+    }
+    st->api = api;
+    st->inst = inst;
+    if (!SPOKE_API_HAS(api, sink_record_failed)) {
+        cql_textf(errstr, errstr_size, "the host is too old: cassandra_sink needs "
+                  "sink_record_failed in the host API");
+        free(st);
+        return SPOKE_ERR_STATE;
+    }
+    rc = cs_configure(st, cfg, &bad_key, errstr, errstr_size);
+    if (rc != SPOKE_OK) {
+        cs_destroy(st);
+        return rc;
+    }
+    cql_uuidgen_init(&st->uuidgen);
 
     struct cql_conn_opts co = {
         .eps = st->eps, .neps = st->neps, .connect_timeout_ms = st->connect_timeout_ms,
-        .username = user, .password = pass, .max_frame = 64u * 1024 * 1024,
+        .username = api->config_string(cfg, "username"),
+        .password = api->config_string(cfg, "password"), .max_frame = 64u * 1024 * 1024,
         .max_streams = st->max_inflight + 8,
     };
     st->conn = cql_conn_new(&co);
-    if (st->conn == NULL)
-        goto nomem;
+    if (st->conn == NULL) {
+        cql_textf(errstr, errstr_size, "out of memory");
+        cs_destroy(st);
+        return SPOKE_ERR_NOMEM;
+    }
     *out = st;
     return SPOKE_OK;
-
-nomem:
-    cql_textf(errstr, errstr_size, "out of memory");
-    cs_destroy(st);
-    return SPOKE_ERR_NOMEM;
-invalid:
-    cs_destroy(st);
-    return SPOKE_ERR_INVALID;
 }
 
 static int cs_start(void *vst, char *errstr, size_t errstr_size)
@@ -448,6 +533,7 @@ static const struct spoke_plugin cassandra_sink = {
     .put         = cs_put,
     .flush       = cs_flush,
     .destroy     = cs_destroy,
+    .check       = cs_check,
 };
 
 /* The plugin's only exported symbol: returns the constant descriptor. */

@@ -2,7 +2,7 @@
  * cassandra_sink.h - internal interfaces between the parts of cassandra_sink
  * (not part of any ABI; nothing here crosses the plugin boundary).
  *
- *   cassandra_sink.c       descriptor, config, init/start/put/flush/destroy
+ *   cassandra_sink.c       descriptor, config (check), init/start/put/flush/destroy
  *   cassandra_sink_send.c  statements (PREPARE, metadata checks), requests
  *                          (batching, pipelining, resends, culprit search),
  *                          responses, connecting and setup, the flush loop

@@ -27,6 +27,9 @@ struct cql_conn {
     char *username, *password;     /* copies; password wiped on free */
     int fd;
     size_t next_ep;                /* contact point tried first next time */
+    /* "host:port" (host < 256). Messages print at most 120 bytes of it
+     * (%.120s), so the reason after it still fits the error buffers (256
+     * and 300 bytes) and -Wformat-truncation can check that it does. */
     char peer[300];
     char authenticator[128];
     char cql_versions[128];
@@ -197,7 +200,7 @@ static int write_some(struct cql_conn *c, char *errstr, size_t errstr_size)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return 0;
-            snprintf(errstr, errstr_size, "cannot write to %s: %s", c->peer, strerror(errno));
+            snprintf(errstr, errstr_size, "cannot write to %.120s: %s", c->peer, strerror(errno));
             return -1;
         }
         c->out_off += (size_t)w;
@@ -224,7 +227,7 @@ static int read_some(struct cql_conn *c, char *errstr, size_t errstr_size)
                 size_t ncap = c->in_cap ? c->in_cap * 2 : 131072;
                 uint8_t *p = realloc(c->in, ncap);
                 if (p == NULL) {
-                    snprintf(errstr, errstr_size, "out of memory reading from %s", c->peer);
+                    snprintf(errstr, errstr_size, "out of memory reading from %.120s", c->peer);
                     return -1;
                 }
                 c->in = p;
@@ -237,11 +240,11 @@ static int read_some(struct cql_conn *c, char *errstr, size_t errstr_size)
                 continue;
             if (errno == EAGAIN || errno == EWOULDBLOCK)
                 return 1;
-            snprintf(errstr, errstr_size, "cannot read from %s: %s", c->peer, strerror(errno));
+            snprintf(errstr, errstr_size, "cannot read from %.120s: %s", c->peer, strerror(errno));
             return -1;
         }
         if (r == 0) {
-            snprintf(errstr, errstr_size, "connection closed by %s", c->peer);
+            snprintf(errstr, errstr_size, "connection closed by %.120s", c->peer);
             return -1;
         }
         c->in_len += (size_t)r;
@@ -263,12 +266,12 @@ static int next_frame(struct cql_conn *c, struct cql_frame *f, char *errstr, siz
     if (avail < CQL_HEADER_SIZE)
         return 0;
     if (cql_header_decode(p, &f->h, c->o.max_frame, why, sizeof(why)) < 0) {
-        snprintf(errstr, errstr_size, "bad frame from %s: %s", c->peer, why);
+        snprintf(errstr, errstr_size, "bad frame from %.120s: %s", c->peer, why);
         return -1;
     }
     if ((f->h.version & 0x80) == 0) {
-        snprintf(errstr, errstr_size, "bad frame from %s: a request frame (version byte 0x%02x)",
-                 c->peer, f->h.version);
+        snprintf(errstr, errstr_size, "bad frame from %.120s: a request frame (version byte "
+                 "0x%02x)", c->peer, f->h.version);
         return -1;
     }
     if (avail < CQL_HEADER_SIZE + (size_t)f->h.length)
@@ -276,7 +279,7 @@ static int next_frame(struct cql_conn *c, struct cql_frame *f, char *errstr, siz
     c->in_off += CQL_HEADER_SIZE + f->h.length;
     if (cql_response_body(&f->h, p + CQL_HEADER_SIZE, f->h.length, &f->body, &f->len,
                           &f->warnings, &f->nwarnings, why, sizeof(why)) < 0) {
-        snprintf(errstr, errstr_size, "bad frame from %s: %s", c->peer, why);
+        snprintf(errstr, errstr_size, "bad frame from %.120s: %s", c->peer, why);
         return -1;
     }
     return 1;
@@ -293,13 +296,13 @@ static int check_version(const struct cql_conn *c, const struct cql_frame *f, ch
         struct cql_error e;
         char why[8];
         if (cql_decode_error(f->body, f->len, &e, why, sizeof(why)) == 0) {
-            snprintf(errstr, errstr_size, "%s does not speak CQL native protocol v4: %.*s", c->peer,
-                     (int)(e.msg.n > 0 ? e.msg.n : 0), e.msg.p ? e.msg.p : "");
+            snprintf(errstr, errstr_size, "%.120s does not speak CQL native protocol v4: %.*s",
+                     c->peer, (int)(e.msg.n > 0 ? e.msg.n : 0), e.msg.p ? e.msg.p : "");
             return -1;
         }
     }
-    snprintf(errstr, errstr_size, "%s answered with protocol version %u (v4 expected)", c->peer,
-             f->h.version & 0x7F);
+    snprintf(errstr, errstr_size, "%.120s answered with protocol version %u (v4 expected)",
+             c->peer, f->h.version & 0x7F);
     return -1;
 }
 
@@ -343,12 +346,12 @@ int cql_conn_pump(struct cql_conn *c, int timeout_ms,
         if (f.h.stream < 0) {
             if (f.h.opcode == CQL_OP_EVENT)
                 continue;
-            snprintf(errstr, errstr_size, "bad frame from %s: %s on stream %d", c->peer,
+            snprintf(errstr, errstr_size, "bad frame from %.120s: %s on stream %d", c->peer,
                      cql_opcode_name(f.h.opcode), f.h.stream);
             return -1;
         }
         if (f.h.stream >= c->o.max_streams || c->tokens[f.h.stream] == 0) {
-            snprintf(errstr, errstr_size, "bad frame from %s: %s on stream %d, which has no "
+            snprintf(errstr, errstr_size, "bad frame from %.120s: %s on stream %d, which has no "
                      "request", c->peer, cql_opcode_name(f.h.opcode), f.h.stream);
             return -1;
         }
@@ -664,14 +667,14 @@ int cql_conn_open(struct cql_conn *c, char *errstr, size_t errstr_size)
             freeaddrinfo(res);
         }
         if (used < errstr_size) {
-            int w = snprintf(errstr + used, errstr_size - used, "%s%s: %s",
+            int w = snprintf(errstr + used, errstr_size - used, "%s%.120s: %s",
                              used ? "; " : "cannot connect to any contact point: ", c->peer, why);
             if (w > 0)
                 used = used + (size_t)w < errstr_size ? used + (size_t)w : errstr_size;
         }
         if (any_fatal) {
             /* Credentials or protocol: every node would say the same. */
-            snprintf(errstr, errstr_size, "%s: %s", c->peer, why);
+            snprintf(errstr, errstr_size, "%.120s: %s", c->peer, why);
             c->next_ep = ep_i;
             return CQL_CONN_FATAL;
         }

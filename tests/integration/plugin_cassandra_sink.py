@@ -20,7 +20,12 @@ server (tests/cql/cqlserver.py, itself checked with the DataStax driver).
 - kill -9 of spoke mid-run and a restart: the same final table (upserts).
 - The no-mapping form, failover over contact points, a counter table and a
   missing table refused, unknown keys refused.
-Skips when tests/cql/cqlserver.py is missing.
+- The plugin's check: every rule that depends on the config alone (contact
+  points, keyspace and table names, username without password,
+  create.keyspace, the mapping's syntax) refuses the config before it runs,
+  at the key's line (`spoke validate`, `spoke run`) and over REST (400,
+  nothing created); no server needed.
+Skips (the tests that need it) when tests/cql/cqlserver.py is missing.
 """
 import json
 import os
@@ -35,7 +40,9 @@ import time
 import uuid
 
 import spoketest
-from spoketest import SOURCE_DIR, Skip, Spoke, metric, q, validate, wait_for
+from resttest import expect, rest_spoke
+from spoketest import (PLUGIN_DIR, SOURCE_DIR, Skip, Spoke, metric, q, run_spoke, validate,
+                       wait_for)
 
 SERVER = os.path.join(SOURCE_DIR, "tests", "cql", "cqlserver.py")
 PY = "/usr/bin/python3"
@@ -144,6 +151,40 @@ def sink(cs, name="cass", topics="rows", table="t", **keys):
     return text
 
 
+class NoServer:
+    """Stands for a CqlServer in sink() where none is reached (the config is
+    refused before anything connects)."""
+    port = 9
+
+
+def refused_before_running(conf, key, want, name="cass", secret=None):
+    """`spoke validate` and `spoke run` both refuse connectors.yaml text conf
+    (exit 1): validate at the line of key in connector name, with want;
+    secret (a password) appears in neither output."""
+    with tempfile.TemporaryDirectory(prefix="spoke-cass-") as tmp:
+        path = os.path.join(tmp, "c.yaml")
+        with open(path, "w") as f:
+            f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n" % (
+                q(PLUGIN_DIR), q(os.path.join(tmp, "state"))))
+            f.write(conf)
+        with open(path) as f:
+            lines = f.read().split("\n")
+        first = lines.index("  - name: %s" % name)
+        line = [i + 1 for i, l in enumerate(lines)
+                if i > first and l.startswith("    %s:" % key)][0]
+        p = run_spoke("validate", "-c", path)
+        assert p.returncode == 1, "%s: validate exited %d: %s" % (key, p.returncode, p.stderr)
+        where = "%s:%d:5: connector '%s': " % (path, line, name)
+        assert where + want in p.stderr, "%s: %r lacks %r" % (key, p.stderr, where + want)
+        p2 = run_spoke("run", "-c", path)
+        assert p2.returncode == 1 and want in p2.stderr, "%s: run: %r" % (key, p2)
+        assert not os.path.exists(os.path.join(tmp, "state", "status.json")), \
+            "%s: spoke run started connectors" % key
+        if secret:
+            for out in (p.stdout, p.stderr, p2.stdout, p2.stderr):
+                assert secret not in out, "%s: the password shows: %r" % (key, out)
+
+
 def source(path, topic="rows", name="replay"):
     return ("  - name: %s\n    connector.class: file_source\n    topic: %s\n    file: %s\n"
             "    poll.interval.ms: 20\n" % (name, topic, q(path)))
@@ -209,6 +250,81 @@ def test_unknown_property_rejected():
     assert r.returncode == 1 and "consistency" in r.stderr, r.stderr
     r = validate(good.replace("    table: t\n", ""))
     assert r.returncode == 1 and "table" in r.stderr, r.stderr
+
+
+# Every rule the plugin's check applies: (key, its bad value, the reason).
+CHECK_CASES = [
+    ("contact.points", "127.0.0.1:99999",
+     "contact.points: '127.0.0.1:99999' is not host, host:port or [ipv6]:port"),
+    ("contact.points", "127.0.0.1:9042, [::1:9042",
+     "contact.points: '[::1:9042' is not host, host:port or [ipv6]:port"),
+    ("contact.points", "[::1]x", "contact.points: '[::1]x' is not host"),
+    ("contact.points", "cass1:", "contact.points: 'cass1:' is not host"),
+    ("username", "spoke", "username is set but password is not"),
+    ("password", "pw-Zk4-secret", "password is set but username is not"),
+    ("keyspace", "my-ks", "keyspace: 'my-ks' is not a valid name (letters, digits and _ only"),
+    ("table", "readings.v2", "table: 'readings.v2' is not a valid name (letters, digits and _ "
+     "only"),
+    ("create.keyspace", "replication_factor: 1", "create.keyspace: give replication options"),
+    ("mapping", "id=valu.id", "mapping: 'valu.id' is not a source (value, value.<field>, key"),
+    ("mapping", "id=value.id, id=key", "mapping: column 'id' is mapped twice"),
+    ("mapping", "id=value.id,", "mapping: trailing ','"),
+    ("mapping", "id value.id", "mapping: expected '=' after column 'id'"),
+    ("mapping", "1d=value.id", "mapping: expected a column name at '1d=value.id'"),
+    ("mapping", '""=value.id', "mapping: empty column name"),
+    ("mapping", 'id=value."a', 'mapping: unterminated " quote'),
+    ("mapping", "id=value..a", "mapping: empty field name in 'value..a'"),
+    ("mapping", "id=header", "mapping: 'header': header needs a name (header.<name>)"),
+]
+
+
+def test_config_rules_refused_before_running():
+    """Each rule that depends on the config alone is the plugin's check: the
+    config is refused before anything runs (no CQL server here), at the
+    key's line, with the reason init used to fail the connector with; the
+    password never shows."""
+    good = "connectors:\n" + source("/nonexistent/in.ndjson") + sink(
+        NoServer, mapping="id=value.id, v=value.v", username="spoke", password="pw")
+    r = validate(good)
+    assert r.returncode == 0, "valid config refused: %s" % r.stderr
+    for key, value, want in CHECK_CASES:
+        conf = "connectors:\n" + source("/nonexistent/in.ndjson") + sink(NoServer, **{key: value})
+        refused_before_running(conf, key, want,
+                               secret=value if key == "password" else None)
+
+
+def test_config_rules_refused_over_rest():
+    """The REST API runs the same check: POST /connectors and PUT config
+    answer 400 with the reason and create or change nothing; config/validate
+    counts the error on the key. The password never shows."""
+    secret = "pw-Rq8-secret"
+    sp, api = rest_spoke()
+    with sp:
+        base = {"connector.class": "cassandra_sink", "topics": "rows", "keyspace": "ks",
+                "table": "t", "contact.points": "127.0.0.1:9"}
+        for key, value, want in CHECK_CASES:
+            bad = dict(base, **{key: value})
+            r = expect(api.call("POST", "/connectors", body={"name": "cass", "config": bad}), 400)
+            assert want in r.json["message"], (key, r.json)
+            r = expect(api.call("PUT", "/connectors/cass/config", body=bad), 400)
+            assert want in r.json["message"], (key, r.json)
+            assert api.get("/connectors").json == [], key
+            r = expect(api.call("PUT", "/connector-plugins/cassandra_sink/config/validate",
+                                body=bad), 200)
+            errs = {c["value"]["name"]: c["value"]["errors"]
+                    for c in r.json["configs"] if c["value"]["errors"]}
+            assert r.json["error_count"] == 1 and list(errs) == [key], (key, r.json)
+            assert want in errs[key][0], (key, errs)
+            if key == "password":
+                assert value not in r.raw.decode(), r.raw
+        r = expect(api.call("PUT", "/connector-plugins/cassandra_sink/config/validate",
+                            body=dict(base, username="spoke", password=secret)), 200)
+        assert r.json["error_count"] == 0, r.json
+        r = expect(api.call("POST", "/connectors", body={"name": "cass", "config": dict(
+            base, password=secret)}), 400)
+        assert "password is set but username is not" in r.json["message"], r.json
+        assert secret not in r.raw.decode(), r.raw
+    assert secret not in sp.log()
 
 
 def test_100k_rows_exact():
@@ -326,11 +442,9 @@ def test_bad_create_table_fails_with_server_message():
             st = sp.wait_state("cass", "FAILED")
             trace = (st.get("trace") or "").lower()
             assert "counter" in trace, trace
-        # a bad mapping fails at init, naming the problem
+        # a bad mapping is refused before it runs, naming the problem
         conf = "connectors:\n" + source(src) + sink(cs, mapping="id=valu.id")
-        with Spoke(conf, tmp=tmp) as sp:
-            st = sp.wait_state("cass", "FAILED")
-            assert "mapping: 'valu.id' is not a source" in (st.get("trace") or ""), st
+        refused_before_running(conf, "mapping", "mapping: 'valu.id' is not a source")
 
 
 def test_invalid_rows_dead_lettered_with_server_message():
