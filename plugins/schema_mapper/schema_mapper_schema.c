@@ -71,13 +71,19 @@ static int is_null_scalar(const yaml_node_t *n)
            !strcmp(s, "NULL");
 }
 
+/* 0 with *out set, or -1 with *out NULL and the error set. */
 static int ystr(struct yl *y, const yaml_node_t *n, const char *what, const char **out)
 {
     const char *s = yscalar(n);
-    if (!s)
-        return yerr(y, n, "%s must be a string", what);
-    if (strlen(s) != n->data.scalar.length)
-        return yerr(y, n, "%s holds a NUL character", what);
+    *out = NULL;
+    if (!s) {
+        yerr(y, n, "%s must be a string", what);
+        return -1;
+    }
+    if (strlen(s) != n->data.scalar.length) {
+        yerr(y, n, "%s holds a NUL character", what);
+        return -1;
+    }
     *out = s;
     return 0;
 }
