@@ -28,16 +28,24 @@ const char *log_level_name(enum spoke_log_level level)
     return level_names[level];
 }
 
+void log_one_line(char *s)
+{
+    for (unsigned char *p = (unsigned char *)s; *p; p++)
+        if (*p == '\n' || *p == '\r' || *p == '\t')
+            *p = ' ';
+        else if (*p < 0x20 || *p == 0x7f)
+            *p = '?';
+}
+
 void log_vwrite(enum spoke_log_level level, const char *ctx, const char *fmt, va_list ap)
 {
     if ((int)level > log_threshold)
         return;
     char msg[2048];
     vsnprintf(msg, sizeof(msg), fmt, ap);
-    /* One event, one line: fold embedded newlines so log readers never split it. */
-    for (char *p = msg; *p; p++)
-        if (*p == '\n' || *p == '\r')
-            *p = ' ';
+    /* One event, one line: log readers never split it, and text from a
+     * plugin or a peer cannot forge a line or drive a terminal. */
+    log_one_line(msg);
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;

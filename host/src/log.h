@@ -23,6 +23,11 @@ void log_write(enum spoke_log_level level, const char *ctx, const char *fmt, ...
     SPOKE_PRINTF(3, 4);
 void log_vwrite(enum spoke_log_level level, const char *ctx, const char *fmt, va_list ap);
 
+/* Makes s one line of text in place: CR, LF and tab become spaces, other
+ * ASCII control characters (a terminal escape, say) '?'. Every log line
+ * goes through it; so does plugin text the host prints otherwise. */
+void log_one_line(char *s);
+
 #define LOG_E(ctx, ...) do { if (log_threshold >= SPOKE_LOG_ERROR) log_write(SPOKE_LOG_ERROR, ctx, __VA_ARGS__); } while (0)
 #define LOG_W(ctx, ...) do { if (log_threshold >= SPOKE_LOG_WARN)  log_write(SPOKE_LOG_WARN,  ctx, __VA_ARGS__); } while (0)
 #define LOG_I(ctx, ...) do { if (log_threshold >= SPOKE_LOG_INFO)  log_write(SPOKE_LOG_INFO,  ctx, __VA_ARGS__); } while (0)

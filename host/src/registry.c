@@ -306,6 +306,8 @@ int registry_check_config(const struct spoke_plugin *desc, const struct spoke_ho
     int rc = desc->check(api, cfg, key, err, errsize);
     if (rc == SPOKE_OK)
         return SPOKE_OK;
+    err[errsize - 1] = '\0';
+    log_one_line(err);  /* validate prints one error per line; REST quotes it */
     if (!err[0])
         snprintf(err, errsize, "the plugin refused the configuration (error %d, no reason given)",
                  rc);

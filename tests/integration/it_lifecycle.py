@@ -262,9 +262,14 @@ connectors:
     connector.class: velib_source
     topic: v
     url: "file:///etc/passwd"
+  - name: ck2
+    connector.class: checked_transform
+    topics: raw
+    topic: out3
+    mode: ctl
   - name: sink
     connector.class: null_sink
-    topics: [out, out2, v]
+    topics: [out, out2, out3, v]
 """)
         p = run_spoke("validate", "-c", sp.config)
         assert p.returncode == 1, p
@@ -280,9 +285,13 @@ connectors:
         assert at("name: ck") + "11: connector 'ck': mode whole refuses" in err, err
         assert at("url: ") + "5: connector 'vel': url 'file:///etc/passwd': scheme 'file' is " \
             "not allowed" in err, err
-        assert "invalid: 3 errors" in err, err
+        # A reason with a line break and a terminal escape: one line, no escape.
+        assert at("mode: ctl") + "5: connector 'ck2': mode ctl: forged line?[31m red\n" in err, err
+        assert "\x1b" not in err, err
+        assert "invalid: 4 errors" in err, err
         p = run_spoke("run", "-c", sp.config)
         assert p.returncode == 1 and "semantics table needs entity.key" in p.stderr, p
+        assert "mode ctl: forged line?[31m red" in p.stderr and "\x1b" not in p.stderr, p
 
 
 def test_validate_checks_topic_wiring():

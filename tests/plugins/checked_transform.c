@@ -1,6 +1,7 @@
 /* checked_transform - test fixture: a pass-through transform with a config
  * check (struct spoke_plugin.check): `low` must not exceed `high`, and
- * `mode: whole` is refused without naming a key. `init` fails the same way,
+ * `mode: whole` is refused without naming a key, `mode: ctl` with control
+ * characters in the reason. `init` fails the same way,
  * so a host that skipped the check would only fail at run time. */
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +27,13 @@ static int rules(const struct spoke_host_api *api, const struct spoke_config *cf
         *key = "low";
         snprintf(errstr, errstr_size, "low (%lld) is above high (%lld)", (long long)low,
                  (long long)high);
+        return SPOKE_ERR_INVALID;
+    }
+    if (mode && strcmp(mode, "ctl") == 0) {
+        /* Text a careless plugin might write: a line break and a terminal
+         * escape. The host prints it as one line without the escape. */
+        *key = "mode";
+        snprintf(errstr, errstr_size, "mode ctl:\nforged line\x1b[31m red");
         return SPOKE_ERR_INVALID;
     }
     if (mode && strcmp(mode, "whole") == 0) {
