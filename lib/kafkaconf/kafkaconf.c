@@ -76,6 +76,18 @@ static const char *connector_key(const char *prop)
     return NULL;
 }
 
+int kafkaconf_topic_ok(const char *t)
+{
+    size_t n = strlen(t);
+    if (n == 0 || n > 249)
+        return 0;
+    for (const char *c = t; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '.' || *c == '_' || *c == '-'))
+            return 0;
+    return 1;
+}
+
 void kafkaconf_health_init(struct kafkaconf_health *h, const struct spoke_host_api *api,
                            struct spoke_instance *inst)
 {

@@ -71,4 +71,7 @@ int kafkaconf_check(const struct spoke_host_api *api, const struct spoke_config 
                     const char *const *defaults, const char *const *forced, const char **key,
                     char *errstr, size_t errstr_size);
 
+/* Kafka's legal topic names: [a-zA-Z0-9._-]{1,249}. */
+int kafkaconf_topic_ok(const char *t);
+
 #endif

@@ -130,8 +130,23 @@ static void ks_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op
 static int ks_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
                     const char **key, char *errstr, size_t errstr_size)
 {
+    const char *target = api->config_string(cfg, "target.topic");
     *key = NULL;
-    if (api->config_bool(cfg, "topic.create") && !api->config_string(cfg, "target.topic")) {
+    if (target && !kafkaconf_topic_ok(target)) {
+        *key = "target.topic";
+        snprintf(errstr, errstr_size, "target.topic: '%.64s' is not a valid Kafka topic name "
+                 "([a-zA-Z0-9._-], 1 to 249 characters)", target);
+        return SPOKE_ERR_INVALID;
+    }
+    static const char *const counts[] = { "topic.partitions", "topic.replication.factor", NULL };
+    for (size_t i = 0; counts[i]; i++)
+        if (api->config_int(cfg, counts[i]) == 0) {
+            *key = counts[i];
+            snprintf(errstr, errstr_size, "%s: 0 is not a count a topic can have (-1 = the "
+                     "broker's default, or 1 and up)", counts[i]);
+            return SPOKE_ERR_INVALID;
+        }
+    if (api->config_bool(cfg, "topic.create") && !target) {
         *key = "topic.create";
         snprintf(errstr, errstr_size, "topic.create needs target.topic");
         return SPOKE_ERR_INVALID;

@@ -763,19 +763,6 @@ static int ksrc_assign_refresh(struct ksrc *s, char *errstr, size_t errstr_size)
 
 /* ---- lifecycle ---- */
 
-/* Kafka's legal topic names: [a-zA-Z0-9._-]{1,249}. */
-static int valid_topic(const char *t)
-{
-    size_t n = strlen(t);
-    if (n == 0 || n > 249)
-        return 0;
-    for (const char *c = t; *c; c++)
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-              *c == '.' || *c == '_' || *c == '-'))
-            return 0;
-    return 1;
-}
-
 /* The pattern librdkafka subscribes to for source.topics.regex, compiled
  * into *re: a subscription starting with '^' is a regex (POSIX extended on
  * this platform); anchoring both ends makes it match whole names, like the
@@ -863,7 +850,7 @@ static int ksrc_check(const struct spoke_host_api *api, const struct spoke_confi
         return SPOKE_ERR_INVALID;
     }
     for (size_t i = 0; i < ntopics; i++) {
-        if (!valid_topic(topics[i])) {
+        if (!kafkaconf_topic_ok(topics[i])) {
             *key = "source.topics";
             snprintf(errstr, errstr_size, "source.topics: '%.64s' is not a valid Kafka topic "
                      "name ([a-zA-Z0-9._-], 1 to 249 characters)", topics[i]);

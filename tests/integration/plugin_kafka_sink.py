@@ -321,7 +321,8 @@ connectors:
 
 def test_checks_between_keys_refuse_before_running():
     """The rules the config table cannot say (topic.create needs
-    target.topic; the values of the connector's librdkafka properties) are
+    target.topic, a legal target topic name, no topic of 0 partitions or
+    replicas; the values of the connector's librdkafka properties) are
     the plugin's check: a config that breaks one is refused before anything
     runs, no Kafka needed. `spoke validate` and `spoke run` exit 1 with the
     reason at the key's line; REST answers 400 and creates nothing,
@@ -333,7 +334,13 @@ def test_checks_between_keys_refuse_before_running():
              ("kafka.linger.ms", "    kafka.linger.ms: abc\n",
               "librdkafka property 'linger.ms' (connector kafka.*): Invalid value"),
              ("kafka.compression.type", "    target.topic: out\n    kafka.compression.type: rar\n",
-              "librdkafka property 'compression.type' (connector kafka.*): Invalid value")]
+              "librdkafka property 'compression.type' (connector kafka.*): Invalid value"),
+             ("target.topic", "    target.topic: \"bikes/paris\"\n",
+              "target.topic: 'bikes/paris' is not a valid Kafka topic name"),
+             ("topic.partitions", "    target.topic: out\n    topic.partitions: 0\n",
+              "topic.partitions: 0 is not a count a topic can have"),
+             ("topic.replication.factor", "    target.topic: out\n    topic.replication.factor: 0\n",
+              "topic.replication.factor: 0 is not a count a topic can have")]
     with tempfile.TemporaryDirectory(prefix="spoke-ksink-") as tmp:
         path = os.path.join(tmp, "c.yaml")
         for key, extra, want in cases:
