@@ -221,8 +221,13 @@ static int cs_configure(struct cs_state *st, const struct spoke_config *cfg, con
     st->null_unset = api->config_bool(cfg, "null.unset");
     st->client_ts = strcmp(api->config_string(cfg, "write.timestamp"), "client") == 0;
     st->buffer_max = (size_t)api->config_int(cfg, "buffer.max.bytes");
-    if (st->backoff_max_ms < st->backoff_ms)
-        st->backoff_max_ms = st->backoff_ms;
+    if (st->backoff_max_ms < st->backoff_ms) {
+        *key = "reconnect.backoff.ms";
+        cql_textf(errstr, errstr_size, "reconnect.backoff.ms (%lld) is above "
+                  "reconnect.backoff.max.ms (%lld)", (long long)st->backoff_ms,
+                  (long long)st->backoff_max_ms);
+        goto invalid;
+    }
 
     /* The table's allowed values are all levels the codec knows; this keeps
      * an unknown one from becoming 0xFFFF on the wire if they ever differ. */

@@ -275,6 +275,8 @@ CHECK_CASES = [
     ("mapping", 'id=value."a', 'mapping: unterminated " quote'),
     ("mapping", "id=value..a", "mapping: empty field name in 'value..a'"),
     ("mapping", "id=header", "mapping: 'header': header needs a name (header.<name>)"),
+    ("reconnect.backoff.ms", "9000",
+     "reconnect.backoff.ms (9000) is above reconnect.backoff.max.ms (5000)"),
 ]
 
 
