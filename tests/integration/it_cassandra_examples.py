@@ -24,7 +24,7 @@ import it_velib_pipeline as velib
 import plugin_http_source as weather
 from httpfixture import HttpFixture, Response
 from plugin_cassandra_sink import CqlServer
-from spoketest import SOURCE_DIR, Spoke, main, q, wait_for
+from spoketest import SOURCE_DIR, Spoke, main, q
 
 TIMEOUT = 90
 
@@ -59,8 +59,8 @@ def test_weather_cassandra_example():
             ("    keyspace: weather_keyspace", "    port: %d\n    keyspace: weather_keyspace" % cs.port),
         ])
         with Spoke(body) as sp:
-            wait_for(lambda: cs.count("weather_keyspace.weather_table") == 12, TIMEOUT,
-                     "12 rows in weather_keyspace.weather_table")
+            sp.wait_for(lambda: cs.count("weather_keyspace.weather_table") == 12, TIMEOUT,
+                        "12 rows in weather_keyspace.weather_table")
             d = cs.dump("weather_keyspace.weather_table")
             cols = d["columns"]
             got = {r[cols.index("city")]: dict(zip(cols, r)) for r in d["rows"]}
@@ -106,8 +106,8 @@ def test_velib_cassandra_example():
                     if got[pc][c] != w[c]:
                         return None
             return got
-        with Spoke(body):
-            got = wait_for(table_ok, TIMEOUT, "postcode_bikes to equal the independent totals")
+        with Spoke(body) as sp:
+            got = sp.wait_for(table_ok, TIMEOUT, "postcode_bikes to equal the independent totals")
         assert len(got) == 85 and sum(r["stations"] for r in got.values()) == 1448
 
 

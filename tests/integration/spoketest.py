@@ -170,13 +170,20 @@ class Spoke:
     def connector(self, name):
         return self.status().get("connectors", {}).get(name, {})
 
-    def wait_state(self, name, state, timeout=20):
+    def wait_for(self, pred, timeout, what):
+        """wait_for(), failing at once (with the log) if spoke exits first."""
         def ok():
             if not self.alive():
-                raise AssertionError("spoke exited (%s) while waiting for %s to be %s:\n%s"
-                                     % (self.proc.returncode, name, state, self.log()[-3000:]))
-            return self.connector(name).get("state") == state
-        wait_for(ok, timeout, "connector %s to be %s (now %s)" % (name, state, self.connector(name).get("state")))
+                raise AssertionError("spoke exited (%s) while waiting for %s:\n%s"
+                                     % (self.proc.returncode, what() if callable(what) else what,
+                                        self.log()[-3000:]))
+            return pred()
+        return wait_for(ok, timeout, what)
+
+    def wait_state(self, name, state, timeout=20):
+        self.wait_for(lambda: self.connector(name).get("state") == state, timeout,
+                      lambda: "connector %s to be %s (now %s)"
+                      % (name, state, self.connector(name).get("state")))
         return self.connector(name)
 
     def offsets(self):
