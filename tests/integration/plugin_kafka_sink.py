@@ -374,21 +374,12 @@ def test_checks_between_keys_refuse_before_running():
         base = {"connector.class": "kafka_sink", "topics": "t"}
         rest_cases = [("topic.create", {"topic.create": "true"}, cases[0][2]),
                       ("kafka.linger.ms", {"kafka.linger.ms": "abc"}, cases[1][2]),
-                      ("kafka.compression.type", {"kafka.compression.type": "rar"}, cases[2][2])]
+                      ("kafka.compression.type", {"kafka.compression.type": "rar"}, cases[2][2]),
+                      ("target.topic", {"target.topic": "bikes/paris"}, cases[3][2]),
+                      ("topic.partitions", {"target.topic": "out", "topic.partitions": "0"},
+                       cases[4][2])]
         for key, extra, want in rest_cases:
-            body = dict(base, **extra)
-            r = resttest.expect(api.call("POST", "/connectors",
-                                         body={"name": "out", "config": body}), 400, key)
-            assert want in r.json["message"], (key, r.json)
-            r = resttest.expect(api.call("PUT", "/connectors/out/config", body=body), 400, key)
-            assert want in r.json["message"], (key, r.json)
-            assert api.get("/connectors").json == [], "a refused connector was created"
-            r = resttest.expect(api.call("PUT", "/connector-plugins/kafka_sink/config/validate",
-                                         body=body), 200, key).json
-            errs = {c["value"]["name"]: c["value"]["errors"] for c in r["configs"]
-                    if c["value"]["errors"]}
-            assert r["error_count"] == 1 and list(errs) == [key] and want in errs[key][0], \
-                (key, r["error_count"], errs)
+            resttest.expect_refused(api, "kafka_sink", "out", dict(base, **extra), key, want)
 
 if __name__ == "__main__":
     main(globals())

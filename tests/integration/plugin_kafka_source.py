@@ -290,19 +290,7 @@ def test_checks_between_keys_refuse_before_running():
                                                    "kafka.fetch.wait.max.ms": "abc"},
                        cases[5][2])]
         for key, extra, want in rest_cases:
-            body = dict(base, **extra)
-            r = resttest.expect(api.call("POST", "/connectors",
-                                         body={"name": "src", "config": body}), 400, key)
-            assert want in r.json["message"], (key, r.json)
-            r = resttest.expect(api.call("PUT", "/connectors/src/config", body=body), 400, key)
-            assert want in r.json["message"], (key, r.json)
-            assert api.get("/connectors").json == [], "a refused connector was created"
-            r = resttest.expect(api.call("PUT", "/connector-plugins/kafka_source/config/validate",
-                                         body=body), 200, key).json
-            errs = {c["value"]["name"]: c["value"]["errors"] for c in r["configs"]
-                    if c["value"]["errors"]}
-            assert r["error_count"] == 1 and list(errs) == [key] and want in errs[key][0], \
-                (key, r["error_count"], errs)
+            resttest.expect_refused(api, "kafka_source", "src", dict(base, **extra), key, want)
 
 
 def test_init_errors_fail_with_reason():

@@ -126,6 +126,22 @@ def rest_spoke(yaml_text="", extra_worker=None, **kw):
     return sp, api
 
 
+def expect_refused(api, plugin, name, config, key, want):
+    """A config the plugin's check refuses: POST /connectors and PUT
+    /connectors/{name}/config answer 400 with want in the message and create
+    nothing; config/validate counts one error, on key."""
+    r = expect(api.call("POST", "/connectors", body={"name": name, "config": config}), 400, key)
+    assert want in r.json["message"], (key, r.json)
+    r = expect(api.call("PUT", "/connectors/%s/config" % name, body=config), 400, key)
+    assert want in r.json["message"], (key, r.json)
+    assert api.get("/connectors").json == [], "a refused connector was created"
+    r = expect(api.call("PUT", "/connector-plugins/%s/config/validate" % plugin, body=config),
+               200, key).json
+    errs = {c["value"]["name"]: c["value"]["errors"] for c in r["configs"] if c["value"]["errors"]}
+    assert r["error_count"] == 1 and list(errs) == [key] and want in errs[key][0], \
+        (key, r["error_count"], errs)
+
+
 def write_lines(path, n, start=0):
     with open(path, "w") as f:
         for i in range(start, start + n):
