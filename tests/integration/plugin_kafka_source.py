@@ -128,7 +128,7 @@ def wait_committed(cluster, group, topic, timeout=TIMEOUT):
     def done():
         last.update(committed_offsets(cluster.bootstrap, group, topic))
         return last == end
-    wait_for(done, timeout, "group %s to commit %s up to the end %s (now %s)"
+    wait_for(done, timeout, lambda: "group %s to commit %s up to the end %s (now %s)"
              % (group, topic, end, last), interval=0.2)
     return end
 
@@ -456,10 +456,15 @@ def test_headers_timestamps_and_null_values_roundtrip():
 def test_regex_subscription_and_bytes_format():
     """source.topics.regex matches whole topic names; value.format=bytes
     passes anything; value.null=emit gives null values."""
-    with start_cluster(1, {"ev.a": 1, "ev.b": 2, "ev.ab": 1, "other": 1}) as c:
-        for t in ("ev.a", "ev.b", "ev.ab", "other"):
-            kcat_produce(c.bootstrap, t, [{"value": "%s plain text %d" % (t, i)} for i in range(50)]
-                         + [{"value": None}])
+    topics = {"ev.a": 1, "ev.b": 2, "ev.ab": 1, "other": 1}
+    with start_cluster(1, topics) as c:
+        for t, n in topics.items():
+            # Every partition gets records (kcat's partitioner may put a run
+            # of keyless ones in one): the group commits only the partitions
+            # it read, and the waits below compare with every end offset.
+            kcat_produce(c.bootstrap, t, [{"value": "%s plain text %d" % (t, i),
+                                           "partition": i * n // 50} for i in range(50)]
+                         + [{"value": None, "partition": 0}])
         conns = (source(regex=r"ev\.[ab]", extra="    value.format: bytes\n")
                  + file_sink("out.ndjson"))
         with kafka_spoke(c, conns) as s:
