@@ -245,35 +245,14 @@ def test_checks_between_keys_refuse_before_running():
               "source.topics.regex: "),
              ("kafka.fetch.wait.max.ms", "    source.topics: in\n    kafka.fetch.wait.max.ms: abc\n",
               "librdkafka property 'fetch.wait.max.ms' (connector kafka.*): Invalid value")]
+    head = "  - name: src\n    connector.class: kafka_source\n    topic: recs\n"
     with tempfile.TemporaryDirectory(prefix="spoke-ksrc-") as tmp:
-        path = os.path.join(tmp, "c.yaml")
         for key, extra, want in cases:
-            with open(path, "w") as f:
-                f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n" % (
-                    q(PLUGIN_DIR), q(os.path.join(tmp, "state"))))
-                f.write("connectors:\n  - name: src\n    connector.class: kafka_source\n"
-                        "    topic: recs\n" + extra)
-            with open(path) as f:
-                text = f.readlines()
-            at = [i + 1 for i, l in enumerate(text) if l.startswith("    %s:" % key)]
-            # A missing key: the error points at the connector.
-            prefix = ("%s:%d:5: connector 'src': " % (path, at[0]) if at else
-                      "%s:%d:" % (path, text.index("  - name: src\n") + 1))
-            p = spoketest.run_spoke("validate", "-c", path)
-            assert p.returncode == 1, "%s: %r" % (key, p)
-            assert prefix in p.stderr and want in p.stderr, \
-                "%s: %r lacks %r and %r" % (key, p.stderr, prefix, want)
-            assert len(p.stderr.splitlines()) == 2, "one error expected: %r" % p.stderr
-            p = spoketest.run_spoke("run", "-c", path)
-            assert p.returncode == 1 and want in p.stderr, "%s: %r" % (key, p)
+            spoketest.expect_check_refuses(tmp, head + extra, "src", key, want)
         # What the rules allow passes.
-        with open(path, "w") as f:
-            f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n" % (
-                q(PLUGIN_DIR), q(os.path.join(tmp, "state"))))
-            f.write("connectors:\n  - name: src\n    connector.class: kafka_source\n"
-                    "    topic: recs\n    source.topics.regex: \"in\\\\..*\"\n"
-                    "    consumer.mode: assign\n    kafka.fetch.wait.max.ms: \"100\"\n")
-        p = spoketest.run_spoke("validate", "-c", path)
+        p = spoketest.validate_config(tmp, head + "    source.topics.regex: \"in\\\\..*\"\n"
+                                      "    consumer.mode: assign\n"
+                                      "    kafka.fetch.wait.max.ms: \"100\"\n")[2]
         assert p.returncode == 0, p
 
     sp, api = resttest.rest_spoke("connectors: []\n")

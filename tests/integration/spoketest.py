@@ -271,6 +271,36 @@ def complete_lines(path):
     return [x for x in read_bytes(path).split(b"\n")[:-1] if x.strip()]
 
 
+def validate_config(tmp, connector_text, plugin_dirs=None):
+    """Writes tmp/c.yaml (a worker section, then "connectors:" and
+    connector_text) and runs `spoke validate` on it: (path, lines, result)."""
+    path = os.path.join(tmp, "c.yaml")
+    with open(path, "w") as f:
+        f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n" % (
+            ", ".join(q(d) for d in (plugin_dirs or [PLUGIN_DIR])),
+            q(os.path.join(tmp, "state"))))
+        f.write("connectors:\n" + connector_text)
+    with open(path) as f:
+        lines = f.readlines()
+    return path, lines, run_spoke("validate", "-c", path)
+
+
+def expect_check_refuses(tmp, connector_text, name, key, want):
+    """A config whose plugin check refuses it: `spoke validate` reports the
+    one error, with want, at the line of key (at the connector when the
+    file has no such key), and `spoke run` refuses the file."""
+    path, lines, p = validate_config(tmp, connector_text)
+    at = [i + 1 for i, l in enumerate(lines) if l.startswith("    %s:" % key)]
+    prefix = ("%s:%d:5: connector '%s': " % (path, at[0], name) if at else
+              "%s:%d:" % (path, lines.index("  - name: %s\n" % name) + 1))
+    assert p.returncode == 1, "%s: %r" % (key, p)
+    assert prefix in p.stderr and want in p.stderr, \
+        "%s: %r lacks %r and %r" % (key, p.stderr, prefix, want)
+    assert len(p.stderr.splitlines()) == 2, "one error expected: %r" % p.stderr
+    p = run_spoke("run", "-c", path)
+    assert p.returncode == 1 and want in p.stderr, "%s: %r" % (key, p)
+
+
 def write_bytes(path, data, mode="wb"):
     with open(path, mode) as f:
         f.write(data)
