@@ -476,14 +476,10 @@ nomem:
     snprintf(errstr, errstr_size, "out of memory");
     rc = SPOKE_ERR_NOMEM;
 out:
-    if (rc != SPOKE_OK) {
+    /* A control character quoted in a message is the host's to fold: it
+     * prints every check reason and log line as one line of text. */
+    if (rc != SPOKE_OK)
         scrub_key(secret, secret_esc, errstr, errstr_size);
-        /* Values are quoted: a control character in one must not break
-         * the message's line (spoke validate prints one per error). */
-        for (char *p = errstr; *p; p++)
-            if ((unsigned char)*p < 0x20 || *p == 0x7f)
-                *p = '?';
-    }
     free(secret_esc);
     return rc;
 }
