@@ -160,51 +160,87 @@ static void entry_clear(struct cfgval_entry *ent)
     ent->set = 0;
 }
 
-/* Splits "a, b,,c" into trimmed, non-empty items. */
-static int split_list(const char *s, char ***items, size_t *nitems)
+static int is_blank(char c)
 {
-    size_t cap = 1;
-    for (const char *p = s; *p; p++)
-        if (*p == ',')
-            cap++;
-    char **v = calloc(cap + 1, sizeof(*v));
-    size_t n = 0;
-    if (!v)
-        return -1;
-    const char *p = s;
-    for (;;) {
-        const char *e = strchr(p, ',');
-        const char *end = e ? e : p + strlen(p);
-        const char *b = p;
-        while (b < end && (*b == ' ' || (*b >= '\t' && *b <= '\r')))
-            b++;
-        while (end > b && (end[-1] == ' ' || (end[-1] >= '\t' && end[-1] <= '\r')))
-            end--;
-        if (end > b && !(v[n++] = strndup(b, (size_t)(end - b)))) {
-            free_items(v, n);
-            return -1;
-        }
-        if (!e)
-            break;
-        p = e + 1;
+    return c == ' ' || (c >= '\t' && c <= '\r');
+}
+
+/* Appends item b..e, trimmed, as item n of v. Refuses an empty item and,
+ * for a YAML sequence's item (whole), one holding a comma: a connector's
+ * config travels and is stored as text, where a list is its items joined
+ * by commas (as in Kafka Connect), so such an item would come back split
+ * in two. 1 when refused (why says so; a secret's item is not quoted),
+ * -1 out of memory. */
+static int take_item(char **v, size_t n, const char *b, const char *e, int whole, int secret,
+                     char *why, size_t whysize)
+{
+    while (b < e && is_blank(*b))
+        b++;
+    while (e > b && is_blank(e[-1]))
+        e--;
+    if (e == b) {
+        if (whole)
+            snprintf(why, whysize, "list item %zu is empty", n + 1);
+        else
+            snprintf(why, whysize, "list item %zu is empty (two commas in a row, or a comma "
+                     "at the start or the end)", n + 1);
+        return 1;
     }
-    *items = v;
-    *nitems = n;
+    if (!(v[n] = strndup(b, (size_t)(e - b))))
+        return -1;
+    if (whole && strchr(v[n], ',')) {
+        char q[QMAX + 8];
+        quote(q, sizeof(q), v[n]);
+        snprintf(why, whysize, "list item %zu contains ','%s%s%s: config lists are "
+                 "comma-separated text; give each part as its own item", n + 1,
+                 secret ? "" : " (", secret ? "" : q, secret ? "" : ")");
+        return 1;
+    }
     return 0;
 }
 
-static int copy_items(char *const *src, size_t n, char ***items, size_t *nitems)
+/* The items of a list value: a YAML sequence's (items, nitems) or the
+ * comma-separated text, each trimmed. Blank text is the empty list; an
+ * empty item is refused, so is a sequence's item with a comma (see
+ * take_item). 0, 1 refused (why set), -1 out of memory. */
+static int list_items(const char *text, char *const *items, size_t nitems, int is_list,
+                      int secret, char ***out, size_t *nout, char *why, size_t whysize)
 {
-    char **v = calloc(n + 1, sizeof(*v));
+    size_t cap = is_list ? nitems : 1;
+    if (!is_list)
+        for (const char *p = text; *p; p++)
+            cap += *p == ',';
+    char **v = calloc(cap + 1, sizeof(*v));
+    size_t n = 0;
+    int rc = 0;
     if (!v)
         return -1;
-    for (size_t i = 0; i < n; i++)
-        if (!(v[i] = strdup(src[i]))) {
-            free_items(v, i);
-            return -1;
+    if (is_list) {
+        for (; n < nitems && rc == 0; n++)
+            rc = take_item(v, n, items[n], items[n] + strlen(items[n]), 1, secret, why,
+                           whysize);
+    } else {
+        const char *p = text;
+        while (is_blank(*p))
+            p++;
+        while (*p && rc == 0) {
+            const char *c = strchr(p, ',');
+            const char *e = c ? c : p + strlen(p);
+            rc = take_item(v, n, p, e, 0, secret, why, whysize);
+            n++;
+            if (!c)
+                break;
+            p = c + 1;
+            if (!*p && rc == 0)  /* "a," */
+                rc = take_item(v, n++, p, p, 0, secret, why, whysize);
         }
-    *items = v;
-    *nitems = n;
+    }
+    if (rc != 0) {
+        free_items(v, n);
+        return rc;
+    }
+    *out = v;
+    *nout = n;
     return 0;
 }
 
@@ -347,12 +383,14 @@ static int parse_value(const struct spoke_config_field *fld, const char *text,
         }
         break;
     case SPOKE_CFG_LIST: {
-        int rc = is_list ? copy_items(items, nitems, &out->items, &out->nitems)
-                         : split_list(text, &out->items, &out->nitems);
+        int rc = list_items(text, items, nitems, is_list, secret, &out->items, &out->nitems,
+                            why, whysize);
         if (rc < 0) {
             snprintf(why, whysize, "out of memory");
             return SPOKE_ERR_NOMEM;
         }
+        if (rc > 0)
+            return SPOKE_ERR_INVALID;
         snprintf(what, sizeof(what), "item count %zu", out->nitems);
         if (check_bounds(fld, (long double)out->nitems, what, why, whysize) < 0)
             goto list_fail;

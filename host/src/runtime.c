@@ -1953,14 +1953,18 @@ static void section_clear(struct cfg_section *s)
     for (size_t i = 0; i < s->nkv; i++) {
         free(s->kv[i].key);
         free(s->kv[i].value);
+        for (size_t k = 0; k < s->kv[i].nitems; k++)
+            free(s->kv[i].items[k]);
+        free(s->kv[i].items);
     }
     free(s->kv);
     free(s->name);
     memset(s, 0, sizeof(*s));
 }
 
-/* Deep copy of name, keys, values and positions (list items are not needed
- * downstream: values hold them comma-joined). */
+/* Deep copy of name, keys, values, a YAML sequence's items (validation
+ * checks them one by one, as `spoke validate` does; downstream the value
+ * holds them comma-joined) and positions. */
 static int section_copy(struct cfg_section *dst, const struct cfg_section *src)
 {
     memset(dst, 0, sizeof(*dst));
@@ -1975,9 +1979,18 @@ static int section_copy(struct cfg_section *dst, const struct cfg_section *src)
         k->value = strdup(src->kv[i].value);
         k->key_pos = src->kv[i].key_pos;
         k->value_pos = src->kv[i].value_pos;
+        k->is_list = src->kv[i].is_list;
         dst->nkv++;
         if (!k->key || !k->value)
             goto oom;
+        if (k->is_list) {
+            /* items[nitems] stays NULL, as the loader leaves it. */
+            if (!(k->items = calloc(src->kv[i].nitems + 1, sizeof(*k->items))))
+                goto oom;
+            for (; k->nitems < src->kv[i].nitems; k->nitems++)
+                if (!(k->items[k->nitems] = strdup(src->kv[i].items[k->nitems])))
+                    goto oom;
+        }
     }
     return 0;
 oom:

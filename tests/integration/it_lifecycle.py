@@ -343,6 +343,33 @@ connectors:
         assert "not started" in p.stderr
 
 
+def test_list_items_validate_as_they_run():
+    """A YAML list item with a comma would run as two items (a config is kept
+    as Connect's comma-joined text): validate and run both refuse it at its
+    line, as they do an empty item; trimmed items run as validated."""
+    for items, want in (('["Accept: a, b"]', "list item 1 contains ','"),
+                        ('["X: 1", ""]', "list item 2 is empty"),
+                        ('"X: 1,,Y: 2"', "list item 2 is empty")):
+        with Spoke("""
+connectors:
+  - name: h
+    connector.class: http_source
+    topic: t
+    url: http://127.0.0.1:9/x
+    headers: %s
+  - name: s
+    connector.class: null_sink
+    topics: t
+""" % items, start=False) as sp:
+            with open(sp.config) as f:
+                at = [i + 1 for i, l in enumerate(f) if "    headers:" in l][0]
+            for cmd in ("validate", "run"):
+                p = run_spoke(cmd, "-c", sp.config, timeout=30)
+                assert p.returncode == 1, (cmd, items, p)
+                assert "%s:%d:5: connector 'h': key 'headers': %s" % (sp.config, at, want) \
+                    in p.stderr, (cmd, items, p.stderr)
+
+
 def test_env_references_resolve_and_missing_ones_are_errors():
     with Spoke("""
 connectors:

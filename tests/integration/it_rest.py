@@ -216,6 +216,10 @@ def test_create_refuses_invalid_configs_with_every_error():
             expect(api.call("POST", "/connectors", body={"name": "c", "config": {
                 "connector.class": cls, "topics": "t"}}), 400, cls)
         expect(api.call("POST", "/connectors", body={"name": "c", "config": {}}), 400)
+        # A list with an empty item is a mistake, not a shorter list.
+        r = expect(api.call("POST", "/connectors", body={"name": "c", "config": sink_config(
+            topics="t,,u")}), 400, "empty list item")
+        assert "topics" in r.json["message"] and "list item 2 is empty" in r.json["message"], r.json
         assert api.get("/connectors").json == []
         # initial_state.
         for state in ("PAUSED", "STOPPED", "running"):

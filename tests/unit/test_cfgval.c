@@ -23,7 +23,7 @@ static const struct spoke_config_field fields[] = {
     { "count", SPOKE_CFG_INT, NULL, 0, "Unbounded int", 0, 0, NULL },
     { "big", SPOKE_CFG_LONG, NULL, 0, "Unbounded long", 0, 0, NULL },
     { "scale", SPOKE_CFG_DOUBLE, NULL, 0, "Unbounded double", 0, 0, NULL },
-    { "tags", SPOKE_CFG_LIST, " a, b,,c ", 0, "Tags", 0, 0, NULL },
+    { "tags", SPOKE_CFG_LIST, " a, b ,c ", 0, "Tags", 0, 0, NULL },
     { 0 }
 };
 
@@ -159,9 +159,22 @@ static void test_values_and_defaults(void)
     cfgval_free(NULL);
 }
 
+/* The one error validating kvs gives ("" when accepted). */
+static const char *refused(const struct cfg_kv *kvs, size_t n)
+{
+    static char msg[256];
+    struct spoke_config *cfg = NULL;
+    int rc = cfgval_validate(fields, NULL, kvs, n, &cfg, NULL, &errs);
+    snprintf(msg, sizeof(msg), "%s", rc == -1 && errs.n == 1 ? errs.e[0].msg : "");
+    CHECK(rc == -1 ? cfg == NULL : 1);
+    cfgval_errors_free(&errs);
+    cfgval_free(cfg);
+    return msg;
+}
+
 static void test_lists(void)
 {
-    struct cfg_kv kvs[] = { KV("url", "u"), KV("stations", "  a ,\tb , ,c,") };
+    struct cfg_kv kvs[] = { KV("url", "u"), KV("stations", "  a ,\tb ,c\n") };
     struct spoke_config *cfg = ok(kvs, 2);
     const char *const *list = NULL;
     if (cfg) {
@@ -180,19 +193,68 @@ static void test_lists(void)
         CHECK(cfgval_is_set(cfg, "stations") == 1);
     }
     cfgval_free(cfg);
+    kvs[1].value = " \t ";
+    cfg = ok(kvs, 2);
+    CHECK(cfg && cfgval_list(cfg, "stations", &list) == 0);
+    cfgval_free(cfg);
 
-    /* A YAML sequence is taken item by item, commas and all. */
-    char *items[] = { "a,b", " c ", NULL };
-    kvs[1].value = "a,b, c ";
+    /* An empty item is a mistake, never dropped: every place of one. */
+    static const char *const empties[] = { "a,,b", ",a", "a,", "a, ,b", "a, ", " ,", "," };
+    for (size_t i = 0; i < sizeof(empties) / sizeof(empties[0]); i++) {
+        kvs[1].value = (char *)empties[i];
+        const char *why = refused(kvs, 2);
+        CHECK_MSG(CONTAINS(why, "key 'stations': list item ") &&
+                  CONTAINS(why, " is empty (two commas in a row, or a comma at the start or "
+                           "the end)"), "%s: %s", empties[i], why);
+    }
+
+    /* A YAML sequence: items trimmed, as the text they are kept as would
+     * be. An empty item, or one with a comma (the text would split it), is
+     * refused, naming the item; a secret's item is not shown. */
+    char *items[] = { "a", " c ", NULL };
+    kvs[1].value = "a, c ";
     kvs[1].items = items;
     kvs[1].nitems = 2;
     kvs[1].is_list = 1;
     cfg = ok(kvs, 2);
     if (cfg) {
         CHECK(cfgval_list(cfg, "stations", &list) == 2);
-        CHECK(list && strcmp(list[0], "a,b") == 0 && strcmp(list[1], " c ") == 0);
+        CHECK(list && strcmp(list[0], "a") == 0 && strcmp(list[1], "c") == 0);
+        CHECK_STR(cfgval_string(cfg, "stations"), "a,c");
     }
     cfgval_free(cfg);
+    {
+        items[1] = "b,c";
+        kvs[1].value = "a,b,c";
+        const char *why = refused(kvs, 2);
+        CHECK_MSG(strcmp(why, "key 'stations': list item 2 contains ',' ('b,c'): config "
+                               "lists are comma-separated text; give each part as its own "
+                               "item") == 0, "%s", why);
+        items[1] = " ";
+        kvs[1].value = "a, ";
+        why = refused(kvs, 2);
+        CHECK_MSG(strcmp(why, "key 'stations': list item 2 is empty") == 0, "%s", why);
+        items[1] = " c ";
+    }
+    {
+        static const struct spoke_config_field secret_list[] = {
+            { "keys", SPOKE_CFG_LIST, NULL, SPOKE_CFG_SECRET, "Keys", 0, 0, NULL },
+            { 0 }
+        };
+        char *sitems[] = { "k1", "sekrit,part", NULL };
+        struct cfg_kv skv[] = { KV("keys", "k1,sekrit,part") };
+        skv[0].items = sitems;
+        skv[0].nitems = 2;
+        skv[0].is_list = 1;
+        struct spoke_config *c = NULL;
+        int rc = cfgval_validate(secret_list, NULL, skv, 1, &c, NULL, &errs);
+        CHECK_MSG(rc == -1 && errs.n == 1 &&
+                  strcmp(errs.e[0].msg, "key 'keys': list item 2 contains ',': config lists "
+                         "are comma-separated text; give each part as its own item") == 0,
+                  "%s", errs.n ? errs.e[0].msg : "accepted");
+        cfgval_errors_free(&errs);
+        cfgval_free(c);
+    }
 
     /* A sequence where a single value is declared. */
     kvs[1].key = "url";
@@ -284,7 +346,7 @@ static void test_bounds(void)
 
     m = bad("stations", "1,2,3,4");
     CHECK_MSG(strcmp(m, "key 'stations': item count 4 is above the maximum 3") == 0, "%s", m);
-    CHECK(good("stations", "1,2,3") && good("stations", "1, 2, 3, , "));
+    CHECK(good("stations", "1,2,3") && good("stations", "1, 2, 3 "));
 
     m = bad("api.key", "short");
     CHECK_MSG(CONTAINS(m, "key 'api.key': length 5 is below the minimum 8"), "%s", m);
