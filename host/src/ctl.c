@@ -30,9 +30,18 @@ static void set_err(struct ctl_err *e, int code, const char *fmt, ...)
     va_end(ap);
 }
 
-static void not_found(struct ctl_err *e, const char *name)
+/* 404; for a stored REST connector that no longer validates, the reason
+ * and what to do. */
+static void not_found(struct runtime *rt, struct ctl_err *e, const char *name)
 {
-    set_err(e, 404, "Connector %s not found", name);
+    char *why = rt ? rt_skipped_reason(rt, name) : NULL;
+    if (why)
+        set_err(e, 404, "Connector %s not found: its stored config no longer validates, so "
+                "it was not started (%s); PUT /connectors/%s/config with a valid config, or "
+                "DELETE /connectors/%s to forget it", name, why, name, name);
+    else
+        set_err(e, 404, "Connector %s not found", name);
+    free(why);
 }
 
 static const char *type_name(enum spoke_kind k)
@@ -114,7 +123,7 @@ static json_t *with_conn(struct runtime *rt, const char *name, struct ctl_err *e
     json_t *o = inst ? fn(inst) : NULL;
     pthread_mutex_unlock(&rt->lock);
     if (!inst)
-        not_found(e, name);
+        not_found(rt, e, name);
     else if (!o)
         set_err(e, 500, "out of memory");
     return o;
@@ -189,7 +198,7 @@ json_t *ctl_task_status(struct runtime *rt, const char *name, int task, struct c
     struct spoke_instance *inst = rt_find_locked(rt, name);
     json_t *o = NULL;
     if (!inst) {
-        not_found(e, name);
+        not_found(rt, e, name);
     } else if (task != 0 || (inst->target == TARGET_STOPPED && inst->state == CONN_STOPPED)) {
         set_err(e, 404, "No status found for task %s-%d", name, task);
     } else {
@@ -234,7 +243,7 @@ int ctl_topics_reset(struct runtime *rt, const char *name, struct ctl_err *e)
     }
     pthread_mutex_unlock(&rt->lock);
     if (!inst) {
-        not_found(e, name);
+        not_found(rt, e, name);
         return -1;
     }
     return 0;
@@ -302,7 +311,7 @@ json_t *ctl_patch(struct runtime *rt, const char *name, json_t *patch, struct ct
     json_t *merged = inst ? json_deep_copy(inst->config) : NULL;
     pthread_mutex_unlock(&rt->lock);
     if (!inst) {
-        not_found(e, name);
+        not_found(rt, e, name);
         return NULL;
     }
     const char *k;
@@ -328,7 +337,7 @@ int ctl_delete(struct runtime *rt, const char *name, struct ctl_err *e)
         set_err(e, 409, "Connector %s is managed by a Kafka-backed topic of connectors.yaml and "
                 "cannot be deleted", name);
     else if (rc != 0)
-        not_found(e, name);
+        not_found(rt, e, name);
     return rc;
 }
 
@@ -343,7 +352,7 @@ static int change_target(struct runtime *rt, const char *name, enum conn_target 
         rt_set_target(rt, inst, t, 1);
     pthread_mutex_unlock(&rt->ctl_lock);
     if (!inst) {
-        not_found(e, name);
+        not_found(rt, e, name);
         return -1;
     }
     LOG_I(name, "target state %s (REST)", rt_target_name(t));
@@ -375,7 +384,7 @@ int ctl_restart(struct runtime *rt, const char *name, int include_tasks, int onl
     pthread_mutex_unlock(&rt->lock);
     if (!inst) {
         pthread_mutex_unlock(&rt->ctl_lock);
-        not_found(e, name);
+        not_found(rt, e, name);
         return -1;
     }
     int plain = !include_tasks && !only_failed;
@@ -409,7 +418,7 @@ int ctl_task_restart(struct runtime *rt, const char *name, int task, struct ctl_
     pthread_mutex_unlock(&rt->lock);
     int rc = -1;
     if (!inst)
-        not_found(e, name);
+        not_found(rt, e, name);
     else if (task != 0 || inst->target == TARGET_STOPPED)
         set_err(e, 404, "Task %s-%d not found", name, task);
     else
@@ -426,7 +435,7 @@ json_t *ctl_offsets(struct runtime *rt, const char *name, struct ctl_err *e)
     struct spoke_instance *inst = rt_find_locked(rt, name);
     pthread_mutex_unlock(&rt->lock);
     if (!inst) {
-        not_found(e, name);
+        not_found(rt, e, name);
         return NULL;
     }
     json_t *arr = json_array();
@@ -450,7 +459,7 @@ static struct spoke_instance *stopped_conn(struct runtime *rt, const char *name,
     int stopped = inst && inst->target == TARGET_STOPPED && inst->state == CONN_STOPPED;
     pthread_mutex_unlock(&rt->lock);
     if (!inst) {
-        not_found(e, name);
+        not_found(rt, e, name);
         return NULL;
     }
     if (!stopped) {

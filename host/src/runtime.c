@@ -2120,6 +2120,25 @@ int rt_persist_save(struct runtime *rt)
     return rc;
 }
 
+/* ---- stored REST connectors that no longer validate ---- */
+
+static void skipped_forget(struct runtime *rt, const char *name)
+{
+    pthread_mutex_lock(&rt->skipped_lock);
+    if (rt->skipped)
+        json_object_del(rt->skipped, name);
+    pthread_mutex_unlock(&rt->skipped_lock);
+}
+
+char *rt_skipped_reason(struct runtime *rt, const char *name)
+{
+    pthread_mutex_lock(&rt->skipped_lock);
+    const char *r = json_string_value(json_object_get(rt->skipped, name));
+    char *out = r ? strdup(r) : NULL;
+    pthread_mutex_unlock(&rt->skipped_lock);
+    return out;
+}
+
 /* Records a connector's REST-visible state (config and target). */
 static void persist_record(struct runtime *rt, const struct spoke_instance *inst)
 {
@@ -2131,6 +2150,7 @@ static void persist_record(struct runtime *rt, const struct spoke_instance *inst
                         inst->file_fp ? json_string(inst->file_fp) : json_null());
     json_object_set_new(json_object_get(rt->persisted, "connectors"), inst->name, e);
     rt_persist_save(rt);
+    skipped_forget(rt, inst->name);
 }
 
 static void persist_delete(struct runtime *rt, const char *name, const char *file_fp)
@@ -2142,6 +2162,7 @@ static void persist_delete(struct runtime *rt, const char *name, const char *fil
     else
         json_object_del(conns, name);
     rt_persist_save(rt);
+    skipped_forget(rt, name);
 }
 
 /* ---- the desired set ---- */
@@ -2249,6 +2270,36 @@ oom:
     return -1;
 }
 
+/* Remembers why the stored REST connector name was not started: its
+ * errors, one line (a reload that skips it again replaces the reason; one
+ * that starts it, or a REST change, forgets it). */
+static void skipped_note(struct runtime *rt, const char *name, const char *errs)
+{
+    char line[512];
+    size_t n = 0;
+    for (const char *p = errs; *p && n + 3 < sizeof(line); p++) {
+        if (*p == '\n') {
+            if (p[1])
+                line[n++] = ';', line[n++] = ' ';
+            continue;
+        }
+        line[n++] = *p;
+    }
+    if (n + 3 >= sizeof(line))  /* cut: not inside a UTF-8 sequence */
+        while (n > 0 && (line[n - 1] & 0x80))
+            n--;
+    line[n] = '\0';
+    json_t *why = json_string(line);
+    pthread_mutex_lock(&rt->skipped_lock);
+    if (!rt->skipped)
+        rt->skipped = json_object();
+    if (rt->skipped)
+        json_object_set_new(rt->skipped, name, why ? why : json_string("see the log"));
+    else
+        json_decref(why);
+    pthread_mutex_unlock(&rt->skipped_lock);
+}
+
 /* Validates the desired set into specs (specs[i].name NULL when skipped).
  * Errors of file entries (and of every entry when all_fatal) count and are
  * listed in errs; stored REST entries that no longer validate (e.g. their
@@ -2257,14 +2308,25 @@ static size_t check_desired(struct runtime *rt, struct desired *d, size_t n,
                             struct conn_spec *specs, struct buf *errs, int all_fatal)
 {
     size_t nerr = 0;
+    if (!all_fatal) {  /* a start or reload: every stored connector is checked again */
+        pthread_mutex_lock(&rt->skipped_lock);
+        json_object_clear(rt->skipped);
+        pthread_mutex_unlock(&rt->skipped_lock);
+    }
     for (size_t i = 0; i < n; i++) {
         struct buf local = BUF_INIT;
         size_t e = check_connector(d[i].path, &d[i].sec, rt->reg, &specs[i], &local);
         if (e) {
-            if (d[i].from_rest && !all_fatal)
-                LOG_E(d[i].sec.name, "stored REST config no longer valid, connector skipped:\n%s",
+            if (d[i].from_rest && !all_fatal) {
+                LOG_E(d[i].sec.name, "stored REST config no longer valid, connector not "
+                      "started (PUT /connectors/%s/config a valid one, or DELETE "
+                      "/connectors/%s to forget it):\n%s", d[i].sec.name, d[i].sec.name,
                       local.p ? local.p : "");
-            else {
+                skipped_note(rt, d[i].sec.name, local.p ? local.p : "");
+                /* Not started: no name (check_connector set it first), and
+                 * whatever the check had built is freed. */
+                spec_clear(&specs[i]);
+            } else {
                 buf_append(errs, local.p, local.len);
                 nerr += e;
             }
@@ -2501,6 +2563,17 @@ int rt_delete(struct runtime *rt, const char *name)
     pthread_mutex_lock(&rt->lock);
     struct spoke_instance *inst = rt_find_locked(rt, name);
     pthread_mutex_unlock(&rt->lock);
+    pthread_mutex_lock(&rt->skipped_lock);
+    int skipped = !inst && json_object_get(rt->skipped, name) != NULL;
+    pthread_mutex_unlock(&rt->skipped_lock);
+    if (skipped) {
+        /* A stored connector that no longer validates: forgotten, as if it
+         * had run (a file connector's REST changes become a deletion). */
+        json_t *e = json_object_get(json_object_get(rt->persisted, "connectors"), name);
+        persist_delete(rt, name, json_string_value(json_object_get(e, "file_fingerprint")));
+        LOG_I(name, "deleted over REST (its stored config was not started)");
+        return 0;
+    }
     if (!inst)
         return -1;
     if (inst->bridge_of) {
@@ -2878,6 +2951,7 @@ struct runtime *runtime_start(const struct runtime_opts *opts, struct buf *errs)
     rt->opts = *opts;
     rt->config_path = strdup(opts->config_path);
     pthread_mutex_init(&rt->lock, NULL);
+    pthread_mutex_init(&rt->skipped_lock, NULL);
     pthread_mutex_init(&rt->ctl_lock, NULL);
     pthread_mutex_init(&rt->hk_lock, NULL);
     clock_cond_init(&rt->hk_cond);
@@ -2905,6 +2979,7 @@ struct runtime *runtime_start(const struct runtime_opts *opts, struct buf *errs)
         inst_free(rt->conns[i]);
 fail:
     json_decref(rt->persisted);
+    json_decref(rt->skipped);
     offsets_close(rt->offsets);
     router_free(rt->router);
     registry_free(rt->reg);
@@ -2998,9 +3073,11 @@ void runtime_shutdown(struct runtime *rt)
     worker_settings_free(&rt->ws);
     free(rt->config_path);
     json_decref(rt->persisted);
+    json_decref(rt->skipped);
     pthread_mutex_unlock(&rt->ctl_lock);
     pthread_mutex_destroy(&rt->ctl_lock);
     pthread_mutex_destroy(&rt->lock);
+    pthread_mutex_destroy(&rt->skipped_lock);
     pthread_mutex_destroy(&rt->hk_lock);
     pthread_cond_destroy(&rt->hk_cond);
     LOG_I(NULL, "stopped");

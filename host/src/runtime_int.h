@@ -41,6 +41,10 @@ struct runtime {
     struct ktopic *ktopics;          /* Kafka-backed topics */
     size_t nktopics;
     json_t *persisted;               /* {"connectors": {name: entry}}, under ctl_lock */
+    json_t *skipped;                 /* {name: reason}: stored REST connectors that no
+                                        longer validate, not started; under skipped_lock
+                                        (a leaf: REST reads it holding lock) */
+    pthread_mutex_t skipped_lock;
 
     pthread_t hk_thread;
     pthread_mutex_t hk_lock;
@@ -82,6 +86,9 @@ int rt_put(struct runtime *rt, const char *name, json_t *config, enum conn_targe
 /* Stops and removes a connector; persists. -1 if unknown, -2 if it is a
  * managed Kafka bridge. */
 int rt_delete(struct runtime *rt, const char *name);
+/* Why a stored REST connector named name was not started (a copy the
+ * caller frees), or NULL when it was not skipped. */
+char *rt_skipped_reason(struct runtime *rt, const char *name);
 /* Applies a target state (starting or stopping the task as needed);
  * persist = 1 records it in connectors.json. */
 int rt_set_target(struct runtime *rt, struct spoke_instance *inst, enum conn_target target,

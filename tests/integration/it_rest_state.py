@@ -94,6 +94,62 @@ def test_rest_changes_persist_until_the_file_changes_that_connector():
         assert set(stored) == {"b"}, stored
 
 
+def test_stored_connector_that_no_longer_validates_is_explained_and_can_be_deleted():
+    """A stored REST connector whose config no longer validates (a stricter
+    rule, a plugin gone, a hand edit) is not started, never blocks the
+    others: its 404 says why and what to do; DELETE forgets it; PUT config
+    brings it back."""
+    with Spoke("connectors: []\n", start=False) as sp:
+        sp.start()
+        wait_rest(sp)
+        for name in ("b", "d", "ok"):
+            st, body = call(sp, "POST", "/connectors", {"name": name, "config": {
+                "connector.class": "null_sink", "topics": "t", "batch.max": "7"}})
+            assert st == 201, body
+        sp.kill()
+        path = os.path.join(sp.state_dir, "connectors.json")
+        with open(path) as f:
+            stored = json.load(f)
+        stored["connectors"]["b"]["config"]["batch.max"] = "0"
+        stored["connectors"]["d"]["config"]["bogus.key"] = "1"
+        with open(path, "w") as f:
+            json.dump(stored, f)
+
+        sp.start()
+        wait_rest(sp)
+        wait_for(lambda: state(sp, "ok") == "RUNNING", 10, "ok running")
+        assert call(sp, "GET", "/connectors")[1] == ["ok"]
+        for name, why in (("b", "batch.max"), ("d", "bogus.key")):
+            st, body = call(sp, "GET", "/connectors/%s/status" % name)
+            msg = body["message"]
+            assert st == 404 and msg.startswith(
+                "Connector %s not found: its stored config no longer validates, so it was not "
+                "started (" % name) and why in msg and msg.endswith(
+                "); PUT /connectors/%s/config with a valid config, or DELETE /connectors/%s to "
+                "forget it" % (name, name)), (st, body)
+        assert "stored REST config no longer valid, connector not started" in sp.log()
+
+        # DELETE forgets b: a plain 404 after, and nothing stored.
+        assert call(sp, "DELETE", "/connectors/b")[0] == 204
+        st, body = call(sp, "GET", "/connectors/b/status")
+        assert st == 404 and body["message"] == "Connector b not found", body
+        assert call(sp, "DELETE", "/connectors/b")[0] == 404
+        # PUT config brings d back, valid.
+        st, body = call(sp, "PUT", "/connectors/d/config",
+                        {"connector.class": "null_sink", "topics": "t"})
+        assert st == 201, body
+        wait_for(lambda: state(sp, "d") == "RUNNING", 10, "d running")
+        with open(path) as f:
+            assert set(json.load(f)["connectors"]) == {"d", "ok"}
+        # After a restart nothing is skipped any more.
+        sp.kill()
+        sp.start()
+        wait_rest(sp)
+        wait_for(lambda: state(sp, "d") == "RUNNING" and state(sp, "ok") == "RUNNING", 10,
+                 "d and ok running")
+        assert call(sp, "GET", "/connectors/b/status")[1]["message"] == "Connector b not found"
+
+
 def test_stop_offsets_and_resume_from_altered_offset():
     with Spoke("", start=False) as sp:
         inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
