@@ -41,8 +41,7 @@ import uuid
 
 import spoketest
 from resttest import expect, rest_spoke
-from spoketest import (PLUGIN_DIR, SOURCE_DIR, Skip, Spoke, metric, q, run_spoke, validate,
-                       wait_for)
+from spoketest import SOURCE_DIR, Skip, Spoke, metric, q, validate, wait_for
 
 SERVER = os.path.join(SOURCE_DIR, "tests", "cql", "cqlserver.py")
 PY = "/usr/bin/python3"
@@ -158,26 +157,12 @@ class NoServer:
 
 
 def refused_before_running(conf, key, want, name="cass", secret=None):
-    """`spoke validate` and `spoke run` both refuse connectors.yaml text conf
-    (exit 1): validate at the line of key in connector name, with want;
-    secret (a password) appears in neither output."""
+    """`spoke validate` and `spoke run` both refuse the connectors conf
+    (the text after "connectors:"; exit 1): validate at the line of key in
+    connector name, with want; secret (a password) appears in neither
+    output."""
     with tempfile.TemporaryDirectory(prefix="spoke-cass-") as tmp:
-        path = os.path.join(tmp, "c.yaml")
-        with open(path, "w") as f:
-            f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n" % (
-                q(PLUGIN_DIR), q(os.path.join(tmp, "state"))))
-            f.write(conf)
-        with open(path) as f:
-            lines = f.read().split("\n")
-        first = lines.index("  - name: %s" % name)
-        line = [i + 1 for i, l in enumerate(lines)
-                if i > first and l.startswith("    %s:" % key)][0]
-        p = run_spoke("validate", "-c", path)
-        assert p.returncode == 1, "%s: validate exited %d: %s" % (key, p.returncode, p.stderr)
-        where = "%s:%d:5: connector '%s': " % (path, line, name)
-        assert where + want in p.stderr, "%s: %r lacks %r" % (key, p.stderr, where + want)
-        p2 = run_spoke("run", "-c", path)
-        assert p2.returncode == 1 and want in p2.stderr, "%s: run: %r" % (key, p2)
+        _, p, p2 = spoketest.expect_check_refuses(tmp, conf, name, key, want, reason_first=True)
         assert not os.path.exists(os.path.join(tmp, "state", "status.json")), \
             "%s: spoke run started connectors" % key
         if secret:
@@ -290,7 +275,7 @@ def test_config_rules_refused_before_running():
     r = validate(good)
     assert r.returncode == 0, "valid config refused: %s" % r.stderr
     for key, value, want in CHECK_CASES:
-        conf = "connectors:\n" + source("/nonexistent/in.ndjson") + sink(NoServer, **{key: value})
+        conf = source("/nonexistent/in.ndjson") + sink(NoServer, **{key: value})
         refused_before_running(conf, key, want,
                                secret=value if key == "password" else None)
 
@@ -445,7 +430,7 @@ def test_bad_create_table_fails_with_server_message():
             trace = (st.get("trace") or "").lower()
             assert "counter" in trace, trace
         # a bad mapping is refused before it runs, naming the problem
-        conf = "connectors:\n" + source(src) + sink(cs, mapping="id=valu.id")
+        conf = source(src) + sink(cs, mapping="id=valu.id")
         refused_before_running(conf, "mapping", "mapping: 'valu.id' is not a source")
 
 

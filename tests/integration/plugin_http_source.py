@@ -19,8 +19,7 @@ import spoketest
 from httpfixture import HttpFixture, Response
 from plugin_velib_source import lines, nlines, start, wait_lines
 from resttest import Api, expect, rest_spoke
-from spoketest import (PLUGIN_DIR, SOURCE_DIR, Skip, metric, q, run_spoke, validate,
-                       wait_for)
+from spoketest import SOURCE_DIR, Skip, metric, q, validate, wait_for
 
 TIMEOUT = 60
 DATA = os.path.join(spoketest.SHARED_DATA, "weather",
@@ -212,31 +211,31 @@ def test_unknown_property_rejected():
 # drops it; none of the messages may show it.
 CHECKED = [
     ("url", {"url": "ftp://example.com/x?k={api.key}", "items": None},
-     ["url 'ftp://example.com/x?k=***': scheme 'ftp' is not allowed"]),
+     "url 'ftp://example.com/x?k=***': scheme 'ftp' is not allowed"),
     ("url", {"url": "weather.json", "items": None, "api.key": None},
-     ["url 'weather.json' is not a valid absolute URL"]),
+     "url 'weather.json' is not a valid absolute URL"),
     ("url", {"url": "http://example.com/w?q={city}"},
-     ["url: unknown placeholder at '{city}'"]),
+     "url: unknown placeholder at '{city}'"),
     ("url", {"url": "http://example.com/w?q={item}", "items": None},
-     ["url uses {item} but items is empty"]),
+     "url uses {item} but items is empty"),
     ("items", {"url": "http://example.com/w?appid={api.key}"},
-     ["items has 2 entries but url has no {item}"]),
+     "items has 2 entries but url has no {item}"),
     ("url", {"url": "http://example.com/w?q={item}&k={api.key}", "api.key": None},
-     ["url uses {api.key} but api.key is not set"]),
-    ("items", {"items": ["Paris", "Lyon", "Paris"]}, ["items: 'Paris' appears twice"]),
-    ("api.key", {"api.key": KEY + "\n"}, ["api.key holds a control character"]),
+     "url uses {api.key} but api.key is not set"),
+    ("items", {"items": ["Paris", "Lyon", "Paris"]}, "items: 'Paris' appears twice"),
+    ("api.key", {"api.key": KEY + "\n"}, "api.key holds a control character"),
     ("headers", {"headers": ["X-Api-Key " + KEY]},
-     ["headers: 'X-Api-Key ***' is not 'Name: value'"]),
+     "headers: 'X-Api-Key ***' is not 'Name: value'"),
     ("headers", {"headers": ["X-A: b\r\nX-Evil: 1"]},
-     ["headers: 'X-A: b  X-Evil: 1' holds a control character (0x0d at byte 6)"]),
+     "headers: 'X-A: b  X-Evil: 1' holds a control character (0x0d at byte 6)"),
     ("headers", {"url": "http://127.0.0.1:9/w?q={item}", "headers": ["X-Api-Key: {api.key}"],
                  "api.key": None},
-     ["headers use {api.key} but api.key is not set"]),
-    ("records.path", {"records.path": "list..x"}, ["records.path 'list..x' is not a path"]),
-    ("timestamp.path", {"timestamp.path": "dt["}, ["timestamp.path 'dt[' is not a path"]),
-    ("key", {"key": "a[x]"}, ["key 'a[x]' is not a path"]),
+     "headers use {api.key} but api.key is not set"),
+    ("records.path", {"records.path": "list..x"}, "records.path 'list..x' is not a path"),
+    ("timestamp.path", {"timestamp.path": "dt["}, "timestamp.path 'dt[' is not a path"),
+    ("key", {"key": "a[x]"}, "key 'a[x]' is not a path"),
     ("backoff.initial.ms", {"backoff.initial.ms": 5000, "backoff.max.ms": 1000},
-     ["backoff.initial.ms (5000) is above backoff.max.ms (1000)"]),
+     "backoff.initial.ms (5000) is above backoff.max.ms (1000)"),
 ]
 
 
@@ -251,36 +250,23 @@ def test_config_errors_refused_before_running():
     (exit 1), and no message shows the api key. The same config with the
     rule kept is valid."""
     with tempfile.TemporaryDirectory(prefix="spoke-http-") as tmp:
-        path = os.path.join(tmp, "c.yaml")
         out = os.path.join(tmp, "out.ndjson")
 
-        def write(extra):
+        def conf(extra):
             keys = {"items": ["Paris", "Lyon"],
                     "url": "http://127.0.0.1:9/w?q={item}&appid={api.key}"}
             keys.update(extra)
-            with open(path, "w") as f:
-                f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n" % (
-                    q(PLUGIN_DIR), q(os.path.join(tmp, "state"))))
-                f.write(pipeline(keys.pop("url"), out, items=keys.pop("items"), extra=keys))
+            return pipeline(keys.pop("url"), out, items=keys.pop("items"),
+                            extra=keys).removeprefix("connectors:\n")
 
-        write({"headers": ["X-Api-Key: {api.key}"], "records.path": "list",
-               "key": "sys.id"})
-        p = run_spoke("validate", "-c", path)
+        p = spoketest.validate_config(tmp, conf({"headers": ["X-Api-Key: {api.key}"],
+                                                 "records.path": "list", "key": "sys.id"}))[2]
         assert p.returncode == 0, "valid config refused: %s" % p.stderr
-        for key, extra, words in CHECKED:
-            write(extra)
-            with open(path) as f:
-                line = [i + 1 for i, x in enumerate(f) if x.startswith("    %s:" % key)][0]
-            p = run_spoke("validate", "-c", path)
-            where = "%s:%d:5: connector 'weather': " % (path, line)
-            assert p.returncode == 1, "%r accepted (rc %d): %r" % (extra, p.returncode, p.stderr)
-            assert all(where + w in p.stderr for w in words), \
-                "%r: %r lacks %r at %s line %d" % (extra, p.stderr, words, key, line)
+        for key, extra, want in CHECKED:
+            _, p, r = spoketest.expect_check_refuses(tmp, conf(extra), "weather", key, want,
+                                                     reason_first=True)
             assert_no_key_in(p.stdout + p.stderr, "spoke validate")
-            p = run_spoke("run", "-c", path, cwd=tmp)
-            assert p.returncode == 1 and all(w in p.stderr for w in words), \
-                "%r: spoke run: rc %d, %r" % (extra, p.returncode, p.stderr)
-            assert_no_key_in(p.stdout + p.stderr, "spoke run")
+            assert_no_key_in(r.stdout + r.stderr, "spoke run")
             assert not os.path.exists(out), "%r: the pipeline ran" % extra
 
 

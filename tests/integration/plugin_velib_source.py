@@ -382,24 +382,13 @@ def test_only_http_urls_accepted():
              ("backoff.initial.ms", 5000, "backoff.initial.ms (5000) is above backoff.max.ms "
               "(1000)")]
     with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp:
-        path = os.path.join(tmp, "c.yaml")
         for key, url, want in cases:
             extra = {key: url}
             if key == "backoff.initial.ms":
                 extra["backoff.max.ms"] = 1000
-            with open(path, "w") as f:
-                f.write("worker:\n  plugin.path: [%s]\n  state.dir: %s\n" % (
-                    q(PLUGIN_DIR), q(os.path.join(tmp, "state"))))
-                f.write(pipeline("http://127.0.0.1:9/status.json",
-                                 os.path.join(tmp, "out.ndjson"), extra=extra))
-            with open(path) as f:
-                line = [i + 1 for i, l in enumerate(f) if l.startswith("    %s:" % key)][0]
-            p = run_spoke("validate", "-c", path)
-            assert p.returncode == 1, p
-            assert "%s:%d:5: connector 'velib': " % (path, line) in p.stderr and want in p.stderr, \
-                "%s=%s: %r lacks %r at line %d" % (key, url, p.stderr, want, line)
-            p = run_spoke("run", "-c", path)
-            assert p.returncode == 1 and want in p.stderr, p
+            conf = pipeline("http://127.0.0.1:9/status.json", os.path.join(tmp, "out.ndjson"),
+                            extra=extra).removeprefix("connectors:\n")
+            spoketest.expect_check_refuses(tmp, conf, "velib", key, want)
 
 
 # ---------------------------------------------------------------------------

@@ -285,20 +285,43 @@ def validate_config(tmp, connector_text, plugin_dirs=None):
     return path, lines, run_spoke("validate", "-c", path)
 
 
-def expect_check_refuses(tmp, connector_text, name, key, want):
+def expect_check_refuses(tmp, connector_text, name, key, want, reason_first=False):
     """A config whose plugin check refuses it: `spoke validate` reports the
-    one error, with want, at the line of key (at the connector when the
-    file has no such key), and `spoke run` refuses the file."""
+    one error, with want, at the line of key (at the connector when it has
+    no such key), and `spoke run` refuses the file. See expect_checks_refuse
+    (reason_first, the result)."""
+    return expect_checks_refuse(tmp, connector_text, [(name, key, want)], reason_first)
+
+
+def expect_checks_refuse(tmp, connector_text, errors, reason_first=False):
+    """A config whose plugin checks refuse it, errors being the
+    [(connector name, key, want)] they find: `spoke validate` reports
+    exactly these errors, one line each holding want, at the line of key in
+    that connector (at the connector's line when it has no such key), and
+    `spoke run` refuses the file with every want. reason_first: want is the
+    start of the reason (right after "connector 'name': "). Returns (path,
+    the validate result, the run result) for the caller's own checks."""
     path, lines, p = validate_config(tmp, connector_text)
-    at = [i + 1 for i, l in enumerate(lines) if l.startswith("    %s:" % key)]
-    prefix = ("%s:%d:5: connector '%s': " % (path, at[0], name) if at else
-              "%s:%d:" % (path, lines.index("  - name: %s\n" % name) + 1))
-    assert p.returncode == 1, "%s: %r" % (key, p)
-    assert prefix in p.stderr and want in p.stderr, \
-        "%s: %r lacks %r and %r" % (key, p.stderr, prefix, want)
-    assert len(p.stderr.splitlines()) == 2, "one error expected: %r" % p.stderr
-    p = run_spoke("run", "-c", path)
-    assert p.returncode == 1 and want in p.stderr, "%s: %r" % (key, p)
+    assert p.returncode == 1, "%s: %r" % ([e[1] for e in errors], p)
+    out = p.stderr.splitlines()
+    for name, key, want in errors:
+        first = lines.index("  - name: %s\n" % name)
+        end = next((i for i in range(first + 1, len(lines)) if not lines[i].startswith("    ")),
+                   len(lines))
+        at = [i + 1 for i in range(first + 1, end) if lines[i].startswith("    %s:" % key)]
+        prefix = ("%s:%d:5: connector '%s': " % (path, at[0], name) if at else
+                  "%s:%d:" % (path, first + 1))
+        reason = "connector '%s': " % name + (want if reason_first else "")
+        mine = [l for l in out if "connector '%s': " % name in l]
+        assert len(mine) == 1 and mine[0].startswith(prefix) and reason in mine[0] and \
+            want in mine[0], "%s: %r lacks %r, %r and %r" % (key, p.stderr, prefix, reason, want)
+    assert len(out) == len(errors) + 1 and out[-1] == "%s: invalid: %d error%s" % (
+        path, len(errors), "" if len(errors) == 1 else "s"), \
+        "%d error(s) expected: %r" % (len(errors), p.stderr)
+    r = run_spoke("run", "-c", path, cwd=tmp)
+    assert r.returncode == 1 and all(e[2] in r.stderr for e in errors), \
+        "%s: %r" % ([e[1] for e in errors], r)
+    return path, p, r
 
 
 def write_bytes(path, data, mode="wb"):
