@@ -2184,11 +2184,17 @@ static void desired_free(struct desired *d, size_t n)
     free(d);
 }
 
+static void skipped_note(struct runtime *rt, const char *name, const char *errs);
+
 /* Merges the file and the persisted REST state (see the comment above).
- * Drops stale REST records from rt->persisted and saves it when it changed. */
+ * Drops stale REST records from rt->persisted and saves it when it changed.
+ * Every stored connector is checked again: rt->skipped starts empty. */
 static int build_desired(struct runtime *rt, const struct cfg_file *f, struct desired **out,
                          size_t *nout)
 {
+    pthread_mutex_lock(&rt->skipped_lock);
+    json_object_clear(rt->skipped);
+    pthread_mutex_unlock(&rt->skipped_lock);
     json_t *conns = json_object_get(rt->persisted, "connectors");
     size_t cap = f->nconnectors + json_object_size(conns) + 1, n = 0;
     struct desired *d = calloc(cap, sizeof(*d));
@@ -2249,8 +2255,10 @@ file_entry:
         struct desired *x = &d[n];
         buf_reset(&junk);
         if (section_from_json(name, json_object_get(p, "config"), &x->sec, &junk) != 0) {
-            LOG_E(name, "%s: invalid stored config, connector skipped: %s", rt->persist_path,
-                  junk.p ? junk.p : "");
+            LOG_E(name, "%s: invalid stored config, connector not started (PUT "
+                  "/connectors/%s/config a valid one, or DELETE /connectors/%s to forget it): "
+                  "%s", rt->persist_path, name, name, junk.p ? junk.p : "");
+            skipped_note(rt, name, junk.p ? junk.p : "");
             continue;
         }
         x->path = rt->persist_path;
@@ -2308,11 +2316,6 @@ static size_t check_desired(struct runtime *rt, struct desired *d, size_t n,
                             struct conn_spec *specs, struct buf *errs, int all_fatal)
 {
     size_t nerr = 0;
-    if (!all_fatal) {  /* a start or reload: every stored connector is checked again */
-        pthread_mutex_lock(&rt->skipped_lock);
-        json_object_clear(rt->skipped);
-        pthread_mutex_unlock(&rt->skipped_lock);
-    }
     for (size_t i = 0; i < n; i++) {
         struct buf local = BUF_INIT;
         size_t e = check_connector(d[i].path, &d[i].sec, rt->reg, &specs[i], &local);

@@ -102,7 +102,7 @@ def test_stored_connector_that_no_longer_validates_is_explained_and_can_be_delet
     with Spoke("connectors: []\n", start=False) as sp:
         sp.start()
         wait_rest(sp)
-        for name in ("b", "d", "ok"):
+        for name in ("b", "d", "e", "ok"):
             st, body = call(sp, "POST", "/connectors", {"name": name, "config": {
                 "connector.class": "null_sink", "topics": "t", "batch.max": "7"}})
             assert st == 201, body
@@ -112,6 +112,7 @@ def test_stored_connector_that_no_longer_validates_is_explained_and_can_be_delet
             stored = json.load(f)
         stored["connectors"]["b"]["config"]["batch.max"] = "0"
         stored["connectors"]["d"]["config"]["bogus.key"] = "1"
+        stored["connectors"]["e"]["config"]["name"] = "x"  # not even a section
         with open(path, "w") as f:
             json.dump(stored, f)
 
@@ -119,7 +120,8 @@ def test_stored_connector_that_no_longer_validates_is_explained_and_can_be_delet
         wait_rest(sp)
         wait_for(lambda: state(sp, "ok") == "RUNNING", 10, "ok running")
         assert call(sp, "GET", "/connectors")[1] == ["ok"]
-        for name, why in (("b", "batch.max"), ("d", "bogus.key")):
+        for name, why in (("b", "batch.max"), ("d", "bogus.key"),
+                          ("e", "'x' differs from the connector name 'e'")):
             st, body = call(sp, "GET", "/connectors/%s/status" % name)
             msg = body["message"]
             assert st == 404 and msg.startswith(
@@ -134,6 +136,7 @@ def test_stored_connector_that_no_longer_validates_is_explained_and_can_be_delet
         st, body = call(sp, "GET", "/connectors/b/status")
         assert st == 404 and body["message"] == "Connector b not found", body
         assert call(sp, "DELETE", "/connectors/b")[0] == 404
+        assert call(sp, "DELETE", "/connectors/e")[0] == 204
         # PUT config brings d back, valid.
         st, body = call(sp, "PUT", "/connectors/d/config",
                         {"connector.class": "null_sink", "topics": "t"})
