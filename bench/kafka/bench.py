@@ -23,6 +23,13 @@ The group rows also show Spoke's rate after its first record (after the
 join). The load average is printed with each run: the numbers are only as
 quiet as the machine.
 
+With GROUP_AB=OTHER_BUILD_DIR only group mode is measured, BUILD_DIR's
+spoke against OTHER_BUILD_DIR's (e.g. before and after a change), on the
+same topic fill in each run, alternating which goes first; printed: each
+run (messages/s, after the join, per CPU-second of the spoke process), the
+medians and the medians of the paired ratios. SOURCE_EXTRA adds YAML lines
+to the kafka_source connector there.
+
 usage: bench.py BUILD_DIR WORKDIR [N] [RUNS]
 """
 import json
@@ -42,6 +49,9 @@ CPART = 64  # the mock cluster keeps ~5 MB per partition: both sides read what i
 # The sink's host queue and batch: a batch is what kafka_sink has in flight.
 QUEUE = int(os.environ.get("SPOKE_QUEUE", "8192"))
 BATCH = int(os.environ.get("SPOKE_BATCH", "4096"))
+# GROUP_AB: more kafka_source keys, YAML lines indented by 4 (e.g. a larger
+# kafka.queued.max.messages.kbytes).
+SOURCE_EXTRA = os.environ.get("SOURCE_EXTRA", "")
 
 
 def gen(path, n):
@@ -109,6 +119,16 @@ def timed(cmd, **kw):
 
 
 FIRST = None  # seconds from exec to the first record seen by the sink (last spoke_run)
+CPU = None    # CPU seconds (user + system) spoke had used when done() held (last spoke_run)
+
+
+def cpu_seconds(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def started(st):
@@ -116,7 +136,7 @@ def started(st):
     return (c.get("metrics") or {}).get("records_in", 0) > 0
 
 
-def spoke_run(name, yaml_text, done):
+def spoke_run(name, yaml_text, done, build=BUILD):
     """Starts spoke, waits until done(status) holds; returns (seconds, peak RSS KB)."""
     d = os.path.join(WORK, name)
     shutil.rmtree(d, ignore_errors=True)
@@ -125,7 +145,7 @@ def spoke_run(name, yaml_text, done):
     with open(cfg, "w") as f:
         f.write(yaml_text.replace("@STATE@", os.path.join(d, "state")))
     t0 = time.monotonic()
-    p = subprocess.Popen([os.path.join(BUILD, "spoke"), "run", "-c", cfg],
+    p = subprocess.Popen([os.path.join(build, "spoke"), "run", "-c", cfg],
                          stdout=subprocess.DEVNULL, stderr=open(os.path.join(d, "log"), "w"))
     status = os.path.join(d, "state", "status.json")
     rss = 0
@@ -147,6 +167,8 @@ def spoke_run(name, yaml_text, done):
         time.sleep(0.005)
     dt = time.monotonic() - t0
     rss = max(rss, peak_rss_kb(p.pid))
+    global CPU
+    CPU = cpu_seconds(p.pid)
     p.terminate()
     p.wait(30)
     return dt, rss
@@ -167,6 +189,64 @@ connectors:
 """
 
 
+CONSUME = """  - name: in
+    connector.class: kafka_source
+    topic: recs
+    source.topics: %s
+%s    value.format: bytes
+  - name: out
+    connector.class: null_sink
+    topics: recs
+    queue.capacity: %d
+    batch.max: %d
+"""
+
+
+def group_ab(cl, data, other):
+    """GROUP_AB: group mode only, BUILD against other, alternating."""
+    builds = [("A", BUILD), ("B", other)]
+    print("A = %s\nB = %s" % (BUILD, other))
+    rate = {l: [] for l, _ in builds}
+    after = {l: [] for l, _ in builds}
+    rss = {l: [] for l, _ in builds}
+    percpu = {l: [] for l, _ in builds}
+    for r in range(RUNS):
+        tc = "ab-%d" % r
+        cl.create(tc, CPART)
+        timed(["kcat", "-P", "-b", cl.bootstrap, "-t", tc, "-l", data])
+        avail = retained(cl.bootstrap, tc)
+        load = os.getloadavg()[0]
+        line = []
+        for label, build in (builds if r % 2 == 0 else builds[::-1]):
+            y = (HEAD % (os.path.join(build, "plugins"), cl.bootstrap) +
+                 CONSUME % (tc, "    group.id: ab-%s-%d\n%s" % (label, r, SOURCE_EXTRA),
+                            QUEUE, BATCH))
+            dt, kb = spoke_run("ab-%s-%d" % (label, r), y,
+                               lambda st: plugin_metric(st, "out", "records") >= avail, build)
+            rate[label].append(avail / dt)
+            after[label].append(avail / (dt - FIRST) if FIRST and dt > FIRST else 0)
+            rss[label].append(kb)
+            percpu[label].append(avail / CPU if CPU else 0)
+            line.append("%s %.0f/s, %.0f/s after the join (%.1f s), %.0f per CPU-second, "
+                        "%.1f MB" % (label, rate[label][-1], after[label][-1], FIRST or 0,
+                                     percpu[label][-1], kb / 1024))
+        print("run %d (%d messages, load %.2f): %s" % (r + 1, avail, load, "; ".join(line)),
+              flush=True)
+    print()
+    print("| build | msg/s with the join (median of %d) | after the join | messages per "
+          "CPU-second | peak RSS MB |" % RUNS)
+    print("|---|---|---|---|---|")
+    for label, build in builds:
+        print("| %s %s | %.0f | %.0f | %.0f | %.1f |" % (
+            label, build, statistics.median(rate[label]), statistics.median(after[label]),
+            statistics.median(percpu[label]), statistics.median(rss[label]) / 1024))
+    for what, d in (("after the join", after), ("per CPU-second", percpu)):
+        ratios = [a / b for a, b in zip(d["A"], d["B"]) if b]
+        print("A / B %s, median of the paired ratios: %.2f (%s)" % (
+            what, statistics.median(ratios), ", ".join("%.2f" % x for x in ratios)))
+    print("load average at the end: %.2f %.2f %.2f" % os.getloadavg())
+
+
 def main():
     os.makedirs(WORK, exist_ok=True)
     data = os.path.join(WORK, "records.ndjson")
@@ -178,6 +258,12 @@ def main():
     res = {k: [] for k in ("kcat_p", "spoke_p", "spoke_cg_run") + ckeys}
     rss = {k: [] for k in ("kcat_p", "spoke_p") + ckeys}
     head = HEAD % (os.path.join(BUILD, "plugins"), cl.bootstrap)
+    if os.environ.get("GROUP_AB"):
+        try:
+            group_ab(cl, data, os.path.abspath(os.environ["GROUP_AB"]))
+        finally:
+            cl.close()
+        return
     try:
         for r in range(RUNS):
             tk, ts = "kcat-%d" % r, "spoke-%d" % r
@@ -218,17 +304,7 @@ def main():
                            stdout=subprocess.DEVNULL)
             res["kcat_c"].append(avail / dt)
             rss["kcat_c"].append(kb)
-            consume = head + """  - name: in
-    connector.class: kafka_source
-    topic: recs
-    source.topics: %s
-%s    value.format: bytes
-  - name: out
-    connector.class: null_sink
-    topics: recs
-    queue.capacity: %d
-    batch.max: %d
-"""
+            consume = head + CONSUME
             y = consume % (tc, "    consumer.mode: assign\n", QUEUE, BATCH)
             dt, kb = spoke_run("consume-assign-%d" % r, y,
                                lambda st: plugin_metric(st, "out", "records") >= avail)

@@ -14,16 +14,20 @@ outage librdkafka reports only as _TRANSPORT errors (never
 _ALL_BROKERS_DOWN) still shows `retrying` (group and assign mode); a
 bounded stop when the coordinator is slow; a consumer group of two spokes
 splits the partitions and the survivor of a kill -9 takes the other's over
-(eager and cooperative-sticky); connector configs cannot set properties
-that load files or code or that would break the delivery guarantee (spoke
-validate and REST); the rules between keys and bad librdkafka values are
-refused before anything runs (spoke validate, spoke run, REST); config
-errors only init finds (no brokers anywhere) fail the connector clearly. consumer.mode=assign is covered by
+(eager and cooperative-sticky); a member joining while another reads a
+backlog loses nothing and the group's
+offsets never pass an undelivered record (both strategies); connector
+configs cannot set properties that load files or code or that would break
+the delivery guarantee (spoke validate and REST); the rules between keys
+and bad librdkafka values are refused before anything runs (spoke
+validate, spoke run, REST); config errors only init finds (no brokers
+anywhere) fail the connector clearly. consumer.mode=assign is covered by
 plugin_kafka_source_assign.py.
 """
 import collections
 import json
 import os
+import re
 import socket
 import time
 
@@ -791,6 +795,133 @@ def _group_of_two(extra):
         finally:
             for sp in (a, b):
                 if sp.alive():
+                    sp.kill()
+
+
+def test_member_joins_mid_backlog_nothing_lost():
+    """A second spoke joins the group while the first is reading a backlog
+    of 640,000 records, its sink holding it back (paused until the group
+    has told the first member to give partitions up): with eager
+    rebalancing (librdkafka's default) every partition is revoked
+    mid-backlog, with records consumed but not delivered, and shared out
+    again. Sampled throughout, the group never has an offset past a record
+    that was not delivered; in the end every record was delivered at least
+    once and the offsets reach the end."""
+    _member_joins_mid_backlog("")
+
+
+def test_member_joins_mid_backlog_nothing_lost_cooperative():
+    """The same with cooperative-sticky (incremental) rebalancing: only the
+    partitions that move are revoked; the first member keeps reading the
+    others."""
+    _member_joins_mid_backlog("    kafka.partition.assignment.strategy: cooperative-sticky\n")
+
+
+class _Delivered:
+    """The ids of the records appended to some file_sink outputs, read
+    incrementally (only complete lines), and per partition of a topic
+    filled by produce_ids the first offset not delivered yet."""
+
+    def __init__(self, paths, parts, per):
+        self.pos = {path: 0 for path in paths}
+        self.ids = collections.Counter()
+        self.per = per
+        self.upto = [0] * parts
+
+    def update(self):
+        for path in self.pos:
+            try:
+                with open(path, "rb") as f:
+                    f.seek(self.pos[path])
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            n = data.rfind(b"\n") + 1
+            self.pos[path] += n
+            for line in data[:n].split(b"\n")[:-1]:
+                self.ids[json.loads(line)["id"]] += 1
+        for p, off in enumerate(self.upto):
+            while off < self.per and p * self.per + off in self.ids:
+                off += 1
+            self.upto[p] = off
+        return self
+
+
+def _member_joins_mid_backlog(extra):
+    import resttest
+    parts, per = 16, 40000
+    total = parts * per
+    with start_cluster(1, {"in": parts}) as c:
+        produce_ids(c, "in", parts, per, make=lambda i, p, j: {"value": '{"id":%d}' % i})
+        # Commits after every poll. A host queue much larger than a poll:
+        # the source reads ahead of the sink.
+        conns = (source(["in"], extra=extra + "    commit.interval.ms: 0\n") +
+                 file_sink("out.ndjson", extra="    queue.capacity: 20000\n"
+                                               "    batch.max: 1000\n"))
+        # The first member logs librdkafka's group debug lines: they show
+        # when the group has asked it to give partitions up.
+        a = Spoke("connectors:\n" + conns.replace("    commit.interval.ms: 0\n",
+                                                  "    commit.interval.ms: 0\n"
+                                                  "    kafka.debug: cgrp\n"),
+                  extra_worker={"kafka.bootstrap.servers": c.bootstrap, "log.level": "debug"})
+        b = None
+        try:
+            api = resttest.Api(a)
+            outa = os.path.join(a.tmp, "out.ndjson")
+            a.wait_for(lambda: count_lines(outa) >= total // 20, TIMEOUT,
+                       "the first member to read part of the backlog")
+            seen = _Delivered([outa], parts, per)
+            last = {}
+
+            def check():
+                # The offsets first, then the outputs: a record counted as
+                # delivered here was written before the offsets were read.
+                committed = committed_offsets(c.bootstrap, "g", "in")
+                last.clear()
+                last.update(committed)
+                seen.update()
+                for p, off in committed.items():
+                    assert off is None or off <= seen.upto[p], "the group committed in/%d " \
+                        "up to offset %d, but offset %d was not delivered" % (p, off,
+                                                                              seen.upto[p])
+                return committed
+
+            # The sink stops taking records: the source fills its queue and
+            # blocks in emit, most of the backlog still unread.
+            resttest.expect(api.call("PUT", "/connectors/out/pause"), 202)
+
+            def blocked():
+                check()
+                m = a.connector("out").get("metrics") or {}
+                return m.get("queue_depth") == m.get("queue_capacity")
+            a.wait_for(blocked, TIMEOUT, "the first member's sink queue to fill")
+            b = kafka_spoke(c, conns)
+            outb = os.path.join(b.tmp, "out.ndjson")
+            seen.pos[outb] = 0
+            a.wait_for(lambda: check() is not None and re.search(
+                r"delegating (incremental )?revoke of", a.log()), TIMEOUT,
+                "the group to ask the first member for partitions")
+            resttest.expect(api.call("PUT", "/connectors/out/resume"), 202)
+            # Once the group's offsets reach the end, every record before
+            # them must have been delivered.
+            end = {p: per for p in range(parts)}
+            wait_for(lambda: check() == end, 120, lambda: "the group's offsets to reach the "
+                     "end %r (now %r)" % (end, last), interval=0.1)
+            lost = [i for i in range(total) if not seen.update().ids[i]]
+            assert not lost, "%d records never delivered, e.g. %r (partition, offset)" % (
+                len(lost), [divmod(i, per) for i in lost[:5]])
+            got_a, got_b = ids_of(outa), ids_of(outb)
+            assert got_b and len(got_a) < total, "no partition moved mid-backlog: the first " \
+                "member delivered %d records, the second %d" % (len(got_a), len(got_b))
+            assert (metric(a, "src", "rebalances") or 0) >= 2, metric(a, "src", "rebalances")
+            got = got_a + got_b
+            print("member joined mid-backlog: first %d records, second %d, duplicates %d" % (
+                len(got_a), len(got_b), sum(got.values()) - total))
+            for sp in (a, b):
+                assert sp.stop() == 0
+        finally:
+            for sp in (a, b):
+                if sp is not None and sp.alive():
                     sp.kill()
 
 
