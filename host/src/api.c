@@ -23,7 +23,7 @@ static void api_log(struct spoke_instance *inst, enum spoke_log_level level, con
         return;
     va_list ap;
     va_start(ap, fmt);
-    log_vwrite(level, inst ? inst->name : NULL, fmt, ap);
+    log_vemit(level, inst ? inst->name : NULL, fmt, ap);
     va_end(ap);
 }
 

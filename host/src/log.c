@@ -41,6 +41,11 @@ void log_vwrite(enum spoke_log_level level, const char *ctx, const char *fmt, va
 {
     if ((int)level > log_threshold)
         return;
+    log_vemit(level, ctx, fmt, ap);
+}
+
+void log_vemit(enum spoke_log_level level, const char *ctx, const char *fmt, va_list ap)
+{
     char msg[2048];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     /* One event, one line: log readers never split it, and text from a

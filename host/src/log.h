@@ -22,6 +22,10 @@ void log_set_stream(FILE *fp);
 void log_write(enum spoke_log_level level, const char *ctx, const char *fmt, ...)
     SPOKE_PRINTF(3, 4);
 void log_vwrite(enum spoke_log_level level, const char *ctx, const char *fmt, va_list ap);
+/* log_vwrite without the threshold: for a caller that applied its own (a
+ * connector's logger level, PUT /admin/loggers/{name}, may be above the
+ * root's). */
+void log_vemit(enum spoke_log_level level, const char *ctx, const char *fmt, va_list ap);
 
 /* Makes s one line of text in place: CR, LF and tab become spaces, other
  * ASCII control characters (a terminal escape, say) '?'. Every log line

@@ -6,6 +6,7 @@ metrics matching the pipeline, persistence across kill -9, and the
 import json
 import os
 import subprocess
+import tempfile
 
 from resttest import Api, expect, rest_spoke, sample, write_lines
 from spoketest import BIN, env, main, run_spoke, wait_for
@@ -425,6 +426,47 @@ connectors:
                      "INFO"):
             expect(api.call("PUT", "/admin/loggers/root", body=body), 400, repr(body))
         assert api.get("/admin/loggers/root").json["level"] == "INFO"
+
+
+def test_a_connector_logger_above_root_shows_its_lines():
+    """PUT /admin/loggers/{c} DEBUG with root at INFO: that connector's
+    debug lines appear, no other connector's; back to INFO, they stop."""
+    tmp = tempfile.mkdtemp(prefix="spoke-it-")
+    inp = os.path.join(tmp, "in.ndjson")
+    open(inp, "w").close()
+    sp, api = rest_spoke("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: t
+    file: in.ndjson
+  - name: loud
+    connector.class: echo_transform
+    topics: t
+    topic: u
+    drop.every: 2
+  - name: hushed
+    connector.class: echo_transform
+    topics: t
+    topic: v
+    drop.every: 2
+  - name: sink
+    connector.class: null_sink
+    topics: u, v
+""", tmp=tmp)
+    with sp:
+        expect(api.call("PUT", "/admin/loggers/loud", body={"level": "DEBUG"}), 200)
+        with open(inp, "a") as f:
+            f.writelines('{"seq":%d}\n' % i for i in range(10))
+        wait_for(lambda: records_in(sp, "sink") == 10, 20, "10 records at the sink")
+        log = sp.log()
+        assert all("debug [loud] dropped record %d" % i in log for i in (2, 4, 6, 8, 10)), log
+        assert "[hushed] dropped record" not in log, log
+        expect(api.call("PUT", "/admin/loggers/loud", body={"level": "INFO"}), 200)
+        with open(inp, "a") as f:
+            f.writelines('{"seq":%d}\n' % i for i in range(10, 14))
+        wait_for(lambda: records_in(sp, "sink") == 14, 20, "14 records at the sink")
+        assert "[loud] dropped record 12" not in sp.log(), sp.log()
 
 
 def test_metrics_parse_and_match_the_pipeline():

@@ -1,6 +1,7 @@
 /* echo_transform - test fixture: passes records through unchanged except
  * for one added header, "echo" = config `header.value`; with `drop.every`
- * = N > 0, every Nth record (the Nth, 2Nth, ...) is dropped instead. */
+ * = N > 0, every Nth record (the Nth, 2Nth, ...) is dropped instead, with a
+ * debug log line. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@ static const struct spoke_config_field echo_transform_config[] = {
 
 struct echo_transform_state {
     const struct spoke_host_api *api;
+    struct spoke_instance *inst;
     const char *value;   /* host-owned, valid until destroy() returns */
     int64_t every;
     int64_t seen;
@@ -27,13 +29,13 @@ static int echo_transform_init(const struct spoke_host_api *api, struct spoke_in
                                const struct spoke_config *cfg, void **st,
                                char *errstr, size_t errstr_size)
 {
-    (void)inst;
     struct echo_transform_state *s = calloc(1, sizeof(*s));
     if (!s) {
         snprintf(errstr, errstr_size, "echo_transform: out of memory");
         return SPOKE_ERR_NOMEM;
     }
     s->api = api;
+    s->inst = inst;
     s->value = api->config_string(cfg, "header.value");
     if (!s->value)
         s->value = "1";
@@ -47,8 +49,10 @@ static int echo_transform_process(void *st, struct spoke_record *rec,
 {
     struct echo_transform_state *s = st;
     s->seen++;
-    if (s->every > 0 && s->seen % s->every == 0)
+    if (s->every > 0 && s->seen % s->every == 0) {
+        s->api->log(s->inst, SPOKE_LOG_DEBUG, "dropped record %lld", (long long)s->seen);
         return SPOKE_DROP;
+    }
     int rc = s->api->record_header_add(rec, "echo", s->value, strlen(s->value));
     if (rc != SPOKE_OK)
         snprintf(errstr, errstr_size, "echo_transform: adding the echo header failed: %s",
