@@ -129,6 +129,51 @@ static json_t *with_conn(struct runtime *rt, const char *name, struct ctl_err *e
     return o;
 }
 
+/* ---- stored connectors not started (rt_skipped): listed FAILED ---- */
+
+static const char *skipped_type(const json_t *sk)
+{
+    json_int_t k = json_integer_value(json_object_get(sk, "kind"));
+    return k < 0 ? "unknown" : type_name((enum spoke_kind)k);
+}
+
+static json_t *skipped_status(struct runtime *rt, const char *name, const json_t *sk)
+{
+    char trace[1200];
+    snprintf(trace, sizeof(trace), "its stored config no longer validates, so it was not "
+             "started: %s", json_string_value(json_object_get(sk, "reason")));
+    return json_pack("{s:s,s:{s:s,s:s,s:s},s:[],s:s}", "name", name, "connector", "state",
+                     rt_state_name(CONN_FAILED), "worker_id", rt_worker_id(rt), "trace", trace,
+                     "tasks", "type", skipped_type(sk));
+}
+
+static json_t *skipped_info(const char *name, const json_t *sk)
+{
+    return json_pack("{s:s,s:O,s:[],s:s}", "name", name, "config",
+                     json_object_get(sk, "config"), "tasks", "type", skipped_type(sk));
+}
+
+enum { SK_STATUS, SK_INFO, SK_CONFIG };
+
+/* o, or (o NULL with a 404 in e) the shape `what` of a stored connector
+ * that was not started, e cleared; else NULL with e as it was. */
+static json_t *or_skipped(struct runtime *rt, const char *name, json_t *o, struct ctl_err *e,
+                          int what)
+{
+    if (o || e->code != 404)
+        return o;
+    json_t *all = rt_skipped(rt), *sk = json_object_get(all, name);
+    json_t *r = !sk ? NULL : what == SK_STATUS ? skipped_status(rt, name, sk)
+              : what == SK_INFO ? skipped_info(name, sk)
+              : json_deep_copy(json_object_get(sk, "config"));
+    json_decref(all);
+    if (r) {
+        e->code = 0;
+        e->msg[0] = '\0';
+    }
+    return r;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -136,46 +181,56 @@ static int cmp_str(const void *a, const void *b)
 
 json_t *ctl_connectors(struct runtime *rt, int expand_status, int expand_info)
 {
+    json_t *skipped = rt_skipped(rt);
     pthread_mutex_lock(&rt->lock);
-    const char **names = calloc(rt->nconns + 1, sizeof(*names));
+    const char **names = calloc(rt->nconns + json_object_size(skipped) + 1, sizeof(*names));
+    size_t n = 0;
     for (size_t i = 0; names && i < rt->nconns; i++)
-        names[i] = rt->conns[i]->name;
+        names[n++] = rt->conns[i]->name;
+    const char *k;
+    json_t *v;
+    json_object_foreach(skipped, k, v)
+        if (names && !rt_find_locked(rt, k))
+            names[n++] = k;
     if (names)
-        qsort(names, rt->nconns, sizeof(*names), cmp_str);
+        qsort(names, n, sizeof(*names), cmp_str);
     json_t *out = expand_status || expand_info ? json_object() : json_array();
-    for (size_t i = 0; names && i < rt->nconns; i++) {
+    for (size_t i = 0; names && i < n; i++) {
         if (!expand_status && !expand_info) {
             json_array_append_new(out, json_string(names[i]));
             continue;
         }
         struct spoke_instance *inst = rt_find_locked(rt, names[i]);
+        const json_t *sk = inst ? NULL : json_object_get(skipped, names[i]);
         json_t *o = json_object();
         if (expand_status)
-            json_object_set_new(o, "status", status_locked(inst));
+            json_object_set_new(o, "status", inst ? status_locked(inst)
+                                                  : skipped_status(rt, names[i], sk));
         if (expand_info)
-            json_object_set_new(o, "info", info_locked(inst));
+            json_object_set_new(o, "info", inst ? info_locked(inst) : skipped_info(names[i], sk));
         json_object_set_new(out, names[i], o);
     }
     pthread_mutex_unlock(&rt->lock);
     free(names);
+    json_decref(skipped);
     return out;
 }
 
 json_t *ctl_info(struct runtime *rt, const char *name, struct ctl_err *e)
 {
-    return with_conn(rt, name, e, info_locked);
+    return or_skipped(rt, name, with_conn(rt, name, e, info_locked), e, SK_INFO);
 }
 
 static json_t *config_locked(struct spoke_instance *inst) { return rt_masked_config(inst); }
 
 json_t *ctl_config(struct runtime *rt, const char *name, struct ctl_err *e)
 {
-    return with_conn(rt, name, e, config_locked);
+    return or_skipped(rt, name, with_conn(rt, name, e, config_locked), e, SK_CONFIG);
 }
 
 json_t *ctl_status(struct runtime *rt, const char *name, struct ctl_err *e)
 {
-    return with_conn(rt, name, e, status_locked);
+    return or_skipped(rt, name, with_conn(rt, name, e, status_locked), e, SK_STATUS);
 }
 
 static json_t *tasks_locked(struct spoke_instance *inst)
@@ -957,6 +1012,21 @@ void ctl_metrics(struct runtime *rt, struct buf *out)
             buf_printf(out, ",state=\"%s\"} %d\n", rt_state_name(states[s]),
                        cs[i].state == states[s]);
         }
+    /* Stored connectors that were not started: FAILED, so that an alert on
+     * FAILED connectors sees them. */
+    json_t *skipped = rt_skipped(rt);
+    const char *sk_name;
+    json_t *sk;
+    json_object_foreach(skipped, sk_name, sk)
+        for (size_t s = 0; s < sizeof(states) / sizeof(states[0]); s++) {
+            buf_puts(out, "spoke_connector_state{connector=\"");
+            label(out, sk_name);
+            buf_puts(out, "\",plugin=\"");
+            label(out, json_string_value(json_object_get(sk, "plugin")));
+            buf_printf(out, "\",type=\"%s\",state=\"%s\"} %d\n", skipped_type(sk),
+                       rt_state_name(states[s]), states[s] == CONN_FAILED);
+        }
+    json_decref(skipped);
     help(out, "spoke_connector_queue_depth", "gauge", "Records waiting in the input queue");
     for (size_t i = 0; cs && i < n; i++)
         if (cs[i].has_queue) {

@@ -2133,10 +2133,19 @@ static void skipped_forget(struct runtime *rt, const char *name)
 char *rt_skipped_reason(struct runtime *rt, const char *name)
 {
     pthread_mutex_lock(&rt->skipped_lock);
-    const char *r = json_string_value(json_object_get(rt->skipped, name));
+    const char *r = json_string_value(json_object_get(json_object_get(rt->skipped, name),
+                                                      "reason"));
     char *out = r ? strdup(r) : NULL;
     pthread_mutex_unlock(&rt->skipped_lock);
     return out;
+}
+
+json_t *rt_skipped(struct runtime *rt)
+{
+    pthread_mutex_lock(&rt->skipped_lock);
+    json_t *o = rt->skipped ? json_deep_copy(rt->skipped) : json_object();
+    pthread_mutex_unlock(&rt->skipped_lock);
+    return o;
 }
 
 /* Records a connector's REST-visible state (config and target). */
@@ -2184,7 +2193,8 @@ static void desired_free(struct desired *d, size_t n)
     free(d);
 }
 
-static void skipped_note(struct runtime *rt, const char *name, const char *errs);
+static void skipped_note(struct runtime *rt, const char *name, const char *errs,
+                         const json_t *config);
 
 /* Merges the file and the persisted REST state (see the comment above).
  * Drops stale REST records from rt->persisted and saves it when it changed.
@@ -2258,7 +2268,7 @@ file_entry:
             LOG_E(name, "%s: invalid stored config, connector not started (PUT "
                   "/connectors/%s/config a valid one, or DELETE /connectors/%s to forget it): "
                   "%s", rt->persist_path, name, name, junk.p ? junk.p : "");
-            skipped_note(rt, name, junk.p ? junk.p : "");
+            skipped_note(rt, name, junk.p ? junk.p : "", json_object_get(p, "config"));
             continue;
         }
         x->path = rt->persist_path;
@@ -2278,10 +2288,26 @@ oom:
     return -1;
 }
 
-/* Remembers why the stored REST connector name was not started: its
- * errors, one line (a reload that skips it again replaces the reason; one
- * that starts it, or a REST change, forgets it). */
-static void skipped_note(struct runtime *rt, const char *name, const char *errs)
+/* Keys shown as they are in a skipped connector whose plugin is unknown
+ * (nothing says which of its keys are secret). */
+static int plain_without_plugin(const char *key)
+{
+    static const char *const keys[] = { "name", "connector.class", "topic", "topics",
+                                        "topics.regex", NULL };
+    for (const char *const *k = keys; *k; k++)
+        if (strcmp(*k, key) == 0)
+            return 1;
+    return 0;
+}
+
+/* Remembers why the stored REST connector name was not started (its
+ * errors, one line), its stored config with secrets masked (every value
+ * but a few plain keys when its plugin is unknown) and its plugin's kind
+ * (-1 unknown): rt->skipped[name] = {"reason", "config", "kind",
+ * "plugin"}. A reload that skips it again replaces the entry; one that
+ * starts it, or a REST change, forgets it. */
+static void skipped_note(struct runtime *rt, const char *name, const char *errs,
+                         const json_t *config)
 {
     char line[512];
     size_t n = 0;
@@ -2298,13 +2324,30 @@ static void skipped_note(struct runtime *rt, const char *name, const char *errs)
             n--;
     line[n] = '\0';
     json_t *why = json_string(line);
+    const char *cls = json_string_value(json_object_get(config, "connector.class"));
+    const struct plugin_entry *pe = cls && registry_valid_name(cls) ? registry_find(rt->reg, cls)
+                                                                    : NULL;
+    json_t *masked = json_is_object(config) ? json_deep_copy(config) : json_object();
+    const char *k;
+    json_t *v;
+    json_object_foreach(masked, k, v) {
+        int secret = pe ? cfgval_key_secret(pe->desc->config, k) ||
+                          cfgval_key_secret(conncfg_fields, k)
+                        : !plain_without_plugin(k);
+        if (secret || !json_is_string(v))
+            json_object_set_new(masked, k, json_string(CTL_SECRET_MASK));
+    }
+    json_t *e = json_pack("{s:o,s:o,s:i,s:s}", "reason", why ? why : json_string("see the log"),
+                          "config", masked ? masked : json_object(), "kind",
+                          pe ? (int)pe->desc->kind : -1, "plugin",
+                          cls && registry_valid_name(cls) ? cls : "");
     pthread_mutex_lock(&rt->skipped_lock);
     if (!rt->skipped)
         rt->skipped = json_object();
-    if (rt->skipped)
-        json_object_set_new(rt->skipped, name, why ? why : json_string("see the log"));
+    if (rt->skipped && e)
+        json_object_set_new(rt->skipped, name, e);
     else
-        json_decref(why);
+        json_decref(e);
     pthread_mutex_unlock(&rt->skipped_lock);
 }
 
@@ -2325,7 +2368,9 @@ static size_t check_desired(struct runtime *rt, struct desired *d, size_t n,
                       "started (PUT /connectors/%s/config a valid one, or DELETE "
                       "/connectors/%s to forget it):\n%s", d[i].sec.name, d[i].sec.name,
                       local.p ? local.p : "");
-                skipped_note(rt, d[i].sec.name, local.p ? local.p : "");
+                json_t *stored = config_from_section(&d[i].sec);
+                skipped_note(rt, d[i].sec.name, local.p ? local.p : "", stored);
+                json_decref(stored);
                 /* Not started: no name (check_connector set it first), and
                  * whatever the check had built is freed. */
                 spec_clear(&specs[i]);

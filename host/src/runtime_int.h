@@ -41,7 +41,7 @@ struct runtime {
     struct ktopic *ktopics;          /* Kafka-backed topics */
     size_t nktopics;
     json_t *persisted;               /* {"connectors": {name: entry}}, under ctl_lock */
-    json_t *skipped;                 /* {name: reason}: stored REST connectors that no
+    json_t *skipped;                 /* {name: entry}: stored REST connectors that no
                                         longer validate, not started; under skipped_lock
                                         (a leaf: REST reads it holding lock) */
     pthread_mutex_t skipped_lock;
@@ -89,6 +89,9 @@ int rt_delete(struct runtime *rt, const char *name);
 /* Why a stored REST connector named name was not started (a copy the
  * caller frees), or NULL when it was not skipped. */
 char *rt_skipped_reason(struct runtime *rt, const char *name);
+/* A copy of every skipped stored connector: {name: {"reason", "config"
+ * (secrets masked), "kind" (enum spoke_kind, -1 unknown), "plugin"}}. */
+json_t *rt_skipped(struct runtime *rt);
 /* Applies a target state (starting or stopping the task as needed);
  * persist = 1 records it in connectors.json. */
 int rt_set_target(struct runtime *rt, struct spoke_instance *inst, enum conn_target target,

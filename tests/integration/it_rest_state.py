@@ -94,11 +94,14 @@ def test_rest_changes_persist_until_the_file_changes_that_connector():
         assert set(stored) == {"b"}, stored
 
 
-def test_stored_connector_that_no_longer_validates_is_explained_and_can_be_deleted():
+def test_stored_connector_that_no_longer_validates_is_failed_and_can_be_deleted():
     """A stored REST connector whose config no longer validates (a stricter
-    rule, a plugin gone, a hand edit) is not started, never blocks the
-    others: its 404 says why and what to do; DELETE forgets it; PUT config
-    brings it back."""
+    rule, a plugin gone, a hand edit) is not started and never blocks the
+    others. It stays visible: listed, FAILED with the reason as its trace
+    (status, ?expand=status, the state gauge of /metrics), its config and
+    info shown with secrets masked; the paths that need a running connector
+    answer 404 with the reason and the way out. DELETE forgets it; PUT
+    config brings it back."""
     with Spoke("connectors: []\n", start=False) as sp:
         sp.start()
         wait_rest(sp)
@@ -106,6 +109,10 @@ def test_stored_connector_that_no_longer_validates_is_explained_and_can_be_delet
             st, body = call(sp, "POST", "/connectors", {"name": name, "config": {
                 "connector.class": "null_sink", "topics": "t", "batch.max": "7"}})
             assert st == 201, body
+        st, body = call(sp, "POST", "/connectors", {"name": "s", "config": {
+            "connector.class": "secret_sink", "topics": "t", "password": "hunter2-hunter2",
+            "api.key": "k-12345678", "label": "shown"}})
+        assert st == 201, body
         sp.kill()
         path = os.path.join(sp.state_dir, "connectors.json")
         with open(path) as f:
@@ -113,22 +120,54 @@ def test_stored_connector_that_no_longer_validates_is_explained_and_can_be_delet
         stored["connectors"]["b"]["config"]["batch.max"] = "0"
         stored["connectors"]["d"]["config"]["bogus.key"] = "1"
         stored["connectors"]["e"]["config"]["name"] = "x"  # not even a section
+        stored["connectors"]["s"]["config"]["bogus.s"] = "1"
+        # A plugin gone: nothing says which keys are secret, so all but the
+        # plain ones (class, topics) are masked.
+        stored["connectors"]["g"] = json.loads(json.dumps(stored["connectors"]["s"]))
+        stored["connectors"]["g"]["config"].update({"connector.class": "gone_sink", "name": "g"})
         with open(path, "w") as f:
             json.dump(stored, f)
+        skipped = (("b", "batch.max"), ("d", "bogus.key"),
+                   ("e", "'x' differs from the connector name 'e'"), ("s", "bogus.s"),
+                   ("g", "no plugin named 'gone_sink'"))
 
         sp.start()
         wait_rest(sp)
         wait_for(lambda: state(sp, "ok") == "RUNNING", 10, "ok running")
-        assert call(sp, "GET", "/connectors")[1] == ["ok"]
-        for name, why in (("b", "batch.max"), ("d", "bogus.key"),
-                          ("e", "'x' differs from the connector name 'e'")):
+        assert call(sp, "GET", "/connectors")[1] == ["b", "d", "e", "g", "ok", "s"]
+        expanded = call(sp, "GET", "/connectors?expand=status&expand=info")[1]
+        _, metrics = _get_text(sp, "/metrics")
+        for name, why in skipped:
             st, body = call(sp, "GET", "/connectors/%s/status" % name)
+            trace = body["connector"]["trace"]
+            assert st == 200 and body["connector"]["state"] == "FAILED" and body["tasks"] == [] \
+                and trace.startswith("its stored config no longer validates, so it was not "
+                                     "started: ") and why in trace, (st, body)
+            assert expanded[name]["status"] == body, expanded[name]
+            plugin = {"s": "secret_sink", "g": "gone_sink"}.get(name, "null_sink")
+            assert 'spoke_connector_state{connector="%s",plugin="%s",type="%s",' \
+                'state="FAILED"} 1' % (name, plugin, "unknown" if name == "g" else "sink") \
+                in metrics, metrics
+            st, body = call(sp, "GET", "/connectors/%s/tasks" % name)
             msg = body["message"]
             assert st == 404 and msg.startswith(
                 "Connector %s not found: its stored config no longer validates, so it was not "
                 "started (" % name) and why in msg and msg.endswith(
                 "); PUT /connectors/%s/config with a valid config, or DELETE /connectors/%s to "
                 "forget it" % (name, name)), (st, body)
+        # Config and info: as stored, secrets masked.
+        st, conf = call(sp, "GET", "/connectors/s/config")
+        assert st == 200 and conf["password"] == "********" and conf["api.key"] == "********" \
+            and conf["label"] == "shown" and conf["bogus.s"] == "1" \
+            and conf["connector.class"] == "secret_sink", conf
+        assert expanded["s"]["info"]["config"] == conf and expanded["s"]["info"]["type"] == "sink"
+        assert call(sp, "GET", "/connectors/s")[1]["config"] == conf
+        st, conf = call(sp, "GET", "/connectors/g/config")
+        assert st == 200 and conf == {"name": "g", "connector.class": "gone_sink", "topics": "t",
+                                      "password": "********", "api.key": "********",
+                                      "label": "********", "bogus.s": "********"}, conf
+        assert expanded["g"]["info"]["type"] == "unknown"
+        assert "hunter2" not in json.dumps(expanded) and "hunter2" not in metrics
         assert "stored REST config no longer valid, connector not started" in sp.log()
 
         # DELETE forgets b: a plain 404 after, and nothing stored.
@@ -136,7 +175,9 @@ def test_stored_connector_that_no_longer_validates_is_explained_and_can_be_delet
         st, body = call(sp, "GET", "/connectors/b/status")
         assert st == 404 and body["message"] == "Connector b not found", body
         assert call(sp, "DELETE", "/connectors/b")[0] == 404
-        assert call(sp, "DELETE", "/connectors/e")[0] == 204
+        for name in ("e", "g", "s"):
+            assert call(sp, "DELETE", "/connectors/%s" % name)[0] == 204
+        assert call(sp, "GET", "/connectors")[1] == ["d", "ok"]
         # PUT config brings d back, valid.
         st, body = call(sp, "PUT", "/connectors/d/config",
                         {"connector.class": "null_sink", "topics": "t"})
@@ -150,7 +191,19 @@ def test_stored_connector_that_no_longer_validates_is_explained_and_can_be_delet
         wait_rest(sp)
         wait_for(lambda: state(sp, "d") == "RUNNING" and state(sp, "ok") == "RUNNING", 10,
                  "d and ok running")
+        assert call(sp, "GET", "/connectors")[1] == ["d", "ok"]
         assert call(sp, "GET", "/connectors/b/status")[1]["message"] == "Connector b not found"
+
+
+def _get_text(sp, path):
+    url = sp.worker["listeners"].split("://", 1)[1]
+    host, port = url.rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    conn.request("GET", path)
+    r = conn.getresponse()
+    text = r.read().decode()
+    conn.close()
+    return r.status, text
 
 
 def test_stop_offsets_and_resume_from_altered_offset():
