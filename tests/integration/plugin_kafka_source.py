@@ -249,31 +249,21 @@ def test_checks_between_keys_refuse_before_running():
               "source.topics.regex: "),
              ("kafka.fetch.wait.max.ms", "    source.topics: in\n    kafka.fetch.wait.max.ms: abc\n",
               "librdkafka property 'fetch.wait.max.ms' (connector kafka.*): Invalid value")]
-    head = "  - name: src\n    connector.class: kafka_source\n    topic: recs\n"
-    with tempfile.TemporaryDirectory(prefix="spoke-ksrc-") as tmp:
-        for key, extra, want in cases:
-            spoketest.expect_check_refuses(tmp, head + extra, "src", key, want)
-        # What the rules allow passes.
-        p = spoketest.validate_config(tmp, head + "    source.topics.regex: \"in\\\\..*\"\n"
-                                      "    consumer.mode: assign\n"
-                                      "    kafka.fetch.wait.max.ms: \"100\"\n")[2]
-        assert p.returncode == 0, p
-
-    sp, api = resttest.rest_spoke("connectors: []\n")
-    with sp:
-        base = {"connector.class": "kafka_source", "topic": "recs"}
-        rest_cases = [("group.id", {"source.topics": "in", "consumer.mode": "assign",
-                                    "group.id": "g"}, cases[0][2]),
-                      ("source.topics.regex", {"source.topics": "in",
-                                               "source.topics.regex": "x.*"}, cases[1][2]),
-                      ("source.topics", {"group.id": "g"}, cases[2][2]),
-                      ("source.topics", {"source.topics": "in,bad topic!"}, cases[3][2]),
-                      ("source.topics.regex", {"source.topics.regex": "a(b"}, cases[4][2]),
-                      ("kafka.fetch.wait.max.ms", {"source.topics": "in",
-                                                   "kafka.fetch.wait.max.ms": "abc"},
-                       cases[5][2])]
-        for key, extra, want in rest_cases:
-            resttest.expect_refused(api, "kafka_source", "src", dict(base, **extra), key, want)
+    spoketest.expect_checks_each_refuse(
+        "  - name: src\n    connector.class: kafka_source\n    topic: recs\n", "src", cases,
+        "    source.topics.regex: \"in\\\\..*\"\n    consumer.mode: assign\n"
+        "    kafka.fetch.wait.max.ms: \"100\"\n")
+    resttest.expect_each_refused("kafka_source", "src", {"connector.class": "kafka_source",
+                                                         "topic": "recs"}, [
+        ("group.id", {"source.topics": "in", "consumer.mode": "assign", "group.id": "g"},
+         cases[0][2]),
+        ("source.topics.regex", {"source.topics": "in", "source.topics.regex": "x.*"},
+         cases[1][2]),
+        ("source.topics", {"group.id": "g"}, cases[2][2]),
+        ("source.topics", {"source.topics": "in,bad topic!"}, cases[3][2]),
+        ("source.topics.regex", {"source.topics.regex": "a(b"}, cases[4][2]),
+        ("kafka.fetch.wait.max.ms", {"source.topics": "in", "kafka.fetch.wait.max.ms": "abc"},
+         cases[5][2])])
 
 
 def test_init_errors_fail_with_reason():

@@ -142,6 +142,15 @@ def expect_refused(api, plugin, name, config, key, want):
         (key, r["error_count"], errs)
 
 
+def expect_each_refused(plugin, name, base, cases):
+    """On a fresh spoke: each (key, extra, want) of cases, the config base +
+    extra, is refused as expect_refused says."""
+    sp, api = rest_spoke("connectors: []\n")
+    with sp:
+        for key, extra, want in cases:
+            expect_refused(api, plugin, name, dict(base, **extra), key, want)
+
+
 def write_lines(path, n, start=0):
     with open(path, "w") as f:
         for i in range(start, start + n):

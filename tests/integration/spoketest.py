@@ -293,6 +293,17 @@ def expect_check_refuses(tmp, connector_text, name, key, want, reason_first=Fals
     return expect_checks_refuse(tmp, connector_text, [(name, key, want)], reason_first)
 
 
+def expect_checks_each_refuse(head, name, cases, allowed):
+    """Each (key, extra, want) of cases: the connector head + extra is
+    refused by its plugin's check at key (expect_check_refuses); then head +
+    allowed validates."""
+    with tempfile.TemporaryDirectory(prefix="spoke-check-") as tmp:
+        for key, extra, want in cases:
+            expect_check_refuses(tmp, head + extra, name, key, want)
+        p = validate_config(tmp, head + allowed)[2]
+        assert p.returncode == 0, p
+
+
 def expect_checks_refuse(tmp, connector_text, errors, reason_first=False):
     """A config whose plugin checks refuse it, errors being the
     [(connector name, key, want)] they find: `spoke validate` reports
