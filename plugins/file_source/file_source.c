@@ -18,6 +18,10 @@
  *
  * Reading uses read(2) into one large buffer that grows only as far as
  * max.line.bytes needs: one system call serves thousands of lines.
+ *
+ * records.per.second replays at a set rate (a recorded stream at about its
+ * live pace): a token bucket on the monotonic clock; a poll emits what the
+ * bucket allows and asks to be called again when it holds one more record.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -32,6 +36,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <spoke/plugin.h>
@@ -51,6 +56,10 @@ static const struct spoke_config_field fs_config[] = {
     { .name = "max.line.bytes", .type = SPOKE_CFG_INT, .default_value = "1048576",
       .doc = "Longest line accepted, in bytes without its line ending; a longer one fails the connector",
       .min = 16, .max = 67108864 },
+    { .name = "records.per.second", .type = SPOKE_CFG_DOUBLE, .default_value = "0",
+      .doc = "Replay rate: most records emitted per second, spread evenly (at most a tenth of a "
+             "second's worth at once); 0: as fast as the pipeline takes them",
+      .min = 0, .max = 100000000 },
     { 0 }
 };
 
@@ -77,7 +86,41 @@ struct fs_state {
     size_t len;                /* bytes held in buf */
     int64_t pos;               /* file offset of buf[head] */
     int stopping;              /* stop() was called or emit said the host stops */
+
+    /* records.per.second: a token bucket refilled from the monotonic clock,
+     * holding at most burst tokens (a tenth of a second's worth, at least
+     * one), so a pause (end of file, backpressure) is not made up for by a
+     * flood afterwards. */
+    double rate;               /* 0: unlimited */
+    double burst;
+    double tokens;
+    int64_t refill_ns;         /* when tokens was last brought up to date */
 };
+
+static int64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Brings the bucket up to date; returns the whole records it allows now. */
+static int64_t rate_allowance(struct fs_state *st)
+{
+    int64_t now = mono_ns();
+    st->tokens += (double)(now - st->refill_ns) * st->rate / 1e9;
+    if (st->tokens > st->burst)
+        st->tokens = st->burst;
+    st->refill_ns = now;
+    return (int64_t)st->tokens;
+}
+
+/* Milliseconds until the bucket holds one whole record again (>= 1). */
+static int64_t rate_wait_ms(const struct fs_state *st)
+{
+    double ms = (1.0 - st->tokens) * 1000.0 / st->rate;
+    return ms < 1.0 ? 1 : (int64_t)ms + 1;
+}
 
 static int fs_init(const struct spoke_host_api *api, struct spoke_instance *inst,
                    const struct spoke_config *cfg, void **out,
@@ -94,6 +137,10 @@ static int fs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     st->poll_ms = api->config_int(cfg, "poll.interval.ms");
     st->batch_lines = (size_t)api->config_int(cfg, "read.batch.lines");
     st->max_line = (size_t)api->config_int(cfg, "max.line.bytes");
+    st->rate = api->config_double(cfg, "records.per.second");
+    st->burst = st->rate / 10 > 1 ? st->rate / 10 : 1;
+    st->tokens = st->burst;
+    st->refill_ns = mono_ns();
     st->fd = -1;
     assert(st->path != NULL); /* required: the host validated it */
     *out = st;
@@ -284,6 +331,15 @@ static int fs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr
     *next_poll_ms = st->poll_ms;
     if (st->stopping)
         return SPOKE_OK;
+    int64_t allowed = -1;  /* records this poll may emit; -1: no limit */
+    int rate_limited = 0;
+    if (st->rate > 0) {
+        allowed = rate_allowance(st);
+        if (allowed == 0) {
+            *next_poll_ms = rate_wait_ms(st);
+            return SPOKE_OK;
+        }
+    }
 
     for (;;) {
         /* Emit every complete line already buffered. */
@@ -308,6 +364,12 @@ static int fs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr
                 vlen--;
             next_off = st->pos + (int64_t)n + 1;
             if (vlen > 0) {
+                if (allowed >= 0 && emitted == allowed) {
+                    /* The rate's share for now is out: come back for the
+                     * next record when the bucket holds it (below). */
+                    rate_limited = 1;
+                    goto out;
+                }
                 rc = fs_emit_line(st, line, vlen, next_off, errstr, errstr_size);
                 if (rc == SPOKE_ERR_STOPPED) {
                     /* The host is stopping: the line stays unconsumed and
@@ -361,6 +423,10 @@ static int fs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr
     }
 
 out:
+    if (allowed >= 0)
+        st->tokens -= (double)emitted;
+    if (rate_limited)
+        *next_poll_ms = rate_wait_ms(st);
     if (emitted > 0)
         api->metric_add(st->inst, "lines_read", emitted);
     if (nread > 0)

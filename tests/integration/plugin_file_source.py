@@ -1,10 +1,12 @@
 #!/usr/bin/env python3
 """plugin-file_source: file_source replays and follows a file, resumes from
 its committed offset, survives truncation and rotation, and fails clearly on
-a missing file or an overlong line. Output is checked through file_sink."""
+a missing file or an overlong line, and replays at records.per.second.
+Output is checked through file_sink."""
 import json
 import os
 import tempfile
+import time
 
 import spoketest
 from spoketest import (PLUGIN_DIR, Spoke, metric, q, read_bytes, run_spoke, validate, wait_for,
@@ -74,6 +76,38 @@ def test_required_and_bounds_checked():
                  "    max.line.bytes: 8\n")
     assert r.returncode == 1 and "max.line.bytes" in r.stderr, \
         "out-of-range max.line.bytes accepted: %r" % r.stderr
+
+
+def test_rate_limits_the_replay():
+    """records.per.second: at no moment has the sink more records than the
+    rate allows since before the host started (a tenth of a second's worth
+    at once, plus one), and the whole file takes at least the time the rate
+    gives it; every line arrives, in order."""
+    rate, n = 100, 300
+    burst = rate // 10
+    r = validate("connectors:\n  - name: replay\n    connector.class: file_source\n"
+                 "    topic: lines\n    file: /tmp/in.ndjson\n    records.per.second: -1\n")
+    assert r.returncode == 1 and "records.per.second" in r.stderr, r.stderr
+    with tempfile.TemporaryDirectory(prefix="spoke-fs-") as tmp:
+        src, dst = os.path.join(tmp, "in.ndjson"), os.path.join(tmp, "out.ndjson")
+        lines = sample_lines(n)
+        write_bytes(src, ndjson(lines))
+        t0 = time.monotonic()
+        with Spoke(copy_yaml(src, dst, "    records.per.second: %d\n" % rate), tmp=tmp):
+            seen = []
+
+            def all_there():
+                got = read_bytes(dst).count(b"\n")
+                seen.append((time.monotonic(), got))
+                return got >= n
+            wait_for(all_there, TIMEOUT, "all %d lines copied" % n, interval=0.02)
+            for t, got in seen:
+                allowed = burst + 1 + rate * (t - t0)
+                assert got <= allowed, "%d records %.2f s after the start: the rate allows %d" % (
+                    got, t - t0, allowed)
+            took = seen[-1][0] - t0
+            assert took >= (n - burst - 1) / rate, "%d records in %.2f s at %d/s" % (n, took, rate)
+            assert read_bytes(dst) == ndjson(lines)
 
 
 def test_copy_exact():
