@@ -23,7 +23,12 @@ const struct spoke_config_field conncfg_fields[] = {
     { "errors.deadletterqueue.topic.name", SPOKE_CFG_STRING, NULL, 0,
       "Topic that receives records that failed, with error headers", .min = 1, .max = 249 },
     { "errors.log.enable", SPOKE_CFG_BOOL, "true", 0,
-      "Log every record that takes the error path" },
+      "Log the records that take the error path (errors.log.max.per.second of them one by "
+      "one, the rest summed up)" },
+    { "errors.log.max.per.second", SPOKE_CFG_INT, "10", 0,
+      "errors.log.enable: most failed records logged one by one per second; the others are "
+      "summed up in one line once the second is over; 0 = log every one", .min = 0,
+      .max = 1000000 },
     { "errors.retry.timeout", SPOKE_CFG_LONG, "-1", 0,
       "How long (ms) a transient failure (SPOKE_RETRY) is retried before it counts as an "
       "error; -1 = forever (the status shows `retrying`), 0 = no retries",

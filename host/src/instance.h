@@ -76,6 +76,15 @@ struct spoke_instance {
     const char *in_regex;
     int tolerance_all;
     int errors_log;
+    /* errors.log.enable: at most elog_per_s records logged one by one per
+     * second (errors.log.max.per.second, 0 = no limit); the rest counted
+     * and summed up once the second is over (the task thread's own;
+     * elog_flush). */
+    int elog_per_s;
+    int64_t elog_window_ms;         /* mono start of the current second */
+    int elog_logged;                /* logged one by one in it */
+    long long elog_more;            /* failed and not logged one by one */
+    char elog_last[256];            /* the reason of the last of those */
     int64_t retry_timeout_ms;       /* -1 = forever */
     int64_t retry_delay_max_ms;
     size_t batch_max;

@@ -586,6 +586,31 @@ static void add_error_headers(struct spoke_instance *inst, struct spoke_record *
     rec_header_add(rec, "__connect.errors.exception.message", err, strlen(err));
 }
 
+/* Logs the failed records errors.log.enable did not log one by one, once
+ * their second is over (force: now, e.g. when the task stops). */
+static void elog_flush(struct spoke_instance *inst, int force)
+{
+    if (!inst->elog_more)
+        return;
+    int64_t now = clock_mono_ms();
+    if (!force && now < inst->elog_window_ms + 1000)
+        return;
+    LOG_W(inst->name, "%lld more records failed in the last %.1f s, not logged one by one (at "
+          "most %d a second are: errors.log.max.per.second; the errors counter%s has every "
+          "one); the last: %s",
+          inst->elog_more, (double)(now - inst->elog_window_ms) / 1000.0, inst->elog_per_s,
+          inst->dlq_topic ? " and the dead-letter topic" : "", inst->elog_last);
+    inst->elog_more = 0;
+    inst->elog_logged = 0;
+    inst->elog_window_ms = now;
+}
+
+/* When elog_flush has a summary due (-1: none), for a task's wait. */
+static int64_t elog_due(const struct spoke_instance *inst)
+{
+    return inst->elog_more ? inst->elog_window_ms + 1000 : -1;
+}
+
 /*
  * A record failed in stage. With errors.tolerance=all it is consumed here:
  * dead-lettered (published with error headers, still carrying its origin)
@@ -599,10 +624,25 @@ static int error_path(struct spoke_instance *inst, struct spoke_record *rec, con
     if (!inst->tolerance_all)
         return 0;
     const char *why = err && *err ? err : status_text(rc);
-    if (inst->errors_log)
-        LOG_W(inst->name, "%s failed on a record of topic '%s' (%s): %s; %s", stage, rec->topic,
-              status_text(rc), why,
-              inst->dlq_topic ? "sent to the dead-letter topic" : "skipped (errors.tolerance=all)");
+    if (inst->errors_log) {
+        int64_t now = clock_mono_ms();
+        if (now >= inst->elog_window_ms + 1000) {
+            elog_flush(inst, 1);
+            inst->elog_window_ms = now;
+            inst->elog_logged = 0;
+        }
+        if (inst->elog_per_s == 0 || inst->elog_logged < inst->elog_per_s) {
+            inst->elog_logged++;
+            LOG_W(inst->name, "%s failed on a record of topic '%s' (%s): %s; %s", stage,
+                  rec->topic, status_text(rc), why,
+                  inst->dlq_topic ? "sent to the dead-letter topic"
+                                  : "skipped (errors.tolerance=all)");
+        } else {
+            inst->elog_more++;
+            snprintf(inst->elog_last, sizeof(inst->elog_last), "%s failed on a record of topic "
+                     "'%s': %s", stage, rec->topic, why);
+        }
+    }
     if (inst->dlq_topic) {
         add_error_headers(inst, rec, stage, why);
         rec->topic = inst->dlq_topic;
@@ -906,10 +946,13 @@ static int source_loop(struct spoke_instance *inst)
     while (!inst->stop_req) {
         if (handle_pause(inst))
             continue;
+        elog_flush(inst, 0);
         int64_t now = clock_mono_ms();
         int64_t due = next_poll;
         if (next_tick >= 0 && next_tick < due)
             due = next_tick;
+        if (elog_due(inst) >= 0 && elog_due(inst) < due)
+            due = elog_due(inst);
         if (now < due) {
             if (due - now >= MEMTRIM_IDLE_MS)
                 memtrim_thread_idle(); /* e.g. a poll a minute: idle until then */
@@ -974,6 +1017,7 @@ static int source_loop(struct spoke_instance *inst)
         }
         notify_committed(inst);
     }
+    elog_flush(inst, 1);
     return 0;
 }
 
@@ -1378,6 +1422,8 @@ static int consumer_loop(struct spoke_instance *inst)
             deadline = next_tick;
         if (inst->next_snapshot_ms >= 0 && (deadline < 0 || inst->next_snapshot_ms < deadline))
             deadline = inst->next_snapshot_ms;
+        if (elog_due(inst) >= 0 && (deadline < 0 || elog_due(inst) < deadline))
+            deadline = elog_due(inst);
         if (inst->pend.n && rqueue_depth(inst->inq) == 0) {
             /* A pipelined sink with deliveries under way and no input: let
              * it finish them now (it waits, seeing no backlog). */
@@ -1397,6 +1443,7 @@ static int consumer_loop(struct spoke_instance *inst)
         size_t n = 0;
         int64_t wait = trim_at >= 0 && (deadline < 0 || trim_at < deadline) ? trim_at : deadline;
         int prc = rqueue_pop(inst->inq, recs, inst->batch_max, &n, wait);
+        elog_flush(inst, 0);
         if (prc == RQ_CLOSED)
             break;
         if (prc != RQ_OK) {
@@ -1429,6 +1476,7 @@ static int consumer_loop(struct spoke_instance *inst)
         sink_finish(inst);
     if (rc == 0 && d->snapshot && inst->nabsorbed)
         take_snapshot(inst);
+    elog_flush(inst, 1);
     free(recs);
     return rc;
 }
@@ -1591,6 +1639,7 @@ static struct spoke_instance *inst_new(struct runtime *rt, struct conn_spec *spe
     }
     inst->tolerance_all = strcmp(cfgval_string(inst->hcfg, "errors.tolerance"), "all") == 0;
     inst->errors_log = cfgval_bool(inst->hcfg, "errors.log.enable");
+    inst->elog_per_s = (int)cfgval_int(inst->hcfg, "errors.log.max.per.second");
     inst->retry_timeout_ms = cfgval_int(inst->hcfg, "errors.retry.timeout");
     inst->retry_delay_max_ms = cfgval_int(inst->hcfg, "errors.retry.delay.max.ms");
     inst->batch_max = (size_t)cfgval_int(inst->hcfg, "batch.max");

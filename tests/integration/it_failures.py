@@ -2,6 +2,8 @@
 dead-letter topic; transient failures retry; a plugin that fails init."""
 import json
 import os
+import re
+import time
 
 from spoketest import Spoke, count_lines, main, metric, wait_for, write_seq
 
@@ -81,6 +83,45 @@ connectors:
         wait_for(lambda: sp.offsets().get("src", {}).get(inp) == size, 30, "offsets committed")
     with open(dlq) as f:
         assert [l.strip() for l in f] == ['{"seq":%d}' % i for i in range(100, N)]
+
+
+def test_error_log_is_throttled_and_sums_up_the_rest():
+    """errors.log.enable logs at most 10 failed records a second one by one;
+    the others are summed up once their second is over, so a burst of 4,900
+    failures gives a few dozen lines whose counts add up exactly."""
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        write_seq(inp, N)
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: %s
+  - name: bad
+    connector.class: failing_sink
+    topics: raw
+    fail.after: 100
+    errors.tolerance: all
+""" % inp)
+        t0 = time.monotonic()
+        sp.start()
+        one = re.compile(r"\[bad\] TASK_PUT failed on a record of topic 'raw'")
+        more = re.compile(r"\[bad\] (\d+) more records failed in the last [0-9.]+ s, not logged "
+                          r"one by one \(at most 10 a second are: errors.log.max.per.second; "
+                          r"the errors counter has every one\); the last: TASK_PUT failed on a "
+                          r"record of topic 'raw': ")
+
+        def counts():
+            log = sp.log()
+            return len(one.findall(log)), sum(int(m) for m in more.findall(log))
+        wait_for(lambda: sum(counts()) == N - 100, 30,
+                 lambda: "logged + summed up == %d, got %r" % (N - 100, counts()))
+        took = time.monotonic() - t0
+        single, summed = counts()
+        assert single <= 10 * (took + 1), "%d lines in %.1f s" % (single, took)
+        assert summed > 0
+        assert sp.connector("bad")["metrics"]["errors"] == N - 100
 
 
 def test_transient_failures_retry_then_fail_after_timeout():

@@ -467,7 +467,8 @@ def test_malformed_json_classes_take_the_error_path():
         data += good[i % 3] + b"\n" + line + b"\n"
     for parser in ("extractor", "simdjson"):
         r = run_mapper(data, schema=VELIB, dlq=True,
-                       mapper_keys={"json.parser": parser, "lookup.inline": ["1=75001"]},
+                       mapper_keys={"json.parser": parser, "lookup.inline": ["1=75001"],
+                                    "errors.log.max.per.second": 0},  # every reason logged
                        source_keys={"max.line.bytes": 16 * 1024 * 1024},
                        expect_records=2 * len(cases))
         assert len(r.rows) == len(cases), "%s: %d rows" % (parser, len(r.rows))
