@@ -333,6 +333,7 @@ def test_delivery_dead_letters_and_commits():
         assert end_offsets(c.bootstrap, "in") == {p: per for p in range(parts)}
         conns = (source(["in"], extra="    value.null: error\n"
                                       "    errors.tolerance: all\n"
+                                      "    errors.log.max.per.second: 0\n"  # every reason
                                       "    errors.deadletterqueue.topic.name: dlq\n")
                  + file_sink("out.ndjson")
                  + "  - name: watch\n    connector.class: console_sink\n    topics: recs\n"
