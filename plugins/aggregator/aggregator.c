@@ -44,11 +44,17 @@ static const char *const agg_window_allowed[] = { "none", "tumbling", "hopping",
 static const char *const agg_time_allowed[] = { "event", "processing", NULL };
 static const char *const agg_emit_allowed[] = { "update", "complete", "final", NULL };
 static const char *const agg_order_allowed[] = { "desc", "asc", NULL };
+static const char *const agg_nulls_allowed[] = { "refuse", "group", NULL };
 
 static const struct spoke_config_field agg_config[] = {
     { .name = "group.by", .type = SPOKE_CFG_LIST,
       .doc = "Fields whose values form the group key (string, int, bool or timestamp); "
              "none: a single group for all records", .max = AGG_MAX_KEY_FIELDS },
+    { .name = "group.by.nulls", .type = SPOKE_CFG_STRING, .default_value = "refuse",
+      .doc = "A record whose group.by field is null: refuse it (an error: the connector "
+             "fails, or with errors.tolerance all the record is skipped) or group it (the "
+             "nulls of a field form one group, as in SQL's GROUP BY)",
+      .allowed = agg_nulls_allowed },
     { .name = "aggregates", .type = SPOKE_CFG_LIST, .flags = SPOKE_CFG_REQUIRED,
       .doc = "Output columns, each name=function(field) with function count (count() "
              "counts records), sum, avg, min, max, variance, stddev (sample), var_pop, "
@@ -313,6 +319,15 @@ static int read_fields(struct agg_state *st, const struct spoke_row *row, const 
             v->u.i = (x ? x->u.b : api->row_get_bool(row, (size_t)ix)) != 0;
             break;
         case SPOKE_TYPE_NULL:
+            if (st->null_groups &&
+                (st->fields[f].roles & (AGG_ROLE_GROUP | AGG_ROLE_ENTITY | AGG_ROLE_TIME)) ==
+                    AGG_ROLE_GROUP) {
+                /* A null group field: one group of its own (keyed by the
+                 * type byte and 8 zero bytes, like an integer). */
+                v->type = SPOKE_TYPE_NULL;
+                v->u.i = 0;
+                continue;
+            }
             if (st->fields[f].roles & (AGG_ROLE_GROUP | AGG_ROLE_ENTITY | AGG_ROLE_TIME)) {
                 snprintf(err, errsz, "field '%s' (%s) is null", st->fields[f].name,
                          role_name(st->fields[f].roles));

@@ -207,6 +207,7 @@ struct agg_state {
     int64_t top_n;
     int top_col;           /* aggregate index ordered by, -1: none */
     int top_desc;
+    int null_groups;       /* group.by.nulls: group (a null group field is a key value) */
     struct agg_field *fields;
     size_t nfields;
     int gfields[AGG_MAX_KEY_FIELDS];   /* group.by -> field index */

@@ -321,6 +321,14 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
         return SPOKE_ERR_INVALID;
     if (key_list(st, cfg, "entity.key", AGG_ROLE_ENTITY, st->efields, &st->nef, err, errsz) < 0)
         return SPOKE_ERR_INVALID;
+    const char *nulls = api->config_string(cfg, "group.by.nulls");
+    st->null_groups = nulls && strcmp(nulls, "group") == 0;
+    if (st->null_groups && st->ngf == 0) {
+        st->err_key = "group.by.nulls";
+        snprintf(err, errsz, "group.by.nulls: group needs group.by (the fields whose nulls "
+                 "form a group)");
+        return SPOKE_ERR_INVALID;
+    }
     if (st->semantics == AGG_TABLE && st->nef == 0) {
         st->err_key = "semantics";
         snprintf(err, errsz, "semantics table needs entity.key: the field(s) naming the entity "

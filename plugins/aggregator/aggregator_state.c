@@ -217,10 +217,13 @@ int agg_key_decode(const struct agg_state *st, const uint8_t *key, uint32_t klen
         if (off >= klen)
             return -1;
         uint8_t t = key[off++];
-        if (st && fields && st->fields[fields[i]].type != t)
+        /* A null (group.by.nulls: group) is kept whatever the setting is
+         * now: a snapshot taken with it still restores. */
+        if (st && fields && st->fields[fields[i]].type != t && t != SPOKE_TYPE_NULL)
             return -1;
         out[i].type = t;
         switch (t) {
+        case SPOKE_TYPE_NULL:  /* group.by.nulls: group; 8 zero bytes */
         case SPOKE_TYPE_INT:
         case SPOKE_TYPE_TIMESTAMP:
             if (klen - off < 8)
@@ -337,6 +340,10 @@ int agg_key_text(const uint8_t *key, uint32_t klen, char *out, size_t outsz)
         case SPOKE_TYPE_BOOL:
             s = v.u.i ? "true" : "false";
             len = strlen(s);
+            break;
+        case SPOKE_TYPE_NULL:
+            s = "null";
+            len = 4;
             break;
         case SPOKE_TYPE_TIMESTAMP:
             len = (size_t)fmt_iso(v.u.i, tmp, sizeof(tmp));

@@ -974,6 +974,26 @@ def test_restart_from_snapshot_equals_uninterrupted_run_table():
     restart_case(agg, recs, 1200, ref_entities(recs, "g", "id", RESTART_SPECS, tfield="t"))
 
 
+def test_null_group_keys_form_a_group_when_asked_and_survive_a_restart():
+    """group.by.nulls: group: the records whose group field is null form one
+    group (SQL's GROUP BY), entities move into and out of it, and a restart
+    from the snapshot gives the same table; without it a null is refused
+    (test_invalid_records_take_the_error_path_with_reason)."""
+    r = spoketest.validate("connectors:\n  - name: a\n    connector.class: aggregator\n"
+                           "    topics: t\n    topic: u\n    aggregates: [n=count()]\n"
+                           "    group.by.nulls: group\n")
+    assert r.returncode == 1 and "group.by.nulls: group needs group.by" in r.stderr, r.stderr
+    recs = mixed_records(3000, groups=6, entities=80, seed=23)
+    for k, rec in enumerate(recs):
+        if k % 5 == 0:
+            rec["g"] = None
+    agg = {"group.by": "g", "group.by.nulls": "group", "aggregates": RESTART_SPECS,
+           "time.field": "t", "emit.interval.ms": 50, "semantics": "table", "entity.key": "id"}
+    expected = ref_entities(recs, "g", "id", RESTART_SPECS, tfield="t")
+    assert (None,) in expected and len(expected) == 7, sorted(expected, key=str)
+    restart_case(agg, recs, 1200, expected, kill=True)
+
+
 def test_restart_after_kill_9_is_exact():
     """kill -9 after a snapshot but long before the offset flush: the source
     replays records the snapshot holds; the totals stay exact."""
