@@ -49,12 +49,14 @@ connectors:
         assert "[bad] put failed" in sp.log()
 
 
-def test_tolerance_all_sends_failures_to_dead_letter_topic():
-    with Spoke("", start=False) as sp:
-        inp = os.path.join(sp.tmp, "in.ndjson")
-        dlq = os.path.join(sp.tmp, "dlq.ndjson")
-        write_seq(inp, N)
-        sp.write_config("""
+def tolerant_failing_sink(sp, extra=""):
+    """Writes N records to in.ndjson and the config file_source -> raw ->
+    failing_sink 'bad' (fails every record after the 100th, errors.tolerance
+    all), the rest of bad's keys and further connectors in extra. Returns
+    the input's path."""
+    inp = os.path.join(sp.tmp, "in.ndjson")
+    write_seq(inp, N)
+    sp.write_config("""
 connectors:
   - name: src
     connector.class: file_source
@@ -65,12 +67,19 @@ connectors:
     topics: raw
     fail.after: 100
     errors.tolerance: all
-    errors.deadletterqueue.topic.name: raw.dlq
+""" % inp + extra)
+    return inp
+
+
+def test_tolerance_all_sends_failures_to_dead_letter_topic():
+    with Spoke("", start=False) as sp:
+        dlq = os.path.join(sp.tmp, "dlq.ndjson")
+        inp = tolerant_failing_sink(sp, """    errors.deadletterqueue.topic.name: raw.dlq
   - name: dlq
     connector.class: file_sink
     topics: raw.dlq
     file: %s
-""" % (inp, dlq))
+""" % dlq)
         sp.start()
         wait_for(lambda: count_lines(dlq) == N - 100, 60, "failed records on the dead-letter topic")
         wait_for(lambda: sp.connector("bad").get("metrics", {}).get("dead_lettered") == N - 100,
@@ -90,20 +99,7 @@ def test_error_log_is_throttled_and_sums_up_the_rest():
     the others are summed up once their second is over, so a burst of 4,900
     failures gives a few dozen lines whose counts add up exactly."""
     with Spoke("", start=False) as sp:
-        inp = os.path.join(sp.tmp, "in.ndjson")
-        write_seq(inp, N)
-        sp.write_config("""
-connectors:
-  - name: src
-    connector.class: file_source
-    topic: raw
-    file: %s
-  - name: bad
-    connector.class: failing_sink
-    topics: raw
-    fail.after: 100
-    errors.tolerance: all
-""" % inp)
+        tolerant_failing_sink(sp)
         t0 = time.monotonic()
         sp.start()
         one = re.compile(r"\[bad\] TASK_PUT failed on a record of topic 'raw'")
