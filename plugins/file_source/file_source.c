@@ -36,7 +36,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <spoke/plugin.h>
@@ -94,24 +93,17 @@ struct fs_state {
     double rate;               /* 0: unlimited */
     double burst;
     double tokens;
-    int64_t refill_ns;         /* when tokens was last brought up to date */
+    int64_t refill_ms;         /* when tokens was last brought up to date (api->mono_ms) */
 };
-
-static int64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
 
 /* Brings the bucket up to date; returns the whole records it allows now. */
 static int64_t rate_allowance(struct fs_state *st)
 {
-    int64_t now = mono_ns();
-    st->tokens += (double)(now - st->refill_ns) * st->rate / 1e9;
+    int64_t now = st->api->mono_ms();
+    st->tokens += (double)(now - st->refill_ms) * st->rate / 1e3;
     if (st->tokens > st->burst)
         st->tokens = st->burst;
-    st->refill_ns = now;
+    st->refill_ms = now;
     return (int64_t)st->tokens;
 }
 
@@ -140,7 +132,7 @@ static int fs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     st->rate = api->config_double(cfg, "records.per.second");
     st->burst = st->rate / 10 > 1 ? st->rate / 10 : 1;
     st->tokens = st->burst;
-    st->refill_ns = mono_ns();
+    st->refill_ms = api->mono_ms();
     st->fd = -1;
     assert(st->path != NULL); /* required: the host validated it */
     *out = st;
