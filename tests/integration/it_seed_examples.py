@@ -29,16 +29,10 @@ import csv
 import json
 import os
 
-from spoketest import SHARED_DATA, SOURCE_DIR, Skip, Spoke, main
+from plugin_schema_mapper import need_data as need
+from spoketest import SHARED_DATA, SOURCE_DIR, Spoke, main
 
 TIMEOUT = 90
-
-
-def need(*parts):
-    path = os.path.join(SHARED_DATA, *parts)
-    if not os.path.exists(path):
-        raise Skip("%s is absent: this test runs the example on the recorded data" % path)
-    return path
 
 
 def example(name, topics, replace=()):
