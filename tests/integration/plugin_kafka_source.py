@@ -84,8 +84,10 @@ def ids_of(path):
     return c
 
 
-# The kill -9 tests: 200,000 records in 4 partitions, small queues.
-KILL_PARTS, KILL_PER = 4, 50000
+# The kill -9 tests: 400,000 records in 4 partitions, small queues (enough
+# that three kills, each after a settled group and 15,000 lines, come before
+# the end of the data).
+KILL_PARTS, KILL_PER = 4, 100000
 KILL_QCAP, KILL_BATCH, KILL_PBATCH = 2000, 500, 500
 
 
@@ -457,7 +459,7 @@ def test_regex_subscription_and_bytes_format():
 
 
 def test_kill9_loses_nothing_and_duplicates_only_the_uncommitted_window():
-    """200,000 messages; spoke is killed (SIGKILL) three times mid-run and
+    """400,000 messages; spoke is killed (SIGKILL) three times mid-run and
     restarted. Nothing is lost. A record is delivered again only when it was
     written before a kill at or past the group's committed offset of its
     partition (the restarted consumer resumes exactly there), so the
