@@ -36,9 +36,11 @@ const struct spoke_config_field conncfg_fields[] = {
     { "errors.retry.delay.max.ms", SPOKE_CFG_LONG, "60000", 0,
       "Upper bound (ms) of the exponential backoff between retries", .min = 1, .max = 86400000 },
     { "queue.capacity", SPOKE_CFG_INT, "4096", 0,
-      "Records buffered for this connector before its producers block", .min = 1, .max = 1048576 },
+      "Records buffered for this connector before its producers block (default 512 when the "
+      "process can use one CPU only: affinity mask or cgroup quota)", .min = 1, .max = 1048576 },
     { "batch.max", SPOKE_CFG_INT, "1024", 0,
-      "Most records handed to a transform or sink per wake-up (sinks flush per batch)",
+      "Most records handed to a transform or sink per wake-up (sinks flush per batch; default "
+      "256 when the process can use one CPU only)",
       .min = 1, .max = 1048576 },
     { "snapshot.interval.ms", SPOKE_CFG_LONG, "1000", 0,
       "Stateful transforms: how often state is snapshotted", .min = 10, .max = 86400000 },

@@ -12,4 +12,11 @@ extern const struct spoke_config_field conncfg_worker_fields[];
 /* Keys of one topic in the topics section. */
 extern const struct spoke_config_field conncfg_topic_fields[];
 
+/* queue.capacity and batch.max when the connector does not set them and
+ * the process can use one CPU only (cpubudget.h): every task thread then
+ * takes its turn on the same core, and shallower queues keep the records
+ * in flight within its cache. */
+#define CONNCFG_QUEUE_CAPACITY_ONE_CPU 512
+#define CONNCFG_BATCH_MAX_ONE_CPU 256
+
 #endif

@@ -15,6 +15,7 @@
 #include "clock.h"
 #include "counter.h"
 #include "conncfg.h"
+#include "cpubudget.h"
 #include "ctl.h"
 #include "fsutil.h"
 #include "instance.h"
@@ -1644,6 +1645,12 @@ static struct spoke_instance *inst_new(struct runtime *rt, struct conn_spec *spe
     inst->retry_delay_max_ms = cfgval_int(inst->hcfg, "errors.retry.delay.max.ms");
     inst->batch_max = (size_t)cfgval_int(inst->hcfg, "batch.max");
     inst->queue_cap = (size_t)cfgval_int(inst->hcfg, "queue.capacity");
+    if (cpubudget() == 1) {
+        if (!cfgval_is_set(inst->hcfg, "batch.max"))
+            inst->batch_max = CONNCFG_BATCH_MAX_ONE_CPU;
+        if (!cfgval_is_set(inst->hcfg, "queue.capacity"))
+            inst->queue_cap = CONNCFG_QUEUE_CAPACITY_ONE_CPU;
+    }
     inst->snapshot_interval_ms = cfgval_int(inst->hcfg, "snapshot.interval.ms");
     if (inst->kind == SPOKE_KIND_SINK && !(inst->latency = calloc(1, sizeof(*inst->latency)))) {
         inst_free(inst);
@@ -1786,6 +1793,7 @@ static json_t *inst_json(struct spoke_instance *inst)
     if (q) {
         json_object_set_new(m, "queue_depth", json_integer((json_int_t)rqueue_depth(q)));
         json_object_set_new(m, "queue_capacity", json_integer((json_int_t)rqueue_capacity(q)));
+        json_object_set_new(m, "batch_max", json_integer((json_int_t)inst->batch_max));
         json_object_set_new(m, "discarded", json_integer(rqueue_discarded(q)));
     }
     if (inst->tracker)
@@ -3065,8 +3073,14 @@ struct runtime *runtime_start(const struct runtime_opts *opts, struct buf *errs)
         rc = -1;
     }
     pthread_mutex_unlock(&rt->ctl_lock);
-    if (rc == 0)
+    if (rc == 0) {
+        if (cpubudget() == 1)
+            LOG_I(NULL, "one CPU to run on (%d in the affinity mask, cgroup quota %d): "
+                  "connectors that do not set them get queue.capacity %d and batch.max %d",
+                  cpubudget_affinity(), cpubudget_quota(""), CONNCFG_QUEUE_CAPACITY_ONE_CPU,
+                  CONNCFG_BATCH_MAX_ONE_CPU);
         return rt;
+    }
     /* Tasks that started must stop before anything is freed. */
     rt->stopping = 1;
     for (size_t i = 0; i < rt->nconns; i++)

@@ -440,6 +440,50 @@ connectors:
             assert want in names, "no thread named %r among %r" % (want, names)
 
 
+def test_one_cpu_gets_shallow_queues_unless_the_connector_sets_them():
+    """On one CPU (the affinity mask here) connectors that leave
+    queue.capacity and batch.max unset get 512 and 256, and the log says
+    why; values a connector sets are kept. With every CPU of this machine
+    the defaults are 4096 and 1024, unless a cgroup quota of one CPU
+    applies, which the log then names."""
+    yaml = """
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: t
+    file: {tmp}/in.ndjson
+  - name: plain
+    connector.class: null_sink
+    topics: t
+  - name: set
+    connector.class: null_sink
+    topics: t
+    queue.capacity: 100
+    batch.max: 7
+"""
+    mine = sorted(os.sched_getaffinity(0))
+    runs = [({mine[-1]}, (512, 256))]
+    if len(mine) > 1:
+        runs.append((set(mine), (4096, 1024)))
+    for cpus, want in runs:
+        with Spoke("", start=False) as sp:
+            write_seq(os.path.join(sp.tmp, "in.ndjson"), 5)
+            sp.write_config(yaml.format(tmp=sp.tmp))
+            sp.cpus = cpus
+            sp.start()
+            sp.wait_for(lambda: all(sp.connector(c).get("metrics", {}).get("records_in") == 5
+                                    for c in ("plain", "set")), 20, "both sinks read 5 records")
+            one = "one CPU to run on" in sp.log()
+            if len(cpus) > 1 and one:
+                assert "cgroup quota 1)" in sp.log(), sp.log()
+                want = (512, 256)
+            assert one == (want == (512, 256)), sp.log()
+            m = sp.connector("plain")["metrics"]
+            assert (m["queue_capacity"], m["batch_max"]) == want, (cpus, m)
+            m = sp.connector("set")["metrics"]
+            assert (m["queue_capacity"], m["batch_max"]) == (100, 7), (cpus, m)
+
+
 def test_plugin_readmes_match_their_config_tables():
     """Each plugin README embeds `spoke plugins --doc <name>` between markers."""
     src = os.environ.get("SPOKE_SOURCE_DIR")

@@ -104,6 +104,7 @@ class Spoke:
         self.args = list(args)
         self.proc = None
         self.runs = 0
+        self.cpus = None  # a set of CPUs: the affinity mask spoke starts with
         worker = {
             "plugin.path": [PLUGIN_DIR, TEST_PLUGIN_DIR],
             "state.dir": self.state_dir,
@@ -139,8 +140,11 @@ class Spoke:
             pass
         self._out = open(self.stdout_path, "wb")
         self._err = open(self.stderr_path, "wb")
+        cpus = self.cpus
         self.proc = subprocess.Popen([BIN, "run", "-c", self.config] + self.args,
-                                     stdout=self._out, stderr=self._err, cwd=self.tmp, env=env())
+                                     stdout=self._out, stderr=self._err, cwd=self.tmp, env=env(),
+                                     preexec_fn=(lambda: os.sched_setaffinity(0, cpus))
+                                     if cpus else None)
         return self
 
     def __enter__(self):
