@@ -21,6 +21,7 @@ import http.server
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -122,8 +123,9 @@ connectors:
 %(sink_extra)s"""
 
 
-def start(config_text, tag, cpus=None):
-    """cpus: a set of CPUs the whole process (every thread) is held to."""
+def start(config_text, tag, cpus=None, wrap=()):
+    """cpus: a set of CPUs the whole process (every thread) is held to;
+    wrap: a command that runs spoke (valgrind ...)."""
     port = free_port()
     state = os.path.join(WORK, "state-" + tag)
     subprocess.run(["rm", "-rf", state], check=True)
@@ -131,7 +133,7 @@ def start(config_text, tag, cpus=None):
     with open(cfg, "w") as f:
         f.write(config_text(port, state))
     t0 = time.monotonic()
-    p = subprocess.Popen([BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL,
+    p = subprocess.Popen(list(wrap) + [BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL,
                          stderr=open(os.path.join(WORK, tag + ".log"), "w"), cwd=ROOT,
                          preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     # Startup: exec to every connector RUNNING (polled every millisecond).
@@ -169,10 +171,7 @@ def poll_wait(done, elapsed):
     return min(0.05, max(0.001, left / 2))
 
 
-def run_pipeline(emit, interval, tag, on_idle=False, floor=False, cpus=None):
-    """One run of the pipeline; floor: file_source -> null_sink alone (what
-    the host costs a record with no transform between); cpus: the CPUs
-    Spoke may run on (None: all)."""
+def pipeline_config(emit, interval, on_idle=False, floor=False):
     def cfg(port, state):
         text = PIPELINE % dict(plugins=PLUGINS, state=state, port=port, records=RECORDS,
                                schema=os.path.join(ROOT, "schemas", "velib_station_status.yaml"),
@@ -183,6 +182,14 @@ def run_pipeline(emit, interval, tag, on_idle=False, floor=False, cpus=None):
             text = text[:text.index("  - name: map\n")] + (
                 "  - name: sink\n    connector.class: null_sink\n    topics: raw\n")
         return text
+    return cfg
+
+
+def run_pipeline(emit, interval, tag, on_idle=False, floor=False, cpus=None):
+    """One run of the pipeline; floor: file_source -> null_sink alone (what
+    the host costs a record with no transform between); cpus: the CPUs
+    Spoke may run on (None: all)."""
+    cfg = pipeline_config(emit, interval, on_idle, floor)
     mine = os.sched_getaffinity(0)
     if cpus and mine - cpus:
         os.sched_setaffinity(0, mine - cpus)  # this script's polling stays off Spoke's CPU
@@ -475,7 +482,7 @@ def idle_rss():
         cfg = os.path.join(WORK, "bench-%s.yaml" % tag)
         with open(cfg, "w") as f:
             f.write(worker % (state, port) + text)
-        p = subprocess.Popen([BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL,
+        p = subprocess.Popen(list(wrap) + [BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL,
                              stderr=open(os.path.join(WORK, tag + ".log"), "w"), cwd=ROOT)
         deadline = time.monotonic() + 30
         while True:
@@ -593,6 +600,120 @@ def med(xs):
     return statistics.median(xs)
 
 
+def l2_geometry():
+    """(size, ways, line) of CPU 0's level-2 cache from sysfs, or None."""
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for idx in sorted(os.listdir(base)):
+            d = os.path.join(base, idx)
+            if not idx.startswith("index"):
+                continue
+            rd = lambda k: open(os.path.join(d, k)).read().strip()
+            if rd("level") == "2" and rd("type") in ("Unified", "Data"):
+                size = rd("size")
+                size = int(size[:-1]) * 1024 if size.endswith("K") else int(size)
+                return size, int(rd("ways_of_associativity")), int(rd("coherency_line_size"))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def callgrind_threads(prefix):
+    """Per thread of a --separate-threads=yes run: (label, {event: total}),
+    the label being the plugin whose code took most of the thread's own
+    instructions ("host" when none did: the REST, housekeeping and main
+    threads). Self costs only: a cost line after calls= is the callee's."""
+    out = []
+    d, base = os.path.split(prefix)
+    for name in sorted(os.listdir(d)):
+        if not re.fullmatch(re.escape(base) + r"-\d+", name):
+            continue
+        events, totals, by_ob = None, None, {}
+        obs, ob, skip = {}, None, False
+        with open(os.path.join(d, name), errors="replace") as f:
+            for line in f:
+                if line.startswith("events:"):
+                    events = line.split()[1:]
+                elif line.startswith(("summary:", "totals:")) and totals is None:
+                    totals = [int(x) for x in line.split()[1:]]
+                elif line.startswith(("ob=", "cob=")):
+                    # Compressed names: "(id) name" defines id, in ob= or
+                    # cob= lines alike; "(id)" alone refers to it.
+                    key, _, val = line.strip().partition("=")
+                    m = re.match(r"\((\d+)\)(?: (.*))?$", val)
+                    if m and m.group(2):
+                        obs[m.group(1)] = m.group(2)
+                    if key == "ob":
+                        ob = obs.get(m.group(1)) if m else val
+                elif line.startswith("calls="):
+                    skip = True
+                elif line[:1].isdigit() or line[:1] in "+-*":
+                    if skip:
+                        skip = False
+                        continue
+                    parts = line.split()
+                    if len(parts) > 1 and ob:
+                        by_ob[ob] = by_ob.get(ob, 0) + int(parts[1])
+        if not events or totals is None:
+            continue
+        here = os.path.realpath(PLUGINS)
+        plugins = {os.path.basename(o)[:-3]: c for o, c in by_ob.items()
+                   if os.path.dirname(os.path.realpath(o)) == here and o.endswith(".so")}
+        label = max(plugins, key=plugins.get) if plugins else "host"
+        out.append((label, dict(zip(events, totals))))
+    return out
+
+
+def print_callgrind():
+    """Instructions and simulated L2 misses per record, by connector thread,
+    of the one-core "complete" pipeline under valgrind's callgrind. Neither
+    moves with the VM's speed or load (valgrind runs the threads one at a
+    time, as one core does), so two builds compare in one run each."""
+    if not shutil.which("valgrind"):
+        print("callgrind: skipped (no valgrind: apt-get install valgrind)")
+        return
+    one = {max(os.sched_getaffinity(0))}
+    out = os.path.join(WORK, "callgrind.out")
+    for name in os.listdir(WORK):
+        if name.startswith("callgrind.out"):
+            os.unlink(os.path.join(WORK, name))
+    wrap = ["valgrind", "--tool=callgrind", "--separate-threads=yes",
+            "--callgrind-out-file=" + out]
+    l2 = l2_geometry()
+    sim = None
+    if l2 and (l2[0] // (l2[1] * l2[2])) & (l2[0] // (l2[1] * l2[2]) - 1) == 0:
+        sim = "%d,%d,%d" % l2
+        wrap[2:2] = ["--cache-sim=yes", "--LL=" + sim]
+    p, port, _ = start(pipeline_config("complete", 1000), "cg", one, wrap)
+    while True:
+        _, m = get(port, "/metrics")
+        done = metric(m, "spoke_connector_records_in_total", connector="agg") or 0
+        if done >= N:
+            break
+        time.sleep(0.5)
+    stop(p)
+    threads = callgrind_threads(out)
+    print()
+    print("callgrind: the one-core \"complete\" pipeline, %d records, per record by thread%s"
+          % (N, "; L2 misses simulated as CPU 0's L2 (%s: size, ways, line)" % sim if sim else
+             " (no cache simulation: L2 geometry unknown)"))
+    rows = {}
+    for label, ev in threads:
+        r = rows.setdefault(label, [0.0, 0.0])
+        r[0] += ev.get("Ir", 0) / N
+        r[1] += sum(ev.get(k, 0) for k in ("ILmr", "DLmr", "DLmw")) / N
+    order = ["file_source", "schema_mapper", "aggregator", "null_sink"]
+    labels = [x for x in order if x in rows] + sorted(set(rows) - set(order) - {"host"})
+    shown = [(x, rows[x]) for x in labels]
+    if "host" in rows:
+        shown.append(("host (REST, housekeeping, main)", rows["host"]))
+    shown.append(("all threads", [sum(r[0] for r in rows.values()),
+                                  sum(r[1] for r in rows.values())]))
+    for label, (ir, miss) in shown:
+        print("  %-32s %9s instructions%s" % (label, "{:,.0f}".format(ir),
+                                              ", %5.1f L2 misses" % miss if sim else ""))
+
+
 def main():
     print("Vélib' pipeline benchmark: %d records, %d runs each, median; %s, %d cores, load %s"
           % (N, RUNS, os.uname().machine, os.cpu_count(), open("/proc/loadavg").read().split()[0]))
@@ -601,6 +722,9 @@ def main():
         return
     if os.environ.get("BENCH_ONLY") == "idle":
         print_idle_rss()
+        return
+    if os.environ.get("BENCH_ONLY") == "callgrind":
+        print_callgrind()
         return
     if os.environ.get("BENCH_ONLY") == "target":
         target_pairs(build_jansson_peer())
