@@ -133,7 +133,10 @@ def start(config_text, tag, cpus=None, wrap=()):
     with open(cfg, "w") as f:
         f.write(config_text(port, state))
     t0 = time.monotonic()
-    p = subprocess.Popen(list(wrap) + [BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL,
+    # BENCH_WRAP: a command to run spoke under in every mode (a profiler:
+    # "valgrind --tool=callgrind --separate-threads=yes", "perf record -g").
+    wrap = list(wrap) or os.environ.get("BENCH_WRAP", "").split()
+    p = subprocess.Popen(wrap + [BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL,
                          stderr=open(os.path.join(WORK, tag + ".log"), "w"), cwd=ROOT,
                          preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     # Startup: exec to every connector RUNNING (polled every millisecond).
@@ -482,7 +485,7 @@ def idle_rss():
         cfg = os.path.join(WORK, "bench-%s.yaml" % tag)
         with open(cfg, "w") as f:
             f.write(worker % (state, port) + text)
-        p = subprocess.Popen(list(wrap) + [BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL,
+        p = subprocess.Popen([BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL,
                              stderr=open(os.path.join(WORK, tag + ".log"), "w"), cwd=ROOT)
         deadline = time.monotonic() + 30
         while True:
