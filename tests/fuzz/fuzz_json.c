@@ -2,9 +2,9 @@
  *
  * Input: bytes split at '\n' into records (at most MAX_RECORDS), each run
  * twice (the second time after the shape it taught), in order, after a
- * fixed Vélib'-like record (so that a record the fuzzer
- * derived from one like it meets the shape that record taught, and
- * same-shaped records in a row meet each other's). An input whose first
+ * fixed Vélib'-like record (so that a record the fuzzer derived from one
+ * like it meets the shape that record taught, and same-shaped records in
+ * a row meet each other's). An input whose first
  * byte is EDITS is instead a list of edits of that fixed record, 4 bytes
  * each (operation, position high and low byte, byte: replace, insert or
  * delete): the edited record follows the original, so every such input
@@ -31,9 +31,10 @@
  *      them, none says "invalid JSON";
  *   3. the validator and simdjson accept the same documents, and a record
  *      both extractor and simdjson mappers accept maps to the same row;
- *      the one known difference is numbers beyond double's range (RFC 8259
- *      allows them, simdjson refuses them), which unit-schema_mapper_core
- *      pins down too.
+ *      the one known difference is numbers simdjson cannot represent
+ *      (integers beyond 64 bits, doubles beyond its range: RFC 8259 allows
+ *      them, simdjson refuses them), which unit-schema_mapper_core pins
+ *      down too.
  * A broken rule aborts with both results printed, so libFuzzer keeps the
  * input as a reproducer.
  */
