@@ -79,7 +79,10 @@ const struct spoke_config_field conncfg_worker_fields[] = {
       "Concurrent REST connections", .min = 1, .max = 10000 },
     { "rest.connection.timeout.ms", SPOKE_CFG_LONG, "30000", 0,
       "Idle REST connections are closed after this long", .min = 100, .max = 3600000 },
-    { "rest.threads", SPOKE_CFG_INT, "2", 0, "REST server threads", .min = 1, .max = 64 },
+    { "rest.threads", SPOKE_CFG_INT, "2", 0,
+      "Ignored (a warning says so): each REST connection has a thread of its own, so a call "
+      "that waits, such as a stop draining a source, holds up no other; kept so that "
+      "configurations that set it still load", .min = 1, .max = 64 },
     { "rest.max.body.bytes", SPOKE_CFG_LONG, "1048576", 0,
       "Largest REST request body; larger ones are answered 413", .min = 1024, .max = 67108864 },
     { "shutdown.timeout.ms", SPOKE_CFG_LONG, "10000", 0,

@@ -403,14 +403,17 @@ static int change_target(struct runtime *rt, const char *name, enum conn_target 
     pthread_mutex_lock(&rt->lock);
     struct spoke_instance *inst = rt_find_locked(rt, name);
     pthread_mutex_unlock(&rt->lock);
-    if (inst)
+    if (inst) {
+        /* Said before the change: stopping a source waits for its records
+         * in flight, up to shutdown.timeout.ms. */
+        LOG_I(name, "target state %s (REST)", rt_target_name(t));
         rt_set_target(rt, inst, t, 1);
+    }
     pthread_mutex_unlock(&rt->ctl_lock);
     if (!inst) {
         not_found(rt, e, name);
         return -1;
     }
-    LOG_I(name, "target state %s (REST)", rt_target_name(t));
     return 0;
 }
 

@@ -299,7 +299,6 @@ static int cmd_run(struct cli *cli)
             .nhosts = ws->nrest_hosts,
             .max_connections = ws->rest_max_connections,
             .timeout_ms = ws->rest_timeout_ms,
-            .threads = ws->rest_threads,
             .max_body = ws->rest_max_body,
         };
         char err[512];
@@ -312,6 +311,8 @@ static int cmd_run(struct cli *cli)
         }
         LOG_I(NULL, "REST API on %s%s", ws->listeners,
               ws->rest_token_file ? " (token required for changes)" : "");
+        if (ws->rest_threads_set)
+            LOG_W(NULL, "rest.threads is ignored: each REST connection has a thread of its own");
     }
     /* This thread only waits for signals from now on. */
     memtrim_thread_uncached();

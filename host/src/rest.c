@@ -65,7 +65,6 @@ struct rest {
     size_t token_len;
     unsigned max_connections;
     unsigned timeout_ms;
-    unsigned threads;
     size_t max_body;
 };
 
@@ -1360,7 +1359,6 @@ struct rest *rest_new(struct runtime *rt, const struct rest_opts *opts, char *er
     r->rt = rt;
     r->max_connections = opts->max_connections ? opts->max_connections : 64;
     r->timeout_ms = opts->timeout_ms ? opts->timeout_ms : 30000;
-    r->threads = opts->threads ? opts->threads : 2;
     r->max_body = opts->max_body ? opts->max_body : 1048576;
     if (parse_listen(r, opts->listen ? opts->listen : "http://127.0.0.1:8083", err, errsize))
         goto fail;
@@ -1594,7 +1592,8 @@ int rest_listen(struct rest *r, char *err, size_t errsize)
         close(fd);
         return -1;
     }
-    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD | MHD_USE_THREAD_PER_CONNECTION |
+                     MHD_USE_ERROR_LOG;
     if (r->family == AF_INET6)
         flags |= MHD_USE_DUAL_STACK;
     /* One client address may hold at most 3/4 of the connections, so a
@@ -1605,7 +1604,6 @@ int rest_listen(struct rest *r, char *err, size_t errsize)
         flags, (uint16_t)r->port, NULL, NULL, on_request, r,
         MHD_OPTION_EXTERNAL_LOGGER, on_mhd_log, r,
         MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fd,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(r->threads > 1 ? r->threads : 0),
         MHD_OPTION_CONNECTION_LIMIT, r->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, per_ip ? per_ip : 1u,
         MHD_OPTION_CONNECTION_TIMEOUT, timeout_s ? timeout_s : 1u,

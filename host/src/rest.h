@@ -31,7 +31,6 @@ struct rest_opts {
     size_t nhosts;
     unsigned max_connections;        /* concurrent connections */
     unsigned timeout_ms;             /* idle connection timeout */
-    unsigned threads;                /* libmicrohttpd thread pool size */
     size_t max_body;                 /* bytes; larger bodies get 413 */
 };
 

@@ -353,7 +353,7 @@ static int load_worker(const struct cfg_file *f, const struct runtime_opts *opts
         ws->rest_hosts[ws->nrest_hosts++] = strdup(items[i]);
     ws->rest_max_connections = (unsigned)cfgval_int(wc, "rest.max.connections");
     ws->rest_timeout_ms = (unsigned)cfgval_int(wc, "rest.connection.timeout.ms");
-    ws->rest_threads = (unsigned)cfgval_int(wc, "rest.threads");
+    ws->rest_threads_set = cfgval_is_set(wc, "rest.threads");
     ws->rest_max_body = (size_t)cfgval_int(wc, "rest.max.body.bytes");
     ws->log_level = opts && opts->log_level >= 0 ? opts->log_level
                                                  : log_level_parse(cfgval_string(wc, "log.level"));

@@ -44,7 +44,7 @@ struct worker_settings {
     size_t nrest_hosts;
     unsigned rest_max_connections;
     unsigned rest_timeout_ms;
-    unsigned rest_threads;
+    int rest_threads_set;  /* rest.threads given: ignored, and said so */
     size_t rest_max_body;
     struct spoke_config *wcfg;    /* the validated section (plugins: api worker_config) */
 };

@@ -135,7 +135,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     static const char *const hosts[] = { "spoke.example:8083", "proxy.example" };
     struct rest_opts ro = {
         .listen = "http://127.0.0.1:18083", .hosts = hosts, .nhosts = 2,
-        .max_connections = 8, .timeout_ms = 1000, .threads = 1, .max_body = 65536,
+        .max_connections = 8, .timeout_ms = 1000, .max_body = 65536,
     };
     api = rest_new(rt, &ro, err, sizeof(err));
     if (!api)

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 
 from resttest import Api, expect, idle_socket, rest_spoke
 from spoketest import BIN, Spoke, env, free_port, wait_for
@@ -366,6 +367,74 @@ def test_ipv6_loopback_listener():
         expect(api.get("/connectors"), 200)
         expect(api.get("/connectors", headers={"Host": "[::1]:%d" % port}), 200)
         expect(api.get("/connectors", headers={"Host": "evil.example:%d" % port}), 421)
+
+
+def test_a_request_waiting_behind_a_long_call_is_answered():
+    """A REST call the host works on for long (stopping a source whose
+    records a sink holds unconfirmed waits up to shutdown.timeout.ms, here
+    3 s, three times rest.connection.timeout.ms) holds only its own
+    connection: a request sent meanwhile on a connection opened before it
+    is answered at once, and so is the long call. (Served by a pool of
+    threads, the request waited behind the call and its connection was
+    then closed as idle, without an answer.)"""
+    # rest.threads 1: a pool of one thread was the surest way to lose the
+    # request before; the key is ignored now.
+    sp = Spoke("", start=False, extra_worker={"rest.connection.timeout.ms": 1000,
+                                              "shutdown.timeout.ms": 3000,
+                                              "rest.threads": 1})
+    api = Api(sp)
+    with sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        with open(inp, "w") as f:
+            f.writelines('{"seq":%d}\n' % i for i in range(200))
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: %s
+  - name: asink
+    connector.class: async_sink
+    topics: raw
+    out.file: %s
+    pipeline.window: 2000
+    hold: true
+""" % (inp, os.path.join(sp.tmp, "out.ndjson")))
+        sp.start()
+        api.wait_healthy()
+        wait_for(lambda: "holding" in ((sp.connector("asink") or {}).get("trace") or ""), 60,
+                 "the sink holding its deliveries")
+
+        def send(sock, method, path):
+            sock.sendall(("%s %s HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n"
+                          "Connection: close\r\n\r\n" % (method, path)).encode())
+
+        def answer(sock):
+            sock.settimeout(60)
+            data = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return data
+                data += chunk
+
+        early = socket.create_connection((api.host, api.port))
+        long_call = socket.create_connection((api.host, api.port))
+        t0 = time.monotonic()
+        send(long_call, "PUT", "/connectors/src/stop")
+        sp.wait_for(lambda: "[src] target state STOPPED (REST)" in sp.log(), 20,
+                    "the stop under way")
+        send(early, "GET", "/connectors")
+        got = answer(early)
+        waited = time.monotonic() - t0
+        assert got.startswith(b"HTTP/1.1 200"), "the GET got %r" % got[:80]
+        assert waited < 2.0, "the GET was answered %.2f s after the stop began" % waited
+        got = answer(long_call)
+        took = time.monotonic() - t0
+        assert got.startswith(b"HTTP/1.1 204"), "the stop got %r" % got[:80]
+        assert took >= 2.0, "the stop took %.2f s: no longer than the idle timeout" % took
+        early.close()
+        long_call.close()
 
 
 def test_slow_clients_cannot_starve_the_api():
