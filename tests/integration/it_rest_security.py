@@ -402,6 +402,7 @@ connectors:
 """ % (inp, os.path.join(sp.tmp, "out.ndjson")))
         sp.start()
         api.wait_healthy()
+        sp.wait_for(lambda: "rest.threads is ignored" in sp.log(), 20, "the rest.threads warning")
         wait_for(lambda: "holding" in ((sp.connector("asink") or {}).get("trace") or ""), 60,
                  "the sink holding its deliveries")
 
