@@ -11,7 +11,7 @@ import subprocess
 import time
 
 from resttest import Api, expect, idle_socket, rest_spoke
-from spoketest import BIN, Spoke, env, free_port, wait_for
+from spoketest import BIN, Spoke, env, free_port, wait_for, write_seq
 
 TYPES = {"string": "s", "number": 1, "float": 1.5, "boolean": True, "null": None,
          "object": {}, "array": []}
@@ -385,8 +385,7 @@ def test_a_request_waiting_behind_a_long_call_is_answered():
     api = Api(sp)
     with sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
-        with open(inp, "w") as f:
-            f.writelines('{"seq":%d}\n' % i for i in range(200))
+        write_seq(inp, 200)
         sp.write_config("""
 connectors:
   - name: src
