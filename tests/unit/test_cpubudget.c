@@ -43,8 +43,13 @@ static void fresh_root(void)
         snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
         CHECK(system(cmd) == 0);
     }
-    snprintf(root, sizeof(root), "/tmp/spoke-cpubudget-XXXXXX");
-    CHECK(mkdtemp(root) != NULL);
+    /* A new directory per tree: this process's id and a count. */
+    static int n;
+    snprintf(root, sizeof(root), "/tmp/spoke-cpubudget-%d-%d", (int)getpid(), n++);
+    char cmd[300];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    CHECK(system(cmd) == 0);
+    CHECK(mkdir(root, 0700) == 0);
 }
 
 static void test_v2_quota_of_the_cgroup_or_an_ancestor(void)
