@@ -44,7 +44,9 @@ static void reset(struct sm_mapper *m)
     m->header_line = 0;
 }
 
-/* A null value: the default, an error when required, else null. */
+/* A null value of a field with a default or required: the default, or an
+ * error when required (the callers skip the call for the other fields,
+ * whose null stays null: most nulls of a record). */
 static int settle_null(struct sm_mapper *m, size_t i, char *err, size_t errsz)
 {
     const struct sm_field *f = &m->f[i];
@@ -239,7 +241,8 @@ static int map_fields(struct sm_mapper *m, const struct spoke_record *rec, char 
                 sm_coerce(m, f, f->type, src, v, msg, sizeof(msg)) < 0)
                 return field_err(f, err, errsz, msg, SPOKE_ERR_TYPE);
         }
-        if (v->t == SPOKE_TYPE_NULL && (rc = settle_null(m, i, err, errsz)) != SPOKE_OK)
+        if (v->t == SPOKE_TYPE_NULL && (f->has_default || f->required) &&
+            (rc = settle_null(m, i, err, errsz)) != SPOKE_OK)
             return rc;
     }
     if (!filters_pass(m, 0))
@@ -294,7 +297,8 @@ static int map_fields(struct sm_mapper *m, const struct spoke_record *rec, char 
         size_t i = m->stage[2][k];
         const struct sm_field *f = &m->f[i];
         sm_expr_eval(f->expr, m->vals, f->type, &m->vals[i]);
-        if (m->vals[i].t == SPOKE_TYPE_NULL && (rc = settle_null(m, i, err, errsz)) != SPOKE_OK)
+        if (m->vals[i].t == SPOKE_TYPE_NULL && (f->has_default || f->required) &&
+            (rc = settle_null(m, i, err, errsz)) != SPOKE_OK)
             return rc;
     }
     if (!filters_pass(m, 2))
