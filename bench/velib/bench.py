@@ -63,6 +63,15 @@ def metric(text, name, **labels):
     return None
 
 
+def plugin_metric(text, connector, name):
+    """A plugin's counter or gauge (spoke_plugin_metric{connector, name})."""
+    labels = ('connector="%s"' % connector, 'name="%s"' % name)
+    for line in text.splitlines():
+        if line.startswith("spoke_plugin_metric{") and all(x in line for x in labels):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
+
 def cpu_seconds(pid):
     """utime + stime of the whole process (all its threads, live or exited),
     in seconds, from /proc/PID/stat."""
@@ -335,6 +344,10 @@ SNAPSHOT_EMIT = {
 }
 
 
+# velib_source's stages of a snapshot (its snapshot_*_us metrics).
+SNAPSHOT_STAGES = ("fetch", "parse", "check", "emit")
+
+
 def snapshot_latency():
     status = os.path.join(SHARED, "station_status-2024-11-19.json")
     info = os.path.join(SHARED, "station_information-2024-11-19.json")
@@ -420,7 +433,11 @@ connectors:
                max=metric(m, "spoke_connector_latency_seconds", connector="sink", quantile="1"),
                count=metric(m, "spoke_connector_latency_seconds_count", connector="sink"),
                polls=Snapshots.seq[0], idle_rss=vm(p.pid, "VmRSS"), interval=interval,
-               unmap=unmap, emit=snapshot_emit)
+               unmap=unmap, emit=snapshot_emit,
+               snapshots=plugin_metric(m, "velib", "snapshots"))
+    # velib_source's own account of where its snapshots' time went (sums).
+    for stage in SNAPSHOT_STAGES:
+        res[stage] = plugin_metric(m, "velib", "snapshot_%s_us" % stage)
     stop(p)
     srv.shutdown()
     return res
@@ -804,6 +821,11 @@ def print_snapshot():
                  else "record that changed a group", s["p50"] * 1e3,
                  s["p90"] * 1e3, s["p99"] * 1e3, s["max"] * 1e3, s["polls"],
                  s["idle_rss"] / 2**20))
+        if s["snapshots"] and all(s[k] is not None for k in SNAPSHOT_STAGES):
+            print("  velib_source, mean per snapshot over %d: %s (the HTTP exchange, the parse, "
+                  "the check of every station, building and emitting the records)"
+                  % (s["snapshots"], ", ".join("%s %.2f ms" % (k, s[k] / s["snapshots"] / 1e3)
+                                               for k in SNAPSHOT_STAGES)))
 
 
 if __name__ == "__main__":

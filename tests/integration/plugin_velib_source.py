@@ -509,6 +509,31 @@ def test_switch_snapshots_and_identical_content():
             assert plugin_metric(s, "stations_emitted") == 2 * 1485 + 1439
 
 
+def test_stage_times_per_snapshot():
+    """snapshot_{fetch,parse,check,emit}_us: where each emitted snapshot's
+    time went. A server that answers 0.3 s late shows in the fetch alone;
+    polls that emit nothing (the same lastUpdatedOther) add nothing."""
+    need_data()
+    delay = 0.3
+    stages = ("snapshot_fetch_us", "snapshot_parse_us", "snapshot_check_us", "snapshot_emit_us")
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(read_bytes(STATUS_2024), delay=delay))
+        with start(pipeline(srv.url("/status.json"), out), tmp) as s:
+            wait_lines(out, 1485)
+            srv.route("/status.json", Response(read_bytes(STATUS_2022), delay=delay))
+            wait_for(lambda: plugin_metric(s, "snapshots") == 2, TIMEOUT, "snapshots == 2")
+            got = {k: plugin_metric(s, k) for k in stages}
+            assert got["snapshot_fetch_us"] >= 2 * delay * 1e6, got
+            for k in stages[1:]:
+                assert 0 < got[k] < 2 * delay * 1e6, (k, got)
+            # The 2022 snapshot again and again: "unchanged", nothing added.
+            n = plugin_metric(s, "unchanged")
+            wait_for(lambda: plugin_metric(s, "unchanged") >= n + 2, TIMEOUT, "unchanged polls")
+            assert {k: plugin_metric(s, k) for k in stages} == got
+            assert plugin_metric(s, "snapshots") == 2
+
+
 def test_etag_and_last_modified_conditional_requests():
     need_data()
     body = read_bytes(STATUS_2024)
