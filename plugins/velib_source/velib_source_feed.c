@@ -1125,12 +1125,11 @@ static int station_fields(struct vs_feed *f, const struct station *s, struct spo
     const struct spoke_host_api *api = f->api;
     const struct vs_info_entry *e = s->info;
     const struct vs_info *info = f->checked_info;
-    uint64_t dummy = 0;
     int rc = SPOKE_OK;
 
-    if (!h)
-        h = &dummy;
-    *h = mix64(*h, s->present);
+    /* The digest is mixed only when asked for: building the rows skips it. */
+#define MIX(expr) do { if (h) *h = (expr); } while (0)
+    MIX(mix64(*h, s->present));
     for (int fid = 0; fid < F_KNOWN && rc == SPOKE_OK; fid++) {
         if (!(s->present & (1u << fid)) || f->idx[fid] < 0)
             continue;
@@ -1138,17 +1137,17 @@ static int station_fields(struct vs_feed *f, const struct station *s, struct spo
         switch (known[fid].kind) {
         case K_INT:
         case K_FLAG:
-            *h = mix64(*h, (uint64_t)s->u[fid].i);
+            MIX(mix64(*h, (uint64_t)s->u[fid].i));
             if (row)
                 rc = api->row_set_int(row, i, s->u[fid].i);
             break;
         case K_STRING:
-            *h = mix_bytes(*h, s->u[fid].s, s->slen[SLEN(fid)]);
+            MIX(mix_bytes(*h, s->u[fid].s, s->slen[SLEN(fid)]));
             if (row)
                 rc = api->row_set_string(row, i, s->u[fid].s, s->slen[SLEN(fid)]);
             break;
         case K_DOUBLE:
-            *h = mix_double(*h, s->u[fid].d);
+            MIX(mix_double(*h, s->u[fid].d));
             if (row)
                 rc = api->row_set_double(row, i, s->u[fid].d);
             break;
@@ -1162,25 +1161,25 @@ static int station_fields(struct vs_feed *f, const struct station *s, struct spo
     }
     /* station_information fills what the station itself does not say. */
     if (e && rc == SPOKE_OK) {
-        *h = mix64(*h, e->flags);
+        MIX(mix64(*h, e->flags));
         if ((e->flags & INFO_NAME) && !(s->present & (1u << F_NAME))) {
-            *h = mix_bytes(*h, info->names + e->name_off, e->name_len);
+            MIX(mix_bytes(*h, info->names + e->name_off, e->name_len));
             if (row)
                 rc = api->row_set_string(row, (size_t)f->idx[F_NAME],
                                          info->names + e->name_off, e->name_len);
         }
         if (rc == SPOKE_OK && (e->flags & INFO_LAT) && !(s->present & (1u << F_LAT))) {
-            *h = mix_double(*h, e->lat);
+            MIX(mix_double(*h, e->lat));
             if (row)
                 rc = api->row_set_double(row, (size_t)f->idx[F_LAT], e->lat);
         }
         if (rc == SPOKE_OK && (e->flags & INFO_LON) && !(s->present & (1u << F_LON))) {
-            *h = mix_double(*h, e->lon);
+            MIX(mix_double(*h, e->lon));
             if (row)
                 rc = api->row_set_double(row, (size_t)f->idx[F_LON], e->lon);
         }
         if (rc == SPOKE_OK && (e->flags & INFO_CAP) && !(s->present & (1u << F_CAPACITY))) {
-            *h = mix64(*h, (uint64_t)e->capacity);
+            MIX(mix64(*h, (uint64_t)e->capacity));
             if (row)
                 rc = api->row_set_int(row, (size_t)f->idx[F_CAPACITY], e->capacity);
         }
@@ -1191,12 +1190,12 @@ static int station_fields(struct vs_feed *f, const struct station *s, struct spo
         const struct sj_value *v = &xv->v;
         if (x->index < 0)
             continue;
-        *h = mix64(*h, xv->j);
+        MIX(mix64(*h, xv->j));
         switch (x->type) {
         case SPOKE_TYPE_INT: {
             int64_t n = 0;
             sj_get_int64(v, &n);
-            *h = mix64(*h, (uint64_t)n);
+            MIX(mix64(*h, (uint64_t)n));
             if (row)
                 rc = api->row_set_int(row, (size_t)x->index, n);
             break;
@@ -1204,7 +1203,7 @@ static int station_fields(struct vs_feed *f, const struct station *s, struct spo
         case SPOKE_TYPE_DOUBLE: {
             double d = 0;
             sj_get_double(v, &d);
-            *h = mix_double(*h, d);
+            MIX(mix_double(*h, d));
             if (row)
                 rc = api->row_set_double(row, (size_t)x->index, d);
             break;
@@ -1213,7 +1212,7 @@ static int station_fields(struct vs_feed *f, const struct station *s, struct spo
             const char *str = "";
             size_t len = 0;
             sj_get_string(v, &str, &len);
-            *h = mix_bytes(*h, str, len);
+            MIX(mix_bytes(*h, str, len));
             if (row)
                 rc = api->row_set_string(row, (size_t)x->index, str, len);
             break;
@@ -1221,7 +1220,7 @@ static int station_fields(struct vs_feed *f, const struct station *s, struct spo
         default: {
             int b = 0;
             sj_get_bool(v, &b);
-            *h = mix64(*h, (uint64_t)b + 2);
+            MIX(mix64(*h, (uint64_t)b + 2));
             if (row)
                 rc = api->row_set_bool(row, (size_t)x->index, b);
             break;
@@ -1231,6 +1230,7 @@ static int station_fields(struct vs_feed *f, const struct station *s, struct spo
     if (row)
         api->row_free(list);  /* not taken when a setter failed first */
     return rc;
+#undef MIX
 }
 
 static int batch_reserve(struct vs_feed *f, size_t n)
