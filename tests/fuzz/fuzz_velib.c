@@ -6,7 +6,9 @@
  * instead a list of edits of a small GBFS snapshot (4 bytes each: operation,
  * position high and low byte, byte: replace, insert or delete), so that
  * most inputs are near copies of a valid snapshot, which random bytes
- * seldom give; one whose first byte is INFO is a station_information body.
+ * seldom give; one whose first byte is INFO is a station_information body,
+ * which, when accepted, is joined to that valid snapshot: it must stay
+ * accepted, every station built.
  *
  * Each status body goes to three feeds: every station joined with a fixed
  * station_information table ("all"), station.codes [16107, 99999] joined
@@ -295,6 +297,15 @@ static void info_body(const char *p, size_t n)
     if (doc && vs_info_count(t) > json_array_size(stations))
         broken("more station_information entries than stations", n, "", "");
     json_decref(doc);
+    /* The valid base snapshot joined with this table: accepted whatever the
+     * table holds, every station built. */
+    struct buf r = { 0 };
+    struct vs_batch *b;
+    run(all, t, base_status, sizeof(base_status) - 1, &r, &b);
+    if (!b || b->n != 3)
+        broken("the base snapshot joined with a station_information table was refused", n,
+               r.p, "");
+    buf_free(&r);
     vs_info_free(t);
 }
 
