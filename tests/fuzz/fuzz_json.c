@@ -53,6 +53,7 @@
 #include "../../plugins/schema_mapper/schema_mapper_walk.c"
 
 #include "buf.h"
+#include "fuzz_edits.h"
 #include "instance.h"
 #include "record.h"
 
@@ -227,31 +228,7 @@ static const char seed[] =
 /* The fixed record with the edits of e[0..n) applied. */
 static size_t edited(const uint8_t *e, size_t n, char *doc, size_t cap)
 {
-    size_t len = sizeof(seed) - 1;
-    memcpy(doc, seed, len);
-    for (size_t k = 0; k + 4 <= n; k += 4) {
-        size_t pos = ((size_t)e[k + 1] << 8 | e[k + 2]) % (len + 1);
-        switch (e[k] % 3) {
-        case 0:
-            if (pos < len)
-                doc[pos] = (char)e[k + 3];
-            break;
-        case 1:
-            if (len < cap) {
-                memmove(doc + pos + 1, doc + pos, len - pos);
-                doc[pos] = (char)e[k + 3];
-                len++;
-            }
-            break;
-        default:
-            if (pos < len) {
-                memmove(doc + pos, doc + pos + 1, len - pos - 1);
-                len--;
-            }
-            break;
-        }
-    }
-    return len;
+    return fuzz_edit(seed, sizeof(seed) - 1, e, n, doc, cap);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -40,6 +40,7 @@
 #include "../../plugins/velib_source/velib_source_feed.c"
 
 #include "buf.h"
+#include "fuzz_edits.h"
 #include "instance.h"
 #include "record.h"
 
@@ -115,34 +116,10 @@ static void broken(const char *rule, size_t n, const char *a, const char *b)
     abort();
 }
 
-/* The edited base snapshot (see the header) into doc; returns its length. */
+/* The fixed snapshot with the edits of e[0..n) applied. */
 static size_t edited(const uint8_t *e, size_t n, char *doc, size_t cap)
 {
-    size_t len = sizeof(base_status) - 1;
-    memcpy(doc, base_status, len);
-    for (size_t k = 0; k + 4 <= n; k += 4) {
-        size_t at = ((size_t)e[k + 1] << 8 | e[k + 2]) % (len + 1);
-        switch (e[k] % 3) {
-        case 0:
-            if (at < len)
-                doc[at] = (char)e[k + 3];
-            break;
-        case 1:
-            if (len < cap) {
-                memmove(doc + at + 1, doc + at, len - at);
-                doc[at] = (char)e[k + 3];
-                len++;
-            }
-            break;
-        default:
-            if (at < len) {
-                memmove(doc + at, doc + at + 1, len - at - 1);
-                len--;
-            }
-            break;
-        }
-    }
-    return len;
+    return fuzz_edit(base_status, sizeof(base_status) - 1, e, n, doc, cap);
 }
 
 /* The result of one feed on p[0..n): "ERR <reason>", or "OK <digest>"
