@@ -534,6 +534,39 @@ static struct spoke_instance *stopped_conn(struct runtime *rt, const char *name,
     return inst;
 }
 
+/* The plugin's say on a change of its offsets (offsets_change): list holds
+ * the validated {"partition", "offset"} pairs (NULL with reset). 1 when it
+ * agrees (or has no say), else 0 with a 400 in e. */
+static int plugin_agrees(struct spoke_instance *inst, const char *name, json_t *list, int reset,
+                         struct ctl_err *e)
+{
+    size_t n = list ? json_array_size(list) : 0, i;
+    const char **parts = n ? calloc(n, sizeof(*parts)) : NULL;
+    int64_t *offs = n ? calloc(n, sizeof(*offs)) : NULL;
+    char why[SPOKE_ERRSTR_SIZE];
+    json_t *it;
+    if (n && (!parts || !offs)) {
+        free(parts);
+        free(offs);
+        set_err(e, 500, "out of memory");
+        return 0;
+    }
+    json_array_foreach(list, i, it) {
+        json_t *o = json_object_get(it, "offset");
+        parts[i] = json_string_value(json_object_get(json_object_get(it, "partition"),
+                                                     "partition"));
+        offs[i] = json_is_null(o) ? -1 : json_integer_value(json_object_get(o, "offset"));
+    }
+    int rc = registry_offsets_change(inst->plugin, &api_table, name, inst->pcfg, parts, offs, n,
+                                     reset, why, sizeof(why));
+    free(parts);
+    free(offs);
+    if (rc == SPOKE_OK)
+        return 1;
+    set_err(e, 400, "%s", why);
+    return 0;
+}
+
 json_t *ctl_offsets_alter(struct runtime *rt, const char *name, json_t *body, struct ctl_err *e)
 {
     json_t *list = json_object_get(body, "offsets");
@@ -557,6 +590,8 @@ json_t *ctl_offsets_alter(struct runtime *rt, const char *name, json_t *body, st
     }
     pthread_mutex_lock(&rt->ctl_lock);
     struct spoke_instance *inst = stopped_conn(rt, name, e);
+    if (inst && !plugin_agrees(inst, name, list, 0, e))
+        inst = NULL;
     if (inst) {
         json_array_foreach(list, i, it) {
             const char *part = json_string_value(json_object_get(json_object_get(it, "partition"),
@@ -586,6 +621,8 @@ json_t *ctl_offsets_reset(struct runtime *rt, const char *name, struct ctl_err *
 {
     pthread_mutex_lock(&rt->ctl_lock);
     struct spoke_instance *inst = stopped_conn(rt, name, e);
+    if (inst && !plugin_agrees(inst, name, NULL, 1, e))
+        inst = NULL;
     if (inst) {
         offsets_forget(rt->offsets, name);
         char err[256];

@@ -314,6 +314,25 @@ int registry_check_config(const struct spoke_plugin *desc, const struct spoke_ho
     return rc < 0 ? rc : SPOKE_ERR_INVALID;
 }
 
+int registry_offsets_change(const struct spoke_plugin *desc, const struct spoke_host_api *api,
+                            const char *name, const struct spoke_config *cfg,
+                            const char *const *partitions, const int64_t *offsets, size_t n,
+                            int reset, char *err, size_t errsize)
+{
+    if (!SPOKE_PLUGIN_HAS(desc, offsets_change) || !desc->offsets_change)
+        return SPOKE_OK;
+    err[0] = '\0';
+    int rc = desc->offsets_change(api, name, cfg, partitions, offsets, n, reset, err, errsize);
+    if (rc == SPOKE_OK)
+        return SPOKE_OK;
+    err[errsize - 1] = '\0';
+    log_one_line(err);
+    if (!err[0])
+        snprintf(err, errsize, "the plugin refused the offsets change (error %d, no reason "
+                 "given)", rc);
+    return rc < 0 ? rc : SPOKE_ERR_INVALID;
+}
+
 /* Only the 16 header bytes are read here: until they check out, nothing
  * says the rest of the descriptor has the layout this host expects. */
 static int check_header(const struct spoke_plugin *desc, const char *file,

@@ -61,6 +61,14 @@ int registry_check_config(const struct spoke_plugin *desc, const struct spoke_ho
                           const struct spoke_config *cfg, const char **key, char *err,
                           size_t errsize);
 
+/* The plugin's offsets_change for a REST change of a stopped connector's
+ * offsets (see plugin.h): SPOKE_OK when it has none or it agrees, else its
+ * error with a one-line reason in err. */
+int registry_offsets_change(const struct spoke_plugin *desc, const struct spoke_host_api *api,
+                            const char *name, const struct spoke_config *cfg,
+                            const char *const *partitions, const int64_t *offsets, size_t n,
+                            int reset, char *err, size_t errsize);
+
 const char *registry_kind_name(enum spoke_kind kind);
 
 #endif

@@ -43,6 +43,7 @@
  * consumption resumes at that position instead of delivering again what
  * was delivered.
  */
+#include <errno.h>
 #include <regex.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1468,6 +1469,70 @@ static void ksrc_destroy(void *st)
     ksrc_free(s);
 }
 
+/* A REST change of the offsets (offsets_change). Group mode resumes from
+ * the group's committed offsets in Kafka, which the host's store does not
+ * move: refused with the way to do it. Assign mode resumes from the host's
+ * store: each partition must be one this connector reads, "<topic>/<n>". */
+static int ksrc_offsets_change(const struct spoke_host_api *api, const char *name,
+                               const struct spoke_config *cfg, const char *const *partitions,
+                               const int64_t *offsets, size_t n, int reset, char *errstr,
+                               size_t errstr_size)
+{
+    (void)offsets;
+    (void)reset;
+    if (strcmp(api->config_string(cfg, "consumer.mode"), "assign") != 0) {
+        const char *group = api->config_string(cfg, "group.id");
+        snprintf(errstr, errstr_size, "connector %s (kafka_source, consumer.mode group) resumes "
+                 "from the offsets consumer group '%s%s' committed in Kafka, which Spoke's "
+                 "offset store does not move: change them with Kafka's tools (e.g. "
+                 "kafka-consumer-groups --reset-offsets --group %s%s) while the connector is "
+                 "stopped, or use consumer.mode assign", name, group ? "" : "spoke-",
+                 group ? group : name, group ? "" : "spoke-", group ? group : name);
+        return SPOKE_ERR_STATE;
+    }
+    const char *regex = api->config_string(cfg, "source.topics.regex");
+    const char *const *topics = NULL;
+    size_t ntopics = api->config_list(cfg, "source.topics", &topics);
+    char *pattern = NULL;
+    regex_t re;
+    if (regex && ksrc_compile(regex, &pattern, &re, errstr, errstr_size) != SPOKE_OK)
+        return SPOKE_ERR_INVALID;
+    int rc = SPOKE_OK;
+    for (size_t i = 0; i < n && rc == SPOKE_OK; i++) {
+        const char *p = partitions[i], *slash = strrchr(p, '/');
+        char topic[256], *end;
+        size_t tl = slash ? (size_t)(slash - p) : 0;
+        errno = 0;
+        long part = slash ? strtol(slash + 1, &end, 10) : -1;
+        int ok = slash && tl > 0 && tl < sizeof(topic) && slash[1] >= '0' && slash[1] <= '9' &&
+                 !*end && !errno && part <= INT32_MAX;
+        if (ok) {
+            memcpy(topic, p, tl);
+            topic[tl] = '\0';
+            ok = kafkaconf_topic_ok(topic);
+        }
+        if (!ok) {
+            snprintf(errstr, errstr_size, "offsets[%zu]: partition '%.200s' is not "
+                     "<topic>/<partition number>, as kafka_source names them", i, p);
+            rc = SPOKE_ERR_INVALID;
+            break;
+        }
+        int reads = regex ? regexec(&re, topic, 0, NULL, 0) == 0 : 0;
+        for (size_t t = 0; t < ntopics && !reads; t++)
+            reads = strcmp(topics[t], topic) == 0;
+        if (!reads) {
+            snprintf(errstr, errstr_size, "offsets[%zu]: connector %s does not read topic '%s' "
+                     "(%s)", i, name, topic, regex ? "source.topics.regex" : "source.topics");
+            rc = SPOKE_ERR_NOTFOUND;
+        }
+    }
+    if (regex) {
+        regfree(&re);
+        free(pattern);
+    }
+    return rc;
+}
+
 static const struct spoke_plugin kafka_source = {
     .hdr         = SPOKE_PLUGIN_HEADER_INIT,
     .name        = "kafka_source",
@@ -1483,6 +1548,7 @@ static const struct spoke_plugin kafka_source = {
     .stop        = ksrc_stop,
     .destroy     = ksrc_destroy,
     .check       = ksrc_check,
+    .offsets_change = ksrc_offsets_change,
 };
 
 /* The plugin's only exported symbol: returns the constant descriptor. */

@@ -13,7 +13,10 @@ bounded); topics matching source.topics.regex and partitions created
 while running are picked up at the next metadata refresh; brokers down at
 start and mid-run: `retrying` with the reason, then everything delivered;
 group.id with assign mode and an unknown consumer.mode are refused by
-spoke validate; a group mode without group.id joins spoke-<connector name>.
+spoke validate; a group mode without group.id joins spoke-<connector name>;
+over REST, a stopped assign-mode source is rewound by PATCHing its offsets
+(partitions it does not read refused), and a group-mode one refuses offset
+changes with the way to make them in Kafka.
 """
 import json
 import os
@@ -25,6 +28,7 @@ from plugin_kafka_source import (file_sink, ids_of, kafka_spoke, produce_ids,
                                  stop_and_count_duplicates, stop_with_brokers_down,
                                  kill_test_spoke, KILL_PARTS, KILL_PER, KILL_QCAP,
                                  KILL_BATCH, KILL_PBATCH)
+from resttest import Api
 from spoketest import Spoke, count_lines, metric, q, read_bytes, wait_for
 
 TIMEOUT = 60
@@ -279,6 +283,59 @@ def test_config_errors_and_the_default_group():
             wait_for(lambda: committed_offsets(c.bootstrap, "spoke-nogroup", "in") == {0: 20},
                      TIMEOUT, "the 20 records committed in group spoke-nogroup")
             assert len(ids_of(os.path.join(s.tmp, "out.ndjson"))) == 20
+
+
+def test_rest_offsets_change_assign_and_group():
+    """Over REST, with the connectors stopped: an assign-mode source's
+    offsets are its resume points, so a PATCH rewinds it (partition 0 back
+    to offset 5: its records 5..9 come again, nothing else), and partitions
+    it does not read are refused; a group-mode source resumes from its
+    group's offsets in Kafka, so PATCH and DELETE are refused with the way
+    to move them, and nothing changes."""
+    with start_cluster(1, {"in": 2}) as c:
+        produce_ids(c, "in", 2, 10)
+        conns = (assign_source(["in"]) + file_sink("out.ndjson")
+                 + "  - name: grp\n    connector.class: kafka_source\n    topic: grecs\n"
+                   "    source.topics: in\n    group.id: g2\n"
+                 + file_sink("gout.ndjson", topics="grecs", name="gout"))
+        with kafka_spoke(c, conns) as s:
+            api = Api(s)
+            out = os.path.join(s.tmp, "out.ndjson")
+            wait_for(lambda: count_lines(out) == 20, TIMEOUT, "the 20 records")
+            wait_host_offsets(s, "in", end_offsets(c.bootstrap, "in"))
+            wait_for(lambda: committed_offsets(c.bootstrap, "g2", "in") == {0: 10, 1: 10},
+                     TIMEOUT, "group g2 committed")
+            for name in ("src", "grp"):
+                assert api.call("PUT", "/connectors/%s/stop" % name).status == 204
+                s.wait_state(name, "STOPPED")
+            before = s.offsets()
+
+            def patch(name, part, off):
+                return api.call("PATCH", "/connectors/%s/offsets" % name, {"offsets": [
+                    {"partition": {"partition": part}, "offset": {"offset": off}}]})
+            r = patch("grp", "in/0", 0)
+            assert r.status == 400 and "consumer group 'g2'" in r.json["message"] and \
+                "kafka-consumer-groups" in r.json["message"], r
+            r = api.call("DELETE", "/connectors/grp/offsets")
+            assert r.status == 400 and "consumer group 'g2'" in r.json["message"], r
+            assert api.call("GET", "/connectors/grp/offsets").status == 200
+            for part, why in (("in", "is not <topic>/<partition number>"),
+                              ("in/x", "is not <topic>/<partition number>"),
+                              ("other/0", "does not read topic 'other'")):
+                r = patch("src", part, 0)
+                assert r.status == 400 and why in r.json["message"], (part, r)
+            assert s.offsets() == before, "a refused change changed the offsets"
+
+            r = patch("src", "in/0", 5)
+            assert r.status == 200, r
+            assert host_offsets(s)["in/0"] == 5
+            assert api.call("PUT", "/connectors/src/resume").status == 202
+            wait_for(lambda: count_lines(out) == 25, TIMEOUT, "partition 0's records 5..9 again")
+            wait_host_offsets(s, "in", end_offsets(c.bootstrap, "in"))
+            ids = ids_of(out)
+            assert sorted(i for i, n in ids.items() if n == 2) == list(range(5, 10)), ids
+            assert set(ids) == set(range(20))
+        assert committed_offsets(c.bootstrap, "g2", "in") == {0: 10, 1: 10}
 
 
 if __name__ == "__main__":

@@ -644,8 +644,8 @@ struct spoke_plugin {
     /* Required. Releases everything; st is not used afterwards. */
     void (*destroy)(void *st);
 
-    /* ---- ABI 1+, appended: the host reads it only when the descriptor's
-     * struct_size covers it (SPOKE_PLUGIN_HAS), so plugins built before it
+    /* ---- ABI 1+, appended: the host reads each only when the descriptor's
+     * struct_size covers it (SPOKE_PLUGIN_HAS), so plugins built before them
      * keep loading. ---- */
 
     /*
@@ -662,6 +662,22 @@ struct spoke_plugin {
      */
     int (*check)(const struct spoke_host_api *api, const struct spoke_config *cfg,
                  const char **key, char *errstr, size_t errstr_size);
+
+    /*
+     * Optional, sources. The REST API calls it while the connector is
+     * STOPPED, with no instance, before it changes the host's offset store
+     * for the connector (PATCH /connectors/{c}/offsets: n pairs of
+     * partitions[i] and offsets[i], -1 removing that partition; DELETE:
+     * reset 1, n 0). name is the connector's, cfg its validated config.
+     * SPOKE_OK lets the change through; an error refuses the whole request
+     * (HTTP 400 with errstr), e.g. for a source that resumes from positions
+     * kept elsewhere (a Kafka consumer group's), or a partition the source
+     * does not have. Same rules as check: no side effects, nothing kept.
+     */
+    int (*offsets_change)(const struct spoke_host_api *api, const char *name,
+                          const struct spoke_config *cfg, const char *const *partitions,
+                          const int64_t *offsets, size_t n, int reset,
+                          char *errstr, size_t errstr_size);
 };
 
 /* True when the descriptor has entry `field` (the plugin was built with a
