@@ -820,7 +820,12 @@ def test_information_failures_do_not_block_status():
             no_info = [dict(r, name=None, lat=None, lon=None, capacity=None)
                        for r in expected_rows(status, info, codes=set(FEW))]
             assert lines(out) == no_info, lines(out)
-            assert s.connector("velib").get("retrying") is False
+            # status.json is rewritten every 100 ms: read it once it shows a
+            # snapshot emitted and an information failure counted.
+            wait_for(lambda: plugin_metric(s, "snapshots") >= 1 and
+                     plugin_metric(s, "info_errors") >= 1, TIMEOUT,
+                     "status.json with the snapshot and the information failure")
+            assert s.connector("velib").get("retrying") is False, s.connector("velib")
             wait_for(lambda: "station_information failed: HTTP 500" in s.log(), TIMEOUT,
                      "the information failure logged")
             wait_for(lambda: plugin_metric(s, "info_errors") >= 2, TIMEOUT, "info retried")
