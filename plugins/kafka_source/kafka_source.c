@@ -1482,12 +1482,11 @@ static int ksrc_offsets_change(const struct spoke_host_api *api, const char *nam
     (void)reset;
     if (strcmp(api->config_string(cfg, "consumer.mode"), "assign") != 0) {
         const char *group = api->config_string(cfg, "group.id");
-        snprintf(errstr, errstr_size, "connector %s (kafka_source, consumer.mode group) resumes "
-                 "from the offsets consumer group '%s%s' committed in Kafka, which Spoke's "
-                 "offset store does not move: change them with Kafka's tools (e.g. "
-                 "kafka-consumer-groups --reset-offsets --group %s%s) while the connector is "
-                 "stopped, or use consumer.mode assign", name, group ? "" : "spoke-",
-                 group ? group : name, group ? "" : "spoke-", group ? group : name);
+        snprintf(errstr, errstr_size, "consumer group '%s%s' in Kafka holds where %s resumes "
+                 "(consumer.mode group), not Spoke's offset store: move it with "
+                 "kafka-consumer-groups --reset-offsets --group %s%s while %s is stopped, or use "
+                 "consumer.mode assign", group ? "" : "spoke-", group ? group : name, name,
+                 group ? "" : "spoke-", group ? group : name, name);
         return SPOKE_ERR_STATE;
     }
     const char *regex = api->config_string(cfg, "source.topics.regex");

@@ -314,8 +314,10 @@ def test_rest_offsets_change_assign_and_group():
                 return api.call("PATCH", "/connectors/%s/offsets" % name, {"offsets": [
                     {"partition": {"partition": part}, "offset": {"offset": off}}]})
             r = patch("grp", "in/0", 0)
-            assert r.status == 400 and "consumer group 'g2'" in r.json["message"] and \
-                "kafka-consumer-groups" in r.json["message"], r
+            assert r.status == 400 and r.json["message"] == (
+                "consumer group 'g2' in Kafka holds where grp resumes (consumer.mode group), not "
+                "Spoke's offset store: move it with kafka-consumer-groups --reset-offsets --group "
+                "g2 while grp is stopped, or use consumer.mode assign"), r
             r = api.call("DELETE", "/connectors/grp/offsets")
             assert r.status == 400 and "consumer group 'g2'" in r.json["message"], r
             assert api.call("GET", "/connectors/grp/offsets").status == 200
