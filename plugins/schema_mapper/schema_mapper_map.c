@@ -45,9 +45,8 @@ static void reset(struct sm_mapper *m)
 }
 
 /* A null value of a field with a default or required: the default, or an
- * error when required (the callers skip the call for the other fields,
- * whose null stays null: most nulls of a record). */
-static int settle_null(struct sm_mapper *m, size_t i, char *err, size_t errsz)
+ * error when required. */
+static int settle_null_slow(struct sm_mapper *m, size_t i, char *err, size_t errsz)
 {
     const struct sm_field *f = &m->f[i];
     struct sm_val *v = &m->vals[i];
@@ -81,6 +80,16 @@ static int settle_null(struct sm_mapper *m, size_t i, char *err, size_t errsz)
         break;
     }
     return SPOKE_ERR_INVALID;
+}
+
+/* A null value: the default, an error when required, else null. The
+ * common case (neither: most nulls of a record) costs no call. */
+static inline int settle_null(struct sm_mapper *m, const struct sm_field *f, size_t i,
+                              char *err, size_t errsz)
+{
+    if (!f->has_default && !f->required)
+        return SPOKE_OK;
+    return settle_null_slow(m, i, err, errsz);
 }
 
 static int meta_src(struct sm_mapper *m, const struct sm_field *f, const struct spoke_record *rec,
@@ -241,8 +250,7 @@ static int map_fields(struct sm_mapper *m, const struct spoke_record *rec, char 
                 sm_coerce(m, f, f->type, src, v, msg, sizeof(msg)) < 0)
                 return field_err(f, err, errsz, msg, SPOKE_ERR_TYPE);
         }
-        if (v->t == SPOKE_TYPE_NULL && (f->has_default || f->required) &&
-            (rc = settle_null(m, i, err, errsz)) != SPOKE_OK)
+        if (v->t == SPOKE_TYPE_NULL && (rc = settle_null(m, f, i, err, errsz)) != SPOKE_OK)
             return rc;
     }
     if (!filters_pass(m, 0))
@@ -297,8 +305,8 @@ static int map_fields(struct sm_mapper *m, const struct spoke_record *rec, char 
         size_t i = m->stage[2][k];
         const struct sm_field *f = &m->f[i];
         sm_expr_eval(f->expr, m->vals, f->type, &m->vals[i]);
-        if (m->vals[i].t == SPOKE_TYPE_NULL && (f->has_default || f->required) &&
-            (rc = settle_null(m, i, err, errsz)) != SPOKE_OK)
+        if (m->vals[i].t == SPOKE_TYPE_NULL &&
+            (rc = settle_null(m, f, i, err, errsz)) != SPOKE_OK)
             return rc;
     }
     if (!filters_pass(m, 2))
