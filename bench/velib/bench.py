@@ -53,21 +53,14 @@ def get(port, path):
     return r.status, body
 
 
-def metric(text, name, **labels):
-    """Value of the first sample of name whose labels include labels."""
+def metric(text, metric_name, **labels):
+    """Value of the first sample of metric_name whose labels include labels
+    (a plugin's own: metric(text, "spoke_plugin_metric", connector=...,
+    name=...))."""
     for line in text.splitlines():
-        if not line.startswith(name + "{") and not line.startswith(name + " "):
+        if not line.startswith(metric_name + "{") and not line.startswith(metric_name + " "):
             continue
         if all('%s="%s"' % kv in line for kv in labels.items()):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
-def plugin_metric(text, connector, name):
-    """A plugin's counter or gauge (spoke_plugin_metric{connector, name})."""
-    labels = ('connector="%s"' % connector, 'name="%s"' % name)
-    for line in text.splitlines():
-        if line.startswith("spoke_plugin_metric{") and all(x in line for x in labels):
             return float(line.rsplit(" ", 1)[1])
     return None
 
@@ -434,10 +427,12 @@ connectors:
                count=metric(m, "spoke_connector_latency_seconds_count", connector="sink"),
                polls=Snapshots.seq[0], idle_rss=vm(p.pid, "VmRSS"), interval=interval,
                unmap=unmap, emit=snapshot_emit,
-               snapshots=plugin_metric(m, "velib", "snapshots"))
+               snapshots=metric(m, "spoke_plugin_metric", connector="velib",
+                                 name="snapshots"))
     # velib_source's own account of where its snapshots' time went (sums).
     for stage in SNAPSHOT_STAGES:
-        res[stage] = plugin_metric(m, "velib", "snapshot_%s_us" % stage)
+        res[stage] = metric(m, "spoke_plugin_metric", connector="velib",
+                            name="snapshot_%s_us" % stage)
     stop(p)
     srv.shutdown()
     return res
