@@ -125,9 +125,9 @@ connectors:
 %(sink_extra)s"""
 
 
-def start(config_text, tag, cpus=None, wrap=()):
+def start(config_text, tag, cpus=None, wrap=(), binary=None):
     """cpus: a set of CPUs the whole process (every thread) is held to;
-    wrap: a command that runs spoke (valgrind ...)."""
+    wrap: a command that runs spoke (valgrind ...); binary: another spoke."""
     port = free_port()
     state = os.path.join(WORK, "state-" + tag)
     subprocess.run(["rm", "-rf", state], check=True)
@@ -138,7 +138,7 @@ def start(config_text, tag, cpus=None, wrap=()):
     # BENCH_WRAP: a command to run spoke under in every mode (a profiler:
     # "valgrind --tool=callgrind --separate-threads=yes", "perf record -g").
     wrap = list(wrap) or os.environ.get("BENCH_WRAP", "").split()
-    p = subprocess.Popen(wrap + [BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL,
+    p = subprocess.Popen(wrap + [binary or BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL,
                          stderr=open(os.path.join(WORK, tag + ".log"), "w"), cwd=ROOT,
                          preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     # Startup: exec to every connector RUNNING (polled every millisecond).
@@ -176,9 +176,9 @@ def poll_wait(done, elapsed):
     return min(0.05, max(0.001, left / 2))
 
 
-def pipeline_config(emit, interval, on_idle=False, floor=False):
+def pipeline_config(emit, interval, on_idle=False, floor=False, plugins=None):
     def cfg(port, state):
-        text = PIPELINE % dict(plugins=PLUGINS, state=state, port=port, records=RECORDS,
+        text = PIPELINE % dict(plugins=plugins or PLUGINS, state=state, port=port, records=RECORDS,
                                schema=os.path.join(ROOT, "schemas", "velib_station_status.yaml"),
                                postcodes=POSTCODES, emit=emit, interval=interval,
                                on_idle="true" if on_idle else "false",
@@ -190,22 +190,23 @@ def pipeline_config(emit, interval, on_idle=False, floor=False):
     return cfg
 
 
-def run_pipeline(emit, interval, tag, on_idle=False, floor=False, cpus=None):
+def run_pipeline(emit, interval, tag, on_idle=False, floor=False, cpus=None, binary=None,
+                 plugins=None):
     """One run of the pipeline; floor: file_source -> null_sink alone (what
     the host costs a record with no transform between); cpus: the CPUs
-    Spoke may run on (None: all)."""
-    cfg = pipeline_config(emit, interval, on_idle, floor)
+    Spoke may run on (None: all); binary, plugins: another build's."""
+    cfg = pipeline_config(emit, interval, on_idle, floor, plugins)
     mine = os.sched_getaffinity(0)
     if cpus and mine - cpus:
         os.sched_setaffinity(0, mine - cpus)  # this script's polling stays off Spoke's CPU
     try:
-        return measure(cfg, tag, floor, cpus)
+        return measure(cfg, tag, floor, cpus, binary)
     finally:
         os.sched_setaffinity(0, mine)
 
 
-def measure(cfg, tag, floor, cpus):
-    p, port, startup = start(cfg, tag, cpus)
+def measure(cfg, tag, floor, cpus, binary=None):
+    p, port, startup = start(cfg, tag, cpus, binary=binary)
     t0 = time.monotonic()
     cpu0 = cpu_seconds(p.pid)
     while True:
@@ -585,30 +586,60 @@ def target_pairs(jansson):
     one = {max(os.sched_getaffinity(0))}
     ratios = {label: [] for label, _ in TARGET_PEERS}
     rates = {label: [] for label, _ in TARGET_PEERS}
-    spoke = []
+    # BENCH_ALSO: a second build (e.g. bench/pgo.sh's) run in the same
+    # rounds, right after the first, against the same peer runs.
+    builds = [(BIN, PLUGINS)]
+    also = os.environ.get("BENCH_ALSO")
+    if also:
+        builds.append((os.path.join(also, "spoke"), os.path.join(also, "plugins")))
+    spoke = [[] for _ in builds]
     for _ in range(max(RUNS, 3)):
         before = peer(cmds["python3 + json"], n_peer)[0]
-        r = run_pipeline("complete", 1000, "run", False, False, one)["rate"]
+        rs = []
+        for k, (b, pl) in enumerate(builds):
+            rs.append(run_pipeline("complete", 1000, "run", False, False, one, b, pl)["rate"])
+            spoke[k].append(rs[-1])
         after = peer(cmds["C + jansson"], n_peer)[0] if jansson else None
-        spoke.append(r)
         rates["python3 + json"].append(before)
-        ratios["python3 + json"].append(r / before)
+        ratios["python3 + json"].append([r / before for r in rs])
         if after:
             rates["C + jansson"].append(after)
-            ratios["C + jansson"].append(r / after)
+            ratios["C + jansson"].append([r / after for r in rs])
     print()
     print("issue 3's target, >= %s records/s on one core, as ratios to the peers it was set "
-          "beside (%d back-to-back rounds: python3, spoke on one core in \"complete\" mode, "
+          "beside (%d back-to-back rounds: python3, spoke on one core in \"complete\" mode%s, "
           "C + jansson; peers on the first %d records): spoke %s records/s (median)"
-          % ("{:,}".format(TARGET), len(spoke), n_peer, "{:,.0f}".format(med(spoke))))
+          % ("{:,}".format(TARGET), len(spoke[0]), ", then the same with " + also if also else "",
+             n_peer, " and ".join("{:,.0f}".format(med(x)) for x in spoke)))
     for label, issue_rate in TARGET_PEERS:
         if not ratios[label]:
             continue
-        print("  %-15s issue %9s/s -> target %5.1fx; here %9s/s (median), spoke %5.1fx "
-              "(paired ratios %s)"
+        print("  %-15s issue %9s/s -> target %5.1fx; here %9s/s (median), spoke %s"
               % (label, "{:,}".format(issue_rate), TARGET / issue_rate,
-                 "{:,.0f}".format(med(rates[label])), med(ratios[label]),
-                 ", ".join("%.1f" % x for x in ratios[label])))
+                 "{:,.0f}".format(med(rates[label])),
+                 "; ".join("%s%5.1fx (paired ratios %s)"
+                           % (os.path.basename(os.path.dirname(builds[k][0])) + " "
+                              if also else "", med([x[k] for x in ratios[label]]),
+                              ", ".join("%.1f" % x[k] for x in ratios[label]))
+                           for k in range(len(builds)))))
+
+
+def train():
+    """The workload bench/pgo.sh profiles a build on (BENCH_ONLY=train): the
+    pipelines this benchmark measures, once each, on the records given
+    (pgo.sh generates them with another seed than the benchmark's), and the
+    snapshot pipeline when ../shared/data is there. Every spoke exits by
+    SIGTERM, which is when an instrumented build writes its profile."""
+    one = {max(os.sched_getaffinity(0))}
+    for emit, interval, on_idle, cpus, label in (
+            ("update", 0, False, None, "update per record"),
+            ("update", 1000, True, None, "update on idle"),
+            ("complete", 1000, False, one, "complete every 1 s, one core")):
+        r = run_pipeline(emit, interval, "train", on_idle, False, cpus)
+        print("train: %-30s %12s records/s" % (label, "{:,.0f}".format(r["rate"])))
+    s = snapshot_latency()
+    print("train: snapshot pipeline %s" % ("skipped (../shared/data/velib absent)" if s is None
+                                           else "%d polls" % s["polls"]))
 
 
 def med(xs):
@@ -740,6 +771,9 @@ def main():
         return
     if os.environ.get("BENCH_ONLY") == "callgrind":
         print_callgrind()
+        return
+    if os.environ.get("BENCH_ONLY") == "train":
+        train()
         return
     if os.environ.get("BENCH_ONLY") == "target":
         target_pairs(build_jansson_peer())

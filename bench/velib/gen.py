@@ -4,7 +4,9 @@ records over ~1,470 station codes (polls of the same stations, as the live
 feed gives), plus a stationCode -> postcode CSV with 85 postcodes.
 Deterministic (seeded), so every run and every peer sees the same data.
 
-usage: gen.py N OUT_DIR    -> OUT_DIR/records.ndjson, OUT_DIR/postcodes.csv
+usage: gen.py N OUT_DIR [SEED]  -> OUT_DIR/records.ndjson, OUT_DIR/postcodes.csv
+SEED (default 20241119) draws the bike counts; bench/pgo.sh trains on
+another seed than the benchmark measures.
 """
 import os
 import random
@@ -16,8 +18,9 @@ POSTCODES = 85
 
 def main():
     n, out = int(sys.argv[1]), sys.argv[2]
+    seed = int(sys.argv[3]) if len(sys.argv) > 3 else 20241119
     os.makedirs(out, exist_ok=True)
-    rnd = random.Random(20241119)
+    rnd = random.Random(seed)
     codes = ["%05d" % (1000 + 37 * i) for i in range(STATIONS)]
     posts = ["75%03d" % i if i < 20 else "9%04d" % (1000 + 13 * i) for i in range(POSTCODES)]
     with open(os.path.join(out, "postcodes.csv"), "w") as f:
