@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 
 from resttest import Api, expect, rest_spoke, sample, write_lines
-from spoketest import BIN, env, main, run_spoke, wait_for
+from spoketest import BIN, Spoke, env, main, run_spoke, wait_for
 
 N = 500
 
@@ -43,6 +43,28 @@ def test_root_and_health():
         # HEAD answers like GET, without a body.
         r = api.call("HEAD", "/health")
         assert r.status == 200 and r.raw == b"", r
+
+
+def test_a_port_taken_before_spoke_binds_it_is_picked_again():
+    """The test harness picks a free port for each spoke; when another
+    process takes it first, the harness starts spoke again on a new one
+    (ctest runs tests in parallel, and clients take ephemeral ports)."""
+    import socket
+    sp = Spoke("", start=False)
+    taken = int(sp.worker["listeners"].rsplit(":", 1)[1])
+    with socket.socket() as other:
+        other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        other.bind(("127.0.0.1", taken))
+        other.listen(1)
+        with sp:
+            sp.start()
+            assert sp.alive(), sp.log()[-2000:]
+            assert sp.runs == 2, "spoke started %d times" % sp.runs
+            assert "Address already in use" not in sp.log()  # the log of the run that holds
+            port = int(sp.worker["listeners"].rsplit(":", 1)[1])
+            assert port != taken
+            r = Api(sp).get("/health")
+            assert r.status == 200, r
 
 
 def test_unknown_path_404_wrong_method_405():

@@ -114,6 +114,8 @@ class Spoke:
             # Every spoke gets its own REST port, so tests run in parallel.
             "listeners": "http://127.0.0.1:%d" % free_port(),
         }
+        # The port picked here, unless the test gives its own listeners.
+        self.own_listeners = worker["listeners"]
         worker.update(extra_worker or {})
         self.worker = worker
         self.write_config(connectors_yaml)
@@ -121,6 +123,7 @@ class Spoke:
             self.start()
 
     def write_config(self, connectors_yaml):
+        self.connectors_yaml = connectors_yaml
         lines = ["worker:"] + ["  %s: %s" % (k, yaml_scalar(v)) for k, v in self.worker.items()]
         text = "\n".join(lines) + "\n" + connectors_yaml.strip("\n") + "\n"
         tmp = self.config + ".new"
@@ -129,6 +132,55 @@ class Spoke:
         os.replace(tmp, self.config)
 
     def start(self):
+        """Starts spoke. When it listens on the port free_port() picked, waits
+        until it holds that port or exits: the port was free when picked,
+        but another process (a client's ephemeral port, another test) may
+        take it before spoke binds; spoke then exits "Address already in
+        use" and is started again on a new port."""
+        for _ in range(5):
+            self._launch()
+            port = self._own_port()
+            if port is None:
+                return self
+            wait_for(lambda: not self.alive() or self._listening(port), 60,
+                     "spoke to listen on port %d or exit" % port)
+            if self.alive() or "Address already in use" not in self.log():
+                return self
+            self._close()
+            self.worker["listeners"] = self.own_listeners = "http://127.0.0.1:%d" % free_port()
+            self.write_config(self.connectors_yaml)
+        return self
+
+    def _own_port(self):
+        """The port spoke's REST API should hold, when it is the one
+        free_port() picked for it (not a test's own listeners or --listen)."""
+        if (self.worker["listeners"] != self.own_listeners or "--listen" in self.args
+                or str(self.worker.get("rest.enable", "true")).lower() == "false"):
+            return None
+        return int(self.own_listeners.rsplit(":", 1)[1])
+
+    def _listening(self, port):
+        """True when this spoke process holds a socket listening on port
+        (read from /proc: no connection is made to it)."""
+        inodes = set()
+        try:
+            with open("/proc/net/tcp") as f:
+                for line in f.readlines()[1:]:
+                    col = line.split()
+                    if col[3] == "0A" and int(col[1].rsplit(":", 1)[1], 16) == port:
+                        inodes.add("socket:[%s]" % col[9])
+            fd_dir = "/proc/%d/fd" % self.proc.pid
+            for fd in os.listdir(fd_dir):
+                try:
+                    if os.readlink(os.path.join(fd_dir, fd)) in inodes:
+                        return True
+                except OSError:
+                    pass
+        except OSError:
+            pass
+        return False
+
+    def _launch(self):
         assert self.proc is None or self.proc.poll() is not None, "already running"
         self.runs += 1
         self.stdout_path = os.path.join(self.tmp, "stdout.%d" % self.runs)
@@ -145,7 +197,6 @@ class Spoke:
                                      stdout=self._out, stderr=self._err, cwd=self.tmp, env=env(),
                                      preexec_fn=(lambda: os.sched_setaffinity(0, cpus))
                                      if cpus else None)
-        return self
 
     def __enter__(self):
         return self
