@@ -58,6 +58,7 @@ const struct spoke_config_field conncfg_fields[] = {
 
 static const char *const level_values[] = { "error", "warn", "info", "debug", "trace", NULL };
 static const char *const backend_values[] = { "memory", "kafka", NULL };
+static const char *const scheduling_values[] = { "auto", "batch", "normal", NULL };
 
 const struct spoke_config_field conncfg_worker_fields[] = {
     { "plugin.path", SPOKE_CFG_LIST, "build/plugins", 0,
@@ -101,6 +102,12 @@ const struct spoke_config_field conncfg_worker_fields[] = {
       "Once no task has been busy for this long, unmap the resident read-only pages of the "
       "executable, libraries and plugins (they stay in the page cache; work that resumes "
       "faults back what it needs); 0 = never", .min = 0, .max = 86400000 },
+    { "tasks.scheduling", SPOKE_CFG_STRING, "auto", 0,
+      "Kernel scheduling of the connectors' task threads: batch (SCHED_BATCH: a task woken "
+      "by a record does not preempt the one running, so a CPU switches between connectors "
+      "less often: more records/s, later hand-offs while every CPU is busy), normal "
+      "(SCHED_OTHER), auto: batch when the process can use one CPU only (as queue.capacity); "
+      "REST and housekeeping threads stay normal", .allowed = scheduling_values },
     { 0 }
 };
 

@@ -4,7 +4,9 @@
 #include <errno.h>
 #include <jansson.h>
 #include <limits.h>
+#include <pthread.h>
 #include <regex.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -361,6 +363,8 @@ static int load_worker(const struct cfg_file *f, const struct runtime_opts *opts
     ws->offset_flush_ms = cfgval_int(wc, "offset.flush.interval.ms");
     ws->status_interval_ms = cfgval_int(wc, "status.interval.ms");
     memtrim_unmap_after(cfgval_int(wc, "idle.unmap.after.ms"));
+    const char *sched = cfgval_string(wc, "tasks.scheduling");
+    ws->tasks_batch = strcmp(sched, "batch") == 0 || (strcmp(sched, "auto") == 0 && cpubudget() == 1);
     ws->wcfg = wc;
     return 0;
 }
@@ -1491,12 +1495,29 @@ static void name_thread(const char *name)
     pthread_setname_np(pthread_self(), buf);
 }
 
+/* tasks.scheduling batch: the calling task thread runs under SCHED_BATCH,
+ * which the kernel does not let preempt a running thread when it wakes.
+ * Without it, on one CPU, each batch a producer hands over wakes its
+ * consumer, which preempts the producer at once: two switches per batch
+ * and per connector, a quarter of the CPU time in the kernel (bench/README.md,
+ * "Task scheduling"). Threads the task creates (librdkafka's) inherit it. */
+static void sched_batch(const struct spoke_instance *inst)
+{
+    struct sched_param sp = { .sched_priority = 0 };
+    int rc = pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp);
+    if (rc != 0)
+        LOG_W(inst->name, "tasks.scheduling: cannot run the task thread as SCHED_BATCH: %s",
+              strerror(rc));
+}
+
 static void *inst_thread(void *arg)
 {
     struct spoke_instance *inst = arg;
     const struct spoke_plugin *d = inst->plugin;
     char err[SPOKE_ERRSTR_SIZE] = "";
     name_thread(inst->name); /* a task thread is named after its connector */
+    if (inst->rt->ws.tasks_batch)
+        sched_batch(inst);
     int rc = d->init(&api_table, inst, inst->pcfg, &inst->st, err, sizeof(err));
     if (rc != SPOKE_OK) {
         inst->st = NULL;
@@ -2951,7 +2972,7 @@ static int apply_file(struct runtime *rt, struct buf *errs, int at_start)
             rt->ws.log_level = ws.log_level;
         }
         if (strcmp(ws.state_dir, rt->ws.state_dir) != 0 || ws.npath != rt->ws.npath ||
-            strcmp(ws.listeners, rt->ws.listeners) != 0)
+            strcmp(ws.listeners, rt->ws.listeners) != 0 || ws.tasks_batch != rt->ws.tasks_batch)
             LOG_W(NULL, "worker settings other than log.level apply at the next start");
     }
     if (nerr)
@@ -3076,9 +3097,10 @@ struct runtime *runtime_start(const struct runtime_opts *opts, struct buf *errs)
     if (rc == 0) {
         if (cpubudget() == 1)
             LOG_I(NULL, "one CPU to run on (%d in the affinity mask, cgroup quota %d): "
-                  "connectors that do not set them get queue.capacity %d and batch.max %d",
+                  "connectors that do not set them get queue.capacity %d and batch.max %d%s",
                   cpubudget_affinity(), cpubudget_quota(""), CONNCFG_QUEUE_CAPACITY_ONE_CPU,
-                  CONNCFG_BATCH_MAX_ONE_CPU);
+                  CONNCFG_BATCH_MAX_ONE_CPU,
+                  rt->ws.tasks_batch ? "; task threads run SCHED_BATCH" : "");
         return rt;
     }
     /* Tasks that started must stop before anything is freed. */

@@ -46,6 +46,7 @@ struct worker_settings {
     unsigned rest_timeout_ms;
     int rest_threads_set;  /* rest.threads given: ignored, and said so */
     size_t rest_max_body;
+    int tasks_batch;              /* task threads run SCHED_BATCH (tasks.scheduling) */
     struct spoke_config *wcfg;    /* the validated section (plugins: api worker_config) */
 };
 void worker_settings_free(struct worker_settings *ws);

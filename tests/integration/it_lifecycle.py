@@ -489,6 +489,66 @@ connectors:
             assert (m["queue_capacity"], m["batch_max"]) == (100, 7), (cpus, m)
 
 
+def thread_policies(pid):
+    """{thread name: set of scheduling policies} of a process's threads
+    (/proc/PID/task/TID/stat field 41: 0 SCHED_OTHER, 3 SCHED_BATCH)."""
+    out = {}
+    task = "/proc/%d/task" % pid
+    for tid in os.listdir(task):
+        try:
+            with open(os.path.join(task, tid, "stat")) as f:
+                stat = f.read()
+        except FileNotFoundError:
+            continue  # a thread that ended meanwhile
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        policy = int(stat[stat.rindex(")") + 2:].split()[38])
+        out.setdefault(name, set()).add(policy)
+    return out
+
+
+def test_tasks_scheduling_batch_on_one_cpu_or_when_asked():
+    """tasks.scheduling auto (the default) runs the connectors' task
+    threads as SCHED_BATCH when the process can use one CPU only, and says
+    so in the one-CPU log line; normal keeps them SCHED_OTHER there; batch
+    asks for it with every CPU. The other threads (main, housekeeping,
+    REST) stay SCHED_OTHER in every case."""
+    yaml = """
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: t
+    file: {tmp}/in.ndjson
+  - name: out
+    connector.class: null_sink
+    topics: t
+"""
+    mine = sorted(os.sched_getaffinity(0))
+    runs = [({mine[-1]}, "auto", 3), ({mine[-1]}, "normal", 0)]
+    if len(mine) > 1:
+        runs += [(set(mine), "auto", None), (set(mine), "batch", 3)]
+    for cpus, mode, want in runs:
+        with Spoke("", start=False, extra_worker={"tasks.scheduling": mode}) as sp:
+            write_seq(os.path.join(sp.tmp, "in.ndjson"), 5)
+            sp.write_config(yaml.format(tmp=sp.tmp))
+            sp.cpus = cpus
+            sp.start()
+            sp.wait_for(lambda: sp.connector("out").get("metrics", {}).get("records_in") == 5,
+                        20, "the sink read 5 records")
+            one_cpu = sp.connector("out")["metrics"]["queue_capacity"] == 512
+            if want is None:  # every CPU, unless a cgroup quota of one applies
+                want = 3 if one_cpu else 0
+            pol = thread_policies(sp.proc.pid)
+            assert pol.get("src") == {want} and pol.get("out") == {want}, (cpus, mode, pol)
+            # jemalloc's purging thread inherits the policy of whichever
+            # thread happened to start it.
+            others = set().union(*(v for k, v in pol.items()
+                                   if k not in ("src", "out", "jemalloc_bg_thd")))
+            assert others == {0}, (cpus, mode, pol)
+            if one_cpu:
+                sp.wait_for(lambda: "one CPU to run on" in sp.log(), 20, "the one-CPU log line")
+                assert ("task threads run SCHED_BATCH" in sp.log()) == (want == 3), sp.log()
+
+
 def test_plugin_readmes_match_their_config_tables():
     """Each plugin README embeds `spoke plugins --doc <name>` between markers."""
     src = os.environ.get("SPOKE_SOURCE_DIR")
