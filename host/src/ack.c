@@ -22,6 +22,7 @@ struct origin {
     const char *part;         /* interned */
     int64_t off;
     int64_t born_ns;
+    uint64_t seq;             /* its index in the tracker's order */
     atomic_int pending;       /* units still in flight */
     atomic_int failed;        /* some unit was abandoned */
     int finished;             /* under t->lock: every unit ended */
@@ -51,6 +52,22 @@ struct committed {
     int64_t off;
 };
 
+/* Positions by partition: the last one of each. */
+struct positions {
+    struct committed *v;
+    size_t n, cap;
+};
+
+struct ack_hold {
+    struct tracker *t;
+    struct ack_hold *next;    /* the tracker's holds, by seq (under t->lock) */
+    uint64_t seq;             /* first entry covered (written under t->lock, by the owner) */
+    size_t count;             /* records held (under t->lock) */
+    /* Positions of the entries popped at or after seq and before the next
+     * hold's seq: what commits when the hold ends ok (under t->lock). */
+    struct positions seg;
+};
+
 struct tracker {
     pthread_mutex_t lock;
     pthread_cond_t idle;
@@ -67,15 +84,23 @@ struct tracker {
     int blocked;
     int released;             /* the owner dropped its reference */
     uint64_t generation;
-    struct committed *done;
-    size_t ndone, capdone;
+    struct positions done;    /* committed */
+    struct ack_hold *holds;   /* by seq */
+    size_t held;              /* records the holds hold */
 };
 
 /* Entries published and not popped (lock held). */
-static size_t inflight_locked(struct tracker *t)
+static size_t unpopped_locked(struct tracker *t)
 {
     return (size_t)(atomic_load_explicit(&t->added, memory_order_acquire) - t->popped);
 }
+
+/* What tracker_inflight reports (lock held). */
+static size_t inflight_locked(struct tracker *t) { return unpopped_locked(t) + t->held; }
+
+/* Nothing in flight and no hold (lock held): drained, and destroyable once
+ * released. */
+static int idle_locked(struct tracker *t) { return unpopped_locked(t) == 0 && !t->holds; }
 
 struct tracker *tracker_new(const char *connector)
 {
@@ -106,7 +131,7 @@ static void tracker_destroy(struct tracker *t)
         free(c);
     }
     free(t->spare);
-    free(t->done);
+    free(t->done.v);
     free(t);
 }
 
@@ -116,7 +141,7 @@ void tracker_release(struct tracker *t)
         return;
     pthread_mutex_lock(&t->lock);
     t->released = 1;
-    int gone = inflight_locked(t) == 0;
+    int gone = idle_locked(t);
     pthread_mutex_unlock(&t->lock);
     if (gone)
         tracker_destroy(t);
@@ -138,15 +163,16 @@ struct origin *tracker_add(struct tracker *t, const char *partition, int64_t off
         t->tail_i = 0;
     }
     struct origin *o = &t->tail->o[t->tail_i++];
+    /* Only this thread writes added: a plain increment, released. */
+    uint64_t n = atomic_load_explicit(&t->added, memory_order_relaxed);
     o->t = t;
     o->part = partition;
     o->off = offset;
     o->born_ns = born_ns;
+    o->seq = n;
     atomic_init(&o->pending, 1);
     atomic_init(&o->failed, 0);
     o->finished = 0;
-    /* Only this thread writes added: a plain increment, released. */
-    uint64_t n = atomic_load_explicit(&t->added, memory_order_relaxed);
     atomic_store_explicit(&t->added, n + 1, memory_order_release);
     return o;
 }
@@ -166,30 +192,36 @@ void origin_hold(struct origin *o)
     atomic_fetch_add_explicit(&o->pending, 1, memory_order_relaxed);
 }
 
-/* Under t->lock: remember (part, off) as committed. */
-static void commit_locked(struct tracker *t, const char *part, int64_t off)
+/* Remembers (part, off) as the last position of part in p. -1 on OOM. */
+static int positions_put(struct positions *p, const char *part, int64_t off)
 {
-    for (size_t i = 0; i < t->ndone; i++) {
-        if (t->done[i].part == part) {
-            t->done[i].off = off;
-            return;
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->v[i].part == part) {
+            p->v[i].off = off;
+            return 0;
         }
     }
-    if (t->ndone == t->capdone) {
-        size_t cap = t->capdone ? t->capdone * 2 : 4;
-        struct committed *d = realloc(t->done, cap * sizeof(*d));
-        if (!d) {
-            /* Cannot remember a new partition: stop committing rather than
-             * commit something wrong. */
-            t->blocked = 1;
-            return;
-        }
-        t->done = d;
-        t->capdone = cap;
+    if (p->n == p->cap) {
+        size_t cap = p->cap ? p->cap * 2 : 4;
+        struct committed *v = realloc(p->v, cap * sizeof(*v));
+        if (!v)
+            return -1;
+        p->v = v;
+        p->cap = cap;
     }
-    t->done[t->ndone].part = part;
-    t->done[t->ndone].off = off;
-    t->ndone++;
+    p->v[p->n].part = part;
+    p->v[p->n].off = off;
+    p->n++;
+    return 0;
+}
+
+/* Under t->lock: (part, off) goes into p (done or a hold's segment). A
+ * new partition that cannot be remembered stops the commits rather than
+ * letting something wrong commit. */
+static void commit_locked(struct tracker *t, struct positions *p, const char *part, int64_t off)
+{
+    if (positions_put(p, part, off) != 0)
+        t->blocked = 1;
 }
 
 /* Under t->lock: pops every finished entry at the head, in emission
@@ -220,15 +252,120 @@ static int pop_finished_locked(struct tracker *t)
         if (atomic_load(&h->failed))
             t->blocked = 1;
         if (!t->blocked && h->part) {
-            commit_locked(t, h->part, h->off);
-            advanced = 1;
+            /* The last hold covering h holds its position back. */
+            struct ack_hold *in = NULL;
+            for (struct ack_hold *k = t->holds; k && k->seq <= h->seq; k = k->next)
+                in = k;
+            if (in) {
+                commit_locked(t, &in->seg, h->part, h->off);
+            } else {
+                commit_locked(t, &t->done, h->part, h->off);
+                advanced = 1;
+            }
         }
     }
     if (advanced)
         t->generation++;
-    if (t->popped == added)
+    if (idle_locked(t))
         pthread_cond_broadcast(&t->idle);
-    return t->released && t->popped == added;
+    return t->released && idle_locked(t);
+}
+
+/* ---- holds ---- */
+
+struct tracker *origin_tracker(const struct origin *o) { return o->t; }
+
+struct tracker *ack_hold_tracker(const struct ack_hold *h) { return h->t; }
+
+/* Under t->lock: puts h among t's holds by seq, after those of the same
+ * seq. Every entry at or after h->seq is unpopped (the caller holds a
+ * unit of that entry), so the segments of the holds after h are empty. */
+static void hold_link(struct tracker *t, struct ack_hold *h)
+{
+    struct ack_hold **pp = &t->holds;
+    while (*pp && (*pp)->seq <= h->seq)
+        pp = &(*pp)->next;
+    h->next = *pp;
+    *pp = h;
+}
+
+/* Under t->lock: takes h out of t's holds; returns the hold before it
+ * (NULL when h was the first). */
+static struct ack_hold *hold_unlink(struct tracker *t, struct ack_hold *h)
+{
+    struct ack_hold **pp = &t->holds, *prev = NULL;
+    while (*pp != h) {
+        prev = *pp;
+        pp = &(*pp)->next;
+    }
+    *pp = h->next;
+    h->next = NULL;
+    return prev;
+}
+
+struct ack_hold *ack_hold_new(struct origin *o)
+{
+    struct ack_hold *h = calloc(1, sizeof(*h));
+    if (!h)
+        return NULL;
+    struct tracker *t = o->t;
+    h->t = t;
+    pthread_mutex_lock(&t->lock);
+    h->seq = o->seq;
+    hold_link(t, h);
+    pthread_mutex_unlock(&t->lock);
+    return h;
+}
+
+void ack_hold_cover(struct ack_hold *h, const struct origin *o)
+{
+    if (o->seq >= h->seq)  /* only this thread writes h->seq */
+        return;
+    struct tracker *t = h->t;
+    pthread_mutex_lock(&t->lock);
+    /* o is unpopped, so nothing from o->seq on was popped: h's segment is
+     * empty, and so are those of the holds it moves before. */
+    hold_unlink(t, h);
+    h->seq = o->seq;
+    hold_link(t, h);
+    pthread_mutex_unlock(&t->lock);
+}
+
+void ack_hold_count(struct ack_hold *h, size_t n)
+{
+    struct tracker *t = h->t;
+    pthread_mutex_lock(&t->lock);
+    h->count += n;
+    t->held += n;
+    pthread_mutex_unlock(&t->lock);
+}
+
+void ack_hold_end(struct ack_hold *h, int ok)
+{
+    if (!h)
+        return;
+    struct tracker *t = h->t;
+    pthread_mutex_lock(&t->lock);
+    struct ack_hold *prev = hold_unlink(t, h);
+    t->held -= h->count;
+    if (!ok) {
+        t->blocked = 1;
+    } else if (!t->blocked) {
+        /* Its positions are later than those of the hold before it (or of
+         * what committed): they join them. */
+        for (size_t i = 0; i < h->seg.n; i++)
+            commit_locked(t, prev ? &prev->seg : &t->done, h->seg.v[i].part, h->seg.v[i].off);
+        if (!prev && h->seg.n)
+            t->generation++;
+    }
+    int gone = t->released && idle_locked(t);
+    if (idle_locked(t))
+        pthread_cond_broadcast(&t->idle);
+    pthread_mutex_unlock(&t->lock);
+    free(h->seg.v);
+    free(h);
+    if (gone)
+        tracker_destroy(t);
 }
 
 /* Drops one unit of o: 1 when it was the last. The last holder is alone
@@ -304,22 +441,22 @@ void tracker_committed(struct tracker *t,
                        void (*fn)(void *ctx, const char *partition, int64_t offset), void *ctx)
 {
     pthread_mutex_lock(&t->lock);
-    for (size_t i = 0; i < t->ndone; i++)
-        fn(ctx, t->done[i].part, t->done[i].off);
+    for (size_t i = 0; i < t->done.n; i++)
+        fn(ctx, t->done.v[i].part, t->done.v[i].off);
     pthread_mutex_unlock(&t->lock);
 }
 
 int tracker_wait_idle(struct tracker *t, int64_t deadline_ms)
 {
     pthread_mutex_lock(&t->lock);
-    while (inflight_locked(t) > 0) {
+    while (!idle_locked(t)) {
         if (clock_mono_ms() >= deadline_ms)
             break;
         struct timespec ts;
         clock_deadline_ts(&ts, deadline_ms);
         pthread_cond_timedwait(&t->idle, &t->lock, &ts);
     }
-    int idle = inflight_locked(t) == 0;
+    int idle = idle_locked(t);
     pthread_mutex_unlock(&t->lock);
     return idle;
 }

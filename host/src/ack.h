@@ -35,7 +35,7 @@ struct origin *tracker_add(struct tracker *t, const char *partition, int64_t off
                            int64_t born_ns);
 /* Drops the owner's reference; the tracker lives on until no origin uses it. */
 void tracker_release(struct tracker *t);
-/* Entries not yet committed (in flight). */
+/* Entries not yet committed (in flight), and the records holds hold. */
 size_t tracker_inflight(struct tracker *t);
 /* True when some unit was abandoned: nothing past it will commit. */
 int tracker_blocked(struct tracker *t);
@@ -46,9 +46,39 @@ uint64_t tracker_generation(struct tracker *t);
 void tracker_committed(struct tracker *t,
                        void (*fn)(void *ctx, const char *partition, int64_t offset),
                        void *ctx);
-/* Blocks until nothing is in flight or the deadline (mono ms) passes.
- * Returns 1 when drained. */
+/* Blocks until nothing is in flight and no hold stands, or the deadline
+ * (mono ms) passes. Returns 1 when drained. */
 int tracker_wait_idle(struct tracker *t, int64_t deadline_ms);
+
+/* ---- holds: a stateful transform's claim on commits ----
+ *
+ * A stateful transform folds records into its state: they are delivered
+ * only once a snapshot of that state is durable. Holding each record's
+ * unit until then would keep an entry per record (its memory growing
+ * with the rate times the snapshot interval). A hold instead stands for
+ * all the records a transform absorbed from one tracker since its last
+ * snapshot: their units end at once, and the tracker commits no position
+ * at or after the first entry the hold covers until the hold ends. It
+ * commits them when the hold ends ok (the snapshot is durable), and blocks
+ * as for an abandoned unit when it does not. A tracker with a hold is not
+ * idle (tracker_wait_idle) and counts the held records in flight.
+ * Holds are used by one thread (their transform's task). */
+struct ack_hold;
+/* A hold on o's tracker covering o and every entry after it; the caller
+ * holds a unit of o. NULL on OOM. */
+struct ack_hold *ack_hold_new(struct origin *o);
+/* Extends h back to o when o comes before the first entry h covers. o is
+ * of h's tracker; the caller holds a unit of o. */
+void ack_hold_cover(struct ack_hold *h, const struct origin *o);
+/* n more records are held by h (tracker_inflight counts them). */
+void ack_hold_count(struct ack_hold *h, size_t n);
+/* Ends h and frees it: ok, the positions it held back commit; else the
+ * tracker blocks (nothing at or after h's first entry ever commits). */
+void ack_hold_end(struct ack_hold *h, int ok);
+/* The tracker of an origin (to find the hold that covers it). */
+struct tracker *origin_tracker(const struct origin *o);
+/* The tracker of a hold. */
+struct tracker *ack_hold_tracker(const struct ack_hold *h);
 
 /* ---- origin units ---- */
 void origin_hold(struct origin *o);

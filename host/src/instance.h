@@ -129,8 +129,17 @@ struct spoke_instance {
     struct pendset pend;
     struct spoke_record **settled;
     size_t nsettled, capsettled;
-    struct origin **absorbed;       /* stateful transforms: acks waiting for a snapshot */
-    size_t nabsorbed, capabsorbed;
+    /* Stateful transforms: one hold per source tracker on the records
+     * absorbed since the last snapshot (ack.h), with the records counted
+     * since the last flush; the absorbed records' units, ended in runs. */
+    struct inst_hold {
+        struct ack_hold *h;
+        struct tracker *t;
+        size_t pending;
+    } *holds;
+    size_t nholds, capholds;
+    struct origin *acks[INST_STAGE_MAX];
+    size_t nacks;
     int64_t next_snapshot_ms;
     struct covered_pos *covered;    /* stateful: positions processed so far */
     size_t ncovered, capcovered;

@@ -717,6 +717,32 @@ static char *covered_json(const struct spoke_instance *inst)
     return text;
 }
 
+/* Ends the units of the records absorbed since the last call, once their
+ * holds count them (one tracker lock per run of a source's records). */
+static void flush_acks(struct spoke_instance *inst)
+{
+    for (size_t i = 0; i < inst->nholds; i++) {
+        if (inst->holds[i].pending) {
+            ack_hold_count(inst->holds[i].h, inst->holds[i].pending);
+            inst->holds[i].pending = 0;
+        }
+    }
+    if (inst->nacks) {
+        origins_done(inst->acks, inst->nacks);
+        inst->nacks = 0;
+    }
+}
+
+/* ok: a durable snapshot covers what the holds hold; else they are
+ * abandoned (their sources replay from the last commit before them). */
+static void end_holds(struct spoke_instance *inst, int ok)
+{
+    flush_acks(inst);
+    for (size_t i = 0; i < inst->nholds; i++)
+        ack_hold_end(inst->holds[i].h, ok);
+    inst->nholds = 0;
+}
+
 static int take_snapshot(struct spoke_instance *inst)
 {
     char err[SPOKE_ERRSTR_SIZE] = "";
@@ -743,10 +769,9 @@ static int take_snapshot(struct spoke_instance *inst)
         LOG_E(inst->name, "cannot save snapshot: %s; acknowledgements held", err);
         return -1;
     }
-    /* The state covering these records is durable: they are delivered
-     * (one tracker lock per run of records of a source, not per record). */
-    origins_done(inst->absorbed, inst->nabsorbed);
-    inst->nabsorbed = 0;
+    /* The state covering these records is durable: the positions their
+     * holds kept back commit. */
+    end_holds(inst, 1);
     return 0;
 }
 
@@ -871,20 +896,44 @@ static int replayed(struct spoke_instance *inst, const char *source, const char 
     return 0;
 }
 
+/* A stateful transform folded rec into its state: its source's tracker
+ * commits nothing from rec on until a snapshot is durable (a hold per
+ * tracker), and rec's unit ends with the next flush_acks. */
 static int absorb(struct spoke_instance *inst, struct spoke_record *rec)
 {
-    if (!rec->origin)
+    struct origin *o = rec->origin;
+    if (!o)
         return 0;
-    if (inst->nabsorbed == inst->capabsorbed) {
-        size_t cap = inst->capabsorbed ? inst->capabsorbed * 2 : 256;
-        struct origin **a = realloc(inst->absorbed, cap * sizeof(*a));
-        if (!a)
-            return -1;
-        inst->absorbed = a;
-        inst->capabsorbed = cap;
+    struct tracker *t = origin_tracker(o);
+    struct inst_hold *ih = NULL;
+    for (size_t i = 0; i < inst->nholds; i++) {
+        if (inst->holds[i].t == t) {
+            ih = &inst->holds[i];
+            break;
+        }
     }
-    inst->absorbed[inst->nabsorbed++] = rec->origin;
+    if (ih) {
+        ack_hold_cover(ih->h, o);
+    } else {
+        if (inst->nholds == inst->capholds) {
+            size_t cap = inst->capholds ? inst->capholds * 2 : 4;
+            struct inst_hold *v = realloc(inst->holds, cap * sizeof(*v));
+            if (!v)
+                return -1;
+            inst->holds = v;
+            inst->capholds = cap;
+        }
+        struct ack_hold *h = ack_hold_new(o);
+        if (!h)
+            return -1;
+        ih = &inst->holds[inst->nholds++];
+        *ih = (struct inst_hold){ .h = h, .t = t };
+    }
+    ih->pending++;
+    inst->acks[inst->nacks++] = o;
     rec->origin = NULL;
+    if (inst->nacks == INST_STAGE_MAX)
+        flush_acks(inst);
     return 0;
 }
 
@@ -1056,7 +1105,7 @@ static void give_back(struct spoke_instance *inst, struct spoke_record **recs, s
 }
 
 /* Returns -1 when the connector failed, 1 when stopping, 0 to go on. */
-static int transform_batch(struct spoke_instance *inst, struct spoke_record **recs, size_t n)
+static int transform_records(struct spoke_instance *inst, struct spoke_record **recs, size_t n)
 {
     const struct spoke_plugin *d = inst->plugin;
     char err[SPOKE_ERRSTR_SIZE];
@@ -1137,6 +1186,14 @@ static int transform_batch(struct spoke_instance *inst, struct spoke_record **re
     }
     inst_flush_staging(inst);
     return 0;
+}
+
+/* A batch of a transform; the units of what it absorbed end with it. */
+static int transform_batch(struct spoke_instance *inst, struct spoke_record **recs, size_t n)
+{
+    int rc = transform_records(inst, recs, n);
+    flush_acks(inst);
+    return rc;
 }
 
 static int sink_flush(struct spoke_instance *inst, char *err, size_t errsize)
@@ -1417,8 +1474,8 @@ static int consumer_loop(struct spoke_instance *inst)
             next_tick = nt >= 0 ? now + nt : -1;
         }
         if (inst->next_snapshot_ms >= 0 &&
-            (now >= inst->next_snapshot_ms || (inst->rt->stopping && inst->nabsorbed))) {
-            if (inst->nabsorbed)
+            (now >= inst->next_snapshot_ms || (inst->rt->stopping && inst->nholds))) {
+            if (inst->nholds)
                 take_snapshot(inst);
             inst->next_snapshot_ms = now + snap_every;
         }
@@ -1479,7 +1536,7 @@ static int consumer_loop(struct spoke_instance *inst)
     }
     if (rc == 0 && inst->pend.n)
         sink_finish(inst);
-    if (rc == 0 && d->snapshot && inst->nabsorbed)
+    if (rc == 0 && d->snapshot && inst->nholds)
         take_snapshot(inst);
     elog_flush(inst, 1);
     free(recs);
@@ -1547,12 +1604,8 @@ static void *inst_thread(void *arg)
 out:
     /* Anything a failing callback staged still goes out. */
     inst_flush_staging(inst);
-    if (inst->nabsorbed) {
-        /* Not covered by a durable snapshot: never acknowledge them. */
-        for (size_t i = 0; i < inst->nabsorbed; i++)
-            origin_done(inst->absorbed[i], 0);
-        inst->nabsorbed = 0;
-    }
+    /* Not covered by a durable snapshot: their positions never commit. */
+    end_holds(inst, 0);
     d->destroy(inst->st);
     inst->st = NULL;
     return NULL;
@@ -1574,7 +1627,7 @@ static void inst_free(struct spoke_instance *inst)
     free(inst->alias_from);
     free(inst->alias_to);
     free(inst->latency);
-    free(inst->absorbed);
+    free(inst->holds);
     pendset_free(&inst->pend);
     free(inst->settled);
     free(inst->poll_error);
