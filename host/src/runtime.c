@@ -364,7 +364,8 @@ static int load_worker(const struct cfg_file *f, const struct runtime_opts *opts
     ws->status_interval_ms = cfgval_int(wc, "status.interval.ms");
     memtrim_unmap_after(cfgval_int(wc, "idle.unmap.after.ms"));
     const char *sched = cfgval_string(wc, "tasks.scheduling");
-    ws->tasks_batch = strcmp(sched, "batch") == 0 || (strcmp(sched, "auto") == 0 && cpubudget() == 1);
+    ws->tasks_batch = strcmp(sched, "batch") == 0 ||
+                      (strcmp(sched, "auto") == 0 && cpubudget() == 1);
     ws->wcfg = wc;
     return 0;
 }
