@@ -87,28 +87,37 @@ def test_invalid_reload_is_refused_and_old_config_keeps_running():
         assert sp.alive()
 
 
+COUNTER_PIPELINE = """
+connectors:
+  - name: src
+    connector.class: file_source
+    topic: raw
+    file: {inp}
+  - name: counter
+    connector.class: count_transform
+    topics: raw
+    topic: counts
+    emit.every: {every}
+    snapshot.interval.ms: {snap_ms}
+  - name: dst
+    connector.class: file_sink
+    topics: counts
+    file: {out}
+"""
+
+
+def counter_pipeline(inp, out, every, snap_ms, extra=""):
+    """file_source (src) -> count_transform (counter, stateful) -> file_sink
+    (dst), and the connectors in extra after them."""
+    return COUNTER_PIPELINE.format(inp=inp, out=out, every=every, snap_ms=snap_ms) + extra
+
+
 def test_stateful_transform_restores_its_state():
     with Spoke("", start=False) as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
         out = os.path.join(sp.tmp, "counts.ndjson")
         write_seq(inp, 1000)
-        sp.write_config("""
-connectors:
-  - name: src
-    connector.class: file_source
-    topic: raw
-    file: %s
-  - name: counter
-    connector.class: count_transform
-    topics: raw
-    topic: counts
-    emit.every: 100
-    snapshot.interval.ms: 50
-  - name: dst
-    connector.class: file_sink
-    topics: counts
-    file: %s
-""" % (inp, out))
+        sp.write_config(counter_pipeline(inp, out, 100, 50))
         sp.start()
         wait_for(lambda: count_lines(out) == 10, 20, "10 counts")
         # Absorbed records commit only once a snapshot covers them.
@@ -137,22 +146,7 @@ def test_absorbed_records_hold_their_source_back_until_a_snapshot():
         out = os.path.join(sp.tmp, "counts.ndjson")
         write_seq(inp, 1000)
         write_seq(clock, 1)
-        sp.write_config("""
-connectors:
-  - name: src
-    connector.class: file_source
-    topic: raw
-    file: %s
-  - name: counter
-    connector.class: count_transform
-    topics: raw
-    topic: counts
-    emit.every: 100
-    snapshot.interval.ms: 86400000
-  - name: dst
-    connector.class: file_sink
-    topics: counts
-    file: %s
+        sp.write_config(counter_pipeline(inp, out, 100, 86400000, """\
   - name: clock
     connector.class: file_source
     topic: ticks
@@ -160,7 +154,7 @@ connectors:
   - name: ticks
     connector.class: null_sink
     topics: ticks
-""" % (inp, out, clock))
+""" % clock))
         sp.start()
         wait_for(lambda: count_lines(out) == 10, 20, "10 counts")
         # Every record absorbed; the counts (derived from every 100th) were
@@ -188,23 +182,7 @@ def test_kill9_after_snapshot_replays_nothing_into_the_state():
         out = os.path.join(sp.tmp, "counts.ndjson")
         snap = os.path.join(sp.state_dir, "snapshots", "counter.snap")
         write_seq(inp, 3000)
-        sp.write_config("""
-connectors:
-  - name: src
-    connector.class: file_source
-    topic: raw
-    file: %s
-  - name: counter
-    connector.class: count_transform
-    topics: raw
-    topic: counts
-    emit.every: 1000
-    snapshot.interval.ms: 20
-  - name: dst
-    connector.class: file_sink
-    topics: counts
-    file: %s
-""" % (inp, out))
+        sp.write_config(counter_pipeline(inp, out, 1000, 20))
         sp.start()
         size = os.path.getsize(inp)
 
