@@ -572,6 +572,24 @@ static inline __attribute__((always_inline)) int scalar_src(struct jx *x, struct
          * the general path below, which gives the same value. */
         const unsigned char *q = start + (*start == '-'), *end = x->end;
         if (q < end && (unsigned)(*q - '1') < 9) {
+            /* One or two digits (counts, flags: most integers of a feed)
+             * end before word arithmetic would pay off. A byte num_end
+             * accepts is not a digit. */
+            int64_t sv = -1;
+            if (end - q > 2) {
+                if (num_end[q[1]]) {
+                    sv = *q - '0';
+                    x->p = q + 1;
+                } else if (is_digit(q[1]) && num_end[q[2]]) {
+                    sv = (*q - '0') * 10 + (q[1] - '0');
+                    x->p = q + 2;
+                }
+            }
+            if (sv >= 0) {
+                vp->k = SM_SK_INT;
+                vp->u.i = *start == '-' ? -sv : sv;
+                break;
+            }
             uint64_t iv = 0;  /* wraps harmlessly past 18 characters: then unused */
             for (;;) {
 #if defined(__GNUC__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
