@@ -107,37 +107,79 @@ uint64_t sm_hash(const void *p, size_t n)
     return h;
 }
 
+static inline uint64_t slot_of(uint64_t hv, size_t idx)
+{
+    return (hv >> 32) << 32 | (uint64_t)(idx + 1);
+}
+
 struct sm_hent *sm_hmap_get(const struct sm_hmap *h, const char *key, size_t klen)
 {
     if (!h->cap)
         return NULL;
     uint64_t hv = sm_hash(key, klen);
+    uint64_t tag = hv >> 32;
     size_t mask = h->cap - 1;
-    for (size_t k = hv & mask; h->tab[k].key; k = (k + 1) & mask) {
-        struct sm_hent *e = &h->tab[k];
-        if (e->hash == hv && e->klen == klen && memcmp(e->key, key, klen) == 0)
+    for (size_t k = hv & mask;; k = (k + 1) & mask) {
+        uint64_t s = h->slot[k];
+        if (!s)
+            return NULL;
+        if (s >> 32 != tag)
+            continue;
+        struct sm_hent *e = &h->ent[(uint32_t)s - 1];
+        if (e->klen == klen && memcmp(h->keys + e->koff, key, klen) == 0)
             return e;
     }
-    return NULL;
+}
+
+/* Places entry idx (hash hv) in the first free slot of its probe. */
+static void slot_place(uint64_t *slot, size_t cap, uint64_t hv, size_t idx)
+{
+    size_t k = hv & (cap - 1);
+    while (slot[k])
+        k = (k + 1) & (cap - 1);
+    slot[k] = slot_of(hv, idx);
 }
 
 static int hmap_grow(struct sm_hmap *h)
 {
     size_t cap = h->cap ? h->cap * 2 : 16;
-    struct sm_hent *tab = calloc(cap, sizeof(*tab));
-    if (!tab)
+    uint64_t *slot = calloc(cap, sizeof(*slot));
+    if (!slot)
         return -1;
-    for (size_t i = 0; i < h->cap; i++) {
-        if (!h->tab[i].key)
-            continue;
-        size_t k = h->tab[i].hash & (cap - 1);
-        while (tab[k].key)
-            k = (k + 1) & (cap - 1);
-        tab[k] = h->tab[i];
-    }
-    free(h->tab);
-    h->tab = tab;
+    for (size_t i = 0; i < h->n; i++)
+        slot_place(slot, cap, sm_hash(h->keys + h->ent[i].koff, h->ent[i].klen), i);
+    free(h->slot);
+    h->slot = slot;
     h->cap = cap;
+    return 0;
+}
+
+/* Room for one more entry and klen + 1 more key bytes. */
+static int hmap_reserve(struct sm_hmap *h, size_t klen)
+{
+    if (h->n >= UINT32_MAX - 1 || klen >= UINT32_MAX - 1 - h->kused)
+        return -1;
+    /* At most half full: probes stay short and always end. */
+    if ((h->n + 1) * 2 > h->cap && hmap_grow(h) < 0)
+        return -1;
+    if (h->n == h->ecap) {
+        size_t ecap = h->ecap ? h->ecap * 2 : 8;
+        struct sm_hent *ent = realloc(h->ent, ecap * sizeof(*ent));
+        if (!ent)
+            return -1;
+        h->ent = ent;
+        h->ecap = ecap;
+    }
+    if (h->kcap - h->kused < klen + 1) {
+        size_t kcap = h->kcap ? h->kcap : 64;
+        while (kcap - h->kused < klen + 1)
+            kcap *= 2;
+        char *keys = realloc(h->keys, kcap);
+        if (!keys)
+            return -1;
+        h->keys = keys;
+        h->kcap = kcap;
+    }
     return 0;
 }
 
@@ -149,38 +191,28 @@ struct sm_hent *sm_hmap_put(struct sm_hmap *h, const char *key, size_t klen, int
         return e;
     }
     *existed = 0;
-    /* At most half full: probes stay short and always end. */
-    if ((h->n + 1) * 2 > h->cap && hmap_grow(h) < 0)
+    if (hmap_reserve(h, klen) < 0)
         return NULL;
-    char *copy = malloc(klen + 1);
-    if (!copy)
-        return NULL;
-    memcpy(copy, key, klen);
-    copy[klen] = '\0';
-    uint64_t hv = sm_hash(key, klen);
-    size_t k = hv & (h->cap - 1);
-    while (h->tab[k].key)
-        k = (k + 1) & (h->cap - 1);
-    e = &h->tab[k];
+    e = &h->ent[h->n];
     memset(e, 0, sizeof(*e));
-    e->key = copy;
-    e->klen = klen;
-    e->hash = hv;
+    e->koff = (uint32_t)h->kused;
+    e->klen = (uint32_t)klen;
+    memcpy(h->keys + h->kused, key, klen);
+    h->keys[h->kused + klen] = '\0';
+    h->kused += klen + 1;
+    slot_place(h->slot, h->cap, sm_hash(key, klen), h->n);
     h->n++;
     return e;
 }
 
 void sm_hmap_free(struct sm_hmap *h)
 {
-    for (size_t i = 0; i < h->cap; i++) {
-        if (h->tab[i].key) {
-            free(h->tab[i].key);
-            sm_val_release(&h->tab[i].val);
-        }
-    }
-    free(h->tab);
-    h->tab = NULL;
-    h->cap = h->n = 0;
+    for (size_t i = 0; i < h->n; i++)
+        sm_val_release(&h->ent[i].val);
+    free(h->slot);
+    free(h->ent);
+    free(h->keys);
+    memset(h, 0, sizeof(*h));
 }
 
 /* ------------------------------------------------------------------------ */
