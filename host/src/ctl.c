@@ -17,6 +17,7 @@
 #include "hist.h"
 #include "log.h"
 #include "memtrim.h"
+#include "recycle.h"
 #include "registry.h"
 #include "router.h"
 #include "runtime_int.h"
@@ -1146,6 +1147,21 @@ void ctl_metrics(struct runtime *rt, struct buf *out)
     help(out, "spoke_process_idle_trimmed_bytes_total", "counter",
          "Resident read-only file pages unmapped by those trims");
     buf_printf(out, "spoke_process_idle_trimmed_bytes_total %lld\n", trimmed_kb * 1024);
+    struct recycle_stats rs;
+    recycle_stats(&rs);
+    help(out, "spoke_recycle_fresh_blocks_total", "counter",
+         "Record and row blocks allocated anew (none were free to reuse)");
+    buf_printf(out, "spoke_recycle_fresh_blocks_total %llu\n", (unsigned long long)rs.fresh);
+    help(out, "spoke_recycle_reused_blocks_total", "counter",
+         "Record and row blocks freed on one thread and reused by another");
+    buf_printf(out, "spoke_recycle_reused_blocks_total %llu\n",
+               (unsigned long long)rs.from_depot);
+    help(out, "spoke_recycle_overflow_blocks_total", "counter",
+         "Freed record and row blocks given back to the allocator: the depot was full");
+    buf_printf(out, "spoke_recycle_overflow_blocks_total %llu\n", (unsigned long long)rs.overflow);
+    help(out, "spoke_recycle_depot_blocks", "gauge",
+         "Freed record and row blocks waiting to be reused");
+    buf_printf(out, "spoke_recycle_depot_blocks %zu\n", rs.depot_blocks);
     help(out, "spoke_process_uptime_seconds", "gauge", "Seconds since start");
     buf_printf(out, "spoke_process_uptime_seconds %.3f\n",
                (double)(clock_mono_ms() - rt->started_ms) / 1000.0);

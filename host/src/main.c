@@ -12,6 +12,7 @@
 #include "conncfg.h"
 #include "log.h"
 #include "memtrim.h"
+#include "recycle.h"
 #include "registry.h"
 #include "rest.h"
 #include "runtime.h"
@@ -330,6 +331,7 @@ static int cmd_run(struct cli *cli)
     /* No REST change may start while the runtime drains. */
     rest_free(rest);
     runtime_shutdown(rt);
+    recycle_trim(); /* the task threads' magazines reached the depot as they exited */
     return 0;
 }
 

@@ -14,6 +14,7 @@
 
 #include "clock.h"
 #include "log.h"
+#include "recycle.h"
 
 /* jemalloc's control interface, resolved only when jemalloc is linked. */
 extern int mallctl(const char *name, void *oldp, size_t *oldlenp, void *newp, size_t newlen)
@@ -41,6 +42,9 @@ static void trim(void)
 {
     atomic_store(&dirty, false);
     int64_t t0 = clock_mono_ns();
+    size_t recycled = recycle_trim();
+    if (recycled)
+        LOG_D("spoke", "idle: freed %zu kB of recycled record memory", recycled / 1024);
     long kb = memtrim_file_pages();
     if (kb >= 0) {
         atomic_fetch_add(&ntrims, 1);
@@ -73,6 +77,7 @@ void memtrim_thread_idle(void)
 {
     if (state != CACHE_ON)
         return;
+    recycle_thread_flush();
     set_cache(false);
     state = CACHE_IDLE;
     if (task)
@@ -93,6 +98,7 @@ void memtrim_thread_uncached(void)
 {
     if (state == CACHE_OFF)
         return;
+    recycle_thread_off();
     set_cache(false);
     state = CACHE_OFF;
 }

@@ -19,6 +19,7 @@
 #include "ack.h"
 #include "clock.h"
 #include "log.h"
+#include "recycle.h"
 
 /* ------------------------------------------------------------------------ */
 /* Interned strings                                                          */
@@ -257,7 +258,7 @@ static void rec_release(struct spoke_record *rec)
     }
     if (rec->forms)
         value_clear(rec);
-    free(rec);
+    recycle_free(rec, rec->pool);
 }
 
 struct spoke_record *rec_new(const char *topic, const void *key, size_t klen,
@@ -282,9 +283,11 @@ struct spoke_record *rec_new_interned(const char *topic, const void *key, size_t
     size_t extra = val ? vlen + 1 : 0;
     if (val && vlen >= SIZE_MAX - sizeof(struct spoke_record) - 1)
         return NULL;
-    struct spoke_record *rec = malloc(sizeof(*rec) + extra);
+    uint8_t pool;
+    struct spoke_record *rec = recycle_alloc(sizeof(*rec) + extra, &pool);
     if (!rec)
         return NULL;
+    rec->pool = pool;
     /* Field by field: kinl and pend_seq need no zeroing, and a memset of
      * the whole header compiled to a rep stos, slow to start. */
     rec->topic = topic;

@@ -48,6 +48,7 @@ struct spoke_record {
     size_t nhdrs, caphdrs;
 
     unsigned forms;              /* REC_FORM_*; 0 = null value */
+    uint8_t pool;                /* recycle class of this allocation (recycle.h); 0 = malloc */
     unsigned char *bytes;        /* valid iff forms & REC_FORM_BYTES */
     size_t blen;
     struct spoke_row *row;       /* valid iff forms & REC_FORM_ROW */

@@ -17,6 +17,7 @@
  * memory.
  */
 #include "record.h"
+#include "recycle.h"
 #include "row_impl.h"
 #include "textfmt.h"
 
@@ -411,9 +412,12 @@ static struct spoke_row *row_alloc(struct spoke_schema *s, size_t n, size_t strb
     if (strbytes > SIZE_MAX / 2 ||
         n > (SIZE_MAX / 2 - sizeof(struct spoke_row)) / sizeof(struct row_val))
         return NULL;
-    struct spoke_row *row = malloc(sizeof(*row) + n * sizeof(struct row_val) + strbytes);
+    uint8_t pool;
+    struct spoke_row *row = recycle_alloc(sizeof(*row) + n * sizeof(struct row_val) + strbytes,
+                                          &pool);
     if (!row)
         return NULL;
+    row->pool = pool;
     row->schema = s;
     row->n = n;
     row->res = (char *)&row->v[n];
@@ -485,7 +489,7 @@ void row_free(struct spoke_row *row)
             val_release(row, &row->v[i]);
     if (row->schema)
         row_schema_release(row->schema);
-    free(row);
+    recycle_free(row, row->pool);
 }
 
 size_t row_count(const struct spoke_row *row) { return row ? row->n : 0; }

@@ -77,6 +77,7 @@ struct spoke_row {
     size_t res_used, res_cap;
     size_t nown;                  /* values with owns set: 0 lets row_free skip
                                      the walk over the values */
+    uint8_t pool;                 /* recycle class of this allocation (recycle.h) */
     struct row_val v[];
 };
 

@@ -1,0 +1,62 @@
+/*
+ * recycle - the memory of records and rows, handed back to the threads
+ * that allocate it.
+ *
+ * A record is allocated on its source's thread and freed on another task's
+ * thread (its last consumer's); so is the row a transform builds for it.
+ * With jemalloc, such a free goes into the freeing thread's cache, which
+ * flushes it back to its slab, and the allocating thread's cache refills
+ * from there: about 260 instructions per record on the Vélib' pipeline
+ * (bench/README.md, "Recycled record memory").
+ *
+ * recycle keeps blocks of four size classes (256, 512, 1024 and 2048
+ * bytes) on per-thread magazines of RECYCLE_MAG blocks. A thread frees into
+ * its own magazine; a full one goes to a shared depot; an allocating
+ * thread whose magazines are empty takes a whole magazine from the depot.
+ * So a block crosses threads with one lock per RECYCLE_MAG blocks.
+ *
+ * Bounds: at most RECYCLE_DEPOT magazines per class in the depot (more
+ * are freed), and two per class on each thread. A thread's magazines go to
+ * the depot when it goes idle (recycle_thread_flush) and when it exits;
+ * recycle_trim frees the depot (the host's idle trim).
+ *
+ * Freed blocks are poisoned for AddressSanitizer (all but their first
+ * word, the magazine's link), and so is the rest of a class's block past
+ * the size asked for: a use after free or an overflow is still reported in
+ * sanitizer builds.
+ */
+#ifndef SPOKE_RECYCLE_H
+#define SPOKE_RECYCLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define RECYCLE_MAG 64
+#define RECYCLE_DEPOT 32
+
+/* size bytes (or more); *cls is what recycle_free needs back: 0 when the
+ * block is a plain malloc (size over 2048, or a thread without magazines).
+ * NULL on out-of-memory. */
+void *recycle_alloc(size_t size, uint8_t *cls);
+/* Frees p, allocated by recycle_alloc with class cls. */
+void recycle_free(void *p, uint8_t cls);
+
+/* The calling thread's magazines go to the depot (the thread is idle). */
+void recycle_thread_flush(void);
+/* The calling thread keeps no magazines from now on (threads that free
+ * rarely: REST, housekeeping). */
+void recycle_thread_off(void);
+
+/* Frees every block in the depot; returns how many bytes. */
+size_t recycle_trim(void);
+
+/* Blocks of the classes allocated from malloc, blocks taken from the
+ * depot, blocks freed because the depot was full, and blocks in the depot
+ * now (tests, metrics). */
+struct recycle_stats {
+    uint64_t fresh, from_depot, overflow;
+    size_t depot_blocks;
+};
+void recycle_stats(struct recycle_stats *st);
+
+#endif
