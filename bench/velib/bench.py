@@ -125,13 +125,17 @@ connectors:
 %(sink_extra)s"""
 
 
-def start(config_text, tag, cpus=None, wrap=(), binary=None):
+def start(config_text, tag, cpus=None, wrap=(), binary=None, attempts=5):
     """cpus: a set of CPUs the whole process (every thread) is held to;
-    wrap: a command that runs spoke (valgrind ...); binary: another spoke."""
+    wrap: a command that runs spoke (valgrind ...); binary: another spoke.
+    The REST port is picked free, but another process may take it before
+    spoke binds it: spoke then exits saying so, and starts again on a new
+    one (the startup time is that of the run that started)."""
     port = free_port()
     state = os.path.join(WORK, "state-" + tag)
     subprocess.run(["rm", "-rf", state], check=True)
     cfg = os.path.join(WORK, "bench-%s.yaml" % tag)
+    log = os.path.join(WORK, tag + ".log")
     with open(cfg, "w") as f:
         f.write(config_text(port, state))
     t0 = time.monotonic()
@@ -139,10 +143,16 @@ def start(config_text, tag, cpus=None, wrap=(), binary=None):
     # "valgrind --tool=callgrind --separate-threads=yes", "perf record -g").
     wrap = list(wrap) or os.environ.get("BENCH_WRAP", "").split()
     p = subprocess.Popen(wrap + [binary or BIN, "run", "-c", cfg], stdout=subprocess.DEVNULL,
-                         stderr=open(os.path.join(WORK, tag + ".log"), "w"), cwd=ROOT,
+                         stderr=open(log, "w"), cwd=ROOT,
                          preexec_fn=(lambda: os.sched_setaffinity(0, cpus)) if cpus else None)
     # Startup: exec to every connector RUNNING (polled every millisecond).
     while True:
+        if p.poll() is not None:
+            with open(log) as f:
+                taken = "cannot listen on 127.0.0.1:%d: Address already in use" % port in f.read()
+            if taken and attempts > 1:
+                return start(config_text, tag, cpus, wrap, binary, attempts - 1)
+            sys.exit("spoke exited; see %s" % log)
         try:
             st, body = get(port, "/connectors?expand=status")
             if st == 200:
@@ -152,8 +162,6 @@ def start(config_text, tag, cpus=None, wrap=(), binary=None):
                     break
         except OSError:
             pass
-        if p.poll() is not None:
-            sys.exit("spoke exited; see %s/%s.log" % (WORK, tag))
         time.sleep(0.001)
     return p, port, (time.monotonic() - t0) * 1000.0
 
