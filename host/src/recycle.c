@@ -17,6 +17,7 @@
 
 #define NCLASS 4
 #define MIN_SHIFT 8 /* the smallest class: 256 bytes */
+#define DEPOT_MAX RECYCLE_DEPOT_MAGS(1u << MIN_SHIFT)
 
 struct blk {
     struct blk *next;
@@ -38,8 +39,8 @@ static _Thread_local struct rc_tls tls;
 
 static struct {
     pthread_mutex_t mu;
-    struct mag m[RECYCLE_DEPOT];
-    unsigned n;
+    struct mag m[DEPOT_MAX];
+    atomic_uint n; /* read without the lock only to skip an empty depot */
 } depot[NCLASS] = {
     { .mu = PTHREAD_MUTEX_INITIALIZER }, { .mu = PTHREAD_MUTEX_INITIALIZER },
     { .mu = PTHREAD_MUTEX_INITIALIZER }, { .mu = PTHREAD_MUTEX_INITIALIZER },
@@ -88,10 +89,13 @@ static void depot_put(int c, struct mag *m)
 {
     struct mag spill = { 0 };
     pthread_mutex_lock(&depot[c].mu);
-    if (depot[c].n < RECYCLE_DEPOT)
-        depot[c].m[depot[c].n++] = *m;
-    else
+    unsigned n = atomic_load_explicit(&depot[c].n, memory_order_relaxed);
+    if (n < RECYCLE_DEPOT_MAGS(class_size(c))) {
+        depot[c].m[n] = *m;
+        atomic_store_explicit(&depot[c].n, n + 1, memory_order_relaxed);
+    } else {
         spill = *m;
+    }
     pthread_mutex_unlock(&depot[c].mu);
     m->head = NULL;
     m->n = 0;
@@ -105,9 +109,14 @@ static void depot_put(int c, struct mag *m)
 static bool depot_get(int c, struct mag *m)
 {
     bool got = false;
+    /* Most misses (a source's burst outrunning the frees) need no lock. */
+    if (!atomic_load_explicit(&depot[c].n, memory_order_relaxed))
+        return false;
     pthread_mutex_lock(&depot[c].mu);
-    if (depot[c].n) {
-        *m = depot[c].m[--depot[c].n];
+    unsigned n = atomic_load_explicit(&depot[c].n, memory_order_relaxed);
+    if (n) {
+        *m = depot[c].m[n - 1];
+        atomic_store_explicit(&depot[c].n, n - 1, memory_order_relaxed);
         got = true;
     }
     pthread_mutex_unlock(&depot[c].mu);
@@ -260,13 +269,12 @@ size_t recycle_trim(void)
 {
     size_t bytes = 0;
     for (int c = 0; c < NCLASS; c++) {
-        struct mag m[RECYCLE_DEPOT];
-        unsigned n;
+        struct mag m[DEPOT_MAX];
         pthread_mutex_lock(&depot[c].mu);
-        n = depot[c].n;
+        unsigned n = atomic_load_explicit(&depot[c].n, memory_order_relaxed);
         for (unsigned i = 0; i < n; i++)
             m[i] = depot[c].m[i];
-        depot[c].n = 0;
+        atomic_store_explicit(&depot[c].n, 0, memory_order_relaxed);
         pthread_mutex_unlock(&depot[c].mu);
         for (unsigned i = 0; i < n; i++) {
             bytes += (size_t)m[i].n * class_size(c);
@@ -284,7 +292,8 @@ void recycle_stats(struct recycle_stats *st)
     st->depot_blocks = 0;
     for (int c = 0; c < NCLASS; c++) {
         pthread_mutex_lock(&depot[c].mu);
-        for (unsigned i = 0; i < depot[c].n; i++)
+        unsigned n = atomic_load_explicit(&depot[c].n, memory_order_relaxed);
+        for (unsigned i = 0; i < n; i++)
             st->depot_blocks += depot[c].m[i].n;
         pthread_mutex_unlock(&depot[c].mu);
     }

@@ -15,8 +15,9 @@
  * thread whose magazines are empty takes a whole magazine from the depot.
  * So a block crosses threads with one lock per RECYCLE_MAG blocks.
  *
- * Bounds: at most RECYCLE_DEPOT magazines per class in the depot (more
- * are freed), and two per class on each thread. A thread's magazines go to
+ * Bounds: the depot keeps at most RECYCLE_DEPOT_BYTES of blocks per
+ * class (64 magazines of 256 bytes, 8 of 2048; more are freed), and each
+ * thread two magazines per class. A thread's magazines go to
  * the depot when it goes idle (recycle_thread_flush) and when it exits;
  * recycle_trim frees the depot (the host's idle trim).
  *
@@ -32,7 +33,9 @@
 #include <stdint.h>
 
 #define RECYCLE_MAG 64
-#define RECYCLE_DEPOT 32
+#define RECYCLE_DEPOT_BYTES (1024 * 1024)
+/* Magazines the depot keeps for blocks of size bytes (a class's size). */
+#define RECYCLE_DEPOT_MAGS(size) (RECYCLE_DEPOT_BYTES / RECYCLE_MAG / (size))
 
 /* size bytes (or more); *cls is what recycle_free needs back: 0 when the
  * block is a plain malloc (size over 2048, or a thread without magazines).

@@ -18,8 +18,8 @@
 #define N 1000
 
 struct blocks {
-    void *p[4 * N];
-    uint8_t cls[4 * N];
+    void *p[8 * N];
+    uint8_t cls[8 * N];
     size_t n;
     size_t size;
     int flush;  /* free_all: flush instead of exiting with a partial magazine */
@@ -140,26 +140,30 @@ static void test_idle_flush(void)
     recycle_trim();
 }
 
-/* The depot keeps at most RECYCLE_DEPOT magazines per class; the rest goes
+/* The depot keeps at most RECYCLE_DEPOT_BYTES per class; the rest goes
  * back to the allocator, and recycle_trim frees what it keeps. */
 static void test_bounds_and_trim(void)
 {
     static struct blocks b;
-    size_t n = (RECYCLE_DEPOT + 10) * RECYCLE_MAG;
-    CHECK(n <= sizeof(b.p) / sizeof(b.p[0]));
-    recycle_trim();
-    struct recycle_stats s0 = stats();
-    alloc_all(&b, n, 200);
-    b.flush = 0;
-    free_on_thread(&b);
-    struct recycle_stats s1 = stats();
-    CHECK_MSG(s1.depot_blocks == RECYCLE_DEPOT * RECYCLE_MAG, "depot %zu blocks",
-              s1.depot_blocks);
-    CHECK(s1.overflow - s0.overflow == n - RECYCLE_DEPOT * RECYCLE_MAG);
-    size_t bytes = recycle_trim();
-    CHECK_MSG(bytes == (size_t)RECYCLE_DEPOT * RECYCLE_MAG * 256, "trimmed %zu bytes", bytes);
-    CHECK(stats().depot_blocks == 0);
-    CHECK(recycle_trim() == 0);
+    static const struct { size_t size, block; } cases[] = { { 200, 256 }, { 2000, 2048 } };
+    for (size_t k = 0; k < 2; k++) {
+        const size_t keep = RECYCLE_DEPOT_MAGS(cases[k].block) * RECYCLE_MAG;
+        size_t n = keep + 10 * RECYCLE_MAG;
+        CHECK(n <= sizeof(b.p) / sizeof(b.p[0]));
+        recycle_trim();
+        struct recycle_stats s0 = stats();
+        alloc_all(&b, n, cases[k].size);
+        b.flush = 0;
+        free_on_thread(&b);
+        struct recycle_stats s1 = stats();
+        CHECK_MSG(s1.depot_blocks == keep, "%zu-byte blocks: depot %zu, want %zu",
+                  cases[k].block, s1.depot_blocks, keep);
+        CHECK(s1.overflow - s0.overflow == n - keep);
+        size_t bytes = recycle_trim();
+        CHECK_MSG(bytes == RECYCLE_DEPOT_BYTES, "trimmed %zu bytes", bytes);
+        CHECK(stats().depot_blocks == 0);
+        CHECK(recycle_trim() == 0);
+    }
 }
 
 static void *off_thread(void *arg)
