@@ -1159,6 +1159,9 @@ void ctl_metrics(struct runtime *rt, struct buf *out)
     help(out, "spoke_recycle_overflow_blocks_total", "counter",
          "Freed record and row blocks given back to the allocator: the depot was full");
     buf_printf(out, "spoke_recycle_overflow_blocks_total %llu\n", (unsigned long long)rs.overflow);
+    help(out, "spoke_recycle_blocks", "gauge",
+         "Record and row blocks allocated and not given back: in use or waiting to be reused");
+    buf_printf(out, "spoke_recycle_blocks %llu\n", (unsigned long long)rs.held);
     help(out, "spoke_recycle_depot_blocks", "gauge",
          "Freed record and row blocks waiting to be reused");
     buf_printf(out, "spoke_recycle_depot_blocks %zu\n", rs.depot_blocks);

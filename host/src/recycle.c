@@ -46,7 +46,7 @@ static struct {
     { .mu = PTHREAD_MUTEX_INITIALIZER }, { .mu = PTHREAD_MUTEX_INITIALIZER },
 };
 
-static atomic_ullong nfresh, nfrom_depot, noverflow;
+static atomic_ullong nfresh, nfrom_depot, noverflow, nreleased;
 
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
@@ -72,6 +72,7 @@ static inline int class_of(size_t size)
 
 static void chain_free(struct mag *m, int c)
 {
+    atomic_fetch_add_explicit(&nreleased, m->n, memory_order_relaxed);
     struct blk *b = m->head;
     while (b) {
         UNPOISON(b, class_size(c));
@@ -229,6 +230,7 @@ static __attribute__((noinline)) void free_slow(void *p, uint8_t cls)
     }
     int c = cls - 1;
     if (tls.off || !keyed()) {
+        atomic_fetch_add_explicit(&nreleased, 1, memory_order_relaxed);
         UNPOISON(p, class_size(c));
         free(p);
         return;
@@ -286,9 +288,13 @@ size_t recycle_trim(void)
 
 void recycle_stats(struct recycle_stats *st)
 {
-    st->fresh = atomic_load_explicit(&nfresh, memory_order_relaxed);
+    /* Released first: a block is released after it was counted fresh, so
+     * held never comes out negative. */
+    uint64_t released = atomic_load_explicit(&nreleased, memory_order_acquire);
+    st->fresh = atomic_load_explicit(&nfresh, memory_order_acquire);
     st->from_depot = atomic_load_explicit(&nfrom_depot, memory_order_relaxed);
     st->overflow = atomic_load_explicit(&noverflow, memory_order_relaxed);
+    st->held = st->fresh - released;
     st->depot_blocks = 0;
     for (int c = 0; c < NCLASS; c++) {
         pthread_mutex_lock(&depot[c].mu);

@@ -54,10 +54,11 @@ void recycle_thread_off(void);
 size_t recycle_trim(void);
 
 /* Blocks of the classes allocated from malloc, blocks taken from the
- * depot, blocks freed because the depot was full, and blocks in the depot
- * now (tests, metrics). */
+ * depot, blocks freed because the depot was full, blocks allocated and not
+ * freed (in use, on a thread's magazine or in the depot), and blocks in
+ * the depot now (tests, metrics). */
 struct recycle_stats {
-    uint64_t fresh, from_depot, overflow;
+    uint64_t fresh, from_depot, overflow, held;
     size_t depot_blocks;
 };
 void recycle_stats(struct recycle_stats *st);

@@ -263,6 +263,18 @@ def test_all_stations_each_snapshot_alone():
 # ---------------------------------------------------------------------------
 # The default two-station pipeline, in examples/velib-offline.yaml's shape
 
+def recycled_all_freed(sp, when):
+    """After an idle trim: every record and row block went back to the
+    allocator (the idle tasks handed their magazines to the depot, the
+    trim freed the depot), and the pipeline did allocate some."""
+    f = Api(sp).metrics()
+    got = {k: v for k, v in f.items() if k.startswith("spoke_recycle_")}
+    assert sample(f, "spoke_recycle_fresh_blocks_total") > 1485, "%s: %r" % (when, got)
+    assert sample(f, "spoke_recycle_depot_blocks") == 0, "%s: %r" % (when, got)
+    assert sample(f, "spoke_recycle_blocks") == 0, "%s: %r" % (when, got)
+    return f
+
+
 def test_idle_process_unmaps_file_pages_and_wakes_right():
     """Once no task has been busy for idle.unmap.after.ms (1 s here), the
     process unmaps the read-only file pages it holds (counted in /metrics);
@@ -294,10 +306,15 @@ def test_idle_process_unmaps_file_pages_and_wakes_right():
             n, unmapped = trims(sp)
             # The pages of the libraries and plugins the start touched: MBs.
             assert unmapped >= 1 << 20, "the first trim unmapped only %d bytes" % unmapped
+            recycled_all_freed(sp, "after the 2024 snapshot")
             serve(srv, "2022")
             wait_table(out, want22, "2022 snapshot after an idle trim")
             wait_for(lambda: trims(sp)[0] > n, TIMEOUT,
                      lambda: "a second trim, idle after the 2022 snapshot (%r)" % (trims(sp),))
+            f = recycled_all_freed(sp, "after the 2022 snapshot")
+            # Blocks freed on one task's thread were reused on another's.
+            assert sample(f, "spoke_recycle_reused_blocks_total") > 0, \
+                sample(f, "spoke_recycle_reused_blocks_total")
             assert sp.alive()
     # Without connectors, and with idle.unmap.after.ms 0 (started first, so
     # idle at least as long as the other when it trims): no trim.

@@ -150,6 +150,7 @@ static void test_bounds_and_trim(void)
         const size_t keep = RECYCLE_DEPOT_MAGS(cases[k].block) * RECYCLE_MAG;
         size_t n = keep + 10 * RECYCLE_MAG;
         CHECK(n <= sizeof(b.p) / sizeof(b.p[0]));
+        recycle_thread_flush();
         recycle_trim();
         struct recycle_stats s0 = stats();
         alloc_all(&b, n, cases[k].size);
@@ -163,6 +164,9 @@ static void test_bounds_and_trim(void)
         CHECK_MSG(bytes == RECYCLE_DEPOT_BYTES, "trimmed %zu bytes", bytes);
         CHECK(stats().depot_blocks == 0);
         CHECK(recycle_trim() == 0);
+        /* Every block of the round was freed: by the overflow or the trim. */
+        CHECK_MSG(stats().held == s0.held, "%llu blocks held, %llu before",
+                  (unsigned long long)stats().held, (unsigned long long)s0.held);
     }
 }
 
@@ -183,10 +187,12 @@ static void *off_thread(void *arg)
 static void test_thread_off(void)
 {
     recycle_trim();
+    uint64_t held = stats().held;
     pthread_t t;
     CHECK(pthread_create(&t, NULL, off_thread, NULL) == 0);
     CHECK(pthread_join(t, NULL) == 0);
     CHECK(stats().depot_blocks == 0);
+    CHECK(stats().held == held); /* the class block went back to the allocator */
 }
 
 /* Under AddressSanitizer, a block in a magazine is poisoned: a write after
