@@ -48,6 +48,8 @@ static struct {
 
 static atomic_ullong nfresh, nfrom_depot, noverflow, nreleased;
 
+static atomic_bool enabled;
+
 static pthread_key_t exit_key;
 static pthread_once_t exit_once = PTHREAD_ONCE_INIT;
 static bool exit_key_ok;
@@ -154,6 +156,10 @@ static bool keyed(void)
         return true;
     if (tls.off)
         return false;
+    if (!atomic_load_explicit(&enabled, memory_order_relaxed)) {
+        tls.off = true;
+        return false;
+    }
     pthread_once(&exit_once, make_exit_key);
     if (!exit_key_ok || pthread_setspecific(exit_key, &tls) != 0) {
         tls.off = true;
@@ -167,7 +173,7 @@ static bool keyed(void)
  * there is no class, or the thread keeps no magazines). */
 static __attribute__((noinline)) void *alloc_slow(size_t size, int c, uint8_t *cls)
 {
-    if (c < 0 || tls.off) {
+    if (c < 0 || tls.off || !keyed()) {
         *cls = 0;
         return malloc(size);
     }
@@ -176,7 +182,7 @@ static __attribute__((noinline)) void *alloc_slow(size_t size, int c, uint8_t *c
         *a = *f; /* this thread's own frees, still warm */
         f->head = NULL;
         f->n = 0;
-    } else if (!keyed() || !depot_get(c, a)) {
+    } else if (!depot_get(c, a)) {
         void *p = malloc(class_size(c));
         if (!p)
             return NULL;
@@ -253,6 +259,11 @@ void recycle_free(void *p, uint8_t cls)
         }
     }
     free_slow(p, cls);
+}
+
+void recycle_enable(bool on)
+{
+    atomic_store_explicit(&enabled, on, memory_order_relaxed);
 }
 
 void recycle_thread_flush(void)

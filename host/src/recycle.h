@@ -29,6 +29,7 @@
 #ifndef SPOKE_RECYCLE_H
 #define SPOKE_RECYCLE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -43,6 +44,14 @@
 void *recycle_alloc(size_t size, uint8_t *cls);
 /* Frees p, allocated by recycle_alloc with class cls. */
 void recycle_free(void *p, uint8_t cls);
+
+/* Whether threads that start using recycle from now on keep magazines
+ * (off by default: then recycle_alloc is malloc). The host turns it on
+ * when it runs on one CPU: on two, the blocks crossed cores and the
+ * Vélib' bench ran 28% slower than with the allocator's own caches
+ * (bench/README.md). A thread decides once, at its first recycled free
+ * or allocation past its magazines. */
+void recycle_enable(bool on);
 
 /* The calling thread's magazines go to the depot (the thread is idle). */
 void recycle_thread_flush(void);

@@ -23,6 +23,7 @@
 #include "instance.h"
 #include "log.h"
 #include "memtrim.h"
+#include "recycle.h"
 #include "record.h"
 #include "status.h"
 
@@ -3141,6 +3142,8 @@ struct runtime *runtime_start(const struct runtime_opts *opts, struct buf *errs)
         buf_puts(errs, "out of memory\n");
         goto fail;
     }
+    /* Before any task starts: each thread decides once. */
+    recycle_enable(cpubudget() == 1);
     pthread_mutex_lock(&rt->ctl_lock);
     int rc = apply_file(rt, errs, 1);
     if (rc == 0 && pthread_create(&rt->hk_thread, NULL, hk_thread, rt) != 0) {
@@ -3151,7 +3154,8 @@ struct runtime *runtime_start(const struct runtime_opts *opts, struct buf *errs)
     if (rc == 0) {
         if (cpubudget() == 1)
             LOG_I(NULL, "one CPU to run on (%d in the affinity mask, cgroup quota %d): "
-                  "connectors that do not set them get queue.capacity %d and batch.max %d%s",
+                  "connectors that do not set them get queue.capacity %d and batch.max %d%s; "
+                  "record and row memory is recycled between task threads",
                   cpubudget_affinity(), cpubudget_quota(""), CONNCFG_QUEUE_CAPACITY_ONE_CPU,
                   CONNCFG_BATCH_MAX_ONE_CPU,
                   rt->ws.tasks_batch ? "; task threads run SCHED_BATCH" : "");

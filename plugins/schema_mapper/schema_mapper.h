@@ -142,7 +142,7 @@ void sm_arena_free(struct sm_arena *a);
  * Compact for the per-record lookup: a slot array of 8 bytes per slot (a
  * 32-bit hash tag and an entry index), the entries back to back in
  * insertion order, and every key in one byte array. A 1,500-key table is
- * 16 KB of slots, 48 KB of entries and 9 KB of keys. */
+ * 32 KB of slots, 60 KB of entries and 9 KB of keys. */
 struct sm_hent {
     struct sm_val val;  /* strings owned (see sm_val_own) */
     uint32_t koff;      /* the key: keys + koff, klen bytes, NUL-terminated */

@@ -1,4 +1,5 @@
-/* unit-recycle: blocks come back to the thread that allocates them. Size
+/* unit-recycle: blocks come back to the thread that allocates them (when
+ * enabled, as the host does on one CPU; plain malloc otherwise). Size
  * classes; a thread reuses its own frees; blocks freed on another thread
  * reach the allocating one through the depot (when a magazine fills, when
  * the thread goes idle, when it exits) instead of new allocations; the
@@ -184,6 +185,34 @@ static void *off_thread(void *arg)
     return NULL;
 }
 
+/* Disabled (the host on several CPUs): a new thread's blocks are plain
+ * malloc, and nothing reaches the depot. */
+static void *disabled_thread(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 3 * RECYCLE_MAG; i++) {
+        uint8_t cls = 99;
+        void *p = recycle_alloc(300, &cls);
+        CHECK(p != NULL && cls == 0);
+        recycle_free(p, cls);
+    }
+    return NULL;
+}
+
+static void test_disabled(void)
+{
+    recycle_thread_flush();
+    recycle_trim();
+    recycle_enable(false);
+    struct recycle_stats s0 = stats();
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, disabled_thread, NULL) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+    struct recycle_stats s1 = stats();
+    CHECK(s1.fresh == s0.fresh && s1.depot_blocks == 0 && s1.held == s0.held);
+    recycle_enable(true);
+}
+
 static void test_thread_off(void)
 {
     recycle_trim();
@@ -228,12 +257,14 @@ static void test_poisoned(void)
 
 int main(void)
 {
+    recycle_enable(true);
     RUN(test_classes);
     RUN(test_same_thread_reuse);
     RUN(test_cross_thread);
     RUN(test_idle_flush);
     RUN(test_bounds_and_trim);
     RUN(test_thread_off);
+    RUN(test_disabled);
     RUN(test_poisoned);
     recycle_thread_flush();
     recycle_trim();
