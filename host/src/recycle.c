@@ -299,13 +299,13 @@ size_t recycle_trim(void)
 
 void recycle_stats(struct recycle_stats *st)
 {
-    /* Released first: a block is released after it was counted fresh, so
-     * held never comes out negative. */
-    uint64_t released = atomic_load_explicit(&nreleased, memory_order_acquire);
-    st->fresh = atomic_load_explicit(&nfresh, memory_order_acquire);
+    /* Released first: a block is released after it was counted fresh;
+     * the counters are relaxed, so held is still clamped at 0. */
+    uint64_t released = atomic_load_explicit(&nreleased, memory_order_relaxed);
+    st->fresh = atomic_load_explicit(&nfresh, memory_order_relaxed);
     st->from_depot = atomic_load_explicit(&nfrom_depot, memory_order_relaxed);
     st->overflow = atomic_load_explicit(&noverflow, memory_order_relaxed);
-    st->held = st->fresh - released;
+    st->held = st->fresh > released ? st->fresh - released : 0;
     st->depot_blocks = 0;
     for (int c = 0; c < NCLASS; c++) {
         pthread_mutex_lock(&depot[c].mu);
