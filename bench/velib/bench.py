@@ -350,7 +350,15 @@ SNAPSHOT_EMIT = {
 SNAPSHOT_STAGES = ("fetch", "parse", "check", "emit")
 
 
-def snapshot_latency():
+# connectors.yaml's two stations (the seed project's).
+SEED_CODES = ("16107", "32017")
+
+
+def snapshot_latency(codes=None, peers=True):
+    """The snapshot pipeline polled BENCH_SNAPSHOT_POLLS times: every
+    station emitted, or only those in codes (station.codes: every station
+    is still parsed and checked); the peers' same polls after it when
+    peers. None when ../shared/data/velib is absent."""
     status = os.path.join(SHARED, "station_status-2024-11-19.json")
     info = os.path.join(SHARED, "station_information-2024-11-19.json")
     if not os.path.exists(status):
@@ -398,7 +406,7 @@ connectors:
     information.url: %s/station_information.json
     poll.interval.ms: %d
     ttl.max.ms: 0
-  - name: map
+%s  - name: map
     connector.class: schema_mapper
     topics: raw
     topic: rows
@@ -421,11 +429,13 @@ connectors:
     connector.class: null_sink
     topics: out
 """ % (PLUGINS, state, port, unmap, base, base, interval,
+       "    station.codes: [%s]\n" % ", ".join(codes) if codes else "",
        os.path.join(ROOT, "schemas", "velib_station_status.yaml"), postcodes,
        SNAPSHOT_EMIT[snapshot_emit]))
+    seq0 = Snapshots.seq[0]  # the class counts requests across servers
     p, port, startup = start(cfg, "snapshot")
     polls = int(os.environ.get("BENCH_SNAPSHOT_POLLS", "100"))
-    while Snapshots.seq[0] < polls:
+    while Snapshots.seq[0] - seq0 < polls:
         time.sleep(0.05)
     time.sleep(0.3)
     _, m = get(port, "/metrics")
@@ -434,8 +444,8 @@ connectors:
                p99=metric(m, "spoke_connector_latency_seconds", connector="sink", quantile="0.99"),
                max=metric(m, "spoke_connector_latency_seconds", connector="sink", quantile="1"),
                count=metric(m, "spoke_connector_latency_seconds_count", connector="sink"),
-               polls=Snapshots.seq[0], idle_rss=vm(p.pid, "VmRSS"), interval=interval,
-               unmap=unmap, emit=snapshot_emit,
+               polls=Snapshots.seq[0] - seq0, idle_rss=vm(p.pid, "VmRSS"), interval=interval,
+               unmap=unmap, emit_mode=snapshot_emit,
                snapshots=metric(m, "spoke_plugin_metric", connector="velib",
                                  name="snapshots"))
     # velib_source's own account of where its snapshots' time went (sums).
@@ -443,8 +453,39 @@ connectors:
         res[stage] = metric(m, "spoke_plugin_metric", connector="velib",
                             name="snapshot_%s_us" % stage)
     stop(p)
+    res["peers"] = snapshot_peers(base, postcodes, interval) if peers else []
     srv.shutdown()
     return res
+
+
+def snapshot_peers(base, postcodes, interval):
+    """The same polls by the peers, one after the other, against the same
+    server: the C + jansson peer with only the HTTP exchange timed (what no
+    processing can save), the C + jansson peer and python3 + json each doing
+    the aggregate. BENCH_SNAPSHOT_PEER_POLLS polls each (default 50; 0: no
+    peers). [(label, where the clock stops, p50, p90, max)] in ms, or
+    (label, why it failed)."""
+    polls = int(os.environ.get("BENCH_SNAPSHOT_PEER_POLLS", "50"))
+    if polls <= 0:
+        return []
+    url = base + "/station_status.json"
+    jansson = build_jansson_peer()
+    runs = [("python3 + json", ["python3", os.path.join(os.path.dirname(__file__),
+                                                       "peer_python.py"), "--snapshot"], [])]
+    if jansson:
+        runs = [("libcurl, the HTTP exchange alone", [jansson, "--snapshot"], ["--fetch-only"]),
+                ("C + jansson", [jansson, "--snapshot"], [])] + runs
+    out = []
+    for label, cmd, opt in runs:
+        args = cmd + [url, postcodes, str(polls), str(interval)] + opt
+        r = subprocess.run(args, capture_output=True, text=True)
+        f = r.stdout.split()
+        if r.returncode or len(f) != 6:
+            out.append((label, "failed: %s" % (r.stderr.strip()[:200] or r.stdout[:200])))
+        else:
+            out.append((label, "body received" if opt else "output", float(f[1]), float(f[3]),
+                        float(f[5])))
+    return out
 
 
 def proc_kb(pid):
@@ -563,11 +604,12 @@ def print_idle_rss():
 
 
 def build_jansson_peer():
-    """Compiles peer_jansson.c (gcc and libjansson-dev are build
-    dependencies of Spoke); None, with the reason printed, when it cannot."""
+    """Compiles peer_jansson.c (gcc, libjansson-dev and libcurl's -dev are
+    build dependencies of Spoke); None, with the reason printed, when it
+    cannot."""
     exe = os.path.join(WORK, "peer_jansson")
-    cflags = subprocess.run(["pkg-config", "--cflags", "--libs", "jansson"], capture_output=True,
-                            text=True)
+    cflags = subprocess.run(["pkg-config", "--cflags", "--libs", "jansson", "libcurl"],
+                            capture_output=True, text=True)
     p = subprocess.run(["gcc", "-O2", "-o", exe, os.path.join(os.path.dirname(__file__),
                         "peer_jansson.c")] + cflags.stdout.split(), capture_output=True, text=True)
     if cflags.returncode or p.returncode:
@@ -854,7 +896,7 @@ def print_snapshot():
               "every %d ms, idle.unmap.after.ms %d, a row per %s): p50 %.2f ms, p90 %.2f ms, "
               "p99 %.2f ms, max %.2f ms; RSS after %d polls %.1f MB"
               % (s["polls"], s["count"] or 0, s["interval"], s["unmap"],
-                 "changed group once the input runs dry" if s["emit"] == "idle"
+                 "changed group once the input runs dry" if s["emit_mode"] == "idle"
                  else "record that changed a group", s["p50"] * 1e3,
                  s["p90"] * 1e3, s["p99"] * 1e3, s["max"] * 1e3, s["polls"],
                  s["idle_rss"] / 2**20))
@@ -863,6 +905,21 @@ def print_snapshot():
                   "the check of every station, building and emitting the records)"
                   % (s["snapshots"], ", ".join("%s %.2f ms" % (k, s[k] / s["snapshots"] / 1e3)
                                                for k in SNAPSHOT_STAGES)))
+        for peer in s["peers"]:
+            if len(peer) == 2:
+                print("  peer %s: %s" % peer)
+            else:
+                print("  peer %s, poll start -> %s, same server and interval: p50 %.2f ms, "
+                      "p90 %.2f ms, max %.2f ms" % peer)
+        s = snapshot_latency(SEED_CODES, peers=False)
+        print("  with station.codes [%s] (connectors.yaml's; all 1,485 stations still parsed and "
+              "checked), %d polls, %d records out: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, "
+              "max %.2f ms" % (", ".join(SEED_CODES), s["polls"], s["count"] or 0,
+                               s["p50"] * 1e3, s["p90"] * 1e3, s["p99"] * 1e3, s["max"] * 1e3))
+        if s["snapshots"] and all(s[k] is not None for k in SNAPSHOT_STAGES):
+            print("    velib_source, mean per snapshot: %s"
+                  % ", ".join("%s %.2f ms" % (k, s[k] / s["snapshots"] / 1e3)
+                              for k in SNAPSHOT_STAGES))
 
 
 if __name__ == "__main__":
