@@ -341,8 +341,8 @@ class Snapshots(http.server.BaseHTTPRequestHandler):
 # record that changed a group, or one per changed group once its input runs
 # dry (the end of a burst).
 SNAPSHOT_EMIT = {
-    "record": "    emit.interval.ms: 0",
     "idle": "    emit.interval.ms: 1000\n    emit.on.idle: true",
+    "record": "    emit.interval.ms: 0",
 }
 
 
@@ -354,11 +354,12 @@ SNAPSHOT_STAGES = ("fetch", "parse", "check", "emit")
 SEED_CODES = ("16107", "32017")
 
 
-def snapshot_latency(codes=None, peers=True):
+def snapshot_latency(codes=None, peers=True, emit="idle"):
     """The snapshot pipeline polled BENCH_SNAPSHOT_POLLS times: every
     station emitted, or only those in codes (station.codes: every station
-    is still parsed and checked); the peers' same polls after it when
-    peers. None when ../shared/data/velib is absent."""
+    is still parsed and checked), the aggregator emitting as emit says
+    (SNAPSHOT_EMIT); the peers' same polls after it when peers. None when
+    ../shared/data/velib is absent."""
     status = os.path.join(SHARED, "station_status-2024-11-19.json")
     info = os.path.join(SHARED, "station_information-2024-11-19.json")
     if not os.path.exists(status):
@@ -386,9 +387,7 @@ def snapshot_latency(codes=None, peers=True):
     # value shows what faulting the pages back costs a poll; README "Idle
     # memory").
     unmap = int(os.environ.get("BENCH_IDLE_UNMAP_MS", "5000"))
-    snapshot_emit = os.environ.get("BENCH_SNAPSHOT_EMIT", "record")
-    if snapshot_emit not in SNAPSHOT_EMIT:
-        sys.exit("BENCH_SNAPSHOT_EMIT: one of %s" % ", ".join(SNAPSHOT_EMIT))
+    snapshot_emit = emit
 
     def cfg(port, state):
         return ("""
@@ -687,7 +686,7 @@ def train():
             ("complete", 1000, False, one, "complete every 1 s, one core")):
         r = run_pipeline(emit, interval, "train", on_idle, False, cpus)
         print("train: %-30s %12s records/s" % (label, "{:,.0f}".format(r["rate"])))
-    s = snapshot_latency()
+    s = snapshot_latency(peers=False)
     print("train: snapshot pipeline %s" % ("skipped (../shared/data/velib absent)" if s is None
                                            else "%d polls" % s["polls"]))
 
@@ -888,10 +887,23 @@ def main():
 
 
 def print_snapshot():
-    s = snapshot_latency()
-    if s is None:
-        print("snapshot poll->output: skipped (../shared/data/velib absent)")
-    else:
+    """Every station with the aggregator emitting once its input runs dry
+    (as connectors.yaml and examples/velib-all-stations.yaml do), with the
+    peers; every station with a row per record (the earlier sessions'
+    headline); connectors.yaml's two stations. BENCH_SNAPSHOT_EMIT=idle or
+    =record runs only that one of the first two."""
+    only = os.environ.get("BENCH_SNAPSHOT_EMIT")
+    if only is not None and only not in SNAPSHOT_EMIT:
+        sys.exit("BENCH_SNAPSHOT_EMIT: one of %s" % ", ".join(SNAPSHOT_EMIT))
+    first = True
+    for emit in SNAPSHOT_EMIT:
+        if only and emit != only:
+            continue
+        s = snapshot_latency(peers=first, emit=emit)
+        if s is None:
+            print("snapshot poll->output: skipped (../shared/data/velib absent)")
+            return
+        first = False
         print("real 1,485-station snapshot, poll start -> sink flush over %d polls (%d records, "
               "every %d ms, idle.unmap.after.ms %d, a row per %s): p50 %.2f ms, p90 %.2f ms, "
               "p99 %.2f ms, max %.2f ms; RSS after %d polls %.1f MB"
@@ -900,26 +912,29 @@ def print_snapshot():
                  else "record that changed a group", s["p50"] * 1e3,
                  s["p90"] * 1e3, s["p99"] * 1e3, s["max"] * 1e3, s["polls"],
                  s["idle_rss"] / 2**20))
-        if s["snapshots"] and all(s[k] is not None for k in SNAPSHOT_STAGES):
-            print("  velib_source, mean per snapshot over %d: %s (the HTTP exchange, the parse, "
-                  "the check of every station, building and emitting the records)"
-                  % (s["snapshots"], ", ".join("%s %.2f ms" % (k, s[k] / s["snapshots"] / 1e3)
-                                               for k in SNAPSHOT_STAGES)))
+        print_stages(s, "  ")
         for peer in s["peers"]:
             if len(peer) == 2:
                 print("  peer %s: %s" % peer)
             else:
                 print("  peer %s, poll start -> %s, same server and interval: p50 %.2f ms, "
                       "p90 %.2f ms, max %.2f ms" % peer)
-        s = snapshot_latency(SEED_CODES, peers=False)
-        print("  with station.codes [%s] (connectors.yaml's; all 1,485 stations still parsed and "
-              "checked), %d polls, %d records out: p50 %.2f ms, p90 %.2f ms, p99 %.2f ms, "
-              "max %.2f ms" % (", ".join(SEED_CODES), s["polls"], s["count"] or 0,
-                               s["p50"] * 1e3, s["p90"] * 1e3, s["p99"] * 1e3, s["max"] * 1e3))
-        if s["snapshots"] and all(s[k] is not None for k in SNAPSHOT_STAGES):
-            print("    velib_source, mean per snapshot: %s"
-                  % ", ".join("%s %.2f ms" % (k, s[k] / s["snapshots"] / 1e3)
-                              for k in SNAPSHOT_STAGES))
+    s = snapshot_latency(SEED_CODES, peers=False)
+    print("real 1,485-station snapshot with station.codes [%s] (connectors.yaml's; every station "
+          "still parsed and checked), %d polls, %d records out: p50 %.2f ms, p90 %.2f ms, "
+          "p99 %.2f ms, max %.2f ms" % (", ".join(SEED_CODES), s["polls"], s["count"] or 0,
+                                        s["p50"] * 1e3, s["p90"] * 1e3, s["p99"] * 1e3,
+                                        s["max"] * 1e3))
+    print_stages(s, "  ")
+
+
+def print_stages(s, indent):
+    """velib_source's own account of where its snapshots' time went."""
+    if s["snapshots"] and all(s[k] is not None for k in SNAPSHOT_STAGES):
+        print("%svelib_source, mean per snapshot over %d: %s (the HTTP exchange, the parse, "
+              "the check of every station, building and emitting the records)"
+              % (indent, s["snapshots"], ", ".join("%s %.2f ms" % (k, s[k] / s["snapshots"] / 1e3)
+                                                   for k in SNAPSHOT_STAGES)))
 
 
 if __name__ == "__main__":
