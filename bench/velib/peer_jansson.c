@@ -71,9 +71,11 @@ static struct station *station_slot(const char *code)
     return &stations[i];
 }
 
-static void die(const char *what, long long line)
+static const char *unit = "line"; /* what die's number counts: "poll" with --snapshot */
+
+static void die(const char *what, long long where)
 {
-    fprintf(stderr, "peer_jansson: line %lld: %s\n", line, what);
+    fprintf(stderr, "peer_jansson: %s %lld: %s\n", unit, where, what);
     exit(1);
 }
 
@@ -184,15 +186,12 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     struct body *b = ud;
     size_t add = size * n;
-    if (b->n + add > b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 1 << 20;
-        while (cap < b->n + add)
-            cap *= 2;
-        char *q = realloc(b->p, cap);
+    if (b->n + add > b->cap) { /* the first body sets the size: later ones fit */
+        char *q = realloc(b->p, 2 * (b->n + add));
         if (!q)
-            return 0;
+            return 0; /* libcurl then fails the transfer, and the peer says so */
         b->p = q;
-        b->cap = cap;
+        b->cap = 2 * (b->n + add);
     }
     memcpy(b->p + b->n, p, add);
     b->n += add;
@@ -270,6 +269,7 @@ int main(int argc, char **argv)
             return 2;
         }
         load_postcodes(argv[3]);
+        unit = "poll";
         return snapshot(argv[2], polls, interval, fetch_only);
     }
     if (argc != 3) {
