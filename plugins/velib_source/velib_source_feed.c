@@ -423,6 +423,7 @@ struct vs_feed {
     size_t nextras;
     int schema_dirty;           /* the extras changed: rebuild, then build again */
     char *ignored[VS_MAX_IGNORED];
+    size_t ignored_len[VS_MAX_IGNORED];  /* a name may hold NUL bytes */
     size_t nignored;
     struct shape shapes[VS_MAX_SHAPES];
     size_t nshapes;
@@ -490,6 +491,8 @@ static void shapes_free(struct vs_feed *f)
     f->nshapes = 0;
 }
 
+static void ignore_field(struct vs_feed *f, const char *k, size_t len, const char *why);
+
 /* (Re)builds the station schema: known fields, then the extras not
  * dropped (those are forgotten here: is_ignored keeps them out). */
 static int schema_build(struct vs_feed *f)
@@ -520,8 +523,16 @@ static int schema_build(struct vs_feed *f)
     }
     for (size_t j = 0; j < f->nextras; j++) {
         int idx = api->schema_add(s, f->extras[j].name, f->extras[j].type);
-        if (idx < 0)
+        if (idx == SPOKE_ERR_NOMEM)
             goto fail;
+        if (idx < 0) {
+            /* take_extra keeps out the names the host refuses; should one
+             * get through, it is not carried: an extra never fails a
+             * snapshot. */
+            f->extras[j].dropped = 1;
+            ignore_field(f, f->extras[j].name, f->extras[j].len, api->strerror(idx));
+            continue;
+        }
         f->extras[j].index = idx;
     }
     if (f->schema)
@@ -667,7 +678,7 @@ int vs_feed_parse_padded(struct vs_feed *f, const void *body, size_t len, size_t
 static int is_ignored(const struct vs_feed *f, const char *k, size_t len)
 {
     for (size_t j = 0; j < f->nignored; j++)
-        if (strlen(f->ignored[j]) == len && memcmp(f->ignored[j], k, len) == 0)
+        if (f->ignored_len[j] == len && memcmp(f->ignored[j], k, len) == 0)
             return 1;
     return 0;
 }
@@ -684,6 +695,7 @@ static void ignore_field(struct vs_feed *f, const char *k, size_t len, const cha
         return;
     memcpy(name, k, len);
     name[len] = '\0';
+    f->ignored_len[f->nignored] = len;
     f->ignored[f->nignored++] = name;
 }
 
@@ -738,6 +750,12 @@ static void take_extra(struct vs_feed *f, struct scan *sc, const char *k, size_t
     }
     if (jt == SJ_NULL || is_ignored(f, k, len))
         return;
+    if (len == 0 || memchr(k, '\0', len)) {
+        /* A row's field names are C strings: "a\u0000b" would become "a",
+         * perhaps the name of another field. */
+        ignore_field(f, k, len, len ? "its name holds a NUL byte (\\u0000)" : "its name is empty");
+        return;
+    }
     if (scalar_type(jt) == SPOKE_TYPE_NULL) {
         ignore_field(f, k, len, jt == SJ_UINT ? "an integer above 2^63"
                                               : "only scalar extra fields are carried");
