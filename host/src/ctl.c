@@ -100,6 +100,13 @@ static json_t *state_obj(struct spoke_instance *inst, int task)
         json_object_set_new(o, "id", json_integer(0));
     if (o && inst->state == CONN_FAILED && inst->trace[0])
         json_object_set_new(o, "trace", json_string(inst->trace));
+    /* Beyond Connect, which has no such state: a task retrying a transient
+     * failure is RUNNING, and says why. */
+    if (o && inst->state != CONN_FAILED && inst->retrying) {
+        json_object_set_new(o, "retrying", json_true());
+        if (inst->trace[0])
+            json_object_set_new(o, "trace", json_string(inst->trace));
+    }
     return o;
 }
 

@@ -1046,9 +1046,19 @@ static int source_loop(struct spoke_instance *inst)
                 notify_committed(inst);
                 /* The plugin knows best when to come back (e.g. Retry-After);
                  * otherwise back off exponentially. */
+                if (np > 0 && inst->retry_timeout_ms >= 0 &&
+                    now - first_retry >= inst->retry_timeout_ms) {
+                    /* errors.retry.timeout is spent, whoever sets the pace. */
+                    fail(inst, "poll", rc, err);
+                    return -1;
+                }
                 if (np > 0) {
-                    next_poll = now + np;
+                    if (inst->retry_timeout_ms >= 0 &&
+                        now + np > first_retry + inst->retry_timeout_ms)
+                        np = first_retry + inst->retry_timeout_ms - now;
+                    next_poll = now + (np > 0 ? np : 0);
                     attempt++;
+                    atomic_fetch_add(&inst->retries, 1);
                 } else if (retry_backoff(inst, attempt++, first_retry) != 0) {
                     if (inst->stop_req)
                         break;

@@ -853,6 +853,14 @@ static int poll_once(struct vs_state *st, int64_t *next_poll_ms, char *errstr,
                  "%" PRId64, hdr.last_updated);
         return poll_failed(st, t0, reason, -1, next_poll_ms, errstr, errstr_size);
     }
+    if (st->tombstones && st->next.n < b->n)
+        api->log(st->inst, SPOKE_LOG_WARN, "snapshot %" PRId64 " lists %zu stationCode(s) "
+                 "more than once: every copy is emitted, and downstream the last one counts",
+                 hdr.last_updated, b->n - st->next.n);
+    if (st->ngone > 0 && st->ngone * 2 >= st->prev.n)
+        api->log(st->inst, SPOKE_LOG_WARN, "snapshot %" PRId64 " lacks %zu of the %zu "
+                 "stations of the previous one (a glitch of the feed?): each gets a tombstone",
+                 hdr.last_updated, st->ngone, st->prev.n);
     rc = emit_batch(st, b, hdr.last_updated, &emitted, &tombs, reason, sizeof(reason));
     us[4] = mono_us();
     vs_feed_batch_clear(st->feed);

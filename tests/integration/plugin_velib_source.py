@@ -19,6 +19,7 @@ import time
 
 import spoketest
 from httpfixture import HttpFixture, Response, http_date
+from resttest import Api
 from spoketest import (PLUGIN_DIR, SOURCE_DIR, TEST_PLUGIN_DIR, Skip, Spoke, metric, q, run_spoke,
                        validate, wait_for)
 
@@ -293,12 +294,52 @@ def wait_lines(path, n, what=None):
     assert nlines(path) == n, "%d records in %s, expected exactly %d" % (nlines(path), path, n)
 
 
+def test_extra_field_names_a_row_cannot_hold_are_not_carried():
+    """A key with a NUL byte (it would be cut short into another field's
+    name) or an empty key is not carried, and never fails a snapshot, this
+    one or the next."""
+    need_data()
+    first = variant(load(STATUS_2024), 1732009999)
+    second = variant(load(STATUS_2024), 1732010999, bump=1)
+    for v in (first, second):
+        st = v["data"]["stations"]
+        st[0]["stationCode\u0000x"] = 1
+        st[1]["a\u0000b"] = 1
+        st[1]["a\u0000c"] = 2
+        st[2][""] = 5
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(compact(first)))
+        with start(pipeline(srv.url("/status.json"), out, extra={"poll.interval.ms": 100}),
+                   tmp) as s:
+            wait_lines(out, 1485)
+            srv.route("/status.json", Response(compact(second)))
+            wait_lines(out, 2 * 1485)
+            got = lines(out)
+            assert all(list(g.keys()) == STATUS_FIELDS for g in got), got[0]
+            assert [g["stationCode"] for g in got[:3]] == \
+                [st["stationCode"] for st in first["data"]["stations"][:3]], got[:3]
+            assert got[1485]["num_docks_available"] == \
+                second["data"]["stations"][0]["num_docks_available"], got[1485]
+            log = s.log()
+            assert "its name holds a NUL byte" in log, log[-2000:]
+            assert "its name is empty" in log, log[-2000:]
+            assert "bad snapshot" not in log, log[-2000:]
+            assert plugin_metric(s, "errors") == 0
+
+
 def plugin_metric(s, name):
     return metric(s, "velib", name) or 0
 
 
+def rest_task(s):
+    """GET /connectors/velib/status's task."""
+    return Api(s).get("/connectors/velib/status").json["tasks"][0]
+
+
 def wait_retrying(s, *words):
-    """Until the source is retrying with every word in its trace; returns the trace."""
+    """Until the source is retrying with every word in its trace, in
+    status.json and over REST (RUNNING, retrying, trace); returns the trace."""
     def ok():
         c = s.connector("velib")
         t = c.get("trace") or ""
@@ -307,12 +348,21 @@ def wait_retrying(s, *words):
                      % (words, s.connector("velib").get("trace")))
     assert s.alive(), "spoke died"
     assert s.connector("velib").get("state") == "RUNNING", s.connector("velib")
+
+    def rest_ok():
+        t = rest_task(s)
+        return (t["state"] == "RUNNING" and t.get("retrying") is True and
+                all(w in (t.get("trace") or "") for w in words))
+    wait_for(rest_ok, TIMEOUT, lambda: "the REST status retrying with %r (now %r)"
+             % (words, rest_task(s)))
     return trace
 
 
 def wait_recovered(s):
     wait_for(lambda: s.connector("velib").get("retrying") is False and
              not s.connector("velib").get("trace"), TIMEOUT, "velib recovered (not retrying)")
+    wait_for(lambda: "retrying" not in rest_task(s) and "trace" not in rest_task(s), TIMEOUT,
+             lambda: "the REST status recovered (now %r)" % (rest_task(s),))
 
 
 def after_status(reqs, status):
@@ -731,6 +781,32 @@ def test_buffers_released_between_distant_polls():
             assert "snapshot buffers released" not in s.log()
 
 
+def test_duplicate_stations_and_a_vanishing_feed_are_logged():
+    """A stationCode listed twice, and a snapshot that loses most stations
+    (an empty stations array from a glitching feed tombstones them all),
+    are emitted as the feed says, with a warning in the log."""
+    need_data()
+    first = variant(load(STATUS_2024), 1732009999)
+    st = first["data"]["stations"]
+    st.append(copy.deepcopy([x for x in st if x["stationCode"] == "16107"][0]))
+    empty = variant(load(STATUS_2024), 1732010999)
+    empty["data"]["stations"] = []
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(compact(first)))
+        with start(pipeline(srv.url("/status.json"), out,
+                            extra={"station.codes": FEW, "poll.interval.ms": 100}), tmp) as s:
+            wait_lines(out, 4)
+            assert [r["stationCode"] for r in lines(out)].count("16107") == 2, lines(out)
+            wait_for(lambda: "lists 1 stationCode(s) more than once" in s.log(), TIMEOUT,
+                     "the duplicate logged")
+            assert "stations of the previous one" not in s.log()
+            srv.route("/status.json", Response(compact(empty)))
+            wait_lines(out, 4 + 3)  # a tombstone per station
+            wait_for(lambda: "lacks 3 of the 3 stations of the previous one" in s.log(),
+                     TIMEOUT, "the vanishing stations logged")
+
+
 def test_tombstones_within_station_codes_and_switched_off():
     """Only stations station.codes selects are tracked; a snapshot holding
     none of them is all tombstones (the last carries the offset);
@@ -979,6 +1055,28 @@ def test_body_exactly_at_max_body_bytes():
                 assert lines(out)[-3:] == expected_rows(nxt, codes=set(FEW)), name
                 wait_recovered(s)
         assert not s.alive()
+
+
+def test_retry_timeout_bounds_the_plugins_own_backoff():
+    """velib_source paces its retries itself (backoff, Retry-After); the
+    host's errors.retry.timeout still ends them: FAILED with the reason,
+    each retry counted."""
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(b"", status=503))
+        yaml = pipeline(srv.url("/status.json"), out,
+                        extra={"backoff.initial.ms": 100, "backoff.max.ms": 200,
+                               "errors.retry.timeout": 1500})
+        with start(yaml, tmp) as s:
+            Api(s).wait_state("velib", "FAILED", timeout=TIMEOUT)
+            task = rest_task(s)
+            assert task["state"] == "FAILED" and "HTTP 503" in task.get("trace", ""), task
+            assert "retrying" not in task, task
+            # Several polls failed before the timeout, each one a retry.
+            assert srv.count("/status.json") >= 3, srv.count("/status.json")
+            wait_for(lambda: (s.connector("velib").get("metrics") or {}).get("retries", 0) >= 2,
+                     TIMEOUT, lambda: "retries counted (%r)" % s.connector("velib"))
+            assert s.alive()
 
 
 def test_connection_refused_then_back():
