@@ -42,6 +42,7 @@
 static const char *const agg_semantics_allowed[] = { "stream", "table", NULL };
 static const char *const agg_window_allowed[] = { "none", "tumbling", "hopping", NULL };
 static const char *const agg_time_allowed[] = { "event", "processing", NULL };
+static const char *const agg_table_order_allowed[] = { "event", "arrival", NULL };
 static const char *const agg_emit_allowed[] = { "update", "complete", "final", NULL };
 static const char *const agg_order_allowed[] = { "desc", "asc", NULL };
 static const char *const agg_nulls_allowed[] = { "refuse", "group", NULL };
@@ -69,6 +70,11 @@ static const struct spoke_config_field agg_config[] = {
       .doc = "Time that places records in windows and orders first/last: event "
              "(time.field) or processing (wall clock); default: event when time.field is "
              "set, else processing", .allowed = agg_time_allowed },
+    { .name = "table.order", .type = SPOKE_CFG_STRING,
+      .doc = "Table semantics with event time: which record of an entity counts: event (the "
+             "one with the latest time.field; an older one is ignored as stale) or arrival "
+             "(the last to arrive, whatever its time: right for a polled snapshot, whose "
+             "latest poll is the truth); default: event", .allowed = agg_table_order_allowed },
     { .name = "time.field", .type = SPOKE_CFG_STRING,
       .doc = "Event time field: a timestamp, or an int of epoch milliseconds",
       .min = 1, .max = AGG_MAX_NAME },
@@ -649,6 +655,28 @@ static int reserve_msets(struct agg_state *st, struct agg_group *g)
     return 0;
 }
 
+#define AGG_WARN_STALE 0x1u
+#define AGG_WARN_LATE  0x2u
+
+/* Logs the first record of a kind dropped for its time: counters alone do
+ * not say that records are going nowhere, nor why. */
+static void warn_dropped(struct agg_state *st, unsigned bit, int64_t t, int64_t ref)
+{
+    if (st->drop_warned & bit)
+        return;
+    st->drop_warned |= bit;
+    if (bit == AGG_WARN_STALE)
+        st->api->log(st->inst, SPOKE_LOG_WARN, "a record at %lld ms is older than its "
+                     "entity's (%lld ms) and is ignored; counted in stale_ignored, logged "
+                     "once (with table.order: arrival the last record to arrive counts)",
+                     (long long)t, (long long)ref);
+    else
+        st->api->log(st->inst, SPOKE_LOG_WARN, "a record at %lld ms falls in no open window "
+                     "(windows ending at or before %lld ms are closed, allowed.lateness.ms "
+                     "%lld) and is dropped; counted in late_dropped, logged once",
+                     (long long)t, (long long)ref, (long long)st->lateness_ms);
+}
+
 /* Undoes the allocations of a refused table record. */
 static void undo_table(struct agg_state *st, size_t upto)
 {
@@ -710,7 +738,7 @@ static int apply_table(struct agg_state *st, size_t nw, int64_t t, char *err, si
         struct agg_entity *e = (struct agg_entity *)find_cur(st, &st->entities, eh, ws,
                                                               st->efields, st->nef);
         st->wents[i] = e;
-        if (e && event && t < e->t) {
+        if (e && event && st->order_event && t < e->t) {
             st->wflag[i] = WF_SKIP;  /* older than what the entity holds */
             continue;
         }
@@ -728,6 +756,7 @@ static int apply_table(struct agg_state *st, size_t nw, int64_t t, char *err, si
     }
     if (live == 0) {
         st->m.stale_ignored++;
+        warn_dropped(st, AGG_WARN_STALE, t, st->wents[0] ? st->wents[0]->t : t);
         return SPOKE_DROP;
     }
     if (needg && st->ngroups + needg > (size_t)st->max_groups)
@@ -910,6 +939,7 @@ static int apply_tombstone(struct agg_state *st, const struct spoke_record *rec,
     size_t open = open_windows(st, twin);
     if (open == 0) {
         st->m.late_dropped++;
+        warn_dropped(st, AGG_WARN_LATE, twin, st->close_bound);
         return SPOKE_DROP;
     }
 
@@ -927,7 +957,7 @@ static int apply_tombstone(struct agg_state *st, const struct spoke_record *rec,
         if (!e)
             continue;
         found++;
-        if (event && t < e->t)
+        if (event && st->order_event && t < e->t)
             continue;  /* older than the contribution it would delete */
         struct agg_group *g = e->group;
         agg_cells_add(st, g, e->vals, 1, -1, e->t, e->seq);
@@ -996,6 +1026,7 @@ static int process_record(struct agg_state *st, struct spoke_record *rec, char *
     if (open == 0) {
         forget_types(st);
         st->m.late_dropped++;
+        warn_dropped(st, AGG_WARN_LATE, twin, st->close_bound);
         return SPOKE_DROP;
     }
     rc = st->semantics == AGG_TABLE ? apply_table(st, open, t, err, errsz)

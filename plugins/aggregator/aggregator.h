@@ -200,6 +200,7 @@ struct agg_state {
     enum agg_semantics semantics;
     enum agg_window_kind window;
     enum agg_time time;
+    int order_event;  /* table.order: event (an older record of an entity is stale) */
     enum agg_emit emit;
     int64_t size_ms, advance_ms, lateness_ms, interval_ms;
     int emit_on_idle;           /* update: also emit when no input waits */
@@ -268,6 +269,7 @@ struct agg_state {
     struct agg_metrics m, m_pub;       /* counters, and what was published */
     int m_published;                    /* every counter was published once */
     unsigned tomb_warned;               /* reasons tombstones are ignored, logged once */
+    unsigned drop_warned;               /* AGG_WARN_*: the first stale / late record logged */
 };
 
 /* ---- hashing and lookups: inline, they run for every record ---- */

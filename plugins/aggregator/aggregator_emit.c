@@ -78,8 +78,14 @@ void agg_column_value(const struct agg_state *st, const struct agg_group *g, siz
         int pop = sp->fn == AGG_FN_VAR_POP || sp->fn == AGG_FN_STDDEV_POP;
         if (c->n < (pop ? 1 : 2))
             return;
-        double n = (double)c->n, s = c->u.var.s + c->u.var.sc, q = c->u.var.q + c->u.var.qc;
-        double m2 = q - s * s / n;  /* sum of squared deviations */
+        /* m2 = q - s^2/n, the sum of squared deviations, in double-double:
+         * q and s^2/n can be close and large (values far from the shift). */
+        double n = (double)c->n;
+        double sh = c->u.var.s + c->u.var.sc;
+        double sl = c->u.var.sc - (sh - c->u.var.s);
+        double p = sh * sh, e = fma(sh, sh, -p) + 2.0 * sh * sl;
+        double qh = p / n, ql = (fma(-qh, n, p) + e) / n;  /* s^2/n = qh + ql */
+        double m2 = (c->u.var.q - qh) + (c->u.var.qc - ql);
         if (m2 < 0)
             m2 = 0;
         out->type = SPOKE_TYPE_DOUBLE;

@@ -358,6 +358,20 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
                  "processing)", tfield);
         return SPOKE_ERR_INVALID;
     }
+    const char *order = api->config_string(cfg, "table.order");
+    st->order_event = st->time == AGG_TIME_EVENT && (!order || strcmp(order, "event") == 0);
+    if (order && st->semantics != AGG_TABLE) {
+        st->err_key = "table.order";
+        snprintf(err, errsz, "table.order is only used with semantics: table (which record "
+                 "of an entity counts)");
+        return SPOKE_ERR_INVALID;
+    }
+    if (order && st->time != AGG_TIME_EVENT && strcmp(order, "event") == 0) {
+        st->err_key = "table.order";
+        snprintf(err, errsz, "table.order: event needs time: event and a time.field (with "
+                 "processing time the last record to arrive counts)");
+        return SPOKE_ERR_INVALID;
+    }
     if (tfield) {
         st->tfield = add_field(st, tfield, AGG_ROLE_TIME,
                                AGG_T(SPOKE_TYPE_INT) | AGG_T(SPOKE_TYPE_TIMESTAMP), err, errsz);

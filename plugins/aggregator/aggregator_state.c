@@ -700,10 +700,17 @@ static inline void cell_add(struct agg_state *st, const struct agg_spec *sp, str
         double x = val_double(v);
         if (c->n == 0)
             c->u.var.k = x;
-        double d = x - c->u.var.k;
+        /* Every term exactly (d = dh + dl, d^2 = p + e + 2*dh*dl to far below
+         * an ulp of p): when the shift is far from the values, as after the
+         * entity whose value set it was replaced, the sums still hold the
+         * small differences that the variance is made of. */
+        double k = c->u.var.k, dh = x - k, bb = dh - x, dl = (x - (dh - bb)) + (-k - bb);
+        double p = dh * dh, e = fma(dh, dh, -p) + 2.0 * dh * dl + dl * dl;
         c->n += sign;
-        neumaier2(&c->u.var.s, &c->u.var.sc, sign > 0 ? d : -d);
-        neumaier2(&c->u.var.q, &c->u.var.qc, sign > 0 ? d * d : -(d * d));
+        neumaier2(&c->u.var.s, &c->u.var.sc, sign > 0 ? dh : -dh);
+        c->u.var.sc += sign > 0 ? dl : -dl;
+        neumaier2(&c->u.var.q, &c->u.var.qc, sign > 0 ? p : -p);
+        c->u.var.qc += sign > 0 ? e : -e;
         if (c->n == 0)
             memset(&c->u.var, 0, sizeof(c->u.var));
         break;

@@ -199,14 +199,15 @@ def ref_stream(records, group, specs, tfield=None):
     return ref_table({(g,): cs for g, cs in groups.items()}, specs)
 
 
-def ref_entities(records, group, entity, specs, tfield=None):
+def ref_entities(records, group, entity, specs, tfield=None, order="event"):
     """Table semantics: each entity's latest record (by event time when
-    tfield is given: an older one is ignored) is its contribution."""
+    tfield is given and order is "event": an older one is ignored; else the
+    last to arrive) is its contribution."""
     ents = {}
     for seq, r in enumerate(records):
         t = r[tfield] if tfield else 0
         old = ents.get(r[entity])
-        if old is not None and tfield and t < old[1]:
+        if old is not None and tfield and order == "event" and t < old[1]:
             continue
         ents[r[entity]] = (r, t, seq)
     groups = {}
@@ -290,6 +291,10 @@ BAD_CONFIGS = [
     ({"semantics": "table"}, "semantics", "semantics table needs entity.key"),
     ({"entity.key": "id"}, "entity.key", "entity.key is only used with semantics: table"),
     ({"time": "event"}, "time", "time: event needs time.field"),
+    ({"table.order": "arrival"}, "table.order",
+     "table.order is only used with semantics: table"),
+    ({"semantics": "table", "entity.key": "id", "table.order": "event"}, "table.order",
+     "table.order: event needs time: event and a time.field"),
     ({"time": "processing", "time.field": "t"}, "time.field",
      "time.field 't' is only read with time: event"),
     ({"allowed.lateness.ms": 10}, "allowed.lateness.ms", "allowed.lateness.ms applies to windows"),
@@ -425,6 +430,73 @@ def test_every_function_table():
             wait_for(lambda: metric(sp, "agg", "state_entities") == 60, TIMEOUT, "60 entities")
             wait_for(lambda: metric(sp, "agg", "stale_ignored") == stale, TIMEOUT,
                      "stale_ignored == %d" % stale)
+            # The first stale record is logged, once.
+            assert sp.log().count("is older than its entity's") == 1, sp.log()[-3000:]
+
+
+def test_table_order_arrival_the_last_record_counts():
+    """table.order: arrival (a polled snapshot's rule): an entity's last
+    record to arrive replaces its contribution even when its time.field is
+    older; time.field still orders first/last and gives the timestamp."""
+    recs = mixed_records(3000, groups=4, entities=60, seed=11)
+    specs = NUMERIC_FUNCS
+    by_event = ref_entities(recs, "g", "id", specs, tfield="t")
+    expected = ref_entities(recs, "g", "id", specs, tfield="t", order="arrival")
+    assert by_event != expected, "the records do not tell the two orders apart"
+    agg = {"group.by": "g", "aggregates": specs, "semantics": "table", "entity.key": "id",
+           "time.field": "t", "table.order": "arrival", "emit.interval.ms": 50}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_equal(expected, lambda: {k: v for k, v in latest(read_rows(out), ["g"]).items()
+                                      if v["n"] > 0}, "table aggregates, arrival order")
+        wait_for(lambda: agg_in(sp, len(recs)), TIMEOUT, "every record read")
+        assert metric(sp, "agg", "stale_ignored") == 0
+        assert "is older than its entity's" not in sp.log()
+
+
+def test_variance_exact_after_the_first_value_is_replaced():
+    """The variance sums are shifted by a group's first value. Once the
+    entity that gave it holds a value far from it, the shift is far from
+    every value: the sums must still hold the small differences."""
+    # Within the ~32 significant digits of (value - shift)^2 that the sums
+    # keep (the README's bound): before, every one of these came out 0.
+    cases = [(1e8, [1, 2, 3]), (100000000, [1, 2, 3]), (1.5e9, [0.1, 0.2, 0.4]),
+             (-1e6, [0.001, 0.002, 0.004]), (1e10, [7, 7, 8])]
+    recs = []
+    for g, (first, vals) in enumerate(cases):
+        t = BASE_T + g * 1000
+        recs.append({"g": "g%d" % g, "e": "%d.0" % g, "v": first, "t": t})
+        for k, v in enumerate(vals[1:], 1):
+            recs.append({"g": "g%d" % g, "e": "%d.%d" % (g, k), "v": v, "t": t + k})
+        recs.append({"g": "g%d" % g, "e": "%d.0" % g, "v": vals[0], "t": t + 10})  # replaces first
+    specs = ["var=variance(v)", "sd=stddev(v)", "vp=var_pop(v)"]
+    agg = {"group.by": "g", "aggregates": specs, "semantics": "table", "entity.key": "e",
+           "time.field": "t", "emit.interval.ms": 50}
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        wait_for(lambda: agg_in(sp, len(recs)) and len(latest(read_rows(out), ["g"])) == len(cases),
+                 TIMEOUT, "every group emitted")
+
+        def close(a, b):
+            return a is not None and abs(a - b) <= 1e-9 * abs(b)
+
+        def wrong():
+            last = latest(read_rows(out), ["g"])
+            bad = []
+            for g, (_, vals) in enumerate(cases):
+                r = last[("g%d" % g,)]
+                want = (statistics.variance(vals), statistics.stdev(vals),
+                        statistics.pvariance(vals))
+                if not all(close(r[c], w) for c, w in zip(("var", "sd", "vp"), want)):
+                    bad.append((vals, r, want))
+            return bad
+        wait_for(lambda: not wrong(), TIMEOUT, lambda: "exact variances: %r" % wrong())
 
 
 def test_table_300_polls_of_two_stations_give_the_latest_total():
@@ -550,6 +622,8 @@ def run_windows(recs, agg, specs, size, advance, lateness):
         assert late > 0
         wait_for(lambda: metric(sp, "agg", "late_dropped") == late, TIMEOUT,
                  "late_dropped == %d" % late)
+        # The first late record is logged, once.
+        assert sp.log().count("falls in no open window") == 1, sp.log()[-3000:]
         return rows
 
 
