@@ -173,13 +173,18 @@ def all_stations_yaml(srv, out, poll_ms=200, info_ms=300):
         text = text.replace(old, new)
     aggregates = re.findall(r"^      - (\w+)=", text, re.M)
     assert aggregates == ["stations"] + list(COLUMNS[1:]), aggregates
+    return with_table_file(text, "out", out)
+
+
+def with_table_file(text, name, out):
+    """An example's connectors plus a file_sink on its table's topic."""
     topics = re.findall(r"^    topic: (\S+)$", text, re.M)
     assert topics and topics[-1] == "velib.postcodes", topics
-    return text.rstrip("\n") + ("\n  - name: out\n"
+    return text.rstrip("\n") + ("\n  - name: %s\n"
                                 "    connector.class: file_sink\n"
                                 "    topics: velib.postcodes\n"
                                 "    file: %s\n"
-                                "    fsync: false\n" % q(out))
+                                "    fsync: false\n" % (name, q(out)))
 
 
 def serve(srv, which):
@@ -338,13 +343,7 @@ def offline_example_yaml(srv, out):
                      ("schema.file: schemas/", "schema.file: %s/" % os.path.dirname(SCHEMA))):
         assert old in text, "%s no longer has %r: update this test" % (path, old)
         text = text.replace(old, new)
-    topics = re.findall(r"^    topic: (\S+)$", text, re.M)
-    assert topics and topics[-1] == "velib.postcodes", topics
-    return text.rstrip("\n") + ("\n  - name: table-file\n"
-                                "    connector.class: file_sink\n"
-                                "    topics: velib.postcodes\n"
-                                "    file: %s\n"
-                                "    fsync: false\n" % q(out))
+    return with_table_file(text, "table-file", out)
 
 
 def test_offline_example_two_stations():

@@ -407,6 +407,18 @@ NUMERIC_FUNCS = ["n=count()", "nv=count(v)", "s=sum(i)", "sd=sum(d)", "a=avg(i)"
                  "var=variance(d)", "sdp=stddev_pop(i)", "fv=first(v)", "lv=last(v)"]
 
 
+@contextlib.contextmanager
+def started(recs, agg):
+    """A host running file_source (recs) -> aggregator (agg) -> file_sink;
+    yields it and the output file."""
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(pipeline_yaml(inp, out, agg))
+        sp.start()
+        yield sp, out
+
+
 def test_every_function_table():
     recs = mixed_records(3000, groups=4, entities=60, seed=11)
     ents, stale = {}, 0
@@ -420,11 +432,7 @@ def test_every_function_table():
         agg = {"group.by": "g", "aggregates": specs, "semantics": "table", "entity.key": "id",
                "time.field": "t", "emit.interval.ms": 50}
         expected = ref_entities(recs, "g", "id", specs, tfield="t")
-        with Spoke("", start=False) as sp:
-            inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
-            write_ndjson(inp, recs)
-            sp.write_config(pipeline_yaml(inp, out, agg))
-            sp.start()
+        with started(recs, agg) as (sp, out):
             wait_equal(expected, lambda: {k: v for k, v in latest(read_rows(out), ["g"]).items()
                                           if v["n"] > 0}, "table aggregates %s" % specs)
             wait_for(lambda: metric(sp, "agg", "state_entities") == 60, TIMEOUT, "60 entities")
@@ -445,11 +453,7 @@ def test_table_order_arrival_the_last_record_counts():
     assert by_event != expected, "the records do not tell the two orders apart"
     agg = {"group.by": "g", "aggregates": specs, "semantics": "table", "entity.key": "id",
            "time.field": "t", "table.order": "arrival", "emit.interval.ms": 50}
-    with Spoke("", start=False) as sp:
-        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
-        write_ndjson(inp, recs)
-        sp.write_config(pipeline_yaml(inp, out, agg))
-        sp.start()
+    with started(recs, agg) as (sp, out):
         wait_equal(expected, lambda: {k: v for k, v in latest(read_rows(out), ["g"]).items()
                                       if v["n"] > 0}, "table aggregates, arrival order")
         wait_for(lambda: agg_in(sp, len(recs)), TIMEOUT, "every record read")
@@ -475,11 +479,7 @@ def test_variance_exact_after_the_first_value_is_replaced():
     specs = ["var=variance(v)", "sd=stddev(v)", "vp=var_pop(v)"]
     agg = {"group.by": "g", "aggregates": specs, "semantics": "table", "entity.key": "e",
            "time.field": "t", "emit.interval.ms": 50}
-    with Spoke("", start=False) as sp:
-        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
-        write_ndjson(inp, recs)
-        sp.write_config(pipeline_yaml(inp, out, agg))
-        sp.start()
+    with started(recs, agg) as (sp, out):
         wait_for(lambda: agg_in(sp, len(recs)) and len(latest(read_rows(out), ["g"])) == len(cases),
                  TIMEOUT, "every group emitted")
 
