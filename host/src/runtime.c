@@ -1046,17 +1046,16 @@ static int source_loop(struct spoke_instance *inst)
                 notify_committed(inst);
                 /* The plugin knows best when to come back (e.g. Retry-After);
                  * otherwise back off exponentially. */
-                if (np > 0 && inst->retry_timeout_ms >= 0 &&
-                    now - first_retry >= inst->retry_timeout_ms) {
-                    /* errors.retry.timeout is spent, whoever sets the pace. */
-                    fail(inst, "poll", rc, err);
-                    return -1;
-                }
                 if (np > 0) {
-                    if (inst->retry_timeout_ms >= 0 &&
-                        now + np > first_retry + inst->retry_timeout_ms)
-                        np = first_retry + inst->retry_timeout_ms - now;
-                    next_poll = now + (np > 0 ? np : 0);
+                    /* errors.retry.timeout bounds it, whoever sets the pace. */
+                    int64_t end = first_retry + inst->retry_timeout_ms;
+                    if (inst->retry_timeout_ms >= 0 && now >= end) {
+                        fail(inst, "poll", rc, err);
+                        return -1;
+                    }
+                    if (inst->retry_timeout_ms >= 0 && now + np > end)
+                        np = end - now;
+                    next_poll = now + np;
                     attempt++;
                     atomic_fetch_add(&inst->retries, 1);
                 } else if (retry_backoff(inst, attempt++, first_retry) != 0) {

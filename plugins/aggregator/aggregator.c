@@ -738,7 +738,7 @@ static int apply_table(struct agg_state *st, size_t nw, int64_t t, char *err, si
         struct agg_entity *e = (struct agg_entity *)find_cur(st, &st->entities, eh, ws,
                                                               st->efields, st->nef);
         st->wents[i] = e;
-        if (e && event && st->order_event && t < e->t) {
+        if (e && st->order_event && t < e->t) {
             st->wflag[i] = WF_SKIP;  /* older than what the entity holds */
             continue;
         }
@@ -957,7 +957,7 @@ static int apply_tombstone(struct agg_state *st, const struct spoke_record *rec,
         if (!e)
             continue;
         found++;
-        if (event && st->order_event && t < e->t)
+        if (st->order_event && t < e->t)
             continue;  /* older than the contribution it would delete */
         struct agg_group *g = e->group;
         agg_cells_add(st, g, e->vals, 1, -1, e->t, e->seq);
