@@ -500,12 +500,12 @@ static int refuse(struct agg_state *st, int entity, char *err, size_t errsz)
     if (rc != SPOKE_OK)
         return rc;
     if (entity) {
-        agg_key_text(st->ekey, (uint32_t)st->eklen, text, sizeof(text));
+        agg_key_text(st->ekey, (uint32_t)st->eklen, st->nef > 1, text, sizeof(text));
         st->m.entities_refused++;
         snprintf(err, errsz, "max.entities (%lld) reached: entity '%s' refused",
                  (long long)st->max_entities, text);
     } else {
-        agg_key_text(st->gkey, (uint32_t)st->gklen, text, sizeof(text));
+        agg_key_text(st->gkey, (uint32_t)st->gklen, st->key_escape, text, sizeof(text));
         st->m.groups_refused++;
         snprintf(err, errsz, "max.groups (%lld) reached: group '%s' refused",
                  (long long)st->max_groups, text);

@@ -209,6 +209,8 @@ struct agg_state {
     int top_col;           /* aggregate index ordered by, -1: none */
     int top_desc;
     int null_groups;       /* group.by.nulls: group (a null group field is a key value) */
+    int key_escape;        /* group key text escapes strings (agg_key_text): several
+                              group.by fields, or nulls grouped */
     struct agg_field *fields;
     size_t nfields;
     int gfields[AGG_MAX_KEY_FIELDS];   /* group.by -> field index */
@@ -422,7 +424,7 @@ int agg_val_equal(const struct agg_val *a, const struct agg_val *b);
 int agg_val_cmp(const struct agg_val *a, const struct agg_val *b);
 int agg_key_decode(const struct agg_state *st, const uint8_t *key, uint32_t klen,
                    const int *fields, size_t nf, struct agg_val *out);
-int agg_key_text(const uint8_t *key, uint32_t klen, char *out, size_t outsz);
+int agg_key_text(const uint8_t *key, uint32_t klen, int esc, char *out, size_t outsz);
 uint64_t agg_key_hash(const uint8_t *key, uint32_t klen, int64_t win);
 int64_t agg_floor_div(int64_t a, int64_t b);
 size_t agg_windows_of(const struct agg_state *st, int64_t t, int64_t *starts);

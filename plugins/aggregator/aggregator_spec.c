@@ -329,6 +329,9 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
                  "form a group)");
         return SPOKE_ERR_INVALID;
     }
+    /* One plain value is its own record key; several, or a null among
+     * them, need escaping for two groups never to share a key. */
+    st->key_escape = st->ngf > 1 || st->null_groups;
     if (st->semantics == AGG_TABLE && st->nef == 0) {
         st->err_key = "semantics";
         snprintf(err, errsz, "semantics table needs entity.key: the field(s) naming the entity "

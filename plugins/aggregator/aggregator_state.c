@@ -307,13 +307,26 @@ static int fmt_iso(int64_t ms, char *out, size_t outsz)
 
 /* The output key text of an encoded key: each field's text (strings as they
  * are, integers in decimal, booleans true/false, timestamps ISO-8601),
- * joined with '|'. snprintf-like: returns the length it needs (excluding the
- * NUL), writing at most outsz bytes, or -1 if the key is malformed. */
-int agg_key_text(const uint8_t *key, uint32_t klen, char *out, size_t outsz)
+ * joined with '|'; a null (group.by.nulls: group) is "\N". With esc, a
+ * string's '\' and '|' are written "\\" and "\|", which makes the text
+ * injective: two keys never share one, whatever their strings hold (else
+ * "a|b","c" and "a","b|c" would both be "a|b|c", and a null and the string
+ * "\N" both "\N"). Without esc (st->key_escape: a single field that cannot
+ * be null) the value's own text already is injective, and stays the plain
+ * value (a postcode) that downstream keys and joins expect. snprintf-like:
+ * returns the length it needs (excluding the NUL), writing at most outsz
+ * bytes, or -1 if the key is malformed. */
+int agg_key_text(const uint8_t *key, uint32_t klen, int esc, char *out, size_t outsz)
 {
     uint32_t off = 0;
     size_t n = 0;
     char tmp[40];
+#define PUTC(c)                 \
+    do {                        \
+        if (n + 1 < outsz)      \
+            out[n] = (c);       \
+        n++;                    \
+    } while (0)
     while (off < klen) {
         struct agg_val v;
         const uint8_t *k = key + off;
@@ -324,6 +337,8 @@ int agg_key_text(const uint8_t *key, uint32_t klen, char *out, size_t outsz)
             if (klen - off < 5)
                 return -1;
             memcpy(&len, k + 1, 4);
+            if (len > klen - off - 5)
+                return -1;
             flen = 5 + len;
         } else {
             flen = k[0] == SPOKE_TYPE_BOOL ? 2 : 9;
@@ -332,18 +347,20 @@ int agg_key_text(const uint8_t *key, uint32_t klen, char *out, size_t outsz)
             return -1;
         const char *s = tmp;
         size_t len;
+        int quote = 0;  /* escape this field's '\' and '|' */
         switch (v.type) {
         case SPOKE_TYPE_STRING:
             s = v.u.s.p;
             len = v.u.s.len;
+            quote = esc;
             break;
         case SPOKE_TYPE_BOOL:
             s = v.u.i ? "true" : "false";
             len = strlen(s);
             break;
         case SPOKE_TYPE_NULL:
-            s = "null";
-            len = 4;
+            s = "\\N";  /* as PostgreSQL's COPY writes a null */
+            len = 2;
             break;
         case SPOKE_TYPE_TIMESTAMP:
             len = (size_t)fmt_iso(v.u.i, tmp, sizeof(tmp));
@@ -352,16 +369,16 @@ int agg_key_text(const uint8_t *key, uint32_t klen, char *out, size_t outsz)
             len = (size_t)snprintf(tmp, sizeof(tmp), "%lld", (long long)v.u.i);
             break;
         }
-        if (off > 0) {
-            if (n + 1 < outsz)
-                out[n] = '|';
-            n++;
+        if (off > 0)
+            PUTC('|');
+        for (size_t i = 0; i < len; i++) {
+            if (quote && (s[i] == '\\' || s[i] == '|'))
+                PUTC('\\');
+            PUTC(s[i]);
         }
-        for (size_t i = 0; i < len; i++, n++)
-            if (n + 1 < outsz)
-                out[n] = s[i];
         off += flen;
     }
+#undef PUTC
     if (outsz)
         out[n < outsz ? n : outsz - 1] = '\0';
     return (int)n;
@@ -463,7 +480,7 @@ void agg_window_close(struct agg_state *st, struct agg_window *w)
 struct agg_group *agg_group_new(struct agg_state *st, struct agg_window *w, uint64_t hash,
                                 const uint8_t *key, uint32_t klen)
 {
-    int tlen = agg_key_text(key, klen, NULL, 0);
+    int tlen = agg_key_text(key, klen, st->key_escape, NULL, 0);
     if (tlen < 0)
         return NULL;
     if (agg_table_reserve(st, &st->groups, st->groups.n + 1) < 0)
@@ -483,7 +500,7 @@ struct agg_group *agg_group_new(struct agg_state *st, struct agg_window *w, uint
     g->node.win = w->start;
     g->text = (char *)g->node.key + klen;
     g->tlen = (uint32_t)tlen;
-    agg_key_text(key, klen, g->text, (size_t)tlen + 1);
+    agg_key_text(key, klen, st->key_escape, g->text, (size_t)tlen + 1);
     g->win = w;
     g->wprev = w->gtail;
     if (w->gtail)

@@ -881,6 +881,102 @@ def test_top_n_complete_and_final():
         assert got() == want, (got()[:6], want[:6])
 
 
+
+# ---------------------------------------------------------------------------
+# Record keys
+
+def key_text(values, escape):
+    r"""The README's record key of a group: each value's text joined with
+    '|'; a null is \N; with escape (several group.by fields, or
+    group.by.nulls: group) a string's \ and | are written \\ and \|."""
+    parts = []
+    for v in values:
+        if v is None:
+            parts.append("\\N")
+        elif isinstance(v, bool):
+            parts.append("true" if v else "false")
+        elif isinstance(v, int):
+            parts.append(str(v))
+        else:
+            parts.append(v.replace("\\", "\\\\").replace("|", "\\|") if escape else v)
+    return "|".join(parts)
+
+
+def keyed_pipeline(inp, aggs):
+    """file_source(inp) -> rows -> one aggregator per (name, config) of aggs,
+    each writing to the topic of its name -> console_sink (line format:
+    "<topic> <key> <value>") on all of them."""
+    lines = ["connectors:", "  - name: src", "    connector.class: file_source",
+             "    topic: rows", "    file: %s" % q(inp), "    poll.interval.ms: 20"]
+    for name, agg in aggs:
+        lines += ["  - name: %s" % name, "    connector.class: aggregator", "    topics: rows",
+                  "    topic: %s" % name]
+        lines += ["    %s: %s" % (k, yaml_scalar(v)) for k, v in agg.items()]
+    lines += ["  - name: console", "    connector.class: console_sink",
+              "    topics: [%s]" % ", ".join(name for name, _ in aggs)]
+    return "\n".join(lines) + "\n"
+
+
+def console_keys(sp):
+    """{topic: {record key: last row}} from console_sink's line output (the
+    keys and values of these tests hold no spaces outside the JSON)."""
+    out = {}
+    for line in sp.stdout_text().splitlines():
+        topic, key, value = line.split(" ", 2)
+        out.setdefault(topic, {})[key] = json.loads(value)
+    return out
+
+
+def test_group_keys_are_distinct_record_keys():
+    r"""Two groups never share a record key: with several group.by fields
+    (or nulls grouped) strings escape \ and |, and a null is \N, so
+    ("x|y","z") and ("x","y|z") no longer both give x|y|z, nor a null and
+    the string "null" both null. A single field that cannot be null keeps
+    its plain value as the key."""
+    pairs = [("x|y", "z"), ("x", "y|z"), ("a\\", "b|c"), ("a|b\\", "c"), ("a", "b"),
+             ("\\", "|"), ("\\|", ""), ("", "\\|"), ("null", "\\N")]
+    singles = [None, "null", "\\N", "x|y", "a\\b", "x"]
+    recs = [{"a": a, "b": b, "g": singles[k % len(singles)], "x": k}
+            for k, (a, b) in enumerate(pairs + pairs[:4])]
+    aggs = [("pairs", {"group.by": ["a", "b"], "aggregates": ["n=count()", "s=sum(x)"]}),
+            ("nulls", {"group.by": "g", "group.by.nulls": "group", "aggregates": ["n=count()"]}),
+            # A null group field is refused here (and skipped).
+            ("plain", {"group.by": "g", "aggregates": ["n=count()"], "errors.tolerance": "all"})]
+    cases = {"pairs": (["a", "b"], recs, True), "nulls": (["g"], recs, True),
+             "plain": (["g"], [r for r in recs if r["g"] is not None], False)}
+    want = {}
+    for topic, (fields, rs, escape) in cases.items():
+        groups = {}
+        for r in rs:
+            groups.setdefault(tuple(r[f] for f in fields), []).append(r["x"])
+        want[topic] = {key_text(v, escape): (v, len(xs), sum(xs)) for v, xs in groups.items()}
+        assert len(want[topic]) == len(groups), "the reference itself collides"
+    for _, agg in aggs:
+        agg["emit.interval.ms"] = 50
+
+    def got(sp):
+        """{topic: {record key: (group values, n, s)}}: every row its key
+        was last seen with."""
+        keys = console_keys(sp)
+        out = {}
+        for topic, (fields, rs, _) in cases.items():
+            out[topic] = {}
+            for k, row in keys.get(topic, {}).items():
+                v = tuple(row[f] for f in fields)
+                out[topic][k] = (v, row["n"], row.get("s", want[topic].get(k, (0, 0, 0))[2]))
+        return out
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(keyed_pipeline(inp, aggs))
+        sp.start()
+        wait_for(lambda: got(sp) == want, TIMEOUT,
+                 lambda: "one record key per group:\n  want %r\n  got  %r" % (want, got(sp)))
+        for topic in cases:
+            wait_for(lambda: metric(sp, topic, "state_groups") == len(want[topic]), TIMEOUT,
+                     "%s: %d groups" % (topic, len(want[topic])))
+
+
 # ---------------------------------------------------------------------------
 # Bounded state
 
