@@ -100,7 +100,10 @@ static int api_emit(struct spoke_instance *inst, struct spoke_record *rec)
         rec_free(rec);
         return SPOKE_ERR_STOPPED;
     }
-    if (!rec->origin) {
+    if (inst->out) {
+        if (inst_gate_origin(inst, rec) != SPOKE_OK)
+            return SPOKE_ERR_NOMEM;
+    } else if (!rec->origin) {
         if (inst->kind == SPOKE_KIND_SOURCE) {
             if (source_origin(inst, rec) != SPOKE_OK)
                 return SPOKE_ERR_NOMEM;

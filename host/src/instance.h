@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "ack.h"
+#include "buf.h"
 #include "hist.h"
 #include "pendset.h"
 #include "registry.h"
@@ -141,6 +142,27 @@ struct spoke_instance {
     struct origin *acks[INST_STAGE_MAX];
     size_t nacks;
     int64_t next_snapshot_ms;
+    /* Stateful transforms: the records it emits get an origin of their own
+     * in out (their own tracker: the gate), numbered from 1 by out_seq. A
+     * snapshot taken when out_seq was upto becomes durable only once
+     * everything up to upto was delivered: until then it waits in snap,
+     * with the holds it will release. An output abandoned (discarded by a
+     * FAILED consumer) blocks the gate: no snapshot is written again in
+     * this run, so a restart replays the input and derives it again. */
+    struct tracker *out;
+    uint64_t out_seq;
+    struct pending_snap {
+        struct buf file;            /* header, positions and state: the .snap */
+        struct inst_hold *holds;
+        size_t nholds;
+        uint64_t upto;
+        int active;
+        int poll_ms;                /* gate re-check interval, doubling */
+        int64_t check_at_ms;        /* next gate check (mono) */
+        int64_t since_ms;           /* when it was taken */
+    } snap;
+    int gate_blocked;               /* said: no snapshot again in this run */
+    int gate_lost;                  /* an output went out untracked (out of memory) */
     struct covered_pos *covered;    /* stateful: positions processed so far */
     size_t ncovered, capcovered;
     struct covered_pos *replay;     /* stateful: positions the restored snapshot covers */
@@ -170,6 +192,13 @@ int inst_flush_staging(struct spoke_instance *inst);
 /* api emit_error: a source's record takes the error path (runtime.c). */
 int inst_source_error(struct spoke_instance *inst, struct spoke_record *rec, int status,
                       const char *reason);
+
+/* The partition of the positions a stateful transform's outputs get in
+ * its gate (runtime.c). */
+extern const char *const inst_out_part;
+/* api emit from a stateful transform: rec gets an origin in inst->out.
+ * On failure rec is freed and SPOKE_ERR_NOMEM returned. */
+int inst_gate_origin(struct spoke_instance *inst, struct spoke_record *rec);
 
 /* The services table handed to every plugin. */
 extern const struct spoke_host_api api_table;

@@ -2,6 +2,7 @@
 #include "runtime_int.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <jansson.h>
 #include <limits.h>
 #include <pthread.h>
@@ -710,10 +711,15 @@ static void snap_path(struct spoke_instance *inst, char *out, size_t size)
 static char *covered_json(const struct spoke_instance *inst)
 {
     json_t *arr = json_array();
-    for (size_t i = 0; arr && i < inst->ncovered; i++)
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:I}", "source", inst->covered[i].source,
-                                             "partition", inst->covered[i].part, "offset",
-                                             (json_int_t)inst->covered[i].off));
+    for (size_t i = 0; arr && i < inst->ncovered; i++) {
+        const struct covered_pos *c = &inst->covered[i];
+        /* A stateful transform's outputs are numbered in its gate, not
+         * placed in a partition. */
+        json_array_append_new(arr, c->part == inst_out_part
+            ? json_pack("{s:s,s:I}", "source", c->source, "emitted", (json_int_t)c->off)
+            : json_pack("{s:s,s:s,s:I}", "source", c->source, "partition", c->part, "offset",
+                        (json_int_t)c->off));
+    }
     char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
     json_decref(arr);
     return text;
@@ -735,16 +741,103 @@ static void flush_acks(struct spoke_instance *inst)
     }
 }
 
+/* Ends n holds: ok, the positions they held back commit; else their
+ * trackers block (their sources replay from the last commit before them). */
+static void holds_end(struct inst_hold *v, size_t n, int ok)
+{
+    for (size_t i = 0; i < n; i++)
+        ack_hold_end(v[i].h, ok);
+}
+
+/* A snapshot no longer waited for: the records its holds hold are
+ * abandoned with it. */
+static void snap_drop(struct spoke_instance *inst)
+{
+    struct pending_snap *ps = &inst->snap;
+    if (!ps->active)
+        return;
+    holds_end(ps->holds, ps->nholds, 0);
+    free(ps->holds);
+    buf_free(&ps->file);
+    *ps = (struct pending_snap){ .active = 0 };
+}
+
 /* ok: a durable snapshot covers what the holds hold; else they are
- * abandoned (their sources replay from the last commit before them). */
+ * abandoned, and so is a snapshot still waiting for its rows. */
 static void end_holds(struct spoke_instance *inst, int ok)
 {
     flush_acks(inst);
-    for (size_t i = 0; i < inst->nholds; i++)
-        ack_hold_end(inst->holds[i].h, ok);
+    holds_end(inst->holds, inst->nholds, ok);
     inst->nholds = 0;
+    if (!ok)
+        snap_drop(inst);
 }
 
+/* The position the gate committed: every output numbered up to it was
+ * delivered. */
+static void gate_committed(void *ctx, const char *partition, int64_t offset)
+{
+    if (partition == inst_out_part)
+        *(int64_t *)ctx = offset;
+}
+
+/*
+ * The gate: the pending snapshot becomes durable once every record the
+ * transform emitted before it was taken is delivered. Its state has
+ * absorbed the input those rows derive from; were it durable while a row
+ * was still undelivered and then lost (a FAILED consumer discards what
+ * reaches it), a restart would restore the state, skip the input as
+ * already held, and the row would never come again. Returns 1 while it
+ * still waits.
+ */
+static int snap_settle(struct spoke_instance *inst)
+{
+    struct pending_snap *ps = &inst->snap;
+    if (!ps->active)
+        return 0;
+    int64_t now = clock_mono_ms();
+    int64_t done = 0;
+    if (ps->upto)
+        tracker_committed(inst->out, gate_committed, &done);
+    if ((uint64_t)done < ps->upto || inst->gate_lost) {
+        if (inst->gate_lost || tracker_blocked(inst->out)) {
+            LOG_W(inst->name, "rows it emitted were not delivered (a connector reading them "
+                  "failed, or the host stopped before they went out): no snapshot of its "
+                  "state is written from now on in this run, and the input since the last "
+                  "one is not committed; after a restart the host restores that snapshot and "
+                  "the sources replay the input, which derives those rows again");
+            /* Nothing it absorbs can commit any more: its sources stop
+             * waiting for it. */
+            inst->gate_blocked = 1;
+            end_holds(inst, 0);
+            return 1;
+        }
+        ps->check_at_ms = now + ps->poll_ms;
+        if (ps->poll_ms < 100)
+            ps->poll_ms *= 2;
+        return 1;
+    }
+    char err[SPOKE_ERRSTR_SIZE] = "";
+    char path[PATH_MAX];
+    snap_path(inst, path, sizeof(path));
+    if (atomic_write_file(path, ps->file.p, ps->file.len, err, sizeof(err)) != 0) {
+        LOG_E(inst->name, "cannot save snapshot: %s; acknowledgements held", err);
+        ps->check_at_ms = now + inst->snapshot_interval_ms;
+        return 1;
+    }
+    /* The state covering these records is durable: the positions their
+     * holds kept back commit. */
+    holds_end(ps->holds, ps->nholds, 1);
+    free(ps->holds);
+    buf_free(&ps->file);
+    *ps = (struct pending_snap){ .active = 0 };
+    return 0;
+}
+
+/* Serializes the state and the positions it covers into inst->snap, with
+ * the holds of what it absorbed since the last one, then settles it at
+ * once when the rows it emitted are all delivered. -1 when the plugin or
+ * memory fails (the holds stay for the next snapshot). */
 static int take_snapshot(struct spoke_instance *inst)
 {
     char err[SPOKE_ERRSTR_SIZE] = "";
@@ -758,23 +851,55 @@ static int take_snapshot(struct spoke_instance *inst)
         return -1;
     }
     char *pos = covered_json(inst);
-    struct buf b = BUF_INIT;
-    buf_printf(&b, "%s 2 %zu\n%s\n", SNAP_MAGIC, len, pos ? pos : "[]");
-    buf_append(&b, data, len);
+    struct pending_snap *ps = &inst->snap;
+    /* Version 3: the number of rows it emitted so far, which the next run
+     * goes on from, so that a consumer that is stateful too recognizes the
+     * rows derived again from replayed input. */
+    int ok = pos && buf_printf(&ps->file, "%s 3 %zu %" PRIu64 "\n%s\n", SNAP_MAGIC, len,
+                               inst->out_seq, pos) == 0 &&
+             buf_append(&ps->file, data, len) == 0;
     free(pos);
     free(data);
-    char path[PATH_MAX];
-    snap_path(inst, path, sizeof(path));
-    int wrc = b.p ? atomic_write_file(path, b.p, b.len, err, sizeof(err)) : -1;
-    buf_free(&b);
-    if (wrc != 0) {
-        LOG_E(inst->name, "cannot save snapshot: %s; acknowledgements held", err);
+    if (!ok) {
+        buf_free(&ps->file);
+        LOG_E(inst->name, "cannot save snapshot: out of memory; acknowledgements held");
         return -1;
     }
-    /* The state covering these records is durable: the positions their
-     * holds kept back commit. */
-    end_holds(inst, 1);
+    flush_acks(inst);
+    ps->holds = inst->holds;
+    ps->nholds = inst->nholds;
+    inst->holds = NULL;
+    inst->nholds = inst->capholds = 0;
+    ps->upto = inst->out_seq;
+    ps->active = 1;
+    ps->poll_ms = 1;
+    snap_settle(inst);
     return 0;
+}
+
+/* The task ends: a last snapshot covers what it absorbed, once the rows it
+ * emitted are delivered (the consumers are still running), for at most
+ * shutdown.timeout.ms. */
+static void snap_final(struct spoke_instance *inst)
+{
+    int64_t deadline = clock_mono_ms() + inst->rt->ws.shutdown_timeout_ms;
+    for (;;) {
+        if (!inst->snap.active) {
+            if (!inst->nholds || take_snapshot(inst) != 0)
+                return;
+            continue; /* settled at once, or waits */
+        }
+        if (!tracker_wait_idle(inst->out, deadline)) {
+            LOG_W(inst->name, "rows it emitted are still undelivered after %lld ms: its last "
+                  "snapshot is not written, and the input it absorbed since the one before "
+                  "is replayed after a restart", (long long)inst->rt->ws.shutdown_timeout_ms);
+            return;
+        }
+        /* Nothing in flight: it settles, or the gate is blocked or the
+         * write failed (both said). */
+        if (snap_settle(inst))
+            return;
+    }
 }
 
 static int covered_add(struct covered_pos **v, size_t *n, size_t *cap, const char *source,
@@ -819,9 +944,13 @@ static int load_covered(struct spoke_instance *inst, const char *line, size_t le
     json_array_foreach(arr, i, e) {
         const char *src = NULL, *part = NULL;
         json_int_t off = 0;
-        if (json_unpack(e, "{s:s,s:s,s:I}", "source", &src, "partition", &part, "offset", &off))
+        if (json_unpack(e, "{s:s,s:I}", "source", &src, "emitted", &off) == 0)
+            part = inst_out_part;
+        else if (json_unpack(e, "{s:s,s:s,s:I}", "source", &src, "partition", &part, "offset",
+                             &off))
             goto bad;
-        struct covered_pos cp = { intern_str(src), intern_str(part), off };
+        struct covered_pos cp = { intern_str(src), part == inst_out_part ? part : intern_str(part),
+                                  off };
         if (!cp.source || !cp.part)
             goto bad;
         inst->replay[inst->nreplay++] = cp;
@@ -850,12 +979,14 @@ static int restore_snapshot(struct spoke_instance *inst, char *err, size_t errsi
     int rc = SPOKE_ERR_PARSE;
     int version = 0;
     size_t declared = 0;
+    uint64_t emitted = 0;
     char *nl = memchr(data, '\n', len);
     char *body = nl ? nl + 1 : NULL;
     if (!nl || sscanf(data, SNAP_MAGIC " %d %zu", &version, &declared) != 2 ||
-        (version != 1 && version != 2))
+        version < 1 || version > 3 ||
+        (version == 3 && sscanf(data, SNAP_MAGIC " 3 %*u %" SCNu64, &emitted) != 1))
         goto bad;
-    if (version == 2) {
+    if (version >= 2) {
         char *nl2 = memchr(body, '\n', len - (size_t)(body - data));
         if (!nl2 || load_covered(inst, body, (size_t)(nl2 - body), err, errsize) != 0)
             goto out;
@@ -864,6 +995,7 @@ static int restore_snapshot(struct spoke_instance *inst, char *err, size_t errsi
     if (declared != len - (size_t)(body - data))
         goto bad;
     rc = inst->plugin->restore(inst->st, body, declared, err, errsize);
+    inst->out_seq = emitted;
     if (rc == SPOKE_OK)
         LOG_I(inst->name, "state restored from %s (%zu bytes, covering %zu input partitions)",
               path, declared, inst->nreplay);
@@ -937,6 +1069,56 @@ static int absorb(struct spoke_instance *inst, struct spoke_record *rec)
     if (inst->nacks == INST_STAGE_MAX)
         flush_acks(inst);
     return 0;
+}
+
+/* ---- the gate: a stateful transform's output (see snap_settle) ---- */
+
+/* Not interned: positions compare by pointer, and no partition a source
+ * names (interned) can be this one. */
+static const char out_part[] = "<emitted>";
+const char *const inst_out_part = out_part;
+
+int inst_gate_origin(struct spoke_instance *inst, struct spoke_record *rec)
+{
+    int64_t born = 0;
+    if (rec->origin) {
+        /* Derived from an input (e.g. a copy of it): the input's own unit
+         * and the snapshot cover that input; the gate covers this record. */
+        born = origin_born_ns(rec->origin);
+        rec_ack(rec);
+    } else if (inst->cur && inst->cur->origin) {
+        born = origin_born_ns(inst->cur->origin);
+    }
+    struct origin *o = tracker_add(inst->out, inst_out_part, (int64_t)(inst->out_seq + 1), born);
+    if (!o) {
+        rec_free(rec);
+        return SPOKE_ERR_NOMEM;
+    }
+    inst->out_seq++;
+    rec_set_origin(rec, o);
+    return SPOKE_OK;
+}
+
+/* A stateful transform forwards its input record rec (process() returned
+ * SPOKE_OK): the next snapshot covers the input, as for an absorbed one,
+ * and rec goes out through the gate. */
+static void gate_forward(struct spoke_instance *inst, struct spoke_record *rec)
+{
+    int64_t born = rec->origin ? origin_born_ns(rec->origin) : 0;
+    if (rec->origin && absorb(inst, rec) != 0) {
+        LOG_E(inst->name, "out of memory holding an acknowledgement: its offset will not be "
+              "committed");
+        return; /* it keeps its origin: delivered, it is acknowledged as before */
+    }
+    struct origin *o = tracker_add(inst->out, inst_out_part, (int64_t)(inst->out_seq + 1), born);
+    if (!o) {
+        /* Untracked, the gate cannot vouch for it: no snapshot passes. */
+        LOG_E(inst->name, "out of memory tracking a record it forwards");
+        inst->gate_lost = 1;
+        return;
+    }
+    inst->out_seq++;
+    rec_set_origin(rec, o);
 }
 
 /* ---- source task ---- */
@@ -1164,6 +1346,8 @@ static int transform_records(struct spoke_instance *inst, struct spoke_record **
             clear_retrying(inst);
             if (rec->topic == in_topic)
                 rec->topic = inst->out_topic;
+            if (inst->out && !inst->gate_blocked)
+                gate_forward(inst, rec);
             inst_note_topic(inst, rec->topic);
             recs[i] = NULL;
             COUNTER_ADD(&inst->records_out, 1);
@@ -1175,12 +1359,14 @@ static int transform_records(struct spoke_instance *inst, struct spoke_record **
         } else if (rc == SPOKE_DROP) {
             clear_retrying(inst);
             recs[i] = NULL;
-            if (d->snapshot && absorb(inst, rec) != 0)
-                LOG_E(inst->name, "out of memory holding an acknowledgement: its offset will "
-                      "not be committed");
-            else
+            if (d->snapshot && (inst->gate_blocked || absorb(inst, rec) != 0)) {
+                if (!inst->gate_blocked)
+                    LOG_E(inst->name, "out of memory holding an acknowledgement: its offset "
+                          "will not be committed");
+            } else {
                 rec_ack(rec);
-            rec_free(rec);
+            }
+            rec_free(rec); /* still holding its unit: abandoned, never committed */
         } else {
             if (error_path(inst, rec, "TRANSFORMATION", rc, err)) {
                 recs[i] = NULL;
@@ -1241,8 +1427,9 @@ static void sink_ack(struct spoke_instance *inst, struct spoke_record *rec, int6
 {
     struct origin *o = rec->origin;
     if (o) {
-        if (inst->latency)
-            hist_add(inst->latency, now_ns - origin_born_ns(o));
+        int64_t born = origin_born_ns(o);
+        if (inst->latency && born > 0) /* 0: derived from no source poll */
+            hist_add(inst->latency, now_ns - born);
         rec->origin = NULL;
         ab->o[ab->n++] = o;
         if (ab->n == sizeof(ab->o) / sizeof(ab->o[0]))
@@ -1484,9 +1671,14 @@ static int consumer_loop(struct spoke_instance *inst)
             }
             next_tick = nt >= 0 ? now + nt : -1;
         }
+        if (inst->snap.active && inst->snap.check_at_ms >= 0 &&
+            (now >= inst->snap.check_at_ms || inst->rt->stopping))
+            snap_settle(inst);
         if (inst->next_snapshot_ms >= 0 &&
             (now >= inst->next_snapshot_ms || (inst->rt->stopping && inst->nholds))) {
-            if (inst->nholds)
+            /* One snapshot waits for its rows at a time; what is absorbed
+             * meanwhile goes into the next one. */
+            if (inst->nholds && !inst->snap.active)
                 take_snapshot(inst);
             inst->next_snapshot_ms = now + snap_every;
         }
@@ -1495,6 +1687,9 @@ static int consumer_loop(struct spoke_instance *inst)
             deadline = next_tick;
         if (inst->next_snapshot_ms >= 0 && (deadline < 0 || inst->next_snapshot_ms < deadline))
             deadline = inst->next_snapshot_ms;
+        if (inst->snap.active && inst->snap.check_at_ms >= 0 &&
+            (deadline < 0 || inst->snap.check_at_ms < deadline))
+            deadline = inst->snap.check_at_ms;
         if (elog_due(inst) >= 0 && (deadline < 0 || elog_due(inst) < deadline))
             deadline = elog_due(inst);
         if (inst->pend.n && rqueue_depth(inst->inq) == 0) {
@@ -1547,8 +1742,8 @@ static int consumer_loop(struct spoke_instance *inst)
     }
     if (rc == 0 && inst->pend.n)
         sink_finish(inst);
-    if (rc == 0 && d->snapshot && inst->nholds)
-        take_snapshot(inst);
+    if (rc == 0 && d->snapshot)
+        snap_final(inst);
     elog_flush(inst, 1);
     free(recs);
     return rc;
@@ -1592,6 +1787,10 @@ static void *inst_thread(void *arg)
         fail(inst, "init", rc, err);
         return NULL;
     }
+    if (d->snapshot && inst->kind == SPOKE_KIND_TRANSFORM && !(inst->out = tracker_new(inst->name))) {
+        fail(inst, "start", SPOKE_ERR_NOMEM, "cannot allocate the output tracker");
+        goto out;
+    }
     if (d->restore && (rc = restore_snapshot(inst, err, sizeof(err))) != SPOKE_OK) {
         fail(inst, "restore", rc, err);
         goto out;
@@ -1617,6 +1816,10 @@ out:
     inst_flush_staging(inst);
     /* Not covered by a durable snapshot: their positions never commit. */
     end_holds(inst, 0);
+    tracker_release(inst->out); /* lives on while its records are in flight */
+    inst->out = NULL;
+    inst->out_seq = 0;
+    inst->gate_blocked = inst->gate_lost = 0;
     d->destroy(inst->st);
     inst->st = NULL;
     return NULL;
