@@ -317,6 +317,14 @@ struct sm_shape {
     uint32_t cool;           /* full parses to wait before learning again */
 };
 
+/* A capture slot whose field reads source text: stringify (numbers and
+ * containers as written) or int/long (a number with a fraction or an
+ * exponent is decided by its exact decimal value). */
+struct sm_textslot {
+    int slot;
+    int strfy;               /* 1: stringify, 0: int or long */
+};
+
 struct sm_tsfmt;             /* a compiled timestamp format (schema_mapper_value.c) */
 struct sm_expr;              /* a compiled expression (schema_mapper_expr.c) */
 
@@ -386,6 +394,14 @@ struct sm_mapper {
     struct sm_setent *setbuf; /* extractor: (trie_depth + 2) * nnodes node-set entries */
     struct sm_shape shape;   /* extractor: the last record's shape (schema_mapper_json.c) */
     struct sj_parser *sj;
+    /* simdjson: the slots whose field needs a number's or a container's
+     * source text, which the DOM does not keep (see sm_map_bytes); whether
+     * one of them is stringified (zeros and containers lose their text
+     * too); whether the last walk met a double */
+    struct sm_textslot *text;
+    size_t ntext;
+    int text_strfy;
+    unsigned sj_lost;
 
     /* strings that mean null in every field without its own null_values */
     char **nulls_default;

@@ -12,12 +12,15 @@
  * loop over a small stack.
  *
  * Semantics, as SQL engines do it: a null operand makes the result null;
- * division by zero is null; + - * stay exact in 64-bit integers while both
- * sides are integers and nothing overflows, otherwise they are computed in
- * double; / is always computed in double. The result is converted to the
- * field type: int and long truncate toward zero, and a value out of the
- * type's range (or not finite) is null. The reason for a null is kept for
- * the message of a required field.
+ * division by zero is null; + - * and unary - are exact integer operations
+ * while both sides are integers, carried in 128 bits so that a step past
+ * the 64-bit range (INT64_MIN - 1) is known as such instead of being
+ * rounded back into it by a double, and so is / of integers that divide
+ * evenly; beyond 128 bits, and for other quotients, they are computed in
+ * double. The result is converted to the field type: int
+ * and long truncate toward zero, and a value out of the type's range (or
+ * not finite) is null. The reason for a null is kept for the message of a
+ * required field.
  */
 #include <math.h>
 #include <stdio.h>
@@ -255,10 +258,14 @@ fail:
 
 void sm_expr_free(struct sm_expr *e) { free(e); }
 
+/* Exact integer intermediates: any + - * of two int64 values fits. */
+typedef __int128 sm_i128;
+#define SM_I128_MAX ((sm_i128)(((unsigned __int128)1 << 127) - 1))
+
 struct ev {
     uint8_t null, isint, why;
     int16_t arg;
-    int64_t i;
+    sm_i128 i;
     double d;
 };
 
@@ -321,7 +328,7 @@ void sm_expr_eval(const struct sm_expr *e, const struct sm_val *vals, enum sm_ft
             a = &st[sp - 1];
             if (a->null)
                 break;
-            if (a->isint && a->i != INT64_MIN) {
+            if (a->isint && a->i != -SM_I128_MAX - 1) {
                 a->i = -a->i;
             } else {
                 a->d = -(a->isint ? (double)a->i : a->d);
@@ -343,12 +350,19 @@ void sm_expr_eval(const struct sm_expr *e, const struct sm_val *vals, enum sm_ft
                     ev_null(a, SM_WHY_DIV0, 0);
                     break;
                 }
+                /* Integers that divide evenly stay exact (a double quotient
+                 * of 9223372036854775807 / 1 would be 2^63). */
+                if (a->isint && b->isint && !(b->i == -1 && a->i == -SM_I128_MAX - 1) &&
+                    a->i % b->i == 0) {
+                    a->i /= b->i;
+                    break;
+                }
                 a->d = x / y;
                 a->isint = 0;
                 break;
             }
             if (a->isint && b->isint) {
-                int64_t r;
+                sm_i128 r;
                 int over = in->op == E_ADD ? __builtin_add_overflow(a->i, b->i, &r)
                          : in->op == E_SUB ? __builtin_sub_overflow(a->i, b->i, &r)
                                            : __builtin_mul_overflow(a->i, b->i, &r);
@@ -387,7 +401,12 @@ void sm_expr_eval(const struct sm_expr *e, const struct sm_val *vals, enum sm_ft
     }
     int64_t v;
     if (r.isint) {
-        v = r.i;
+        if (r.i < INT64_MIN || r.i > INT64_MAX) {
+            out->t = SPOKE_TYPE_NULL;
+            out->why = SM_WHY_RANGE;
+            return;
+        }
+        v = (int64_t)r.i;
     } else {
         if (!isfinite(r.d) || r.d < -9223372036854775808.0 || r.d >= 9223372036854775808.0) {
             out->t = SPOKE_TYPE_NULL;

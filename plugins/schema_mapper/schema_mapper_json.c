@@ -617,8 +617,8 @@ static inline __attribute__((always_inline)) int scalar_src(struct jx *x, struct
                 vp->u.i = *start == '-' ? -(int64_t)iv : (int64_t)iv;
                 break;
             }
-        } else if (q + 1 < end && *q == '0' && num_end[q[1]]) {
-            x->p = q + 1;  /* 0 or -0 */
+        } else if (start + 1 < end && *start == '0' && num_end[start[1]]) {
+            x->p = start + 1;  /* 0 (-0 keeps its text below, for stringify) */
             vp->k = SM_SK_INT;
             vp->u.i = 0;
             break;
@@ -627,9 +627,10 @@ static inline __attribute__((always_inline)) int scalar_src(struct jx *x, struct
         if (whole < 0)
             return -1;
         size_t len = (size_t)(x->p - start);
-        if (whole && len <= 18) {
+        if (whole && len <= 18 && !(len == 2 && start[1] == '0')) {
             /* An integer that fits int64 for sure: its value now, while the
-             * digits are in cache (no second pass when it is typed). */
+             * digits are in cache (no second pass when it is typed). -0 is
+             * left as text: stringify writes it as it is. */
             const unsigned char *d = start + (*start == '-');
             int64_t iv = 0;
             for (; d < x->p; d++)

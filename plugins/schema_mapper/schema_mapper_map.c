@@ -314,6 +314,40 @@ static int map_fields(struct sm_mapper *m, const struct spoke_record *rec, char 
     return SPOKE_OK;
 }
 
+/* json.parser simdjson: whether a captured value feeds a field that needs
+ * the text the DOM did not keep. A stringified field writes a number or a
+ * container as it is written (2.50, -0, 1E+2), but the DOM holds 2.5, 0
+ * (for 0 and -0) and the values of a container; an int or long field
+ * decides a number with a fraction or an exponent by its exact decimal
+ * value, but a whole double may stand for several such numbers
+ * (1.0000000000000000001 and 1.0, or -9223372036854775809.0 and
+ * -9223372036854775808.0). */
+static int sj_lost_text(const struct sm_src *v, int strfy)
+{
+    switch (v->k) {
+    case SM_SK_DOUBLE: return strfy || v->u.d == floor(v->u.d);
+    case SM_SK_INT: return strfy && v->u.i == 0;
+    case SM_SK_ARRAY: case SM_SK_OBJECT: return strfy;
+    default: return 0;
+    }
+}
+
+static int sj_needs_text(const struct sm_mapper *m)
+{
+    for (size_t k = 0; k < m->ntext; k++) {
+        const struct sm_textslot *t = &m->text[k];
+        if (m->slot_multi[t->slot]) {
+            const struct sm_srcvec *vec = &m->mcap[t->slot];
+            for (size_t e = 0; e < vec->n; e++)
+                if (sj_lost_text(&vec->v[e], t->strfy))
+                    return 1;
+        } else if (sj_lost_text(&m->cap[t->slot], t->strfy)) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int sm_map_bytes(struct sm_mapper *m, const char *p, size_t n, const struct spoke_record *rec,
                  char *err, size_t errsz)
 {
@@ -346,6 +380,13 @@ int sm_map_bytes(struct sm_mapper *m, const char *p, size_t n, const struct spok
             return SPOKE_ERR_PARSE;
         }
         sm_walk_sj(m, &root);
+        if (((m->sj_lost && m->ntext) || m->text_strfy) && sj_needs_text(m)) {
+            /* Read again from the bytes, which simdjson has just found to
+             * be valid JSON: both parsers then give the same row. */
+            reset(m);
+            if (sm_json_extract(m, p, n, err, errsz) < 0)
+                return SPOKE_ERR_PARSE;
+        }
     }
     return map_fields(m, rec, err, errsz);
 }

@@ -1483,6 +1483,7 @@ void sm_mapper_free(struct sm_mapper *m)
     free(m->shape.v);
     if (m->sj)
         sj_parser_free(m->sj);
+    free(m->text);
     strlist_free(m->columns, m->ncol);
     strlist_free(m->nulls_default, m->nnulls_default);
     free(m->cells);
@@ -1901,9 +1902,20 @@ struct sm_mapper *sm_mapper_new(const struct spoke_host_api *api, const struct s
         }
         m->stage[m->f[i].stage][m->nstage[m->f[i].stage]++] = (int)i;
     }
-    if (m->format == SM_FMT_JSON && m->parser == SM_PARSER_SIMDJSON &&
-        !(m->sj = sj_parser_new(m->max_bytes, (size_t)m->max_depth)))
-        goto oom;
+    if (m->format == SM_FMT_JSON && m->parser == SM_PARSER_SIMDJSON) {
+        if (!(m->sj = sj_parser_new(m->max_bytes, (size_t)m->max_depth)) ||
+            !(m->text = calloc(m->nf, sizeof(*m->text))))
+            goto oom;
+        for (size_t i = 0; i < m->nf; i++) {
+            const struct sm_field *f = &m->f[i];
+            enum sm_ftype vt = vtype(f);
+            if (f->src == SM_SRC_PATH && (f->stringify || vt == SM_T_INT || vt == SM_T_LONG)) {
+                m->text[m->ntext].slot = f->slot;
+                m->text[m->ntext++].strfy = f->stringify;
+                m->text_strfy |= f->stringify;
+            }
+        }
+    }
 
     free(lookup_nodes);
     free(expr_nodes);

@@ -801,17 +801,24 @@ const char *sm_type_name(enum sm_ftype t)
 }
 
 /* A number parsed from text: integer when it has no fraction or exponent
- * and fits int64, else a double. */
+ * and fits int64, else a double (big: an integer beyond int64, whose
+ * double is only an approximation). txt: the text it was read from, NULL
+ * for numbers that were never text (rows, simdjson). */
 struct num {
-    int is_int;
+    int is_int, big;
     int64_t i;
     double d;
+    const char *txt;
+    size_t txtn;
 };
 
 /* Reads JSON-style number text (also "+1", "007", ".5" from CSV cells when
  * lenient). 0, or -1 when it is not a number. */
 static int parse_num(const char *s, size_t n, int lenient, struct num *out)
 {
+    out->big = 0;
+    out->txt = s;
+    out->txtn = n;
     /* Fast path: a plain integer of up to 18 digits (most numbers). */
     if (n && n <= 18 && (s[0] != '0' || n == 1)) {
         size_t k = s[0] == '-';
@@ -885,6 +892,9 @@ static int parse_num(const char *s, size_t n, int lenient, struct num *out)
             out->d = (double)out->i;
             return 0;
         }
+        /* Beyond int64: its double may round back into the range (every
+         * integer down to -2^63 - 1024 rounds to -2^63), so it is marked. */
+        out->big = 1;
     }
     int ok;
     out->is_int = 0;
@@ -957,16 +967,22 @@ static int src_num(const struct sm_src *src, struct num *nu)
     switch (src->k) {
     case SM_SK_INT:
         nu->is_int = 1;
+        nu->big = 0;
         nu->i = src->u.i;
         nu->d = (double)src->u.i;
+        nu->txt = NULL;
         return 0;
     case SM_SK_UINT:
         nu->is_int = 0;
+        nu->big = 1;
         nu->d = (double)src->u.u;
+        nu->txt = NULL;
         return 0;
     case SM_SK_DOUBLE:
         nu->is_int = 0;
+        nu->big = 0;
         nu->d = src->u.d;
+        nu->txt = NULL;
         return 0;
     case SM_SK_NUMTXT:
         return parse_num(src->u.s.p, src->u.s.n, 0, nu);
@@ -1028,12 +1044,85 @@ static int epoch_ms(const struct sm_field *f, const struct num *nu, int64_t *ms)
     return 0;
 }
 
+/* The exact value of number text (as parse_num accepts it: sign, digits,
+ * fraction, exponent) as an integer, without going through a double:
+ * 0 and *out, -1 when the number is not whole, -2 when it is whole but
+ * outside int64. */
+static int dec_int(const char *s, size_t n, int64_t *out)
+{
+    size_t i = 0, ni = 0, nf = 0;
+    int neg = 0, over = 0;
+    if (i < n && (s[i] == '-' || s[i] == '+'))
+        neg = s[i++] == '-';
+    const char *ip = s + i, *fp = s + i;
+    while (i < n && (unsigned)(s[i] - '0') < 10) {
+        i++;
+        ni++;
+    }
+    if (i < n && s[i] == '.') {
+        fp = s + ++i;
+        while (i < n && (unsigned)(s[i] - '0') < 10) {
+            i++;
+            nf++;
+        }
+    }
+    long e = 0;
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        int eneg = 0;
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            eneg = s[i++] == '-';
+        for (; i < n && (unsigned)(s[i] - '0') < 10; i++)
+            if (e < 100000000)  /* far beyond any digit count: saturating is exact enough */
+                e = e * 10 + (s[i] - '0');
+        if (eneg)
+            e = -e;
+    }
+    /* The digits d[0..ni+nf) with the point after ni + e of them: those
+     * before it make the integer, those after it must all be zero. */
+    long whole = (long)ni + e;
+    uint64_t u = 0;
+    for (size_t k = 0; k < ni + nf; k++) {
+        unsigned d = (unsigned)((k < ni ? ip[k] : fp[k - ni]) - '0');
+        if ((long)k >= whole) {
+            if (d)
+                return -1;
+        } else if (!over) {
+            if (u > (UINT64_MAX - d) / 10)
+                over = 1;
+            else
+                u = u * 10 + d;
+        }
+    }
+    for (long k = (long)(ni + nf); u && !over && k < whole; k++) {
+        if (u > UINT64_MAX / 10)
+            over = 1;
+        else
+            u *= 10;
+    }
+    if (over || u > (neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX))
+        return -2;
+    *out = neg ? (int64_t)(0 - u) : (int64_t)u;
+    return 0;
+}
+
+/* A number into int or long: 0, -1 (not whole) or -2 (out of range). A
+ * number read from text with a fraction or an exponent is decided by its
+ * exact decimal value, not by its double (1.0000000000000000001 is not
+ * whole, -9223372036854775809.0 is out of range, 9223372036854775807.0 is
+ * INT64_MAX); a double without text (a row's) is exact as it is. */
 static int to_int(const struct sm_field *f, enum sm_ftype t, const struct num *nu,
                   struct sm_val *out)
 {
     int64_t v;
     if (nu->is_int) {
         v = nu->i;
+    } else if (nu->big) {
+        return -2;
+    } else if (nu->txt) {
+        int rc = dec_int(nu->txt, nu->txtn, &v);
+        if (rc < 0)
+            return rc;
     } else {
         if (!isfinite(nu->d) || nu->d != floor(nu->d) || nu->d < -9223372036854775808.0 ||
             nu->d >= 9223372036854775808.0)
@@ -1202,8 +1291,18 @@ static void jb_row(struct jbuf *b, const struct spoke_host_api *api, const struc
     jb_put(b, sc ? "}" : "]", 1);
 }
 
-/* Text of any raw value for `stringify`. */
-static int stringify(struct sm_mapper *m, const struct sm_src *src, const char **p, size_t *n)
+/* Text of any raw value for `stringify`: a number read from JSON text is
+ * that text, byte for byte (1.10, 1E+2, -0, 1e400 and 20-digit integers
+ * stay as written); an integer token kept as its value (INT, UINT) is
+ * written in decimal, which is its text (JSON integers have one spelling,
+ * and -0 is kept as text by the extractor). Numbers from rows are their
+ * values: integers in decimal, doubles in shortest round-trip form. A
+ * container read from JSON text is its text without the blanks between
+ * tokens. json.parser simdjson never gets here with a double, a zero or a
+ * container: its DOM has no text for them, so such records are read again
+ * by the extractor (sm_map_bytes). 0, or -1 with the reason in why. */
+static int stringify(struct sm_mapper *m, const struct sm_src *src, const char **p, size_t *n,
+                     char *why, size_t whysz)
 {
     char tmp[40];
     size_t k;
@@ -1212,17 +1311,24 @@ static int stringify(struct sm_mapper *m, const struct sm_src *src, const char *
         *p = src->u.b ? "true" : "false";
         *n = src->u.b ? 4 : 5;
         return 0;
-    case SM_SK_INT: case SM_SK_UINT: case SM_SK_DOUBLE: case SM_SK_NUMTXT: {
-        struct num nu;
-        if (src->k == SM_SK_UINT) {
-            k = (size_t)snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)src->u.u);
-        } else {
-            if (src_num(src, &nu) < 0)
-                return -1;
-            k = nu.is_int ? sm_fmt_int(nu.i, tmp) : sm_fmt_double(nu.d, tmp);
-        }
+    case SM_SK_NUMTXT:
+        *p = src->u.s.p;
+        *n = src->u.s.n;
+        return 0;
+    case SM_SK_INT:
+        k = sm_fmt_int(src->u.i, tmp);
         break;
-    }
+    case SM_SK_UINT:
+        k = (size_t)snprintf(tmp, sizeof(tmp), "%llu", (unsigned long long)src->u.u);
+        break;
+    case SM_SK_DOUBLE:
+        if (!isfinite(src->u.d)) {
+            snprintf(why, whysz, "cannot write the number %s as JSON text",
+                     isnan(src->u.d) ? "NaN" : src->u.d > 0 ? "Infinity" : "-Infinity");
+            return -1;
+        }
+        k = sm_fmt_double(src->u.d, tmp);
+        break;
     case SM_SK_TS:
         k = sm_fmt_iso(src->u.i, tmp);
         break;
@@ -1234,29 +1340,38 @@ static int stringify(struct sm_mapper *m, const struct sm_src *src, const char *
             size_t need = sj_to_json(&src->u.sj, NULL, 0);
             char *o = sm_arena_alloc(&m->arena, need + 1);
             if (!o)
-                return -1;
+                goto oom;
             sj_to_json(&src->u.sj, o, need);
             *p = o;
             *n = need;
         } else {
             struct jbuf b = { .m = m };
             jb_row(&b, m->api, src->u.row, 0);
-            if (b.oom)
+            if (b.oom) {
+                snprintf(why, whysz, "cannot write the %s as JSON text (nested deeper than 64 "
+                         "levels, or out of memory)", sm_sk_name(src->k));
                 return -1;
+            }
             *p = b.p;
             *n = b.n;
         }
-        return *p ? 0 : -1;
+        if (!*p)
+            goto oom;
+        return 0;
     default:
+        snprintf(why, whysz, "cannot write the %s as JSON text", sm_sk_name(src->k));
         return -1;
     }
     char *o = sm_arena_alloc(&m->arena, k + 1);
     if (!o)
-        return -1;
+        goto oom;
     memcpy(o, tmp, k);
     *p = o;
     *n = k;
     return 0;
+oom:
+    snprintf(why, whysz, "out of memory");
+    return -1;
 }
 
 int sm_coerce(struct sm_mapper *m, const struct sm_field *f, enum sm_ftype t,
@@ -1295,11 +1410,8 @@ int sm_coerce(struct sm_mapper *m, const struct sm_field *f, enum sm_ftype t,
             return 0;
         }
         if (f->stringify) {
-            if (stringify(m, src, &p, &n) < 0) {
-                snprintf(err, errsz, "cannot write the %s as JSON text (nested deeper than 64 "
-                         "levels, or out of memory)", sm_sk_name(src->k));
+            if (stringify(m, src, &p, &n, err, errsz) < 0)
                 return -1;
-            }
             out->t = SPOKE_TYPE_STRING;
             out->u.s.p = p;
             out->u.s.n = n;
@@ -1317,7 +1429,9 @@ int sm_coerce(struct sm_mapper *m, const struct sm_field *f, enum sm_ftype t,
                 goto mismatch;
         } else if (src->k == SM_SK_TS && t != SM_T_DOUBLE) {
             nu.is_int = 1;
+            nu.big = 0;
             nu.i = src->u.i;
+            nu.txt = NULL;
         } else if (src->k == SM_SK_UINT && t != SM_T_DOUBLE) {
             num_text(src, g, sizeof(g));
             snprintf(err, errsz, "%s is out of range for %s", g, sm_type_name(t));

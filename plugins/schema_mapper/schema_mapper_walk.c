@@ -134,7 +134,10 @@ static inline const struct spoke_value *row_view(const struct spoke_host_api *ap
     return api->row_values(row, n);
 }
 
-static void sj_src(const struct sj_value *jv, struct sm_src *v)
+/* A DOM value as the walk reads it; a double sets *lost (its text is not
+ * in the DOM: see sm_map_bytes). */
+static inline __attribute__((always_inline)) void sj_src(const struct sj_value *jv,
+                                                         struct sm_src *v, unsigned *lost)
 {
     switch (sj_type(jv)) {
     case SJ_NULL:
@@ -155,6 +158,7 @@ static void sj_src(const struct sj_value *jv, struct sm_src *v)
     case SJ_DOUBLE:
         v->k = SM_SK_DOUBLE;
         sj_get_double(jv, &v->u.d);
+        *lost = 1;
         break;
     case SJ_STRING:
         v->k = SM_SK_STR;
@@ -191,7 +195,7 @@ static void walk_sj(struct sm_mapper *m, struct sm_node *node, const struct sm_s
             struct sm_src cv;
             const struct sm_edge *ed = &node->edges[e];
             if (sj_object_get(&v->u.sj, ed->key, ed->klen, &c) == 0) {
-                sj_src(&c, &cv);
+                sj_src(&c, &cv, &m->sj_lost);
                 walk_sj(m, ed->child, &cv);
             }
         }
@@ -209,7 +213,7 @@ static void walk_sj(struct sm_mapper *m, struct sm_node *node, const struct sm_s
     struct sm_src e;
     sj_array_iter(&v->u.sj, &it);
     for (int64_t idx = 0; sj_array_next(&it, &ej); idx++) {
-        sj_src(&ej, &e);
+        sj_src(&ej, &e, &m->sj_lost);
         for (size_t k = 0; k < node->nidx; k++)
             if (node->idx[k].i == idx)
                 walk_sj(m, node->idx[k].child, &e);
@@ -224,7 +228,7 @@ static void walk_sj(struct sm_mapper *m, struct sm_node *node, const struct sm_s
                 struct sm_src cv;
                 if (se->child->mark != inst &&
                     sj_object_get(&e.u.sj, se->key, se->klen, &c) == 0) {
-                    sj_src(&c, &cv);
+                    sj_src(&c, &cv, &m->sj_lost);
                     se->child->mark = inst;
                     walk_sj(m, se->child, &cv);
                 }
@@ -401,7 +405,8 @@ static void walk_row(struct sm_mapper *m, struct sm_node *node, const struct sm_
 void sm_walk_sj(struct sm_mapper *m, const struct sj_value *root)
 {
     struct sm_src v;
-    sj_src(root, &v);
+    m->sj_lost = 0;
+    sj_src(root, &v, &m->sj_lost);
     walk_sj(m, m->root, &v);
 }
 

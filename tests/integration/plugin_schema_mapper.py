@@ -436,6 +436,129 @@ fields:
     assert r.m("records_failed") == 8 and r.m("records_mapped") == 2, r.metrics
 
 
+def exact_number(text):
+    """The exact value of JSON number text (or of a string holding one, blanks
+    around it allowed), as a Fraction: no double in between."""
+    from fractions import Fraction
+    return Fraction(text.strip().strip('"').strip())
+
+
+def simdjson_refuses(text):
+    """simdjson refuses number tokens it cannot represent (RFC 8259 allows
+    them): integers outside [-2^63, 2^64 - 1], and numbers whose double
+    overflows."""
+    import re
+    for tok in re.findall(r'(?<![\w."])-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?', text):
+        if re.fullmatch(r"-?\d+", tok):
+            if not -2 ** 63 <= int(tok) <= 2 ** 64 - 1:
+                return True
+        elif float(tok) in (float("inf"), float("-inf")):
+            return True
+    return False
+
+
+def test_long_edges_are_exact_in_fields_and_expressions():
+    """A long is the number's exact value or an error: integers just below
+    -2^63 (whose double is -2^63) are out of range, as strings too; numbers
+    with a fraction or an exponent are decided by their decimal value, not
+    by their double; computed fields are exact at the edges (INT64_MIN - 1
+    is out of range, not INT64_MIN). Both parsers give the same rows."""
+    schema = """
+fields:
+  - {name: i, type: int}
+  - {name: v, type: long}
+  - {name: dec, type: long, expr: "v + -1"}
+  - {name: inc, type: long, expr: "v - 1 + 2"}
+  - {name: neg, type: long, expr: "-v"}
+  - {name: same, type: long, expr: "v / 1"}
+"""
+    lo, hi = -2 ** 63, 2 ** 63 - 1
+    texts = ["-9223372036854775809", "-9223372036854775900", "-9223372036854776832",
+             "-9223372036854775808", "-9223372036854775807", "9223372036854775807",
+             "9223372036854775808", "18446744073709551616", '"-9223372036854775809"',
+             '" -9223372036854775808 "', "-9223372036854775809.0", "-9223372036854775808.0",
+             "9223372036854775807.0", "-9.223372036854775809e18", "9007199254740993.0",
+             "1.0000000000000000001", "1e-400", "3.5", "42", "-0"]
+    lines = ['{"i":%d,"v":%s}' % (k, t) for k, t in enumerate(texts)]
+
+    def in_range(x):
+        return x if lo <= x <= hi else None
+
+    want_rows, want_dead = [], []
+    for k, t in enumerate(texts):
+        x = exact_number(t)
+        if x.denominator != 1 or not lo <= x <= hi:
+            want_dead.append((k, "not a whole number" if x.denominator != 1
+                              else "is out of range for long"))
+            continue
+        x = int(x)
+        want_rows.append({"i": k, "v": x, "dec": in_range(x - 1), "inc": in_range(x + 1),
+                          "neg": in_range(-x), "same": x})
+    for parser in ("extractor", "simdjson"):
+        keep = [k for k, t in enumerate(texts) if parser == "extractor" or not simdjson_refuses(t)]
+        data = ndjson([lines[k] for k in keep])
+        r = run_mapper(data, schema_text=schema, dlq=True, expect_records=len(keep),
+                       mapper_keys={"json.parser": parser, "errors.log.max.per.second": 0})
+        assert r.rows == [w for w in want_rows if w["i"] in keep], \
+            "%s: got %r\nwant %r" % (parser, r.rows, want_rows)
+        dead = [(k, why) for k, why in want_dead if k in keep]
+        assert r.dlq == [lines[k].encode() for k, _ in dead], (parser, r.dlq)
+        failed = [l for l in r.log.splitlines() if "TRANSFORMATION failed" in l]
+        assert len(failed) == len(dead), (parser, failed)
+        for (k, why), line in zip(dead, failed):
+            assert "v: " in line and why in line, (parser, texts[k], line)
+
+
+def json_compact(text):
+    """JSON text without the blanks between its tokens (strings untouched)."""
+    out, in_str, esc = [], False, False
+    for c in text:
+        if in_str:
+            out.append(c)
+            if esc:
+                esc = False
+            elif c == "\\":
+                esc = True
+            elif c == '"':
+                in_str = False
+        elif c == '"':
+            in_str = True
+            out.append(c)
+        elif c not in " \t\r\n":
+            out.append(c)
+    return "".join(out)
+
+
+def test_stringify_keeps_the_source_text():
+    """stringify writes a number exactly as the input has it (no rounding, no
+    "null" for 1e400, -0 and 1E+2 as written) and a container as its compact
+    text, in a field and in list items, with both parsers (simdjson, whose
+    DOM keeps no text, reads such records again with the extractor; numbers
+    it cannot represent are refused as invalid JSON)."""
+    schema = """
+fields:
+  - {name: i, type: int}
+  - {name: v, type: string, stringify: true}
+  - {name: items, type: list, items: string, stringify: true, path: arr}
+"""
+    texts = ["12", "-0", "0", "1E+2", "1.10", "2.50", "0.1000000000000000055511151231257827",
+             "12345678901234567890123", "18446744073709551615", "18446744073709551616",
+             "1e400", "-1e400", "1e-400", "9007199254740993.0", "-9223372036854775809", "true",
+             '{"a" : [1, 2.50, "x\\u0041 y"]}', "[ 1 , 1e400 ]", "[-0, 1.0]"]
+    lines = ['{"i":%d,"v":%s,"arr":[%s, 7.0]}' % (k, t, t) for k, t in enumerate(texts)]
+    want = [{"i": k, "v": json_compact(t), "items": [json_compact(t), "7.0"]}
+            for k, t in enumerate(texts)]
+    for parser in ("extractor", "simdjson"):
+        keep = [k for k, t in enumerate(texts) if parser == "extractor" or not simdjson_refuses(t)]
+        refused = [k for k in range(len(texts)) if k not in keep]
+        r = run_mapper(ndjson(lines), schema_text=schema, dlq=True, expect_records=len(lines),
+                       mapper_keys={"json.parser": parser, "errors.log.max.per.second": 0})
+        assert r.rows == [want[k] for k in keep], "%s: got %r" % (parser, r.rows)
+        assert r.dlq == [lines[k].encode() for k in refused], (parser, r.dlq)
+        assert r.log.count("invalid JSON") == len(refused), (parser, r.log[-3000:])
+    assert refused, "simdjson refused none of the numbers beyond its range"
+
+
 # ---------------------------------------------------------------------------
 # Malformed JSON: every class on the error path, with its reason
 
