@@ -7,7 +7,10 @@
  *           a header repeated every header.every rows. Column widths start
  *           at the header's and grow with the widest value seen so far.
  * Control characters in printed text are escaped (\n, \t, \x1b ...) so that
- * one record stays one line and a value cannot drive the terminal.
+ * one record stays one line and a value cannot drive the terminal; so are
+ * C1 controls and bytes that are not UTF-8. Table columns are aligned by
+ * display width: wide (CJK, emoji) characters take two columns, combining
+ * marks none (console_sink_width.h, generated from the Unicode database).
  *
  * Output goes through stdio: put() writes into the stream's buffer and
  * flush() is fflush(), so a closed pipe or a full disk surfaces as an error
@@ -28,6 +31,13 @@
 #include <time.h>
 
 #include <spoke/plugin.h>
+
+/* A range of code points, first..last inclusive. */
+struct cs_range {
+    uint32_t first, last;
+};
+
+#include "console_sink_width.h"
 
 static const char *const cs_formats[] = { "line", "table", NULL };
 static const char *const cs_outputs[] = { "stdout", "stderr", NULL };
@@ -69,6 +79,9 @@ struct cs_state {
     size_t ncols;
     int known;
     size_t *width;           /* display width of each column so far */
+    struct cs_buf heads;     /* the column names as printed (escaped) */
+    size_t *head_off;        /* each name's text in `heads` */
+    size_t *head_len;
     size_t *cell_off;        /* current row: each cell's text in `cells` */
     size_t *cell_len;
     unsigned char *cell_right; /* current row: right-align the cell (numbers) */
@@ -101,6 +114,8 @@ static int buf_reserve(struct cs_buf *b, size_t n)
 
 static int buf_add(struct cs_buf *b, const void *data, size_t n)
 {
+    if (n == 0)
+        return 0; /* b->p may still be NULL: memcpy must not see it */
     if (buf_reserve(b, n) < 0)
         return -1;
     memcpy(b->p + b->len, data, n);
@@ -115,6 +130,8 @@ static int buf_str(struct cs_buf *b, const char *s)
 
 static int buf_fill(struct cs_buf *b, char c, size_t n)
 {
+    if (n == 0)
+        return 0;
     if (buf_reserve(b, n) < 0)
         return -1;
     memset(b->p + b->len, c, n);
@@ -122,76 +139,149 @@ static int buf_fill(struct cs_buf *b, char c, size_t n)
     return 0;
 }
 
-/* Appends bytes with control characters escaped, C style, so the text stays
- * on one line and cannot carry terminal escape sequences. */
+/*
+ * Decodes the UTF-8 sequence at s[0..n) (n >= 1): returns its length and
+ * sets *cp, or returns 0 when s does not start with one (a stray or
+ * truncated byte, an overlong form, a surrogate, beyond U+10FFFF).
+ */
+static size_t utf8_next(const unsigned char *s, size_t n, uint32_t *cp)
+{
+    size_t len, k;
+    uint32_t c = s[0], min;
+
+    if (c < 0x80) {
+        *cp = c;
+        return 1;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+        len = 2, c &= 0x1f, min = 0x80;
+    } else if ((c & 0xf0) == 0xe0) {
+        len = 3, c &= 0x0f, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        len = 4, c &= 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    if (n < len)
+        return 0;
+    for (k = 1; k < len; k++) {
+        if ((s[k] & 0xc0) != 0x80)
+            return 0;
+        c = c << 6 | (s[k] & 0x3f);
+    }
+    if (c < min || c > 0x10ffff || (c >= 0xd800 && c <= 0xdfff))
+        return 0;
+    *cp = c;
+    return len;
+}
+
+/* True for a code point a terminal may take as a command: C0, DEL, C1. */
+static int is_control(uint32_t cp)
+{
+    return cp < 0x20 || (cp >= 0x7f && cp <= 0x9f);
+}
+
+/*
+ * Appends bytes with control characters escaped, C style, so the text stays
+ * on one line and cannot carry terminal escape sequences: \n, \r, \t, and
+ * \xNN for each byte of other controls (C1 ones included: U+009B is \xc2\x9b)
+ * and for each byte that is not UTF-8. Everything else is copied.
+ */
 static int buf_escaped(struct cs_buf *b, const char *s, size_t n)
 {
-    size_t i, run = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, run = 0, len, k;
 
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    while (i < n) {
+        uint32_t cp = 0;
         char esc[8];
-        if (c >= 0x20 && c != 0x7f)
+        if (u[i] >= 0x20 && u[i] < 0x7f) {
+            i++;
             continue;
+        }
+        len = utf8_next(u + i, n - i, &cp);
+        if (len > 0 && !is_control(cp)) {
+            i += len;
+            continue;
+        }
+        if (len == 0)
+            len = 1; /* not UTF-8: escape this byte, resync on the next */
         if (buf_add(b, s + run, i - run) < 0)
             return -1;
-        run = i + 1;
-        if (c == '\n')
-            snprintf(esc, sizeof(esc), "\\n");
-        else if (c == '\r')
-            snprintf(esc, sizeof(esc), "\\r");
-        else if (c == '\t')
-            snprintf(esc, sizeof(esc), "\\t");
-        else
-            snprintf(esc, sizeof(esc), "\\x%02x", c);
-        if (buf_str(b, esc) < 0)
-            return -1;
+        for (k = 0; k < len; k++) {
+            unsigned char c = u[i + k];
+            if (c == '\n')
+                snprintf(esc, sizeof(esc), "\\n");
+            else if (c == '\r')
+                snprintf(esc, sizeof(esc), "\\r");
+            else if (c == '\t')
+                snprintf(esc, sizeof(esc), "\\t");
+            else
+                snprintf(esc, sizeof(esc), "\\x%02x", c);
+            if (buf_str(b, esc) < 0)
+                return -1;
+        }
+        i += len;
+        run = i;
     }
     return buf_add(b, s + run, n - run);
 }
 
-/* Appends a JSON string literal (for strings nested in lists and maps). */
+/* Appends a JSON string literal (for strings nested in lists and maps), with
+ * controls (C0, DEL, C1) as JSON escapes. Row strings are UTF-8; a byte that
+ * is not would print as \xNN (not JSON, but never raw). */
 static int buf_json_string(struct cs_buf *b, const char *s, size_t n)
 {
-    size_t i, run = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, run = 0, len;
 
     if (buf_add(b, "\"", 1) < 0)
         return -1;
-    for (i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
+    while (i < n) {
+        uint32_t cp = 0;
         char esc[8];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        if (u[i] >= 0x20 && u[i] < 0x7f && u[i] != '"' && u[i] != '\\') {
+            i++;
             continue;
+        }
+        len = utf8_next(u + i, n - i, &cp);
+        if (len > 0 && !is_control(cp) && cp != '"' && cp != '\\') {
+            i += len;
+            continue;
+        }
         if (buf_add(b, s + run, i - run) < 0)
             return -1;
-        run = i + 1;
-        if (c == '"' || c == '\\')
-            snprintf(esc, sizeof(esc), "\\%c", c);
-        else if (c == '\n')
+        if (len == 0) {
+            snprintf(esc, sizeof(esc), "\\x%02x", u[i]);
+            len = 1;
+        } else if (cp == '"' || cp == '\\') {
+            snprintf(esc, sizeof(esc), "\\%c", (char)cp);
+        } else if (cp == '\n') {
             snprintf(esc, sizeof(esc), "\\n");
-        else if (c == '\t')
+        } else if (cp == '\t') {
             snprintf(esc, sizeof(esc), "\\t");
-        else
-            snprintf(esc, sizeof(esc), "\\u%04x", c);
+        } else {
+            snprintf(esc, sizeof(esc), "\\u%04x", (unsigned)cp);
+        }
         if (buf_str(b, esc) < 0)
             return -1;
+        i += len;
+        run = i;
     }
     if (buf_add(b, s + run, n - run) < 0)
         return -1;
     return buf_add(b, "\"", 1);
 }
 
-/* Shortest text that reads back as the same double. */
+/* Shortest text that reads back as the same double. A NaN or an infinity
+ * prints as null, as the record's JSON has it (the host writes non-finite
+ * doubles as null, JSON having no such numbers). */
 static void fmt_double(char *out, size_t size, double v)
 {
     int prec;
 
-    if (isnan(v)) {
-        snprintf(out, size, "NaN");
-        return;
-    }
-    if (isinf(v)) {
-        snprintf(out, size, v > 0 ? "Infinity" : "-Infinity");
+    if (!isfinite(v)) {
+        snprintf(out, size, "null");
         return;
     }
     for (prec = 15; prec < 17; prec++) {
@@ -281,15 +371,55 @@ static int render_value(const struct spoke_host_api *api, struct cs_buf *b,
     return buf_str(b, "?");
 }
 
-/* Columns on screen a UTF-8 text takes: its code points (wide characters
- * count as one; good enough to align ordinary data). */
+/* True when cp is in one of the sorted, disjoint ranges r[0..n). */
+static int in_ranges(uint32_t cp, const struct cs_range *r, size_t n)
+{
+    size_t lo = 0, hi = n;
+
+    if (n == 0 || cp < r[0].first || cp > r[n - 1].last)
+        return 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (cp > r[mid].last)
+            lo = mid + 1;
+        else if (cp < r[mid].first)
+            hi = mid;
+        else
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Columns a terminal gives printed text (escaped: no controls): two for a
+ * wide or fullwidth character, none for a combining mark or a format
+ * character, one otherwise (as wcwidth(3), but independent of the locale).
+ * A byte that is not UTF-8 (the escaping leaves none) counts one.
+ */
 static size_t display_width(const char *s, size_t n)
 {
-    size_t i, w = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    size_t i = 0, w = 0, len;
 
-    for (i = 0; i < n; i++)
-        if (((unsigned char)s[i] & 0xc0) != 0x80)
+    while (i < n) {
+        uint32_t cp;
+        if (u[i] < 0x80) {
             w++;
+            i++;
+            continue;
+        }
+        len = utf8_next(u + i, n - i, &cp);
+        if (len == 0) {
+            w++;
+            i++;
+            continue;
+        }
+        i += len;
+        if (in_ranges(cp, cs_zero_width, sizeof(cs_zero_width) / sizeof(cs_zero_width[0])))
+            continue;
+        w += in_ranges(cp, cs_double_width, sizeof(cs_double_width) / sizeof(cs_double_width[0]))
+             ? 2 : 1;
+    }
     return w;
 }
 
@@ -304,6 +434,12 @@ static void cs_free_columns(struct cs_state *st)
         st->owned = NULL;
     }
     free(st->width);
+    free(st->head_off);
+    free(st->head_len);
+    free(st->heads.p);
+    st->heads.p = NULL;
+    st->heads.len = st->heads.cap = 0;
+    st->head_off = st->head_len = NULL;
     free(st->cell_off);
     free(st->cell_len);
     free(st->cell_right);
@@ -320,14 +456,22 @@ static int cs_set_columns(struct cs_state *st, const char *const *cols, size_t n
     st->cols = cols;
     st->ncols = n;
     st->width = calloc(alloc, sizeof(*st->width));
+    st->head_off = calloc(alloc, sizeof(*st->head_off));
+    st->head_len = calloc(alloc, sizeof(*st->head_len));
     st->cell_off = calloc(alloc, sizeof(*st->cell_off));
     st->cell_len = calloc(alloc, sizeof(*st->cell_len));
     st->cell_right = calloc(alloc, sizeof(*st->cell_right));
-    if (st->width == NULL || st->cell_off == NULL || st->cell_len == NULL
-        || st->cell_right == NULL)
+    if (st->width == NULL || st->head_off == NULL || st->head_len == NULL
+        || st->cell_off == NULL || st->cell_len == NULL || st->cell_right == NULL)
         return -1;
-    for (i = 0; i < n; i++)
-        st->width[i] = display_width(cols[i], strlen(cols[i]));
+    for (i = 0; i < n; i++) {
+        /* A field name is text from the data too: escaped like a value. */
+        st->head_off[i] = st->heads.len;
+        if (buf_escaped(&st->heads, cols[i], strlen(cols[i])) < 0)
+            return -1;
+        st->head_len[i] = st->heads.len - st->head_off[i];
+        st->width[i] = display_width(st->heads.p + st->head_off[i], st->head_len[i]);
+    }
     st->known = 1;
     return 0;
 }
@@ -384,7 +528,7 @@ static int cs_header(struct cs_state *st)
     size_t c;
 
     for (c = 0; c < st->ncols; c++)
-        if (cs_cell(st, c, st->cols[c], strlen(st->cols[c]), 0) < 0)
+        if (cs_cell(st, c, st->heads.p + st->head_off[c], st->head_len[c], 0) < 0)
             return -1;
     if (buf_str(&st->line, "\n") < 0)
         return -1;
@@ -413,7 +557,9 @@ static int cs_table_row(struct cs_state *st, const struct spoke_row *row)
         st->cell_right[c] = 0;
         if (idx >= 0) {
             enum spoke_type t = api->row_type(row, (size_t)idx);
-            st->cell_right[c] = t == SPOKE_TYPE_INT || t == SPOKE_TYPE_DOUBLE;
+            /* A non-finite double prints as null: aligned as one. */
+            st->cell_right[c] = t == SPOKE_TYPE_INT
+                || (t == SPOKE_TYPE_DOUBLE && isfinite(api->row_get_double(row, (size_t)idx)));
             if (render_value(api, &st->cells, row, (size_t)idx, 0) < 0)
                 return -1;
         }
@@ -435,7 +581,8 @@ static int cs_table_row(struct cs_state *st, const struct spoke_row *row)
     return buf_str(&st->line, "\n");
 }
 
-/* Renders "<topic> <key or -> <value>" into st->line. */
+/* Renders "<topic> <key or -> <value>" into st->line. -1 on out-of-memory,
+ * -2 when the value could not be serialized. */
 static int cs_line(struct cs_state *st, const struct spoke_record *rec)
 {
     const struct spoke_host_api *api = st->api;
@@ -444,6 +591,8 @@ static int cs_line(struct cs_state *st, const struct spoke_record *rec)
     const char *key = api->record_key(rec, &klen);
     const char *val = api->record_value_bytes(rec, &vlen);
 
+    if (val == NULL && api->record_value_forms(rec) != 0)
+        return -2; /* not a null value: the host could not serialize it */
     if (buf_escaped(&st->line, topic, strlen(topic)) < 0 || buf_str(&st->line, " ") < 0)
         return -1;
     if ((key != NULL ? buf_escaped(&st->line, key, klen) : buf_str(&st->line, "-")) < 0)
@@ -512,6 +661,10 @@ static int cs_put(void *vst, const struct spoke_record *rec, char *errstr, size_
         rc = cs_table_row(st, row);
     } else {
         rc = cs_line(st, rec);
+    }
+    if (rc == -2) {
+        snprintf(errstr, errstr_size, "cannot serialize the value (out of memory)");
+        return SPOKE_ERR_NOMEM;
     }
     if (rc < 0) {
         snprintf(errstr, errstr_size, "out of memory");

@@ -1,15 +1,22 @@
 #!/usr/bin/env python3
 """plugin-console_sink: console_sink prints `<topic> <key> <value>` lines and
-aligned tables (header repeated, widths grown, nested values as JSON),
-refuses values that are not rows in table format, and can print to stderr.
-Records are produced with file_source."""
+aligned tables (header repeated, widths grown, nested values as JSON; columns
+aligned by display width: wide characters take two, combining marks none),
+escapes controls and bytes that are not UTF-8, prints non-finite doubles as
+null, refuses values that are not rows in table format, and can print to
+stderr. Records are produced with file_source (and the aggregator, for
+non-finite doubles)."""
 import json
 import os
+import re
+import subprocess
+import sys
 import tempfile
+import unicodedata
 
 import spoketest
-from spoketest import (PLUGIN_DIR, Spoke, metric, q, read_bytes, run_spoke, validate, wait_for,
-                       write_bytes)
+from spoketest import (PLUGIN_DIR, SOURCE_DIR, Skip, Spoke, metric, q, read_bytes, run_spoke,
+                       validate, wait_for, write_bytes)
 
 TIMEOUT = 60
 
@@ -37,7 +44,7 @@ def printed(text, first):
     return lines[lines.index(first):]
 
 
-# Rows for the table tests: a UTF-8 name (width counted in characters), a
+# Rows for the table tests: a UTF-8 name (width counted in columns), a
 # width that grows, a null, an extra field not shown, a row lacking fields.
 TABLE_INPUT = (
     '{"station":"Ch\u00e2telet","bikes":3,"ratio":0.25,"open":true}\n'
@@ -171,6 +178,213 @@ def test_output_stderr():
             wait_for(lambda: 'rows - {"to":"stderr"}' in s.log(), TIMEOUT,
                      "the record printed on stderr")
             assert "stderr" not in s.stdout_text(), "the record also went to stdout"
+
+
+def display_width(text):
+    """Terminal columns of text, by the Unicode database: 0 for combining
+    marks and format characters, 2 for East Asian wide and fullwidth."""
+    w = 0
+    for ch in text:
+        if unicodedata.category(ch) in ("Mn", "Me", "Cf") and ch != "\u00ad":
+            continue
+        w += 2 if unicodedata.east_asian_width(ch) in ("W", "F") else 1
+    return w
+
+
+def table_lines(cols, rows, every):
+    """What format table prints for rows (dicts of str and int values, no
+    controls): a column is as wide as its widest text so far (the current
+    row included), numbers right-aligned, the header every `every` rows."""
+    width = {c: display_width(c) for c in cols}
+    out = []
+
+    def line(cells):
+        parts = []
+        for c, (text, right) in zip(cols, cells):
+            pad = " " * (width[c] - display_width(text))
+            parts.append(pad + text if right else text + pad)
+        return "  ".join(parts).rstrip(" ")
+
+    for i, row in enumerate(rows):
+        cells = [(str(row[c]), isinstance(row[c], int)) if c in row else ("", False) for c in cols]
+        for c, (text, _) in zip(cols, cells):
+            width[c] = max(width[c], display_width(text))
+        if i % every == 0:
+            out.append(line([(c, False) for c in cols]))
+            out.append("  ".join("-" * width[c] for c in cols))
+        out.append(line(cells))
+    return out
+
+
+def test_table_aligns_by_display_width():
+    # CJK and fullwidth characters take two columns, halfwidth katakana one,
+    # combining marks and a zero-width space none; a header can be wide too.
+    names = ["\u65e5\u672c\u8a9e", "e\u0301cole", "\U0001F600 smile",
+             "\uff8a\uff9d\uff76\uff78 kana", "\uff26\uff55\uff4c\uff4c", "zero\u200bwidth",
+             "Ch\u00e2telet", "plain"]
+    rows = [{"\u540d\u524d": name, "n": (-1) ** i * 7 ** i} for i, name in enumerate(names)]
+    cols = ["\u540d\u524d", "n"]
+    want = table_lines(cols, rows, 3)
+    with tempfile.TemporaryDirectory(prefix="spoke-cs-") as tmp:
+        src = os.path.join(tmp, "in.ndjson")
+        write_bytes(src, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode())
+        extra = "    format: table\n    header.every: 3\n    columns: [%s]\n" % ", ".join(
+            q(c) for c in cols)
+        with Spoke(pipeline(src, extra), tmp=tmp) as s:
+            s.wait_for(lambda: any(line.startswith(names[-1])
+                                   for line in s.stdout_text().split("\n")),
+                       TIMEOUT, "the table printed on stdout")
+            got = printed(s.stdout_text(), want[0])[:len(want)]
+            assert got == want, "table differs:\n%s\nwanted:\n%s" % (s.stdout_text(),
+                                                                      "\n".join(want))
+
+
+def escaped(data):
+    """What console_sink prints for bytes: controls (C0, DEL, C1) as \\n,
+    \\r, \\t or \\xNN per byte, bytes that are not UTF-8 as \\xNN."""
+    out, i = [], 0
+    while i < len(data):
+        for n in (1, 2, 3, 4):
+            try:
+                ch = data[i:i + n].decode("utf-8")
+                break
+            except UnicodeDecodeError:
+                ch = None
+        if ch is None:
+            out.append("\\x%02x" % data[i])
+            i += 1
+            continue
+        cp = ord(ch)
+        if cp < 0x20 or 0x7f <= cp <= 0x9f:
+            out.append({"\n": "\\n", "\r": "\\r", "\t": "\\t"}.get(
+                ch, "".join("\\x%02x" % b for b in data[i:i + n])))
+        else:
+            out.append(ch)
+        i += n
+    return "".join(out)
+
+
+def test_line_format_escapes_c1_and_bytes_not_utf8():
+    # U+009B is CSI for a terminal taking C1 controls, and a lone byte 0x9b
+    # is CSI for one that is not in UTF-8: neither may reach it raw. Latin-1
+    # text, a truncated sequence, an encoded surrogate and an overlong form
+    # are not UTF-8 either.
+    values = [b"csi \xc2\x9b31m red \x9b31m", b"caf\xe9 cr\xe8me", b"cut \xe2\x82 here",
+              b"surrogate \xed\xa0\x80 overlong \xc0\xaf",
+              b"fine \xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80 \x7f"]
+    with tempfile.TemporaryDirectory(prefix="spoke-cs-") as tmp:
+        src = os.path.join(tmp, "in.ndjson")
+        write_bytes(src, b"".join(v + b"\n" for v in values))
+        want = ["rows - " + escaped(v) for v in values]
+        with Spoke(pipeline(src), tmp=tmp) as s:
+            s.wait_for(lambda: "rows - fine " in s.stdout_text(), TIMEOUT, "the records printed")
+            assert printed(s.stdout_text(), want[0])[:len(want)] == want, s.stdout_text()
+            out = read_bytes(s.stdout_path)
+            assert b"\x9b" not in out and b"\xe9" not in out, out
+            out.decode("utf-8")  # nothing but UTF-8 reaches the terminal
+
+
+def test_table_escapes_field_names():
+    # Field names come from the data as much as values do: a header must not
+    # carry an escape sequence either, and is as wide as its escaped text.
+    row = {"red\u001b[31m": "\u009b2J", "\u65e5": 1}
+    with tempfile.TemporaryDirectory(prefix="spoke-cs-") as tmp:
+        src = os.path.join(tmp, "in.ndjson")
+        write_bytes(src, (json.dumps(row) + "\n").encode())
+        shown = [escaped(k.encode()) for k in row]
+        want = table_lines(shown, [{escaped(k.encode()): escaped(v.encode()) if isinstance(v, str)
+                                    else v for k, v in row.items()}], 20)
+        with Spoke(pipeline(src, "    format: table\n"), tmp=tmp) as s:
+            s.wait_for(lambda: "2J" in s.stdout_text(), TIMEOUT, "the row printed")
+            assert printed(s.stdout_text(), want[0])[:len(want)] == want, s.stdout_text()
+            assert "\x1b" not in s.stdout_text() and "\x9b" not in s.stdout_text()
+
+
+def cells(dashes, line):
+    """The cells of a table row under its dashes line: (text, aligned),
+    aligned "left" or "right" (or "both" when the text fills the column)."""
+    spans = [m.span() for m in re.finditer(r"-+", dashes)]
+    line = line.ljust(len(dashes))
+    out = []
+    for a, b in spans:
+        cell = line[a:b]
+        text = cell.strip(" ")
+        left, right = not cell.startswith(" "), not cell.endswith(" ")
+        out.append((text, "both" if left and right else "left" if left else "right"))
+    return out
+
+
+def test_table_non_finite_doubles_print_null():
+    # The aggregator's double sum of 1e308 + 1e308 overflows to infinity and
+    # variance(1e200, -1e200) overflows to NaN; JSON has neither, the record's
+    # JSON says null, and so does the table (aligned as a null, to the left
+    # of a column wider than it, not as a number).
+    data = [{"g": "big", "x": 1e308}, {"g": "big", "x": 1e308},
+            {"g": "spread", "x": 1e200}, {"g": "spread", "x": -1e200}, {"g": "ok", "x": 2.5}]
+    with tempfile.TemporaryDirectory(prefix="spoke-cs-") as tmp:
+        src = os.path.join(tmp, "in.ndjson")
+        write_bytes(src, "".join(json.dumps(r) + "\n" for r in data).encode())
+        conf = ("connectors:\n"
+                "  - name: replay\n"
+                "    connector.class: file_source\n"
+                "    topic: rows\n"
+                "    file: %s\n"
+                "  - name: agg\n"
+                "    connector.class: aggregator\n"
+                "    topics: rows\n"
+                "    topic: totals\n"
+                "    group.by: [g]\n"
+                "    aggregates: [\"total=sum(x)\", \"variance=var_pop(x)\", \"maximum=max(x)\",\n"
+                "                 \"c=count(x)\"]\n"
+                "    emit: update\n"
+                "    emit.interval.ms: 50\n"
+                "  - name: show\n"
+                "    connector.class: console_sink\n"
+                "    topics: totals\n"
+                "    format: table\n"
+                "    header.every: 1\n"
+                "    columns: [g, total, variance, maximum, c]\n" % q(src))
+
+        def last_rows(s):
+            lines = s.stdout_text().split("\n")
+            rows = {}
+            for i in range(2, len(lines)):
+                if lines[i - 1].startswith("-") and lines[i]:
+                    row = cells(lines[i - 1], lines[i])
+                    rows[row[0][0]] = row
+            return rows
+
+        with Spoke(conf, tmp=tmp) as s:
+            assert sum(r["x"] for r in data if r["g"] == "big") == float("inf")
+            count = {g: sum(r["g"] == g for r in data) for g in ("big", "spread", "ok")}
+            s.wait_for(lambda: {g: row[4][0] for g, row in last_rows(s).items()} ==
+                       {g: str(n) for g, n in count.items()}, TIMEOUT,
+                       lambda: "a row for every group with all its records:\n%s" % s.stdout_text())
+            rows = last_rows(s)
+            assert rows["big"][1][0] == "null", rows["big"]
+            for g, row in rows.items():
+                for text, aligned in row[1:4]:
+                    assert text == "null" or float(text) == float(text) and \
+                        abs(float(text)) != float("inf"), (g, row)
+                    assert aligned in (("left", "both") if text == "null" else ("right", "both")), \
+                        (g, row)
+            assert rows["ok"][1][0] == "2.5" and rows["ok"][3][0] == "2.5", rows["ok"]
+            low = s.stdout_text().lower()
+            assert "nan" not in low and "inf" not in low, s.stdout_text()
+
+
+def test_width_table_generated():
+    # console_sink_width.h is gen_width.py's output for its Unicode version.
+    d = os.path.join(SOURCE_DIR, "plugins", "console_sink")
+    with open(os.path.join(d, "console_sink_width.h")) as f:
+        text = f.read()
+    version = re.search(r'CS_UNICODE_VERSION "([^"]+)"', text).group(1)
+    if version != unicodedata.unidata_version:
+        raise Skip("table from Unicode %s, this Python has %s"
+                   % (version, unicodedata.unidata_version))
+    p = subprocess.run([sys.executable, os.path.join(d, "gen_width.py")], capture_output=True,
+                       text=True, check=True)
+    assert p.stdout == text, "console_sink_width.h differs from gen_width.py's output"
 
 
 if __name__ == "__main__":
