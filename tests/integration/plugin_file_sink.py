@@ -263,7 +263,8 @@ def test_keyed_format_without_keys():
         want = b"".join(b'{"key":null,"value":' + v + b'}\n' for v in good)
         extra = "    format: keyed\n    errors.tolerance: all\n"
         with Spoke(pipeline(src, dst, extra), tmp=tmp) as s:
-            s.wait_for(lambda: len(read_bytes(dst)) >= len(want), TIMEOUT, "the JSON values written")
+            s.wait_for(lambda: len(read_bytes(dst)) >= len(want), TIMEOUT,
+                       "the JSON values written")
             assert read_bytes(dst) == want, "got %r" % read_bytes(dst)
             why = ("value (format keyed writes it inside a JSON object) is not JSON "
                    "(unexpected character at byte 0)")
