@@ -116,7 +116,9 @@ struct agg_cell {
     int64_t n;            /* values counted (count(): contributions) */
     union {
         struct {
-            uint64_t isum;    /* INT values, modulo 2^64 (exact while it fits int64) */
+            uint64_t isum;    /* INT values: the low 64 bits (as int64) of their sum */
+            int64_t ihi;      /* and how many times it wrapped: isum + ihi * 2^64 is exact
+                                 (agg_isum_add; 128 bits never wrap: n < 2^63) */
             double dsum;      /* DOUBLE values: Neumaier compensated sum */
             double comp;
         } sum;

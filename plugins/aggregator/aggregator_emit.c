@@ -39,6 +39,30 @@ static int column_type(const struct agg_state *st, size_t a)
     }
 }
 
+/* A sum cell's total: the exact INT sum (isum + ihi * 2^64) plus the
+ * compensated DOUBLE sum, in long double, whose 64-bit significand holds
+ * any int64 exactly (x86-64; aarch64's is wider), so that the result is
+ * rounded to a double once, at the end (2^53 + 1 plus 0.5 gives 2^53 + 2,
+ * not 2^53 + 0.5 rounded twice to 2^53). */
+static long double sum_total(const struct agg_cell *c)
+{
+    long double s = (long double)(int64_t)c->u.sum.isum;
+    if (c->u.sum.ihi)
+        s += (long double)c->u.sum.ihi * 18446744073709551616.0L;  /* 2^64 */
+    return s + ((long double)c->u.sum.dsum + (long double)c->u.sum.comp);
+}
+
+/* A DOUBLE column's value, null when it is not finite: a DOUBLE sum past
+ * +-1.8e308 overflows (and its compensation then turns NaN), and JSON has
+ * no infinity; every sink writes the same null. */
+static void set_double(struct agg_val *out, double d)
+{
+    if (isfinite(d)) {
+        out->type = SPOKE_TYPE_DOUBLE;
+        out->u.d = d;
+    }
+}
+
 /* The value of aggregate column a for group g. Strings are borrowed from
  * the state (valid until it changes). */
 void agg_column_value(const struct agg_state *st, const struct agg_group *g, size_t a,
@@ -57,19 +81,17 @@ void agg_column_value(const struct agg_state *st, const struct agg_group *g, siz
         if (c->n == 0)
             return;
         if (st->fields[sp->field].type == SPOKE_TYPE_DOUBLE) {
-            out->type = SPOKE_TYPE_DOUBLE;
-            out->u.d = (double)(int64_t)c->u.sum.isum + (c->u.sum.dsum + c->u.sum.comp);
-        } else {
+            set_double(out, (double)sum_total(c));
+        } else if (c->u.sum.ihi == 0) {
             out->type = SPOKE_TYPE_INT;
             out->u.i = (int64_t)c->u.sum.isum;
         }
+        /* else an INT sum beyond int64: null rather than a wrapped value */
         return;
     case AGG_FN_AVG:
         if (c->n == 0)
             return;
-        out->type = SPOKE_TYPE_DOUBLE;
-        out->u.d = ((double)(int64_t)c->u.sum.isum + (c->u.sum.dsum + c->u.sum.comp)) /
-                   (double)c->n;
+        set_double(out, (double)(sum_total(c) / (long double)c->n));
         return;
     case AGG_FN_VARIANCE:
     case AGG_FN_STDDEV:
@@ -88,10 +110,8 @@ void agg_column_value(const struct agg_state *st, const struct agg_group *g, siz
         double m2 = (c->u.var.q - qh) + (c->u.var.qc - ql);
         if (m2 < 0)
             m2 = 0;
-        out->type = SPOKE_TYPE_DOUBLE;
-        out->u.d = m2 / (pop ? n : n - 1);
-        if (sp->fn == AGG_FN_STDDEV || sp->fn == AGG_FN_STDDEV_POP)
-            out->u.d = sqrt(out->u.d);
+        m2 /= pop ? n : n - 1;
+        set_double(out, sp->fn == AGG_FN_STDDEV || sp->fn == AGG_FN_STDDEV_POP ? sqrt(m2) : m2);
         return;
     }
     case AGG_FN_MIN:

@@ -1,9 +1,9 @@
 /*
  * aggregator_snap.c - the whole state as bytes, and back.
  *
- * Format version 1, little-endian, no padding:
+ * Format version 2, little-endian, no padding:
  *
- *   "SPOKEAGG"  u32 version (1)
+ *   "SPOKEAGG"  u32 version (2)
  *   str  canonical configuration (semantics, keys, window, time, aggregates)
  *   u32  nfields, then per field: str name, u8 observed type
  *   u64  seq   u8 has_max_t   i64 max_t   i64 close_bound
@@ -15,6 +15,10 @@
  *   u64  checksum of everything before it
  *
  *   str = u32 length + bytes; value = u8 type + (i64 | f64 bits | str | nothing)
+ *
+ * A sum or avg cell is i64 n, u64 isum, i64 ihi (the INT sum's wraps), f64
+ * dsum, f64 comp. Version 1 is the same without ihi: it is still read (as
+ * 0: its sums had not wrapped, or were already shown wrapped).
  *
  * Aggregate cells are stored bit for bit (double sums with their
  * compensation, the variance's shift and sums), so a restored state continues with
@@ -32,7 +36,7 @@
 #include "aggregator.h"
 
 #define SNAP_MAGIC "SPOKEAGG"
-#define SNAP_VERSION 1u
+#define SNAP_VERSION 2u      /* written; versions 1 and 2 are read */
 #define SNAP_SEED 0x5350414b41474731ull
 
 /* ------------------------------------------------------------------------ */
@@ -125,6 +129,7 @@ static void put_cell(const struct agg_state *st, struct wbuf *b, const struct ag
     case AGG_FN_SUM:
     case AGG_FN_AVG:
         put_u64(b, c->u.sum.isum);
+        put_i64(b, c->u.sum.ihi);
         put_f64(b, c->u.sum.dsum);
         put_f64(b, c->u.sum.comp);
         break;
@@ -350,8 +355,8 @@ static void reset(struct agg_state *st)
         agg_window_get(st, 0, 1);
 }
 
-static int get_cell(struct agg_state *st, struct rbuf *r, const struct agg_spec *sp,
-                    struct agg_cell *c)
+static int get_cell(struct agg_state *st, struct rbuf *r, uint32_t version,
+                    const struct agg_spec *sp, struct agg_cell *c)
 {
     c->n = get_i64(r);
     if (c->n < 0)
@@ -362,9 +367,11 @@ static int get_cell(struct agg_state *st, struct rbuf *r, const struct agg_spec 
     case AGG_FN_SUM:
     case AGG_FN_AVG:
         c->u.sum.isum = get_u64(r);
+        c->u.sum.ihi = version >= 2 ? get_i64(r) : 0;
         c->u.sum.dsum = get_f64(r);
         c->u.sum.comp = get_f64(r);
-        return 0;
+        /* Each value wraps the sum at most once. */
+        return c->u.sum.ihi > c->n || c->u.sum.ihi < -c->n ? -1 : 0;
     case AGG_FN_VARIANCE:
     case AGG_FN_STDDEV:
     case AGG_FN_VAR_POP:
@@ -391,7 +398,8 @@ static int get_cell(struct agg_state *st, struct rbuf *r, const struct agg_spec 
     }
 }
 
-static int restore_body(struct agg_state *st, struct rbuf *r, char *err, size_t errsz)
+static int restore_body(struct agg_state *st, struct rbuf *r, uint32_t version, char *err,
+                        size_t errsz)
 {
 #define CORRUPT(...)                                                          \
     do {                                                                      \
@@ -471,7 +479,7 @@ static int restore_body(struct agg_state *st, struct rbuf *r, char *err, size_t 
             if (dirty)
                 agg_mark_dirty(st, g);
             for (size_t a = 0; a < st->naggs; a++) {
-                int rc = get_cell(st, r, &st->aggs[a], &g->cells[a]);
+                int rc = get_cell(st, r, version, &st->aggs[a], &g->cells[a]);
                 if (rc == -2)
                     NOMEM();
                 if (rc < 0 || r->bad)
@@ -542,9 +550,9 @@ int agg_restore(void *vst, const void *data, size_t len, char *err, size_t errsz
     }
     struct rbuf r = { p, len - 8, 8, 0 };
     uint32_t version = get_u32(&r);
-    if (version != SNAP_VERSION) {
+    if (version < 1 || version > SNAP_VERSION) {
         snprintf(err, errsz, "snapshot format version %u is not supported (this aggregator "
-                 "reads version %u)", version, SNAP_VERSION);
+                 "reads versions 1 to %u)", version, SNAP_VERSION);
         return SPOKE_ERR_PARSE;
     }
     uint64_t sum = 0;
@@ -566,7 +574,7 @@ int agg_restore(void *vst, const void *data, size_t len, char *err, size_t errsz
     }
     /* Restore into an empty state (init made one). */
     reset(st);
-    int rc = restore_body(st, &r, err, errsz);
+    int rc = restore_body(st, &r, version, err, errsz);
     if (rc != SPOKE_OK) {
         reset(st);
         return rc;

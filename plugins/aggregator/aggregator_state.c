@@ -683,6 +683,30 @@ static inline void neumaier(struct agg_cell *c, double x)
     neumaier2(&c->u.sum.dsum, &c->u.sum.comp, x);
 }
 
+/* INT sums: isum wraps like an int64 and ihi counts the wraps, so the sum
+ * (isum as int64 + ihi * 2^64) stays exact, and avg right, past 2^63. On
+ * the usual path this costs one overflow jump over a plain 64-bit add. */
+static inline int64_t sign1(int64_t x)  /* x < 0 ? -1 : 1, without a branch */
+{
+    return -(int64_t)((uint64_t)x >> 63) | 1;
+}
+
+static inline void isum_add(struct agg_cell *c, int64_t x)
+{
+    int64_t r;
+    if (__builtin_add_overflow((int64_t)c->u.sum.isum, x, &r))
+        c->u.sum.ihi += sign1(x);  /* r is the sum -/+ 2^64 */
+    c->u.sum.isum = (uint64_t)r;
+}
+
+static inline void isum_sub(struct agg_cell *c, int64_t x)
+{
+    int64_t r;
+    if (__builtin_sub_overflow((int64_t)c->u.sum.isum, x, &r))
+        c->u.sum.ihi -= sign1(x);
+    c->u.sum.isum = (uint64_t)r;
+}
+
 /* Adds (sign +1) or retracts (sign -1, table semantics only) one value v
  * (not null) to cell c of aggregate sp. min/max/first/last: stream
  * semantics keep the value here; table semantics derive them from the
@@ -700,9 +724,9 @@ static inline void cell_add(struct agg_state *st, const struct agg_spec *sp, str
         if (v->type == SPOKE_TYPE_DOUBLE)
             neumaier(c, sign > 0 ? v->u.d : -v->u.d);
         else if (sign > 0)
-            c->u.sum.isum += (uint64_t)v->u.i;
+            isum_add(c, v->u.i);
         else
-            c->u.sum.isum -= (uint64_t)v->u.i;
+            isum_sub(c, v->u.i);
         if (c->n == 0)
             memset(&c->u.sum, 0, sizeof(c->u.sum));  /* no drift once empty */
         break;
@@ -777,8 +801,8 @@ void agg_cells_add(struct agg_state *st, struct agg_group *g, const struct agg_v
 /* Table semantics, an entity staying in group g: retracts its previous
  * contribution (olds, by value slot; stamped ot/oseq) and adds the new one
  * (news, by field), cell by cell. An integer sum whose old and new values
- * are both integers moves by their difference in one step: the same
- * result as the two steps, since integer sums are exact. */
+ * are both integers skips cell_add's tests: integer sums are exact, in any
+ * order. */
 void agg_cells_replace(struct agg_state *st, struct agg_group *g, const struct agg_val *olds,
                        int64_t ot, uint64_t oseq, const struct agg_val *news, int64_t t,
                        uint64_t seq)
@@ -792,7 +816,8 @@ void agg_cells_replace(struct agg_state *st, struct agg_group *g, const struct a
         struct agg_cell *c = &g->cells[a];
         if ((sp->fn == AGG_FN_SUM || sp->fn == AGG_FN_AVG) && o->type == SPOKE_TYPE_INT &&
             v->type == SPOKE_TYPE_INT) {
-            c->u.sum.isum += (uint64_t)v->u.i - (uint64_t)o->u.i;
+            isum_add(c, v->u.i);
+            isum_sub(c, o->u.i);
             continue;
         }
         if (o->type != SPOKE_TYPE_NULL)

@@ -18,6 +18,7 @@ across a restart), unknown keys counted, and the cases where they are ignored.
 """
 import contextlib
 import csv
+import fractions
 import json
 import math
 import os
@@ -1193,6 +1194,169 @@ def test_restart_keeps_windows_and_watermark():
         assert len(keys) == len(set(keys)), "a window was emitted twice"
 
 
+
+INT64_MAX = 2 ** 63 - 1
+WIDE_SPECS = ["n=count()", "s=sum(x)", "av=avg(x)", "sy=sum(y)", "ay=avg(y)", "vy=var_pop(y)"]
+
+
+def ref_wide(contribs_by_group):
+    """The README's INT sums (exact: null beyond int64) and DOUBLE sums
+    (null once they overflow), with avg from the exact sum."""
+    out = {}
+    for g, recs in contribs_by_group.items():
+        xs = [r["x"] for r in recs if r.get("x") is not None]
+        ys = [r["y"] for r in recs if r.get("y") is not None]
+        row = {"n": len(recs), "s": None, "av": None, "sy": None, "ay": None, "vy": None}
+        if xs:
+            row["s"] = sum(xs) if -2 ** 63 <= sum(xs) <= INT64_MAX else None
+            row["av"] = sum(xs) / len(xs)  # int / int: correctly rounded
+        if ys:
+            try:
+                row["sy"] = math.fsum(ys)
+                row["ay"] = row["sy"] / len(ys)
+            except OverflowError:
+                pass
+            # Exactly, in fractions: overflows only if the variance does.
+            try:
+                row["vy"] = float(statistics.pvariance([fractions.Fraction(y) for y in ys]))
+            except OverflowError:
+                pass
+        out[(g,)] = row
+    return out
+
+
+def wide_records():
+    """INT sums that wrap int64 before the restart (at 6) and come back
+    after it, or stay beyond; DOUBLE sums that overflow."""
+    M, N = INT64_MAX, -2 ** 63
+    part1 = [("a", M, None), ("a", M, None), ("b", N, None), ("b", -1, None),
+             ("c", M, None), ("c", 1, None), ("d", None, 1e308), ("d", None, 1e308),
+             ("e", None, 1.5), ("e", 3, 2.5)]
+    part2 = [("a", -M, None), ("c", -5, None), ("e", 4, 1e308), ("b", -7, None)]
+    return [{"g": g, "x": x, "y": y} for g, x, y in part1 + part2], len(part1)
+
+
+def test_int_sums_beyond_int64_give_exact_avg_and_null_sum():
+    """avg over INT values is right when their sum wraps int64 (it was
+    computed from the wrapped sum: avg(2^63-1, 2^63-1) gave -1); such a sum
+    is null rather than a wrapped value, and exact again once back in
+    range, across a restart from the snapshot (stream and table
+    semantics). A DOUBLE sum that overflows is null in every sink (the
+    console printed NaN)."""
+    recs, split = wide_records()
+    groups = {}
+    for r in recs:
+        groups.setdefault(r["g"], []).append(r)
+    expected = ref_wide(groups)
+    assert expected[("a",)]["s"] == INT64_MAX and expected[("b",)]["s"] is None
+    assert expected[("d",)]["sy"] is None
+    agg = {"group.by": "g", "aggregates": WIDE_SPECS, "emit.interval.ms": 50}
+    restart_case(agg, recs, split, expected)
+
+    # Table semantics: entities replace their values, in place (the short
+    # path) and through the general one (min/max), wrapping and coming back.
+    M = INT64_MAX
+    trecs = [{"id": "e1", "g": "a", "x": M, "y": None}, {"id": "e2", "g": "a", "x": M, "y": None},
+             {"id": "e3", "g": "b", "x": -M, "y": 1e300}, {"id": "e4", "g": "b", "x": -M, "y": 2.5},
+             {"id": "e2", "g": "a", "x": 5, "y": None},        # 2^63 + 4: still beyond
+             {"id": "e5", "g": "a", "x": M, "y": None},
+             # after the restart
+             {"id": "e1", "g": "a", "x": -10, "y": None},      # back in range
+             {"id": "e4", "g": "b", "x": 2, "y": 1.0},
+             {"id": "e6", "g": "b", "x": -M, "y": None}]
+    ents = {}
+    for r in trecs:
+        ents[r["id"]] = r
+    tgroups = {}
+    for r in ents.values():
+        tgroups.setdefault(r["g"], []).append(r)
+    texpected = ref_wide(tgroups)
+    for specs in (WIDE_SPECS, WIDE_SPECS + ["mx=max(x)"]):
+        agg = {"group.by": "g", "aggregates": specs, "semantics": "table", "entity.key": "id",
+               "emit.interval.ms": 50}
+        want = {k: dict(v, **({"mx": max(r["x"] for r in tgroups[k[0]])} if len(specs) > 6 else {}))
+                for k, v in texpected.items()}
+        restart_case(agg, trecs, 6, want)
+
+    # A DOUBLE sum that overflowed: null in the console's table as in JSON.
+    console = ("  - name: console\n    connector.class: console_sink\n    topics: totals\n"
+               "    format: table\n    columns: [g, n, sy, ay]\n")
+    with Spoke("", start=False) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        write_ndjson(inp, [r for r in recs if r["g"] == "d"])
+        sp.write_config(pipeline_yaml(inp, out, {"group.by": "g", "aggregates": WIDE_SPECS,
+                                                 "emit.interval.ms": 50}, extra=console))
+        sp.start()
+        wait_for(lambda: latest(read_rows(out), ["g"]).get(("d",), {}).get("n") == 2, TIMEOUT,
+                 "group d")
+        assert latest(read_rows(out), ["g"])[("d",)]["sy"] is None
+        line = lambda: [l.split() for l in sp.stdout_text().splitlines() if l.split()[:1] == ["d"]]
+        wait_for(line, TIMEOUT, "the console's row of d")
+        assert line()[-1][1:] == ["2", "null", "null"], line()
+
+
+
+# A format version 1 snapshot (the plugin's bytes, after the host's header
+# and positions lines), written by the aggregator before version 2 (which
+# added the INT sums' wrap count) from V1_RECORDS under V1_AGG.
+V1_RECORDS = [{"a": "x|y", "b": "z", "x": INT64_MAX, "d": 0.5},
+              {"a": "x", "b": "y|z", "x": 3, "d": 1.25}]
+V1_AGG = {"group.by": ["a", "b"], "aggregates": ["n=count()", "s=sum(x)", "av=avg(x)", "sd=sum(d)"],
+          "emit.interval.ms": 50}
+V1_SNAPSHOT = bytes.fromhex(
+    "53504f4b45414747010000007c00000073656d616e746963733d73747265616d3b67726f75702e62793d612c"
+    "623b656e746974792e6b65793d3b77696e646f773d6e6f6e652f302f303b74696d653d70726f63657373696e"
+    "672f3b616767726567617465733d6e3d636f756e7428292c733d73756d2878292c61763d6176672878292c73"
+    "643d73756d286429040000000100000061040100000062040100000078020100000064030200000000000000"
+    "0000000000000000000000000000000080010000000000000000000000020000000e0000000403000000787c"
+    "7904010000007a00000000000000000000010000000000000000000000000000000100000000000000ffffff"
+    "ffffffff7f000000000000000000000000000000000100000000000000ffffffffffffff7f00000000000000"
+    "00000000000000000001000000000000000000000000000000000000000000e03f00000000000000000e0000"
+    "000401000000780403000000797c7a0000000000000000000001000000000000000000000000000000010000"
+    "0000000000030000000000000000000000000000000000000000000000010000000000000003000000000000"
+    "000000000000000000000000000000000001000000000000000000000000000000000000000000f43f000000"
+    "0000000000944de51a6a9f550f")
+
+
+def test_version_1_snapshot_still_restores():
+    """A snapshot of the previous format (version 1) restores: the totals
+    continue exactly (an INT sum that wraps after the restore is null, its
+    avg right), and its groups get today's record keys (escaped: the
+    snapshot holds the key values, not their text)."""
+    more = [{"a": "x|y", "b": "z", "x": 1, "d": 0.25}, {"a": "x", "b": "y|z", "x": 4, "d": None},
+            {"a": "x|y", "b": "z", "x": 2, "d": 1.0}]
+    groups = {}
+    for r in V1_RECORDS + more:
+        groups.setdefault((r["a"], r["b"]), []).append(r)
+    want = {}
+    for v, rs in groups.items():
+        xs = [r["x"] for r in rs]
+        want[key_text(v, True)] = {
+            "a": v[0], "b": v[1], "n": len(rs),
+            "s": sum(xs) if -2 ** 63 <= sum(xs) <= INT64_MAX else None, "av": sum(xs) / len(xs),
+            "sd": math.fsum(r["d"] for r in rs if r["d"] is not None)}
+    assert want[key_text(("x|y", "z"), True)]["s"] is None  # wraps after the restore
+
+    def rows(sp):
+        return {k: {c: row[c] for c in ("a", "b", "n", "s", "av", "sd")}
+                for k, row in console_keys(sp).get("agg", {}).items()}
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        write_ndjson(inp, V1_RECORDS)
+        covered = os.path.getsize(inp)
+        write_ndjson(inp, more, mode="a")
+        os.makedirs(os.path.join(sp.state_dir, "snapshots"))
+        positions = json.dumps([{"source": "src", "partition": inp, "offset": covered}])
+        write_snap(os.path.join(sp.state_dir, "snapshots", "agg.snap"),
+                   b"SPOKESNAP 2 0", positions.encode(), V1_SNAPSHOT)
+        sp.write_config(keyed_pipeline(inp, [("agg", V1_AGG)]))
+        sp.start()
+        sp.wait_for(lambda: "restored 2 groups" in sp.log(), TIMEOUT, "the v1 snapshot restored")
+        sp.wait_for(lambda: rows(sp) == want, TIMEOUT,
+                    lambda: "totals and keys:\n  want %r\n  got  %r" % (want, rows(sp)))
+        assert sp.connector("agg")["metrics"]["replayed_skipped"] == len(V1_RECORDS)
+
+
 def snap_parts(path):
     """Host snapshot file: (header line, positions line, plugin bytes)."""
     data = read_bytes(path)
@@ -1202,7 +1366,11 @@ def snap_parts(path):
 
 
 def write_snap(path, header, positions, body):
-    head = header.rsplit(b" ", 1)[0] + b" %d" % len(body)
+    """A host snapshot file of body: header ("SPOKESNAP <version> <length>",
+    then more words from version 3 on) with its length set to len(body)."""
+    words = header.split(b" ")
+    words[2] = b"%d" % len(body)
+    head = b" ".join(words)
     with open(path, "wb") as f:
         f.write(head + b"\n" + positions + b"\n" + body)
 
