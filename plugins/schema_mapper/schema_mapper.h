@@ -14,7 +14,9 @@
  * meta) are extracted into capture slots as raw source values (struct
  * sm_src: a view into the input, not yet typed), then coerced to the field's
  * type (struct sm_val). Lookup fields and computed fields are derived from
- * earlier fields. Filters run as soon as the field they test is known.
+ * earlier fields. Filters run as soon as the field they test is known, and
+ * decide before typing errors: a record that fails but that a filter on a
+ * field that did type rejects is dropped (schema_mapper_map.c).
  *
  * JSON paths compile into a trie of nodes (struct sm_node). The extractor
  * walks the input once and, at each object member or array element, follows
@@ -325,6 +327,8 @@ struct sm_textslot {
     int strfy;               /* 1: stringify, 0: int or long */
 };
 
+#define SM_BAD_MORE 8         /* structure mismatches kept after the first */
+
 struct sm_tsfmt;             /* a compiled timestamp format (schema_mapper_value.c) */
 struct sm_expr;              /* a compiled expression (schema_mapper_expr.c) */
 
@@ -432,6 +436,11 @@ struct sm_mapper {
     struct sm_arena arena;
     const struct sm_node *bad_node;  /* first structure mismatch */
     uint8_t bad_got;                 /* enum sm_sk of what was there */
+    /* the other mismatches of the record (set when bad_node is), for the
+     * filters that still decide (schema_mapper_map.c drop_or_fail);
+     * bad_over: more than SM_BAD_MORE */
+    uint8_t nbad_more, bad_over;
+    const struct sm_node *bad_more[SM_BAD_MORE];
     int lookup_misses;               /* of the last record */
     int header_line;                 /* the last record was the CSV header */
 };
@@ -617,5 +626,7 @@ void sm_expr_free(struct sm_expr *e);
  * timestamp). A null result carries its reason in out->why. */
 void sm_expr_eval(const struct sm_expr *e, const struct sm_val *vals, enum sm_ftype t,
                   struct sm_val *out);
+/* 1 when e reads a field i with marked[i] set. */
+int sm_expr_reads(const struct sm_expr *e, const uint8_t *marked);
 
 #endif

@@ -258,6 +258,14 @@ fail:
 
 void sm_expr_free(struct sm_expr *e) { free(e); }
 
+int sm_expr_reads(const struct sm_expr *e, const uint8_t *marked)
+{
+    for (size_t k = 0; k < e->n; k++)
+        if (e->code[k].op == E_FIELD && marked[e->code[k].field])
+            return 1;
+    return 0;
+}
+
 /* Exact integer intermediates: any + - * of two int64 values fits. */
 typedef __int128 sm_i128;
 #define SM_I128_MAX ((sm_i128)(((unsigned __int128)1 << 127) - 1))

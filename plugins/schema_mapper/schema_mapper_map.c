@@ -13,7 +13,9 @@
  *
  * A filter runs as soon as its field is known, so a record that a source
  * filter drops never reaches a lookup whose miss would be an error. Any
- * error anywhere rejects the whole record: nothing is half-mapped.
+ * error anywhere rejects the whole record (nothing is half-mapped), unless
+ * a filter on a field that did type rejects the record: filters decide
+ * before typing errors (drop_or_fail, off the path of records that map).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,11 +216,188 @@ static int filters_pass(const struct sm_mapper *m, int stage)
     return 1;
 }
 
-/* Steps 2-4 once the captures are in. */
+/* Step 2 for source field i: its value typed, then default or required.
+ * SPOKE_OK, or an error with the reason in err. */
+static inline __attribute__((always_inline)) int
+type_source(struct sm_mapper *m, size_t i, const struct spoke_record *rec, char *err,
+            size_t errsz)
+{
+    const struct sm_field *f = &m->f[i];
+    struct sm_val *v = &m->vals[i];
+    char msg[SM_ERR];
+    int rc;
+    if (f->multi) {
+        if ((rc = list_field(m, i, err, errsz)) != SPOKE_OK)
+            return rc;
+    } else {
+        struct sm_src metav;
+        const struct sm_src *src = &m->cap[f->slot];
+        if (f->src == SM_SRC_META) {
+            if (meta_src(m, f, rec, &metav, err, errsz) < 0)
+                return SPOKE_ERR_INVALID;
+            src = &metav;
+        }
+        if (!sm_coerce_quick(f, f->type, src, v) &&
+            sm_coerce(m, f, f->type, src, v, msg, sizeof(msg)) < 0)
+            return field_err(f, err, errsz, msg, SPOKE_ERR_TYPE);
+    }
+    if (v->t == SPOKE_TYPE_NULL)
+        return settle_null(m, f, i, err, errsz);
+    return SPOKE_OK;
+}
+
+/* Step 3 for lookup field i: SPOKE_OK, SPOKE_DROP (a miss with missing:
+ * drop) or SPOKE_ERR_NOTFOUND (a miss with missing: error, the reason in
+ * err). */
+static inline __attribute__((always_inline)) int lookup_one(struct sm_mapper *m, size_t i,
+                                                            char *err, size_t errsz)
+{
+    const struct sm_field *f = &m->f[i];
+    struct sm_val *v = &m->vals[i];
+    const struct sm_val *kv = &m->vals[f->lk_key];
+    const struct sm_hent *e = NULL;
+    char buf[64];
+    const char *kp = NULL;
+    size_t kn = 0;
+    if (kv->t != SPOKE_TYPE_NULL) {
+        sm_canon(kv, buf, &kp, &kn);
+        e = sm_hmap_get(&f->lk, kp, kn);
+    }
+    if (e && e->val.t != SPOKE_TYPE_NULL) {
+        *v = e->val;
+        return SPOKE_OK;
+    }
+    m->lookup_misses++;
+    switch (f->lk_missing) {
+    case SM_MISS_DEFAULT:
+        *v = f->def;
+        break;
+    case SM_MISS_DROP:
+        return SPOKE_DROP;
+    case SM_MISS_ERROR: {
+        char q[64];
+        if (kv->t == SPOKE_TYPE_NULL)
+            snprintf(err, errsz, "%s: no lookup key (%s is null)", f->name,
+                     m->f[f->lk_key].name);
+        else {
+            sm_quote(kp, kn, q, sizeof(q));
+            snprintf(err, errsz, "%s: no %s for %s %s in the lookup table (%s)", f->name,
+                     f->name, m->f[f->lk_key].name, q, f->lk_desc);
+        }
+        return SPOKE_ERR_NOTFOUND;
+    }
+    default:
+        v->t = SPOKE_TYPE_NULL;
+        v->why = SM_WHY_LOOKUP;
+        break;
+    }
+    return SPOKE_OK;
+}
+
+/* Marks the fields fed by node nd and the nodes below it (the fields a
+ * structure mismatch at nd leaves unknown). */
+static void mark_below(const struct sm_node *nd, const int *slot_field, uint8_t *unknown)
+{
+    for (size_t k = 0; k < nd->nslots; k++)
+        if (slot_field[nd->slots[k]] >= 0)
+            unknown[slot_field[nd->slots[k]]] = 1;
+    for (size_t e = 0; e < nd->nedges; e++)
+        mark_below(nd->edges[e].child, slot_field, unknown);
+    for (size_t k = 0; k < nd->nidx; k++)
+        mark_below(nd->idx[k].child, slot_field, unknown);
+    if (nd->wild)
+        mark_below(nd->wild, slot_field, unknown);
+    if (nd->sel)
+        mark_below(nd->sel, slot_field, unknown);
+}
+
+static int filters_pass_known(const struct sm_mapper *m, int stage, const uint8_t *unknown)
+{
+    for (size_t k = 0; k < m->nflt; k++)
+        if (m->flt[k].stage == stage && !unknown[m->flt[k].field] &&
+            !filter_pass(m, &m->flt[k]))
+            return 0;
+    return 1;
+}
+
+/*
+ * A record that failed (rc, the reason in err) is dropped all the same when
+ * a filter rejects it: filters decide before typing errors. The record is
+ * mapped again with every failure kept local: a field that cannot be typed
+ * (or is a required one left null, or sits below a structure mismatch) is
+ * unknown, and so is a lookup keyed by an unknown field or whose miss is
+ * an error, and a computed field reading an unknown one. Every filter on a
+ * known field then runs, and a lookup miss with missing: drop drops: if
+ * either rejects the record, SPOKE_DROP; else rc, with the first reason as
+ * err has it. JSON and CSV are validated before this: a malformed record is
+ * never dropped by a filter, since its fields are not known.
+ */
+static __attribute__((noinline, cold)) int drop_or_fail(struct sm_mapper *m,
+                                                       const struct spoke_record *rec, int rc)
+{
+    char msg[SM_ERR];
+    int may_drop = m->nflt > 0;
+    for (size_t k = 0; k < m->nstage[1] && !may_drop; k++)
+        may_drop = m->f[m->stage[1][k]].lk_missing == SM_MISS_DROP;
+    if (rc == SPOKE_ERR_NOMEM || !may_drop || (m->bad_node && m->bad_over))
+        return rc;
+    uint8_t *unknown = sm_arena_alloc(&m->arena, m->nf);
+    int *slot_field = sm_arena_alloc(&m->arena, (m->nslots + 1) * sizeof(int));
+    if (!unknown || !slot_field)
+        return rc;
+    memset(unknown, 0, m->nf);
+    if (m->bad_node) {
+        for (size_t s = 0; s < m->nslots; s++)
+            slot_field[s] = -1;
+        for (size_t i = 0; i < m->nf; i++)
+            if (m->f[i].src == SM_SRC_PATH)
+                slot_field[m->f[i].slot] = (int)i;
+        mark_below(m->bad_node, slot_field, unknown);
+        for (size_t k = 0; k < m->nbad_more; k++)
+            mark_below(m->bad_more[k], slot_field, unknown);
+    }
+    int misses = m->lookup_misses, out = rc;
+    m->lookup_misses = 0;
+    for (size_t k = 0; k < m->nstage[0]; k++) {
+        size_t i = m->stage[0][k];
+        if (!unknown[i] && type_source(m, i, rec, msg, sizeof(msg)) != SPOKE_OK)
+            unknown[i] = 1;
+    }
+    if (!filters_pass_known(m, 0, unknown))
+        goto drop;
+    for (size_t k = 0; k < m->nstage[1]; k++) {
+        size_t i = m->stage[1][k];
+        int lrc = unknown[m->f[i].lk_key] ? SPOKE_ERR_NOTFOUND : lookup_one(m, i, msg, sizeof(msg));
+        if (lrc == SPOKE_DROP)
+            goto drop;
+        unknown[i] = lrc != SPOKE_OK;
+    }
+    if (!filters_pass_known(m, 1, unknown))
+        goto drop;
+    for (size_t k = 0; k < m->nstage[2]; k++) {
+        size_t i = m->stage[2][k];
+        const struct sm_field *f = &m->f[i];
+        if (sm_expr_reads(f->expr, unknown)) {
+            unknown[i] = 1;
+            continue;
+        }
+        sm_expr_eval(f->expr, m->vals, f->type, &m->vals[i]);
+        if (m->vals[i].t == SPOKE_TYPE_NULL && settle_null(m, f, i, msg, sizeof(msg)) != SPOKE_OK)
+            unknown[i] = 1;
+    }
+    if (!filters_pass_known(m, 2, unknown))
+        goto drop;
+    m->lookup_misses = misses;
+    return out;
+drop:
+    return SPOKE_DROP;
+}
+
+/* Steps 2-4 once the captures are in. Any failure goes to drop_or_fail,
+ * off the path of records that map. */
 static int map_fields(struct sm_mapper *m, const struct spoke_record *rec, char *err,
                       size_t errsz)
 {
-    char msg[SM_ERR];
     int rc;
 
     if (m->bad_node) {
@@ -229,75 +408,17 @@ static int map_fields(struct sm_mapper *m, const struct spoke_record *rec, char 
         else
             snprintf(err, errsz, "%s: expected %s, got %s", b->where,
                      b->want & SM_WANT_OBJECT ? "an object" : "an array", sm_sk_name(m->bad_got));
-        return SPOKE_ERR_TYPE;
+        return drop_or_fail(m, rec, SPOKE_ERR_TYPE);
     }
-    for (size_t k = 0; k < m->nstage[0]; k++) {
-        size_t i = m->stage[0][k];
-        const struct sm_field *f = &m->f[i];
-        struct sm_val *v = &m->vals[i];
-        if (f->multi) {
-            if ((rc = list_field(m, i, err, errsz)) != SPOKE_OK)
-                return rc;
-        } else {
-            struct sm_src metav;
-            const struct sm_src *src = &m->cap[f->slot];
-            if (f->src == SM_SRC_META) {
-                if (meta_src(m, f, rec, &metav, err, errsz) < 0)
-                    return SPOKE_ERR_INVALID;
-                src = &metav;
-            }
-            if (!sm_coerce_quick(f, f->type, src, v) &&
-                sm_coerce(m, f, f->type, src, v, msg, sizeof(msg)) < 0)
-                return field_err(f, err, errsz, msg, SPOKE_ERR_TYPE);
-        }
-        if (v->t == SPOKE_TYPE_NULL && (rc = settle_null(m, f, i, err, errsz)) != SPOKE_OK)
-            return rc;
-    }
+    for (size_t k = 0; k < m->nstage[0]; k++)
+        if ((rc = type_source(m, m->stage[0][k], rec, err, errsz)) != SPOKE_OK)
+            return drop_or_fail(m, rec, rc);
     if (!filters_pass(m, 0))
         return SPOKE_DROP;
 
-    for (size_t k = 0; k < m->nstage[1]; k++) {
-        size_t i = m->stage[1][k];
-        const struct sm_field *f = &m->f[i];
-        struct sm_val *v = &m->vals[i];
-        const struct sm_val *kv = &m->vals[f->lk_key];
-        const struct sm_hent *e = NULL;
-        char buf[64];
-        const char *kp = NULL;
-        size_t kn = 0;
-        if (kv->t != SPOKE_TYPE_NULL) {
-            sm_canon(kv, buf, &kp, &kn);
-            e = sm_hmap_get(&f->lk, kp, kn);
-        }
-        if (e && e->val.t != SPOKE_TYPE_NULL) {
-            *v = e->val;
-            continue;
-        }
-        m->lookup_misses++;
-        switch (f->lk_missing) {
-        case SM_MISS_DEFAULT:
-            *v = f->def;
-            break;
-        case SM_MISS_DROP:
-            return SPOKE_DROP;
-        case SM_MISS_ERROR: {
-            char q[64];
-            if (kv->t == SPOKE_TYPE_NULL)
-                snprintf(err, errsz, "%s: no lookup key (%s is null)", f->name,
-                         m->f[f->lk_key].name);
-            else {
-                sm_quote(kp, kn, q, sizeof(q));
-                snprintf(err, errsz, "%s: no %s for %s %s in the lookup table (%s)", f->name,
-                         f->name, m->f[f->lk_key].name, q, f->lk_desc);
-            }
-            return SPOKE_ERR_NOTFOUND;
-        }
-        default:
-            v->t = SPOKE_TYPE_NULL;
-            v->why = SM_WHY_LOOKUP;
-            break;
-        }
-    }
+    for (size_t k = 0; k < m->nstage[1]; k++)
+        if ((rc = lookup_one(m, m->stage[1][k], err, errsz)) != SPOKE_OK)
+            return rc == SPOKE_DROP ? rc : drop_or_fail(m, rec, rc);
     if (!filters_pass(m, 1))
         return SPOKE_DROP;
 
@@ -307,7 +428,7 @@ static int map_fields(struct sm_mapper *m, const struct spoke_record *rec, char 
         sm_expr_eval(f->expr, m->vals, f->type, &m->vals[i]);
         if (m->vals[i].t == SPOKE_TYPE_NULL &&
             (rc = settle_null(m, f, i, err, errsz)) != SPOKE_OK)
-            return rc;
+            return drop_or_fail(m, rec, rc);
     }
     if (!filters_pass(m, 2))
         return SPOKE_DROP;

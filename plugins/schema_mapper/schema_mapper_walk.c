@@ -20,7 +20,19 @@ void sm_mismatch(struct sm_mapper *m, const struct sm_node *node, uint8_t got)
     if (!m->bad_node) {
         m->bad_node = node;
         m->bad_got = got;
+        m->nbad_more = 0;
+        m->bad_over = 0;
+        return;
     }
+    if (node == m->bad_node)
+        return;
+    for (size_t k = 0; k < m->nbad_more; k++)
+        if (m->bad_more[k] == node)
+            return;
+    if (m->nbad_more < SM_BAD_MORE)
+        m->bad_more[m->nbad_more++] = node;
+    else
+        m->bad_over = 1;
 }
 
 void sm_capture(struct sm_mapper *m, const struct sm_node *node, const struct sm_src *v)

@@ -660,6 +660,143 @@ filters:
     assert r.m("records_failed") == 0 and "failed" not in r.log, r.log[-2000:]
 
 
+FILTER_FIRST_SCHEMA = """
+fields:
+  - {name: code, type: string, required: true}
+  - {name: n, type: int}
+  - {name: venue, type: string, path: venue.name}
+  - {name: twice, type: long, expr: "n * 2"}
+  - name: postcode
+    type: string
+    lookup: {key: code, missing: error, map: {"16107": "75016", "32017": "93200"}}
+filters:
+  - {field: code, in: ["16107", "32017", "99999"]}
+  - {field: twice, max: 100}
+"""
+FILTER_FIRST_CODES = ("16107", "32017", "99999")
+FILTER_FIRST_TABLE = {"16107": "75016", "32017": "93200"}
+
+
+def filter_first_outcome(o, venues=None):
+    """What the README says happens to record o under FILTER_FIRST_SCHEMA
+    (plus, when venues is given, a field city from place.city and a filter
+    venue in venues): ("row", row), ("drop", None) or ("error", first
+    reason). A field that fails is unknown; a filter on a known field that
+    rejects the record drops it, whatever else failed."""
+    errors, known = [], {}
+    place = o.get("place")
+    if venues is not None:
+        if place is not None and not isinstance(place, dict):
+            errors.append("place: expected an object")
+        else:
+            known["city"] = (place or {}).get("city")
+    code = o.get("code")
+    if "code" not in o:
+        errors.append("missing required field code")
+    elif code is None:
+        errors.append("required field code is null")
+    elif not isinstance(code, str):
+        errors.append("code: expected string, got number %s" % code)
+    else:
+        known["code"] = code
+    venue = o.get("venue")
+    if venue is not None and not isinstance(venue, dict):
+        errors.insert(0, "venue: expected an object, got %s"
+                      % ("string" if isinstance(venue, str) else "array"))
+    else:
+        known["venue"] = (venue or {}).get("name")
+    n = o.get("n")
+    if n is None or isinstance(n, int):
+        known["n"] = n
+        known["twice"] = None if n is None else 2 * n
+    else:
+        errors.append('n: expected int, got string "%s"' % n)
+    if "code" in known:
+        if known["code"] in FILTER_FIRST_TABLE:
+            known["postcode"] = FILTER_FIRST_TABLE[known["code"]]
+        else:
+            errors.append('postcode: no postcode for code "%s"' % known["code"])
+    drops = ("code" in known and known["code"] not in FILTER_FIRST_CODES) or \
+        ("twice" in known and (known["twice"] is None or known["twice"] > 100)) or \
+        (venues is not None and "venue" in known and known["venue"] not in venues)
+    if drops:
+        return "drop", None
+    if errors:
+        return "error", errors[0]
+    return "row", {k: known[k] for k in ("code", "n", "venue", "twice", "postcode", "city")
+                   if k != "city" or venues is not None}
+
+
+def test_filters_decide_before_errors():
+    """A record a filter rejects is dropped even when another of its fields
+    cannot be typed, is missing although required, sits below a structure
+    mismatch, or has a lookup miss that is an error (then with
+    errors.tolerance none the connector keeps running); a record no filter
+    can reject takes the error path with its first reason; malformed JSON
+    is an error whatever its fields would say."""
+    lines = [{"code": "16107", "n": 1},
+             {"code": "00001", "n": "n/a"},            # code drops it; n is bad
+             {"code": "99999", "n": 500},              # lookup miss (error); twice drops it
+             {"code": "99999", "n": 5},                # lookup miss, nothing drops it
+             {"code": "00002", "venue": "Paris", "n": 1},   # mismatch; code drops it
+             {"code": "16107", "venue": "Paris", "n": 1},   # mismatch, nothing drops it
+             {"code": 5, "n": 1000},                   # code bad; twice drops it
+             {"code": 5, "n": 1},                      # code bad, nothing drops it
+             {"n": 1000},                              # required code missing; twice drops it
+             {"n": 1},                                 # required code missing
+             {"code": "32017", "n": 1000},             # twice drops it
+             {"code": "32017", "n": "x"},              # n bad: twice unknown (not 2000)
+             {"code": "12345", "n": "x", "venue": [1]},  # two failures; code drops it
+             {"code": "32017", "n": 2}]
+    outcomes = [filter_first_outcome(o) for o in lines]
+    kinds = [k for k, _ in outcomes]
+    assert kinds.count("drop") >= 5 and kinds.count("error") >= 4, outcomes
+    malformed = b'{"code":"00001","n":'
+    data = ndjson(lines) + malformed + b"\n"
+    for parser in ("extractor", "simdjson"):
+        r = run_mapper(data, schema_text=FILTER_FIRST_SCHEMA, dlq=True,
+                       expect_records=len(lines) + 1,
+                       mapper_keys={"json.parser": parser, "errors.log.max.per.second": 0})
+        assert r.rows == [row for k, row in outcomes if k == "row"], (parser, r.rows)
+        failed = [o for o, (k, _) in zip(lines, outcomes) if k == "error"]
+        assert r.dlq == [json.dumps(o).encode() for o in failed] + [malformed], (parser, r.dlq)
+        assert r.m("records_filtered") == kinds.count("drop"), (parser, r.metrics)
+        assert r.m("records_failed") == len(failed) + 1, (parser, r.metrics)
+        logged = [l for l in r.log.splitlines() if "TRANSFORMATION failed" in l]
+        reasons = [why for k, why in outcomes if k == "error"]
+        assert len(logged) == len(reasons) + 1, (parser, logged)
+        for why, line in zip(reasons, logged):
+            assert why in line, (parser, why, line)
+    # A filter on a field below a structure mismatch cannot decide: the
+    # field is not null, it is unknown.
+    # field is not null, it is unknown (also when it is not the record's
+    # first mismatch).
+    venue_lines = [{"code": "16107", "venue": {"name": "Paris"}, "n": 1},
+                   {"code": "16107", "venue": "Paris", "n": 1},
+                   {"code": "16107", "venue": {"name": "Lyon"}, "n": 1},
+                   {"code": "16107", "n": 1},
+                   {"code": "16107", "venue": ["Paris"], "n": "x"},
+                   {"code": "16107", "place": 7, "venue": "Paris", "n": 1},
+                   {"code": "16107", "place": 7, "venue": {"name": "Lyon"}, "n": 1}]
+    venue_out = [filter_first_outcome(o, ("Paris",)) for o in venue_lines]
+    assert [k for k, _ in venue_out] == ["row", "error", "drop", "drop", "error", "error",
+                                         "drop"], venue_out
+    schema = FILTER_FIRST_SCHEMA.replace(
+        "filters:", "  - {name: city, type: string, path: place.city}\nfilters:") + \
+        '  - {field: venue, in: ["Paris"]}\n'
+    r = run_mapper(ndjson(venue_lines), dlq=True, expect_records=len(venue_lines),
+                   schema_text=schema)
+    assert r.rows == [row for k, row in venue_out if k == "row"], r.rows
+    assert r.dlq == [json.dumps(o).encode() for o, (k, _) in zip(venue_lines, venue_out)
+                     if k == "error"], r.dlq
+    # errors.tolerance none: the records a filter drops never fail the connector.
+    keep = [o for o, (k, _) in zip(lines, outcomes) if k != "error"]
+    r = run_mapper(ndjson(keep), schema_text=FILTER_FIRST_SCHEMA, expect_records=len(keep),
+                   mapper_keys={"errors.tolerance": "none"})
+    assert r.rows == [row for k, row in outcomes if k == "row"], r.rows
+    assert r.m("records_filtered") == kinds.count("drop") and not r.m("records_failed"), r.metrics
+
+
 def test_computed_fields():
     schema = """
 fields:
