@@ -586,6 +586,42 @@ def test_int_then_double_promotes_the_column():
         assert isinstance(last[("a",)]["m"], float), "max column became DOUBLE"
 
 
+
+def test_promotion_is_per_column_and_a_promoted_sum_rounds_once():
+    """INT -> DOUBLE promotion is per field, for every group (the README's
+    decision: a column has one type): a group that only held INTs shows
+    them as the nearest double. A promoted sum adds its INT and DOUBLE
+    parts before rounding: 2^53 + 1 and 0.5 give 2^53 + 2, the double
+    nearest to 2^53 + 1.5 (it was 2^53: the INT part rounded first)."""
+    big = 2 ** 53 + 1
+    recs = [{"g": "ints", "x": big}, {"g": "mixed", "x": big}, {"g": "mixed", "x": 0.5},
+            {"g": "small", "x": 3}, {"g": "small", "x": 4}]
+    specs = ["s=sum(x)", "mn=min(x)", "mx=max(x)", "f=first(x)", "l=last(x)", "a=avg(x)"]
+    groups = {}
+    for r in recs:
+        groups.setdefault(r["g"], []).append(r["x"])
+    want = {}
+    for g, xs in groups.items():
+        exact = sum(fractions.Fraction(x) for x in xs)
+        want[(g,)] = {"s": float(exact), "mn": float(min(xs)), "mx": float(max(xs)),
+                      "f": float(xs[0]), "l": float(xs[-1]), "a": float(exact / len(xs))}
+    assert want[("mixed",)]["s"] == 2.0 ** 53 + 2
+    for semantics in ("stream", "table"):
+        agg = {"group.by": "g", "aggregates": specs, "emit.interval.ms": 50,
+               "semantics": semantics}
+        if semantics == "table":
+            agg["entity.key"] = "e"
+        rs = [dict(r, e="e%d" % k) for k, r in enumerate(recs)]
+        with started(rs, agg) as (sp, out):
+            def got():
+                return {k: {c: (v[c], type(v[c])) for c in want[k]}
+                        for k, v in latest(read_rows(out), ["g"]).items()}
+            typed = {k: {c: (v, float) for c, v in row.items()} for k, row in want.items()}
+            wait_for(lambda: got() == typed, TIMEOUT,
+                     lambda: "%s: every column DOUBLE, sums rounded once:\n  want %r\n  got  %r"
+                     % (semantics, typed, got()))
+
+
 # ---------------------------------------------------------------------------
 # Windows
 
