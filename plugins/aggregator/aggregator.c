@@ -353,20 +353,42 @@ static int read_fields(struct agg_state *st, const struct spoke_row *row, const 
     return SPOKE_OK;
 }
 
+static size_t key_field_bytes(const struct agg_val *v)
+{
+    return v->type == SPOKE_TYPE_STRING ? 5 + (size_t)v->u.s.len
+           : v->type == SPOKE_TYPE_BOOL ? 2 : 9;
+}
+
+/* A key over AGG_MAX_KEY_BYTES: its size and the field that makes it so
+ * (only strings are long; each other value takes at most 9 bytes). */
+static int key_too_long(const struct agg_state *st, const int *fields, size_t nf,
+                        const char *what, char *err, size_t errsz)
+{
+    size_t total = 0, top = 0;
+    for (size_t i = 0; i < nf; i++) {
+        total += key_field_bytes(&st->cur[fields[i]]);
+        if (key_field_bytes(&st->cur[fields[i]]) > key_field_bytes(&st->cur[fields[top]]))
+            top = i;
+    }
+    const struct agg_field *fd = &st->fields[fields[top]];
+    snprintf(err, errsz, "%s key is %zu bytes, more than the %d allowed (the %s values "
+             "together, a string taking its length + 5): field '%s' is a string of %u bytes",
+             what, total, AGG_MAX_KEY_BYTES, fields == st->gfields ? "group.by" : "entity.key",
+             fd->name, (unsigned)st->cur[fields[top]].u.s.len);
+    return SPOKE_ERR_RANGE;
+}
+
 /* Encodes key fields (type byte, then 8 bytes, 1 byte for BOOL, or a 4-byte
- * length and the bytes for STRING). */
+ * length and the bytes for STRING), at most AGG_MAX_KEY_BYTES. */
 static int encode_key(struct agg_state *st, const int *fields, size_t nf, uint8_t *out,
                       size_t *len, const char *what, char *err, size_t errsz)
 {
     size_t n = 0;
     for (size_t i = 0; i < nf; i++) {
         const struct agg_val *v = &st->cur[fields[i]];
-        size_t need = v->type == SPOKE_TYPE_STRING ? 5 + (size_t)v->u.s.len
-                      : v->type == SPOKE_TYPE_BOOL ? 2 : 9;
-        if (n + need > AGG_MAX_KEY_BYTES) {
-            snprintf(err, errsz, "%s key is longer than %d bytes", what, AGG_MAX_KEY_BYTES);
-            return SPOKE_ERR_RANGE;
-        }
+        size_t need = key_field_bytes(v);
+        if (n + need > AGG_MAX_KEY_BYTES)
+            return key_too_long(st, fields, nf, what, err, errsz);
         out[n++] = v->type;
         if (v->type == SPOKE_TYPE_STRING) {
             memcpy(out + n, &v->u.s.len, 4);

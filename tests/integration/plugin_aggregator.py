@@ -1056,6 +1056,49 @@ def test_max_entities_refuses_new_entities():
         assert "max.entities (4) reached: entity 'e4' refused" in sp.log()
 
 
+
+KEY_LIMIT = 64 * 1024  # the README's bound on a group or entity key, encoded
+
+
+def test_keys_beyond_64_kib_refused_with_the_reason():
+    """A group (or entity) key takes at most 64 KiB, a string its length +
+    5 bytes: a single string field of 65,531 bytes is a group, one byte
+    more is refused as invalid, with the key's size, the limit and the
+    field at fault; the other records go on."""
+    fits, over = "k" * (KEY_LIMIT - 5), "k" * (KEY_LIMIT - 4)
+    recs = [{"g": fits, "id": "a", "p": "x", "x": 1}, {"g": over, "id": "b", "p": "x", "x": 2},
+            {"g": "ok", "id": "e" * (KEY_LIMIT - 4), "p": "x", "x": 3},
+            {"g": "ok", "id": "c", "p": "x", "x": 4}]
+    aggs = [("groups", {"group.by": "g", "aggregates": ["n=count()", "s=sum(x)"]}),
+            ("ents", {"group.by": "p", "semantics": "table", "entity.key": "id",
+                      "aggregates": ["n=count()", "s=sum(x)"]})]
+    for _, agg in aggs:
+        agg.update({"emit.interval.ms": 50, "errors.tolerance": "all"})
+    reasons = {
+        "groups": "group key is %d bytes, more than the %d allowed (the group.by values "
+                  "together, a string taking its length + 5): field 'g' is a string of %d bytes"
+                  % (KEY_LIMIT + 1, KEY_LIMIT, len(over)),
+        "ents": "entity key is %d bytes, more than the %d allowed (the entity.key values "
+                "together, a string taking its length + 5): field 'id' is a string of %d bytes"
+                % (KEY_LIMIT + 1, KEY_LIMIT, KEY_LIMIT - 4)}
+    want = {"groups": {fits: (1, 1), "ok": (2, 7)}, "ents": {"x": (3, 7)}}
+    with Spoke("", start=False) as sp:
+        inp = os.path.join(sp.tmp, "in.ndjson")
+        write_ndjson(inp, recs)
+        sp.write_config(keyed_pipeline(inp, aggs))
+        sp.start()
+        got = lambda: {t: {k: (r["n"], r["s"]) for k, r in rows.items()}
+                       for t, rows in console_keys(sp).items()}
+        wait_for(lambda: got() == want, TIMEOUT,
+                 lambda: "groups: %r" % {t: {k[:10]: v for k, v in g.items()}
+                                          for t, g in got().items()})
+        for name, why in reasons.items():
+            wait_for(lambda: metric(sp, name, "records_invalid") == 1, TIMEOUT,
+                     "%s: one record invalid" % name)
+            assert sp.connector(name)["metrics"]["errors"] == 1
+            assert why in sp.log(), "%r not logged:\n%s" % (why, sp.log()[-2000:])
+
+
 # ---------------------------------------------------------------------------
 # Invalid input
 
