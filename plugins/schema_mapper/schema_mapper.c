@@ -104,8 +104,9 @@ static const char *cfg_str(const struct spoke_host_api *api, const struct spoke_
     return s && *s ? s : NULL;
 }
 
-static int sm_init(const struct spoke_host_api *api, struct spoke_instance *inst,
-                   const struct spoke_config *cfg, void **out, char *errstr, size_t errstr_size)
+/* The connector config as mapper options (strings owned by the host). */
+static void read_opts(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                      struct sm_opts *out)
 {
     struct sm_opts o;
     memset(&o, 0, sizeof(o));
@@ -125,6 +126,26 @@ static int sm_init(const struct spoke_host_api *api, struct spoke_instance *inst
     o.lookup_value_column = cfg_str(api, cfg, "lookup.value.column");
     o.lookup_missing = cfg_str(api, cfg, "lookup.missing");
     o.lookup_default = api->config_string(cfg, "lookup.default");
+    *out = o;
+}
+
+/* What can be checked without reading a file (spoke validate, the REST
+ * API): filter.field and filter.values together, lookup.inline entries
+ * well formed (key=value, a key, no key twice). The schema file and lookup
+ * files are checked when the connector starts. */
+static int sm_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                    const char **key, char *errstr, size_t errstr_size)
+{
+    struct sm_opts o;
+    read_opts(api, cfg, &o);
+    return sm_opts_check(&o, key, errstr, errstr_size);
+}
+
+static int sm_init(const struct spoke_host_api *api, struct spoke_instance *inst,
+                   const struct spoke_config *cfg, void **out, char *errstr, size_t errstr_size)
+{
+    struct sm_opts o;
+    read_opts(api, cfg, &o);
 
     struct sm_state *st = calloc(1, sizeof(*st));
     if (!st) {
@@ -239,6 +260,7 @@ static const struct spoke_plugin schema_mapper = {
     .process     = sm_process_cb,
     .tick        = sm_tick,
     .destroy     = sm_destroy,
+    .check       = sm_check,
 };
 
 /* The plugin's only exported symbol: returns the constant descriptor. */

@@ -1341,6 +1341,26 @@ static int lookup_setup(struct yl *y, struct sm_mapper *m, size_t fi, const yaml
                      desc[0] ? " + " : "");
         }
     }
+    /* A table where every key misses is a mistake (a header-only CSV, an
+     * empty export, a value column never filled): refused, not run with
+     * every record null, dropped or failed. */
+    size_t with_value = 0;
+    for (size_t i = 0; i < f->lk.n; i++)
+        with_value += f->lk.ent[i].val.t != SPOKE_TYPE_NULL;
+    if (!with_value) {
+        char what[SM_ERR];
+        if (f->lk.n)
+            snprintf(what, sizeof(what), "none of its %zu entries has a value", f->lk.n);
+        else
+            snprintf(what, sizeof(what), "it has no entries");
+        if (configured && (o->lookup_file || o->nlookup_inline))
+            snprintf(y->err, y->errsz, "lookup for '%s': the table (%s) is empty: %s, so every "
+                     "key would miss", f->name, desc, what);
+        else
+            yerr(y, ln, "%s: the table (%s) is empty: %s, so every key would miss", where,
+                 desc, what);
+        return -1;
+    }
     if (!(f->lk_desc = xstrdup(desc)))
         return OOM(y);
     return 0;
@@ -1391,6 +1411,49 @@ static int set_add(struct sm_mapper *m, struct sm_filter *fl, const char *text, 
 
 static const char *const filter_keys[] = { "field", "eq", "ne", "in", "not_in", "min", "max", NULL };
 
+/* A filter value for a message: strings quoted, others as text. */
+static void filter_val_text(const struct sm_val *v, char *buf, size_t bufsz)
+{
+    char tmp[64];
+    const char *p;
+    size_t n;
+    sm_text(v, tmp, &p, &n);
+    if (v->t == SPOKE_TYPE_STRING)
+        sm_quote(p, n, buf, bufsz);
+    else
+        snprintf(buf, bufsz, "%.*s", (int)(n > 40 ? 40 : n), p);
+}
+
+/* After the filter at node fn on field fi, whose conditions are
+ * m->flt[first..]: refuses conditions no record can meet, so that a typo
+ * does not silently drop everything: an empty in, and a min above a max on
+ * the same field (in this filter, or this one and an earlier one). */
+static int filter_contradiction(struct yl *y, struct sm_mapper *m, int fi, const yaml_node_t *fn,
+                                size_t first)
+{
+    const yaml_node_t *v = yget(y, fn, "in");
+    if (v && v->data.sequence.items.top == v->data.sequence.items.start)
+        return yerr(y, v, "filter on '%s': in is empty: no record can pass", m->f[fi].name);
+    for (size_t a = 0; a < m->nflt; a++) {
+        const struct sm_filter *lo = &m->flt[a];
+        if (lo->field != fi || lo->op != SM_F_MIN)
+            continue;
+        for (size_t b = 0; b < m->nflt; b++) {
+            const struct sm_filter *hi = &m->flt[b];
+            if (hi->field != fi || hi->op != SM_F_MAX || (a < first && b < first) ||
+                sm_val_cmp(&lo->v, &hi->v) <= 0)
+                continue;
+            char lt[64], ht[64];
+            filter_val_text(&lo->v, lt, sizeof(lt));
+            filter_val_text(&hi->v, ht, sizeof(ht));
+            const yaml_node_t *at = yget(y, fn, b >= first ? "max" : "min");
+            return yerr(y, at, "filter on '%s': min %s is above max %s: no record can pass",
+                        m->f[fi].name, lt, ht);
+        }
+    }
+    return 0;
+}
+
 static int filters_parse(struct yl *y, struct sm_mapper *m, const yaml_node_t *seq)
 {
     char msg[SM_ERR];
@@ -1412,6 +1475,7 @@ static int filters_parse(struct yl *y, struct sm_mapper *m, const yaml_node_t *s
         if (m->f[fi].type == SM_T_LIST)
             return yerr(y, v, "filter: '%s' is a list; filters test single values", s);
         int nops = 0;
+        size_t first = m->nflt;
         for (int op = SM_F_EQ; op <= SM_F_MAX; op++) {
             if (!(v = yget(y, fn, filter_keys[op])))
                 continue;
@@ -1445,6 +1509,8 @@ static int filters_parse(struct yl *y, struct sm_mapper *m, const yaml_node_t *s
         if (!nops)
             return yerr(y, fn, "filter on '%s' has no condition (eq, ne, in, not_in, min, max)",
                         m->f[fi].name);
+        if (filter_contradiction(y, m, fi, fn, first) < 0)
+            return -1;
     }
     return 0;
 }
@@ -1643,6 +1709,46 @@ static int lookup_target(struct sm_mapper *m, const struct sm_opts *o, char *err
     return found;
 }
 
+int sm_opts_check(const struct sm_opts *o, const char **key, char *err, size_t errsz)
+{
+    *key = NULL;
+    if (o->filter_field && !o->nfilter_values) {
+        *key = "filter.field";
+        snprintf(err, errsz, "filter.field '%.64s' needs filter.values (the values of the "
+                 "field to keep)", o->filter_field);
+        return SPOKE_ERR_INVALID;
+    }
+    if (o->nfilter_values && !o->filter_field) {
+        *key = "filter.values";
+        snprintf(err, errsz, "filter.values needs filter.field (the field whose values they "
+                 "are)");
+        return SPOKE_ERR_INVALID;
+    }
+    for (size_t i = 0; i < o->nlookup_inline; i++) {
+        const char *ent = o->lookup_inline[i], *eq = strchr(ent, '=');
+        *key = "lookup.inline";
+        if (!eq) {
+            snprintf(err, errsz, "lookup.inline: entry %zu '%.60s' is not key=value (no '=')",
+                     i + 1, ent);
+            return SPOKE_ERR_INVALID;
+        }
+        if (eq == ent) {
+            snprintf(err, errsz, "lookup.inline: entry %zu '%.60s' has an empty key", i + 1, ent);
+            return SPOKE_ERR_INVALID;
+        }
+        for (size_t j = 0; j < i; j++) {
+            const char *prev = o->lookup_inline[j];
+            if (!strncmp(prev, ent, (size_t)(eq - ent) + 1)) {
+                snprintf(err, errsz, "lookup.inline: entries %zu and %zu both give key '%.*s'",
+                         j + 1, i + 1, (int)(eq - ent > 60 ? 60 : eq - ent), ent);
+                return SPOKE_ERR_INVALID;
+            }
+        }
+    }
+    *key = NULL;
+    return SPOKE_OK;
+}
+
 struct sm_mapper *sm_mapper_new(const struct spoke_host_api *api, const struct sm_opts *o,
                                 char *err, size_t errsz)
 {
@@ -1654,6 +1760,11 @@ struct sm_mapper *sm_mapper_new(const struct spoke_host_api *api, const struct s
 
     if (!m) {
         snprintf(err, errsz, "out of memory");
+        return NULL;
+    }
+    const char *bad_key;
+    if (sm_opts_check(o, &bad_key, err, errsz) != SPOKE_OK) {
+        free(m);
         return NULL;
     }
     m->api = api;

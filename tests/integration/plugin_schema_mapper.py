@@ -306,6 +306,116 @@ def test_unknown_property_rejected():
     assert r.returncode == 1 and "schema.file" in r.stderr, "missing schema.file accepted"
 
 
+def test_config_check_refuses_before_running():
+    """What the connector config alone can tell is refused by `spoke
+    validate`, `spoke run` and the REST API (create, config, config/validate)
+    before the connector starts, at the key at fault: filter.field without
+    filter.values (or the reverse), lookup.inline entries that are not
+    key=value, have an empty key, or give a key twice."""
+    import resttest
+    head = ("  - name: map\n    connector.class: schema_mapper\n    topics: raw\n"
+            "    topic: rows\n    schema.file: %s\n" % q(VELIB))
+    cases = [
+        ("filter.field", {"filter.field": "stationCode"},
+         "filter.field 'stationCode' needs filter.values"),
+        ("filter.field", {"filter.field": "stationCode", "filter.values": []},
+         "filter.field 'stationCode' needs filter.values"),
+        ("filter.values", {"filter.values": ["16107"]}, "filter.values needs filter.field"),
+        ("lookup.inline", {"lookup.inline": ["16107=75016", "32017"]},
+         "lookup.inline: entry 2 '32017' is not key=value (no '=')"),
+        ("lookup.inline", {"lookup.inline": ["=75016"]},
+         "lookup.inline: entry 1 '=75016' has an empty key"),
+        ("lookup.inline", {"lookup.inline": ["16107=1", "32017=2", "16107=3"]},
+         "lookup.inline: entries 1 and 3 both give key '16107'"),
+    ]
+
+    def yaml_keys(keys):
+        return "".join("    %s: %s\n" % (k, spoketest.yaml_scalar(v)) for k, v in keys.items())
+
+    spoketest.expect_checks_each_refuse(
+        head, "map", [(key, yaml_keys(extra), want) for key, extra, want in cases],
+        yaml_keys({"filter.field": "stationCode", "filter.values": ["16107"],
+                   "lookup.inline": ["16107=a=b", "32017="]}))
+    base = {"connector.class": "schema_mapper", "topics": "raw", "topic": "rows",
+            "schema.file": VELIB}
+    resttest.expect_each_refused("schema_mapper", "map", base,
+                                 [(key, {k: v if not isinstance(v, list) else ",".join(v)
+                                         for k, v in extra.items()}, want)
+                                  for key, extra, want in cases if extra.get("filter.values") != []])
+
+
+def test_contradictory_filters_and_empty_tables_fail_at_start():
+    """What needs the schema or a lookup file is refused when the connector
+    starts (the connector fails with the reason, file:line:column for the
+    schema): a min above a max on one field (in one filter or two), an
+    empty in, and a lookup table in which every key would miss (no entries,
+    or none with a value); conditions that can hold, and an empty file that
+    lookup.inline completes, run."""
+    with tempfile.TemporaryDirectory(prefix="spoke-sm-") as tmp:
+        def path(name, text):
+            p = os.path.join(tmp, name)
+            write_bytes(p, text.encode())
+            return p
+
+        base = "fields:\n  - {name: a, type: int}\n  - {name: s, type: string}\n"
+        lk = ("fields:\n  - {name: stationCode, type: string}\n"
+              "  - name: postcode\n    type: string\n    lookup: {key: stationCode%s}\n")
+        header_only = path("header.csv", "stationCode,postcode\n")
+        no_values = path("novalues.csv", "stationCode,postcode\n16107,\n32017,\n")
+        empty_json = path("empty.json", "{}")
+        bad = [  # name, schema text, extra config, (where in the schema, reason): the
+                 # error is at the start of the marker's last token (the YAML node)
+            ("minmax", base + "filters:\n  - {field: a, min: 5, max: 1}\n", {},
+             ("max: 1", "filter on 'a': min 5 is above max 1: no record can pass")),
+            ("minmax2", base + "filters:\n  - {field: a, min: 5}\n  - {field: a, max: 4}\n", {},
+             ("max: 4", "filter on 'a': min 5 is above max 4: no record can pass")),
+            ("maxmin", base + "filters:\n  - {field: s, max: \"a\"}\n  - {field: s, min: \"b\"}\n",
+             {}, ('min: "b"', "filter on 's': min \"b\" is above max \"a\": no record can pass")),
+            ("emptyin", base + "filters:\n  - {field: s, in: []}\n", {},
+             ("[]", "filter on 's': in is empty: no record can pass")),
+            ("emptymap", lk % ", map: {}", {},
+             ("{key", "field 'postcode': lookup: the table (schema map) is empty: it has no "
+                      "entries, so every key would miss")),
+            ("headeronly", lk % "", {"lookup.file": header_only},
+             (None, "lookup for 'postcode': the table (%s) is empty: it has no entries, so "
+                    "every key would miss" % header_only)),
+            ("novalues", lk % "", {"lookup.file": no_values},
+             (None, "lookup for 'postcode': the table (%s) is empty: none of its 2 entries "
+                    "has a value" % no_values)),
+            ("emptyjson", lk % "", {"lookup.file": empty_json},
+             (None, "the table (%s) is empty: it has no entries" % empty_json)),
+        ]
+        good = [
+            ("equal", base + "filters:\n  - {field: a, min: 3, max: 3}\n  - {field: s, in: [x]}\n",
+             {}),
+            ("patched", lk % "", {"lookup.file": header_only, "lookup.inline": ["16107=75016"]}),
+        ]
+        text = "connectors:\n"
+        for name, schema, keys in [(n, sc, k) for n, sc, k, _ in bad] + good:
+            text += ("  - name: %s\n    connector.class: schema_mapper\n    topics: raw\n"
+                     "    topic: rows_%s\n    schema.file: %s\n" % (name, name,
+                                                                    q(path(name + ".yaml", schema))))
+            text += "".join("    %s: %s\n" % (k, spoketest.yaml_scalar(v)) for k, v in keys.items())
+        with Spoke(text, tmp=tmp) as sp:
+            def settled(name):
+                sp.wait_for(lambda: sp.connector(name).get("state") in ("FAILED", "RUNNING"),
+                            TIMEOUT, "connector %s to start or fail" % name)
+                return sp.connector(name)
+
+            for name, schema, _, (marker, reason) in bad:
+                st = settled(name)
+                assert st.get("state") == "FAILED", "%s: %r" % (name, st)
+                trace = st.get("trace") or ""
+                if marker is not None:
+                    at = schema.index(marker) + len(marker) - len(marker.split()[-1])
+                    before = schema[:at]
+                    line, col = before.count("\n") + 1, len(before) - before.rfind("\n")
+                    reason = "%s:%d:%d: %s" % (os.path.join(tmp, name + ".yaml"), line, col, reason)
+                assert reason in trace, "%s: %r lacks %r" % (name, trace, reason)
+            for name, _, _ in good:
+                assert settled(name).get("state") == "RUNNING", sp.connector(name)
+
+
 def test_bad_schema_fails_with_position():
     with tempfile.TemporaryDirectory(prefix="spoke-sm-") as tmp:
         schema = os.path.join(tmp, "bad.yaml")
