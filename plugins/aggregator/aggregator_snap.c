@@ -316,27 +316,76 @@ static int val_fits(const struct agg_state *st, int f, const struct agg_val *v)
     return v->type == ft || (ft == SPOKE_TYPE_DOUBLE && v->type == SPOKE_TYPE_INT);
 }
 
-/* Reports the first ';'-separated part where two canonical texts differ. */
-static void config_differs(const char *snap, size_t slen, const char *now, char *err,
+/* Up to w bytes of a part of a canonical text: the part, or its start and
+ * "..." when it is longer. */
+static int part_text(char *out, size_t outsz, const char *p, size_t len, size_t w)
+{
+    if (len <= w)
+        return snprintf(out, outsz, "%.*s", (int)len, p);
+    return snprintf(out, outsz, "%.*s...", (int)(w > 3 ? w - 3 : 0), p);
+}
+
+/*
+ * A snapshot of another state-shaping configuration. Deleting it, the way
+ * out that comes to mind, silently loses data: the state holds every
+ * record the connector absorbed, and their source offsets are committed,
+ * so no source sends them again. The error (the connector's trace, at most
+ * errsz bytes) names the first part that differs and says so in short; the
+ * log says what each way out costs and how to take it.
+ */
+static void config_differs(struct agg_state *st, const char *snap, size_t slen, char *err,
                            size_t errsz)
 {
-    const char *a = snap, *aend = snap + slen, *b = now;
+    static const char advice[] = "restore that configuration; deleting the snapshot loses "
+                                 "the input it holds (offsets are committed), see the log";
+    const char *a = snap, *aend = snap + slen, *b = st->canon;
+    size_t al = 0, bl = 0;
+    int found = 0;
     while (a < aend && *b) {
         const char *ae = memchr(a, ';', (size_t)(aend - a));
         const char *be = strchr(b, ';');
-        size_t al = ae ? (size_t)(ae - a) : (size_t)(aend - a);
-        size_t bl = be ? (size_t)(be - b) : strlen(b);
+        al = ae ? (size_t)(ae - a) : (size_t)(aend - a);
+        bl = be ? (size_t)(be - b) : strlen(b);
         if (al != bl || memcmp(a, b, al) != 0) {
-            snprintf(err, errsz, "snapshot holds state for %.*s but the configuration says "
-                     "%.*s: remove the connector's snapshot in state.dir to start from empty "
-                     "state", (int)(al > 90 ? 90 : al), a, (int)(bl > 90 ? 90 : bl), b);
-            return;
+            found = 1;
+            break;
         }
         a += al + (ae != NULL);
         b += bl + (be != NULL);
     }
-    snprintf(err, errsz, "snapshot was taken with another configuration: remove the "
-             "connector's snapshot in state.dir to start from empty state");
+    char old[1024], now[1024];
+    if (found) {
+        /* Each part gets half of what the trace leaves for them. */
+        size_t fixed = strlen("snapshot holds state for  but the configuration says : ") +
+                       strlen(advice);
+        size_t w = errsz > fixed + 1 + 2 * 16 ? (errsz - fixed - 1) / 2 : 16;
+        char ps[256], pn[256];
+        part_text(ps, sizeof(ps), a, al, w < sizeof(ps) - 1 ? w : sizeof(ps) - 1);
+        part_text(pn, sizeof(pn), b, bl, w < sizeof(pn) - 1 ? w : sizeof(pn) - 1);
+        snprintf(err, errsz, "snapshot holds state for %s but the configuration says %s: %s", ps,
+                 pn, advice);
+        part_text(old, sizeof(old), a, al, sizeof(old) - 1);
+        part_text(now, sizeof(now), b, bl, sizeof(now) - 1);
+    } else {
+        snprintf(err, errsz, "snapshot was taken with another configuration: %s", advice);
+        part_text(old, sizeof(old), snap, slen, sizeof(old) - 1);
+        part_text(now, sizeof(now), st->canon, strlen(st->canon), sizeof(now) - 1);
+    }
+    const char *name = st->api->instance_name(st->inst);
+    st->api->log(st->inst, SPOKE_LOG_ERROR,
+                 "the snapshot (snapshots/%s.snap in state.dir) holds state for %s, but the "
+                 "configuration now says %s. That state holds every record this connector "
+                 "absorbed, and their source offsets are committed: no source will send them "
+                 "again. To keep them, restore the configuration the snapshot was taken with: "
+                 "the connector resumes exactly. To apply the new configuration to all the "
+                 "input, the sources must replay it from the start, if they still can (a file, "
+                 "a Kafka topic within its retention; not a live feed): stop them (PUT "
+                 "/connectors/<source>/stop), reset their offsets (DELETE "
+                 "/connectors/<source>/offsets), stop spoke, delete the snapshot, start spoke "
+                 "and resume them (PUT /connectors/<source>/resume); the other connectors "
+                 "reading those sources get their records again. Deleting the snapshot alone "
+                 "starts from empty state: the totals then count only the records that arrive "
+                 "from now on, and never the ones it held.", name, old, now);
 }
 
 /* Back to an empty state after a refused snapshot. */
@@ -569,7 +618,7 @@ int agg_restore(void *vst, const void *data, size_t len, char *err, size_t errsz
         return SPOKE_ERR_PARSE;
     }
     if (clen != strlen(st->canon) || memcmp(canon, st->canon, clen) != 0) {
-        config_differs((const char *)canon, clen, st->canon, err, errsz);
+        config_differs(st, (const char *)canon, clen, err, errsz);
         return SPOKE_ERR_INVALID;
     }
     /* Restore into an empty state (init made one). */

@@ -1494,6 +1494,77 @@ def test_corrupt_or_foreign_snapshot_refused():
         wait_for(lambda: "restored 2 groups" in sp.log(), TIMEOUT, "restored")
 
 
+
+def test_snapshot_of_another_config_says_what_deleting_it_costs():
+    """A snapshot of another configuration is refused, and the reason no
+    longer just advises deleting it: the state holds records whose offsets
+    are committed. The trace says so in short, the log says what each way
+    out costs and how to take it; and its claims hold: deleting the
+    snapshot alone loses the input it held, and the way it gives to apply
+    the new configuration to all the input (stop the source, reset its
+    offsets, delete the snapshot, restart the aggregator, resume the
+    source) gets it all back."""
+    from resttest import Api, expect
+    first = [{"g": "a", "x": 1}, {"g": "b", "x": 2}]
+    later = [{"g": "c", "x": 3}]
+    agg = {"group.by": "g", "aggregates": ["s=sum(x)"], "emit.interval.ms": 50}
+    agg2 = dict(agg, aggregates=["s=sum(x)", "m=max(x)"])
+    for way in ("delete the snapshot alone", "the log's way"):
+        with Spoke("", start=False) as sp:
+            inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+            snap = os.path.join(sp.state_dir, "snapshots", "agg.snap")
+            write_ndjson(inp, first)
+            sp.write_config(pipeline_yaml(inp, out, agg))
+            sp.start()
+            wait_for(lambda: len(latest(read_rows(out), ["g"])) == 2, TIMEOUT, "first rows")
+            assert sp.stop() == 0
+            # The premise: the snapshot holds the records, their offsets are committed.
+            assert list(sp.offsets()["src"].values()) == [os.path.getsize(inp)], sp.offsets()
+
+            sp.write_config(pipeline_yaml(inp, out, agg2))
+            sp.start()
+            trace = sp.wait_state("agg", "FAILED")["trace"]
+            assert ("snapshot holds state for aggregates=s=sum(x) but the configuration says "
+                    "aggregates=s=sum(x),m=max(x): restore that configuration; deleting the "
+                    "snapshot loses the input it holds (offsets are committed), see the log") \
+                in trace, trace
+            log = sp.log()
+            for claim in ("the snapshot (snapshots/agg.snap in state.dir) holds state for "
+                          "aggregates=s=sum(x), but the configuration now says "
+                          "aggregates=s=sum(x),m=max(x)",
+                          "their source offsets are committed: no source will send them again",
+                          "restore the configuration the snapshot was taken with",
+                          "stop them (PUT /connectors/<source>/stop), reset their offsets "
+                          "(DELETE /connectors/<source>/offsets), stop spoke, delete the "
+                          "snapshot, start spoke and resume them (PUT "
+                          "/connectors/<source>/resume)",
+                          "Deleting the snapshot alone starts from empty state"):
+                assert claim in log, "%r not logged:\n%s" % (claim, log[-3000:])
+
+            api = Api(sp)
+            if way == "the log's way":
+                expect(api.call("PUT", "/connectors/src/stop"), 204, "stop")
+                sp.wait_state("src", "STOPPED")
+                expect(api.call("DELETE", "/connectors/src/offsets"), 200, "reset offsets")
+                assert sp.stop() == 0
+                os.remove(snap)
+                sp.start()
+                api = Api(sp)
+                sp.wait_state("agg", "RUNNING")
+                expect(api.call("PUT", "/connectors/src/resume"), 202, "resume")
+            else:
+                os.remove(snap)
+                expect(api.call("POST", "/connectors/agg/restart"), 204, "restart")
+                sp.wait_state("agg", "RUNNING")
+            write_ndjson(inp, later, mode="a")
+            kept = later if way == "delete the snapshot alone" else first + later
+            want = {(r["g"],): {"s": r["x"], "m": r["x"]} for r in kept}
+            wait_equal(want, lambda: {k: v for k, v in latest(read_rows(out), ["g"]).items()
+                                      if "m" in v}, "%s: the groups it keeps" % way)
+            wait_for(lambda: metric(sp, "agg", "state_groups") == len(kept), TIMEOUT,
+                     "%s: %d groups held" % (way, len(kept)))
+
+
 # ---------------------------------------------------------------------------
 # Tombstones
 
