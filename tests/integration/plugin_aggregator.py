@@ -10,8 +10,14 @@ and hopping windows on event time with late records within and beyond the
 allowed lateness, processing-time windows closed by the wall clock, the three
 emit modes, top-N, max.groups, restart from a snapshot (SIGTERM and kill -9)
 equal to an uninterrupted run, corrupt / foreign / mismatched snapshots
-refused, invalid records on the error path with their reason, configuration
-errors, the real Velib' snapshot's per-postcode totals, and tombstones (null
+refused (one of another configuration with what deleting it costs, and the
+way to apply the new one to all the input, both checked), a version 1
+snapshot of the previous aggregator restored, INT sums beyond int64 (exact
+avg, null sum, across a restart) and overflowed DOUBLE sums (null),
+per-column INT -> DOUBLE promotion, record keys distinct per group (escaped
+when several fields or nulls), the 64 KiB key limit, invalid records on the
+error path with their reason, configuration errors, the real Velib'
+snapshot's per-postcode totals, and tombstones (null
 values, made by the tombtest_transform that plugin_schema_mapper.py builds):
 retraction in table semantics (update and complete modes, event time, windows,
 across a restart), unknown keys counted, and the cases where they are ignored.
