@@ -8,10 +8,14 @@ filter, or took the error path. Expected values are computed here, in
 Python, from the same inputs: nothing is compared with the mapper's own
 idea of the answer.
 
-Covered: unknown property; each type and coercion; missing, extra,
-required and default fields; every malformed-JSON class (both parsers) on
-the error path with its reason, dead-lettered; filters (dropped records are
-acknowledged); computed fields; lookups (inline, CSV, JSON; each missing-key
+Covered: unknown property; the config check (spoke validate, REST) and
+what is refused at start (contradictory filters, empty lookup tables);
+each type and coercion; long values and computed fields exact at the
+64-bit edges; stringify keeping a number's text (both parsers); missing,
+extra, required and default fields; every malformed-JSON class (both
+parsers) on the error path with its reason, dead-lettered; filters (dropped
+records are acknowledged, and dropped even when another field fails);
+computed fields; lookups (inline, CSV, JSON; each missing-key
 behaviour); key and timestamp; CSV input; row input (two mappers chained);
 one schema per seed input over the recorded samples in ../shared/data; the
 Vélib' schema over the real 2024-11-19 snapshot with the real postcode table;
