@@ -512,11 +512,16 @@ static void coercions(void)
     const char *y = types_schema;
     expect3(y, "{\"s\":\"x\",\"i\":-5,\"l\":9007199254740993,\"d\":\"$1,234.50\",\"b\":1,"
                "\"ts\":1732001704,\"tms\":1732001704123,\"iso\":\"2024-11-19T08:22:18Z\","
-               "\"fmt\":\"04/06/2016 08:45:00 PM\",\"str\":12.50}",
+               "\"fmt\":\"04/06/2016 08:45:00 PM\",\"str\":12.5}",
             "{\"s\":\"x\",\"i\":-5,\"l\":9007199254740993,\"d\":1234.5,\"b\":true,"
             "\"ts\":\"2024-11-19T07:35:04.000Z\",\"tms\":\"2024-11-19T07:35:04.123Z\","
             "\"iso\":\"2024-11-19T08:22:18.000Z\",\"fmt\":\"2016-04-06T20:45:00.000Z\","
             "\"str\":\"12.5\",\"dflt\":7}", 0);
+    /* A stringified number is its text as written (the row path has no
+     * text: a row's double is written in shortest form, as above). */
+    expect3(y, "{\"str\":12.50}", "{\"s\":null,\"i\":null,\"l\":null,\"d\":null,"
+            "\"b\":null,\"ts\":null,\"tms\":null,\"iso\":null,\"fmt\":null,"
+            "\"str\":\"12.50\",\"dflt\":7}", 1);
     /* Strings that are numbers, booleans from words, zone-less ISO in +01:00. */
     expect3(y, "{\"i\":\" 42 \",\"l\":\"-7\",\"d\":\"3\",\"b\":\"No\",\"ts\":\"1732001704\","
                "\"iso\":\"2024-03-28 23:20:19\",\"fmt\":\"12/31/1999 12:00:00 AM\","
