@@ -116,9 +116,9 @@ struct agg_cell {
     int64_t n;            /* values counted (count(): contributions) */
     union {
         struct {
-            uint64_t isum;    /* INT values: the low 64 bits (as int64) of their sum */
+            uint64_t isum;    /* INT values: their sum wrapped to an int64 */
             int64_t ihi;      /* and how many times it wrapped: isum + ihi * 2^64 is exact
-                                 (agg_isum_add; 128 bits never wrap: n < 2^63) */
+                                 (isum_add in aggregator_state.c) */
             double dsum;      /* DOUBLE values: Neumaier compensated sum */
             double comp;
         } sum;
