@@ -927,7 +927,7 @@ static int covered_add(struct covered_pos **v, size_t *n, size_t *cap, const cha
     return 0;
 }
 
-/* Reads the positions line of a version 2 snapshot into inst->replay (and
+/* Reads the positions line of a version 2 or 3 snapshot into inst->replay (and
  * inst->covered, so the next snapshot still covers them). */
 static int load_covered(struct spoke_instance *inst, const char *line, size_t len, char *err,
                         size_t errsize)
@@ -1791,6 +1791,12 @@ static void *inst_thread(void *arg)
         fail(inst, "start", SPOKE_ERR_NOMEM, "cannot allocate the output tracker");
         goto out;
     }
+    /* What an earlier run of the task read from a snapshot (or covered
+     * since) is not this run's: the snapshot may be gone or refused. */
+    free(inst->replay);
+    inst->replay = NULL;
+    inst->nreplay = 0;
+    inst->ncovered = 0;
     if (d->restore && (rc = restore_snapshot(inst, err, sizeof(err))) != SPOKE_OK) {
         fail(inst, "restore", rc, err);
         goto out;

@@ -381,8 +381,9 @@ static void config_differs(struct agg_state *st, const char *snap, size_t slen, 
                  "input, the sources must replay it from the start, if they still can (a file, "
                  "a Kafka topic within its retention; not a live feed): stop them (PUT "
                  "/connectors/<source>/stop), reset their offsets (DELETE "
-                 "/connectors/<source>/offsets), stop spoke, delete the snapshot, start spoke "
-                 "and resume them (PUT /connectors/<source>/resume); the other connectors "
+                 "/connectors/<source>/offsets), delete the snapshot, restart this connector "
+                 "(POST /connectors/<name>/restart) and resume them (PUT "
+                 "/connectors/<source>/resume); the other connectors "
                  "reading those sources get their records again. Deleting the snapshot alone "
                  "starts from empty state: the totals then count only the records that arrive "
                  "from now on, and never the ones it held.", name, old, now);
