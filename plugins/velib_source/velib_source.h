@@ -28,14 +28,40 @@
  * thread that builds it can hand it to the poll thread as a whole. */
 struct vs_info;
 
+/* What parsing a station_information table noticed in its entries. Each
+ * count comes with its first case described for a log line ("station_id
+ * 213688169 (stationCode 16107): capacity \"35\""). */
+struct vs_info_notes {
+    size_t skipped;             /* entries without an integer station_id, or repeating one */
+    size_t coerced;             /* capacity, lat or lon given as a string holding a number
+                                   (a plain integer for capacity): read as that number */
+    size_t refused;             /* name, lat, lon or capacity of another type: left out */
+    char first_coerced[192];
+    char first_refused[192];
+};
+
 /* Parses a station_information document (full validation by sjson; the
  * top-level shape is required, individual stations are lenient: entries
- * without an integer station_id are skipped and counted in *skipped).
- * *out is a new table owned by the caller. 0, or -1 with errstr set. */
+ * without an integer station_id are skipped, a field of another type is
+ * left out; both are counted in *notes, never silent). *out is a new table
+ * owned by the caller. 0, or -1 with errstr set (a number beyond 64 bits
+ * or a double is named with its place, as vs_feed_parse does). */
+int vs_info_parse_notes(struct sj_parser *p, const void *body, size_t len, struct vs_info **out,
+                        struct vs_info_notes *notes, char *errstr, size_t errstr_size);
+/* vs_info_parse_notes, with only the count of skipped entries. */
 int vs_info_parse(struct sj_parser *p, const void *body, size_t len, struct vs_info **out,
                   size_t *skipped, char *errstr, size_t errstr_size);
+/* Accepts NULL (0). */
 size_t vs_info_count(const struct vs_info *info);
 void vs_info_free(struct vs_info *info);
+/* The station_ids of a table: a new array (free()) of *n ids, or NULL on
+ * out-of-memory. */
+int64_t *vs_info_ids(const struct vs_info *info, size_t *n);
+/* How many of ids[0..n) the table lacks. */
+size_t vs_info_lacking(const struct vs_info *info, const int64_t *ids, size_t n);
+/* 1 when two tables (either may be NULL: no table) join the same name,
+ * lat, lon and capacity to every station_id, else 0. */
+int vs_info_same(const struct vs_info *a, const struct vs_info *b);
 
 /* Top-level fields of a station_status snapshot. */
 struct vs_header {
@@ -96,6 +122,11 @@ int vs_feed_check(struct vs_feed *f, const struct vs_info *info, struct vs_batch
  * the check kept: a new row owned by the caller, or NULL on out-of-memory.
  * Rows are built one at a time so the caller can emit each at once. */
 struct spoke_row *vs_feed_row(struct vs_feed *f, const struct vs_info *info, size_t i);
+
+/* 1 when the batch's i-th station joins other name, lat, lon or capacity
+ * values with the table it was checked with than with old (NULL: no
+ * table), counting only the fields the station does not hold itself. */
+int vs_feed_joined_changed(const struct vs_feed *f, size_t i, const struct vs_info *old);
 
 /* Empties the batch. */
 void vs_feed_batch_clear(struct vs_feed *f);

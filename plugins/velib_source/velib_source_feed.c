@@ -26,6 +26,7 @@
  */
 #include <assert.h>
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -205,7 +206,12 @@ static inline size_t id_hash(int64_t id)
     return (size_t)fmix64((uint64_t)id);
 }
 
-static const struct vs_info_entry *info_find(const struct vs_info *info, int64_t id)
+/* Inlined: check_station looks every selected station up (the table
+ * comparisons call it too, and would otherwise make it a call there). */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline const struct vs_info_entry *info_find(const struct vs_info *info, int64_t id)
 {
     size_t k = id_hash(id) & info->mask;
     for (;;) {
@@ -250,8 +256,350 @@ static int find_stations(const struct sj_value *root, struct sj_value *stations,
     return 0;
 }
 
-int vs_info_parse(struct sj_parser *p, const void *body, size_t len, struct vs_info **out,
-                  size_t *skipped, char *errstr, size_t errstr_size)
+/* ------------------------------------------------------------------------ */
+/* Numbers out of range                                                      */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * RFC 8259 lets a number have any size; simdjson refuses an integer outside
+ * [-2^63, 2^64) and a number beyond a double's range ("Problem while
+ * parsing a number"), so a whole document fails for one such value. What
+ * follows finds that value again, only after such a failure, to say which
+ * one it is and where, as the check does for values of a wrong type.
+ */
+
+#define LOC_DEPTH 96        /* deeper than the parser's limit (64) */
+#define LOC_SHOWN 40        /* longest key or code quoted */
+
+struct loc_frame {
+    int is_obj;
+    size_t index;           /* arrays: the element being read */
+    const char *key;        /* objects: the member being read (raw bytes) */
+    size_t klen;
+};
+
+static size_t loc_ws(const char *p, size_t i, size_t n)
+{
+    while (i < n && (p[i] == ' ' || p[i] == '\t' || p[i] == '\n' || p[i] == '\r'))
+        i++;
+    return i;
+}
+
+/* A string at p[i] (a quote): its raw bytes in *s, *slen; returns the
+ * index past its closing quote, or 0 when it has none. */
+static size_t loc_string(const char *p, size_t i, size_t n, const char **s, size_t *slen)
+{
+    size_t j = i + 1;
+    while (j < n && p[j] != '"')
+        j += p[j] == '\\' ? 2 : 1;
+    if (j >= n)
+        return 0;
+    *s = p + i + 1;
+    *slen = j - i - 1;
+    return j + 1;
+}
+
+static int is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/* A number token at p[i]: returns its end, or 0 when it is not one as JSON
+ * writes them; *out: 1 when simdjson cannot hold its value. */
+static size_t loc_number(const char *p, size_t i, size_t n, int *out)
+{
+    size_t j = i, d0;
+    int integer = 1, neg = 0;
+    if (j < n && p[j] == '-') {
+        neg = 1;
+        j++;
+    }
+    d0 = j;
+    if (j >= n || !is_digit(p[j]))
+        return 0;
+    if (p[j] == '0')
+        j++;
+    else
+        while (j < n && is_digit(p[j]))
+            j++;
+    size_t ndig = j - d0;
+    if (j < n && p[j] == '.') {
+        integer = 0;
+        if (++j >= n || !is_digit(p[j]))
+            return 0;
+        while (j < n && is_digit(p[j]))
+            j++;
+    }
+    if (j < n && (p[j] == 'e' || p[j] == 'E')) {
+        integer = 0;
+        if (++j < n && (p[j] == '+' || p[j] == '-'))
+            j++;
+        if (j >= n || !is_digit(p[j]))
+            return 0;
+        while (j < n && is_digit(p[j]))
+            j++;
+    }
+    if (integer) {
+        /* The largest that fit: 2^64 - 1, and -2^63. */
+        const char *lim = neg ? "9223372036854775808" : "18446744073709551615";
+        size_t llen = strlen(lim);
+        *out = ndig > llen || (ndig == llen && memcmp(p + d0, lim, llen) > 0);
+    } else {
+        char small[64], *buf = small;
+        if (j - i >= sizeof(small) && !(buf = malloc(j - i + 1)))
+            return 0;
+        memcpy(buf, p + i, j - i);
+        buf[j - i] = '\0';
+        double d = strtod(buf, NULL);
+        *out = isinf(d);
+        if (buf != small)
+            free(buf);
+    }
+    return j;
+}
+
+/* Appends the path of frames [from, depth) to buf: key.key[index]... */
+static void loc_path(const struct loc_frame *fr, int from, int depth, char *buf, size_t size)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int k = from; k < depth && len < size; k++) {
+        int w;
+        if (fr[k].is_obj)
+            w = snprintf(buf + len, size - len, "%s%.*s", len ? "." : "",
+                         (int)(fr[k].klen > LOC_SHOWN ? LOC_SHOWN : fr[k].klen), fr[k].key);
+        else
+            w = snprintf(buf + len, size - len, "[%zu]", fr[k].index);
+        if (w < 0)
+            break;
+        len += (size_t)w;
+    }
+}
+
+/* In data.stations[i], a station's own members at frame 3. */
+static int loc_in_station(const struct loc_frame *fr, int depth)
+{
+    return depth >= 4 && fr[0].is_obj && fr[0].klen == 4 && !memcmp(fr[0].key, "data", 4) &&
+           fr[1].is_obj && fr[1].klen == 8 && !memcmp(fr[1].key, "stations", 8) &&
+           !fr[2].is_obj && fr[3].is_obj;
+}
+
+/*
+ * Looks in the document p[0..n), which the parser refused over a number,
+ * for the first number it cannot hold. 0 with errstr naming it ("wrong
+ * shape: station #3 (stationCode 14111): num_bikes_available is out of
+ * range (...)"), or -1 when there is none (the number was malformed, or
+ * the document is broken otherwise: the parser's message says it).
+ */
+static int number_out_of_range(const char *p, size_t n, char *errstr, size_t errstr_size)
+{
+    struct loc_frame fr[LOC_DEPTH], *top;
+    int depth = 0, found = 0, in_station = 0, integer = 0;
+    char path[160] = "", shown[48], label[96];
+    const char *code = NULL, *tok = NULL, *s;
+    size_t codelen = 0, toklen = 0, station = 0, slen, j, i = loc_ws(p, 0, n);
+
+    for (;;) {
+        /* A value at p[i]. */
+        if (i >= n)
+            goto broken;
+        if (p[i] == '{' || p[i] == '[') {
+            if (depth == LOC_DEPTH)
+                goto broken;
+            top = &fr[depth++];
+            top->is_obj = p[i] == '{';
+            top->index = 0;
+            top->key = NULL;
+            top->klen = 0;
+            if (depth == 4 && loc_in_station(fr, depth) && !found)
+                code = NULL;  /* a new station */
+            i = loc_ws(p, i + 1, n);
+            if (i < n && p[i] == (top->is_obj ? '}' : ']')) {
+                depth--;
+                i++;
+                goto after;
+            }
+            if (top->is_obj)
+                goto key;
+            continue;
+        }
+        if (p[i] == '"') {
+            if (!(j = loc_string(p, i, n, &s, &slen)))
+                goto broken;
+            if (depth == 4 && loc_in_station(fr, depth) && !code && fr[3].klen == 11 &&
+                !memcmp(fr[3].key, "stationCode", 11)) {
+                code = s;  /* the first one, as lookups read it */
+                codelen = slen;
+            }
+            i = j;
+        } else if (p[i] == '-' || is_digit(p[i])) {
+            int out = 0;
+            if (!(j = loc_number(p, i, n, &out)))
+                goto broken;
+            if (out && !found) {
+                found = 1;
+                tok = p + i;
+                toklen = j - i;
+                integer = !memchr(tok, '.', toklen) && !memchr(tok, 'e', toklen) &&
+                          !memchr(tok, 'E', toklen);
+                in_station = loc_in_station(fr, depth);
+                if (in_station)
+                    station = fr[2].index;
+                loc_path(fr, in_station ? 3 : 0, depth, path, sizeof(path));
+                if (!in_station)
+                    break;
+            }
+            i = j;
+        } else if (n - i >= 4 && (!memcmp(p + i, "true", 4) || !memcmp(p + i, "null", 4))) {
+            i += 4;
+        } else if (n - i >= 5 && !memcmp(p + i, "false", 5)) {
+            i += 5;
+        } else {
+            goto broken;
+        }
+after:
+        /* After a value. The station holding the number is read on until
+         * its stationCode (it may come after the number) or its end. */
+        if (found && (depth < 4 || code))
+            break;
+        i = loc_ws(p, i, n);
+        if (depth == 0 || i >= n)
+            goto broken;
+        top = &fr[depth - 1];
+        if (p[i] == (top->is_obj ? '}' : ']')) {
+            depth--;
+            i++;
+            goto after;
+        }
+        if (p[i] != ',')
+            goto broken;
+        i = loc_ws(p, i + 1, n);
+        if (!top->is_obj) {
+            top->index++;
+            continue;
+        }
+key:
+        if (i >= n || p[i] != '"' || !(j = loc_string(p, i, n, &s, &slen)))
+            goto broken;
+        fr[depth - 1].key = s;
+        fr[depth - 1].klen = slen;
+        i = loc_ws(p, j, n);
+        if (i >= n || p[i] != ':')
+            goto broken;
+        i = loc_ws(p, i + 1, n);
+    }
+    goto report;
+broken:
+    if (!found)
+        return -1;
+report:
+    snprintf(shown, sizeof(shown), "%.*s%s", (int)(toklen > 30 ? 27 : toklen), tok,
+             toklen > 30 ? "..." : "");
+    const char *why = integer ? "does not fit in 64 bits" : "is beyond the range of a double";
+    if (in_station) {
+        if (code)
+            snprintf(label, sizeof(label), "station #%zu (stationCode %.*s)", station,
+                     (int)(codelen > LOC_SHOWN ? LOC_SHOWN : codelen), code);
+        else
+            snprintf(label, sizeof(label), "station #%zu", station);
+        snprintf(errstr, errstr_size, "wrong shape: %s: %s is out of range (%s %s)", label,
+                 path, shown, why);
+    } else {
+        snprintf(errstr, errstr_size, "wrong shape: %s is out of range (%s %s)",
+                 path[0] ? path : "the document", shown, why);
+    }
+    return 0;
+}
+
+/* A string holding a plain integer ("35", "-2"): its value. 0, or -1. */
+static int str_int64(const char *s, size_t len, int64_t *out)
+{
+    size_t i = len && s[0] == '-';
+    uint64_t v = 0;
+    if (i == len || len - i > 19)
+        return -1;
+    for (size_t k = i; k < len; k++) {
+        if (!is_digit(s[k]))
+            return -1;
+        v = v * 10 + (uint64_t)(s[k] - '0');  /* 19 digits: no overflow */
+    }
+    if (v > (uint64_t)INT64_MAX + i)
+        return -1;
+    *out = !i ? (int64_t)v : v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+    return 0;
+}
+
+/* A string holding a finite number as JSON writes them ("48.86", "2e0"):
+ * its value. 0, or -1. */
+static int str_double(const char *s, size_t len, double *out)
+{
+    char buf[64];
+    int big = 0;
+    if (len == 0 || len >= sizeof(buf) || loc_number(s, 0, len, &big) != len || big)
+        return -1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    *out = strtod(buf, NULL);  /* the grammar is JSON's: no hex, inf or nan */
+    return 0;
+}
+
+/* Describes an entry of a station_information table for a log line. */
+static void info_label(const struct sj_value *st, int64_t id, char *buf, size_t size)
+{
+    struct sj_value v;
+    const char *code;
+    size_t len;
+    if (sj_object_get(st, "stationCode", 11, &v) == 0 && sj_get_string(&v, &code, &len) == 0)
+        snprintf(buf, size, "station_id %" PRId64 " (stationCode %.*s)", id,
+                 (int)(len > LOC_SHOWN ? LOC_SHOWN : len), code);
+    else
+        snprintf(buf, size, "station_id %" PRId64, id);
+}
+
+/* Notes a value of station st read from a string (*coerced) or left out
+ * (refused), describing the first of each kind in notes. */
+static void info_note(struct vs_info_notes *notes, const struct sj_value *st, int64_t id,
+                      const char *field, const struct sj_value *v, int coerced,
+                      const char *expect)
+{
+    char label[96], val[48];
+    const char *s;
+    size_t len;
+    int str = sj_type(v) == SJ_STRING && sj_get_string(v, &s, &len) == 0;
+    if (str)
+        snprintf(val, sizeof(val), "\"%.*s%s\"", (int)(len > 30 ? 27 : len), s,
+                 len > 30 ? "..." : "");
+    if (coerced) {
+        if (notes->coerced++ == 0) {
+            info_label(st, id, label, sizeof(label));
+            snprintf(notes->first_coerced, sizeof(notes->first_coerced), "%s: %s %s", label,
+                     field, val);
+        }
+    } else if (notes->refused++ == 0) {
+        info_label(st, id, label, sizeof(label));
+        snprintf(notes->first_refused, sizeof(notes->first_refused),
+                 "%s: %s is %s%s%s, expected %s", label, field, json_type_name(sj_type(v)),
+                 str ? " " : "", str ? val : "", expect);
+    }
+}
+
+/* lat or lon that is not a number: a string holding one (0 with *d), or
+ * absent or left out (-1). */
+static int info_double(struct vs_info_notes *notes, const struct sj_value *st, int64_t id,
+                       const char *field, const struct sj_value *v, double *d)
+{
+    const char *s;
+    size_t len;
+    enum sj_type t = sj_type(v);
+    if (t == SJ_NULL)
+        return -1;  /* absent */
+    int ok = t == SJ_STRING && sj_get_string(v, &s, &len) == 0 && str_double(s, len, d) == 0;
+    info_note(notes, st, id, field, v, ok, "a number");
+    return ok ? 0 : -1;
+}
+
+int vs_info_parse_notes(struct sj_parser *p, const void *body, size_t len, struct vs_info **out,
+                        struct vs_info_notes *notes, char *errstr, size_t errstr_size)
 {
     struct sj_value root, stations, st, v;
     struct sj_iter it;
@@ -260,9 +608,11 @@ int vs_info_parse(struct sj_parser *p, const void *body, size_t len, struct vs_i
     struct vs_info *info = NULL;
 
     *out = NULL;
-    *skipped = 0;
+    memset(notes, 0, sizeof(*notes));
     if (sj_parse(p, body, len, &root, why, sizeof(why)) != 0) {
-        snprintf(errstr, errstr_size, "not valid JSON: %s", why);
+        if (!strstr(why, "number") ||
+            number_out_of_range(body, len, errstr, errstr_size) != 0)
+            snprintf(errstr, errstr_size, "not valid JSON: %s", why);
         return -1;
     }
     if (find_stations(&root, &stations, errstr, errstr_size) != 0)
@@ -285,7 +635,7 @@ int vs_info_parse(struct sj_parser *p, const void *body, size_t len, struct vs_i
         double d;
 
         if (sj_object_get(&st, "station_id", 10, &v) != 0 || sj_get_int64(&v, &id) != 0) {
-            (*skipped)++;
+            notes->skipped++;
             continue;
         }
         size_t k = id_hash(id) & info->mask;
@@ -293,38 +643,55 @@ int vs_info_parse(struct sj_parser *p, const void *body, size_t len, struct vs_i
             k = (k + 1) & info->mask;
         struct vs_info_entry *e = &info->slots[k];
         if (e->flags & INFO_USED) {
-            (*skipped)++;  /* a duplicate station_id: the first one stays */
+            notes->skipped++;  /* a duplicate station_id: the first one stays */
             continue;
         }
         e->id = id;
         e->flags = INFO_USED;
         info->count++;
-        if (sj_object_get(&st, "name", 4, &v) == 0 && sj_get_string(&v, &s, &slen) == 0 &&
-            slen <= UINT32_MAX && names_len + slen <= UINT32_MAX) {
-            if (names_len + slen > names_cap) {
-                size_t ncap = names_cap * 2 + slen;
-                char *nn = realloc(info->names, ncap);
-                if (!nn)
-                    goto nomem;
-                info->names = nn;
-                names_cap = ncap;
+        /* A field of another type is left out, and said so (notes); a
+         * number in a string is read as that number: never silently null. */
+        if (sj_object_get(&st, "name", 4, &v) == 0) {
+            if (sj_get_string(&v, &s, &slen) != 0) {
+                if (sj_type(&v) != SJ_NULL)
+                    info_note(notes, &st, id, "name", &v, 0, "a string");
+            } else if (slen <= UINT32_MAX && names_len + slen <= UINT32_MAX) {
+                if (names_len + slen > names_cap) {
+                    size_t ncap = names_cap * 2 + slen;
+                    char *nn = realloc(info->names, ncap);
+                    if (!nn)
+                        goto nomem;
+                    info->names = nn;
+                    names_cap = ncap;
+                }
+                memcpy(info->names + names_len, s, slen);
+                e->name_off = (uint32_t)names_len;
+                e->name_len = (uint32_t)slen;
+                names_len += slen;
+                e->flags |= INFO_NAME;
             }
-            memcpy(info->names + names_len, s, slen);
-            e->name_off = (uint32_t)names_len;
-            e->name_len = (uint32_t)slen;
-            names_len += slen;
-            e->flags |= INFO_NAME;
         }
-        if (sj_object_get(&st, "lat", 3, &v) == 0 && sj_get_double(&v, &d) == 0) {
+        if (sj_object_get(&st, "lat", 3, &v) == 0 &&
+            (sj_get_double(&v, &d) == 0 || info_double(notes, &st, id, "lat", &v, &d) == 0)) {
             e->lat = d;
             e->flags |= INFO_LAT;
         }
-        if (sj_object_get(&st, "lon", 3, &v) == 0 && sj_get_double(&v, &d) == 0) {
+        if (sj_object_get(&st, "lon", 3, &v) == 0 &&
+            (sj_get_double(&v, &d) == 0 || info_double(notes, &st, id, "lon", &v, &d) == 0)) {
             e->lon = d;
             e->flags |= INFO_LON;
         }
-        if (sj_object_get(&st, "capacity", 8, &v) == 0 && sj_get_int64(&v, &e->capacity) == 0)
-            e->flags |= INFO_CAP;
+        if (sj_object_get(&st, "capacity", 8, &v) == 0) {
+            if (sj_get_int64(&v, &e->capacity) == 0) {
+                e->flags |= INFO_CAP;
+            } else if (sj_type(&v) != SJ_NULL) {
+                int ok = sj_type(&v) == SJ_STRING && sj_get_string(&v, &s, &slen) == 0 &&
+                         str_int64(s, slen, &e->capacity) == 0;
+                info_note(notes, &st, id, "capacity", &v, ok, "an integer");
+                if (ok)
+                    e->flags |= INFO_CAP;
+            }
+        }
     }
     *out = info;
     return 0;
@@ -333,6 +700,65 @@ nomem:
     vs_info_free(info);
     snprintf(errstr, errstr_size, "out of memory");
     return -1;
+}
+
+int vs_info_parse(struct sj_parser *p, const void *body, size_t len, struct vs_info **out,
+                  size_t *skipped, char *errstr, size_t errstr_size)
+{
+    struct vs_info_notes notes;
+    int rc = vs_info_parse_notes(p, body, len, out, &notes, errstr, errstr_size);
+    *skipped = notes.skipped;
+    return rc;
+}
+
+int64_t *vs_info_ids(const struct vs_info *info, size_t *n)
+{
+    int64_t *ids = malloc((info->count ? info->count : 1) * sizeof(*ids));
+    *n = 0;
+    if (!ids)
+        return NULL;
+    for (size_t k = 0; k <= info->mask; k++)
+        if (info->slots[k].flags & INFO_USED)
+            ids[(*n)++] = info->slots[k].id;
+    return ids;
+}
+
+size_t vs_info_lacking(const struct vs_info *info, const int64_t *ids, size_t n)
+{
+    size_t lacking = 0;
+    for (size_t i = 0; i < n; i++)
+        lacking += info_find(info, ids[i]) == NULL;
+    return lacking;
+}
+
+#define INFO_FIELDS (INFO_NAME | INFO_LAT | INFO_LON | INFO_CAP)
+
+/* Entries x of table a and y of table b (either may be NULL) give the same
+ * values for the fields of mask: the same present, with the same values. */
+static int entry_same(const struct vs_info *a, const struct vs_info_entry *x,
+                      const struct vs_info *b, const struct vs_info_entry *y, unsigned mask)
+{
+    unsigned fx = (x ? x->flags : 0) & mask, fy = (y ? y->flags : 0) & mask;
+    if (fx != fy)
+        return 0;
+    return (!(fx & INFO_NAME) || (x->name_len == y->name_len &&
+                                  !memcmp(a->names + x->name_off, b->names + y->name_off,
+                                          x->name_len))) &&
+           (!(fx & INFO_LAT) || x->lat == y->lat) && (!(fx & INFO_LON) || x->lon == y->lon) &&
+           (!(fx & INFO_CAP) || x->capacity == y->capacity);
+}
+
+int vs_info_same(const struct vs_info *a, const struct vs_info *b)
+{
+    if (vs_info_count(a) != vs_info_count(b))
+        return 0;
+    for (size_t k = 0; a && k <= a->mask; k++) {
+        const struct vs_info_entry *x = &a->slots[k];
+        if ((x->flags & INFO_USED) &&
+            !entry_same(a, x, b, info_find(b, x->id), INFO_FIELDS))
+            return 0;
+    }
+    return 1;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -644,7 +1070,11 @@ int vs_feed_parse_padded(struct vs_feed *f, const void *body, size_t len, size_t
         return -1;
     }
     if (sj_parse_padded(f->parser, body, len, cap, &root, why, sizeof(why)) != 0) {
-        snprintf(errstr, errstr_size, "not valid JSON: %s", why);
+        /* A number too large for the parser is a value out of range, said
+         * with its place, not a broken document. */
+        if (!strstr(why, "number") ||
+            number_out_of_range(body, len, errstr, errstr_size) != 0)
+            snprintf(errstr, errstr_size, "not valid JSON: %s", why);
         return -1;
     }
     if (find_stations(&root, &f->stations, errstr, errstr_size) != 0)
@@ -1479,4 +1909,23 @@ void vs_feed_missing_codes(struct vs_feed *f, void (*fn)(void *ctx, const char *
             fn(ctx, c->code);
         }
     }
+}
+
+int vs_feed_joined_changed(const struct vs_feed *f, size_t i, const struct vs_info *old)
+{
+    const struct station *s = &f->sta[i];
+    const struct vs_info_entry *y = NULL;
+    unsigned own = 0;
+
+    assert(f->parsed && i < f->batch.n);
+    if (!f->with_info)
+        return 0;
+    if (old && (s->present & (1u << F_STATION_ID)))
+        y = info_find(old, s->u[F_STATION_ID].i);
+    /* What the station says itself is not joined (station_fields). */
+    own |= (s->present & (1u << F_NAME)) ? INFO_NAME : 0;
+    own |= (s->present & (1u << F_LAT)) ? INFO_LAT : 0;
+    own |= (s->present & (1u << F_LON)) ? INFO_LON : 0;
+    own |= (s->present & (1u << F_CAPACITY)) ? INFO_CAP : 0;
+    return !entry_same(f->checked_info, s->info, old, y, INFO_FIELDS & ~own);
 }

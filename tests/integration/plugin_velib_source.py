@@ -1016,6 +1016,63 @@ def test_every_failure_mode_retries_and_recovers():
         assert not s.alive()
 
 
+def test_numbers_beyond_64_bits_are_out_of_range_with_their_place():
+    """JSON allows numbers of any size; the parser holds integers in 64 bits
+    and numbers as doubles. One beyond that is reported as a value out of
+    range at its place (the station, its stationCode even when it comes
+    after the number, the field), like a value of a wrong type, not as a
+    broken document; in station_information too."""
+    need_data()
+    base = load(STATUS_2024)
+    codes = [st["stationCode"] for st in base["data"]["stations"]]
+    assert list(base["data"]["stations"][3])[-1] == "stationCode"  # after the number
+
+    def with_raw(path, raw, doc=None):
+        """The snapshot with the value at path written as the raw text raw."""
+        doc = copy.deepcopy(doc or base)
+        o = doc
+        for k in path[:-1]:
+            o = o[k]
+        o[path[-1]] = "@RAW@"
+        return compact(doc).replace(b'"@RAW@"', raw.encode())
+
+    st = ["data", "stations"]
+    cases = [
+        (with_raw(st + [3, "num_bikes_available"], "18446744073709551616"),
+         "station #3 (stationCode %s): num_bikes_available is out of range (18446744073709551616 "
+         "does not fit in 64 bits)" % codes[3]),
+        (with_raw(st + [9, "num_bikes_available_types", 1, "ebike"], "-9223372036854775809"),
+         "station #9 (stationCode %s): num_bikes_available_types[1].ebike is out of range "
+         "(-9223372036854775809 does not fit in 64 bits)" % codes[9]),
+        (with_raw(["ttl"], "1e400"), "ttl is out of range (1e400 is beyond the range of a double)"),
+        (with_raw(st + [1484, "extra"], "1" * 40),
+         "station #1484 (stationCode %s): extra is out of range (%s... does not fit in 64 bits)"
+         % (codes[1484], "1" * 27)),
+    ]
+    info_doc = load(INFO_2024)
+    info_code = info_doc["data"]["stations"][5]["stationCode"]
+    bad_info = with_raw(st + [5, "capacity"], "1e999", info_doc)
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(compact(base)))
+        srv.route("/info.json", Response(bad_info))
+        yaml = pipeline(srv.url("/status.json"), out, srv.url("/info.json"),
+                        extra={"station.codes": FEW, "information.interval.ms": 200})
+        with start(yaml, tmp) as s:
+            wait_lines(out, 3)
+            want = ("station_information failed: wrong shape: station #5 (stationCode %s): "
+                    "capacity is out of range (1e999 is beyond the range of a double)" % info_code)
+            wait_for(lambda: want in s.log(), TIMEOUT, "the information failure logged")
+            for k, (body, words) in enumerate(cases):
+                srv.route("/status.json", Response(body))
+                trace = wait_retrying(s, "bad snapshot: wrong shape: " + words)
+                assert "not valid JSON" not in trace, trace
+                assert nlines(out) == 3 * (k + 1)
+                srv.route("/status.json", Response(compact(variant(base, 1732010000 + k, bump=k + 1))))
+                wait_lines(out, 3 * (k + 2))
+                wait_recovered(s)
+
+
 def test_body_exactly_at_max_body_bytes():
     """A body of exactly max.body.bytes is read and parsed in place (the
     parser's padding lies past the limit, in the client's slack), and its
