@@ -23,11 +23,19 @@
  * or later when the feed's ttl says the data will not change before
  * (lastUpdatedOther + ttl, at most ttl.max.ms away). A failed poll returns
  * SPOKE_RETRY with the reason and the backoff (exponential with jitter, or
- * the server's Retry-After), keeping the previous state.
+ * the server's Retry-After), keeping the previous state. The status GET
+ * runs through libcurl's multi interface a slice (VS_SLICE_MS) at a time,
+ * poll() returning to the host between slices: the host can only stop a
+ * source between two poll() calls, so a stalled server never holds up a
+ * stop for request.timeout.ms.
  *
  * station_information is fetched by a thread of its own on its own
  * interval, so a slow or failing information feed never delays status
- * polls; the poll thread adopts each new table as a whole.
+ * polls; the poll thread adopts each new table as a whole. A table that
+ * lacks half or more of the previous one's stations is held back for up
+ * to information.interval.ms (a glitch of the feed); when an adopted table
+ * joins other values, the stations whose values changed are emitted again
+ * at the next poll, even if their status did not change.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -111,8 +119,21 @@ struct vs_state {
 
     /* status feed: poll thread only */
     struct httpc *http;
+    struct httpc_multi *multi;  /* runs the status GET a slice at a time (VS_SLICE_MS) */
+    int inflight;               /* a status GET is running */
+    int64_t fetch_t0;           /* when it started (mono ms) */
+    int64_t fetch_us0;          /* the same in µs, for snapshot_fetch_us */
+    char last_err[SPOKE_ERRSTR_SIZE];   /* the last failed poll's trace (failures > 0) */
+    int64_t first_info_deadline;        /* how long the first poll waits for it, or -1 */
     struct vs_feed *feed;
     struct vs_info *info;       /* adopted station_information */
+    /* station_information changed since the last emitted rows: those rows'
+     * table (NULL: none), kept until the stations whose joined values
+     * changed are emitted again, and the status GET that must bring the
+     * snapshot back whole (no validators: never a 304). */
+    int reemit;
+    struct vs_info *info_emitted;
+    int refetch;
     int have_prev;              /* prev_luo / prev_digest are set */
     int64_t prev_luo;           /* lastUpdatedOther of the last accepted snapshot */
     int have_digest;
@@ -284,22 +305,105 @@ static int tombstones_prepare(struct vs_state *st, const struct vs_batch *b)
 /* station_information thread                                                */
 /* ------------------------------------------------------------------------ */
 
+/* What the station_information thread carries from one attempt to the
+ * next. */
+struct info_run {
+    unsigned failures;          /* attempts failed (or held back) in a row */
+    uint64_t rng;
+    size_t published;           /* stations in the last table handed over */
+    int64_t *ids;               /* its station_ids, to tell a table that lacks most */
+    size_t nids;
+    int64_t held_since;         /* tables lacking most stations held back since (mono ms), or -1 */
+};
+
+/* A wait for a message: "40 ms" under a second (a short backoff would
+ * read "0.0 s"), "2.5 s" from there on. */
+static const char *wait_text(int64_t ms, char *buf, size_t size)
+{
+    if (ms < 1000)
+        snprintf(buf, size, "%" PRId64 " ms", ms);
+    else
+        snprintf(buf, size, "%.1f s", (double)ms / 1000.0);
+    return buf;
+}
+
+/* Says what parsing a table noticed in its entries: never silent about a
+ * value it read from a string or left out. */
+static void info_notes_log(struct vs_state *st, const struct vs_info_notes *nt)
+{
+    const struct spoke_host_api *api = st->api;
+    if (nt->coerced)
+        api->log(st->inst, SPOKE_LOG_INFO, "station_information: %zu value(s) given as strings "
+                 "holding numbers were read as those numbers (the first: %s)", nt->coerced,
+                 nt->first_coerced);
+    if (nt->refused)
+        api->log(st->inst, SPOKE_LOG_WARN, "station_information: %zu value(s) of another type "
+                 "were left out, null in the rows (the first: %s)", nt->refused,
+                 nt->first_refused);
+}
+
+/* A table that lacks half or more of the last handed-over table's stations
+ * (an empty stations array from a glitching feed would strip every row of
+ * its name, position and capacity) is held back while the previous one
+ * stays; it is taken once the feed has given no better for a whole
+ * information.interval.ms. Returns 1 when ni is held back (and freed),
+ * with *wait set. */
+static int info_hold_back(struct vs_state *st, struct info_run *ir, struct vs_info *ni,
+                          int64_t *wait)
+{
+    const struct spoke_host_api *api = st->api;
+    size_t lacking = ir->nids ? vs_info_lacking(ni, ir->ids, ir->nids) : 0;
+    int64_t now = httpc_mono_ms();
+    char wt[32];
+
+    if (lacking == 0 || lacking * 2 < ir->nids) {
+        ir->held_since = -1;
+        return 0;
+    }
+    if (ir->held_since < 0)
+        ir->held_since = now;
+    if (now - ir->held_since >= st->info_interval_ms) {
+        api->log(st->inst, SPOKE_LOG_WARN, "station_information has lacked half or more of the "
+                 "stations of the previous table for %s (information.interval.ms): taking it "
+                 "(%zu stations; %zu of the %zu previous ones are gone)",
+                 wait_text(now - ir->held_since, wt, sizeof(wt)), vs_info_count(ni), lacking,
+                 ir->nids);
+        ir->held_since = -1;
+        return 0;
+    }
+    vs_info_free(ni);
+    ir->failures++;
+    api->metric_add(st->inst, "info_held_back", 1);
+    *wait = httpc_backoff_ms(st->hopts.backoff_initial_ms, st->hopts.backoff_max_ms,
+                             ir->failures, &ir->rng);
+    /* The next attempt no later than when such a table would be taken. */
+    if (*wait > ir->held_since + st->info_interval_ms - now)
+        *wait = ir->held_since + st->info_interval_ms - now;
+    api->log(st->inst, SPOKE_LOG_WARN, "station_information lacks %zu of the %zu stations of "
+             "the previous table (a glitch of the feed?): keeping the previous one (taken if it "
+             "stays so for information.interval.ms); next attempt in %s", lacking, ir->nids,
+             wait_text(*wait, wt, sizeof(wt)));
+    return 1;
+}
+
 /* What one station_information fetch (outcome r) leads to: a new table
  * handed to the poll thread, or a logged failure. Returns how long to wait
- * before the next attempt. *published: stations in the last table handed
- * over. err: the fetch's error text (also used as scratch). */
-static int64_t info_outcome(struct vs_state *st, enum httpc_result r, const struct httpc_info *fi,
-                            char *err, unsigned *failures, uint64_t *rng, size_t *published)
+ * before the next attempt. err: the fetch's error text (also used as
+ * scratch). */
+static int64_t info_outcome(struct vs_state *st, struct info_run *ir, enum httpc_result r,
+                            const struct httpc_info *fi, char *err)
 {
     const struct spoke_host_api *api = st->api;
     struct vs_info *ni = NULL;
-    size_t skipped = 0, len;
+    struct vs_info_notes notes;
+    size_t len;
+    char wt[32];
 
     if (fi->wire_bytes > 0)
         api->metric_add(st->inst, "bytes_downloaded", fi->wire_bytes);
     if (r == HTTPC_NOT_MODIFIED) {
         api->metric_add(st->inst, "info_not_modified", 1);
-        *failures = 0;
+        ir->failures = 0;
         return st->info_interval_ms;
     }
     if (r == HTTPC_BODY) {
@@ -308,12 +412,21 @@ static int64_t info_outcome(struct vs_state *st, enum httpc_result r, const stru
         /* The body and the parser's buffers (several times the document)
          * are only needed now: released until the next refresh. */
         struct sj_parser *p = sj_parser_new((size_t)st->hopts.max_body, 64);
-        int prc = p ? vs_info_parse(p, body, len, &ni, &skipped, why, sizeof(why)) : -1;
+        int prc = p ? vs_info_parse_notes(p, body, len, &ni, &notes, why, sizeof(why)) : -1;
         if (!p)
             snprintf(why, sizeof(why), "out of memory");
         sj_parser_free(p);
+        int64_t wait;
+        if (prc == 0 && info_hold_back(st, ir, ni, &wait))
+            return wait;  /* not accepted: the next attempt fetches it whole again */
         if (prc == 0) {
-            size_t n = vs_info_count(ni);
+            size_t n = vs_info_count(ni), nids;
+            int64_t *ids = vs_info_ids(ni, &nids);
+            if (ids) {  /* else the last ones stay: a comparison with an older table */
+                free(ir->ids);
+                ir->ids = ids;
+                ir->nids = nids;
+            }
             httpc_accept(st->info_http);
             pthread_mutex_lock(&st->lock);
             vs_info_free(st->info_pending);  /* never adopted: superseded */
@@ -321,47 +434,47 @@ static int64_t info_outcome(struct vs_state *st, enum httpc_result r, const stru
             pthread_mutex_unlock(&st->lock);
             api->metric_add(st->inst, "info_fetches", 1);
             api->metric_set(st->inst, "info_stations", (int64_t)n);
-            if (n != *published || *failures)
+            if (n != ir->published || ir->failures)
                 api->log(st->inst, SPOKE_LOG_INFO, "station_information: %zu stations%s", n,
-                         skipped ? " (entries without an integer station_id or repeating "
-                                   "one were skipped)" : "");
-            *published = n;
-            *failures = 0;
+                         notes.skipped ? " (entries without an integer station_id or "
+                                         "repeating one were skipped)" : "");
+            info_notes_log(st, &notes);
+            ir->published = n;
+            ir->failures = 0;
             return st->info_interval_ms;
         }
         snprintf(err, SPOKE_ERRSTR_SIZE, "%s", why);
     }
     if (atomic_load(&st->info_stop))
         return 0;
-    (*failures)++;
+    ir->failures++;
     api->metric_add(st->inst, "info_errors", 1);
     int64_t wait = httpc_backoff_ms(st->hopts.backoff_initial_ms, st->hopts.backoff_max_ms,
-                                    *failures, rng);
+                                    ir->failures, &ir->rng);
     if (wait > st->info_interval_ms)
         wait = st->info_interval_ms;
     if (fi->retry_after_ms > wait)  /* the server's word wins, within a day */
         wait = fi->retry_after_ms < HTTPC_RETRY_AFTER_MAX_MS ? fi->retry_after_ms
                                                              : HTTPC_RETRY_AFTER_MAX_MS;
-    if (*published)
+    if (ir->published)
         api->log(st->inst, SPOKE_LOG_WARN, "station_information failed: %s; keeping the "
-                 "previous one (%zu stations); next attempt in %.1f s", err, *published,
-                 (double)wait / 1000.0);
+                 "previous one (%zu stations); next attempt in %s", err, ir->published,
+                 wait_text(wait, wt, sizeof(wt)));
     else
         api->log(st->inst, SPOKE_LOG_WARN, "station_information failed: %s; stations have "
-                 "no name, lat, lon, capacity until it succeeds; next attempt in %.1f s", err,
-                 (double)wait / 1000.0);
+                 "no name, lat, lon, capacity until it succeeds; next attempt in %s", err,
+                 wait_text(wait, wt, sizeof(wt)));
     return wait;
 }
 
 /* One station_information attempt; returns the wait before the next. */
-static int64_t info_refresh(struct vs_state *st, unsigned *failures, uint64_t *rng,
-                            size_t *published)
+static int64_t info_refresh(struct vs_state *st, struct info_run *ir)
 {
     struct httpc_info fi;
     char err[SPOKE_ERRSTR_SIZE];
 
     enum httpc_result r = httpc_get(st->info_http, &fi, err, sizeof(err));
-    int64_t wait = info_outcome(st, r, &fi, err, failures, rng, published);
+    int64_t wait = info_outcome(st, ir, r, &fi, err);
     httpc_trim(st->info_http);
     return wait;
 }
@@ -369,14 +482,13 @@ static int64_t info_refresh(struct vs_state *st, unsigned *failures, uint64_t *r
 static void *info_main(void *arg)
 {
     struct vs_state *st = arg;
-    unsigned failures = 0;
-    uint64_t rng = httpc_rng_seed(&failures);
-    size_t published = 0;
+    struct info_run ir = { .held_since = -1 };
+    ir.rng = httpc_rng_seed(&ir);
 
     pthread_mutex_lock(&st->lock);
     while (!atomic_load(&st->info_stop)) {
         pthread_mutex_unlock(&st->lock);
-        int64_t wait = info_refresh(st, &failures, &rng, &published);
+        int64_t wait = info_refresh(st, &ir);
         int64_t deadline = httpc_mono_ms() + wait;
         pthread_mutex_lock(&st->lock);
         st->info_first_done = 1;
@@ -388,35 +500,81 @@ static void *info_main(void *arg)
         }
     }
     pthread_mutex_unlock(&st->lock);
+    free(ir.ids);
     return NULL;
 }
 
-/* Before the very first status poll: wait (bounded by one request) for the
- * first station_information attempt, so the first snapshot is joined. */
-static void wait_first_info(struct vs_state *st)
+/* Longest a poll() call blocks on the network (or on the first
+ * station_information attempt): the host learns of a stop only between
+ * two calls, so a server that stalls a response never holds up stopping
+ * for longer (http_source does the same). */
+#define VS_SLICE_MS 200
+
+/* Before the very first status poll: the first station_information attempt
+ * should have ended, so the first snapshot is joined. Waits at most a slice
+ * for it; 1 once it ended or took longer than one request may (connect and
+ * request timeouts, and a second), 0 when poll() should come back for it. */
+static int first_info_ready(struct vs_state *st)
 {
-    int64_t deadline = httpc_mono_ms() + st->hopts.connect_timeout_ms +
-                       st->hopts.request_timeout_ms + 1000;
+    int64_t now = httpc_mono_ms();
+    if (st->first_info_deadline < 0)
+        st->first_info_deadline = now + st->hopts.connect_timeout_ms +
+                                  st->hopts.request_timeout_ms + 1000;
+    int64_t until = now + VS_SLICE_MS < st->first_info_deadline ? now + VS_SLICE_MS
+                                                                 : st->first_info_deadline;
     pthread_mutex_lock(&st->lock);
-    while (!st->info_first_done && httpc_mono_ms() < deadline) {
-        struct timespec ts = { .tv_sec = deadline / 1000,
-                               .tv_nsec = (long)(deadline % 1000) * 1000000 };
+    while (!st->info_first_done && httpc_mono_ms() < until) {
+        struct timespec ts = { .tv_sec = until / 1000,
+                               .tv_nsec = (long)(until % 1000) * 1000000 };
         pthread_cond_timedwait(&st->cond, &st->lock, &ts);
     }
+    int done = st->info_first_done;
     pthread_mutex_unlock(&st->lock);
+    return done || httpc_mono_ms() >= st->first_info_deadline;
 }
 
+/* The rows emitted last were built with the current table again: nothing
+ * to emit again. */
+static void reemit_done(struct vs_state *st)
+{
+    vs_info_free(st->info_emitted);
+    st->info_emitted = NULL;
+    st->reemit = 0;
+}
+
+/* Takes the table the station_information thread handed over, if any. When
+ * it joins other values than the table of the rows emitted last, the next
+ * poll emits again the stations whose values changed, even if the status
+ * feed did not change (same lastUpdatedOther, or a 304). */
 static void adopt_info(struct vs_state *st)
 {
-    struct vs_info *ni;
+    struct vs_info *ni, *base;
     pthread_mutex_lock(&st->lock);
     ni = st->info_pending;
     st->info_pending = NULL;
     pthread_mutex_unlock(&st->lock);
-    if (ni) {
+    if (!ni)
+        return;
+    if (!st->have_digest) {  /* nothing emitted yet */
         vs_info_free(st->info);
         st->info = ni;
+        return;
     }
+    base = st->reemit ? st->info_emitted : st->info;
+    if (st->reemit)
+        vs_info_free(st->info);  /* no row was built with it */
+    st->info = ni;
+    st->info_emitted = NULL;
+    st->reemit = 0;
+    if (vs_info_same(base, ni)) {
+        vs_info_free(base);
+        return;
+    }
+    st->info_emitted = base;
+    st->reemit = 1;
+    st->refetch = 1;
+    st->api->log(st->inst, SPOKE_LOG_INFO, "station_information changed: the stations whose "
+                 "name, lat, lon or capacity changed are emitted again with the next poll");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -462,6 +620,7 @@ static int vs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     st->api = api;
     st->inst = inst;
     st->expiry_mono = -1;
+    st->first_info_deadline = -1;
     st->rng = httpc_rng_seed(st);
     atomic_init(&st->info_stop, 0);
     st->url = api->config_string(cfg, "url");
@@ -501,6 +660,10 @@ static int vs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     st->httpc_inited = 1;
     if (!(st->http = httpc_new(st->url, NULL, &st->hopts, NULL, 0, NULL, errstr, errstr_size)))
         goto fail;
+    if (!(st->multi = httpc_multi_new())) {
+        snprintf(errstr, errstr_size, "out of memory");
+        goto fail;
+    }
     if (st->info_url) {
         if (!(st->info_http = httpc_new(st->info_url, NULL, &st->hopts, NULL, 0, &st->info_stop,
                                         errstr, errstr_size)))
@@ -560,6 +723,8 @@ static int vs_start(void *vst, char *errstr, size_t errstr_size)
         api->metric_set(st->inst, "info_errors", 0);
         api->metric_set(st->inst, "info_not_modified", 0);
         api->metric_set(st->inst, "info_stations", 0);
+        api->metric_set(st->inst, "info_held_back", 0);
+        api->metric_set(st->inst, "info_reemitted", 0);
     }
 
     /* Resume: the snapshot at the committed offset was delivered whole. */
@@ -598,11 +763,17 @@ static void stop_info_thread(struct vs_state *st)
     st->info_started = 0;
 }
 
+/* Called once poll() has returned (never during it): a status GET still
+ * running (poll() runs it a slice at a time) is dropped here, its
+ * connection closed. */
 static void vs_stop(void *vst)
 {
     struct vs_state *st = vst;
     st->stopping = 1;
     stop_info_thread(st);
+    httpc_multi_free(st->multi);
+    st->multi = NULL;
+    st->inflight = 0;
 }
 
 static void vs_destroy(void *vst)
@@ -611,8 +782,10 @@ static void vs_destroy(void *vst)
     if (!st)
         return;
     stop_info_thread(st);
+    httpc_multi_free(st->multi);  /* before the handle it may still run */
     vs_feed_free(st->feed);
     vs_info_free(st->info);
+    vs_info_free(st->info_emitted);
     vs_info_free(st->info_pending);
     httpc_free(st->http);
     httpc_free(st->info_http);
@@ -632,13 +805,16 @@ static void vs_destroy(void *vst)
 /* Polling                                                                   */
 /* ------------------------------------------------------------------------ */
 
-/* The wait after a poll that started at t0 and went well. */
-static int64_t next_after_success(const struct vs_state *st, int64_t t0)
+/* The wait after a poll that went well: poll.interval.ms from the start of
+ * its GET (fetch_t0), or until the snapshot's ttl runs out when that is
+ * later, counted from t_call, the start of the poll() call that ended it
+ * (the host counts the wait from there). */
+static int64_t next_after_success(const struct vs_state *st, int64_t t_call)
 {
-    int64_t next = st->poll_ms;
-    if (st->expiry_mono >= 0 && st->expiry_mono - t0 > next)
-        next = st->expiry_mono - t0;
-    return next;
+    int64_t next = st->fetch_t0 + st->poll_ms - t_call;
+    if (st->expiry_mono >= 0 && st->expiry_mono - t_call > next)
+        next = st->expiry_mono - t_call;
+    return next > 0 ? next : 0;
 }
 
 /* Remembers when the ttl of a snapshot runs out: lastUpdatedOther + ttl,
@@ -664,23 +840,29 @@ static void note_ttl(struct vs_state *st, const struct vs_header *hdr,
 }
 
 /* A failed poll: previous state kept, SPOKE_RETRY with the reason and the
- * wait (backoff, or the server's Retry-After when that is longer). */
-static int poll_failed(struct vs_state *st, int64_t t0, const char *reason,
+ * wait (backoff, or the server's Retry-After when that is longer). t_call:
+ * the start of this poll() call. */
+static int poll_failed(struct vs_state *st, int64_t t_call, const char *reason,
                        int64_t retry_after_ms, int64_t *next_poll_ms,
                        char *errstr, size_t errstr_size)
 {
     const struct spoke_host_api *api = st->api;
     int64_t wait;
+    char wt[32];
 
     st->failures++;
     api->metric_add(st->inst, "errors", 1);
-    /* A Retry-After counts from the response, which came (now - t0) into
-     * poll(), and the host counts the wait from poll()'s start. */
+    /* A Retry-After counts from the response, which came (now - t_call)
+     * into poll(), and the host counts the wait from poll()'s start. */
     wait = httpc_retry_wait(&st->hopts, st->failures, &st->rng, retry_after_ms,
-                            httpc_mono_ms() - t0);
-    api->log(st->inst, SPOKE_LOG_WARN, "poll failed (%u in a row): %s; next attempt in %.1f s",
-             st->failures, reason, (double)wait / 1000.0);
-    snprintf(errstr, errstr_size, "%s; next attempt in %.1f s", reason, (double)wait / 1000.0);
+                            httpc_mono_ms() - t_call);
+    wait_text(wait, wt, sizeof(wt));
+    api->log(st->inst, SPOKE_LOG_WARN, "poll failed (%u in a row): %s; next attempt in %s",
+             st->failures, reason, wt);
+    snprintf(errstr, errstr_size, "%s; next attempt in %s", reason, wt);
+    /* Shown again while the next attempt's GET runs (poll() returns
+     * between its slices). */
+    snprintf(st->last_err, sizeof(st->last_err), "%s", errstr);
     *next_poll_ms = wait;
     return SPOKE_RETRY;
 }
@@ -718,21 +900,24 @@ static int emit_one(struct vs_state *st, struct spoke_record *rec, int64_t off, 
     return SPOKE_OK;
 }
 
-/* Emits the batch, then a tombstone per station in st->gone (none unless
- * tombstones_prepare ran for this batch). The last of them all carries
- * luo, the others the delivered snapshot's offset. Each station's row is
- * built just before its record is emitted: the host hands records on in
- * groups as they come, so the next task works on the first stations while
- * the last ones are being built. Returns SPOKE_OK (all emitted, or the host
- * is stopping) or an error with errstr set. */
-static int emit_batch(struct vs_state *st, struct vs_batch *b, int64_t luo, size_t *emitted,
-                      size_t *tombs, char *errstr, size_t errstr_size)
+/* Emits the batch (idx NULL), then a tombstone per station in st->gone
+ * (none unless tombstones_prepare ran for this batch); or only the n
+ * stations of the batch idx lists, and no tombstone. The last record of
+ * them all carries luo, the others the delivered snapshot's offset. Each
+ * station's row is built just before its record is emitted: the host hands
+ * records on in groups as they come, so the next task works on the first
+ * stations while the last ones are being built. Returns SPOKE_OK (all
+ * emitted, or the host is stopping) or an error with errstr set. */
+static int emit_batch(struct vs_state *st, struct vs_batch *b, const size_t *idx, size_t n,
+                      int64_t luo, size_t *emitted, size_t *tombs, char *errstr,
+                      size_t errstr_size)
 {
     const struct spoke_host_api *api = st->api;
-    size_t total = b->n + st->ngone;
+    size_t ngone = idx ? 0 : st->ngone, total = n + ngone;
     int rc;
     *emitted = *tombs = 0;
-    for (size_t i = 0; i < b->n; i++) {
+    for (size_t k = 0; k < n; k++) {
+        size_t i = idx ? idx[k] : k;
         struct spoke_row *row = vs_feed_row(st->feed, st->info, i);
         if (!row) {
             snprintf(errstr, errstr_size, "out of memory building the row of station %.*s",
@@ -752,21 +937,21 @@ static int emit_batch(struct vs_state *st, struct vs_batch *b, int64_t luo, size
             snprintf(errstr, errstr_size, "cannot build a record: %s", api->strerror(rc));
             return rc;
         }
-        rc = emit_one(st, rec, i + 1 == total ? luo : st->delivered_luo, b->ts_ms[i], errstr,
+        rc = emit_one(st, rec, k + 1 == total ? luo : st->delivered_luo, b->ts_ms[i], errstr,
                       errstr_size);
         if (rc != SPOKE_OK)
             return rc > 0 ? SPOKE_OK : rc;
         (*emitted)++;
     }
     /* Tombstones: the station is gone as of this snapshot. */
-    for (size_t j = 0; j < st->ngone; j++) {
+    for (size_t j = 0; j < ngone; j++) {
         struct spoke_record *rec = api->record_new(st->inst, NULL, st->gone[j].code,
                                                    st->gone[j].len, NULL, 0);
         if (!rec) {
             snprintf(errstr, errstr_size, "out of memory creating a tombstone");
             return SPOKE_ERR_NOMEM;
         }
-        rc = emit_one(st, rec, b->n + j + 1 == total ? luo : st->delivered_luo, luo * 1000,
+        rc = emit_one(st, rec, n + j + 1 == total ? luo : st->delivered_luo, luo * 1000,
                       errstr, errstr_size);
         if (rc != SPOKE_OK)
             return rc > 0 ? SPOKE_OK : rc;
@@ -775,15 +960,69 @@ static int emit_batch(struct vs_state *st, struct vs_batch *b, int64_t luo, size
     return SPOKE_OK;
 }
 
+/* Emits again the stations of the checked batch (the snapshot emitted
+ * last, under the same lastUpdatedOther) whose joined name, lat, lon or
+ * capacity differ from those of the rows emitted last (st->info_emitted).
+ * Returns SPOKE_OK or an error with errstr set; *emitted: records out. */
+static int reemit_changed(struct vs_state *st, struct vs_batch *b, int64_t luo, size_t *emitted,
+                          char *errstr, size_t errstr_size)
+{
+    size_t n = 0, tombs = 0, *idx = malloc((b->n ? b->n : 1) * sizeof(*idx));
+    *emitted = 0;
+    if (!idx) {
+        snprintf(errstr, errstr_size, "out of memory listing the stations to emit again");
+        return SPOKE_ERR_NOMEM;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        if (vs_feed_joined_changed(st->feed, i, st->info_emitted))
+            idx[n++] = i;
+    int rc = emit_batch(st, b, idx, n, luo, emitted, &tombs, errstr, errstr_size);
+    free(idx);
+    return rc;
+}
+
+/* Starts a status GET: the station_information table handed over since the
+ * last one is adopted first. 0, or -1 with reason set. */
+static int start_fetch(struct vs_state *st, int64_t t_call, char *reason, size_t reason_size)
+{
+    adopt_info(st);
+    if (st->refetch) {
+        /* The snapshot must come back whole, even if unchanged: a new
+         * handle has no validators to send (the connection stays in the
+         * multi handle's cache). */
+        struct httpc *h = httpc_new(st->url, NULL, &st->hopts, NULL, 0, NULL, reason,
+                                    reason_size);
+        if (!h)
+            return -1;
+        httpc_free(st->http);
+        st->http = h;
+        st->refetch = 0;
+    }
+    st->api->metric_add(st->inst, "polls", 1);
+    st->fetch_t0 = t_call;
+    st->fetch_us0 = mono_us();
+    httpc_multi_start(st->multi, st->http);
+    st->inflight = 1;
+    return 0;
+}
+
+/*
+ * One poll() call. A status GET runs a slice (VS_SLICE_MS) at a time: while
+ * it runs, poll() returns to the host between slices (SPOKE_OK and no wait,
+ * or SPOKE_RETRY with the last failure while the connector is retrying),
+ * so stopping never waits for a stalled server. The GET that ends is
+ * handled in the call where it ended.
+ */
 static int poll_once(struct vs_state *st, int64_t *next_poll_ms, char *errstr,
                      size_t errstr_size)
 {
     const struct spoke_host_api *api = st->api;
-    int64_t t0 = httpc_mono_ms();
+    int64_t t_call = httpc_mono_ms();
     struct httpc_info fi;
     struct vs_header hdr;
     struct vs_batch *b = NULL;
     char reason[SPOKE_ERRSTR_SIZE];
+    const char *err;
     size_t len, emitted = 0, tombs = 0;
     int rc;
 
@@ -791,21 +1030,42 @@ static int poll_once(struct vs_state *st, int64_t *next_poll_ms, char *errstr,
     if (st->stopping)
         return SPOKE_OK;
     if (!st->first_poll_done) {
-        if (st->info_started)
-            wait_first_info(st);
+        if (st->info_started && !first_info_ready(st)) {
+            *next_poll_ms = 0;
+            return SPOKE_OK;
+        }
         st->first_poll_done = 1;
     }
-    adopt_info(st);
-    api->metric_add(st->inst, "polls", 1);
+    if (!st->inflight && start_fetch(st, t_call, reason, sizeof(reason)) != 0)
+        return poll_failed(st, t_call, reason, -1, next_poll_ms, errstr, errstr_size);
+    for (;;) {
+        if (httpc_ended(st->http))
+            break;
+        int64_t left = t_call + VS_SLICE_MS - httpc_mono_ms();
+        if (left <= 0) {
+            if (st->failures) {
+                snprintf(errstr, errstr_size, "%s", st->last_err);
+                *next_poll_ms = 1;  /* 0 would let the host apply its own backoff */
+                return SPOKE_RETRY;
+            }
+            *next_poll_ms = 0;
+            return SPOKE_OK;
+        }
+        httpc_multi_wait(st->multi, left);
+    }
+    st->inflight = 0;
 
     int64_t us[5];
-    us[0] = mono_us();
-    enum httpc_result r = httpc_get(st->http, &fi, reason, sizeof(reason));
+    us[0] = st->fetch_us0;
     us[1] = mono_us();
+    enum httpc_result r = httpc_outcome(st->http, &fi, &err);
     if (fi.wire_bytes > 0)
         api->metric_add(st->inst, "bytes_downloaded", fi.wire_bytes);
-    if (r == HTTPC_FAILED)
-        return poll_failed(st, t0, reason, fi.retry_after_ms, next_poll_ms, errstr, errstr_size);
+    if (r == HTTPC_FAILED) {
+        snprintf(reason, sizeof(reason), "%s", err);
+        return poll_failed(st, t_call, reason, fi.retry_after_ms, next_poll_ms, errstr,
+                           errstr_size);
+    }
     if (r == HTTPC_NOT_MODIFIED) {
         api->metric_add(st->inst, "not_modified", 1);
         goto good;
@@ -818,12 +1078,13 @@ static int poll_once(struct vs_state *st, int64_t *next_poll_ms, char *errstr,
     if (vs_feed_parse_padded(st->feed, body, len, len + HTTPC_BODY_PADDING, &hdr, why,
                              sizeof(why)) != 0) {
         snprintf(reason, sizeof(reason), "bad snapshot: %.230s", why);
-        return poll_failed(st, t0, reason, -1, next_poll_ms, errstr, errstr_size);
+        return poll_failed(st, t_call, reason, -1, next_poll_ms, errstr, errstr_size);
     }
     us[2] = mono_us();
     note_ttl(st, &hdr, &fi);
-    if (st->have_prev && hdr.last_updated == st->prev_luo) {
-        /* The feed says it is the snapshot already delivered. */
+    /* The snapshot emitted last (as far as the feed says). */
+    int same = st->have_prev && hdr.last_updated == st->prev_luo;
+    if (same && !st->reemit) {
         api->metric_add(st->inst, "unchanged", 1);
         httpc_accept(st->http);
         goto good;
@@ -831,16 +1092,42 @@ static int poll_once(struct vs_state *st, int64_t *next_poll_ms, char *errstr,
     if (vs_feed_check(st->feed, st->info, &b, why, sizeof(why)) != 0) {
         snprintf(reason, sizeof(reason), "bad snapshot (lastUpdatedOther %" PRId64 "): %.200s",
                  hdr.last_updated, why);
-        return poll_failed(st, t0, reason, -1, next_poll_ms, errstr, errstr_size);
+        return poll_failed(st, t_call, reason, -1, next_poll_ms, errstr, errstr_size);
     }
     us[3] = mono_us();
     st->prev_luo = hdr.last_updated;
     st->have_prev = 1;
     vs_feed_missing_codes(st->feed, report_missing, st);
     if (st->have_digest && b->digest == st->prev_digest) {
-        /* A new lastUpdatedOther over the same content: nothing new to say. */
+        /* A new lastUpdatedOther over the same content, or a
+         * station_information change no selected station shows: nothing
+         * new to say. */
         api->metric_add(st->inst, "unchanged", 1);
         vs_feed_batch_clear(st->feed);
+        reemit_done(st);
+        httpc_accept(st->http);
+        goto good;
+    }
+    if (same) {
+        /* Only station_information changed since these rows went out. */
+        rc = reemit_changed(st, b, hdr.last_updated, &emitted, reason, sizeof(reason));
+        vs_feed_batch_clear(st->feed);
+        if (emitted) {
+            api->metric_add(st->inst, "stations_emitted", (int64_t)emitted);
+            api->metric_add(st->inst, "info_reemitted", (int64_t)emitted);
+        }
+        if (rc != SPOKE_OK) {
+            st->have_prev = 0;  /* the whole snapshot again once the host can take it */
+            return poll_failed(st, t_call, reason, -1, next_poll_ms, errstr, errstr_size);
+        }
+        if (st->stopping)
+            return SPOKE_OK;
+        api->log(st->inst, SPOKE_LOG_INFO, "station_information changed: %zu station(s) of "
+                 "snapshot %" PRId64 " emitted again with their new name, lat, lon or capacity",
+                 emitted, hdr.last_updated);
+        st->prev_digest = b->digest;
+        st->delivered_luo = hdr.last_updated;
+        reemit_done(st);
         httpc_accept(st->http);
         goto good;
     }
@@ -851,7 +1138,7 @@ static int poll_once(struct vs_state *st, int64_t *next_poll_ms, char *errstr,
         st->have_prev = 0;
         snprintf(reason, sizeof(reason), "out of memory listing the stations of snapshot "
                  "%" PRId64, hdr.last_updated);
-        return poll_failed(st, t0, reason, -1, next_poll_ms, errstr, errstr_size);
+        return poll_failed(st, t_call, reason, -1, next_poll_ms, errstr, errstr_size);
     }
     if (st->tombstones && st->next.n < b->n)
         api->log(st->inst, SPOKE_LOG_WARN, "snapshot %" PRId64 " lists %zu stationCode(s) "
@@ -861,7 +1148,8 @@ static int poll_once(struct vs_state *st, int64_t *next_poll_ms, char *errstr,
         api->log(st->inst, SPOKE_LOG_WARN, "snapshot %" PRId64 " lacks %zu of the %zu "
                  "stations of the previous one (a glitch of the feed?): each gets a tombstone",
                  hdr.last_updated, st->ngone, st->prev.n);
-    rc = emit_batch(st, b, hdr.last_updated, &emitted, &tombs, reason, sizeof(reason));
+    rc = emit_batch(st, b, NULL, b->n, hdr.last_updated, &emitted, &tombs, reason,
+                    sizeof(reason));
     us[4] = mono_us();
     vs_feed_batch_clear(st->feed);
     if (emitted)
@@ -877,7 +1165,7 @@ static int poll_once(struct vs_state *st, int64_t *next_poll_ms, char *errstr,
             api->log(st->inst, SPOKE_LOG_WARN, "out of memory: the next snapshot emits no "
                      "tombstones");
         }
-        return poll_failed(st, t0, reason, -1, next_poll_ms, errstr, errstr_size);
+        return poll_failed(st, t_call, reason, -1, next_poll_ms, errstr, errstr_size);
     }
     if (st->stopping)
         return SPOKE_OK;
@@ -889,6 +1177,7 @@ static int poll_once(struct vs_state *st, int64_t *next_poll_ms, char *errstr,
     st->prev_digest = b->digest;
     st->have_digest = 1;
     st->delivered_luo = hdr.last_updated;
+    reemit_done(st);  /* these rows have the current table */
     httpc_accept(st->http);
     note_stages(st, us);
     api->metric_add(st->inst, "snapshots", 1);
@@ -900,7 +1189,7 @@ good:
     if (st->failures)
         api->log(st->inst, SPOKE_LOG_INFO, "poll succeeded after %u failures", st->failures);
     st->failures = 0;
-    *next_poll_ms = next_after_success(st, t0);
+    *next_poll_ms = next_after_success(st, t_call);
     return SPOKE_OK;
 }
 
@@ -918,7 +1207,7 @@ static int vs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr
 {
     struct vs_state *st = vst;
     int rc = poll_once(st, next_poll_ms, errstr, errstr_size);
-    if (*next_poll_ms >= VS_TRIM_MIN_MS) {
+    if (*next_poll_ms >= VS_TRIM_MIN_MS && !st->inflight) {
         vs_feed_trim(st->feed);
         httpc_trim(st->http);
         /* What tombstones need (st->prev) stays; the rest is rebuilt. */

@@ -905,13 +905,15 @@ def test_information_failures_do_not_block_status():
             wait_for(lambda: "station_information failed: HTTP 500" in s.log(), TIMEOUT,
                      "the information failure logged")
             wait_for(lambda: plugin_metric(s, "info_errors") >= 2, TIMEOUT, "info retried")
-            # Information back: the next snapshot is joined.
+            # Information back: the same snapshot's stations again, joined
+            # (their status did not change), then the next snapshot, joined.
             srv.route("/info.json", Response.file(data_path(INFO_2024)))
-            wait_for(lambda: plugin_metric(s, "info_fetches") >= 1, TIMEOUT, "info fetched")
+            wait_lines(out, 6, "the stations emitted again with station_information")
+            assert lines(out)[3:] == expected_rows(status, info, codes=set(FEW)), lines(out)[3:]
             srv.route("/status.json", Response(compact(variant(status, 1732005000, bump=1))))
-            wait_lines(out, 6)
+            wait_lines(out, 9)
             want = expected_rows(variant(status, 1732005000, bump=1), info, codes=set(FEW))
-            assert lines(out)[3:] == want, lines(out)[3:]
+            assert lines(out)[6:] == want, lines(out)[6:]
             # A slow information feed does not hold status polls up.
             srv.route("/info.json", Response.file(data_path(INFO_2024), delay=3.0))
             n_info = srv.count("/info.json")
@@ -921,6 +923,148 @@ def test_information_failures_do_not_block_status():
             srv.wait_requests("/status.json", n + 5, timeout=2.5)
             assert time.monotonic() - t0 < 2.5
             srv.route("/info.json", Response.file(data_path(INFO_2024)))
+
+
+def test_information_numbers_in_strings_read_other_types_left_out_and_said():
+    """station_information values are never silently null: a string holding
+    a number (capacity "35", a plain integer; lat "48.86") is read as that
+    number, and said once per table; a value of another type (capacity
+    "lots", a name that is a number) is left out with a warning naming the
+    first such station."""
+    need_data()
+    status, info = load(STATUS_2024), load(INFO_2024)
+    odd = copy.deepcopy(info)
+    by_code = {e["stationCode"]: e for e in odd["data"]["stations"]}
+    by_code["16107"]["capacity"] = str(by_code["16107"]["capacity"])
+    by_code["16107"]["lat"] = repr(by_code["16107"]["lat"])
+    by_code["32017"]["capacity"] = "lots"
+    by_code["9020"]["name"] = 42
+    # What the rows must hold: the strings read as numbers, the rest null.
+    want_info = copy.deepcopy(info)
+    by_code = {e["stationCode"]: e for e in want_info["data"]["stations"]}
+    by_code["32017"]["capacity"] = None
+    by_code["9020"]["name"] = None
+    refused = [e for e in odd["data"]["stations"]
+               if e["stationCode"] in ("32017", "9020")]  # in document order
+    first = refused[0]
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(read_bytes(STATUS_2024)))
+        srv.route("/info.json", Response(compact(odd)))
+        yaml = pipeline(srv.url("/status.json"), out, srv.url("/info.json"),
+                        extra={"station.codes": FEW})
+        with start(yaml, tmp) as s:
+            wait_lines(out, 3)
+            got = lines(out)
+            assert got == expected_rows(status, want_info, codes=set(FEW)), got
+            assert isinstance(got[0]["capacity"], int) and isinstance(got[0]["lat"], float)
+            log = s.log()
+            assert "station_information: 2 value(s) given as strings holding numbers were " \
+                   "read as those numbers (the first: station_id %d (stationCode 16107): lat " \
+                   "\"%r\")" % (info["data"]["stations"][0]["station_id"],
+                                info["data"]["stations"][0]["lat"]) in log, log[-3000:]
+            what = ('capacity is a string "lots", expected an integer'
+                    if first["stationCode"] == "32017" else
+                    "name is an integer, expected a string")
+            assert "station_information: 2 value(s) of another type were left out, null in " \
+                   "the rows (the first: station_id %d (stationCode %s): %s)" % (
+                       first["station_id"], first["stationCode"], what) in log, log[-3000:]
+
+
+def test_information_lacking_most_stations_is_held_back():
+    """A station_information table that lacks half or more of the previous
+    table's stations (a glitching feed) does not replace it: the previous
+    one stays, with a warning, until the feed has given no better for a
+    whole information.interval.ms; then it is taken, and the stations
+    whose joined values changed are emitted again."""
+    need_data()
+    status, info = load(STATUS_2024), load(INFO_2024)
+    interval = 3000
+    # Only the three stations the connector selects, under new names: the
+    # rows show which table is in use.
+    few = copy.deepcopy(info)
+    few["data"]["stations"] = [dict(e, name=e["name"] + " (few)")
+                               for e in few["data"]["stations"] if e["stationCode"] in FEW]
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(read_bytes(STATUS_2024)))
+        srv.route("/info.json", Response.file(data_path(INFO_2024)))
+        yaml = pipeline(srv.url("/status.json"), out, srv.url("/info.json"),
+                        extra={"station.codes": FEW, "information.interval.ms": interval})
+        with start(yaml, tmp) as s:
+            wait_lines(out, 3)
+            assert lines(out) == expected_rows(status, info, codes=set(FEW))
+            srv.route("/info.json", Response(compact(few)))
+            wait_for(lambda: "station_information lacks 1482 of the 1485 stations of the "
+                     "previous table (a glitch of the feed?): keeping the previous one" in s.log(),
+                     TIMEOUT, "the table lacking most stations held back")
+            t_held = time.monotonic()
+            wait_for(lambda: plugin_metric(s, "info_held_back") >= 1, TIMEOUT, "counted")
+            # A new snapshot meanwhile: joined with the previous table.
+            bumped = variant(status, 1732005000, bump=1)
+            srv.route("/status.json", Response(compact(bumped)))
+            wait_lines(out, 6)
+            assert time.monotonic() - t_held < interval / 1000.0, "too slow to tell"
+            assert lines(out)[3:] == expected_rows(bumped, info, codes=set(FEW)), lines(out)[3:]
+            # Still so a whole interval later: taken, and the rows follow.
+            wait_lines(out, 9, "the stations emitted again with the table taken at last")
+            assert "station_information has lacked half or more of the stations of the " \
+                   "previous table for" in s.log()
+            assert lines(out)[6:] == expected_rows(bumped, few, codes=set(FEW)), lines(out)[6:]
+            assert time.monotonic() - t_held >= interval / 1000.0 - 0.3
+            wait_for(lambda: plugin_metric(s, "info_stations") == 3, TIMEOUT, "3 stations")
+            # An empty table is held back the same way.
+            srv.route("/info.json", Response(compact({"lastUpdatedOther": 1, "data": {"stations": []}})))
+            wait_for(lambda: "station_information lacks 3 of the 3 stations" in s.log(), TIMEOUT,
+                     "the empty table held back")
+            assert nlines(out) == 9
+
+
+def test_information_change_emits_the_changed_stations_again():
+    """When station_information changes (a name, a capacity), the stations
+    whose joined values changed are emitted again at the next poll, even
+    though the status feed did not change (here: a 304 to each poll); the
+    others are not. The GET after the change is unconditional, so the
+    snapshot comes back whole."""
+    need_data()
+    status, info = load(STATUS_2024), load(INFO_2024)
+    changed = copy.deepcopy(info)
+    by_code = {e["stationCode"]: e for e in changed["data"]["stations"]}
+    by_code["16107"]["name"] = "Renamed"
+    by_code["9020"]["capacity"] += 5
+    # A station not selected changes too: it is never emitted.
+    other = [e for e in changed["data"]["stations"] if e["stationCode"] not in FEW][0]
+    other["capacity"] += 1
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out, rec = os.path.join(tmp, "out.ndjson"), os.path.join(tmp, "rec.ndjson")
+        url = srv.url("/status.json")
+        srv.route("/status.json", Response(read_bytes(STATUS_2024), etag='"s1"'))
+        srv.route("/info.json", Response.file(data_path(INFO_2024), etag='"i1"'))
+        yaml = pipeline(url, out, srv.url("/info.json"), rec=rec,
+                        extra={"station.codes": FEW, "information.interval.ms": 200})
+        with start(yaml, tmp, rec=True) as s:
+            wait_lines(out, 3)
+            wait_for(lambda: plugin_metric(s, "not_modified") >= 2, TIMEOUT, "304s")
+            srv.route("/info.json", Response(compact(changed), etag='"i2"'))
+            wait_lines(out, 5, "the two stations whose joined values changed")
+            want = [r for r in expected_rows(status, changed, codes=set(FEW))
+                    if r["stationCode"] in ("16107", "9020")]
+            assert lines(out)[3:] == want, lines(out)[3:]
+            wait_for(lambda: nlines(rec) >= 5, TIMEOUT, "recorded")
+            luo = status["lastUpdatedOther"]
+            assert [(r["key"], r["off"], r["ts"]) for r in lines(rec)[3:]] == \
+                [(w["stationCode"], luo, w["last_reported"] * 1000) for w in want]
+            reqs = srv.requests("/status.json")
+            assert any(r["status"] == 200 and "if-none-match" not in r["headers"]
+                       for r in reqs[2:]), "no unconditional GET after the change"
+            # Nothing more: the next polls are 304s again, the table is the same.
+            n = srv.count("/status.json")
+            srv.wait_requests("/status.json", n + 3)
+            wait_for(lambda: srv.requests("/status.json")[-1]["status"] == 304, TIMEOUT,
+                     "304s again")
+            assert nlines(out) == 5
+            wait_for(lambda: plugin_metric(s, "info_reemitted") == 2, TIMEOUT, "counted")
+            assert plugin_metric(s, "snapshots") == 1
 
 
 # ---------------------------------------------------------------------------
@@ -1071,6 +1215,57 @@ def test_numbers_beyond_64_bits_are_out_of_range_with_their_place():
                 srv.route("/status.json", Response(compact(variant(base, 1732010000 + k, bump=k + 1))))
                 wait_lines(out, 3 * (k + 2))
                 wait_recovered(s)
+
+
+def test_short_waits_are_shown_in_ms():
+    """A retry less than a second away is announced in ms ("next attempt in
+    35 ms"), not as "0.0 s"; the status and station_information alike."""
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(b"", status=500))
+        srv.route("/info.json", Response(b"", status=500))
+        yaml = pipeline(srv.url("/status.json"), out, srv.url("/info.json"),
+                        extra={"backoff.initial.ms": 20, "backoff.max.ms": 40})
+        with start(yaml, tmp) as s:
+            trace = wait_retrying(s, "HTTP 500", "next attempt in")
+            m = re.search(r"next attempt in (\d+) ms$", trace)
+            assert m and 10 <= int(m.group(1)) <= 40 + 25, trace
+            wait_for(lambda: re.search(r"station_information failed: HTTP 500 .*next attempt in "
+                                       r"\d+ ms\n", s.log()), TIMEOUT, "the info retry logged")
+            assert "next attempt in 0.0 s" not in s.log()
+
+
+def test_stopping_does_not_wait_for_a_stalled_server():
+    """A server that holds a response (status, or the first
+    station_information, which the first poll waits for) does not hold up
+    stopping the connector (REST) or spoke (SIGTERM): both take well under
+    request.timeout.ms."""
+    need_data()
+    timeout_ms = 20000
+    bound = 3.0
+    good = read_bytes(STATUS_2024)
+    for stalled in ("/status.json", "/info.json"):
+        for how in ("rest", "sigterm"):
+            with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+                out = os.path.join(tmp, "out.ndjson")
+                srv.route("/status.json", Response(good))
+                srv.route("/info.json", Response.file(data_path(INFO_2024)))
+                srv.route(stalled, Response(b"{}", delay=timeout_ms / 1000.0 + 10))
+                yaml = pipeline(srv.url("/status.json"), out, srv.url("/info.json"),
+                                extra={"request.timeout.ms": timeout_ms, "station.codes": FEW})
+                with start(yaml, tmp) as s:
+                    s.wait_state("velib", "RUNNING")
+                    wait_for(lambda: srv.count(stalled) >= 1, TIMEOUT, "a request stalled")
+                    t0 = time.monotonic()
+                    if how == "rest":
+                        r = Api(s).call("PUT", "/connectors/velib/stop")
+                        assert r.status == 204, r
+                        Api(s).wait_state("velib", "STOPPED", timeout=bound)
+                    else:
+                        assert s.stop(timeout=bound) == 0
+                    took = time.monotonic() - t0
+                    assert took < bound, "%s, %s stalled: stopped after %.1fs" % (how, stalled, took)
+                    assert nlines(out) == 0
 
 
 def test_body_exactly_at_max_body_bytes():
