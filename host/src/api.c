@@ -30,7 +30,11 @@ static void api_log(struct spoke_instance *inst, enum spoke_log_level level, con
 static void *api_alloc(size_t size) { return malloc(size ? size : 1); }
 static void api_free(void *p) { free(p); }
 
-static const char *api_instance_name(const struct spoke_instance *inst) { return inst->name; }
+/* NULL for no instance, as log takes it (unit tests drive plugins so). */
+static const char *api_instance_name(const struct spoke_instance *inst)
+{
+    return inst ? inst->name : NULL;
+}
 
 static struct spoke_record *api_record_new(struct spoke_instance *inst, const char *topic,
                                            const void *key, size_t klen, const void *val,

@@ -372,6 +372,8 @@ static void config_differs(struct agg_state *st, const char *snap, size_t slen, 
         part_text(now, sizeof(now), st->canon, strlen(st->canon), sizeof(now) - 1);
     }
     const char *name = st->api->instance_name(st->inst);
+    if (!name)
+        name = "<connector>";
     st->api->log(st->inst, SPOKE_LOG_ERROR,
                  "the snapshot (snapshots/%s.snap in state.dir) holds state for %s, but the "
                  "configuration now says %s. That state holds every record this connector "
