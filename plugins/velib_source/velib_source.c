@@ -1112,10 +1112,10 @@ static int poll_once(struct vs_state *st, int64_t *next_poll_ms, char *errstr,
         /* Only station_information changed since these rows went out. */
         rc = reemit_changed(st, b, hdr.last_updated, &emitted, reason, sizeof(reason));
         vs_feed_batch_clear(st->feed);
-        if (emitted) {
-            api->metric_add(st->inst, "stations_emitted", (int64_t)emitted);
+        /* Counted apart: stations_emitted stays the stations of the
+         * snapshots emitted. */
+        if (emitted)
             api->metric_add(st->inst, "info_reemitted", (int64_t)emitted);
-        }
         if (rc != SPOKE_OK) {
             st->have_prev = 0;  /* the whole snapshot again once the host can take it */
             return poll_failed(st, t_call, reason, -1, next_poll_ms, errstr, errstr_size);

@@ -1065,6 +1065,7 @@ def test_information_change_emits_the_changed_stations_again():
             assert nlines(out) == 5
             wait_for(lambda: plugin_metric(s, "info_reemitted") == 2, TIMEOUT, "counted")
             assert plugin_metric(s, "snapshots") == 1
+            assert plugin_metric(s, "stations_emitted") == 3, "counted apart"
 
 
 # ---------------------------------------------------------------------------
