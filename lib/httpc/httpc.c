@@ -500,8 +500,8 @@ static int prepare(struct httpc *h)
 /* A transfer that ended with rc: fills the outcome. */
 static void finish(struct httpc *h, CURLcode rc)
 {
-    char ub[SHOWN_MAX];
-    const char *url = short_url(h->shown, ub, sizeof(ub));
+    char ub[SHOWN_MAX], eb[SHOWN_MAX], both[2 * SHOWN_MAX + 24];
+    const char *orig = short_url(h->shown, ub, sizeof(ub)), *url = orig, *eff = NULL;
     struct httpc_info *fi = &h->info;
     long status = 0;
     curl_off_t wire = 0, announced = -1;
@@ -511,6 +511,15 @@ static void finish(struct httpc *h, CURLcode rc)
     curl_easy_getinfo(h->curl, CURLINFO_SIZE_DOWNLOAD_T, &wire);
     curl_easy_getinfo(h->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced);
     curl_easy_getinfo(h->curl, CURLINFO_REDIRECT_COUNT, &redirects);
+    /* After a redirect, a failure names the URL that failed too (libcurl's
+     * effective URL: the last one requested), e.g. "HTTP 503 from
+     * https://a/ (redirected to https://b/)". */
+    if (redirects > 0 && curl_easy_getinfo(h->curl, CURLINFO_EFFECTIVE_URL, &eff) == CURLE_OK &&
+        eff && strcmp(eff, h->url) != 0) {
+        snprintf(both, sizeof(both), "%s (redirected to %s)", orig,
+                 short_url(eff, eb, sizeof(eb)));
+        url = both;
+    }
     fi->status = status;
     fi->wire_bytes = wire;
     if (h->date[0]) {
@@ -542,12 +551,12 @@ static void finish(struct httpc *h, CURLcode rc)
                    (long long)announced, (long long)h->o.max_body);
         return;
     case CURLE_TOO_MANY_REDIRECTS:
-        set_failed(h, "too many redirects from %s (max.redirects is %ld)", url,
+        set_failed(h, "too many redirects from %s (max.redirects is %ld)", orig,
                    h->o.max_redirects);
         return;
     case CURLE_UNSUPPORTED_PROTOCOL:
         set_failed(h, "%s%s refused: only http and https are allowed (%s)",
-                   redirects > 0 || status / 100 == 3 ? "redirect from " : "", url, detail);
+                   redirects > 0 || status / 100 == 3 ? "redirect from " : "", orig, detail);
         return;
     case CURLE_ABORTED_BY_CALLBACK:
         set_failed(h, "fetching %s aborted: the connector is stopping", url);

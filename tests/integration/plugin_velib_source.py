@@ -1269,6 +1269,32 @@ def test_stopping_does_not_wait_for_a_stalled_server():
                     assert nlines(out) == 0
 
 
+def test_errors_after_a_redirect_name_the_url_that_failed():
+    """After a redirect, a failure names the URL that failed as well as the
+    configured one: "... from <url> (redirected to <target>)"."""
+    need_data()
+    base = load(STATUS_2024)
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        url, target = srv.url("/status.json"), srv.url("/moved.json")
+        srv.route("/status.json", Response(compact(base)))
+        with start(pipeline(url, out, extra={"station.codes": FEW}), tmp) as s:
+            wait_lines(out, 3)
+            srv.route("/status.json", Response.redirect("/moved.json"))
+            srv.route("/moved.json", Response(b"", status=503))
+            wait_retrying(s, "HTTP 503 Service Unavailable from %s (redirected to %s)" % (url, target))
+            gone = "http://127.0.0.1:%d/x.json" % spoketest.free_port()
+            srv.route("/status.json", Response.redirect(gone))
+            wait_retrying(s, "cannot connect to %s (redirected to %s)" % (url, gone))
+            srv.route("/status.json", Response(compact(variant(base, 1732010000, bump=1))))
+            wait_lines(out, 6)
+            wait_recovered(s)
+            # Without a redirect the message is as before.
+            srv.route("/status.json", Response(b"", status=503))
+            trace = wait_retrying(s, "HTTP 503 Service Unavailable from %s;" % url)
+            assert "redirected" not in trace, trace
+
+
 def test_body_exactly_at_max_body_bytes():
     """A body of exactly max.body.bytes is read and parsed in place (the
     parser's padding lies past the limit, in the client's slack), and its
