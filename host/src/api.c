@@ -266,6 +266,20 @@ static int api_sink_record_done(struct spoke_instance *inst, const struct spoke_
     return sink_report(inst, rec, PEND_DONE, SPOKE_OK, NULL, "sink_record_done");
 }
 
+static void api_status_note(struct spoke_instance *inst, const char *note)
+{
+    int now = note && *note;
+    pthread_mutex_lock(&inst->lock);
+    int was = inst->note[0] != '\0';
+    snprintf(inst->note, sizeof(inst->note), "%s", now ? note : "");
+    pthread_mutex_unlock(&inst->lock);
+    /* Only the turns: the plugin logs the details of each attempt. */
+    if (now && !was)
+        LOG_W(inst->name, "degraded: %s", note);
+    else if (was && !now)
+        LOG_I(inst->name, "no longer degraded");
+}
+
 static size_t api_input_backlog(struct spoke_instance *inst)
 {
     /* Stopping: no more input is handed over, so none waits. */
@@ -357,6 +371,7 @@ const struct spoke_host_api api_table = {
     .sink_record_done = api_sink_record_done,
     .input_backlog = api_input_backlog,
     .row_values = row_values,
+    .status_note = api_status_note,
 };
 
 _Static_assert(REC_FORM_BYTES == SPOKE_FORM_BYTES && REC_FORM_ROW == SPOKE_FORM_ROW &&

@@ -107,6 +107,12 @@ static json_t *state_obj(struct spoke_instance *inst, int task)
         if (inst->trace[0])
             json_object_set_new(o, "trace", json_string(inst->trace));
     }
+    /* And one whose plugin said what it cannot do meanwhile (status_note). */
+    if (o && inst->state == CONN_RUNNING && inst->note[0]) {
+        json_object_set_new(o, "degraded", json_true());
+        if (!json_object_get(o, "trace"))
+            json_object_set_new(o, "trace", json_string(inst->note));
+    }
     return o;
 }
 

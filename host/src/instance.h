@@ -114,6 +114,7 @@ struct spoke_instance {
     enum conn_state state;
     enum conn_target target;
     char trace[INST_TRACE_MAX];
+    char note[INST_TRACE_MAX];      /* api status_note: "" = none */
     int retrying;
     volatile int stop_req;          /* leave the loop after the current callback */
     volatile int cancel;            /* abort blocking publishes (forced stop) */

@@ -1779,6 +1779,9 @@ static void *inst_thread(void *arg)
     const struct spoke_plugin *d = inst->plugin;
     char err[SPOKE_ERRSTR_SIZE] = "";
     name_thread(inst->name); /* a task thread is named after its connector */
+    pthread_mutex_lock(&inst->lock);
+    inst->note[0] = '\0'; /* a note belongs to the run that gave it */
+    pthread_mutex_unlock(&inst->lock);
     if (inst->rt->ws.tasks_batch)
         sched_batch(inst);
     int rc = d->init(&api_table, inst, inst->pcfg, &inst->st, err, sizeof(err));
@@ -2115,8 +2118,10 @@ static json_t *inst_json(struct spoke_instance *inst)
                           registry_kind_name(inst->kind), "state", rt_state_name(inst->state),
                           "worker_id", rt_worker_id(inst->rt), "retrying", inst->retrying,
                           "metrics", m);
-    if (o)
+    if (o) {
         json_object_set_new(o, "trace", inst->trace[0] ? json_string(inst->trace) : json_null());
+        json_object_set_new(o, "note", inst->note[0] ? json_string(inst->note) : json_null());
+    }
     pthread_mutex_unlock(&inst->lock);
     return o;
 }

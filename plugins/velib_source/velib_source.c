@@ -45,6 +45,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -342,6 +343,24 @@ static void info_notes_log(struct vs_state *st, const struct vs_info_notes *nt)
                  nt->first_refused);
 }
 
+/* The connector's status says what station_information lacks while it
+ * does (the host's status_note, when it has one); NULL: nothing. */
+static void info_note(struct vs_state *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void info_note(struct vs_state *st, const char *fmt, ...)
+{
+    if (!SPOKE_API_HAS(st->api, status_note))
+        return;
+    char note[SPOKE_ERRSTR_SIZE];
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(note, sizeof(note), fmt, ap);
+        va_end(ap);
+    }
+    st->api->status_note(st->inst, fmt ? note : NULL);
+}
+
 /* A table that lacks half or more of the last handed-over table's stations
  * (an empty stations array from a glitching feed would strip every row of
  * its name, position and capacity) is held back while the previous one
@@ -383,6 +402,8 @@ static int info_hold_back(struct vs_state *st, struct info_run *ir, struct vs_in
              "the previous table (a glitch of the feed?): keeping the previous one (taken if it "
              "stays so for information.interval.ms); next attempt in %s", lacking, ir->nids,
              wait_text(*wait, wt, sizeof(wt)));
+    info_note(st, "station_information lacks %zu of the %zu stations of the previous table: "
+              "the stations keep the previous one", lacking, ir->nids);
     return 1;
 }
 
@@ -404,6 +425,7 @@ static int64_t info_outcome(struct vs_state *st, struct info_run *ir, enum httpc
     if (r == HTTPC_NOT_MODIFIED) {
         api->metric_add(st->inst, "info_not_modified", 1);
         ir->failures = 0;
+        info_note(st, NULL);
         return st->info_interval_ms;
     }
     if (r == HTTPC_BODY) {
@@ -439,6 +461,7 @@ static int64_t info_outcome(struct vs_state *st, struct info_run *ir, enum httpc
                          notes.skipped ? " (entries without an integer station_id or "
                                          "repeating one were skipped)" : "");
             info_notes_log(st, &notes);
+            info_note(st, NULL);
             ir->published = n;
             ir->failures = 0;
             return st->info_interval_ms;
@@ -456,14 +479,19 @@ static int64_t info_outcome(struct vs_state *st, struct info_run *ir, enum httpc
     if (fi->retry_after_ms > wait)  /* the server's word wins, within a day */
         wait = fi->retry_after_ms < HTTPC_RETRY_AFTER_MAX_MS ? fi->retry_after_ms
                                                              : HTTPC_RETRY_AFTER_MAX_MS;
-    if (ir->published)
+    if (ir->published) {
         api->log(st->inst, SPOKE_LOG_WARN, "station_information failed: %s; keeping the "
                  "previous one (%zu stations); next attempt in %s", err, ir->published,
                  wait_text(wait, wt, sizeof(wt)));
-    else
+        info_note(st, "station_information failed: %s; the stations keep the previous one "
+                  "(%zu stations)", err, ir->published);
+    } else {
         api->log(st->inst, SPOKE_LOG_WARN, "station_information failed: %s; stations have "
                  "no name, lat, lon, capacity until it succeeds; next attempt in %s", err,
                  wait_text(wait, wt, sizeof(wt)));
+        info_note(st, "station_information failed: %s; stations have no name, lat, lon, "
+                  "capacity until it succeeds", err);
+    }
     return wait;
 }
 

@@ -365,6 +365,27 @@ def wait_recovered(s):
              lambda: "the REST status recovered (now %r)" % (rest_task(s),))
 
 
+def wait_degraded(s, *words):
+    """Until the status says the source runs degraded with every word in
+    its note (status.json's note; over REST degraded: true and the note as
+    trace); with None, until it no longer does."""
+    if words == (None,):
+        wait_for(lambda: s.connector("velib").get("note") is None and
+                 "degraded" not in rest_task(s) and "trace" not in rest_task(s), TIMEOUT,
+                 lambda: "velib no longer degraded (now %r)" % (rest_task(s),))
+        return
+    wait_for(lambda: all(w in (s.connector("velib").get("note") or "") for w in words),
+             TIMEOUT, lambda: "velib's note with %r (now %r)"
+             % (words, s.connector("velib").get("note")))
+
+    def rest_ok():
+        t = rest_task(s)
+        return (t["state"] == "RUNNING" and t.get("degraded") is True and
+                all(w in (t.get("trace") or "") for w in words))
+    wait_for(rest_ok, TIMEOUT, lambda: "the REST status degraded with %r (now %r)"
+             % (words, rest_task(s)))
+
+
 def after_status(reqs, status):
     """The requests from the first one answered with status on (a poll may
     have slipped in before the route changed)."""
@@ -904,10 +925,14 @@ def test_information_failures_do_not_block_status():
             assert s.connector("velib").get("retrying") is False, s.connector("velib")
             wait_for(lambda: "station_information failed: HTTP 500" in s.log(), TIMEOUT,
                      "the information failure logged")
+            # The status says it too: RUNNING, degraded, the reason as trace.
+            wait_degraded(s, "station_information failed: HTTP 500",
+                          "stations have no name, lat, lon, capacity until it succeeds")
             wait_for(lambda: plugin_metric(s, "info_errors") >= 2, TIMEOUT, "info retried")
             # Information back: the same snapshot's stations again, joined
             # (their status did not change), then the next snapshot, joined.
             srv.route("/info.json", Response.file(data_path(INFO_2024)))
+            wait_degraded(s, None)
             wait_lines(out, 6, "the stations emitted again with station_information")
             assert lines(out)[3:] == expected_rows(status, info, codes=set(FEW)), lines(out)[3:]
             srv.route("/status.json", Response(compact(variant(status, 1732005000, bump=1))))
@@ -1000,6 +1025,8 @@ def test_information_lacking_most_stations_is_held_back():
                      TIMEOUT, "the table lacking most stations held back")
             t_held = time.monotonic()
             wait_for(lambda: plugin_metric(s, "info_held_back") >= 1, TIMEOUT, "counted")
+            wait_degraded(s, "station_information lacks 1482 of the 1485 stations of the "
+                          "previous table: the stations keep the previous one")
             # A new snapshot meanwhile: joined with the previous table.
             bumped = variant(status, 1732005000, bump=1)
             srv.route("/status.json", Response(compact(bumped)))

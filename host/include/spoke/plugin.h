@@ -503,6 +503,18 @@ struct spoke_host_api {
      * per field. NULL and *n 0 for NULL or an empty row. Borrowed and
      * read-only; valid until the row changes or is freed. */
     const struct spoke_value *(*row_values)(const struct spoke_row *row, size_t *n);
+
+    /* ---- ABI 1+: a running connector's note ---- */
+
+    /* What the connector's status should say while it keeps running, e.g. a
+     * side input failing ("station_information: HTTP 503 ...; stations keep
+     * the table from 12:03"). REST status gives it as `trace`, with
+     * `degraded: true`, while the task is RUNNING (a retry's or a
+     * failure's reason comes first); status.json as `note`. NULL or ""
+     * clears it; a restart of the task clears it too. The text is copied
+     * (its first 1023 bytes). Any thread of the plugin may call it while
+     * the instance lives (from init() to destroy()). */
+    void (*status_note)(struct spoke_instance *inst, const char *note);
 };
 
 /* Bits of record_value_forms. */
