@@ -1790,7 +1790,8 @@ static void *inst_thread(void *arg)
         fail(inst, "init", rc, err);
         return NULL;
     }
-    if (d->snapshot && inst->kind == SPOKE_KIND_TRANSFORM && !(inst->out = tracker_new(inst->name))) {
+    if (d->snapshot && inst->kind == SPOKE_KIND_TRANSFORM &&
+        !(inst->out = tracker_new(inst->name))) {
         fail(inst, "start", SPOKE_ERR_NOMEM, "cannot allocate the output tracker");
         goto out;
     }

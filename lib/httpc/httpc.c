@@ -780,6 +780,15 @@ uint64_t httpc_rng_seed(const void *salt)
     return s ? s : 0x9e3779b97f4a7c15ull;
 }
 
+const char *httpc_wait_text(int64_t ms, char *buf, size_t size)
+{
+    if (ms < 1000)
+        snprintf(buf, size, "%lld ms", (long long)ms);
+    else
+        snprintf(buf, size, "%.1f s", (double)ms / 1000.0);
+    return buf;
+}
+
 int64_t httpc_backoff_ms(int64_t initial, int64_t max, unsigned failures, uint64_t *rng)
 {
     int64_t d = initial;

@@ -207,6 +207,10 @@ uint64_t httpc_rng_seed(const void *salt);
  * d = initial * 2^(failures-1), capped at max. Never 0. */
 int64_t httpc_backoff_ms(int64_t initial, int64_t max, unsigned failures, uint64_t *rng);
 
+/* A wait as a log line says it: "35 ms" under a second, else "2.5 s".
+ * Returns buf. */
+const char *httpc_wait_text(int64_t ms, char *buf, size_t size);
+
 /* The wait after the failures-th failure in a row: the backoff of o, or the
  * server's Retry-After (retry_after_ms >= 0, at most a day, counted from the
  * response, which came elapsed_ms ago, plus HTTPC_SCHEDULE_MARGIN_MS) when

@@ -676,8 +676,9 @@ static void target_failed(struct hs_state *st, struct hs_target *t, const char *
     t->wait_ms = wait;
     snprintf(t->err, sizeof(t->err), "%s", reason);
     scrub(st, t->err, sizeof(t->err));
-    st->api->log(st->inst, SPOKE_LOG_WARN, "poll failed (%u in a row): %s; next attempt in "
-                 "%.1f s", t->failures, t->err, (double)wait / 1000.0);
+    char wt[32];
+    st->api->log(st->inst, SPOKE_LOG_WARN, "poll failed (%u in a row): %s; next attempt in %s",
+                 t->failures, t->err, httpc_wait_text(wait, wt, sizeof(wt)));
 }
 
 static void target_ok(struct hs_state *st, struct hs_target *t)
@@ -865,12 +866,13 @@ static int report(struct hs_state *st, int64_t t0, int64_t *next_poll_ms, char *
     }
     /* The wait as announced when it failed (and logged), as velib_source
      * reports it. */
-    double wait_s = (double)latest->wait_ms / 1000.0;
+    char wt[32];
+    httpc_wait_text(latest->wait_ms, wt, sizeof(wt));
     if (st->nt > 1)
-        snprintf(errstr, errstr_size, "%.180s; next attempt in %.1f s (%zu of %zu URLs failing)",
-                 latest->err, wait_s, failing, st->nt);
+        snprintf(errstr, errstr_size, "%.180s; next attempt in %s (%zu of %zu URLs failing)",
+                 latest->err, wt, failing, st->nt);
     else
-        snprintf(errstr, errstr_size, "%.200s; next attempt in %.1f s", latest->err, wait_s);
+        snprintf(errstr, errstr_size, "%.200s; next attempt in %s", latest->err, wt);
     /* 0 would let the host apply its own backoff to SPOKE_RETRY. */
     *next_poll_ms = wait > 0 ? wait : 1;
     return SPOKE_RETRY;

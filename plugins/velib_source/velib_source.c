@@ -317,17 +317,6 @@ struct info_run {
     int64_t held_since;         /* tables lacking most stations held back since (mono ms), or -1 */
 };
 
-/* A wait for a message: "40 ms" under a second (a short backoff would
- * read "0.0 s"), "2.5 s" from there on. */
-static const char *wait_text(int64_t ms, char *buf, size_t size)
-{
-    if (ms < 1000)
-        snprintf(buf, size, "%" PRId64 " ms", ms);
-    else
-        snprintf(buf, size, "%.1f s", (double)ms / 1000.0);
-    return buf;
-}
-
 /* Says what parsing a table noticed in its entries: never silent about a
  * value it read from a string or left out. */
 static void info_notes_log(struct vs_state *st, const struct vs_info_notes *nt)
@@ -385,8 +374,8 @@ static int info_hold_back(struct vs_state *st, struct info_run *ir, struct vs_in
         api->log(st->inst, SPOKE_LOG_WARN, "station_information has lacked half or more of the "
                  "stations of the previous table for %s (information.interval.ms): taking it "
                  "(%zu stations; %zu of the %zu previous ones are gone)",
-                 wait_text(now - ir->held_since, wt, sizeof(wt)), vs_info_count(ni), lacking,
-                 ir->nids);
+                 httpc_wait_text(now - ir->held_since, wt, sizeof(wt)), vs_info_count(ni),
+                 lacking, ir->nids);
         ir->held_since = -1;
         return 0;
     }
@@ -401,7 +390,7 @@ static int info_hold_back(struct vs_state *st, struct info_run *ir, struct vs_in
     api->log(st->inst, SPOKE_LOG_WARN, "station_information lacks %zu of the %zu stations of "
              "the previous table (a glitch of the feed?): keeping the previous one (taken if it "
              "stays so for information.interval.ms); next attempt in %s", lacking, ir->nids,
-             wait_text(*wait, wt, sizeof(wt)));
+             httpc_wait_text(*wait, wt, sizeof(wt)));
     info_note(st, "station_information lacks %zu of the %zu stations of the previous table: "
               "the stations keep the previous one", lacking, ir->nids);
     return 1;
@@ -482,13 +471,13 @@ static int64_t info_outcome(struct vs_state *st, struct info_run *ir, enum httpc
     if (ir->published) {
         api->log(st->inst, SPOKE_LOG_WARN, "station_information failed: %s; keeping the "
                  "previous one (%zu stations); next attempt in %s", err, ir->published,
-                 wait_text(wait, wt, sizeof(wt)));
+                 httpc_wait_text(wait, wt, sizeof(wt)));
         info_note(st, "station_information failed: %s; the stations keep the previous one "
                   "(%zu stations)", err, ir->published);
     } else {
         api->log(st->inst, SPOKE_LOG_WARN, "station_information failed: %s; stations have "
                  "no name, lat, lon, capacity until it succeeds; next attempt in %s", err,
-                 wait_text(wait, wt, sizeof(wt)));
+                 httpc_wait_text(wait, wt, sizeof(wt)));
         info_note(st, "station_information failed: %s; stations have no name, lat, lon, "
                   "capacity until it succeeds", err);
     }
@@ -884,7 +873,7 @@ static int poll_failed(struct vs_state *st, int64_t t_call, const char *reason,
      * into poll(), and the host counts the wait from poll()'s start. */
     wait = httpc_retry_wait(&st->hopts, st->failures, &st->rng, retry_after_ms,
                             httpc_mono_ms() - t_call);
-    wait_text(wait, wt, sizeof(wt));
+    httpc_wait_text(wait, wt, sizeof(wt));
     api->log(st->inst, SPOKE_LOG_WARN, "poll failed (%u in a row): %s; next attempt in %s",
              st->failures, reason, wt);
     snprintf(errstr, errstr_size, "%s; next attempt in %s", reason, wt);

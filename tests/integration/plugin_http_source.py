@@ -477,7 +477,9 @@ def test_every_failure_mode_retries_recovers_and_others_flow():
                 # request can time out for a poll too, so wait for the state
                 # rather than take the first trace.
                 trace = wait_retrying(s, *words, "(1 of 3 URLs failing)")
-                assert "next attempt in" in trace and "(1 of 3 URLs failing)" in trace, trace
+                # Backoff 50..200 ms: a wait under a second is said in ms
+                # (it read "next attempt in 0.1 s").
+                assert re.search(r"next attempt in \d+ ms \(1 of 3 URLs failing\)", trace), trace
                 assert KEY not in trace
                 srv.wait_requests(city_path("Paris"), n + 2)  # failed at least twice over
                 # The others keep flowing while Paris fails.
@@ -486,6 +488,8 @@ def test_every_failure_mode_retries_recovers_and_others_flow():
                          "%s: Lyon and Marseille flowing while Paris fails" % name)
                 assert s.connector("weather")["retrying"], "%s: recovered by itself?" % name
                 assert "poll failed" in s.log() and words[0] in s.log(), "%s: not logged" % name
+                assert re.search(r"poll failed \(\d+ in a row\): .*; next attempt in \d+ ms",
+                                 s.log()), "%s: the wait not in ms" % name
                 if name.startswith("oversized") and "decoded" not in name:
                     sent = max(r["bytes_sent"] for r in srv.requests(city_path("Paris"))[n:])
                     assert sent < 64 << 20, "%s: %d bytes sent before the client gave up" % (
