@@ -26,18 +26,22 @@ def make_input(path, n, start=0):
     return lines
 
 
-def pipeline(inp, out, sink_extra=""):
+def source(inp):
     return """
 connectors:
   - name: src
     connector.class: file_source
     topic: lines
     file: %s
-  - name: dst
+""" % inp
+
+
+def pipeline(inp, out, sink_extra=""):
+    return source(inp) + """  - name: dst
     connector.class: file_sink
     topics: lines
     file: %s
-%s""" % (inp, out, sink_extra)
+%s""" % (out, sink_extra)
 
 
 def read_lines(path):
@@ -156,13 +160,7 @@ AGG_EMITS = {
 
 
 def agg_pipeline(inp, out, emit):
-    return """
-connectors:
-  - name: src
-    connector.class: file_source
-    topic: lines
-    file: %s
-  - name: agg
+    return source(inp) + """  - name: agg
     connector.class: aggregator
     topics: lines
     topic: totals
@@ -173,7 +171,7 @@ connectors:
     connector.class: file_sink
     topics: totals
     file: %s
-""" % (inp, emit, out)
+""" % (emit, out)
 
 
 def test_rows_a_failed_sink_discarded_are_derived_again_after_a_restart():

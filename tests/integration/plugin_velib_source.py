@@ -349,13 +349,19 @@ def wait_retrying(s, *words):
     assert s.alive(), "spoke died"
     assert s.connector("velib").get("state") == "RUNNING", s.connector("velib")
 
-    def rest_ok():
-        t = rest_task(s)
-        return (t["state"] == "RUNNING" and t.get("retrying") is True and
-                all(w in (t.get("trace") or "") for w in words))
-    wait_for(rest_ok, TIMEOUT, lambda: "the REST status retrying with %r (now %r)"
-             % (words, rest_task(s)))
+    wait_rest_flag(s, "retrying", words)
     return trace
+
+
+def wait_rest_flag(s, flag, words):
+    """Until GET .../status's task is RUNNING with flag (retrying, degraded)
+    true and every word in its trace."""
+    def ok():
+        t = rest_task(s)
+        return (t["state"] == "RUNNING" and t.get(flag) is True and
+                all(w in (t.get("trace") or "") for w in words))
+    wait_for(ok, TIMEOUT, lambda: "the REST status %s with %r (now %r)"
+             % (flag, words, rest_task(s)))
 
 
 def wait_recovered(s):
@@ -379,13 +385,7 @@ def wait_degraded(s, *words):
     wait_for(lambda: all(w in (s.connector("velib").get("note") or "") for w in words),
              TIMEOUT, lambda: "velib's note with %r (now %r)"
              % (words, s.connector("velib").get("note")))
-
-    def rest_ok():
-        t = rest_task(s)
-        return (t["state"] == "RUNNING" and t.get("degraded") is True and
-                all(w in (t.get("trace") or "") for w in words))
-    wait_for(rest_ok, TIMEOUT, lambda: "the REST status degraded with %r (now %r)"
-             % (words, rest_task(s)))
+    wait_rest_flag(s, "degraded", words)
 
 
 def after_status(reqs, status):
