@@ -543,17 +543,26 @@ static int str_double(const char *s, size_t len, double *out)
     return 0;
 }
 
-/* Describes an entry of a station_information table for a log line. */
-static void info_label(const struct sj_value *st, int64_t id, char *buf, size_t size)
+/* An entry in messages: head (its index or id), then its stationCode
+ * when it has one. */
+static void entry_label(const struct sj_value *st, const char *head, char *buf, size_t size)
 {
     struct sj_value v;
     const char *code;
     size_t len;
     if (sj_object_get(st, "stationCode", 11, &v) == 0 && sj_get_string(&v, &code, &len) == 0)
-        snprintf(buf, size, "station_id %" PRId64 " (stationCode %.*s)", id,
+        snprintf(buf, size, "%s (stationCode %.*s)", head,
                  (int)(len > LOC_SHOWN ? LOC_SHOWN : len), code);
     else
-        snprintf(buf, size, "station_id %" PRId64, id);
+        snprintf(buf, size, "%s", head);
+}
+
+/* Describes an entry of a station_information table for a log line. */
+static void info_label(const struct sj_value *st, int64_t id, char *buf, size_t size)
+{
+    char head[40];
+    snprintf(head, sizeof(head), "station_id %" PRId64, id);
+    entry_label(st, head, buf, size);
 }
 
 /* Notes a value of station st read from a string (*coerced) or left out
@@ -1709,14 +1718,9 @@ static int batch_reserve(struct vs_feed *f, size_t n)
 /* Describes a station in messages: its index, and its code when it has one. */
 static void station_label(const struct sj_value *st, size_t i, char *buf, size_t size)
 {
-    struct sj_value v;
-    const char *code;
-    size_t len;
-    if (sj_object_get(st, "stationCode", 11, &v) == 0 && sj_get_string(&v, &code, &len) == 0)
-        snprintf(buf, size, "station #%zu (stationCode %.*s)", i, (int)(len > 40 ? 40 : len),
-                 code);
-    else
-        snprintf(buf, size, "station #%zu", i);
+    char head[32];
+    snprintf(head, sizeof(head), "station #%zu", i);
+    entry_label(st, head, buf, size);
 }
 
 /* Checks one station (the i-th): validates it, selects it and, when it is
