@@ -515,6 +515,11 @@ struct sm_csvcell {
 };
 int sm_csv_split(const char *p, size_t n, char delim, struct sm_csvcell **cells, size_t *cap,
                  size_t *ncells, char *err, size_t errsz);
+/* The same for lookup tables: spaces and tabs around a cell (outside its
+ * quotes, when quoted) are dropped, so "16107 , 75016" gives 16107 and
+ * 75016; a quoted cell keeps its text byte for byte. */
+int sm_csv_split_blanks(const char *p, size_t n, char delim, struct sm_csvcell **cells,
+                        size_t *cap, size_t *ncells, char *err, size_t errsz);
 /* A cell's text with "" pairs undone, in the arena when needed. */
 void sm_csv_cell_text(struct sm_arena *a, const struct sm_csvcell *c, const char **p, size_t *n);
 /* Captures the cells of one CSV line into the column slots. */

@@ -969,6 +969,12 @@ static int csv_record(const char *buf, size_t len, size_t *pos, size_t *s, size_
     return 1;
 }
 
+/* A CSV table: a header line naming the columns, then a line per entry.
+ * Tables are often written by hand or exported with padding, so the spaces
+ * and tabs around an unquoted cell (header names included) are not part of
+ * it: "16107, 75016\t" is the key 16107 and the value 75016, where a
+ * padded key would otherwise never match and every record would silently
+ * miss. Quoted cells are kept byte for byte (the way to mean a blank). */
 static int lk_load_csv(struct sm_mapper *m, struct sm_field *f, const char *path, const char *buf,
                        size_t len, const char *kcol, const char *vcol, char *err, size_t errsz)
 {
@@ -984,7 +990,7 @@ static int lk_load_csv(struct sm_mapper *m, struct sm_field *f, const char *path
         snprintf(err, errsz, "%s: empty file (a header line is needed)", path);
         return -1;
     }
-    if (sm_csv_split(buf + s, e - s, ',', &cells, &cap, &nc, msg, sizeof(msg)) < 0) {
+    if (sm_csv_split_blanks(buf + s, e - s, ',', &cells, &cap, &nc, msg, sizeof(msg)) < 0) {
         snprintf(err, errsz, "%s:%d: %s", path, line, msg);
         goto out;
     }
@@ -1020,14 +1026,17 @@ static int lk_load_csv(struct sm_mapper *m, struct sm_field *f, const char *path
     while (csv_record(buf, len, &pos, &s, &e, &lines)) {
         int at = line;
         line += lines;
-        if (e == s)
-            continue;  /* blank line */
+        size_t b = s;
+        while (b < e && (buf[b] == ' ' || buf[b] == '\t'))
+            b++;
+        if (b == e)
+            continue;  /* blank line, or only blanks */
         size_t bad;
         if (!sm_utf8_valid(buf + s, e - s, &bad)) {
             snprintf(err, errsz, "%s:%d: invalid UTF-8 at byte %zu of the line", path, at, bad);
             goto out;
         }
-        if (sm_csv_split(buf + s, e - s, ',', &cells, &cap, &nc, msg, sizeof(msg)) < 0) {
+        if (sm_csv_split_blanks(buf + s, e - s, ',', &cells, &cap, &nc, msg, sizeof(msg)) < 0) {
             snprintf(err, errsz, "%s:%d: %s", path, at, msg);
             goto out;
         }

@@ -15,8 +15,8 @@ each type and coercion; long values and computed fields exact at the
 extra, required and default fields; every malformed-JSON class (both
 parsers) on the error path with its reason, dead-lettered; filters (dropped
 records are acknowledged, and dropped even when another field fails);
-computed fields; lookups (inline, CSV, JSON; each missing-key
-behaviour); key and timestamp; CSV input; row input (two mappers chained);
+computed fields; lookups (inline, CSV — padded cells trimmed, quoted ones
+kept —, JSON; each missing-key behaviour); key and timestamp; CSV input; row input (two mappers chained);
 one schema per seed input over the recorded samples in ../shared/data; the
 Vélib' schema over the real 2024-11-19 snapshot with the real postcode table;
 tombstones (null values) forwarded unchanged with their key.
@@ -947,9 +947,20 @@ def test_lookups_inline_csv_json_and_missing_keys():
                           b"32017,2,\"93200\",\"Saint-Denis, France\"\n")
         pjson = os.path.join(tmp, "postcodes.json")
         write_bytes(pjson, b'{"16107": "75016", "32017": "93200"}')
+        # Written by hand or padded by an export: a byte order mark, CRLF,
+        # spaces and tabs around the header names, keys and values (not
+        # part of them), a line of blanks; a quoted key keeps its blank, so
+        # " 99999" is not 99999.
+        padded = os.path.join(tmp, "padded.csv")
+        write_bytes(padded, b"\xef\xbb\xbfstationCode , station_id ,\tpostcode\t, city\r\n"
+                            b"16107, 1, 75016 ,Paris\r\n"
+                            b"32017 ,\t2,\t93200\t, \"Saint-Denis, France\" \r\n"
+                            b" \t\r\n"
+                            b"\" 99999\",3,00000,Nowhere\r\n")
         cases = [
             ({"lookup.inline": ["16107=75016", "32017=93200"]}, ["75016", "93200", None, "75016"], 1),
             ({"lookup.file": pcsv}, ["75016", "93200", None, "75016"], 1),
+            ({"lookup.file": padded}, ["75016", "93200", None, "75016"], 1),
             ({"lookup.file": pjson}, ["75016", "93200", None, "75016"], 1),
             ({"lookup.file": pcsv, "lookup.inline": ["99999=00000"]},
              ["75016", "93200", "00000", "75016"], 0),

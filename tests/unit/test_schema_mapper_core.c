@@ -644,6 +644,23 @@ static void csv(void)
           CONTAINS(err, "after a closing quote"));
     CHECK(sm_csv_split("a\"b", 3, ',', &cells, &cap, &n, err, sizeof(err)) < 0 &&
           CONTAINS(err, "quote inside an unquoted field"));
+    /* Lookup tables: spaces and tabs around a cell are not part of it; a
+     * quoted cell keeps what is inside its quotes. Records stay strict. */
+    line = " a ,\t\"b \" ,c\t, \"\" ,\t";
+    CHECK(sm_csv_split_blanks(line, strlen(line), ',', &cells, &cap, &n, err, sizeof(err)) == 0 &&
+          n == 5);
+    if (n == 5) {
+        CHECK(cells[0].n == 1 && !memcmp(cells[0].p, "a", 1));
+        CHECK(cells[1].n == 2 && !memcmp(cells[1].p, "b ", 2));
+        CHECK(cells[2].n == 1 && !memcmp(cells[2].p, "c", 1));
+        CHECK(cells[3].n == 0 && cells[4].n == 0);
+    }
+    CHECK(sm_csv_split(line, strlen(line), ',', &cells, &cap, &n, err, sizeof(err)) < 0 &&
+          CONTAINS(err, "quote inside an unquoted field"));
+    CHECK(sm_csv_split_blanks("\"a\" x", 6, ',', &cells, &cap, &n, err, sizeof(err)) < 0 &&
+          CONTAINS(err, "after a closing quote"));
+    CHECK(sm_csv_split_blanks("a b,c", 5, ',', &cells, &cap, &n, err, sizeof(err)) == 0 &&
+          n == 2 && cells[0].n == 3);
     sm_arena_free(&a);
     free(cells);
 
@@ -692,6 +709,32 @@ static void lookups_and_filters(void)
         CHECK_STR(map_text(m, "{\"stationCode\":\"16107\"}", 23), "DROP");
         sm_mapper_free(m);
     }
+    /* A table written by hand or padded by an export: a BOM, CRLF, blanks
+     * (spaces, tabs) around the header names, keys and values, a line of
+     * blanks. Unquoted cells are trimmed; quoted ones keep their blanks. */
+    const char *padded = tmpfile_with("padded.csv", "\xEF\xBB\xBF" "stationCode , station_id,"
+                                      "\tpostcode \r\n16107, 1, 75016\t\r\n"
+                                      " \"32017\" ,2,\" 93200\"\r\n  \t \r\n"
+                                      "\" 9999\",3,75999\r\n");
+    snprintf(y, sizeof(y),
+             "fields:\n  - {name: stationCode, type: string}\n"
+             "  - name: postcode\n    type: string\n"
+             "    lookup: {key: stationCode, file: %s}\n", padded);
+    m = mk(y, NULL);
+    if (m) {
+        static const struct { const char *in, *out; } padded_cases[] = {
+            { "{\"stationCode\":\"16107\"}", "{\"stationCode\":\"16107\",\"postcode\":\"75016\"}" },
+            { "{\"stationCode\":\"32017\"}", "{\"stationCode\":\"32017\",\"postcode\":\" 93200\"}" },
+            { "{\"stationCode\":\" 9999\"}", "{\"stationCode\":\" 9999\",\"postcode\":\"75999\"}" },
+            { "{\"stationCode\":\"9999\"}", "{\"stationCode\":\"9999\",\"postcode\":null}" },
+        };
+        for (size_t i = 0; i < sizeof(padded_cases) / sizeof(padded_cases[0]); i++) {
+            const char *doc = padded_cases[i].in;
+            CHECK_STR(map_text(m, doc, strlen(doc)), padded_cases[i].out);
+        }
+        CHECK(m->lookup_misses == 1);
+        sm_mapper_free(m);
+    }
     /* Config: inline table, missing = error / drop / default, filter.values. */
     const char *ys = "fields:\n  - {name: code, type: long}\n"
                      "  - name: pc\n    type: int\n    lookup: {key: code}\n";
@@ -730,6 +773,11 @@ static void lookups_and_filters(void)
     o = (struct sm_opts){ .lookup_file = bad };
     m = mk_opts(ys, &o, err, sizeof(err));
     CHECK_MSG(!m && CONTAINS(err, "bad.csv:4: duplicate key \"1\" (first at line 2)"), "%s", err);
+    /* Keys equal once trimmed are the same key. */
+    bad = tmpfile_with("bad3.csv", "code,pc\n1,75001\n2,75002\n1\t ,75003\n");
+    o = (struct sm_opts){ .lookup_file = bad };
+    m = mk_opts(ys, &o, err, sizeof(err));
+    CHECK_MSG(!m && CONTAINS(err, "bad3.csv:4: duplicate key \"1\" (first at line 2)"), "%s", err);
     bad = tmpfile_with("bad2.csv", "code,postcode\n1,75001\n");
     o = (struct sm_opts){ .lookup_file = bad };
     m = mk_opts(ys, &o, err, sizeof(err));
