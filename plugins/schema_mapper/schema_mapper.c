@@ -131,8 +131,9 @@ static void read_opts(const struct spoke_host_api *api, const struct spoke_confi
 
 /* What can be checked without reading a file (spoke validate, the REST
  * API): filter.field and filter.values together, lookup.inline entries
- * well formed (key=value, a key, no key twice). The schema file and lookup
- * files are checked when the connector starts. */
+ * well formed (key=value, a key, no key twice). Every problem is reported
+ * at once, in errstr (the ABI carries one message and one key). The schema
+ * file and lookup files are checked when the connector starts. */
 static int sm_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
                     const char **key, char *errstr, size_t errstr_size)
 {

@@ -470,9 +470,10 @@ struct sm_opts {
 
 /* ---- schema_mapper_schema.c ---- */
 /* Checks the options that need no file (keys that go together, the syntax
- * of lookup.inline entries): SPOKE_OK, or SPOKE_ERR_INVALID with the reason
- * in err and *key the config key at fault. The plugin's check callback
- * (spoke validate, the REST API) and sm_mapper_new run it. */
+ * of lookup.inline entries): SPOKE_OK, or SPOKE_ERR_INVALID with every
+ * problem found in err, joined with "; " (those that do not fit counted at
+ * the end), and *key the config key of the first. The plugin's check
+ * callback (spoke validate, the REST API) and sm_mapper_new run it. */
 int sm_opts_check(const struct sm_opts *o, const char **key, char *err, size_t errsz);
 /* Loads and compiles the schema file with the options. NULL with a
  * positioned reason in err on any problem. */

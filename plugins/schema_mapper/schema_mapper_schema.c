@@ -1718,44 +1718,91 @@ static int lookup_target(struct sm_mapper *m, const struct sm_opts *o, char *err
     return found;
 }
 
+/* The problems sm_opts_check finds. The check callback has one errstr for
+ * them all (SPOKE_ERRSTR_SIZE bytes), so they are joined with "; " in the
+ * order found, as many as fit, and the rest are counted at the end. */
+#define SM_PROBLEMS_MAX 16
+struct problems {
+    char msg[SM_PROBLEMS_MAX][SM_ERR];
+    const char *key;         /* the first problem's config key */
+    size_t n;                /* found (may exceed SM_PROBLEMS_MAX) */
+};
+
+static void problem(struct problems *p, const char *key, const char *fmt, ...)
+    SPOKE_PRINTF(3, 4);
+
+static void problem(struct problems *p, const char *key, const char *fmt, ...)
+{
+    if (!p->n)
+        p->key = key;
+    if (p->n < SM_PROBLEMS_MAX) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(p->msg[p->n], sizeof(p->msg[p->n]), fmt, ap);
+        va_end(ap);
+    }
+    p->n++;
+}
+
+static int problems_report(const struct problems *p, const char **key, char *err, size_t errsz)
+{
+    /* Room kept for the count of those left out. */
+    static const char more[] = "; and 4294967295 more problems";
+    size_t len = 0, shown = 0;
+
+    *key = p->key;
+    if (!p->n)
+        return SPOKE_OK;
+    err[0] = '\0';
+    for (size_t i = 0; i < p->n && i < SM_PROBLEMS_MAX; i++) {
+        size_t need = (i ? 2 : 0) + strlen(p->msg[i]) + (i + 1 < p->n ? sizeof(more) : 1);
+        if (i && len + need > errsz)
+            break;
+        int w = snprintf(err + len, errsz - len, "%s%s", i ? "; " : "", p->msg[i]);
+        len += w > 0 ? (size_t)w : 0;
+        if (len >= errsz)
+            return SPOKE_ERR_INVALID;  /* the first one alone fills err */
+        shown++;
+    }
+    if (shown < p->n)
+        snprintf(err + len, errsz - len, "; and %zu more problem%s", p->n - shown,
+                 p->n - shown == 1 ? "" : "s");
+    return SPOKE_ERR_INVALID;
+}
+
 int sm_opts_check(const struct sm_opts *o, const char **key, char *err, size_t errsz)
 {
-    *key = NULL;
-    if (o->filter_field && !o->nfilter_values) {
-        *key = "filter.field";
-        snprintf(err, errsz, "filter.field '%.64s' needs filter.values (the values of the "
-                 "field to keep)", o->filter_field);
-        return SPOKE_ERR_INVALID;
-    }
-    if (o->nfilter_values && !o->filter_field) {
-        *key = "filter.values";
-        snprintf(err, errsz, "filter.values needs filter.field (the field whose values they "
-                 "are)");
-        return SPOKE_ERR_INVALID;
-    }
+    struct problems p;
+    p.n = 0;
+    p.key = NULL;
+    if (o->filter_field && !o->nfilter_values)
+        problem(&p, "filter.field", "filter.field '%.64s' needs filter.values (the values of "
+                "the field to keep)", o->filter_field);
+    if (o->nfilter_values && !o->filter_field)
+        problem(&p, "filter.values", "filter.values needs filter.field (the field whose values "
+                "they are)");
     for (size_t i = 0; i < o->nlookup_inline; i++) {
         const char *ent = o->lookup_inline[i], *eq = strchr(ent, '=');
-        *key = "lookup.inline";
         if (!eq) {
-            snprintf(err, errsz, "lookup.inline: entry %zu '%.60s' is not key=value (no '=')",
-                     i + 1, ent);
-            return SPOKE_ERR_INVALID;
+            problem(&p, "lookup.inline", "lookup.inline: entry %zu '%.60s' is not key=value "
+                    "(no '=')", i + 1, ent);
+            continue;
         }
         if (eq == ent) {
-            snprintf(err, errsz, "lookup.inline: entry %zu '%.60s' has an empty key", i + 1, ent);
-            return SPOKE_ERR_INVALID;
+            problem(&p, "lookup.inline", "lookup.inline: entry %zu '%.60s' has an empty key",
+                    i + 1, ent);
+            continue;
         }
         for (size_t j = 0; j < i; j++) {
             const char *prev = o->lookup_inline[j];
             if (!strncmp(prev, ent, (size_t)(eq - ent) + 1)) {
-                snprintf(err, errsz, "lookup.inline: entries %zu and %zu both give key '%.*s'",
-                         j + 1, i + 1, (int)(eq - ent > 60 ? 60 : eq - ent), ent);
-                return SPOKE_ERR_INVALID;
+                problem(&p, "lookup.inline", "lookup.inline: entries %zu and %zu both give key "
+                        "'%.*s'", j + 1, i + 1, (int)(eq - ent > 60 ? 60 : eq - ent), ent);
+                break;
             }
         }
     }
-    *key = NULL;
-    return SPOKE_OK;
+    return problems_report(&p, key, err, errsz);
 }
 
 struct sm_mapper *sm_mapper_new(const struct spoke_host_api *api, const struct sm_opts *o,

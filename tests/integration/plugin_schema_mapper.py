@@ -315,7 +315,8 @@ def test_config_check_refuses_before_running():
     validate`, `spoke run` and the REST API (create, config, config/validate)
     before the connector starts, at the key at fault: filter.field without
     filter.values (or the reverse), lookup.inline entries that are not
-    key=value, have an empty key, or give a key twice."""
+    key=value, have an empty key, or give a key twice; several mistakes
+    together are all reported."""
     import resttest
     head = ("  - name: map\n    connector.class: schema_mapper\n    topics: raw\n"
             "    topic: rows\n    schema.file: %s\n" % q(VELIB))
@@ -331,6 +332,11 @@ def test_config_check_refuses_before_running():
          "lookup.inline: entry 1 '=75016' has an empty key"),
         ("lookup.inline", {"lookup.inline": ["16107=1", "32017=2", "16107=3"]},
          "lookup.inline: entries 1 and 3 both give key '16107'"),
+        # Independent mistakes are all reported, in one message (the check
+        # callback has one), at the key of the first.
+        ("filter.values", {"filter.values": ["16107"], "lookup.inline": ["16107=75016", "32017"]},
+         "filter.values needs filter.field (the field whose values they are); "
+         "lookup.inline: entry 2 '32017' is not key=value (no '=')"),
     ]
 
     def yaml_keys(keys):

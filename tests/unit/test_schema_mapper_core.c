@@ -798,6 +798,51 @@ static void lookups_and_filters(void)
     }
 }
 
+/* The config check (the plugin's check callback) reports every problem it
+ * finds in its one message, joined with "; ", at the key of the first; those
+ * that do not fit are counted. */
+static void opts_check(void)
+{
+    char err[SPOKE_ERRSTR_SIZE];
+    const char *key = "x";
+    struct sm_opts o = { .filter_field = "stationCode" };
+    CHECK(sm_opts_check(&o, &key, err, sizeof(err)) == SPOKE_ERR_INVALID);
+    CHECK_STR(err, "filter.field 'stationCode' needs filter.values (the values of the field to "
+              "keep)");
+    CHECK_STR(key, "filter.field");
+    const char *vals[] = { "16107" };
+    const char *inl[] = { "16107=75016", "32017", "=1", "16107=x", "32017=" };
+    o = (struct sm_opts){ .filter_values = vals, .nfilter_values = 1, .lookup_inline = inl,
+                          .nlookup_inline = 5 };
+    CHECK(sm_opts_check(&o, &key, err, sizeof(err)) == SPOKE_ERR_INVALID);
+    CHECK_STR(err, "filter.values needs filter.field (the field whose values they are); "
+              "lookup.inline: entry 2 '32017' is not key=value (no '='); "
+              "lookup.inline: entry 3 '=1' has an empty key; "
+              "lookup.inline: entries 1 and 4 both give key '16107'");
+    CHECK_STR(key, "filter.values");
+    /* More than fit: the first ones, then how many are left out. */
+    const char *many[40];
+    for (size_t i = 0; i < 40; i++)
+        many[i] = "no-equals-sign";
+    o = (struct sm_opts){ .lookup_inline = many, .nlookup_inline = 40 };
+    CHECK(sm_opts_check(&o, &key, err, sizeof(err)) == SPOKE_ERR_INVALID);
+    const char *head = "lookup.inline: entry 1 'no-equals-sign' is not key=value (no '='); "
+                       "lookup.inline: entry 2 ";
+    CHECK_MSG(!strncmp(err, head, strlen(head)) && strlen(err) < sizeof(err) - 1 &&
+              CONTAINS(err, " more problems") && !CONTAINS(err, "entry 40 "), "%s", err);
+    size_t shown = 0;
+    for (const char *p = err; (p = strstr(p, "is not key=value")); p++)
+        shown++;
+    char tail[64];
+    snprintf(tail, sizeof(tail), "; and %zu more problems", 40 - shown);
+    CHECK_MSG(strlen(err) > strlen(tail) && !strcmp(err + strlen(err) - strlen(tail), tail),
+              "%s", err);
+    o = (struct sm_opts){ .filter_field = "a", .filter_values = vals, .nfilter_values = 1,
+                          .lookup_inline = inl, .nlookup_inline = 1 };
+    key = "x";
+    CHECK(sm_opts_check(&o, &key, err, sizeof(err)) == SPOKE_OK && key == NULL);
+}
+
 static void schema_errors(void)
 {
     static const struct { const char *yaml, *want; } cases[] = {
@@ -1125,6 +1170,7 @@ int main(void)
     RUN(expressions);
     RUN(csv);
     RUN(lookups_and_filters);
+    RUN(opts_check);
     RUN(schema_errors);
     RUN(records);
     RUN(row_plans);
