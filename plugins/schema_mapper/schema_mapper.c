@@ -84,7 +84,9 @@ static const struct spoke_config_field sm_config[] = {
              "drop the record, or error; default: the schema's missing, else null",
       .allowed = missing_values },
     { .name = "lookup.default", .type = SPOKE_CFG_STRING,
-      .doc = "Value of the lookup field for a missing key when lookup.missing is default",
+      .doc = "Value of the lookup field for a missing key; only with lookup.missing default "
+             "(or, when lookup.missing is not set, the schema's missing: default): with "
+             "another policy it would never be used, and the config is refused",
       .max = 4096 },
     { 0 }
 };
@@ -131,7 +133,8 @@ static void read_opts(const struct spoke_host_api *api, const struct spoke_confi
 
 /* What can be checked without reading a file (spoke validate, the REST
  * API): filter.field and filter.values together, lookup.inline entries
- * well formed (key=value, a key, no key twice). Every problem is reported
+ * well formed (key=value, a key, no key twice), lookup.default only with a
+ * lookup.missing that uses it (default). Every problem is reported
  * at once, in errstr (the ABI carries one message and one key). The schema
  * file and lookup files are checked when the connector starts. */
 static int sm_check(const struct spoke_host_api *api, const struct spoke_config *cfg,

@@ -1204,11 +1204,12 @@ static char *rel_to(const char *schema_file, const char *p)
     return r;
 }
 
+static const char *const missing_names[] = { "null", "default", "drop", "error" };
+
 static int missing_of(const char *s, enum sm_missing *out)
 {
-    static const char *const names[] = { "null", "default", "drop", "error" };
     for (int i = 0; i < 4; i++)
-        if (!strcmp(names[i], s)) {
+        if (!strcmp(missing_names[i], s)) {
             *out = (enum sm_missing)(i + 1);
             return 0;
         }
@@ -1253,8 +1254,13 @@ static int lookup_setup(struct yl *y, struct sm_mapper *m, size_t fi, const yaml
             return yerr(y, v, "%s: missing must be null, default, drop or error (got '%s')",
                         where, s);
     }
-    if (f->has_default && f->lk_missing != SM_MISS_DEFAULT && !(configured && o->lookup_missing))
-        return yerr(y, ln, "%s: a default is used only with missing: default", where);
+    /* A lookup field's value is its default only on a miss with missing:
+     * default; any other policy would leave a default silently unused. */
+    const enum sm_missing schema_missing = f->lk_missing;
+    if (f->has_default && schema_missing != SM_MISS_DEFAULT && !(configured && o->lookup_missing))
+        return yerr(y, ln, "%s: a default is used only with missing: default (here missing: "
+                    "%s): set missing: default, or remove the field's default", where,
+                    missing_names[schema_missing - 1]);
 
     const char *kcol = kf->name, *vcol = f->name;
     if ((v = yget(y, ln, "key_column")) && ystr(y, v, "key_column", &kcol) < 0)
@@ -1265,6 +1271,22 @@ static int lookup_setup(struct yl *y, struct sm_mapper *m, size_t fi, const yaml
     if (configured) {
         if (o->lookup_missing && missing_of(o->lookup_missing, &f->lk_missing) < 0) {
             snprintf(y->err, y->errsz, "lookup.missing must be null, default, drop or error");
+            return -1;
+        }
+        /* The schema's default stays usable when the schema's own missing
+         * is default (this connector chose another policy on purpose). */
+        if (f->has_default && f->lk_missing != SM_MISS_DEFAULT &&
+            schema_missing != SM_MISS_DEFAULT)
+            return yerr(y, ln, "%s: a default is used only with missing: default (lookup.missing "
+                        "is %s): set lookup.missing: default, or remove the field's default",
+                        where, o->lookup_missing);
+        /* sm_opts_check refused lookup.missing other than default; without
+         * lookup.missing, the schema's missing decides. */
+        if (o->lookup_default && f->lk_missing != SM_MISS_DEFAULT) {
+            snprintf(y->err, y->errsz, "lookup.default is used only with missing: default, "
+                     "and field '%.64s' has missing: %s in the schema (lookup.missing is not "
+                     "set): set lookup.missing: default, or remove lookup.default", f->name,
+                     missing_names[f->lk_missing - 1]);
             return -1;
         }
         if (o->lookup_default) {
@@ -1781,6 +1803,12 @@ int sm_opts_check(const struct sm_opts *o, const char **key, char *err, size_t e
     if (o->nfilter_values && !o->filter_field)
         problem(&p, "filter.values", "filter.values needs filter.field (the field whose values "
                 "they are)");
+    /* Without lookup.missing the schema's missing decides, which only the
+     * start can tell (it reads the schema). */
+    if (o->lookup_default && o->lookup_missing && strcmp(o->lookup_missing, "default"))
+        problem(&p, "lookup.default", "lookup.default is used only with lookup.missing: default "
+                "(it is %.16s): set lookup.missing: default, or remove lookup.default",
+                o->lookup_missing);
     for (size_t i = 0; i < o->nlookup_inline; i++) {
         const char *ent = o->lookup_inline[i], *eq = strchr(ent, '=');
         if (!eq) {

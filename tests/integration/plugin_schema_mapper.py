@@ -315,8 +315,9 @@ def test_config_check_refuses_before_running():
     validate`, `spoke run` and the REST API (create, config, config/validate)
     before the connector starts, at the key at fault: filter.field without
     filter.values (or the reverse), lookup.inline entries that are not
-    key=value, have an empty key, or give a key twice; several mistakes
-    together are all reported."""
+    key=value, have an empty key, or give a key twice, lookup.default with
+    a lookup.missing other than default (it would never be used); several
+    mistakes together are all reported."""
     import resttest
     head = ("  - name: map\n    connector.class: schema_mapper\n    topics: raw\n"
             "    topic: rows\n    schema.file: %s\n" % q(VELIB))
@@ -332,6 +333,10 @@ def test_config_check_refuses_before_running():
          "lookup.inline: entry 1 '=75016' has an empty key"),
         ("lookup.inline", {"lookup.inline": ["16107=1", "32017=2", "16107=3"]},
          "lookup.inline: entries 1 and 3 both give key '16107'"),
+        ("lookup.default", {"lookup.inline": ["16107=75016"], "lookup.missing": "drop",
+                            "lookup.default": "?"},
+         "lookup.default is used only with lookup.missing: default (it is drop): set "
+         "lookup.missing: default, or remove lookup.default"),
         # Independent mistakes are all reported, in one message (the check
         # callback has one), at the key of the first.
         ("filter.values", {"filter.values": ["16107"], "lookup.inline": ["16107=75016", "32017"]},
@@ -359,8 +364,11 @@ def test_contradictory_filters_and_empty_tables_fail_at_start():
     starts (the connector fails with the reason, file:line:column for the
     schema): a min above a max on one field (in one filter or two), an
     empty in, and a lookup table in which every key would miss (no entries,
-    or none with a value); conditions that can hold, and an empty file that
-    lookup.inline completes, run."""
+    or none with a value), a default that no miss would use (lookup.default
+    while the schema's missing is not default and lookup.missing is not set;
+    a field default with a missing that is not default, in the schema or
+    set by lookup.missing); conditions that can hold, an empty file that
+    lookup.inline completes, and defaults that a miss uses, run."""
     with tempfile.TemporaryDirectory(prefix="spoke-sm-") as tmp:
         def path(name, text):
             p = os.path.join(tmp, name)
@@ -373,6 +381,10 @@ def test_contradictory_filters_and_empty_tables_fail_at_start():
         header_only = path("header.csv", "stationCode,postcode\n")
         no_values = path("novalues.csv", "stationCode,postcode\n16107,\n32017,\n")
         empty_json = path("empty.json", "{}")
+        lkd = ("fields:\n  - {name: stationCode, type: string}\n"
+               "  - name: postcode\n    type: string\n    default: \"?\"\n"
+               "    lookup: {key: stationCode%s}\n")
+        inline = {"lookup.inline": ["16107=75016"]}
         bad = [  # name, schema text, extra config, (where in the schema, reason): the
                  # error is at the start of the marker's last token (the YAML node)
             ("minmax", base + "filters:\n  - {field: a, min: 5, max: 1}\n", {},
@@ -394,11 +406,29 @@ def test_contradictory_filters_and_empty_tables_fail_at_start():
                     "has a value" % no_values)),
             ("emptyjson", lk % "", {"lookup.file": empty_json},
              (None, "the table (%s) is empty: it has no entries" % empty_json)),
+            ("lkdefault", lk % ", missing: null", dict(inline, **{"lookup.default": "?"}),
+             (None, "lookup.default is used only with missing: default, and field 'postcode' "
+                    "has missing: null in the schema (lookup.missing is not set): set "
+                    "lookup.missing: default, or remove lookup.default")),
+            ("lkdefault2", lk % "", dict(inline, **{"lookup.default": ""}),
+             (None, "lookup.default is used only with missing: default, and field 'postcode' "
+                    "has missing: null in the schema")),
+            ("fielddefault", lkd % ", missing: drop", inline,
+             ("{key", "field 'postcode': lookup: a default is used only with missing: default "
+                      "(here missing: drop): set missing: default, or remove the field's "
+                      "default")),
+            ("fielddefault2", lkd % "", dict(inline, **{"lookup.missing": "error"}),
+             ("{key", "field 'postcode': lookup: a default is used only with missing: default "
+                      "(lookup.missing is error): set lookup.missing: default, or remove the "
+                      "field's default")),
         ]
         good = [
             ("equal", base + "filters:\n  - {field: a, min: 3, max: 3}\n  - {field: s, in: [x]}\n",
              {}),
             ("patched", lk % "", {"lookup.file": header_only, "lookup.inline": ["16107=75016"]}),
+            ("lkdefaultok", lk % ", missing: default", dict(inline, **{"lookup.default": "?"})),
+            ("fielddefaultok", lkd % "", dict(inline, **{"lookup.missing": "default"})),
+            ("fielddefaultover", lkd % ", missing: default", dict(inline, **{"lookup.missing": "drop"})),
         ]
         text = "connectors:\n"
         for name, schema, keys in [(n, sc, k) for n, sc, k, _ in bad] + good:

@@ -759,12 +759,76 @@ static void lookups_and_filters(void)
         CHECK_STR(map_text(m, "{\"code\":3}", 10), "{\"code\":3,\"pc\":0}");
         sm_mapper_free(m);
     }
+    /* lookup.default is used only with missing: default: with another
+     * lookup.missing, or none and another missing in the schema, it is
+     * refused, not left unused. */
     o.lookup_missing = "drop";
+    m = mk_opts(ys, &o, err, sizeof(err));
+    CHECK_MSG(!m && CONTAINS(err, "lookup.default is used only with lookup.missing: default (it "
+                             "is drop): set lookup.missing: default, or remove lookup.default"),
+              "%s", m ? "(accepted)" : err);
+    sm_mapper_free(m);
+    o.lookup_missing = NULL;
+    m = mk_opts(ys, &o, err, sizeof(err));
+    CHECK_MSG(!m && CONTAINS(err, "lookup.default is used only with missing: default, and field "
+                             "'pc' has missing: null in the schema (lookup.missing is not set): "
+                             "set lookup.missing: default, or remove lookup.default"),
+              "%s", m ? "(accepted)" : err);
+    sm_mapper_free(m);
+    m = mk_opts("fields:\n  - {name: code, type: long}\n  - name: pc\n    type: int\n"
+                "    default: 1\n    lookup: {key: code, missing: default}\n", &o, err, sizeof(err));
+    CHECK_MSG(m != NULL, "%s", err);
+    if (m) {
+        CHECK_STR(map_text(m, "{\"code\":3}", 10), "{\"code\":3,\"pc\":0}");
+        sm_mapper_free(m);
+    }
+    o.lookup_missing = "drop";
+    o.lookup_default = NULL;
     m = mk_opts(ys, &o, err, sizeof(err));
     if (m) {
         CHECK_STR(map_text(m, "{\"code\":3}", 10), "DROP");
         sm_mapper_free(m);
     }
+    /* The field's default in the schema, the same: usable when the
+     * schema's missing is default (a connector may choose another policy),
+     * else refused unless lookup.missing makes it default. */
+    const char *yd = "fields:\n  - {name: code, type: long}\n"
+                     "  - name: pc\n    type: int\n    default: 7\n    lookup: {key: code%s}\n";
+    char yb[512];
+    snprintf(yb, sizeof(yb), yd, "");
+    o = (struct sm_opts){ .lookup_inline = inl, .nlookup_inline = 2 };
+    m = mk_opts(yb, &o, err, sizeof(err));
+    CHECK_MSG(!m && CONTAINS(err, "schema.yaml:6:13: field 'pc': lookup: a default is used only "
+                             "with missing: default (here missing: null): set missing: default, "
+                             "or remove the field's default"), "%s", m ? "(accepted)" : err);
+    sm_mapper_free(m);
+    o.lookup_missing = "drop";
+    m = mk_opts(yb, &o, err, sizeof(err));
+    CHECK_MSG(!m && CONTAINS(err, "field 'pc': lookup: a default is used only with missing: "
+                             "default (lookup.missing is drop): set lookup.missing: default, or "
+                             "remove the field's default"), "%s", m ? "(accepted)" : err);
+    sm_mapper_free(m);
+    o.lookup_missing = "default";
+    m = mk_opts(yb, &o, err, sizeof(err));
+    CHECK_MSG(m != NULL, "%s", err);
+    if (m) {
+        CHECK_STR(map_text(m, "{\"code\":3}", 10), "{\"code\":3,\"pc\":7}");
+        sm_mapper_free(m);
+    }
+    snprintf(yb, sizeof(yb), yd, ", missing: default");
+    o.lookup_missing = "drop";
+    m = mk_opts(yb, &o, err, sizeof(err));
+    CHECK_MSG(m != NULL, "%s", err);
+    if (m) {
+        CHECK_STR(map_text(m, "{\"code\":3}", 10), "DROP");
+        sm_mapper_free(m);
+    }
+    /* A default inside lookup: is not a key of it. */
+    o = (struct sm_opts){ .lookup_inline = inl, .nlookup_inline = 2 };
+    m = mk_opts("fields:\n  - {name: code, type: long}\n  - name: pc\n    type: int\n"
+                "    lookup: {key: code, missing: null, default: 7}\n", &o, err, sizeof(err));
+    CHECK_MSG(!m && CONTAINS(err, "unknown key 'default'"), "%s", m ? "(accepted)" : err);
+    sm_mapper_free(m);
     /* Table errors are positioned. */
     o = (struct sm_opts){ .lookup_inline = (const char *[]){ "1=x" }, .nlookup_inline = 1 };
     m = mk_opts(ys, &o, err, sizeof(err));
@@ -837,9 +901,19 @@ static void opts_check(void)
     snprintf(tail, sizeof(tail), "; and %zu more problems", 40 - shown);
     CHECK_MSG(strlen(err) > strlen(tail) && !strcmp(err + strlen(err) - strlen(tail), tail),
               "%s", err);
+    /* lookup.default with a lookup.missing that never uses it; without
+     * lookup.missing, only the start can tell (the schema's missing). */
+    o = (struct sm_opts){ .filter_field = "a", .lookup_missing = "error", .lookup_default = "" };
+    CHECK(sm_opts_check(&o, &key, err, sizeof(err)) == SPOKE_ERR_INVALID);
+    CHECK_STR(err, "filter.field 'a' needs filter.values (the values of the field to keep); "
+              "lookup.default is used only with lookup.missing: default (it is error): set "
+              "lookup.missing: default, or remove lookup.default");
     o = (struct sm_opts){ .filter_field = "a", .filter_values = vals, .nfilter_values = 1,
-                          .lookup_inline = inl, .nlookup_inline = 1 };
+                          .lookup_inline = inl, .nlookup_inline = 1, .lookup_missing = "default",
+                          .lookup_default = "x" };
     key = "x";
+    CHECK(sm_opts_check(&o, &key, err, sizeof(err)) == SPOKE_OK && key == NULL);
+    o.lookup_missing = NULL;
     CHECK(sm_opts_check(&o, &key, err, sizeof(err)) == SPOKE_OK && key == NULL);
 }
 
