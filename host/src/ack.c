@@ -26,6 +26,7 @@ struct origin {
     atomic_int pending;       /* units still in flight */
     atomic_int failed;        /* some unit was abandoned */
     int finished;             /* under t->lock: every unit ended */
+    int replayed;             /* an earlier run of its source emitted it already */
 };
 
 /*
@@ -76,6 +77,9 @@ struct tracker {
     struct origin_chunk *tail;
     unsigned tail_i;          /* next free slot of tail */
     _Atomic uint64_t added;   /* entries ever published */
+    struct positions last;    /* the furthest position added per partition */
+    size_t last_i;            /* where last found the previous one */
+    struct positions replay;  /* positions up to which entries are replays */
     /* Under lock. */
     struct origin_chunk *head;
     unsigned head_i;          /* oldest unpopped slot of head */
@@ -132,6 +136,8 @@ static void tracker_destroy(struct tracker *t)
     }
     free(t->spare);
     free(t->done.v);
+    free(t->last.v);
+    free(t->replay.v);
     free(t);
 }
 
@@ -146,6 +152,78 @@ void tracker_release(struct tracker *t)
     if (gone)
         tracker_destroy(t);
 }
+
+static int positions_put(struct positions *p, const char *part, int64_t off);
+
+/* Appender side: an entry at (part, off) is a replay when an earlier run
+ * of the source got that far in part. Positions grow within a partition:
+ * once one passes, the partition is done with. */
+static int replay_check(struct tracker *t, const char *part, int64_t off)
+{
+    struct positions *r = &t->replay;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->v[i].part == part) {
+            if (off <= r->v[i].off)
+                return 1;
+            r->v[i] = r->v[--r->n];
+            return 0;
+        }
+    }
+    return 0;
+}
+
+/* Appender side: (part, off) was added; last keeps the furthest position
+ * per partition (positions grow within one: the last added). Without
+ * memory, the replays after a restart are not recognized (as before the
+ * table existed): nothing is lost. */
+static void note_last(struct tracker *t, const char *part, int64_t off)
+{
+    struct positions *p = &t->last;
+    if (t->last_i < p->n && p->v[t->last_i].part == part) {
+        if (off > p->v[t->last_i].off)
+            p->v[t->last_i].off = off;
+        return;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        if (p->v[i].part == part) {
+            if (off > p->v[i].off)
+                p->v[i].off = off;
+            t->last_i = i;
+            return;
+        }
+    }
+    if (positions_put(p, part, off) == 0)
+        t->last_i = p->n - 1;
+}
+
+void tracker_replay_set(struct tracker *t, const char *partition, int64_t upto)
+{
+    if (!partition)
+        return;
+    struct positions *r = &t->replay;
+    for (size_t i = 0; i < r->n; i++) {
+        if (r->v[i].part == partition) {
+            if (upto > r->v[i].off)
+                r->v[i].off = upto;
+            return;
+        }
+    }
+    (void)positions_put(r, partition, upto);
+}
+
+void tracker_replay_inherit(struct tracker *dst, const struct tracker *src)
+{
+    /* What src's run emitted, and what it had yet to replay of the run
+     * before it (a restart in the middle of a replay). dst may be src:
+     * only dst->replay grows, and it is read by index. */
+    for (size_t i = 0; i < src->last.n; i++)
+        tracker_replay_set(dst, src->last.v[i].part, src->last.v[i].off);
+    if (dst != src)
+        for (size_t i = 0; i < src->replay.n; i++)
+            tracker_replay_set(dst, src->replay.v[i].part, src->replay.v[i].off);
+}
+
+int origin_replayed(const struct origin *o) { return o->replayed; }
 
 struct origin *tracker_add(struct tracker *t, const char *partition, int64_t offset,
                            int64_t born_ns)
@@ -173,6 +251,9 @@ struct origin *tracker_add(struct tracker *t, const char *partition, int64_t off
     atomic_init(&o->pending, 1);
     atomic_init(&o->failed, 0);
     o->finished = 0;
+    o->replayed = t->replay.n && partition ? replay_check(t, partition, offset) : 0;
+    if (partition)
+        note_last(t, partition, offset);
     atomic_store_explicit(&t->added, n + 1, memory_order_release);
     return o;
 }
@@ -266,7 +347,7 @@ static int pop_finished_locked(struct tracker *t)
     }
     if (advanced)
         t->generation++;
-    if (idle_locked(t))
+    if (unpopped_locked(t) == 0) /* idle, or settled (tracker_wait_settled) */
         pthread_cond_broadcast(&t->idle);
     return t->released && idle_locked(t);
 }
@@ -446,19 +527,31 @@ void tracker_committed(struct tracker *t,
     pthread_mutex_unlock(&t->lock);
 }
 
-int tracker_wait_idle(struct tracker *t, int64_t deadline_ms)
+static int wait_until(struct tracker *t, int64_t deadline_ms, int (*done)(struct tracker *))
 {
     pthread_mutex_lock(&t->lock);
-    while (!idle_locked(t)) {
+    while (!done(t)) {
         if (clock_mono_ms() >= deadline_ms)
             break;
         struct timespec ts;
         clock_deadline_ts(&ts, deadline_ms);
         pthread_cond_timedwait(&t->idle, &t->lock, &ts);
     }
-    int idle = idle_locked(t);
+    int ok = done(t);
     pthread_mutex_unlock(&t->lock);
-    return idle;
+    return ok;
+}
+
+static int settled_locked(struct tracker *t) { return unpopped_locked(t) == 0; }
+
+int tracker_wait_idle(struct tracker *t, int64_t deadline_ms)
+{
+    return wait_until(t, deadline_ms, idle_locked);
+}
+
+int tracker_wait_settled(struct tracker *t, int64_t deadline_ms)
+{
+    return wait_until(t, deadline_ms, settled_locked);
 }
 
 /* ---- offset store ---- */

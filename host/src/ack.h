@@ -33,6 +33,16 @@ struct tracker *tracker_new(const char *connector);
  * append takes no lock, and allocates once per chunk of entries. */
 struct origin *tracker_add(struct tracker *t, const char *partition, int64_t offset,
                            int64_t born_ns);
+/* Replays: a source task that starts again (a restart, a FAILED consumer's
+ * replay, a new config) resumes from its committed offsets, so it emits
+ * again what its previous run emitted past them. Entries added at or before
+ * upto in partition are marked replayed (origin_replayed), until one passes
+ * it. Appender side: call before the appender starts. */
+void tracker_replay_set(struct tracker *t, const char *partition, int64_t upto);
+/* tracker_replay_set for the furthest position src's appender added in
+ * each partition, and src's own marks not passed yet (dst may be src).
+ * src's appender must have stopped. */
+void tracker_replay_inherit(struct tracker *dst, const struct tracker *src);
 /* Drops the owner's reference; the tracker lives on until no origin uses it. */
 void tracker_release(struct tracker *t);
 /* Entries not yet committed (in flight), and the records holds hold. */
@@ -49,6 +59,9 @@ void tracker_committed(struct tracker *t,
 /* Blocks until nothing is in flight and no hold stands, or the deadline
  * (mono ms) passes. Returns 1 when drained. */
 int tracker_wait_idle(struct tracker *t, int64_t deadline_ms);
+/* Blocks until every record was delivered, abandoned or taken into a
+ * hold (the holds may stand), or the deadline passes. 1 when so. */
+int tracker_wait_settled(struct tracker *t, int64_t deadline_ms);
 
 /* ---- holds: a stateful transform's claim on commits ----
  *
@@ -92,6 +105,9 @@ void origins_done(struct origin **os, size_t n);
  * offset. Valid while the caller holds a unit of o. */
 void origin_position(const struct origin *o, const char **source, const char **partition,
                      int64_t *offset);
+/* Whether an earlier run of o's source emitted o's position already
+ * (tracker_replay_set). */
+int origin_replayed(const struct origin *o);
 /* born_ns given to tracker_add. */
 int64_t origin_born_ns(const struct origin *o);
 

@@ -617,6 +617,7 @@ json_t *ctl_offsets_alter(struct runtime *rt, const char *name, json_t *body, st
                 offsets_set(rt->offsets, name, part,
                             json_integer_value(json_object_get(o, "offset")));
         }
+        rt_forget_replays(inst);
         char err[256];
         if (offsets_flush(rt->offsets, err, sizeof(err)) != 0) {
             set_err(e, 500, "cannot write offsets: %s", err);
@@ -639,6 +640,7 @@ json_t *ctl_offsets_reset(struct runtime *rt, const char *name, struct ctl_err *
         inst = NULL;
     if (inst) {
         offsets_forget(rt->offsets, name);
+        rt_forget_replays(inst);
         char err[256];
         if (offsets_flush(rt->offsets, err, sizeof(err)) != 0) {
             set_err(e, 500, "cannot write offsets: %s", err);

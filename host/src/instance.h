@@ -106,6 +106,13 @@ struct spoke_instance {
 
     struct rqueue *inq;             /* transforms and sinks */
     struct tracker *tracker;        /* sources */
+    /* Sources: the tracker of the previous run when the next one gets a
+     * new tracker (a FAILED consumer's replay, a new config, a stop), so
+     * that what it emits again is marked replayed (ack.h); and the same
+     * for a restart that keeps the tracker. Under rt->lock. */
+    struct tracker *replay_src;
+    int replay_self;
+    int restarting;                 /* restart_one: halting to start again */
 
     pthread_t thread;
     int has_thread;
@@ -152,6 +159,7 @@ struct spoke_instance {
      * this run, so a restart replays the input and derives it again. */
     struct tracker *out;
     uint64_t out_seq;
+    uint64_t out_hwm;               /* the furthest out_seq of an earlier run */
     struct pending_snap {
         struct buf file;            /* header, positions and state: the .snap */
         struct inst_hold *holds;
@@ -162,7 +170,7 @@ struct spoke_instance {
         int64_t check_at_ms;        /* next gate check (mono) */
         int64_t since_ms;           /* when it was taken */
     } snap;
-    int gate_blocked;               /* said: no snapshot again in this run */
+    atomic_int gate_blocked;        /* said: no snapshot again in this run */
     int gate_lost;                  /* an output went out untracked (out of memory) */
     struct covered_pos *covered;    /* stateful: positions processed so far */
     size_t ncovered, capcovered;

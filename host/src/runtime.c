@@ -1030,6 +1030,25 @@ static int replayed(struct spoke_instance *inst, const char *source, const char 
     return 0;
 }
 
+/*
+ * A replayed record (its source emitted it in an earlier run of its task:
+ * a restart, a FAILED consumer's replay, a new config) at or before the
+ * furthest position processed in its partition: processed already. A
+ * partition's records reach a consumer in order, so the first copy came
+ * before the replay unless it was discarded on the way (a FAILED consumer
+ * upstream), and then the position processed stayed behind it. Without
+ * this, a healthy aggregator beside a FAILED sink counted the replay that
+ * sink needed a second time.
+ */
+static int processed_already(const struct spoke_instance *inst, const char *source,
+                             const char *part, int64_t off)
+{
+    for (size_t i = 0; i < inst->ncovered; i++)
+        if (inst->covered[i].source == source && inst->covered[i].part == part)
+            return off <= inst->covered[i].off;
+    return 0;
+}
+
 /* A stateful transform folded rec into its state: its source's tracker
  * commits nothing from rec on until a snapshot is durable (a hold per
  * tracker), and rec's unit ends with the next flush_acks. */
@@ -1273,7 +1292,11 @@ static int source_loop(struct spoke_instance *inst)
 static void source_finish(struct spoke_instance *inst)
 {
     int64_t deadline = clock_mono_ms() + inst->rt->ws.shutdown_timeout_ms;
-    if (!tracker_wait_idle(inst->tracker, deadline))
+    /* Restarting, it keeps its tracker: what stateful transforms hold
+     * commits when their snapshots do, without keeping the restart (and
+     * the REST call) waiting for them. */
+    if (inst->restarting ? !tracker_wait_settled(inst->tracker, deadline)
+                         : !tracker_wait_idle(inst->tracker, deadline))
         LOG_W(inst->name, "%zu records still in flight after %lld ms; their offsets are not "
               "committed and they will be replayed after a restart",
               tracker_inflight(inst->tracker), inst->rt->ws.shutdown_timeout_ms);
@@ -1312,7 +1335,9 @@ static int transform_records(struct spoke_instance *inst, struct spoke_record **
         int64_t off = 0;
         if (stateful && rec->origin) {
             origin_position(rec->origin, &src, &part, &off);
-            if (part && inst->nreplay && replayed(inst, src, part, off)) {
+            if (part && ((inst->nreplay && replayed(inst, src, part, off)) ||
+                         (origin_replayed(rec->origin) &&
+                          processed_already(inst, src, part, off)))) {
                 atomic_fetch_add(&inst->replayed_skipped, 1);
                 recs[i] = NULL;
                 rec_ack(rec);
@@ -1790,11 +1815,21 @@ static void *inst_thread(void *arg)
         fail(inst, "init", rc, err);
         return NULL;
     }
-    if (d->snapshot && inst->kind == SPOKE_KIND_TRANSFORM &&
-        !(inst->out = tracker_new(inst->name))) {
-        fail(inst, "start", SPOKE_ERR_NOMEM, "cannot allocate the output tracker");
-        goto out;
+    if (d->snapshot && inst->kind == SPOKE_KIND_TRANSFORM) {
+        struct tracker *out = tracker_new(inst->name);
+        pthread_mutex_lock(&inst->lock); /* gate_lost_rows reads it */
+        inst->out = out;
+        pthread_mutex_unlock(&inst->lock);
+        if (!out) {
+            fail(inst, "start", SPOKE_ERR_NOMEM, "cannot allocate the output tracker");
+            goto out;
+        }
     }
+    /* Restored, it emits again (numbered as before) rows an earlier run
+     * emitted: marked replayed, a stateful consumer that has them skips
+     * them. */
+    if (inst->out && inst->out_hwm)
+        tracker_replay_set(inst->out, inst_out_part, (int64_t)inst->out_hwm);
     /* What an earlier run of the task read from a snapshot (or covered
      * since) is not this run's: the snapshot may be gone or refused. */
     free(inst->replay);
@@ -1826,8 +1861,13 @@ out:
     inst_flush_staging(inst);
     /* Not covered by a durable snapshot: their positions never commit. */
     end_holds(inst, 0);
-    tracker_release(inst->out); /* lives on while its records are in flight */
+    pthread_mutex_lock(&inst->lock);
+    struct tracker *gate = inst->out;
     inst->out = NULL;
+    pthread_mutex_unlock(&inst->lock);
+    tracker_release(gate); /* lives on while its records are in flight */
+    if (inst->out_seq > inst->out_hwm)
+        inst->out_hwm = inst->out_seq;
     inst->out_seq = 0;
     inst->gate_blocked = inst->gate_lost = 0;
     d->destroy(inst->st);
@@ -1842,6 +1882,7 @@ static void inst_free(struct spoke_instance *inst)
     if (inst->inq)
         router_unsubscribe(inst->rt->router, inst->inq);
     tracker_release(inst->tracker);
+    tracker_release(inst->replay_src);
     cfgval_free(inst->hcfg);
     cfgval_free(inst->pcfg);
     free(inst->fingerprint);
@@ -1987,14 +2028,27 @@ static int inst_prepare(struct spoke_instance *inst)
     char err[256];
     if (inst->kind == SPOKE_KIND_SOURCE && !inst->tracker) {
         struct tracker *t = tracker_new(inst->name);
+        struct tracker *prev = NULL;
         pthread_mutex_lock(&inst->rt->lock);
         inst->tracker = t;
+        if (t) {
+            prev = inst->replay_src;
+            inst->replay_src = NULL;
+        }
         pthread_mutex_unlock(&inst->rt->lock);
         if (!inst->tracker) {
             fail(inst, "start", SPOKE_ERR_NOMEM, "cannot allocate the delivery tracker");
             return -1;
         }
+        if (prev) {
+            /* What the previous run emitted comes again: marked replayed. */
+            tracker_replay_inherit(t, prev);
+            tracker_release(prev);
+        }
+    } else if (inst->kind == SPOKE_KIND_SOURCE && inst->replay_self) {
+        tracker_replay_inherit(inst->tracker, inst->tracker);
     }
+    inst->replay_self = 0;
     if (inst->kind != SPOKE_KIND_SOURCE && !inst->inq) {
         inst->inq = router_subscribe(inst->rt->router, inst->name, inst->in_topics, inst->nin,
                                      inst->in_regex, inst->queue_cap, err, sizeof(err));
@@ -2755,11 +2809,37 @@ static size_t check_desired(struct runtime *rt, struct desired *d, size_t n,
 
 /* Detaches a source's tracker. Status, metrics and offset commits read
  * inst->tracker under rt->lock, so the pointer changes under it too. */
-static void drop_tracker(struct spoke_instance *inst)
+static struct tracker *take_tracker(struct spoke_instance *inst)
 {
     pthread_mutex_lock(&inst->rt->lock);
     struct tracker *t = inst->tracker;
     inst->tracker = NULL;
+    pthread_mutex_unlock(&inst->rt->lock);
+    return t;
+}
+
+/* Detaches a stopped source's tracker, kept as replay_src: the next run
+ * marks what it emits again as replayed (inst_prepare). */
+static void retire_tracker(struct spoke_instance *inst)
+{
+    struct tracker *t = take_tracker(inst);
+    if (!t)
+        return;
+    pthread_mutex_lock(&inst->rt->lock);
+    struct tracker *older = inst->replay_src;
+    inst->replay_src = t;
+    pthread_mutex_unlock(&inst->rt->lock);
+    if (older) {
+        tracker_replay_inherit(t, older);
+        tracker_release(older);
+    }
+}
+
+void rt_forget_replays(struct spoke_instance *inst)
+{
+    pthread_mutex_lock(&inst->rt->lock);
+    struct tracker *t = inst->replay_src;
+    inst->replay_src = NULL;
     pthread_mutex_unlock(&inst->rt->lock);
     tracker_release(t);
 }
@@ -2801,8 +2881,10 @@ int rt_set_target(struct runtime *rt, struct spoke_instance *inst, enum conn_tar
     if (target == TARGET_STOPPED && (inst->has_thread || state != CONN_STOPPED)) {
         inst_halt(inst);
         set_state(inst, CONN_STOPPED, NULL);
-        /* Offsets may be changed while STOPPED: nothing may commit over them. */
-        drop_tracker(inst);
+        /* Offsets may be changed while STOPPED: nothing may commit over them
+         * (and when they are, rt_forget_replays: what the source reads from
+         * them is not a replay). */
+        retire_tracker(inst);
         LOG_I(inst->name, "stopped");
     } else if (target != TARGET_STOPPED && old == TARGET_STOPPED && state == CONN_STOPPED) {
         inst_start(inst);
@@ -2815,13 +2897,19 @@ int rt_set_target(struct runtime *rt, struct spoke_instance *inst, enum conn_tar
 static void restart_one(struct spoke_instance *inst)
 {
     set_state(inst, CONN_RESTARTING, NULL);
+    inst->restarting = 1; /* read by its task thread, which inst_halt joins */
     inst_halt(inst);
     atomic_fetch_add(&inst->restarts, 1);
     pthread_mutex_lock(&inst->lock);
     inst->restart_at_ms = 0;
     pthread_mutex_unlock(&inst->lock);
     LOG_I(inst->name, "restarting");
+    /* It resumes from its committed offsets: what it emitted past them
+     * comes again, marked replayed. */
+    if (inst->kind == SPOKE_KIND_SOURCE)
+        inst->replay_self = 1;
     inst_start(inst);
+    inst->restarting = 0;
 }
 
 /*
@@ -2848,19 +2936,84 @@ static void replay_blocked_sources(struct runtime *rt)
               "discarded while a consumer was FAILED");
         set_state(src, CONN_RESTARTING, NULL);
         inst_halt(src);
-        /* A fresh tracker: the blocked one keeps only what is still in flight. */
-        drop_tracker(src);
+        /* A fresh tracker: the blocked one keeps only what is still in
+         * flight. What it emits again is marked replayed, so the consumers
+         * that had it already skip it (see transform_records). */
+        retire_tracker(src);
         atomic_fetch_add(&src->restarts, 1);
         inst_start(src);
     }
     free(v);
 }
 
+/* A stateful transform some of whose rows were discarded (a consumer had
+ * FAILED): its gate is blocked, or will be at its next check. */
+static int gate_lost_rows(struct spoke_instance *t)
+{
+    if (t->kind != SPOKE_KIND_TRANSFORM || !t->plugin->snapshot || t->target == TARGET_STOPPED)
+        return 0;
+    if (atomic_load(&t->gate_blocked))
+        return 1;
+    pthread_mutex_lock(&t->lock);
+    int lost = t->out && tracker_blocked(t->out);
+    pthread_mutex_unlock(&t->lock);
+    return lost;
+}
+
+/*
+ * A stateful transform whose rows were discarded writes no snapshot any
+ * more, and its input since the last one is not committed. When a consumer
+ * runs again, it restarts from that snapshot before its sources replay that
+ * input, so the rows come again. Stopping it ends its holds unfulfilled,
+ * which discards the rows of a stateful transform upstream in turn: that
+ * one restarts too. All stop before any starts, so none of them skips
+ * rows another one emits again.
+ */
+static void rewind_stateful(struct runtime *rt)
+{
+    pthread_mutex_lock(&rt->lock);
+    size_t n = rt->nconns;
+    struct spoke_instance **v = n ? malloc(n * sizeof(*v)) : NULL;
+    if (v)
+        memcpy(v, rt->conns, n * sizeof(*v));
+    pthread_mutex_unlock(&rt->lock);
+    unsigned char *halted = n ? calloc(n, 1) : NULL;
+    for (int more = 1; v && halted && more;) {
+        more = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (halted[i] || !gate_lost_rows(v[i]))
+                continue;
+            LOG_I(v[i]->name, "restarting from its last snapshot: rows it emitted were "
+                  "discarded while a consumer was FAILED; they are derived again from the "
+                  "replayed input");
+            set_state(v[i], CONN_RESTARTING, NULL);
+            inst_halt(v[i]);
+            halted[i] = more = 1;
+        }
+    }
+    for (size_t i = 0; v && halted && i < n; i++) {
+        if (!halted[i])
+            continue;
+        atomic_fetch_add(&v[i]->restarts, 1);
+        inst_start(v[i]);
+    }
+    free(halted);
+    free(v);
+}
+
+/* A transform or sink runs again (a restart, a new config): what was
+ * discarded while it had FAILED comes again. */
+static void consumer_back(struct runtime *rt)
+{
+    rewind_stateful(rt);
+    replay_blocked_sources(rt);
+}
+
 int rt_restart(struct runtime *rt, struct spoke_instance *inst)
 {
     restart_one(inst);
     if (inst->kind != SPOKE_KIND_SOURCE && inst->target != TARGET_STOPPED)
-        replay_blocked_sources(rt);
+        consumer_back(rt);
     return 0;
 }
 
@@ -2880,6 +3033,12 @@ static struct spoke_instance *replace_conn(struct runtime *rt, struct spoke_inst
         return n;
     }
     inst_halt(old);
+    if (old->kind == SPOKE_KIND_SOURCE && n->kind == SPOKE_KIND_SOURCE) {
+        /* The new config resumes from the committed offsets too. */
+        retire_tracker(old);
+        n->replay_src = old->replay_src;
+        old->replay_src = NULL;
+    }
     /* Swap in place under rt->lock: status, metrics and REST reads see the
      * old instance or the new one, never neither, and the queue moves while
      * no reader can look at it. */
@@ -2954,6 +3113,8 @@ int rt_put(struct runtime *rt, const char *name, json_t *config, enum conn_targe
         bridge_sync(rt, &bridges);
         inst_start(n);
         bridge_launch(&bridges);
+        if (n->kind != SPOKE_KIND_SOURCE && n->target != TARGET_STOPPED)
+            consumer_back(rt);
         persist_record(rt, n);
         LOG_I(name, "%s over REST", *created ? "created" : "reconfigured");
     }
@@ -2993,6 +3154,9 @@ int rt_delete(struct runtime *rt, const char *name)
     struct bridge_list bridges = { 0 };
     bridge_sync(rt, &bridges);
     bridge_launch(&bridges);
+    /* A FAILED one blocked its sources' commits: they replay, and the
+     * consumers that had those records skip what they processed. */
+    consumer_back(rt);
     hk_kick(rt);
     return 0;
 }
@@ -3333,6 +3497,8 @@ static int apply_file(struct runtime *rt, struct buf *errs, int at_start)
               rt->ws.state_dir);
     else
         LOG_I(NULL, "reloaded: %zu unchanged, %zu stopped, %zu started", kept, stopped, started);
+    if (!at_start && (stopped || started))
+        consumer_back(rt); /* a consumer replaced or removed may have FAILED */
     rc = 0;
 out:
     for (size_t j = 0; specs && j < n; j++)

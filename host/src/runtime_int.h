@@ -99,6 +99,9 @@ int rt_set_target(struct runtime *rt, struct spoke_instance *inst, enum conn_tar
 /* Stops (if running) and starts the task again, unless the target is
  * STOPPED. */
 int rt_restart(struct runtime *rt, struct spoke_instance *inst);
+/* A STOPPED source's offsets were changed: what it reads from them next is
+ * not a replay of its previous run (see retire_tracker). */
+void rt_forget_replays(struct spoke_instance *inst);
 
 /* Writes connectors.json atomically. 0 or -1 (logged). */
 int rt_persist_save(struct runtime *rt);

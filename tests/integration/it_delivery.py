@@ -8,10 +8,12 @@ that a FAILED sink discarded are derived again after a restart, without
 counting any input twice.
 """
 import collections
+import itertools
 import json
 import os
 import signal
 
+from resttest import Api, expect
 from spoketest import Spoke, count_lines, main, metric, wait_for
 
 N = 100_000
@@ -174,6 +176,23 @@ def agg_pipeline(inp, out, emit):
 """ % (emit, out)
 
 
+def restart_spoke(sp, sink_dir):
+    """Brings a sink FAILED for want of its directory back: the host restarts."""
+    assert sp.stop() == 0, sp.log()
+    os.mkdir(sink_dir)
+    sp.start()
+
+
+def restart_sink_over_rest(sp, sink_dir):
+    """Brings the sink 'dst', FAILED for want of its directory, back with a
+    REST restart, the host running on."""
+    os.mkdir(sink_dir)
+    expect(Api(sp).call("POST", "/connectors/dst/restart"), 204)
+
+
+RECOVERIES = {"a host restart": restart_spoke, "a REST restart of the sink": restart_sink_over_rest}
+
+
 def test_rows_a_failed_sink_discarded_are_derived_again_after_a_restart():
     # The sink cannot start (its directory is missing): FAILED, and what is
     # routed to it is discarded. The aggregator has absorbed the input and
@@ -181,7 +200,11 @@ def test_rows_a_failed_sink_discarded_are_derived_again_after_a_restart():
     # input while those rows are undelivered: after a restart (the
     # directory now there) the host restores the state from before them,
     # the source replays, and the rows come again, each input counted once.
-    for mode, emit in AGG_EMITS.items():
+    # The same when only the sink restarts, over REST: the aggregator
+    # restarts from its last snapshot before the source replays.
+    for (mode, emit), (how, recover) in itertools.product(AGG_EMITS.items(),
+                                                           RECOVERIES.items()):
+        mode = "%s, %s" % (mode, how)
         with Spoke("") as sp:
             inp = os.path.join(sp.tmp, "in.ndjson")
             out = os.path.join(sp.tmp, "later", "out.ndjson")
@@ -190,7 +213,7 @@ def test_rows_a_failed_sink_discarded_are_derived_again_after_a_restart():
             with open(inp, "w") as f:
                 f.write("".join(json.dumps(r) + "\n" for r in recs))
             want = {}
-            closing = recs if mode != "final" else recs[:-1]  # c's window stays open
+            closing = recs if "final" not in mode else recs[:-1]  # c's window stays open
             for r in closing:
                 s, n = want.get(r["g"], (0, 0))
                 want[r["g"]] = (s + r["x"], n + 1)
@@ -206,9 +229,7 @@ def test_rows_a_failed_sink_discarded_are_derived_again_after_a_restart():
                 # (From tick(), a snapshot may come first: it holds the
                 # groups as changed, and restored, they are emitted again.)
                 assert sp.offsets().get("src", {}).get(inp, 0) < os.path.getsize(inp), mode
-            assert sp.stop() == 0, sp.log()
-            os.mkdir(os.path.dirname(out))
-            sp.start()
+            recover(sp, os.path.dirname(out))
 
             def last_rows():
                 rows = {}
@@ -228,11 +249,17 @@ def test_rows_a_failed_sink_discarded_are_derived_again_after_a_restart():
 
 def test_a_chain_of_stateful_transforms_derives_lost_rows_once_each():
     # count_transform (a test fixture: emits the running count after each
-    # record) feeds the aggregator, whose rows a FAILED sink discards. The
+    # record) feeds the aggregator, whose rows a FAILED sink discarded. The
     # aggregator's snapshot waits for its rows, the counter's for the
     # aggregator's snapshot: neither is written. After the restart the
-    # counts are derived again and summed once each.
+    # counts are derived again and summed once each. Restarting only the
+    # sink, over REST, restarts both from their snapshots.
     n = 50
+    for how, recover in RECOVERIES.items():
+        chain_case(n, how, recover)
+
+
+def chain_case(n, how, recover):
     with Spoke("") as sp:
         inp = os.path.join(sp.tmp, "in.ndjson")
         out = os.path.join(sp.tmp, "later", "out.ndjson")
@@ -267,16 +294,15 @@ connectors:
         sp.wait_state("dst", "FAILED")
         sp.wait_for(lambda: (metric(sp, "agg", "rows_emitted") or 0) >= n, 20,
                     "the aggregator to emit a row per count")
-        assert sp.stop() == 0, sp.log()
-        os.mkdir(os.path.dirname(out))
-        sp.start()
+        recover(sp, os.path.dirname(out))
         want = {"s": n * (n + 1) // 2, "n": n}
 
         def last_row():
             lines = open(out).read().splitlines() if os.path.exists(out) else []
             return {k: json.loads(lines[-1])[k] for k in ("s", "n")} if lines else None
         sp.wait_for(lambda: last_row() == want, 30,
-                    lambda: "last row %s after the restart, want %s" % (last_row(), want))
+                    lambda: "%s: last row %s after the restart, want %s"
+                    % (how, last_row(), want))
         sp.wait_for(lambda: sp.offsets().get("src", {}).get(inp) == os.path.getsize(inp),
                     20, "the offset at the end of the input")
         # Restarted again, nothing is replayed: the totals stay.
@@ -287,7 +313,129 @@ connectors:
             f.write('{"seq":%d}\n' % n)
         want = {"s": (n + 1) * (n + 2) // 2, "n": n + 1}
         sp.wait_for(lambda: last_row() == want, 30,
-                    lambda: "last row %s after one more record, want %s" % (last_row(), want))
+                    lambda: "%s: last row %s after one more record, want %s"
+                    % (how, last_row(), want))
+
+
+
+def counting_pipeline(inp, out, extra=""):
+    """src -> lines -> agg (a stream count and sum of x) -> totals -> dst,
+    and whatever extra adds."""
+    return source(inp) + """  - name: agg
+    connector.class: aggregator
+    topics: lines
+    topic: totals
+    aggregates: [s=sum(x), n=count()]
+    emit: update
+    emit.interval.ms: 0
+  - name: dst
+    connector.class: file_sink
+    topics: totals
+    file: %s
+""" % out + extra
+
+
+def last_total(out):
+    lines = open(out).read().splitlines() if os.path.exists(out) else []
+    return {k: json.loads(lines[-1])[k] for k in ("s", "n")} if lines else None
+
+
+def test_a_replay_for_a_failed_sibling_is_not_counted_again():
+    # 'bad' subscribes to the source's topic beside the aggregator and
+    # FAILED (its directory is missing): the source commits nothing from
+    # the first record bad discarded. When bad runs again (a REST restart,
+    # or a new config) the source replays from there, so bad gets every
+    # record; the aggregator, healthy all along, has counted them already
+    # and must not count them again. (It did: 2n after one replay.)
+    n = 2000
+    for how in ("restart", "new config"):
+        with Spoke("", start=False) as sp:
+            inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+            bad_dir = os.path.join(sp.tmp, "later")
+            with open(inp, "w") as f:
+                f.write("".join('{"x":%d}\n' % i for i in range(n)))
+            sp.write_config(counting_pipeline(inp, out, """  - name: bad
+    connector.class: file_sink
+    topics: lines
+    file: %s
+""" % os.path.join(bad_dir, "bad.ndjson")))
+            sp.start()
+            sp.wait_state("bad", "FAILED")
+            want = {"s": n * (n - 1) // 2, "n": n}
+            sp.wait_for(lambda: last_total(out) == want, 30,
+                        lambda: "%s: last row %s, want %s" % (how, last_total(out), want))
+            assert sp.offsets().get("src", {}).get(inp, 0) == 0, sp.offsets()
+            os.mkdir(bad_dir)
+            api = Api(sp)
+            if how == "restart":
+                expect(api.call("POST", "/connectors/bad/restart"), 204)
+                bad_out = os.path.join(bad_dir, "bad.ndjson")
+            else:
+                bad_out = os.path.join(bad_dir, "new.ndjson")
+                expect(api.call("PUT", "/connectors/bad/config",
+                                body={"connector.class": "file_sink", "topics": "lines",
+                                      "file": bad_out}), 200)
+            sp.wait_for(lambda: count_lines(bad_out) == n, 30,
+                        "%s: the replay to reach bad" % how)
+            sp.wait_for(lambda: sp.offsets().get("src", {}).get(inp) == os.path.getsize(inp),
+                        20, "%s: the offset at the end of the input" % how)
+            # Every replayed record reached the aggregator, and was skipped.
+            sp.wait_for(lambda: (sp.connector("agg").get("metrics") or {})
+                        .get("replayed_skipped") == n, 20,
+                        lambda: "%s: agg's replayed_skipped == %d (now %r), last row %s" % (
+                            how, n, (sp.connector("agg").get("metrics") or {})
+                            .get("replayed_skipped"), last_total(out)))
+            assert last_total(out) == want, (how, last_total(out))
+            with open(bad_out) as f:
+                assert sorted(json.loads(l)["x"] for l in f) == list(range(n)), how
+            # What comes after the replay counts.
+            with open(inp, "a") as f:
+                f.write('{"x":%d}\n' % n)
+            want = {"s": n * (n + 1) // 2, "n": n + 1}
+            sp.wait_for(lambda: last_total(out) == want, 30,
+                        lambda: "%s: last row %s after one more record, want %s"
+                        % (how, last_total(out), want))
+
+
+def test_a_source_restarted_over_rest_is_not_counted_again():
+    # The aggregator holds its source's commits back until its next
+    # snapshot (a minute away here): a REST restart of the source resumes
+    # from the committed offset, so every record comes again. The
+    # aggregator has them all and skips them; then it counts what follows.
+    # The restart does not wait for those held records (it waited for
+    # shutdown.timeout.ms, longer here than the REST call's 30 s timeout).
+    n = 1000
+    with Spoke("", start=False, extra_worker={"shutdown.timeout.ms": 60000}) as sp:
+        inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
+        with open(inp, "w") as f:
+            f.write("".join('{"x":%d}\n' % i for i in range(n)))
+        sp.write_config(counting_pipeline(inp, out).replace(
+            "    emit.interval.ms: 0\n", "    emit.interval.ms: 0\n    snapshot.interval.ms: 60000\n"))
+        sp.start()
+        want = {"s": n * (n - 1) // 2, "n": n}
+        sp.wait_for(lambda: last_total(out) == want, 30,
+                    lambda: "last row %s, want %s" % (last_total(out), want))
+        assert sp.offsets().get("src", {}).get(inp, 0) == 0, sp.offsets()
+        expect(Api(sp).call("POST", "/connectors/src/restart"), 204)
+        sp.wait_for(lambda: (sp.connector("agg").get("metrics") or {})
+                    .get("replayed_skipped") == n, 20,
+                    lambda: "agg's replayed_skipped == %d (now %r), last row %s" % (
+                        n, (sp.connector("agg").get("metrics") or {}).get("replayed_skipped"),
+                        last_total(out)))
+        assert last_total(out) == want, last_total(out)
+        with open(inp, "a") as f:
+            f.write('{"x":%d}\n' % n)
+        want = {"s": n * (n + 1) // 2, "n": n + 1}
+        sp.wait_for(lambda: last_total(out) == want, 30,
+                    lambda: "last row %s after one more record, want %s" % (last_total(out), want))
+        # Stopped, the state is snapshotted: restarted, it counts on.
+        assert sp.stop() == 0, sp.log()
+        sp.start()
+        with open(inp, "a") as f:
+            f.write('{"x":%d}\n' % (n + 1))
+        want = {"s": (n + 1) * (n + 2) // 2, "n": n + 2}
+        sp.wait_for(lambda: last_total(out) == want, 30,
+                    lambda: "last row %s after a host restart, want %s" % (last_total(out), want))
 
 
 if __name__ == "__main__":

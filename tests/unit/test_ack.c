@@ -432,6 +432,54 @@ static void append_while_completing(void)
     tracker_release(r.t);
 }
 
+/* A run after a restart: positions its previous run added are marked
+ * replayed, per partition, until one passes them; a restart in the middle
+ * of a replay keeps the furthest mark; a fresh tracker inherits both. */
+static void replays_are_marked(void)
+{
+    struct tracker *t = tracker_new("src");
+    const char *a = intern_str("a"), *b = intern_str("b");
+    struct origin *o[8];
+    size_t n = 0;
+    o[n++] = tracker_add(t, a, 10, 0);
+    o[n++] = tracker_add(t, b, 5, 0);
+    o[n++] = tracker_add(t, a, 20, 0);
+    o[n++] = tracker_add(t, NULL, 0, 0);
+    for (size_t i = 0; i < n; i++)
+        CHECK(!origin_replayed(o[i]));
+    /* Restart with the same tracker: up to a@20 and b@5. */
+    tracker_replay_inherit(t, t);
+    struct origin *r1 = tracker_add(t, a, 10, 0);
+    struct origin *r2 = tracker_add(t, b, 5, 0);
+    struct origin *r3 = tracker_add(t, NULL, 0, 0);
+    struct origin *r4 = tracker_add(t, b, 6, 0);  /* past b's mark */
+    struct origin *r5 = tracker_add(t, b, 4, 0);  /* b is done with */
+    CHECK(origin_replayed(r1));
+    CHECK(origin_replayed(r2));
+    CHECK(!origin_replayed(r3));
+    CHECK(!origin_replayed(r4));
+    CHECK(!origin_replayed(r5));
+    /* Restarted again before a passed 20: the mark stays at 20, not 10. */
+    tracker_replay_inherit(t, t);
+    struct tracker *u = tracker_new("src");
+    tracker_replay_inherit(u, t);  /* a new tracker for the next run */
+    struct origin *u1 = tracker_add(u, a, 15, 0);
+    struct origin *u2 = tracker_add(u, b, 6, 0);
+    struct origin *u3 = tracker_add(u, a, 21, 0);
+    CHECK(origin_replayed(u1));
+    CHECK(origin_replayed(u2));
+    CHECK(!origin_replayed(u3));
+    struct origin *all[] = { o[0], o[1], o[2], o[3], r1, r2, r3, r4, r5 };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+        origin_done(all[i], 1);
+    origin_done(u1, 1);
+    origin_done(u2, 1);
+    origin_done(u3, 1);
+    CHECK(committed(t, a) == 10 && committed(t, b) == 4);
+    tracker_release(t);
+    tracker_release(u);
+}
+
 int main(void)
 {
     RUN(commit_only_after_ack);
@@ -447,6 +495,7 @@ int main(void)
     RUN(holds_of_two_transforms);
     RUN(hold_covers_an_earlier_record);
     RUN(released_tracker_outlives_its_holds);
+    RUN(replays_are_marked);
     RUN(offset_store_roundtrip);
     intern_free_all();
     return TEST_REPORT();
