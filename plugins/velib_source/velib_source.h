@@ -45,7 +45,8 @@ struct vs_info_notes {
  * without an integer station_id are skipped, a field of another type is
  * left out; both are counted in *notes, never silent). *out is a new table
  * owned by the caller. 0, or -1 with errstr set (a number beyond 64 bits
- * or a double is named with its place, as vs_feed_parse does). */
+ * or a double where the table reads it is named with its place, and
+ * ignored elsewhere, as vs_feed_parse does). */
 int vs_info_parse_notes(struct sj_parser *p, const void *body, size_t len, struct vs_info **out,
                         struct vs_info_notes *notes, char *errstr, size_t errstr_size);
 /* vs_info_parse_notes, with only the count of skipped entries. */
@@ -98,7 +99,11 @@ void vs_feed_free(struct vs_feed *f);
 /* Parses and fully validates the JSON body[0..len), then reads the
  * top-level shape: an object with an integer lastUpdatedOther (or
  * last_updated), an optional integer ttl and a data.stations array. The
- * body is not needed after the call. 0, or -1 with errstr set. */
+ * body is not needed after the call. 0, or -1 with errstr set. A number
+ * beyond 64 bits or a double is an error named with its place where the
+ * plugin reads it (top-level fields it reads, a station's members), and
+ * ignored elsewhere (the document is parsed again from a copy where it is
+ * 0: only after simdjson refused it). */
 int vs_feed_parse(struct vs_feed *f, const void *body, size_t len, struct vs_header *hdr,
                   char *errstr, size_t errstr_size);
 /* The same, where cap bytes are readable at body (cap >= len): with

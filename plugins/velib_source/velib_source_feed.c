@@ -264,8 +264,12 @@ static int find_stations(const struct sj_value *root, struct sj_value *stations,
  * RFC 8259 lets a number have any size; simdjson refuses an integer outside
  * [-2^63, 2^64) and a number beyond a double's range ("Problem while
  * parsing a number"), so a whole document fails for one such value. What
- * follows finds that value again, only after such a failure, to say which
- * one it is and where, as the check does for values of a wrong type.
+ * follows, run only after such a failure (a valid document costs nothing
+ * more), finds those values again. One at a place the plugin reads is said
+ * with its place, as the check says a value of a wrong type; one that
+ * nothing reads (a member the plugin ignores, a nested extra field, which
+ * is not carried) must not cost the snapshot: the document is parsed again
+ * from a copy where such numbers are 0.
  */
 
 #define LOC_DEPTH 96        /* deeper than the parser's limit (64) */
@@ -384,14 +388,70 @@ static int loc_in_station(const struct loc_frame *fr, int depth)
            !fr[2].is_obj && fr[3].is_obj;
 }
 
+/* Which document a scan reads: what the plugin reads of it differs. */
+enum loc_doc {
+    LOC_STATUS,         /* station_status without station_information */
+    LOC_STATUS_INFO,    /* station_status joined: name, lat, lon, capacity are known */
+    LOC_INFO            /* station_information */
+};
+
+static int loc_key_is(const struct loc_frame *f, const char *key, size_t len)
+{
+    return f->is_obj && f->klen == len && !memcmp(f->key, key, len);
+}
+#define LOC_KEY_IS(f, lit) loc_key_is(f, lit, sizeof(lit) - 1)
+
+/*
+ * Whether the plugin reads the value at frames [0, depth) or one holding
+ * it, where a number out of range is an error: the document itself, the
+ * top-level members the plugin reads (data; lastUpdatedOther, last_updated
+ * and ttl in station_status), data.stations and its elements, and a
+ * station's members: in station_status every one (known fields and extras
+ * alike: a scalar extra is carried) and anything within a known field; in
+ * station_information station_id, name, lat, lon and capacity and anything
+ * within them. Elsewhere nothing reads it: in a document that is not an
+ * object, or whose data or stations has another type, the shape is refused
+ * for that anyway.
+ */
+static int loc_used(const struct loc_frame *fr, int depth, enum loc_doc doc)
+{
+    if (depth == 0)
+        return 1;
+    if (depth == 1)
+        return LOC_KEY_IS(&fr[0], "data") ||
+               (doc != LOC_INFO && (LOC_KEY_IS(&fr[0], "lastUpdatedOther") ||
+                                    LOC_KEY_IS(&fr[0], "last_updated") ||
+                                    LOC_KEY_IS(&fr[0], "ttl")));
+    if (!LOC_KEY_IS(&fr[0], "data") || !LOC_KEY_IS(&fr[1], "stations"))
+        return 0;
+    if (depth <= 3)
+        return depth == 2 || !fr[2].is_obj;
+    if (fr[2].is_obj || !fr[3].is_obj)
+        return 0;
+    if (doc == LOC_INFO)
+        return LOC_KEY_IS(&fr[3], "station_id") || LOC_KEY_IS(&fr[3], "name") ||
+               LOC_KEY_IS(&fr[3], "lat") || LOC_KEY_IS(&fr[3], "lon") ||
+               LOC_KEY_IS(&fr[3], "capacity");
+    if (depth == 4)
+        return 1;
+    /* Not known_field(): a second caller would keep it out of check_pass. */
+    for (int k = 0; k < (doc == LOC_STATUS_INFO ? F_KNOWN : F_INFO_FIRST); k++)
+        if (loc_key_is(&fr[3], known[k].name, known[k].len))
+            return 1;
+    return 0;
+}
+
 /*
  * Looks in the document p[0..n), which the parser refused over a number,
- * for the first number it cannot hold. 0 with errstr naming it ("wrong
- * shape: station #3 (stationCode 14111): num_bikes_available is out of
- * range (...)"), or -1 when there is none (the number was malformed, or
- * the document is broken otherwise: the parser's message says it).
+ * for the numbers it cannot hold. 1 with errstr naming the first one at a
+ * place the plugin reads (loc_used): "wrong shape: station #3 (stationCode
+ * 14111): num_bikes_available is out of range (...)". Otherwise 0, each one
+ * found elsewhere written as 0 (then spaces) in q, a copy of p, and
+ * counted in *nzeroed: none when the number was malformed or the document
+ * is broken otherwise, which the parser says.
  */
-static int number_out_of_range(const char *p, size_t n, char *errstr, size_t errstr_size)
+static int number_out_of_range(const char *p, size_t n, enum loc_doc doc, char *q,
+                               size_t *nzeroed, char *errstr, size_t errstr_size)
 {
     struct loc_frame fr[LOC_DEPTH], *top;
     int depth = 0, found = 0, in_station = 0, integer = 0;
@@ -436,7 +496,11 @@ static int number_out_of_range(const char *p, size_t n, char *errstr, size_t err
             int out = 0;
             if (!(j = loc_number(p, i, n, &out)))
                 goto broken;
-            if (out && !found) {
+            if (out && !found && !loc_used(fr, depth, doc)) {
+                q[i] = '0';
+                memset(q + i + 1, ' ', j - i - 1);
+                (*nzeroed)++;
+            } else if (out && !found) {
                 found = 1;
                 tok = p + i;
                 toklen = j - i;
@@ -491,7 +555,7 @@ key:
     goto report;
 broken:
     if (!found)
-        return -1;
+        return 0;
 report:
     snprintf(shown, sizeof(shown), "%.*s%s", (int)(toklen > 30 ? 27 : toklen), tok,
              toklen > 30 ? "..." : "");
@@ -508,7 +572,46 @@ report:
         snprintf(errstr, errstr_size, "wrong shape: %s is out of range (%s %s)",
                  path[0] ? path : "the document", shown, why);
     }
-    return 0;
+    return 1;
+}
+
+/*
+ * After the parser refused body[0..len) for the reason why: a number it
+ * cannot hold where the plugin reads is an error at its place; when the
+ * only ones are where nothing reads, the document is parsed again with
+ * those numbers 0 (0 with *root set). -1 with errstr otherwise ("not valid
+ * JSON: ...", with the parser's reason).
+ */
+static int parse_refused(struct sj_parser *parser, const char *body, size_t len,
+                         enum loc_doc doc, const char *why, struct sj_value *root,
+                         char *errstr, size_t errstr_size)
+{
+    char again[200];
+    size_t nzeroed = 0;
+    char *q;
+    int rc = -1;
+
+    if (!strstr(why, "number"))
+        goto invalid;
+    if (!(q = malloc(len + SJ_PADDING))) {
+        snprintf(errstr, errstr_size, "out of memory for a copy of a %zu-byte document", len);
+        return -1;
+    }
+    memcpy(q, body, len);
+    memset(q + len, 0, SJ_PADDING);
+    if (number_out_of_range(body, len, doc, q, &nzeroed, errstr, errstr_size)) {
+        free(q);
+        return -1;
+    }
+    if (nzeroed > 0 &&
+        (rc = sj_parse_padded(parser, q, len, len + SJ_PADDING, root, again, sizeof(again))) != 0)
+        why = again;  /* broken otherwise: that is what to say */
+    free(q);
+    if (rc == 0)
+        return 0;
+invalid:
+    snprintf(errstr, errstr_size, "not valid JSON: %s", why);
+    return -1;
 }
 
 /* A string holding a plain integer ("35", "-2"): its value. 0, or -1. */
@@ -618,12 +721,9 @@ int vs_info_parse_notes(struct sj_parser *p, const void *body, size_t len, struc
 
     *out = NULL;
     memset(notes, 0, sizeof(*notes));
-    if (sj_parse(p, body, len, &root, why, sizeof(why)) != 0) {
-        if (!strstr(why, "number") ||
-            number_out_of_range(body, len, errstr, errstr_size) != 0)
-            snprintf(errstr, errstr_size, "not valid JSON: %s", why);
+    if (sj_parse(p, body, len, &root, why, sizeof(why)) != 0 &&
+        parse_refused(p, body, len, LOC_INFO, why, &root, errstr, errstr_size) != 0)
         return -1;
-    }
     if (find_stations(&root, &stations, errstr, errstr_size) != 0)
         return -1;
     n = sj_count(&stations);
@@ -1078,14 +1178,13 @@ int vs_feed_parse_padded(struct vs_feed *f, const void *body, size_t len, size_t
         snprintf(errstr, errstr_size, "out of memory for the JSON parser");
         return -1;
     }
-    if (sj_parse_padded(f->parser, body, len, cap, &root, why, sizeof(why)) != 0) {
-        /* A number too large for the parser is a value out of range, said
-         * with its place, not a broken document. */
-        if (!strstr(why, "number") ||
-            number_out_of_range(body, len, errstr, errstr_size) != 0)
-            snprintf(errstr, errstr_size, "not valid JSON: %s", why);
+    /* A number too large for the parser is a value out of range, said with
+     * its place, not a broken document; or nothing at all where nothing
+     * reads it. */
+    if (sj_parse_padded(f->parser, body, len, cap, &root, why, sizeof(why)) != 0 &&
+        parse_refused(f->parser, body, len, f->with_info ? LOC_STATUS_INFO : LOC_STATUS, why,
+                      &root, errstr, errstr_size) != 0)
         return -1;
-    }
     if (find_stations(&root, &f->stations, errstr, errstr_size) != 0)
         return -1;
     /* Vélib's feeds carry lastUpdatedOther; standard GBFS says last_updated. */

@@ -1192,10 +1192,11 @@ def test_every_failure_mode_retries_and_recovers():
 
 def test_numbers_beyond_64_bits_are_out_of_range_with_their_place():
     """JSON allows numbers of any size; the parser holds integers in 64 bits
-    and numbers as doubles. One beyond that is reported as a value out of
-    range at its place (the station, its stationCode even when it comes
-    after the number, the field), like a value of a wrong type, not as a
-    broken document; in station_information too."""
+    and numbers as doubles. One beyond that where velib_source reads it (a
+    station's field, a scalar extra, which is carried, the ttl) is reported
+    as a value out of range at its place (the station, its stationCode even
+    when it comes after the number, the field), like a value of a wrong
+    type, not as a broken document; in station_information too."""
     need_data()
     base = load(STATUS_2024)
     codes = [st["stationCode"] for st in base["data"]["stations"]]
@@ -1222,6 +1223,11 @@ def test_numbers_beyond_64_bits_are_out_of_range_with_their_place():
         (with_raw(st + [1484, "extra"], "1" * 40),
          "station #1484 (stationCode %s): extra is out of range (%s... does not fit in 64 bits)"
          % (codes[1484], "1" * 27)),
+        # One that nothing reads before it (ignored) does not hide it.
+        (with_raw(st + [3, "num_bikes_available"], "18446744073709551616")
+         .replace(b"{", b'{"version":123456789012345678901234567890,', 1),
+         "station #3 (stationCode %s): num_bikes_available is out of range (18446744073709551616 "
+         "does not fit in 64 bits)" % codes[3]),
     ]
     info_doc = load(INFO_2024)
     info_code = info_doc["data"]["stations"][5]["stationCode"]
@@ -1246,6 +1252,61 @@ def test_numbers_beyond_64_bits_are_out_of_range_with_their_place():
                 srv.route("/status.json", Response(compact(variant(base, 1732010000 + k, bump=k + 1))))
                 wait_lines(out, 3 * (k + 2))
                 wait_recovered(s)
+
+
+BIG = "123456789012345678901234567890"  # beyond 64 bits, as RFC 8259 allows
+
+
+def test_numbers_beyond_64_bits_where_nothing_reads_are_ignored():
+    """A number the parser cannot hold where velib_source reads nothing (a
+    top-level member it ignores, a nested extra field, which is not carried,
+    a station_information member that is not joined) costs nothing: the
+    snapshot and the table are taken, the rows are those of the same feeds
+    without it. Where it reads, the number is still out of range (the test
+    above)."""
+    need_data()
+    status = variant(load(STATUS_2024), 1732009999)
+    sts = status["data"]["stations"]
+    status["version"] = "@V@"
+    status["data"]["count"] = "@C@"
+    sts[0]["rental_uris"] = {"android": "@A@", "ids": [1, "@I@"]}
+    sts[1484]["nested"] = ["@N@"]
+    info = load(INFO_2024)
+    ists = info["data"]["stations"]
+    info["ttl"] = "@T@"
+    by_code = {st["stationCode"]: k for k, st in enumerate(ists)}
+    ists[by_code[FEW[0]]]["big_extra"] = "@B@"
+    ists[by_code[FEW[1]]]["rental_methods"] = ["@R@"]
+    raws = {"V": BIG, "C": "-1e400", "A": "1e999", "I": "-" + BIG, "N": "18446744073709551616",
+            "T": BIG, "B": "-" + BIG, "R": "1" * 40}
+
+    def raw(doc):
+        b = compact(doc)
+        for k, v in raws.items():
+            b = b.replace(b'"@%s@"' % k.encode(), v.encode())
+        return b
+    body, info_body = raw(status), raw(info)
+    assert BIG.encode() in body and BIG.encode() in info_body
+    want = expected_rows(status, info, codes=set(FEW))
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(body))
+        srv.route("/info.json", Response(info_body))
+        yaml = pipeline(srv.url("/status.json"), out, srv.url("/info.json"),
+                        extra={"station.codes": FEW})
+        with start(yaml, tmp) as s:
+            wait_lines(out, 3)
+            got = lines(out)
+            assert got == want, "got  %r\nwant %r" % (got, want)
+            assert all(g["name"] is not None for g in got), got  # joined
+            wait_for(lambda: plugin_metric(s, "info_fetches") == 1 and
+                     plugin_metric(s, "snapshots") == 1, TIMEOUT, "a table and a snapshot taken")
+            assert plugin_metric(s, "errors") == 0
+            assert plugin_metric(s, "info_errors") == 0
+            assert plugin_metric(s, "info_stations") == 1485
+            log = s.log()
+            assert "out of range" not in log and "not valid JSON" not in log, log[-2000:]
+            assert "station field 'rental_uris' is not carried" in log, log[-2000:]
 
 
 def test_short_waits_are_shown_in_ms():
