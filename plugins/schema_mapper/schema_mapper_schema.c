@@ -1222,6 +1222,32 @@ static const char *const lookup_keys[] = {
 
 /* Second pass for a lookup field: key, missing, and the table (from the
  * connector config when it gives one, else from the schema). */
+
+/* A lookup.inline entry "key=value": the key and the value without the
+ * spaces and tabs around them (as a CSV table's unquoted cells), the value
+ * may be empty or hold '='. -1 without '='. */
+static int inline_split(const char *ent, const char **k, size_t *kn, const char **v, size_t *vn)
+{
+    const char *eq = strchr(ent, '=');
+    if (!eq)
+        return -1;
+    const char *a = ent, *b = eq;
+    while (a < b && (*a == ' ' || *a == '\t'))
+        a++;
+    while (b > a && (b[-1] == ' ' || b[-1] == '\t'))
+        b--;
+    const char *c = eq + 1, *d = c + strlen(c);
+    while (c < d && (*c == ' ' || *c == '\t'))
+        c++;
+    while (d > c && (d[-1] == ' ' || d[-1] == '\t'))
+        d--;
+    *k = a;
+    *kn = (size_t)(b - a);
+    *v = c;
+    *vn = (size_t)(d - c);
+    return 0;
+}
+
 static int lookup_setup(struct yl *y, struct sm_mapper *m, size_t fi, const yaml_node_t *ln,
                         const struct sm_opts *o, int configured)
 {
@@ -1317,15 +1343,15 @@ static int lookup_setup(struct yl *y, struct sm_mapper *m, size_t fi, const yaml
             snprintf(desc, sizeof(desc), "%s", o->lookup_file);
         }
         for (size_t i = 0; i < o->nlookup_inline; i++) {
-            const char *ent = o->lookup_inline[i], *eq = strchr(ent, '=');
-            if (!eq) {
+            const char *ent = o->lookup_inline[i], *ik, *iv;
+            size_t ikn, ivn;
+            if (inline_split(ent, &ik, &ikn, &iv, &ivn) < 0) {
                 snprintf(y->err, y->errsz, "lookup.inline: entry %zu '%.60s' is not key=value",
                          i + 1, ent);
                 return -1;
             }
             /* Inline entries override the file's (a patch over a table). */
-            if (lk_put(m, f, ent, (size_t)(eq - ent), eq + 1, strlen(eq + 1), 0,
-                       o->lookup_file != NULL, msg, sizeof(msg)) < 0) {
+            if (lk_put(m, f, ik, ikn, iv, ivn, 0, o->lookup_file != NULL, msg, sizeof(msg)) < 0) {
                 snprintf(y->err, y->errsz, "lookup.inline: entry %zu '%.60s': %s", i + 1, ent,
                          msg);
                 return -1;
@@ -1810,22 +1836,25 @@ int sm_opts_check(const struct sm_opts *o, const char **key, char *err, size_t e
                 "(it is %.16s): set lookup.missing: default, or remove lookup.default",
                 o->lookup_missing);
     for (size_t i = 0; i < o->nlookup_inline; i++) {
-        const char *ent = o->lookup_inline[i], *eq = strchr(ent, '=');
-        if (!eq) {
+        const char *ent = o->lookup_inline[i], *k, *v;
+        size_t kn, vn;
+        if (inline_split(ent, &k, &kn, &v, &vn) < 0) {
             problem(&p, "lookup.inline", "lookup.inline: entry %zu '%.60s' is not key=value "
                     "(no '=')", i + 1, ent);
             continue;
         }
-        if (eq == ent) {
+        if (kn == 0) {
             problem(&p, "lookup.inline", "lookup.inline: entry %zu '%.60s' has an empty key",
                     i + 1, ent);
             continue;
         }
         for (size_t j = 0; j < i; j++) {
-            const char *prev = o->lookup_inline[j];
-            if (!strncmp(prev, ent, (size_t)(eq - ent) + 1)) {
+            const char *pk, *pv;
+            size_t pkn, pvn;
+            if (inline_split(o->lookup_inline[j], &pk, &pkn, &pv, &pvn) == 0 && pkn == kn &&
+                !memcmp(pk, k, kn)) {
                 problem(&p, "lookup.inline", "lookup.inline: entries %zu and %zu both give key "
-                        "'%.*s'", j + 1, i + 1, (int)(eq - ent > 60 ? 60 : eq - ent), ent);
+                        "'%.*s'", j + 1, i + 1, (int)(kn > 60 ? 60 : kn), k);
                 break;
             }
         }

@@ -752,6 +752,17 @@ static void lookups_and_filters(void)
                   "ERR: pc: no pc for code \"3\" in the lookup table (lookup.inline)");
         sm_mapper_free(m);
     }
+    /* Inline entries written with blanks around '=' and the value. */
+    const char *inl_padded[] = { " 1 = 75001", "2=\t75002 " };
+    o.lookup_inline = inl_padded;
+    m = mk_opts(ys, &o, err, sizeof(err));
+    CHECK_MSG(m != NULL, "%s", err);
+    if (m) {
+        CHECK_STR(map_text(m, "{\"code\":1}", 10), "{\"code\":1,\"pc\":75001}");
+        CHECK_STR(map_text(m, "{\"code\":2}", 10), "{\"code\":2,\"pc\":75002}");
+        sm_mapper_free(m);
+    }
+    o.lookup_inline = inl;
     o.lookup_missing = "default";
     o.lookup_default = "0";
     m = mk_opts(ys, &o, err, sizeof(err));
@@ -884,6 +895,15 @@ static void opts_check(void)
               "lookup.inline: entry 3 '=1' has an empty key; "
               "lookup.inline: entries 1 and 4 both give key '16107'");
     CHECK_STR(key, "filter.values");
+    /* Blanks around the key and the value do not count: " 16107 " is the
+     * key 16107, and " \t=1" has an empty key. */
+    const char *padded[] = { " 16107 = 75016", "32017=\t93200 ", "16107\t=x", " \t=1" };
+    o = (struct sm_opts){ .lookup_inline = padded, .nlookup_inline = 4 };
+    CHECK(sm_opts_check(&o, &key, err, sizeof(err)) == SPOKE_ERR_INVALID);
+    CHECK_STR(err, "lookup.inline: entries 1 and 3 both give key '16107'; "
+              "lookup.inline: entry 4 ' \t=1' has an empty key");
+    o.nlookup_inline = 2;
+    CHECK_MSG(sm_opts_check(&o, &key, err, sizeof(err)) == SPOKE_OK, "%s", err);
     /* More than fit: the first ones, then how many are left out. */
     const char *many[40];
     for (size_t i = 0; i < 40; i++)
