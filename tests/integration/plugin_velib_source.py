@@ -1299,11 +1299,13 @@ def test_numbers_beyond_64_bits_where_nothing_reads_are_ignored():
             got = lines(out)
             assert got == want, "got  %r\nwant %r" % (got, want)
             assert all(g["name"] is not None for g in got), got  # joined
+            # info_stations is set just after info_fetches, and status.json
+            # may be written in between: both are waited for.
             wait_for(lambda: plugin_metric(s, "info_fetches") == 1 and
+                     plugin_metric(s, "info_stations") == 1485 and
                      plugin_metric(s, "snapshots") == 1, TIMEOUT, "a table and a snapshot taken")
             assert plugin_metric(s, "errors") == 0
             assert plugin_metric(s, "info_errors") == 0
-            assert plugin_metric(s, "info_stations") == 1485
             log = s.log()
             assert "out of range" not in log and "not valid JSON" not in log, log[-2000:]
             assert "station field 'rental_uris' is not carried" in log, log[-2000:]
