@@ -280,6 +280,17 @@ static void api_status_note(struct spoke_instance *inst, const char *note)
         LOG_I(inst->name, "no longer degraded");
 }
 
+static void api_poll_started_at(struct spoke_instance *inst, int64_t started_ns)
+{
+    if (!inst || inst->kind != SPOKE_KIND_SOURCE || !inst->in_poll) {
+        LOG_E(inst ? inst->name : NULL, "poll_started_at: only a source calls it, from poll()");
+        return;
+    }
+    /* Only ever earlier: the start of this call stays the latest start. */
+    if (started_ns < inst->poll_started_ns)
+        inst->poll_started_ns = started_ns;
+}
+
 static size_t api_input_backlog(struct spoke_instance *inst)
 {
     /* Stopping: no more input is handed over, so none waits. */
@@ -372,6 +383,7 @@ const struct spoke_host_api api_table = {
     .input_backlog = api_input_backlog,
     .row_values = row_values,
     .status_note = api_status_note,
+    .poll_started_at = api_poll_started_at,
 };
 
 _Static_assert(REC_FORM_BYTES == SPOKE_FORM_BYTES && REC_FORM_ROW == SPOKE_FORM_ROW &&

@@ -113,6 +113,7 @@ struct spoke_instance {
     struct tracker *replay_src;
     int replay_self;
     int restarting;                 /* restart_one: halting to start again */
+    int in_poll;                    /* sources: inside poll() (api poll_started_at) */
 
     pthread_t thread;
     int has_thread;

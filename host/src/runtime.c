@@ -1234,7 +1234,9 @@ static int source_loop(struct spoke_instance *inst)
             err[0] = '\0';
             inst->poll_started_ns = clock_mono_ns();
             rec_clock_begin();
+            inst->in_poll = 1;
             int rc = d->poll(inst->st, &np, err, sizeof(err));
+            inst->in_poll = 0;
             rec_clock_end();
             atomic_store(&inst->last_poll_ms, clock_wall_ms());
             if (inst_flush_staging(inst) != SPOKE_OK && inst->stop_req)

@@ -1071,6 +1071,10 @@ static int poll_once(struct vs_state *st, int64_t *next_poll_ms, char *errstr,
         httpc_multi_wait(st->multi, left);
     }
     st->inflight = 0;
+    /* Its records' latency counts from the GET's start, not from this
+     * call's (the GET's last slice when the server was slow). */
+    if (SPOKE_API_HAS(api, poll_started_at))
+        api->poll_started_at(st->inst, st->fetch_us0 * 1000);
 
     int64_t us[5];
     us[0] = st->fetch_us0;

@@ -607,6 +607,28 @@ def test_stage_times_per_snapshot():
             assert plugin_metric(s, "snapshots") == 2
 
 
+def test_sink_latency_counts_a_slow_fetch_from_its_start():
+    """A status body 700 ms late spans several of poll()'s 200 ms slices:
+    the sink's latency of the snapshot's records counts from the GET's
+    start (host API poll_started_at), so it holds those 700 ms, as
+    snapshot_fetch_us does."""
+    need_data()
+    delay = 0.7
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(read_bytes(STATUS_2024), delay=delay))
+        with start(pipeline(srv.url("/status.json"), out, extra={"station.codes": FEW}), tmp) as s:
+            wait_lines(out, 3)
+
+            def latency_us():
+                return (s.connector("out").get("metrics") or {}).get("latency_max_us") or 0
+            wait_for(lambda: latency_us() > 0, TIMEOUT, "the sink's latency in status.json")
+            assert plugin_metric(s, "snapshot_fetch_us") >= delay * 1e6, \
+                plugin_metric(s, "snapshot_fetch_us")
+            assert latency_us() >= delay * 1e6, "latency %d us, the body came %.1f s late" % (
+                latency_us(), delay)
+
+
 def test_etag_and_last_modified_conditional_requests():
     need_data()
     body = read_bytes(STATUS_2024)

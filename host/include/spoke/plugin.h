@@ -515,6 +515,20 @@ struct spoke_host_api {
      * (its first 1023 bytes). Any thread of the plugin may call it while
      * the instance lives (from init() to destroy()). */
     void (*status_note)(struct spoke_instance *inst, const char *note);
+
+    /* ---- ABI 1+: when a poll's records began ---- */
+
+    /* Source only, from poll(): the records this poll() call emits after it
+     * count their latency (spoke_connector_latency_seconds, a sink's
+     * latency_*_us) from started_ns, CLOCK_MONOTONIC in nanoseconds
+     * (clock_gettime), instead of from the start of this poll() call. For
+     * a source whose fetch spans several poll() calls, e.g. a slow HTTP
+     * response read in slices so that a stop is never kept waiting: it
+     * gives the moment the request went out. A time later than this
+     * poll() call's start is ignored (a record's latency never counts
+     * from after the call that emitted it); callers other than a source's
+     * poll() are refused with an error in the log. */
+    void (*poll_started_at)(struct spoke_instance *inst, int64_t started_ns);
 };
 
 /* Bits of record_value_forms. */
