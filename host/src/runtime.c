@@ -2218,6 +2218,20 @@ static void commit_offsets(struct runtime *rt)
         LOG_E(NULL, "cannot write offsets: %s", err);
 }
 
+/* The connectors as they are now, in a new array (NULL when there are none
+ * or memory ran out), *n their number: for loops that stop and start some,
+ * which must not hold rt->lock meanwhile. */
+static struct spoke_instance **conns_copy(struct runtime *rt, size_t *n)
+{
+    pthread_mutex_lock(&rt->lock);
+    *n = rt->nconns;
+    struct spoke_instance **v = *n ? malloc(*n * sizeof(*v)) : NULL;
+    if (v)
+        memcpy(v, rt->conns, *n * sizeof(*v));
+    pthread_mutex_unlock(&rt->lock);
+    return v;
+}
+
 /* FAILED connectors with restart.max.retries: restart those whose backoff
  * has passed; forget the attempts of those healthy for restart.backoff.max.ms.
  * Returns the next time (mono ms) something is due, or -1. */
@@ -2226,12 +2240,8 @@ static int64_t auto_restart(struct runtime *rt)
     int64_t now = clock_mono_ms(), next = -1;
     if (pthread_mutex_trylock(&rt->ctl_lock) != 0)
         return now + 50; /* a lifecycle change is in progress: come back soon */
-    pthread_mutex_lock(&rt->lock);
-    size_t n = rt->nconns;
-    struct spoke_instance **v = n ? malloc(n * sizeof(*v)) : NULL;
-    if (v)
-        memcpy(v, rt->conns, n * sizeof(*v));
-    pthread_mutex_unlock(&rt->lock);
+    size_t n;
+    struct spoke_instance **v = conns_copy(rt, &n);
     for (size_t i = 0; v && i < n && !rt->stopping; i++) {
         struct spoke_instance *inst = v[i];
         pthread_mutex_lock(&inst->lock);
@@ -2919,16 +2929,13 @@ static void restart_one(struct spoke_instance *inst)
  * sources that emitted them blocked at the first one (their offsets stop
  * there). When such a consumer runs again, those sources restart from their
  * committed offsets, so it receives what it missed (at least once: healthy
- * subscribers may see some records twice; nothing is lost).
+ * sinks may see some records twice, stateful transforms skip those they
+ * processed; nothing is lost).
  */
 static void replay_blocked_sources(struct runtime *rt)
 {
-    pthread_mutex_lock(&rt->lock);
-    size_t n = rt->nconns;
-    struct spoke_instance **v = n ? malloc(n * sizeof(*v)) : NULL;
-    if (v)
-        memcpy(v, rt->conns, n * sizeof(*v));
-    pthread_mutex_unlock(&rt->lock);
+    size_t n;
+    struct spoke_instance **v = conns_copy(rt, &n);
     for (size_t i = 0; v && i < n; i++) {
         struct spoke_instance *src = v[i];
         if (src->kind != SPOKE_KIND_SOURCE || !src->tracker || !tracker_blocked(src->tracker) ||
@@ -2973,12 +2980,8 @@ static int gate_lost_rows(struct spoke_instance *t)
  */
 static void rewind_stateful(struct runtime *rt)
 {
-    pthread_mutex_lock(&rt->lock);
-    size_t n = rt->nconns;
-    struct spoke_instance **v = n ? malloc(n * sizeof(*v)) : NULL;
-    if (v)
-        memcpy(v, rt->conns, n * sizeof(*v));
-    pthread_mutex_unlock(&rt->lock);
+    size_t n;
+    struct spoke_instance **v = conns_copy(rt, &n);
     unsigned char *halted = n ? calloc(n, 1) : NULL;
     for (int more = 1; v && halted && more;) {
         more = 0;
@@ -3275,12 +3278,8 @@ static void bridge_launch(struct bridge_list *b)
 
 static void bridge_sync(struct runtime *rt, struct bridge_list *out)
 {
-    pthread_mutex_lock(&rt->lock);
-    size_t n = rt->nconns;
-    struct spoke_instance **all = n ? malloc(n * sizeof(*all)) : NULL;
-    if (all)
-        memcpy(all, rt->conns, n * sizeof(*all));
-    pthread_mutex_unlock(&rt->lock);
+    size_t n;
+    struct spoke_instance **all = conns_copy(rt, &n);
     if (n && !all) {
         LOG_E(NULL, "out of memory wiring Kafka-backed topics");
         return;
@@ -3438,13 +3437,9 @@ static int apply_file(struct runtime *rt, struct buf *errs, int at_start)
         goto out;
     }
     /* Connectors no longer wanted stop first. */
-    pthread_mutex_lock(&rt->lock);
-    size_t nold = rt->nconns;
-    struct spoke_instance **old = nold ? malloc(nold * sizeof(*old)) : NULL;
-    if (old)
-        memcpy(old, rt->conns, nold * sizeof(*old));
-    pthread_mutex_unlock(&rt->lock);
-    for (size_t i = 0; i < nold; i++) {
+    size_t nold;
+    struct spoke_instance **old = conns_copy(rt, &nold);
+    for (size_t i = 0; old && i < nold; i++) {
         int wanted = old[i]->bridge_of != NULL; /* bridge_sync's business */
         for (size_t j = 0; j < n; j++)
             wanted |= specs[j].name && strcmp(specs[j].name, old[i]->name) == 0;
