@@ -27,7 +27,27 @@ struct origin {
     atomic_int failed;        /* some unit was abandoned */
     int finished;             /* under t->lock: every unit ended */
     int replayed;             /* an earlier run of its source emitted it already */
+    uint32_t sub;             /* entries before it at the same position (ack.h) */
 };
+
+/* A position and how many entries had it before: (off, sub) orders a
+ * partition's entries even when several share an offset. */
+struct mark {
+    const char *part;
+    int64_t off;
+    uint32_t sub;
+};
+
+struct marks {
+    struct mark *v;
+    size_t n, cap;
+};
+
+/* (off, sub) at or before m's. */
+static inline int mark_covers(const struct mark *m, int64_t off, uint32_t sub)
+{
+    return off < m->off || (off == m->off && sub <= m->sub);
+}
 
 /*
  * A tracker's entries live in chunks of ORIGIN_CHUNK, in emission order: a
@@ -77,9 +97,9 @@ struct tracker {
     struct origin_chunk *tail;
     unsigned tail_i;          /* next free slot of tail */
     _Atomic uint64_t added;   /* entries ever published */
-    struct positions last;    /* the furthest position added per partition */
+    struct marks last;        /* the last position added per partition */
     size_t last_i;            /* where last found the previous one */
-    struct positions replay;  /* positions up to which entries are replays */
+    struct marks replay;      /* positions up to which entries are replays */
     /* Under lock. */
     struct origin_chunk *head;
     unsigned head_i;          /* oldest unpopped slot of head */
@@ -153,17 +173,34 @@ void tracker_release(struct tracker *t)
         tracker_destroy(t);
 }
 
-static int positions_put(struct positions *p, const char *part, int64_t off);
-
-/* Appender side: an entry at (part, off) is a replay when an earlier run
- * of the source got that far in part. Positions grow within a partition:
- * once one passes, the partition is done with. */
-static int replay_check(struct tracker *t, const char *part, int64_t off)
+/* The mark of part in ms, a new one when it has none (NULL on OOM). */
+static struct mark *marks_get(struct marks *ms, const char *part)
 {
-    struct positions *r = &t->replay;
+    for (size_t i = 0; i < ms->n; i++)
+        if (ms->v[i].part == part)
+            return &ms->v[i];
+    if (ms->n == ms->cap) {
+        size_t cap = ms->cap ? ms->cap * 2 : 4;
+        struct mark *v = realloc(ms->v, cap * sizeof(*v));
+        if (!v)
+            return NULL;
+        ms->v = v;
+        ms->cap = cap;
+    }
+    struct mark *m = &ms->v[ms->n++];
+    *m = (struct mark){ .part = part, .off = INT64_MIN, .sub = 0 };
+    return m;
+}
+
+/* Appender side: an entry at (part, off, sub) is a replay when an earlier
+ * run of the source got that far in part. Positions grow within a
+ * partition: once one passes, the partition is done with. */
+static int replay_check(struct tracker *t, const char *part, int64_t off, uint32_t sub)
+{
+    struct marks *r = &t->replay;
     for (size_t i = 0; i < r->n; i++) {
         if (r->v[i].part == part) {
-            if (off <= r->v[i].off)
+            if (mark_covers(&r->v[i], off, sub))
                 return 1;
             r->v[i] = r->v[--r->n];
             return 0;
@@ -172,56 +209,53 @@ static int replay_check(struct tracker *t, const char *part, int64_t off)
     return 0;
 }
 
-/* Appender side: (part, off) was added; last keeps the furthest position
- * per partition (positions grow within one: the last added). Without
- * memory, the replays after a restart are not recognized (as before the
- * table existed): nothing is lost. */
-static void note_last(struct tracker *t, const char *part, int64_t off)
+/* Appender side: (part, off) is added; returns its sub, the number of
+ * entries just before it in part at the same offset, and makes it part's
+ * last. Without memory, sub is 0 and the replays after a restart are not
+ * all recognized (as before the marks existed): nothing is lost. */
+static uint32_t note_last(struct tracker *t, const char *part, int64_t off)
 {
-    struct positions *p = &t->last;
-    if (t->last_i < p->n && p->v[t->last_i].part == part) {
-        if (off > p->v[t->last_i].off)
-            p->v[t->last_i].off = off;
-        return;
+    struct marks *ms = &t->last;
+    struct mark *m;
+    if (t->last_i < ms->n && ms->v[t->last_i].part == part) {
+        m = &ms->v[t->last_i];
+    } else {
+        if (!(m = marks_get(ms, part)))
+            return 0;
+        t->last_i = (size_t)(m - ms->v);
     }
-    for (size_t i = 0; i < p->n; i++) {
-        if (p->v[i].part == part) {
-            if (off > p->v[i].off)
-                p->v[i].off = off;
-            t->last_i = i;
-            return;
-        }
-    }
-    if (positions_put(p, part, off) == 0)
-        t->last_i = p->n - 1;
+    m->sub = m->off == off && m->sub < UINT32_MAX ? m->sub + 1 : 0;
+    m->off = off;
+    return m->sub;
 }
 
-void tracker_replay_set(struct tracker *t, const char *partition, int64_t upto)
+void tracker_replay_set(struct tracker *t, const char *partition, int64_t upto, uint32_t sub)
 {
     if (!partition)
         return;
-    struct positions *r = &t->replay;
-    for (size_t i = 0; i < r->n; i++) {
-        if (r->v[i].part == partition) {
-            if (upto > r->v[i].off)
-                r->v[i].off = upto;
-            return;
-        }
+    struct mark *m = marks_get(&t->replay, partition);
+    if (m && !mark_covers(m, upto, sub) ) {
+        m->off = upto;
+        m->sub = sub;
     }
-    (void)positions_put(r, partition, upto);
 }
 
-void tracker_replay_inherit(struct tracker *dst, const struct tracker *src)
+void tracker_replay_inherit(struct tracker *dst, struct tracker *src)
 {
     /* What src's run emitted, and what it had yet to replay of the run
      * before it (a restart in the middle of a replay). dst may be src:
      * only dst->replay grows, and it is read by index. */
     for (size_t i = 0; i < src->last.n; i++)
-        tracker_replay_set(dst, src->last.v[i].part, src->last.v[i].off);
+        tracker_replay_set(dst, src->last.v[i].part, src->last.v[i].off, src->last.v[i].sub);
     if (dst != src)
         for (size_t i = 0; i < src->replay.n; i++)
-            tracker_replay_set(dst, src->replay.v[i].part, src->replay.v[i].off);
+            tracker_replay_set(dst, src->replay.v[i].part, src->replay.v[i].off,
+                               src->replay.v[i].sub);
+    /* The next run counts its subs afresh. */
+    src->last.n = 0;
 }
+
+uint32_t origin_sub(const struct origin *o) { return o->sub; }
 
 int origin_replayed(const struct origin *o) { return o->replayed; }
 
@@ -251,9 +285,8 @@ struct origin *tracker_add(struct tracker *t, const char *partition, int64_t off
     atomic_init(&o->pending, 1);
     atomic_init(&o->failed, 0);
     o->finished = 0;
-    o->replayed = t->replay.n && partition ? replay_check(t, partition, offset) : 0;
-    if (partition)
-        note_last(t, partition, offset);
+    o->sub = partition ? note_last(t, partition, offset) : 0;
+    o->replayed = t->replay.n && partition ? replay_check(t, partition, offset, o->sub) : 0;
     atomic_store_explicit(&t->added, n + 1, memory_order_release);
     return o;
 }

@@ -35,14 +35,17 @@ struct origin *tracker_add(struct tracker *t, const char *partition, int64_t off
                            int64_t born_ns);
 /* Replays: a source task that starts again (a restart, a FAILED consumer's
  * replay, a new config) resumes from its committed offsets, so it emits
- * again what its previous run emitted past them. Entries added at or before
- * upto in partition are marked replayed (origin_replayed), until one passes
- * it. Appender side: call before the appender starts. */
-void tracker_replay_set(struct tracker *t, const char *partition, int64_t upto);
-/* tracker_replay_set for the furthest position src's appender added in
- * each partition, and src's own marks not passed yet (dst may be src).
- * src's appender must have stopped. */
-void tracker_replay_inherit(struct tracker *dst, const struct tracker *src);
+ * again what its previous run emitted past them. Several entries may share
+ * an offset (a source that gives a whole response one position): an
+ * entry's sub counts those before it in its partition at the same offset,
+ * so (offset, sub) orders them. Entries added at or before (upto, sub) in
+ * partition are marked replayed (origin_replayed), until one passes it.
+ * Appender side: call before the appender starts. */
+void tracker_replay_set(struct tracker *t, const char *partition, int64_t upto, uint32_t sub);
+/* tracker_replay_set for the last position src's appender added in each
+ * partition, and src's own marks not passed yet (dst may be src); src's
+ * next run counts subs afresh. src's appender must have stopped. */
+void tracker_replay_inherit(struct tracker *dst, struct tracker *src);
 /* Drops the owner's reference; the tracker lives on until no origin uses it. */
 void tracker_release(struct tracker *t);
 /* Entries not yet committed (in flight), and the records holds hold. */
@@ -108,6 +111,8 @@ void origin_position(const struct origin *o, const char **source, const char **p
 /* Whether an earlier run of o's source emitted o's position already
  * (tracker_replay_set). */
 int origin_replayed(const struct origin *o);
+/* The entries before o in its partition at o's offset, in its run. */
+uint32_t origin_sub(const struct origin *o);
 /* born_ns given to tracker_add. */
 int64_t origin_born_ns(const struct origin *o);
 

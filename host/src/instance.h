@@ -44,7 +44,14 @@ struct covered_pos {
     const char *source;
     const char *part;
     int64_t off;
+    uint32_t sub;                   /* records before it at off (ack.h origin_sub) */
 };
+
+/* (off, sub) at or before c's position. */
+static inline int covered_pos_has(const struct covered_pos *c, int64_t off, uint32_t sub)
+{
+    return off < c->off || (off == c->off && sub <= c->sub);
+}
 
 struct inst_metric {
     char name[65];

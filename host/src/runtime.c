@@ -715,10 +715,14 @@ static char *covered_json(const struct spoke_instance *inst)
         const struct covered_pos *c = &inst->covered[i];
         /* A stateful transform's outputs are numbered in its gate, not
          * placed in a partition. */
-        json_array_append_new(arr, c->part == inst_out_part
+        json_t *e = c->part == inst_out_part
             ? json_pack("{s:s,s:I}", "source", c->source, "emitted", (json_int_t)c->off)
             : json_pack("{s:s,s:s,s:I}", "source", c->source, "partition", c->part, "offset",
-                        (json_int_t)c->off));
+                        (json_int_t)c->off);
+        /* Records at the same offset before the last one covered. */
+        if (e && c->sub)
+            json_object_set_new(e, "sub", json_integer(c->sub));
+        json_array_append_new(arr, e);
     }
     char *text = arr ? json_dumps(arr, JSON_COMPACT) : NULL;
     json_decref(arr);
@@ -903,12 +907,14 @@ static void snap_final(struct spoke_instance *inst)
 }
 
 static int covered_add(struct covered_pos **v, size_t *n, size_t *cap, const char *source,
-                       const char *part, int64_t off)
+                       const char *part, int64_t off, uint32_t sub)
 {
     for (size_t i = 0; i < *n; i++) {
         if ((*v)[i].source == source && (*v)[i].part == part) {
-            if (off > (*v)[i].off)
+            if (!covered_pos_has(&(*v)[i], off, sub)) {
                 (*v)[i].off = off;
+                (*v)[i].sub = sub;
+            }
             return 0;
         }
     }
@@ -923,6 +929,7 @@ static int covered_add(struct covered_pos **v, size_t *n, size_t *cap, const cha
     (*v)[*n].source = source;
     (*v)[*n].part = part;
     (*v)[*n].off = off;
+    (*v)[*n].sub = sub;
     (*n)++;
     return 0;
 }
@@ -949,13 +956,17 @@ static int load_covered(struct spoke_instance *inst, const char *line, size_t le
         else if (json_unpack(e, "{s:s,s:s,s:I}", "source", &src, "partition", &part, "offset",
                              &off))
             goto bad;
+        json_t *sub = json_object_get(e, "sub");
+        if (sub && (!json_is_integer(sub) || json_integer_value(sub) < 0 ||
+                    json_integer_value(sub) > UINT32_MAX))
+            goto bad;
         struct covered_pos cp = { intern_str(src), part == inst_out_part ? part : intern_str(part),
-                                  off };
+                                  off, sub ? (uint32_t)json_integer_value(sub) : 0 };
         if (!cp.source || !cp.part)
             goto bad;
         inst->replay[inst->nreplay++] = cp;
         if (covered_add(&inst->covered, &inst->ncovered, &inst->capcovered, cp.source, cp.part,
-                        cp.off) != 0)
+                        cp.off, cp.sub) != 0)
             goto bad;
     }
     json_decref(arr);
@@ -1017,11 +1028,11 @@ out:
  * position, that partition needs no more checks.
  */
 static int replayed(struct spoke_instance *inst, const char *source, const char *part,
-                    int64_t off)
+                    int64_t off, uint32_t sub)
 {
     for (size_t i = 0; i < inst->nreplay; i++) {
         if (inst->replay[i].source == source && inst->replay[i].part == part) {
-            if (off <= inst->replay[i].off)
+            if (covered_pos_has(&inst->replay[i], off, sub))
                 return 1;
             inst->replay[i] = inst->replay[--inst->nreplay];
             return 0;
@@ -1041,11 +1052,11 @@ static int replayed(struct spoke_instance *inst, const char *source, const char 
  * sink needed a second time.
  */
 static int processed_already(const struct spoke_instance *inst, const char *source,
-                             const char *part, int64_t off)
+                             const char *part, int64_t off, uint32_t sub)
 {
     for (size_t i = 0; i < inst->ncovered; i++)
         if (inst->covered[i].source == source && inst->covered[i].part == part)
-            return off <= inst->covered[i].off;
+            return covered_pos_has(&inst->covered[i], off, sub);
     return 0;
 }
 
@@ -1335,11 +1346,13 @@ static int transform_records(struct spoke_instance *inst, struct spoke_record **
         int64_t first = 0;
         const char *src = NULL, *part = NULL;
         int64_t off = 0;
+        uint32_t sub = 0;
         if (stateful && rec->origin) {
             origin_position(rec->origin, &src, &part, &off);
-            if (part && ((inst->nreplay && replayed(inst, src, part, off)) ||
+            sub = origin_sub(rec->origin);
+            if (part && ((inst->nreplay && replayed(inst, src, part, off, sub)) ||
                          (origin_replayed(rec->origin) &&
-                          processed_already(inst, src, part, off)))) {
+                          processed_already(inst, src, part, off, sub)))) {
                 atomic_fetch_add(&inst->replayed_skipped, 1);
                 recs[i] = NULL;
                 rec_ack(rec);
@@ -1367,7 +1380,8 @@ static int transform_records(struct spoke_instance *inst, struct spoke_record **
             return 1;
         }
         if (part && (rc == SPOKE_OK || rc == SPOKE_DROP) &&
-            covered_add(&inst->covered, &inst->ncovered, &inst->capcovered, src, part, off) != 0)
+            covered_add(&inst->covered, &inst->ncovered, &inst->capcovered, src, part, off,
+                        sub) != 0)
             LOG_E(inst->name, "out of memory recording a covered position");
         if (rc == SPOKE_OK) {
             clear_retrying(inst);
@@ -1831,7 +1845,7 @@ static void *inst_thread(void *arg)
      * emitted: marked replayed, a stateful consumer that has them skips
      * them. */
     if (inst->out && inst->out_hwm)
-        tracker_replay_set(inst->out, inst_out_part, (int64_t)inst->out_hwm);
+        tracker_replay_set(inst->out, inst_out_part, (int64_t)inst->out_hwm, 0);
     /* What an earlier run of the task read from a snapshot (or covered
      * since) is not this run's: the snapshot may be gone or refused. */
     free(inst->replay);

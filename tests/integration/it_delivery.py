@@ -13,6 +13,7 @@ import json
 import os
 import signal
 
+from httpfixture import HttpFixture, Response
 from resttest import Api, expect
 from spoketest import Spoke, count_lines, main, metric, wait_for
 
@@ -436,6 +437,63 @@ def test_a_source_restarted_over_rest_is_not_counted_again():
         want = {"s": (n + 1) * (n + 2) // 2, "n": n + 2}
         sp.wait_for(lambda: last_total(out) == want, 30,
                     lambda: "last row %s after a host restart, want %s" % (last_total(out), want))
+
+
+
+def test_records_sharing_a_position_are_told_apart_in_a_replay():
+    # http_source gives every record of a response one position (the
+    # URL, the largest timestamp). The aggregator is paused, so the source
+    # blocks once its queue is full, partway through the response; it is
+    # restarted there and polls the same response again. The records its
+    # first run emitted are replays (skipped once the aggregator resumes
+    # and has processed them), the rest are new: every record counts once.
+    n = 3000
+    body = "".join('{"x":%d,"t":1700000000}\n' % i for i in range(n)).encode()
+    with HttpFixture() as srv, Spoke("", start=False,
+                                     extra_worker={"shutdown.timeout.ms": 300}) as sp:
+        srv.route("/feed.ndjson", [Response(body, content_type="application/x-ndjson")] * 4)
+        out = os.path.join(sp.tmp, "out.ndjson")
+        sp.write_config("""
+connectors:
+  - name: src
+    connector.class: http_source
+    topic: lines
+    url: %s
+    format: ndjson
+    timestamp.path: t
+    poll.interval.ms: 3600000
+""" % srv.url("/feed.ndjson") + """  - name: agg
+    connector.class: aggregator
+    topics: lines
+    topic: totals
+    aggregates: [s=sum(x), n=count()]
+    emit: update
+    emit.interval.ms: 0
+    queue.capacity: 256
+  - name: dst
+    connector.class: file_sink
+    topics: totals
+    file: %s
+""" % out)
+        sp.start()
+        api = Api(sp)
+        expect(api.call("PUT", "/connectors/agg/pause"), 202)
+        api.wait_state("agg", "PAUSED")
+        sp.wait_for(lambda: srv.count("/feed.ndjson") >= 1, 20,
+                    "the first poll")
+        # Partway: blocked on the paused aggregator's full queue.
+        sp.wait_for(lambda: (sp.connector("src").get("metrics") or {}).get("records_out", 0)
+                    >= 256, 20, "the source to fill the queue")
+        expect(api.call("POST", "/connectors/src/restart"), 204)
+        sp.wait_for(lambda: srv.count("/feed.ndjson") >= 2, 20, "the second poll")
+        expect(api.call("PUT", "/connectors/agg/resume"), 202)
+        want = {"s": n * (n - 1) // 2, "n": n}
+        sp.wait_for(lambda: last_total(out) == want, 60,
+                    lambda: "last row %s, want %s (replayed_skipped %r)" % (
+                        last_total(out), want,
+                        (sp.connector("agg").get("metrics") or {}).get("replayed_skipped")))
+        skipped = (sp.connector("agg").get("metrics") or {}).get("replayed_skipped")
+        assert skipped is None or skipped < n, skipped
 
 
 if __name__ == "__main__":

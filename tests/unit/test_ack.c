@@ -433,49 +433,47 @@ static void append_while_completing(void)
 }
 
 /* A run after a restart: positions its previous run added are marked
- * replayed, per partition, until one passes them; a restart in the middle
- * of a replay keeps the furthest mark; a fresh tracker inherits both. */
+ * replayed, per partition, until one passes them; entries sharing an
+ * offset are told apart by their sub (the ones before them at that
+ * offset); a restart in the middle of a replay keeps the furthest mark; a
+ * fresh tracker inherits both. */
 static void replays_are_marked(void)
 {
     struct tracker *t = tracker_new("src");
     const char *a = intern_str("a"), *b = intern_str("b");
-    struct origin *o[8];
+    struct origin *all[32];
     size_t n = 0;
-    o[n++] = tracker_add(t, a, 10, 0);
-    o[n++] = tracker_add(t, b, 5, 0);
-    o[n++] = tracker_add(t, a, 20, 0);
-    o[n++] = tracker_add(t, NULL, 0, 0);
-    for (size_t i = 0; i < n; i++)
-        CHECK(!origin_replayed(o[i]));
-    /* Restart with the same tracker: up to a@20 and b@5. */
+#define ADD(tr, p, off) (all[n++] = tracker_add((tr), (p), (off), 0))
+    struct origin *o1 = ADD(t, a, 10), *o2 = ADD(t, b, 5), *o3 = ADD(t, b, 5);
+    struct origin *o4 = ADD(t, a, 20), *o5 = ADD(t, NULL, 0), *o6 = ADD(t, b, 5);
+    CHECK(origin_sub(o1) == 0 && origin_sub(o2) == 0 && origin_sub(o3) == 1 &&
+          origin_sub(o4) == 0 && origin_sub(o6) == 2);
+    CHECK(!origin_replayed(o1) && !origin_replayed(o2) && !origin_replayed(o3) &&
+          !origin_replayed(o4) && !origin_replayed(o5) && !origin_replayed(o6));
+    /* Restart with the same tracker: up to a@20 and b@5 (its third). */
     tracker_replay_inherit(t, t);
-    struct origin *r1 = tracker_add(t, a, 10, 0);
-    struct origin *r2 = tracker_add(t, b, 5, 0);
-    struct origin *r3 = tracker_add(t, NULL, 0, 0);
-    struct origin *r4 = tracker_add(t, b, 6, 0);  /* past b's mark */
-    struct origin *r5 = tracker_add(t, b, 4, 0);  /* b is done with */
-    CHECK(origin_replayed(r1));
-    CHECK(origin_replayed(r2));
-    CHECK(!origin_replayed(r3));
+    struct origin *r1 = ADD(t, a, 10), *r2 = ADD(t, b, 5), *r3 = ADD(t, b, 5);
+    struct origin *r4 = ADD(t, NULL, 0), *r5 = ADD(t, b, 5), *r6 = ADD(t, b, 5);
+    CHECK(origin_replayed(r1) && origin_replayed(r2) && origin_replayed(r3));
     CHECK(!origin_replayed(r4));
-    CHECK(!origin_replayed(r5));
+    CHECK(origin_replayed(r5));      /* the third at b@5, as before */
+    CHECK(!origin_replayed(r6));     /* a fourth: new */
+    struct origin *r7 = ADD(t, b, 5);
+    CHECK(!origin_replayed(r7));     /* b is done with */
     /* Restarted again before a passed 20: the mark stays at 20, not 10. */
     tracker_replay_inherit(t, t);
     struct tracker *u = tracker_new("src");
-    tracker_replay_inherit(u, t);  /* a new tracker for the next run */
-    struct origin *u1 = tracker_add(u, a, 15, 0);
-    struct origin *u2 = tracker_add(u, b, 6, 0);
-    struct origin *u3 = tracker_add(u, a, 21, 0);
+    tracker_replay_inherit(u, t);    /* a new tracker for the next run */
+    struct origin *u1 = ADD(u, a, 15), *u2 = ADD(u, b, 6), *u3 = ADD(u, a, 21);
     CHECK(origin_replayed(u1));
-    CHECK(origin_replayed(u2));
+    CHECK(!origin_replayed(u2));     /* b's last was (5, 4th) */
     CHECK(!origin_replayed(u3));
-    struct origin *all[] = { o[0], o[1], o[2], o[3], r1, r2, r3, r4, r5 };
-    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+#undef ADD
+    for (size_t i = 0; i < n; i++)
         origin_done(all[i], 1);
-    origin_done(u1, 1);
-    origin_done(u2, 1);
-    origin_done(u3, 1);
-    CHECK(committed(t, a) == 10 && committed(t, b) == 4);
+    /* The replay went back over a: the last position popped commits. */
+    CHECK(committed(t, a) == 10 && committed(t, b) == 5);
+    CHECK(committed(u, a) == 21 && committed(u, b) == 6);
     tracker_release(t);
     tracker_release(u);
 }
