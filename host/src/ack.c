@@ -292,11 +292,13 @@ struct origin *tracker_add(struct tracker *t, const char *partition, int64_t off
 }
 
 void origin_position(const struct origin *o, const char **source, const char **partition,
-                     int64_t *offset)
+                     int64_t *offset, uint32_t *sub, int *replayed)
 {
     *source = o->t->name;
     *partition = o->part;
     *offset = o->off;
+    *sub = o->sub;
+    *replayed = o->replayed;
 }
 
 int64_t origin_born_ns(const struct origin *o) { return o->born_ns; }

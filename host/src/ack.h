@@ -104,10 +104,12 @@ void origin_done(struct origin *o, int ok);
  * tracker's lock once per run of origins of that tracker. Reuses os. */
 void origins_done(struct origin **os, size_t n);
 /* Where the origin comes from: the source connector's name and partition
- * (both interned; partition NULL when the source set no position) and the
- * offset. Valid while the caller holds a unit of o. */
+ * (both interned; partition NULL when the source set no position), the
+ * offset, its sub (origin_sub) and whether it is a replay (origin_replayed),
+ * in one call for the transforms' hot path. Valid while the caller holds a
+ * unit of o. */
 void origin_position(const struct origin *o, const char **source, const char **partition,
-                     int64_t *offset);
+                     int64_t *offset, uint32_t *sub, int *replayed);
 /* Whether an earlier run of o's source emitted o's position already
  * (tracker_replay_set). */
 int origin_replayed(const struct origin *o);

@@ -1348,11 +1348,10 @@ static int transform_records(struct spoke_instance *inst, struct spoke_record **
         int64_t off = 0;
         uint32_t sub = 0;
         if (stateful && rec->origin) {
-            origin_position(rec->origin, &src, &part, &off);
-            sub = origin_sub(rec->origin);
+            int again;
+            origin_position(rec->origin, &src, &part, &off, &sub, &again);
             if (part && ((inst->nreplay && replayed(inst, src, part, off, sub)) ||
-                         (origin_replayed(rec->origin) &&
-                          processed_already(inst, src, part, off, sub)))) {
+                         (again && processed_already(inst, src, part, off, sub)))) {
                 atomic_fetch_add(&inst->replayed_skipped, 1);
                 recs[i] = NULL;
                 rec_ack(rec);
