@@ -234,7 +234,7 @@ void tracker_replay_set(struct tracker *t, const char *partition, int64_t upto, 
     if (!partition)
         return;
     struct mark *m = marks_get(&t->replay, partition);
-    if (m && !mark_covers(m, upto, sub) ) {
+    if (m && !mark_covers(m, upto, sub)) {
         m->off = upto;
         m->sub = sub;
     }

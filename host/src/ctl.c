@@ -965,7 +965,9 @@ static const char *const conn_counters[][2] = {
     { "spoke_connector_dead_lettered_total", "Records sent to the dead-letter topic" },
     { "spoke_connector_retries_total", "Retries of transient failures" },
     { "spoke_connector_restarts_total", "Restarts (REST or automatic)" },
-    { "spoke_connector_replayed_skipped_total", "Replayed records a restored snapshot already held" },
+    { "spoke_connector_replayed_skipped_total",
+      "Replayed records a stateful transform skipped: its restored snapshot held them, or "
+      "this run processed them" },
 };
 
 struct topic_ctx {

@@ -182,6 +182,7 @@ struct spoke_instance {
     int gate_lost;                  /* an output went out untracked (out of memory) */
     struct covered_pos *covered;    /* stateful: positions processed so far */
     size_t ncovered, capcovered;
+    size_t cov_hint;                /* covered_note: the entry used last */
     struct covered_pos *replay;     /* stateful: positions the restored snapshot covers */
     size_t nreplay;
     uint64_t notified_gen;          /* sources: last commit generation told to the plugin */

@@ -906,8 +906,10 @@ static void snap_final(struct spoke_instance *inst)
     }
 }
 
-static int covered_add(struct covered_pos **v, size_t *n, size_t *cap, const char *source,
-                       const char *part, int64_t off, uint32_t sub)
+/* (source, part) is covered up to (off, sub) at least: its index in v, or
+ * -1 when memory ran out. */
+static long covered_add(struct covered_pos **v, size_t *n, size_t *cap, const char *source,
+                        const char *part, int64_t off, uint32_t sub)
 {
     for (size_t i = 0; i < *n; i++) {
         if ((*v)[i].source == source && (*v)[i].part == part) {
@@ -915,7 +917,7 @@ static int covered_add(struct covered_pos **v, size_t *n, size_t *cap, const cha
                 (*v)[i].off = off;
                 (*v)[i].sub = sub;
             }
-            return 0;
+            return (long)i;
         }
     }
     if (*n == *cap) {
@@ -930,7 +932,28 @@ static int covered_add(struct covered_pos **v, size_t *n, size_t *cap, const cha
     (*v)[*n].part = part;
     (*v)[*n].off = off;
     (*v)[*n].sub = sub;
-    (*n)++;
+    return (long)(*n)++;
+}
+
+/* A record at (source, part, off, sub) was processed (a transform) or put
+ * (a sink): once per record, so the partition last seen is tried first. */
+static inline int covered_note(struct spoke_instance *inst, const char *source, const char *part,
+                               int64_t off, uint32_t sub)
+{
+    size_t h = inst->cov_hint;
+    if (h < inst->ncovered && inst->covered[h].source == source && inst->covered[h].part == part) {
+        struct covered_pos *c = &inst->covered[h];
+        if (!covered_pos_has(c, off, sub)) {
+            c->off = off;
+            c->sub = sub;
+        }
+        return 0;
+    }
+    long i = covered_add(&inst->covered, &inst->ncovered, &inst->capcovered, source, part, off,
+                         sub);
+    if (i < 0)
+        return -1;
+    inst->cov_hint = (size_t)i;
     return 0;
 }
 
@@ -966,7 +989,7 @@ static int load_covered(struct spoke_instance *inst, const char *line, size_t le
             goto bad;
         inst->replay[inst->nreplay++] = cp;
         if (covered_add(&inst->covered, &inst->ncovered, &inst->capcovered, cp.source, cp.part,
-                        cp.off, cp.sub) != 0)
+                        cp.off, cp.sub) < 0)
             goto bad;
     }
     json_decref(arr);
@@ -1379,8 +1402,7 @@ static int transform_records(struct spoke_instance *inst, struct spoke_record **
             return 1;
         }
         if (part && (rc == SPOKE_OK || rc == SPOKE_DROP) &&
-            covered_add(&inst->covered, &inst->ncovered, &inst->capcovered, src, part, off,
-                        sub) != 0)
+            covered_note(inst, src, part, off, sub) != 0)
             LOG_E(inst->name, "out of memory recording a covered position");
         if (rc == SPOKE_OK) {
             clear_retrying(inst);

@@ -342,12 +342,13 @@ def last_total(out):
 
 
 def test_a_replay_for_a_failed_sibling_is_not_counted_again():
-    # 'bad' subscribes to the source's topic beside the aggregator and
-    # FAILED (its directory is missing): the source commits nothing from
-    # the first record bad discarded. When bad runs again (a REST restart,
-    # or a new config) the source replays from there, so bad gets every
-    # record; the aggregator, healthy all along, has counted them already
-    # and must not count them again. (It did: 2n after one replay.)
+    # 'bad' subscribes to the source's topic beside the aggregator and a
+    # healthy sink 'copy', and FAILED (its directory is missing): the
+    # source commits nothing from the first record bad discarded. When bad
+    # runs again (a REST restart, or a new config) the source replays from
+    # there, so bad gets every record; the aggregator, healthy all along,
+    # has counted them already and must not count them again (it did: 2n
+    # after one replay). copy, a sink, is at least once: it gets them again.
     n = 2000
     for how in ("restart", "new config"):
         with Spoke("", start=False) as sp:
@@ -355,11 +356,16 @@ def test_a_replay_for_a_failed_sibling_is_not_counted_again():
             bad_dir = os.path.join(sp.tmp, "later")
             with open(inp, "w") as f:
                 f.write("".join('{"x":%d}\n' % i for i in range(n)))
+            copy = os.path.join(sp.tmp, "copy.ndjson")
             sp.write_config(counting_pipeline(inp, out, """  - name: bad
     connector.class: file_sink
     topics: lines
     file: %s
-""" % os.path.join(bad_dir, "bad.ndjson")))
+  - name: copy
+    connector.class: file_sink
+    topics: lines
+    file: %s
+""" % (os.path.join(bad_dir, "bad.ndjson"), copy)))
             sp.start()
             sp.wait_state("bad", "FAILED")
             want = {"s": n * (n - 1) // 2, "n": n}
@@ -389,6 +395,11 @@ def test_a_replay_for_a_failed_sibling_is_not_counted_again():
             assert last_total(out) == want, (how, last_total(out))
             with open(bad_out) as f:
                 assert sorted(json.loads(l)["x"] for l in f) == list(range(n)), how
+            sp.wait_for(lambda: count_lines(copy) == 2 * n, 20,
+                        lambda: "%s: copy to get the replay too (%d lines)"
+                        % (how, count_lines(copy)))
+            with open(copy) as f:
+                assert [json.loads(l)["x"] for l in f] == list(range(n)) * 2, how
             # What comes after the replay counts.
             with open(inp, "a") as f:
                 f.write('{"x":%d}\n' % n)
@@ -396,6 +407,8 @@ def test_a_replay_for_a_failed_sibling_is_not_counted_again():
             sp.wait_for(lambda: last_total(out) == want, 30,
                         lambda: "%s: last row %s after one more record, want %s"
                         % (how, last_total(out), want))
+            sp.wait_for(lambda: count_lines(copy) == 2 * n + 1, 20,
+                        "%s: the record after the replay in copy" % how)
 
 
 def test_a_source_restarted_over_rest_is_not_counted_again():
