@@ -1004,10 +1004,19 @@ static int lk_load_csv(struct sm_mapper *m, struct sm_field *f, const char *path
         if (!t || !(hdr[i] = xstrndup(t, tn)))
             goto oom;
         hdr_n++;
-        if (!strcmp(hdr[i], kcol))
-            ki = i;
-        if (!strcmp(hdr[i], vcol))
-            vi = i;
+        /* A column the table is read by must be named once: which one
+         * would be meant is not for the loader to guess. */
+        for (int kv = 0; kv < 2; kv++) {
+            size_t *at = kv ? &vi : &ki;
+            if (strcmp(hdr[i], kv ? vcol : kcol))
+                continue;
+            if (*at != SIZE_MAX && *at != i) {
+                snprintf(err, errsz, "%s:1: column '%s' is in the header twice (columns %zu and "
+                         "%zu)", path, hdr[i], *at + 1, i + 1);
+                goto out;
+            }
+            *at = i;
+        }
     }
     sm_arena_reset(&m->arena);
     if (ki == SIZE_MAX || vi == SIZE_MAX) {
@@ -1175,13 +1184,15 @@ static int lk_load_file(struct sm_mapper *m, struct sm_field *f, const char *pat
         snprintf(err, errsz, "lookup for '%s': %s", f->name, msg);
         return -1;
     }
-    size_t i = 0;
+    /* A UTF-8 byte order mark (editors on Windows write one) is not JSON:
+     * skipped for both formats. */
+    size_t bom = len >= 3 && !memcmp(buf, "\xEF\xBB\xBF", 3) ? 3 : 0, i = bom;
     while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' || buf[i] == '\r'))
         i++;
     size_t pl = strlen(path);
     int is_json = (pl > 5 && !strcmp(path + pl - 5, ".json")) ||
                   (i < len && (buf[i] == '{' || buf[i] == '['));
-    int rc = is_json ? lk_load_json(m, f, path, buf, len, kcol, vcol, err, errsz)
+    int rc = is_json ? lk_load_json(m, f, path, buf + bom, len - bom, kcol, vcol, err, errsz)
                      : lk_load_csv(m, f, path, buf, len, kcol, vcol, err, errsz);
     free(buf);
     return rc;
@@ -1831,6 +1842,13 @@ int sm_opts_check(const struct sm_opts *o, const char **key, char *err, size_t e
                 "they are)");
     /* Without lookup.missing the schema's missing decides, which only the
      * start can tell (it reads the schema). */
+    /* lookup.inline alone replaces the schema's table: no file to read
+     * columns from. */
+    if (o->nlookup_inline && !o->lookup_file && (o->lookup_key_column || o->lookup_value_column))
+        problem(&p, o->lookup_key_column ? "lookup.key.column" : "lookup.value.column",
+                "%s is used only with a lookup file, and lookup.inline alone replaces the "
+                "schema's table: remove it, or give lookup.file",
+                o->lookup_key_column ? "lookup.key.column" : "lookup.value.column");
     if (o->lookup_default && o->lookup_missing && strcmp(o->lookup_missing, "default"))
         problem(&p, "lookup.default", "lookup.default is used only with lookup.missing: default "
                 "(it is %.16s): set lookup.missing: default, or remove lookup.default",

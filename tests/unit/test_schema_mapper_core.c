@@ -871,6 +871,31 @@ static void lookups_and_filters(void)
         CHECK_STR(map_text(m, "{\"code\":2}", 10), "{\"code\":2,\"pc\":null}");
         sm_mapper_free(m);
     }
+    /* A JSON table written with a byte order mark reads as without one,
+     * by its name or by its content. */
+    for (int by_name = 0; by_name < 2; by_name++) {
+        good = tmpfile_with(by_name ? "bom.json" : "bom.tbl",
+                            "\xEF\xBB\xBF{\"1\": 75001, \"2\": \"75002\"}");
+        o = (struct sm_opts){ .lookup_file = good };
+        m = mk_opts(ys, &o, err, sizeof(err));
+        CHECK_MSG(m != NULL, "%s", err);
+        if (m) {
+            CHECK_STR(map_text(m, "{\"code\":2}", 10), "{\"code\":2,\"pc\":75002}");
+            sm_mapper_free(m);
+        }
+    }
+    /* A column the table is read by, named twice in the header. */
+    bad = tmpfile_with("twice.csv", "code,pc,city,pc\n1,75001,Paris,75002\n");
+    o = (struct sm_opts){ .lookup_file = bad };
+    m = mk_opts(ys, &o, err, sizeof(err));
+    CHECK_MSG(!m && CONTAINS(err, "twice.csv:1: column 'pc' is in the header twice (columns 2 "
+                             "and 4)"), "%s", m ? "(accepted)" : err);
+    sm_mapper_free(m);
+    good = tmpfile_with("other_twice.csv", "code,city,pc,city\n1,Paris,75001,Lyon\n");
+    o = (struct sm_opts){ .lookup_file = good };
+    m = mk_opts(ys, &o, err, sizeof(err));
+    CHECK_MSG(m != NULL, "another column twice is no matter: %s", err);
+    sm_mapper_free(m);
 }
 
 /* The config check (the plugin's check callback) reports every problem it
@@ -921,6 +946,16 @@ static void opts_check(void)
     snprintf(tail, sizeof(tail), "; and %zu more problems", 40 - shown);
     CHECK_MSG(strlen(err) > strlen(tail) && !strcmp(err + strlen(err) - strlen(tail), tail),
               "%s", err);
+    /* Columns without a file to read them from: lookup.inline alone
+     * replaces the schema's table. */
+    o = (struct sm_opts){ .lookup_inline = (const char *[]){ "1=2" }, .nlookup_inline = 1,
+                          .lookup_value_column = "postcode" };
+    CHECK(sm_opts_check(&o, &key, err, sizeof(err)) == SPOKE_ERR_INVALID);
+    CHECK_STR(err, "lookup.value.column is used only with a lookup file, and lookup.inline alone "
+              "replaces the schema's table: remove it, or give lookup.file");
+    CHECK_STR(key, "lookup.value.column");
+    o.lookup_file = "pc.csv";
+    CHECK_MSG(sm_opts_check(&o, &key, err, sizeof(err)) == SPOKE_OK, "%s", err);
     /* lookup.default with a lookup.missing that never uses it; without
      * lookup.missing, only the start can tell (the schema's missing). */
     o = (struct sm_opts){ .filter_field = "a", .lookup_missing = "error", .lookup_default = "" };
