@@ -37,6 +37,13 @@ struct httpc {
     int in_multi;               /* added to a multi handle */
     int ended;                  /* the multi transfer started last has ended */
 
+    /* Streaming (httpc_stream): the body of a 200/203 goes to stream_fn as
+     * it arrives, never into body. */
+    httpc_stream_fn stream_fn;
+    void *stream_ud;
+    int stream_stopped;         /* stream_fn asked to end the transfer */
+    int64_t last_rx_ms;         /* monotonic ms of the last byte received, or the start */
+
     char *body;                 /* the response body, kept across requests, and */
     size_t len, cap;            /* HTTPC_BODY_PADDING bytes past cap */
     int too_large;              /* the write callback refused more bytes */
@@ -163,10 +170,32 @@ char *httpc_escape(const char *s)
 /* Callbacks                                                                 */
 /* ------------------------------------------------------------------------ */
 
+/* A streamed body: bytes of a 200/203 go to the reader, others (an error
+ * page) are dropped unread, as no message quotes a body. */
+static size_t on_stream(struct httpc *h, char *p, size_t add)
+{
+    long status = 0;
+    curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
+    if (status != 200 && status != 203)
+        return add;
+    int rc = h->stream_fn(h->stream_ud, p, add);
+    /* The reader may have been slow (it hands records on, which can wait
+     * for room downstream): that time is not the server's silence. */
+    h->last_rx_ms = httpc_mono_ms();
+    if (rc != 0) {
+        h->stream_stopped = 1;
+        return 0;  /* CURLE_WRITE_ERROR: the transfer stops here */
+    }
+    return add;
+}
+
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     struct httpc *h = ud;
     size_t add = size * n;
+    h->last_rx_ms = httpc_mono_ms();
+    if (h->stream_fn)
+        return on_stream(h, p, add);
     if (add > (size_t)h->o.max_body - h->len) {
         h->too_large = 1;
         return 0;  /* CURLE_WRITE_ERROR: the transfer stops here */
@@ -233,6 +262,7 @@ static size_t on_header(char *p, size_t size, size_t n, void *ud)
     const char *v;
     size_t vlen;
 
+    h->last_rx_ms = httpc_mono_ms();
     if (len >= 5 && memcmp(p, "HTTP/", 5) == 0) {
         /* A new response (after a redirect or a 1xx): forget the last one. */
         forget_response(h);
@@ -389,6 +419,32 @@ void httpc_accept(struct httpc *h)
     memcpy(h->send_lm, h->got_lm, sizeof(h->send_lm));
 }
 
+int httpc_stream(struct httpc *h, httpc_stream_fn fn, void *ud, char *errstr,
+                 size_t errstr_size)
+{
+    CURLcode rc = curl_easy_setopt(h->curl, CURLOPT_TIMEOUT_MS, 0L);
+    if (rc == CURLE_OK)
+        rc = curl_easy_setopt(h->curl, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)0);
+    if (rc != CURLE_OK) {
+        snprintf(errstr, errstr_size, "libcurl refused an option: %s", curl_easy_strerror(rc));
+        return -1;
+    }
+    h->stream_fn = fn;
+    h->stream_ud = ud;
+    return 0;
+}
+
+void httpc_progress(const struct httpc *h, struct httpc_progress *p)
+{
+    long status = 0;
+    curl_off_t wire = 0;
+    curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(h->curl, CURLINFO_SIZE_DOWNLOAD_T, &wire);
+    p->status = status;
+    p->wire_bytes = wire;
+    p->last_rx_ms = h->last_rx_ms;
+}
+
 /* Appends a line to *l; 0, or -1 (the list is left as it was). */
 static int add_line(struct curl_slist **l, const char *line)
 {
@@ -488,6 +544,8 @@ static int prepare(struct httpc *h)
     h->err[0] = '\0';
     h->len = 0;
     h->too_large = 0;
+    h->stream_stopped = 0;
+    h->last_rx_ms = httpc_mono_ms();
     h->errbuf[0] = '\0';
     forget_response(h);
     if (set_request_headers(h) != 0) {
@@ -562,7 +620,9 @@ static void finish(struct httpc *h, CURLcode rc)
         set_failed(h, "fetching %s aborted: the connector is stopping", url);
         return;
     case CURLE_WRITE_ERROR:
-        if (h->too_large)
+        if (h->stream_stopped)
+            set_failed(h, "reading %s stopped by its reader", url);
+        else if (h->too_large)
             set_failed(h, "body of %s is over max.body.bytes (%lld): transfer aborted after "
                        "%lld bytes", url, (long long)h->o.max_body, (long long)wire);
         else
@@ -689,6 +749,20 @@ void httpc_multi_start(struct httpc_multi *m, struct httpc *h)
     h->in_multi = 1;
 }
 
+void httpc_multi_abort(struct httpc_multi *m, struct httpc *h, const char *reason)
+{
+    if (!h->in_multi)
+        return;
+    /* Read before the handle leaves the multi: what the outcome reports. */
+    struct httpc_progress p;
+    httpc_progress(h, &p);
+    multi_detach(m, h);
+    set_failed(h, "%s", reason);
+    h->info.status = p.status;
+    h->info.wire_bytes = p.wire_bytes;
+    h->ended = 1;
+}
+
 /* Moves transfers on and finishes those that ended; returns how many did.
  * A failure of the multi handle itself (out of memory) ends every running
  * transfer with the reason. */
@@ -738,6 +812,17 @@ size_t httpc_multi_wait(struct httpc_multi *m, int64_t timeout_ms)
         ended = multi_step(m);
     }
     return ended;
+}
+
+size_t httpc_multi_run_once(struct httpc_multi *m, int64_t timeout_ms)
+{
+    /* Wait first: a transfer just started has a timer due now, so the
+     * wait ends at once for it; one step after the wait, so what arrived
+     * is handed over and the caller can act on it before waiting again. */
+    if (m->n && timeout_ms > 0)
+        curl_multi_poll(m->multi, NULL, 0, timeout_ms > INT32_MAX ? INT32_MAX : (int)timeout_ms,
+                        NULL);
+    return multi_step(m);
 }
 
 size_t httpc_multi_running(const struct httpc_multi *m)

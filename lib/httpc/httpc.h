@@ -22,6 +22,9 @@
  * One handle per URL, reused, so connections (and TLS sessions) are kept
  * alive between polls. A handle is used by one thread at a time.
  *
+ * A handle can also read an endless response as a stream (httpc_stream),
+ * its body handed over piece by piece as it arrives.
+ *
  * This is plugin-side code (a static library linked into the plugins that
  * poll HTTP); it is not part of the host ABI, and no libcurl type appears
  * in this header.
@@ -159,6 +162,32 @@ void httpc_trim(struct httpc *h);
 void httpc_accept(struct httpc *h);
 
 /*
+ * Streaming (an endless response, e.g. a feed of NDJSON lines): from now
+ * on the body of a 200 or 203 is handed to fn as it arrives, in pieces of
+ * any size, instead of being kept (httpc_body stays empty); the body of any
+ * other status is dropped unread (the outcome says the status). fn returns
+ * 0 to go on, or non-zero to end the transfer at once (its outcome is then
+ * HTTPC_FAILED, "reading <url> stopped by its reader"; the caller knows
+ * why). fn runs inside httpc_get or the multi calls, on their thread. The
+ * request has no whole-request time limit (request.timeout.ms) and no
+ * max.body.bytes: the reader bounds what it keeps, and a silent server is
+ * the caller's to notice (httpc_progress). 0, or -1 with errstr set.
+ */
+typedef int (*httpc_stream_fn)(void *ud, const char *p, size_t n);
+int httpc_stream(struct httpc *h, httpc_stream_fn fn, void *ud, char *errstr,
+                 size_t errstr_size);
+
+/* Where the transfer in flight on h stands (or the last one, once ended). */
+struct httpc_progress {
+    long status;                /* of the response being received; 0 before its status line */
+    int64_t wire_bytes;         /* body bytes received so far (before decoding) */
+    int64_t last_rx_ms;         /* monotonic ms of the last byte received (header or body),
+                                   or of the start; a streaming reader's own time counts as
+                                   received */
+};
+void httpc_progress(const struct httpc *h, struct httpc_progress *p);
+
+/*
  * Several GETs at once without blocking on any (libcurl's multi interface):
  * a caller starts transfers, lets them run for a while, and handles each
  * as it ends, so a slow URL never holds up the others. Transfers share one
@@ -181,6 +210,17 @@ void httpc_multi_start(struct httpc_multi *m, struct httpc *h);
 /* Runs the transfers until at least one has ended or timeout_ms passed
  * (0: only what is ready now). Returns how many ended in this call. */
 size_t httpc_multi_wait(struct httpc_multi *m, int64_t timeout_ms);
+
+/* One round: waits at most timeout_ms for activity on the transfers'
+ * sockets (or libcurl's timers; 0: no wait), then moves them on once.
+ * Returns how many ended. For a caller that has work as soon as any data
+ * arrived (streamed bodies), not only when a transfer ends. */
+size_t httpc_multi_run_once(struct httpc_multi *m, int64_t timeout_ms);
+
+/* Ends h's running transfer now (e.g. a stream that stayed silent too
+ * long): its outcome is HTTPC_FAILED with reason (copied), and
+ * httpc_ended(h) becomes 1. Nothing happens when h is not running in m. */
+void httpc_multi_abort(struct httpc_multi *m, struct httpc *h, const char *reason);
 
 /* Transfers started and not ended yet. */
 size_t httpc_multi_running(const struct httpc_multi *m);

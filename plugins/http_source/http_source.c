@@ -21,6 +21,13 @@
  * URL is failing, poll() returns SPOKE_RETRY with the latest reason (the
  * connector's status trace); the others keep emitting.
  *
+ * mode stream: one long GET per URL instead, whose endless NDJSON body is
+ * read line by line as it arrives (see "Streaming" below); a stream that
+ * ends, drops or falls silent reconnects on the same backoff, and is
+ * "failing" (SPOKE_RETRY, the reason in the trace) until it flows again.
+ * A record's offset is the arrival time of its line: a live stream cannot
+ * be replayed, so the offset only says how far delivery got.
+ *
  * The secret api.key never appears in logs, traces or source positions:
  * every URL is shown with the key replaced by ***, and every message is
  * scrubbed of the key (as given and URL-encoded) before it leaves.
@@ -30,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "http_source.h"
 #include "httpc.h"
@@ -41,6 +49,7 @@
 /* Longest URL quoted in a message, so the reason after it still fits. */
 #define HS_URL_SHOWN 100
 
+static const char *const hs_modes[] = { "poll", "stream", NULL };
 static const char *const hs_formats[] = { "json", "ndjson", NULL };
 static const char *const hs_units[] = { "s", "ms", NULL };
 
@@ -57,10 +66,16 @@ static const struct spoke_config_field hs_config[] = {
     { .name = "headers", .type = SPOKE_CFG_LIST,
       .doc = "Extra request headers, each 'Name: value' ({api.key} is replaced in values)",
       .min = 0, .max = 64 },
+    { .name = "mode", .type = SPOKE_CFG_STRING, .default_value = "poll",
+      .doc = "poll: GET each URL every poll.interval.ms; stream: one long GET per URL whose "
+             "body is an endless NDJSON feed, each line emitted as soon as it arrives, "
+             "reconnecting (with the backoff) when the response ends, drops or stays silent",
+      .allowed = hs_modes },
     { .name = "poll.interval.ms", .type = SPOKE_CFG_LONG, .default_value = "60000",
       .doc = "Time (ms) from one poll of a URL to the next", .min = 100, .max = 86400000 },
-    { .name = "format", .type = SPOKE_CFG_STRING, .default_value = "json",
-      .doc = "json: the body is one JSON document; ndjson: each non-blank line is one",
+    { .name = "format", .type = SPOKE_CFG_STRING,
+      .doc = "json: the body is one JSON document; ndjson: each non-blank line is one; unset: "
+             "json, or ndjson with mode stream (which reads only ndjson)",
       .allowed = hs_formats },
     { .name = "records.path", .type = SPOKE_CFG_STRING,
       .doc = "Path to an array in each document whose elements are the records, e.g. list; "
@@ -77,14 +92,24 @@ static const struct spoke_config_field hs_config[] = {
       .doc = "false: a response identical to the previous one of the same URL (or a 304) "
              "emits nothing; true: every response is emitted" },
     { .name = "max.parallel.requests", .type = SPOKE_CFG_INT, .default_value = "4",
-      .doc = "Most requests in flight at once (URLs due together are fetched concurrently)",
+      .doc = "Most requests in flight at once (URLs due together are fetched concurrently); "
+             "mode stream holds one open per URL, so it needs at least one per URL",
       .min = 1, .max = 64 },
+    { .name = "stream.idle.timeout.ms", .type = SPOKE_CFG_LONG, .default_value = "90000",
+      .doc = "mode stream: reconnect when no byte (not even a keep-alive newline) arrived for "
+             "this long", .min = 100, .max = 86400000 },
+    { .name = "max.line.bytes", .type = SPOKE_CFG_INT, .default_value = "1048576",
+      .doc = "mode stream: longest line, without its line ending; a longer one takes the error "
+             "path and the stream goes on after its newline", .min = 16, .max = 67108864 },
     HTTPC_CONFIG_FIELDS(HS_USER_AGENT),
     { 0 }
 };
 
+struct hs_state;
+
 /* One URL. */
 struct hs_target {
+    struct hs_state *st;    /* for the stream callbacks */
     char *url;              /* what is fetched: may hold the key */
     char *shown;            /* url with the key masked: messages, partition */
     const char *item;       /* host-owned; NULL without items */
@@ -100,6 +125,16 @@ struct hs_target {
     uint64_t digest;        /* of the last body emitted */
     int64_t delivered;      /* offset of the last response emitted (or committed) */
     int resume;             /* the first body may be the one committed before a restart */
+
+    /* mode stream: the connection in flight, or the last one */
+    struct hs_lines *lines; /* the line being received */
+    unsigned connections;   /* connections started */
+    int connected;          /* it answered 200: the stream is flowing */
+    uint64_t conn_lines;    /* lines it delivered (blank ones aside) */
+    int64_t wire_counted;   /* its bytes already in bytes_downloaded */
+    int idle_aborted;       /* given up for silence */
+    int64_t listen_from;    /* silence counts from here at the earliest */
+    int64_t last_off;       /* offset of the last line: its arrival, never decreasing */
 };
 
 struct hs_state {
@@ -126,6 +161,15 @@ struct hs_state {
     struct hs_batch batch;
     uint64_t rng;
     int stopping;
+
+    /* mode stream */
+    int stream;
+    int64_t idle_ms;        /* stream.idle.timeout.ms */
+    size_t max_line;        /* max.line.bytes */
+    size_t emitted;         /* records (and error records) handed over in this poll() */
+    int64_t poll_end;       /* monotonic ms the last poll() returned */
+    int fail_rc;            /* a line could not be handed over: the connector fails */
+    char fail_reason[SPOKE_ERRSTR_SIZE];
 };
 
 /* ------------------------------------------------------------------------ */
@@ -334,6 +378,8 @@ nomem:
     return SPOKE_ERR_NOMEM;
 }
 
+static int stream_rx(void *ud, const char *p, size_t n);
+
 /* One target per item (or one for url as is; hs_check accepted them). */
 static int setup_targets(struct hs_state *st, const char *url, const char *const *items,
                          size_t nitems, char *errstr, size_t errstr_size)
@@ -347,10 +393,17 @@ static int setup_targets(struct hs_state *st, const char *url, const char *const
         if (item_urls(url, t->item, st->key_escaped, &t->url, &t->shown) != 0)
             goto nomem;
         st->nt++;
+        t->st = st;
         if (!(t->http = httpc_new(t->url, t->shown, &st->hopts,
                                   (const char *const *)st->headers, st->nheaders, NULL, errstr,
                                   errstr_size)))
             return SPOKE_ERR;
+        if (st->stream) {
+            if (!(t->lines = hs_lines_new(st->max_line)))
+                goto nomem;
+            if (httpc_stream(t->http, stream_rx, t, errstr, errstr_size) != 0)
+                return SPOKE_ERR;
+        }
     }
     return SPOKE_OK;
 nomem:
@@ -380,6 +433,13 @@ static enum hs_key key_mode(const char *key)
     return strcmp(key, "none") == 0 ? HS_KEY_NONE : HS_KEY_PATH;
 }
 
+/* mode stream. */
+static int is_stream(const struct spoke_host_api *api, const struct spoke_config *cfg)
+{
+    const char *mode = api->config_string(cfg, "mode");
+    return mode && strcmp(mode, "stream") == 0;
+}
+
 /* 0 when the value of path key `key` is unset or a path, else -1 with
  * errstr set. */
 static int check_path(const char *key, const char *v, char *errstr, size_t errstr_size)
@@ -396,11 +456,11 @@ static int check_path(const char *key, const char *v, char *errstr, size_t errst
 /*
  * The rules the config table cannot say, from the values alone: backoff
  * bounds, the paths' syntax, api.key without control characters, the url
- * template against items and api.key, headers, items given once, every
- * URL an absolute http(s) one. The host runs it before the connector runs
- * (spoke validate, load and reload, REST), with no instance; hs_init runs
- * it too, so the rules live here only. No side effects: nothing read but
- * cfg, nothing kept. Every message is scrubbed of api.key. SPOKE_OK, or
+ * template against items and api.key, headers, mode stream's format and
+ * connections, items given once, every URL an absolute http(s) one. The
+ * host runs it before the connector runs (spoke validate, load and reload,
+ * REST), with no instance; hs_init runs it too, so the rules live here
+ * only. No side effects: nothing read but cfg, nothing kept. Every message is scrubbed of api.key. SPOKE_OK, or
  * SPOKE_ERR_INVALID with errstr set and *key the key at fault (a literal),
  * or SPOKE_ERR_NOMEM (*key NULL).
  */
@@ -451,6 +511,25 @@ static int hs_check(const struct spoke_host_api *api, const struct spoke_config 
             *key = "headers";
             goto out;
         }
+    if (is_stream(api, cfg)) {
+        const char *fmt = api->config_string(cfg, "format");
+        int64_t par = api->config_int(cfg, "max.parallel.requests");
+        size_t nurls = nitems ? nitems : 1;
+        if (fmt && strcmp(fmt, "ndjson") != 0) {
+            *key = "format";
+            snprintf(errstr, errstr_size, "format %.20s reads a response as one document; mode "
+                     "stream reads a feed of NDJSON lines: set format: ndjson, or leave it unset",
+                     fmt);
+            goto out;
+        }
+        if ((int64_t)nurls > par) {
+            *key = "max.parallel.requests";
+            snprintf(errstr, errstr_size, "mode stream keeps one connection per URL open: %zu "
+                     "URLs need max.parallel.requests of at least %zu (it is %" PRId64 ")",
+                     nurls, nurls, par);
+            goto out;
+        }
+    }
     for (size_t i = 0; i < (nitems ? nitems : 1); i++) {
         const char *item = nitems ? items[i] : NULL;
         for (size_t j = 0; j < i; j++)
@@ -520,7 +599,16 @@ static int hs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     st->emit_unchanged = api->config_bool(cfg, "emit.unchanged");
     st->max_parallel = (long)api->config_int(cfg, "max.parallel.requests");
     const char *fmt = api->config_string(cfg, "format");
-    st->bo.format = fmt && strcmp(fmt, "ndjson") == 0 ? HS_FORMAT_NDJSON : HS_FORMAT_JSON;
+    st->stream = is_stream(api, cfg);
+    st->idle_ms = api->config_int(cfg, "stream.idle.timeout.ms");
+    st->max_line = (size_t)api->config_int(cfg, "max.line.bytes");
+    st->bo.format = st->stream || (fmt && strcmp(fmt, "ndjson") == 0) ? HS_FORMAT_NDJSON
+                                                                         : HS_FORMAT_JSON;
+    if (st->stream && !SPOKE_API_HAS(api, emit_error)) {
+        snprintf(errstr, errstr_size, "mode stream needs a newer host (emit_error)");
+        rc = SPOKE_ERR_INVALID;
+        goto fail;
+    }
     const char *unit = api->config_string(cfg, "timestamp.unit");
     st->bo.ts_ms = unit && strcmp(unit, "ms") == 0;
     const char *key = api->config_string(cfg, "key");
@@ -560,7 +648,8 @@ static int hs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     if ((rc = setup_targets(st, url, items, nitems, errstr, errstr_size)) != SPOKE_OK)
         goto fail;
     if (!(st->multi = httpc_multi_new()) ||
-        !(st->body = hs_body_new(&st->bo, (size_t)st->hopts.max_body))) {
+        !(st->body = hs_body_new(&st->bo, st->stream ? st->max_line
+                                                     : (size_t)st->hopts.max_body))) {
         rc = SPOKE_ERR_NOMEM;
         goto nomem;
     }
@@ -575,6 +664,41 @@ fail:
     return rc;
 }
 
+/* Epoch ms as UTC text, e.g. 2024-11-19T07:35:04.123Z. */
+static const char *utc_text(int64_t ms, char *buf, size_t size)
+{
+    time_t secs = (time_t)(ms / 1000);
+    struct tm tm;
+    if (!gmtime_r(&secs, &tm) || !strftime(buf, size, "%Y-%m-%dT%H:%M:%S", &tm))
+        snprintf(buf, size, "%" PRId64 " ms", ms);
+    else
+        snprintf(buf + strlen(buf), size - strlen(buf), ".%03dZ", (int)(ms % 1000));
+    return buf;
+}
+
+/* mode stream: what a start makes of the committed offsets. A live stream
+ * cannot be replayed: the offset is the arrival time of the last line
+ * delivered, kept so that offsets keep growing, and said in the log. */
+static void stream_start(struct hs_state *st)
+{
+    const struct spoke_host_api *api = st->api;
+    int64_t off;
+    char when[40];
+
+    for (size_t i = 0; i < st->nt; i++) {
+        struct hs_target *t = &st->t[i];
+        if (api->offset_get(st->inst, t->shown, &off) != SPOKE_OK)
+            continue;
+        t->last_off = off;
+        api->log(st->inst, SPOKE_LOG_INFO, "%s: the last line delivered before this start "
+                 "arrived at %s; a live stream cannot be replayed: what the server sent since "
+                 "is not recovered", t->shown, utc_text(off, when, sizeof(when)));
+    }
+    api->log(st->inst, SPOKE_LOG_INFO, "streaming %s%s (reconnecting after %" PRId64 " ms "
+             "without a byte)", st->t[0].shown, st->nt > 1 ? " and the other items" : "",
+             st->idle_ms);
+}
+
 static int hs_start(void *vst, char *errstr, size_t errstr_size)
 {
     struct hs_state *st = vst;
@@ -583,14 +707,23 @@ static int hs_start(void *vst, char *errstr, size_t errstr_size)
         "requests", "responses", "records_emitted", "not_modified", "unchanged", "errors",
         "bytes_downloaded", "urls_failing", NULL
     };
+    static const char *const stream_metrics[] = {
+        "requests", "records_emitted", "errors", "bytes_downloaded", "urls_failing", "lines",
+        "blank_lines", "invalid_lines", "partial_lines", "reconnects", "idle_timeouts", NULL
+    };
     int64_t now = httpc_mono_ms(), off;
 
-    for (size_t i = 0; metrics[i]; i++)
-        api->metric_set(st->inst, metrics[i], 0);
+    for (const char *const *m = st->stream ? stream_metrics : metrics; *m; m++)
+        api->metric_set(st->inst, *m, 0);
     api->metric_set(st->inst, "urls", (int64_t)st->nt);
+    for (size_t i = 0; i < st->nt; i++)
+        st->t[i].due = now;
+    if (st->stream) {
+        stream_start(st);
+        return SPOKE_OK;
+    }
     for (size_t i = 0; i < st->nt; i++) {
         struct hs_target *t = &st->t[i];
-        t->due = now;
         if (api->offset_get(st->inst, t->shown, &off) == SPOKE_OK) {
             t->delivered = off;
             /* Only a timestamp tells the same data apart across a restart. */
@@ -619,6 +752,7 @@ static void hs_destroy(void *vst)
     httpc_multi_free(st->multi);
     for (size_t i = 0; i < st->nt; i++) {
         httpc_free(st->t[i].http);
+        hs_lines_free(st->t[i].lines);
         free(st->t[i].url);
         free(st->t[i].shown);
     }
@@ -691,15 +825,14 @@ static void target_ok(struct hs_state *st, struct hs_target *t)
     t->due = t->started + st->poll_ms;
 }
 
-/* Emits the batch of t's last body. Returns SPOKE_OK (all emitted, or the
- * host is stopping: st->stopping) or an error with reason set. */
-static int emit_batch(struct hs_state *st, struct hs_target *t, int64_t off, char *reason,
-                      size_t reason_size)
+/* Emits the batch parsed from body: the last record at offset off, the
+ * others at off_before. Returns SPOKE_OK (all emitted, or the host is
+ * stopping: st->stopping) or an error with reason set. */
+static int emit_batch(struct hs_state *st, struct hs_target *t, const char *body, int64_t off,
+                      int64_t off_before, char *reason, size_t reason_size)
 {
     const struct spoke_host_api *api = st->api;
     const struct hs_batch *b = &st->batch;
-    size_t len;
-    const char *body = httpc_body(t->http, &len);
     for (size_t i = 0; i < b->n; i++) {
         const struct hs_rec *r = &b->recs[i];
         const char *v = r->vin_body ? body + r->voff : b->arena + r->voff;
@@ -710,7 +843,7 @@ static int emit_batch(struct hs_state *st, struct hs_target *t, int64_t off, cha
             snprintf(reason, reason_size, "out of memory creating a record");
             return SPOKE_ERR_NOMEM;
         }
-        int rc = api->record_set_position(rec, t->shown, i + 1 == b->n ? off : t->delivered);
+        int rc = api->record_set_position(rec, t->shown, i + 1 == b->n ? off : off_before);
         if (rc != SPOKE_OK) {
             api->record_free(rec);
             snprintf(reason, reason_size, "cannot build a record: %s", api->strerror(rc));
@@ -784,7 +917,7 @@ static void target_outcome(struct hs_state *st, struct hs_target *t, int64_t now
             return;
         }
     }
-    int rc = emit_batch(st, t, off, why, sizeof(why));
+    int rc = emit_batch(st, t, body, off, t->delivered, why, sizeof(why));
     if (st->stopping)
         return;
     if (rc != SPOKE_OK) {
@@ -803,6 +936,9 @@ static void target_outcome(struct hs_state *st, struct hs_target *t, int64_t now
     target_ok(st, t);
 }
 
+static void stream_begin(struct hs_state *st, struct hs_target *t);
+static void stream_ended(struct hs_state *st, struct hs_target *t, int64_t now);
+
 /* Starts the fetches that are due, as many as max.parallel.requests allows,
  * the longest overdue first: with more URLs due than slots, none starves. */
 static void start_due(struct hs_state *st, int64_t now)
@@ -818,6 +954,8 @@ static void start_due(struct hs_state *st, int64_t now)
             return;
         next->inflight = 1;
         next->started = now;
+        if (st->stream)
+            stream_begin(st, next);
         httpc_multi_start(st->multi, next->http);
     }
 }
@@ -830,7 +968,10 @@ static size_t collect(struct hs_state *st)
         struct hs_target *t = &st->t[i];
         if (t->inflight && httpc_ended(t->http)) {
             t->inflight = 0;
-            target_outcome(st, t, httpc_mono_ms());
+            if (st->stream)
+                stream_ended(st, t, httpc_mono_ms());
+            else
+                target_outcome(st, t, httpc_mono_ms());
             n++;
         }
     }
@@ -851,7 +992,9 @@ static int report(struct hs_state *st, int64_t t0, int64_t *next_poll_ms, char *
         int64_t due = t->inflight ? t0 : t->due;
         if (due < first)
             first = due;
-        if (t->failures) {
+        /* A stream is failing while it is not flowing: between connections,
+         * and while one is being made after a failure. */
+        if (st->stream ? t->err[0] != '\0' : t->failures != 0) {
             failing++;
             if (!latest || t->failed_at >= latest->failed_at)
                 latest = t;
@@ -866,16 +1009,318 @@ static int report(struct hs_state *st, int64_t t0, int64_t *next_poll_ms, char *
     }
     /* The wait as announced when it failed (and logged), as velib_source
      * reports it. */
-    char wt[32];
-    httpc_wait_text(latest->wait_ms, wt, sizeof(wt));
+    char wt[48] = "reconnecting";
+    if (!st->stream)
+        snprintf(wt, sizeof(wt), "next attempt in ");
+    else if (!latest->inflight)
+        snprintf(wt, sizeof(wt), "reconnecting in ");
+    if (!st->stream || !latest->inflight)
+        httpc_wait_text(latest->wait_ms, wt + strlen(wt), sizeof(wt) - strlen(wt));
     if (st->nt > 1)
-        snprintf(errstr, errstr_size, "%.180s; next attempt in %s (%zu of %zu URLs failing)",
-                 latest->err, wt, failing, st->nt);
+        snprintf(errstr, errstr_size, "%.180s; %s (%zu of %zu URLs failing)", latest->err, wt,
+                 failing, st->nt);
     else
-        snprintf(errstr, errstr_size, "%.200s; next attempt in %s", latest->err, wt);
+        snprintf(errstr, errstr_size, "%.200s; %s", latest->err, wt);
     /* 0 would let the host apply its own backoff to SPOKE_RETRY. */
     *next_poll_ms = wait > 0 ? wait : 1;
     return SPOKE_RETRY;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Streaming (mode stream)                                                   */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * One long GET per URL. Its body goes through lib/httpc piece by piece as
+ * it arrives (stream_rx, called inside the multi calls of poll()), is cut
+ * into lines (hs_lines, holding only the line in progress, at most
+ * max.line.bytes), and every complete line is turned into records and
+ * emitted at once; poll() returns as soon as a round of the transfers
+ * emitted something, so the host hands the records on without waiting for
+ * the slice to end. A line that is not valid JSON (or lacks its key or
+ * timestamp) and a line over max.line.bytes take the connector's error
+ * path (emit_error); the stream goes on. When the response ends, drops or
+ * stays silent for stream.idle.timeout.ms, the URL reconnects after the
+ * backoff (or the server's Retry-After); an unfinished last line is
+ * dropped, never emitted half-read.
+ */
+
+/* The offset of a line arriving now: its arrival (epoch ms), never below
+ * the previous line's, so offsets grow within the partition. */
+static int64_t stream_offset(struct hs_target *t)
+{
+    int64_t off = t->st->api->wall_ms();
+    if (off < t->last_off)
+        off = t->last_off;
+    t->last_off = off;
+    return off;
+}
+
+/* A line cannot be handed over (out of memory, emit failed, or
+ * errors.tolerance=none refused a bad line): poll() fails the connector. */
+static int stream_fail(struct hs_state *st, int rc, const char *reason)
+{
+    if (!st->fail_rc) {
+        st->fail_rc = rc < 0 ? rc : SPOKE_ERR;
+        snprintf(st->fail_reason, sizeof(st->fail_reason), "%s", reason);
+        scrub(st, st->fail_reason, sizeof(st->fail_reason));
+    }
+    return -1;
+}
+
+/* Line bytes p[0..n) take the connector's error path with reason. */
+static int stream_bad_line(struct hs_target *t, const char *p, size_t n, const char *reason)
+{
+    struct hs_state *st = t->st;
+    const struct spoke_host_api *api = st->api;
+    char msg[SPOKE_ERRSTR_SIZE];
+    int64_t off = stream_offset(t);
+
+    api->metric_add(st->inst, "invalid_lines", 1);
+    snprintf(msg, sizeof(msg), "%.*s, %s", HS_URL_SHOWN, t->shown, reason);
+    scrub(st, msg, sizeof(msg));
+    int with_item = st->bo.key == HS_KEY_ITEM && t->item;
+    struct spoke_record *rec = api->record_new(st->inst, NULL, with_item ? t->item : NULL,
+                                               with_item ? strlen(t->item) : 0, p, n);
+    if (!rec)
+        return stream_fail(st, SPOKE_ERR_NOMEM, "out of memory creating a record");
+    int rc = api->record_set_position(rec, t->shown, off);
+    if (rc != SPOKE_OK) {
+        api->record_free(rec);
+        return stream_fail(st, rc, "cannot build a record");
+    }
+    rc = api->emit_error(st->inst, rec, SPOKE_ERR_PARSE, msg);  /* takes rec */
+    if (rc == SPOKE_ERR_STOPPED) {
+        st->stopping = 1;
+        return -1;
+    }
+    if (rc != SPOKE_OK)
+        return stream_fail(st, rc, msg);  /* errors.tolerance=none: the connector fails */
+    st->emitted++;
+    return 0;
+}
+
+/* A line received (any but a blank one): one more for the connection; the
+ * first one tells the backoff that this connection was worth it. */
+static void stream_counted(struct hs_target *t)
+{
+    t->st->api->metric_add(t->st->inst, "lines", 1);
+    if (!t->conn_lines++)
+        t->failures = 0;
+}
+
+static int stream_line(void *ud, const char *p, size_t n, uint64_t lineno)
+{
+    struct hs_target *t = ud;
+    struct hs_state *st = t->st;
+    char why[SPOKE_ERRSTR_SIZE];
+
+    if (hs_blank(p, n)) {
+        st->api->metric_add(st->inst, "blank_lines", 1);  /* a keep-alive */
+        return 0;
+    }
+    stream_counted(t);
+    if (hs_line_parse(st->body, p, n, t->item, lineno, &st->batch, why, sizeof(why)) != 0)
+        return stream_bad_line(t, p, n, why);
+    int64_t off = stream_offset(t);
+    int rc = emit_batch(st, t, p, off, off, why, sizeof(why));
+    if (st->stopping)
+        return -1;
+    if (rc != SPOKE_OK)
+        return stream_fail(st, rc, why);
+    st->emitted += st->batch.n;
+    return 0;
+}
+
+static int stream_too_long(void *ud, const char *head, size_t n, uint64_t lineno)
+{
+    struct hs_target *t = ud;
+    char why[160];
+    stream_counted(t);
+    snprintf(why, sizeof(why), "line %" PRIu64 ": longer than max.line.bytes (%zu); its first "
+             "%zu bytes are the record, the rest is skipped", lineno, t->st->max_line, n);
+    return stream_bad_line(t, head, n, why);
+}
+
+static int stream_nomem(void *ud)
+{
+    struct hs_target *t = ud;
+    return stream_fail(t->st, SPOKE_ERR_NOMEM, "out of memory holding a line");
+}
+
+static const struct hs_lines_cb stream_cb = {
+    .line = stream_line,
+    .too_long = stream_too_long,
+    .nomem = stream_nomem,
+};
+
+/* The response's status is 200 (or 203): the stream flows; the status
+ * trace no longer says the URL is reconnecting. */
+static void stream_connected(struct hs_target *t)
+{
+    struct hs_state *st = t->st;
+    t->connected = 1;
+    t->err[0] = '\0';
+    if (t->connections > 1)
+        st->api->log(st->inst, SPOKE_LOG_INFO, "%s: streaming again (connection %u)",
+                     t->shown, t->connections);
+    else
+        st->api->log(st->inst, SPOKE_LOG_INFO, "%s: streaming", t->shown);
+}
+
+/* httpc hands over each piece of a 200's body as it arrives. */
+static int stream_rx(void *ud, const char *p, size_t n)
+{
+    struct hs_target *t = ud;
+    if (!t->connected)
+        stream_connected(t);
+    return hs_lines_feed(t->lines, p, n, &stream_cb, t);
+}
+
+static void stream_begin(struct hs_state *st, struct hs_target *t)
+{
+    t->connected = 0;
+    t->conn_lines = 0;
+    t->wire_counted = 0;
+    t->idle_aborted = 0;
+    if (t->connections++)
+        st->api->metric_add(st->inst, "reconnects", 1);
+}
+
+/* The bytes t's transfer received since the last look go to the metric. */
+static void stream_bytes(struct hs_state *st, struct hs_target *t, int64_t wire)
+{
+    if (wire > t->wire_counted) {
+        st->api->metric_add(st->inst, "bytes_downloaded", wire - t->wire_counted);
+        t->wire_counted = wire;
+    }
+}
+
+/* The running streams: bytes counted, a 200 seen, silence given up. Returns
+ * the earliest time one of them falls silent for too long. */
+static int64_t stream_watch(struct hs_state *st, int64_t now)
+{
+    int64_t first = INT64_MAX;
+    for (size_t i = 0; i < st->nt; i++) {
+        struct hs_target *t = &st->t[i];
+        struct httpc_progress p;
+        if (!t->inflight || httpc_ended(t->http))
+            continue;
+        httpc_progress(t->http, &p);
+        stream_bytes(st, t, p.wire_bytes);
+        if (!t->connected && (p.status == 200 || p.status == 203))
+            stream_connected(t);
+        int64_t quiet = p.last_rx_ms > t->listen_from ? p.last_rx_ms : t->listen_from;
+        if (now - quiet < st->idle_ms) {
+            if (quiet + st->idle_ms < first)
+                first = quiet + st->idle_ms;
+            continue;
+        }
+        char reason[SPOKE_ERRSTR_SIZE], wt[32];
+        snprintf(reason, sizeof(reason), "no data from %.*s for %s (stream.idle.timeout.ms)",
+                 HS_URL_SHOWN, t->shown, httpc_wait_text(st->idle_ms, wt, sizeof(wt)));
+        t->idle_aborted = 1;
+        st->api->metric_add(st->inst, "idle_timeouts", 1);
+        httpc_multi_abort(st->multi, t->http, reason);
+    }
+    return first;
+}
+
+/* t's connection ended (the server ended the response, it dropped, it was
+ * given up for silence, or it failed before streaming): an unfinished line
+ * is dropped, and t reconnects after the backoff or Retry-After. */
+static void stream_ended(struct hs_state *st, struct hs_target *t, int64_t now)
+{
+    const struct spoke_host_api *api = st->api;
+    struct httpc_info fi;
+    const char *err, *held;
+    char reason[SPOKE_ERRSTR_SIZE], wt[32];
+    uint64_t lineno;
+
+    enum httpc_result r = httpc_outcome(t->http, &fi, &err);
+    api->metric_add(st->inst, "requests", 1);
+    stream_bytes(st, t, fi.wire_bytes);
+    size_t held_len = hs_lines_end(t->lines, &held, &lineno);
+    if (st->stopping || st->fail_rc)
+        return;
+    if (r == HTTPC_BODY && !t->connected)
+        stream_connected(t);  /* a short response, over before a look at it */
+    if (held_len && !hs_blank(held, held_len)) {
+        api->metric_add(st->inst, "partial_lines", 1);
+        api->log(st->inst, SPOKE_LOG_WARN, "%s: the response ended in the middle of line "
+                 "%" PRIu64 " (%zu bytes of it received): dropped, never emitted half-read",
+                 t->shown, lineno, held_len);
+    }
+    if (t->idle_aborted)
+        snprintf(reason, sizeof(reason), "%s", err);
+    else if (r == HTTPC_BODY)
+        snprintf(reason, sizeof(reason), "the server ended the stream of %.*s after %" PRIu64
+                 " lines", HS_URL_SHOWN, t->shown, t->conn_lines);
+    else if (t->connected)
+        snprintf(reason, sizeof(reason), "the stream dropped after %" PRIu64 " lines: %.180s",
+                 t->conn_lines, err);
+    else
+        snprintf(reason, sizeof(reason), "%s", r == HTTPC_FAILED ? err : "unexpected answer");
+    if (!t->connected)
+        api->metric_add(st->inst, "errors", 1);
+    t->failures++;
+    int64_t wait = httpc_retry_wait(&st->hopts, t->failures, &st->rng, fi.retry_after_ms, 0);
+    t->due = now + wait;
+    t->failed_at = now;
+    t->wait_ms = wait;
+    t->connected = 0;
+    snprintf(t->err, sizeof(t->err), "%s", reason);
+    scrub(st, t->err, sizeof(t->err));
+    api->log(st->inst, SPOKE_LOG_WARN, "%s; reconnecting in %s (%u in a row)", t->err,
+             httpc_wait_text(wait, wt, sizeof(wt)), t->failures);
+}
+
+/*
+ * mode stream: moves the streams on (their lines are emitted as they come)
+ * until a round emitted something, a connection ended, or HS_SLICE_MS
+ * passed, so stopping never waits for a silent server; starts the
+ * connections that are due.
+ */
+static int stream_poll(struct hs_state *st, int64_t *next_poll_ms, char *errstr,
+                       size_t errstr_size)
+{
+    int64_t t0 = httpc_mono_ms();
+
+    /* A gap since the last call (the connector paused, the host busy) is
+     * our silence, not the server's. */
+    if (t0 - st->poll_end > HS_SLICE_MS)
+        for (size_t i = 0; i < st->nt; i++)
+            st->t[i].listen_from = t0;
+    st->emitted = 0;
+    for (;;) {
+        size_t handled = collect(st);
+        if (st->stopping || st->fail_rc)
+            break;
+        int64_t now = httpc_mono_ms();
+        int64_t quiet_end = stream_watch(st, now);
+        start_due(st, now);
+        if (handled || st->emitted || now - t0 >= HS_SLICE_MS)
+            break;
+        int64_t wait = HS_SLICE_MS - (now - t0);
+        if (quiet_end - now < wait)
+            wait = quiet_end - now;
+        for (size_t i = 0; i < st->nt; i++)
+            if (!st->t[i].inflight && st->t[i].due - now < wait)
+                wait = st->t[i].due - now;
+        if (!httpc_multi_running(st->multi) && wait > 0) {
+            /* Nothing in flight: the host waits for the next due time. */
+            break;
+        }
+        httpc_multi_run_once(st->multi, wait > 0 ? wait : 0);
+    }
+    st->poll_end = httpc_mono_ms();
+    if (st->fail_rc) {
+        snprintf(errstr, errstr_size, "%s", st->fail_reason);
+        return st->fail_rc;
+    }
+    if (st->stopping)
+        return SPOKE_OK;
+    return report(st, t0, next_poll_ms, errstr, errstr_size);
 }
 
 /*
@@ -892,6 +1337,8 @@ static int hs_poll(void *vst, int64_t *next_poll_ms, char *errstr, size_t errstr
     *next_poll_ms = st->poll_ms;
     if (st->stopping)
         return SPOKE_OK;
+    if (st->stream)
+        return stream_poll(st, next_poll_ms, errstr, errstr_size);
     for (;;) {
         size_t handled = collect(st);
         if (st->stopping)
@@ -916,8 +1363,9 @@ static const struct spoke_plugin http_source = {
     .name        = "http_source",
     .kind        = SPOKE_KIND_SOURCE,
     .version     = "0.1.0",
-    .description = "Polls JSON or NDJSON over HTTP (one URL, or one per item of a list) and "
-                   "emits the documents, or the elements of an array in them, as records",
+    .description = "Polls JSON or NDJSON over HTTP (one URL, or one per item of a list), or "
+                   "reads endless NDJSON streams line by line, and emits the documents, or the "
+                   "elements of an array in them, as records",
     .config      = hs_config,
     .init        = hs_init,
     .start       = hs_start,

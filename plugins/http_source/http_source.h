@@ -6,7 +6,9 @@
  *                       (per-URL backoff), emission; HTTP through lib/httpc
  *   http_source_body.c  a response body -> records: JSON or NDJSON parsed
  *                       and fully validated (sjson), records.path, key and
- *                       timestamp paths; all or nothing
+ *                       timestamp paths; all or nothing. For streams, an
+ *                       endless body cut into lines as it arrives (bounded)
+ *                       and one line -> records
  */
 #ifndef HTTP_SOURCE_H
 #define HTTP_SOURCE_H
@@ -75,5 +77,50 @@ int hs_body_parse(struct hs_body *b, const char *body, size_t len, const char *i
                   struct hs_batch *out, char *errstr, size_t errstr_size);
 
 void hs_batch_free(struct hs_batch *b);
+
+/* One line of a stream (lineno: its number in the response, for
+ * messages) -> records, as hs_body_parse does with an NDJSON body of that
+ * one line: the batch's values point into line or the arena. 0, or -1
+ * with errstr set ("line 17: not valid JSON: ..."). */
+int hs_line_parse(struct hs_body *b, const char *line, size_t len, const char *item,
+                  uint64_t lineno, struct hs_batch *out, char *errstr, size_t errstr_size);
+
+/* 1 when p[0..n) holds only blanks (space, tab, CR, LF). */
+int hs_blank(const char *p, size_t n);
+
+/*
+ * Lines of an endless body, cut as its pieces arrive. A line ends at '\n'
+ * (a '\r' before it is part of the ending); only the line in progress is
+ * held, in a buffer that grows to max bytes at most (+1). Lines are
+ * numbered from 1 in each response, blank ones included.
+ */
+struct hs_lines;
+
+struct hs_lines_cb {
+    /* A complete line (p[0..n), without its ending), valid during the call. */
+    int (*line)(void *ud, const char *p, size_t n, uint64_t lineno);
+    /* Line lineno is longer than max: head holds its first n (= max) bytes;
+     * the rest of it, up to its '\n', is skipped. */
+    int (*too_long)(void *ud, const char *head, size_t n, uint64_t lineno);
+    /* No memory to hold the line in progress: it is skipped. */
+    int (*nomem)(void *ud);
+};
+
+/* NULL on out-of-memory. */
+struct hs_lines *hs_lines_new(size_t max);
+/* Accepts NULL. */
+void hs_lines_free(struct hs_lines *l);
+
+/* Feeds the next piece of the body: calls cb for each line it completes
+ * (or finds too long). Returns 0, or the first non-zero value a callback
+ * returned (the rest of the piece is then not read). */
+int hs_lines_feed(struct hs_lines *l, const char *p, size_t n, const struct hs_lines_cb *cb,
+                  void *ud);
+
+/* The response ended: returns how many bytes of an unfinished line it
+ * left (0 when none, or when that line was already found too long), with
+ * *held pointing to them (valid until the next feed) and *lineno its
+ * number; then starts over for the next response. */
+size_t hs_lines_end(struct hs_lines *l, const char **held, uint64_t *lineno);
 
 #endif

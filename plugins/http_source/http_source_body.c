@@ -14,8 +14,14 @@
  * Record values are the document's own bytes when a record is a whole
  * document (a copy of exactly what the server sent, surrounding blanks
  * aside), or an element re-serialized compactly by simdjson.
+ *
+ * Streams (mode stream): hs_lines cuts an endless body into lines as its
+ * pieces arrive, in a buffer that never grows past max.line.bytes, and
+ * hs_line_parse turns one line into records the same way, all or nothing
+ * per line.
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -412,4 +418,168 @@ int hs_body_parse(struct hs_body *b, const char *body, size_t len, const char *i
         out->alen = 0;
     }
     return rc;
+}
+
+int hs_line_parse(struct hs_body *b, const char *line, size_t len, const char *item,
+                  uint64_t lineno, struct hs_batch *out, char *errstr, size_t errstr_size)
+{
+    struct ctx c = { .b = b, .out = out, .item = item, .line = (size_t)lineno, .why = errstr,
+                     .whysize = errstr_size };
+    size_t s = 0, e = len;
+
+    out->n = 0;
+    out->alen = 0;
+    out->max_ts_ms = -1;
+    while (s < e && is_blank(line[s]))
+        s++;
+    while (e > s && is_blank(line[e - 1]))
+        e--;
+    if (one_doc(&c, line, s, e) != 0) {
+        out->n = 0;
+        out->alen = 0;
+        return -1;
+    }
+    return 0;
+}
+
+int hs_blank(const char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!is_blank(p[i]))
+            return 0;
+    return 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Lines of a stream                                                         */
+/* ------------------------------------------------------------------------ */
+
+struct hs_lines {
+    char *buf;          /* the start of the line in progress */
+    size_t len, cap;    /* cap never above max + 1 (room for a '\r' before '\n') */
+    size_t max;         /* max.line.bytes */
+    uint64_t lineno;    /* lines begun in this response (the one in progress included) */
+    int started;        /* a byte of the line in progress arrived */
+    int skipping;       /* the line in progress went over max: dropped up to its '\n' */
+};
+
+struct hs_lines *hs_lines_new(size_t max)
+{
+    struct hs_lines *l = calloc(1, sizeof(*l));
+    if (l)
+        l->max = max;
+    return l;
+}
+
+void hs_lines_free(struct hs_lines *l)
+{
+    if (!l)
+        return;
+    free(l->buf);
+    free(l);
+}
+
+/* Room for need bytes in buf (need <= max + 1). */
+static int lines_reserve(struct hs_lines *l, size_t need)
+{
+    if (need <= l->cap)
+        return 0;
+    size_t cap = l->cap ? l->cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    if (cap > l->max + 1)
+        cap = l->max + 1;
+    char *nb = realloc(l->buf, cap);
+    if (!nb)
+        return -1;
+    l->buf = nb;
+    l->cap = cap;
+    return 0;
+}
+
+/* Appends p[0..k) to the line in progress (it fits: the caller checked). */
+static int lines_append(struct hs_lines *l, const char *p, size_t k)
+{
+    if (lines_reserve(l, l->len + k) != 0)
+        return -1;
+    memcpy(l->buf + l->len, p, k);
+    l->len += k;
+    return 0;
+}
+
+/* The line in progress, whose next k bytes are p[0..k), is over max: its
+ * first max bytes go to too_long. */
+static int lines_over(struct hs_lines *l, const char *p, size_t k, const struct hs_lines_cb *cb,
+                      void *ud)
+{
+    if (l->len < l->max) {
+        size_t take = l->max - l->len < k ? l->max - l->len : k;
+        if (lines_append(l, p, take) != 0)
+            return cb->nomem(ud);
+    }
+    int rc = cb->too_long(ud, l->buf, l->len < l->max ? l->len : l->max, l->lineno);
+    l->len = 0;
+    return rc;
+}
+
+int hs_lines_feed(struct hs_lines *l, const char *p, size_t n, const struct hs_lines_cb *cb,
+                  void *ud)
+{
+    int rc = 0;
+    while (n && rc == 0) {
+        const char *nl = memchr(p, '\n', n);
+        size_t k = nl ? (size_t)(nl - p) : n;
+        if (!l->started) {
+            l->started = 1;
+            l->lineno++;
+        }
+        if (l->skipping) {
+            if (nl)
+                l->skipping = l->started = 0;
+        } else if (nl) {
+            /* A complete line: what is held, then p[0..k); a '\r' before
+             * the '\n' is part of the line ending. */
+            size_t total = l->len + k;
+            char last = k ? p[k - 1] : l->len ? l->buf[l->len - 1] : '\0';
+            size_t eff = total - (last == '\r');
+            if (eff > l->max) {
+                rc = lines_over(l, p, k, cb, ud);
+            } else if (!l->len) {
+                rc = cb->line(ud, p, eff, l->lineno);  /* straight from the piece */
+            } else if (lines_append(l, p, k) != 0) {
+                rc = cb->nomem(ud);
+                l->len = 0;
+            } else {
+                rc = cb->line(ud, l->buf, eff, l->lineno);
+                l->len = 0;
+            }
+            l->started = 0;
+        } else {
+            /* No end yet: held, unless that makes it longer than max (one
+             * byte more is held when it is a '\r', a '\n' may follow). */
+            size_t total = l->len + k;
+            if (total > l->max + 1 || (total == l->max + 1 && p[k - 1] != '\r')) {
+                rc = lines_over(l, p, k, cb, ud);
+                l->skipping = 1;
+            } else if (lines_append(l, p, k) != 0) {
+                rc = cb->nomem(ud);
+                l->len = 0;
+                l->skipping = 1;
+            }
+        }
+        p += k + (nl != NULL);
+        n -= k + (nl != NULL);
+    }
+    return rc;
+}
+
+size_t hs_lines_end(struct hs_lines *l, const char **held, uint64_t *lineno)
+{
+    size_t n = l->started && !l->skipping ? l->len : 0;
+    *held = l->buf;
+    *lineno = l->lineno;
+    l->len = 0;
+    l->lineno = 0;
+    l->started = l->skipping = 0;
+    return n;
 }

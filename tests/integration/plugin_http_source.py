@@ -4,6 +4,11 @@ that answers like OpenWeatherMap's current-weather API, with responses built
 from the real recorded rows of the seed weather pipeline
 (../shared/data/weather), and misbehaves on demand.
 
+mode stream against StreamServer (below): an endless chunked response like
+stream.meetup.com/2/rsvps, carrying the real recorded Meetup RSVP lines
+(../shared/data/meetup), which pauses, cuts, falls silent or answers 503 on
+the test's command.
+
 Output is checked through file_sink (the value bytes) and through the
 recording sink of plugin_velib_source.py (keys, timestamps, source
 positions), against the responses the test served.
@@ -12,7 +17,10 @@ import datetime
 import json
 import os
 import re
+import socket
 import tempfile
+import threading
+import time
 import urllib.parse
 
 import spoketest
@@ -142,29 +150,29 @@ def plugin_metric(s, name):
     return metric(s, "weather", name) or 0
 
 
-def retrying_trace(s):
+def retrying_trace(s, conn="weather"):
     """The source's status trace while it is retrying, else None."""
-    c = s.connector("weather")
+    c = s.connector(conn)
     return c.get("trace") if c.get("retrying") else None
 
 
-def wait_retrying(s, *words):
+def wait_retrying(s, *words, conn="weather"):
     """Until the source is retrying with every word in its trace, the
     connector still RUNNING; returns the trace."""
     def has_words():
-        t = retrying_trace(s)
+        t = retrying_trace(s, conn)
         return t if t and all(w in t for w in words) else None
-    trace = wait_for(has_words, TIMEOUT, "the trace to show %r (now %r)" % (words,
-                                                                           retrying_trace(s)))
-    c = s.connector("weather")
+    trace = wait_for(has_words, TIMEOUT, lambda: "the trace to show %r (now %r)" % (
+        words, retrying_trace(s, conn)))
+    c = s.connector(conn)
     assert s.alive() and c.get("state") == "RUNNING", c
     return trace
 
 
-def wait_recovered(s):
-    c = lambda: s.connector("weather")  # noqa: E731
+def wait_recovered(s, conn="weather"):
+    c = lambda: s.connector(conn)  # noqa: E731
     wait_for(lambda: c().get("retrying") is False and not c().get("trace"), TIMEOUT,
-             "weather recovered (not retrying)")
+             "%s recovered (not retrying)" % conn)
 
 
 def assert_no_key(s, *paths):
@@ -236,6 +244,12 @@ CHECKED = [
     ("key", {"key": "a[x]"}, "key 'a[x]' is not a path"),
     ("backoff.initial.ms", {"backoff.initial.ms": 5000, "backoff.max.ms": 1000},
      "backoff.initial.ms (5000) is above backoff.max.ms (1000)"),
+    ("format", {"mode": "stream", "format": "json"},
+     "format json reads a response as one document; mode stream reads a feed of NDJSON lines"),
+    ("max.parallel.requests", {"mode": "stream", "items": ["Paris", "Lyon", "Nice"],
+                               "max.parallel.requests": 2},
+     "mode stream keeps one connection per URL open: 3 URLs need max.parallel.requests of at "
+     "least 3 (it is 2)"),
 ]
 
 
@@ -262,6 +276,10 @@ def test_config_errors_refused_before_running():
         p = spoketest.validate_config(tmp, conf({"headers": ["X-Api-Key: {api.key}"],
                                                  "records.path": "list", "key": "sys.id"}))[2]
         assert p.returncode == 0, "valid config refused: %s" % p.stderr
+        for ok in ({"mode": "stream"}, {"mode": "stream", "format": "ndjson",
+                                        "max.parallel.requests": 2}):
+            p = spoketest.validate_config(tmp, conf(ok))[2]
+            assert p.returncode == 0, "%r refused: %s" % (ok, p.stderr)
         for key, extra, want in CHECKED:
             _, p, r = spoketest.expect_check_refuses(tmp, conf(extra), "weather", key, want,
                                                      reason_first=True)
@@ -718,6 +736,546 @@ def test_restart_does_not_emit_the_delivered_answer_again():
             srv.route(city_path("Brest"), Response(b1))
             wait_lines(out, 2)
             assert raw_lines(out) == [b0, b1]
+
+
+# ---------------------------------------------------------------------------
+# mode stream: an endless response, like stream.meetup.com/2/rsvps
+
+MEETUP = os.path.join(spoketest.SHARED_DATA, "meetup", "meetup_rsvps.ndjson")
+STREAM_PATH = "/2/rsvps"
+
+
+def meetup_lines():
+    """The 1,000 recorded RSVP messages, as the stream sent them (bytes,
+    without their newlines)."""
+    if not os.path.exists(MEETUP):
+        raise Skip("the recorded Meetup RSVP stream is not in %s: these tests stream it over "
+                   "HTTP" % MEETUP)
+    with open(MEETUP, "rb") as f:
+        data = f.read()
+    assert data.endswith(b"\n")
+    lines = data[:-1].split(b"\n")
+    assert len(lines) == 1000 and all(x.strip() for x in lines)
+    return lines
+
+
+def feed(lines, keepalive_every=0):
+    """lines as one stream body, each ending with a newline; with
+    keepalive_every, a keep-alive (an empty line, "\\r\\n" or "\\n") after
+    every that many lines. Returns (bytes, how many keep-alives)."""
+    out, k = [], 0
+    for i, x in enumerate(lines):
+        out.append(x + b"\n")
+        if keepalive_every and (i + 1) % keepalive_every == 0:
+            out.append(b"\r\n" if k % 2 else b"\n")
+            k += 1
+    return b"".join(out), k
+
+
+def pieces(data, sizes=(1, 7, 300, 1500, 4096, 13, 2000, 64)):
+    """data cut at irregular places, so lines straddle chunks (a one-byte
+    chunk, a chunk ending on a '\\r' of a keep-alive...)."""
+    out, i, k = [], 0, 0
+    while i < len(data):
+        n = sizes[k % len(sizes)]
+        out.append(data[i:i + n])
+        i += n
+        k += 1
+    return out
+
+
+class StreamServer:
+    """A local HTTP/1.1 server for mode stream: connection i (0, 1, ...)
+    follows plans[i] (the last plan for every later one), step by step:
+
+    ("head",)            200, Transfer-Encoding: chunked, no Content-Length
+    ("chunks", [bytes])  one chunk each
+    ("wait", event)      nothing sent until the test sets event
+    ("keepalive", n, s)  n keep-alive newlines, one every s seconds (the
+                         pace of a server that has nothing to say)
+    ("end",)             the last chunk: the response ends properly
+    ("cut",)             the connection closed in the middle of the body
+    ("hold",)            silent until the client goes away
+    ("status", code, headers)  an error answer instead of the stream
+
+    Every connection is recorded: when it came (monotonic), its request
+    headers, when its last byte was sent, when the client went away, and
+    whether its plan ran to the end."""
+
+    REASONS = {429: "Too Many Requests", 503: "Service Unavailable"}
+
+    def __init__(self, plans):
+        self.plans = plans
+        self.conns = []
+        self._cond = threading.Condition()
+        self._closing = threading.Event()
+        self._socks = []
+        self._lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._lsock.bind(("127.0.0.1", 0))
+        self._lsock.listen(16)
+        self._lsock.settimeout(0.05)
+        self.port = self._lsock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True, name="streamserver").start()
+
+    def url(self, path=STREAM_PATH):
+        return "http://127.0.0.1:%d%s" % (self.port, path)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def close(self):
+        self._closing.set()
+        self._lsock.close()
+        with self._cond:
+            socks = list(self._socks)
+        for c in socks:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def connections(self):
+        with self._cond:
+            return [dict(c) for c in self.conns]
+
+    def wait_connections(self, n, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while len(self.conns) < n:
+                left = deadline - time.monotonic()
+                assert left > 0, "timed out waiting for connection #%d (got %d)" % (
+                    n, len(self.conns))
+                self._cond.wait(min(left, 0.1))
+            return [dict(c) for c in self.conns]
+
+    def wait_gone(self, i, timeout=TIMEOUT):
+        """Until the client closed connection i; returns its record."""
+        return wait_for(lambda: self.connections()[i]["client_gone"] is not None and
+                        self.connections()[i], timeout, "the client to leave connection %d" % i)
+
+    def _accept(self):
+        while not self._closing.is_set():
+            try:
+                c, _ = self._lsock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            with self._cond:
+                rec = {"i": len(self.conns), "t": time.monotonic(), "headers": {}, "path": None,
+                       "last_sent": None, "client_gone": None, "finished": False, "sent": 0}
+                plan = self.plans[min(rec["i"], len(self.plans) - 1)]
+                self.conns.append(rec)
+                self._socks.append(c)
+                self._cond.notify_all()
+            threading.Thread(target=self._serve, args=(c, rec, plan), daemon=True).start()
+
+    def _send(self, c, rec, data):
+        c.sendall(data)
+        with self._cond:
+            rec["last_sent"] = time.monotonic()
+            rec["sent"] += len(data)
+
+    def _serve(self, c, rec, plan):
+        try:
+            data = b""
+            c.settimeout(30)
+            while b"\r\n\r\n" not in data:
+                got = c.recv(65536)
+                if not got:
+                    return
+                data += got
+            head = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+            with self._cond:
+                rec["path"] = head[0].split(" ")[1]
+                rec["headers"] = {k.strip().lower(): v.strip() for k, v in
+                                  (x.split(":", 1) for x in head[1:] if ":" in x)}
+            for step in plan:
+                if self._closing.is_set():
+                    return
+                kind = step[0]
+                if kind == "head":
+                    self._send(c, rec, b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                               b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n")
+                elif kind == "chunks":
+                    for part in step[1]:
+                        self._send(c, rec, b"%x\r\n%s\r\n" % (len(part), part))
+                elif kind == "wait":
+                    while not step[1].wait(0.05):
+                        if self._closing.is_set():
+                            return
+                elif kind == "keepalive":
+                    for _ in range(step[1]):
+                        if self._closing.wait(step[2]):
+                            return
+                        self._send(c, rec, b"1\r\n\n\r\n")
+                elif kind == "end":
+                    self._send(c, rec, b"0\r\n\r\n")
+                elif kind == "cut":
+                    break
+                elif kind == "hold":
+                    c.settimeout(0.05)
+                    while not self._closing.is_set():
+                        try:
+                            if not c.recv(4096):
+                                break
+                        except socket.timeout:
+                            continue
+                elif kind == "status":
+                    body = b'{"error":"try later"}'
+                    extra = "".join("%s: %s\r\n" % kv for kv in step[2].items())
+                    self._send(c, rec, ("HTTP/1.1 %d %s\r\n%sContent-Type: application/json\r\n"
+                                        "Content-Length: %d\r\nConnection: close\r\n\r\n" % (
+                                            step[1], self.REASONS.get(step[1], "Error"), extra,
+                                            len(body))).encode() + body)
+                else:
+                    raise AssertionError("unknown step %r" % (step,))
+            with self._cond:
+                rec["finished"] = True
+        except OSError:
+            pass
+        finally:
+            with self._cond:
+                if rec["client_gone"] is None:
+                    rec["client_gone"] = time.monotonic()
+                self._cond.notify_all()
+            try:
+                c.close()
+            except OSError:
+                pass
+
+
+def stream_pipeline(url, out, extra=None, rec=None, dlq=None):
+    """http_source (mode stream) -> meetup.raw -> file_sink(out)
+    [+ recorder(rec)] [+ file_sink(dlq) reading the dead-letter topic
+    meetup.dlq, with errors.tolerance all]."""
+    keys = {"url": url, "mode": "stream", "key": "rsvp_id", "timestamp.path": "mtime",
+            "timestamp.unit": "ms", "backoff.initial.ms": 100, "backoff.max.ms": 400,
+            "stream.idle.timeout.ms": 30000}
+    if dlq:
+        keys.update({"errors.tolerance": "all",
+                     "errors.deadletterqueue.topic.name": "meetup.dlq"})
+    keys.update(extra or {})
+    keys = {k: v for k, v in keys.items() if v is not None}
+    y = ("connectors:\n"
+         "  - name: rsvps\n"
+         "    connector.class: http_source\n"
+         "    topic: meetup.raw\n") + yaml_keys(keys)
+    for name, topic, path in (("out", "meetup.raw", out), ("dlq", "meetup.dlq", dlq)):
+        if path:
+            y += ("  - name: %s\n"
+                  "    connector.class: file_sink\n"
+                  "    topics: %s\n"
+                  "    fsync: false\n"
+                  "    file: %s\n" % (name, topic, q(path)))
+    if rec:
+        y += ("  - name: rec\n"
+              "    connector.class: velibtest_sink\n"
+              "    topics: meetup.raw\n"
+              "    file: %s\n" % q(rec))
+    return y
+
+
+def stream_metric(s, name):
+    return metric(s, "rsvps", name) or 0
+
+
+def wait_out(path, want, what):
+    """Until the file_sink at path holds exactly the lines want (bytes), in
+    order; fails at once on a line that is not the next one expected."""
+    def check():
+        got = raw_lines(path)
+        assert got == want[:len(got)], "%s: line %d differs (or is extra)" % (
+            what, next(i for i, (g, w) in enumerate(zip(got + [None], want + [None]))
+                       if g != w))
+        return len(got) == len(want)
+    wait_for(check, TIMEOUT, lambda: "%s: %d of %d lines out" % (what, len(raw_lines(path)),
+                                                                  len(want)))
+
+
+def test_stream_meetup_lines_go_out_as_they_arrive():
+    """The recorded Meetup stream, served as one endless chunked response
+    cut at irregular places (lines straddling chunks, keep-alive newlines
+    between them) that pauses after 400 lines: those 400 are out while the
+    response is still open and paused; once it goes on, all 1,000 arrive
+    exactly once, byte-identical and in order, keyed by rsvp_id, at their
+    mtime, on one connection. A restart cannot replay the stream: it says
+    when the last delivered line arrived, reconnects and emits what the
+    server sends from then on, at offsets that keep growing."""
+    lines = meetup_lines()
+    first, k1 = feed(lines[:400], keepalive_every=37)
+    rest, k2 = feed(lines[400:], keepalive_every=41)
+    go = threading.Event()
+    plans = [[("head",), ("chunks", pieces(first)), ("wait", go), ("chunks", pieces(rest)),
+              ("hold",)],
+             [("head",), ("chunks", [lines[7] + b"\n"]), ("hold",)]]
+    with tempfile.TemporaryDirectory(prefix="spoke-http-") as tmp, StreamServer(plans) as srv:
+        out, rec = os.path.join(tmp, "out.ndjson"), os.path.join(tmp, "rec.ndjson")
+        wall0 = time.time()
+        with start(stream_pipeline(srv.url(), out, rec=rec), tmp, rec=True) as s:
+            wait_out(out, lines[:400], "before the pause")
+            # Out while the response is open and the server waits: streamed,
+            # not read at the end of the response.
+            c = srv.connections()
+            assert len(c) == 1 and c[0]["client_gone"] is None and not c[0]["finished"], c
+            assert not go.is_set()
+            go.set()
+            wait_out(out, lines, "the whole recording")
+            want = {"lines": 1000, "records_emitted": 1000, "blank_lines": k1 + k2,
+                    "invalid_lines": 0, "partial_lines": 0, "reconnects": 0, "errors": 0,
+                    "urls_failing": 0}
+            wait_for(lambda: all(stream_metric(s, k) == v for k, v in want.items()), TIMEOUT,
+                     lambda: "metrics %r (now %r)" % (want, s.connector("rsvps").get("metrics")))
+            assert stream_metric(s, "bytes_downloaded") >= len(first) + len(rest)
+            wait_for(lambda: nlines(rec) >= 1000, TIMEOUT, "recorded")
+            recs = lines_of(rec)
+            vals = [json.loads(x) for x in lines]
+            assert [r["key"] for r in recs] == [str(v["rsvp_id"]) for v in vals]
+            assert [r["ts"] for r in recs] == [v["mtime"] for v in vals]
+            assert all(r["part"] == srv.url() for r in recs), recs[0]["part"]
+            offs = [r["off"] for r in recs]
+            assert offs == sorted(offs) and wall0 * 1000 - 5 <= offs[0] <= time.time() * 1000, \
+                "offsets are arrival times, never decreasing: %r" % offs[:3]
+            wait_for(lambda: s.offsets().get("rsvps", {}).get(srv.url()) == offs[-1], TIMEOUT,
+                     "the offset of the last line committed")
+            assert s.connector("rsvps").get("state") == "RUNNING"
+            assert len(srv.connections()) == 1, "reconnected: %r" % srv.connections()
+        assert raw_lines(out) == lines, "lines went out after the last one"
+        # A restart: what the server sends now, nothing of the past.
+        when = datetime.datetime.fromtimestamp(offs[-1] / 1000, datetime.timezone.utc)
+        with start(stream_pipeline(srv.url(), out, rec=rec), tmp, rec=True) as s:
+            wait_out(out, lines + [lines[7]], "after a restart")
+            assert "%s: the last line delivered before this start arrived at %s.%03dZ; a live "\
+                "stream cannot be replayed" % (srv.url(), when.strftime("%Y-%m-%dT%H:%M:%S"),
+                                               offs[-1] % 1000) in s.log(), s.log()[-2000:]
+            wait_for(lambda: nlines(rec) >= 1001, TIMEOUT, "recorded")
+            assert lines_of(rec)[-1]["off"] >= offs[-1]
+            assert len(srv.connections()) == 2
+
+
+def lines_of(path):
+    return [json.loads(x) for x in spoketest.complete_lines(path)]
+
+
+def test_stream_cut_mid_line_reconnects_and_drops_the_partial_line():
+    """The server closes the connection in the middle of line 51, then
+    accepts the reconnection and sends from that line on, then ends the
+    response properly: the partial line is reported (not emitted), the
+    stream resumes, every line goes out once; the status says why it is
+    reconnecting each time."""
+    lines = meetup_lines()[:100]
+    body1 = b"".join(x + b"\n" for x in lines[:50]) + lines[50][:len(lines[50]) // 2]
+    body2 = b"".join(x + b"\n" for x in lines[50:])
+    plans = [[("head",), ("chunks", pieces(body1)), ("cut",)],
+             [("head",), ("chunks", pieces(body2)), ("end",)],
+             [("head",), ("hold",)]]
+    with tempfile.TemporaryDirectory(prefix="spoke-http-") as tmp, StreamServer(plans) as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        # Reconnect waits of 0.5 to 1 s, for the status to be seen saying so.
+        yaml = stream_pipeline(srv.url(), out, extra={"backoff.initial.ms": 1000,
+                                                      "backoff.max.ms": 1000})
+        with start(yaml, tmp) as s:
+            trace = wait_retrying(s, "the stream dropped after 50 lines", "reconnecting in",
+                                  conn="rsvps")
+            assert "transfer closed" in trace or "truncated" in trace, trace
+            wait_out(out, lines, "both connections")
+            trace = wait_retrying(s, "the server ended the stream of %s after 50 lines"
+                                  % srv.url(), "reconnecting in", conn="rsvps")
+            srv.wait_connections(3)
+            wait_recovered(s, conn="rsvps")
+            log = s.log()
+            assert re.search(r"%s: the response ended in the middle of line 51 \(%d bytes of it "
+                             r"received\): dropped" % (re.escape(srv.url()),
+                                                       len(lines[50]) // 2), log), log[-3000:]
+            want = {"lines": 100, "records_emitted": 100, "partial_lines": 1, "reconnects": 2,
+                    "invalid_lines": 0, "errors": 0}
+            wait_for(lambda: all(stream_metric(s, k) == v for k, v in want.items()), TIMEOUT,
+                     lambda: "metrics %r (now %r)" % (want, s.connector("rsvps").get("metrics")))
+            assert s.connector("rsvps").get("state") == "RUNNING"
+        assert raw_lines(out) == lines
+
+
+def test_stream_silent_server_idle_timeout_reconnects():
+    """A server that stops sending anything (not even keep-alives) is given
+    up after stream.idle.timeout.ms and reconnected; keep-alive newlines
+    alone keep a connection that sends no data open past that time."""
+    lines = meetup_lines()[:10]
+    idle = 1.0
+    plans = [[("head",), ("chunks", [b"".join(x + b"\n" for x in lines[:5])]), ("hold",)],
+             # Keep-alives for 2.4 s (2.4 idle timeouts), then data.
+             [("head",), ("keepalive", 12, idle / 5),
+              ("chunks", [b"".join(x + b"\n" for x in lines[5:])]), ("hold",)],
+             [("head",), ("hold",)]]
+    with tempfile.TemporaryDirectory(prefix="spoke-http-") as tmp, StreamServer(plans) as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        yaml = stream_pipeline(srv.url(), out, extra={"stream.idle.timeout.ms": int(idle * 1000),
+                                                      "backoff.initial.ms": 50,
+                                                      "backoff.max.ms": 200})
+        with start(yaml, tmp) as s:
+            wait_out(out, lines[:5], "the first connection")
+            trace = wait_retrying(s, "no data from %s for 1.0 s (stream.idle.timeout.ms)"
+                                  % srv.url(), conn="rsvps")
+            c = srv.wait_gone(0)
+            silent = c["client_gone"] - c["last_sent"]
+            assert idle - 0.05 <= silent < idle + 2.0, "gave up after %.2f s of silence" % silent
+            wait_out(out, lines, "after the keep-alives")
+            c1 = srv.connections()[1]
+            assert c1["client_gone"] is None or c1["client_gone"] >= c1["last_sent"], c1
+            # The second connection sent its lines after 2.4 s of keep-alives
+            # only: it was not given up meanwhile.
+            assert c1["last_sent"] - c1["t"] >= 2.4 * idle - 0.1, c1
+            wait_for(lambda: stream_metric(s, "idle_timeouts") >= 2 and
+                     stream_metric(s, "blank_lines") == 12, TIMEOUT,
+                     lambda: "two idle timeouts, 12 keep-alives (%r)" % (
+                         s.connector("rsvps").get("metrics")))
+            assert "no data from" in s.log() and "reconnecting in" in s.log()
+            assert stream_metric(s, "errors") == 0 and stream_metric(s, "partial_lines") == 0
+        assert raw_lines(out) == lines
+
+
+def bad_stream(lines, limit):
+    """lines[0..40) with three bad lines among them: not JSON (line 11), a
+    line over limit bytes (line 22, valid JSON), invalid UTF-8 (line 33).
+    Returns (body, the bad lines)."""
+    broken = b'{"rsvp_id": 1, "response": "yes", "mem'
+    long = b'{"rsvp_id": 2, "pad": "' + b"x" * (limit + 500) + b'"}'
+    bad_utf8 = b'{"rsvp_id": 3, "response": "y\xffs"}'
+    seq = lines[:10] + [broken] + lines[10:20] + [long] + lines[20:30] + [bad_utf8] + lines[30:40]
+    return b"".join(x + b"\r\n" for x in seq), [broken, long, bad_utf8]
+
+
+def test_stream_bad_lines_take_the_error_path_and_the_stream_goes_on():
+    """A line that is not JSON, one over max.line.bytes and one with
+    invalid UTF-8 go to the dead-letter topic (errors.tolerance all) with
+    their line numbers in the log, while every good line around them goes
+    out, in order, on the same connection. With errors.tolerance none the
+    first bad line fails the connector, the lines before it delivered."""
+    lines = meetup_lines()[:40]
+    limit = 4096
+    body, bad = bad_stream(lines, limit)
+    plans = [[("head",), ("chunks", pieces(body)), ("hold",)]]
+    with tempfile.TemporaryDirectory(prefix="spoke-http-") as tmp, StreamServer(plans) as srv:
+        out, dlq = os.path.join(tmp, "out.ndjson"), os.path.join(tmp, "dlq.ndjson")
+        yaml = stream_pipeline(srv.url(), out, dlq=dlq, extra={"max.line.bytes": limit})
+        with start(yaml, tmp) as s:
+            wait_out(out, lines, "the good lines")
+            wait_for(lambda: len(spoketest.read_bytes(dlq).split(b"\n")) > 3, TIMEOUT,
+                     "three dead letters")
+            assert spoketest.read_bytes(dlq) == b"".join(
+                x + b"\n" for x in (bad[0], bad[1][:limit], bad[2])), spoketest.read_bytes(dlq)
+            want = {"lines": 43, "invalid_lines": 3, "records_emitted": 40, "partial_lines": 0,
+                    "reconnects": 0}
+            wait_for(lambda: all(stream_metric(s, k) == v for k, v in want.items()), TIMEOUT,
+                     lambda: "metrics %r (now %r)" % (want, s.connector("rsvps").get("metrics")))
+            log = s.log()
+            url = re.escape(srv.url())
+            for words in (url + r", line 11: not valid JSON",
+                          url + r", line 22: longer than max.line.bytes \(4096\)",
+                          url + r", line 33: not valid JSON: .*UTF-8"):
+                assert re.search(words, log), "%r not in the log:\n%s" % (words, log[-3000:])
+            c = s.connector("rsvps")
+            assert c.get("state") == "RUNNING" and len(srv.connections()) == 1, c
+
+    plans = [[("head",), ("chunks", pieces(body)), ("hold",)]]
+    with tempfile.TemporaryDirectory(prefix="spoke-http-") as tmp, StreamServer(plans) as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        with start(stream_pipeline(srv.url(), out), tmp) as s:
+            s.wait_state("rsvps", "FAILED")
+            trace = s.connector("rsvps").get("trace") or ""
+            assert "line 11: not valid JSON" in trace and srv.url() in trace, trace
+            wait_out(out, lines[:10], "the lines before the bad one")
+
+
+def test_stream_503_retry_after_on_connect():
+    """A 503 with Retry-After: 1 when connecting: the status says so, the
+    next attempt comes 1 s later (the backoff is 50..200 ms), then the
+    stream flows and the status clears."""
+    lines = meetup_lines()[:10]
+    plans = [[("status", 503, {"Retry-After": "1"})],
+             [("head",), ("chunks", [b"".join(x + b"\n" for x in lines)]), ("hold",)]]
+    with tempfile.TemporaryDirectory(prefix="spoke-http-") as tmp, StreamServer(plans) as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        yaml = stream_pipeline(srv.url(), out, extra={"backoff.initial.ms": 50,
+                                                      "backoff.max.ms": 200})
+        with start(yaml, tmp) as s:
+            trace = wait_retrying(s, "HTTP 503 Service Unavailable from %s (Retry-After: 1)"
+                                  % srv.url(), conn="rsvps")
+            assert re.search(r"reconnecting( in 1\.0 s)?$", trace), trace
+            c = srv.wait_connections(2)
+            gap = c[1]["t"] - c[0]["t"]
+            assert 1.0 <= gap < 2.0, "reconnected %.3f s after the 503 (Retry-After: 1)" % gap
+            wait_out(out, lines, "after the 503")
+            wait_recovered(s, conn="rsvps")
+            assert stream_metric(s, "errors") == 1 and stream_metric(s, "reconnects") == 1
+
+
+def test_stream_stops_promptly_while_the_server_is_silent():
+    """A connector whose server sends nothing at all stops (REST stop, then
+    a SIGTERM of the host after a resume) well within its idle timeout: the
+    source waits in short slices, never for the server."""
+    idle_ms = 30000
+    bound = idle_ms / 1000 / 6  # 5 s: generous, a sixth of the idle timeout
+    plans = [[("head",), ("hold",)]]
+    with tempfile.TemporaryDirectory(prefix="spoke-http-") as tmp, StreamServer(plans) as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        yaml = stream_pipeline(srv.url(), out, extra={"stream.idle.timeout.ms": idle_ms,
+                                                      "connect.timeout.ms": idle_ms,
+                                                      "request.timeout.ms": idle_ms})
+        with start(yaml, tmp) as s:
+            srv.wait_connections(1)
+            wait_for(lambda: "%s: streaming" % srv.url() in s.log(), TIMEOUT, "connected")
+            api = Api(s)
+            t0 = time.monotonic()
+            r = api.call("PUT", "/connectors/rsvps/stop")
+            assert r.status == 204, r
+            s.wait_state("rsvps", "STOPPED", timeout=bound)
+            took = time.monotonic() - t0
+            assert took < bound, "stopping took %.2f s" % took
+            srv.wait_gone(0, timeout=bound)
+            r = api.call("PUT", "/connectors/rsvps/resume")
+            assert r.status == 202, r
+            srv.wait_connections(2)
+            wait_for(lambda: s.log().count("%s: streaming" % srv.url()) >= 2, TIMEOUT,
+                     "connected again")
+            t0 = time.monotonic()
+            assert s.stop(timeout=60) == 0
+            took = time.monotonic() - t0
+            assert took < bound, "the host took %.2f s to stop" % took
+        assert nlines(out) == 0
+
+
+def test_stream_block_of_the_meetup_example_runs_its_pipeline():
+    """examples/meetup-rsvps.yaml's commented-out live block, put in place
+    of the recording's replay (its url pointed at the local stream), runs
+    the example's pipeline: all 1,000 streamed RSVPs reach the aggregator."""
+    lines = meetup_lines()
+    text = open(os.path.join(SOURCE_DIR, "examples", "meetup-rsvps.yaml")).read()
+    body = text[text.index("\nconnectors:") + 1:].split("\n")
+    first = body.index("  - name: rsvps")
+    alt = body.index("  # - name: rsvps")
+    block = []
+    for x in body[alt:]:
+        if not x.startswith("  # "):
+            break
+        block.append("  " + x[4:])
+    end = next(i for i in range(first + 1, len(body)) if body[i].startswith("  #") or
+               body[i].startswith("  - "))
+    with StreamServer([[("head",), ("chunks", pieces(feed(lines, 50)[0])), ("hold",)]]) as srv:
+        yaml = "\n".join(body[:first] + block + body[end:])
+        assert "url: https://stream.meetup.com/2/rsvps" in yaml and "mode: stream" in yaml, yaml
+        yaml = yaml.replace("url: https://stream.meetup.com/2/rsvps", "url: " + srv.url())
+        yaml = yaml.replace("schema.file: schemas/", "schema.file: %s/schemas/" % SOURCE_DIR)
+        with tempfile.TemporaryDirectory(prefix="spoke-http-") as tmp, start(yaml, tmp) as s:
+            s.wait_for(lambda: (s.connector("per-country").get("metrics") or {}).get(
+                "records_in") == 1000, TIMEOUT, "1,000 RSVPs at the aggregator")
+            assert stream_metric(s, "lines") == 1000 and stream_metric(s, "invalid_lines") == 0
+            for name in ("rsvps", "typed", "per-country", "console"):
+                assert s.connector(name).get("state") == "RUNNING", (name, s.connector(name))
 
 
 if __name__ == "__main__":
