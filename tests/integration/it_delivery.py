@@ -319,21 +319,22 @@ connectors:
 
 
 
-def counting_pipeline(inp, out, extra=""):
-    """src -> lines -> agg (a stream count and sum of x) -> totals -> dst,
-    and whatever extra adds."""
-    return source(inp) + """  - name: agg
+def counting_pipeline(src, out, extra="", agg_extra=""):
+    """src (a source's YAML; a path: file_source on it) -> lines -> agg (a
+    stream count and sum of x, and agg_extra's keys) -> totals -> dst, and
+    whatever extra adds."""
+    return (source(src) if src.startswith("/") else src) + """  - name: agg
     connector.class: aggregator
     topics: lines
     topic: totals
     aggregates: [s=sum(x), n=count()]
     emit: update
     emit.interval.ms: 0
-  - name: dst
+%s  - name: dst
     connector.class: file_sink
     topics: totals
     file: %s
-""" % out + extra
+""" % (agg_extra, out) + extra
 
 
 def last_total(out):
@@ -423,8 +424,7 @@ def test_a_source_restarted_over_rest_is_not_counted_again():
         inp, out = os.path.join(sp.tmp, "in.ndjson"), os.path.join(sp.tmp, "out.ndjson")
         with open(inp, "w") as f:
             f.write("".join('{"x":%d}\n' % i for i in range(n)))
-        sp.write_config(counting_pipeline(inp, out).replace(
-            "    emit.interval.ms: 0\n", "    emit.interval.ms: 0\n    snapshot.interval.ms: 60000\n"))
+        sp.write_config(counting_pipeline(inp, out, agg_extra="    snapshot.interval.ms: 60000\n"))
         sp.start()
         want = {"s": n * (n - 1) // 2, "n": n}
         sp.wait_for(lambda: last_total(out) == want, 30,
@@ -466,7 +466,7 @@ def test_records_sharing_a_position_are_told_apart_in_a_replay():
                                      extra_worker={"shutdown.timeout.ms": 300}) as sp:
         srv.route("/feed.ndjson", [Response(body, content_type="application/x-ndjson")] * 4)
         out = os.path.join(sp.tmp, "out.ndjson")
-        sp.write_config("""
+        sp.write_config(counting_pipeline("""
 connectors:
   - name: src
     connector.class: http_source
@@ -475,19 +475,7 @@ connectors:
     format: ndjson
     timestamp.path: t
     poll.interval.ms: 3600000
-""" % srv.url("/feed.ndjson") + """  - name: agg
-    connector.class: aggregator
-    topics: lines
-    topic: totals
-    aggregates: [s=sum(x), n=count()]
-    emit: update
-    emit.interval.ms: 0
-    queue.capacity: 256
-  - name: dst
-    connector.class: file_sink
-    topics: totals
-    file: %s
-""" % out)
+""" % srv.url("/feed.ndjson"), out, agg_extra="    queue.capacity: 256\n"))
         sp.start()
         api = Api(sp)
         expect(api.call("PUT", "/connectors/agg/pause"), 202)
