@@ -2941,7 +2941,8 @@ int rt_set_target(struct runtime *rt, struct spoke_instance *inst, enum conn_tar
     return 0;
 }
 
-static void restart_one(struct spoke_instance *inst)
+/* A restart's first half: the task stops, to start again. */
+static void restart_halt(struct spoke_instance *inst)
 {
     set_state(inst, CONN_RESTARTING, NULL);
     inst->restarting = 1; /* read by its task thread, which inst_halt joins */
@@ -2950,13 +2951,24 @@ static void restart_one(struct spoke_instance *inst)
     pthread_mutex_lock(&inst->lock);
     inst->restart_at_ms = 0;
     pthread_mutex_unlock(&inst->lock);
-    LOG_I(inst->name, "restarting");
-    /* It resumes from its committed offsets: what it emitted past them
-     * comes again, marked replayed. */
+}
+
+/* Its second half. A source resumes from its committed offsets: what it
+ * emitted past them comes again, marked replayed (from its own tracker,
+ * or from the one retire_tracker kept). */
+static void restart_start(struct spoke_instance *inst)
+{
     if (inst->kind == SPOKE_KIND_SOURCE)
         inst->replay_self = 1;
     inst_start(inst);
     inst->restarting = 0;
+}
+
+static void restart_one(struct spoke_instance *inst)
+{
+    restart_halt(inst);
+    LOG_I(inst->name, "restarting");
+    restart_start(inst);
 }
 
 /*
@@ -2978,14 +2990,12 @@ static void replay_blocked_sources(struct runtime *rt)
             continue;
         LOG_I(src->name, "replaying from the committed offsets: records it emitted were "
               "discarded while a consumer was FAILED");
-        set_state(src, CONN_RESTARTING, NULL);
-        inst_halt(src);
+        restart_halt(src);
         /* A fresh tracker: the blocked one keeps only what is still in
          * flight. What it emits again is marked replayed, so the consumers
          * that had it already skip it (see transform_records). */
         retire_tracker(src);
-        atomic_fetch_add(&src->restarts, 1);
-        inst_start(src);
+        restart_start(src);
     }
     free(v);
 }
@@ -3026,16 +3036,13 @@ static void rewind_stateful(struct runtime *rt)
             LOG_I(v[i]->name, "restarting from its last snapshot: rows it emitted were "
                   "discarded while a consumer was FAILED; they are derived again from the "
                   "replayed input");
-            set_state(v[i], CONN_RESTARTING, NULL);
-            inst_halt(v[i]);
+            restart_halt(v[i]);
             halted[i] = more = 1;
         }
     }
     for (size_t i = 0; v && halted && i < n; i++) {
-        if (!halted[i])
-            continue;
-        atomic_fetch_add(&v[i]->restarts, 1);
-        inst_start(v[i]);
+        if (halted[i])
+            restart_start(v[i]);
     }
     free(halted);
     free(v);
