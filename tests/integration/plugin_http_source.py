@@ -103,6 +103,31 @@ def yaml_keys(keys):
     return y
 
 
+def source_and_sinks(name, topic, keys, extra, sinks, rec):
+    """connectors: http_source `name` (keys, updated by extra; None drops
+    a key) -> topic, a file_sink per (name, topic, path) of sinks whose
+    path is set, and the recorder on topic when rec is set."""
+    keys = dict(keys, **(extra or {}))
+    keys = {k: v for k, v in keys.items() if v is not None}
+    y = ("connectors:\n"
+         "  - name: %s\n"
+         "    connector.class: http_source\n"
+         "    topic: %s\n" % (name, topic)) + yaml_keys(keys)
+    for sname, stopic, path in sinks:
+        if path:
+            y += ("  - name: %s\n"
+                  "    connector.class: file_sink\n"
+                  "    topics: %s\n"
+                  "    fsync: false\n"
+                  "    file: %s\n" % (sname, stopic, q(path)))
+    if rec:
+        y += ("  - name: rec\n"
+              "    connector.class: velibtest_sink\n"
+              "    topics: %s\n"
+              "    file: %s\n" % (topic, q(rec)))
+    return y
+
+
 def pipeline(url, out, items=CITIES, extra=None, rec=None, mapped=None):
     """http_source -> weather -> file_sink(out) [+ recorder(rec)]
     [+ schema_mapper(openweathermap_current) -> file_sink(mapped)]."""
@@ -110,22 +135,8 @@ def pipeline(url, out, items=CITIES, extra=None, rec=None, mapped=None):
             "max.parallel.requests": 12,
             "backoff.initial.ms": 50, "backoff.max.ms": 200, "request.timeout.ms": 5000,
             "timestamp.path": "dt"}
-    keys.update(extra or {})
-    keys = {k: v for k, v in keys.items() if v is not None}
-    y = ("connectors:\n"
-         "  - name: weather\n"
-         "    connector.class: http_source\n"
-         "    topic: weather.raw\n") + yaml_keys(keys)
-    y += ("  - name: out\n"
-          "    connector.class: file_sink\n"
-          "    topics: weather.raw\n"
-          "    fsync: false\n"
-          "    file: %s\n" % q(out))
-    if rec:
-        y += ("  - name: rec\n"
-              "    connector.class: velibtest_sink\n"
-              "    topics: weather.raw\n"
-              "    file: %s\n" % q(rec))
+    y = source_and_sinks("weather", "weather.raw", keys, extra,
+                         [("out", "weather.raw", out)], rec)
     if mapped:
         y += ("  - name: mapper\n"
               "    connector.class: schema_mapper\n"
@@ -960,25 +971,8 @@ def stream_pipeline(url, out, extra=None, rec=None, dlq=None):
     if dlq:
         keys.update({"errors.tolerance": "all",
                      "errors.deadletterqueue.topic.name": "meetup.dlq"})
-    keys.update(extra or {})
-    keys = {k: v for k, v in keys.items() if v is not None}
-    y = ("connectors:\n"
-         "  - name: rsvps\n"
-         "    connector.class: http_source\n"
-         "    topic: meetup.raw\n") + yaml_keys(keys)
-    for name, topic, path in (("out", "meetup.raw", out), ("dlq", "meetup.dlq", dlq)):
-        if path:
-            y += ("  - name: %s\n"
-                  "    connector.class: file_sink\n"
-                  "    topics: %s\n"
-                  "    fsync: false\n"
-                  "    file: %s\n" % (name, topic, q(path)))
-    if rec:
-        y += ("  - name: rec\n"
-              "    connector.class: velibtest_sink\n"
-              "    topics: meetup.raw\n"
-              "    file: %s\n" % q(rec))
-    return y
+    return source_and_sinks("rsvps", "meetup.raw", keys, extra,
+                            [("out", "meetup.raw", out), ("dlq", "meetup.dlq", dlq)], rec)
 
 
 def stream_metric(s, name):
