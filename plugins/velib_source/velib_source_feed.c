@@ -1027,9 +1027,13 @@ static void shapes_free(struct vs_feed *f)
 }
 
 static void ignore_field(struct vs_feed *f, const char *k, size_t len, const char *why);
+static int is_ignored(const struct vs_feed *f, const char *k, size_t len);
 
 /* (Re)builds the station schema: known fields, then the extras not
- * dropped (those are forgotten here: is_ignored keeps them out). */
+ * dropped. A dropped one is forgotten here when is_ignored keeps it out;
+ * when the list of ignored names was full, it stays, dropped, in its
+ * slot: forgotten, it would be carried again by the next pass, dropped
+ * again, and the check would never settle (every snapshot refused). */
 static int schema_build(struct vs_feed *f)
 {
     const struct spoke_host_api *api = f->api;
@@ -1037,7 +1041,7 @@ static int schema_build(struct vs_feed *f)
     size_t keep = 0;
 
     for (size_t j = 0; j < f->nextras; j++) {
-        if (f->extras[j].dropped)
+        if (f->extras[j].dropped && is_ignored(f, f->extras[j].name, f->extras[j].len))
             free(f->extras[j].name);
         else
             f->extras[keep++] = f->extras[j];
@@ -1057,6 +1061,8 @@ static int schema_build(struct vs_feed *f)
         f->idx[i] = idx;
     }
     for (size_t j = 0; j < f->nextras; j++) {
+        if (f->extras[j].dropped)
+            continue;
         int idx = api->schema_add(s, f->extras[j].name, f->extras[j].type);
         if (idx == SPOKE_ERR_NOMEM)
             goto fail;
