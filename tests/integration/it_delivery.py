@@ -15,7 +15,7 @@ import signal
 
 from httpfixture import HttpFixture, Response
 from resttest import Api, expect
-from spoketest import Spoke, count_lines, main, metric, wait_for
+from spoketest import Spoke, complete_lines, count_lines, main, metric, wait_for
 
 N = 100_000
 
@@ -234,7 +234,7 @@ def test_rows_a_failed_sink_discarded_are_derived_again_after_a_restart():
 
             def last_rows():
                 rows = {}
-                for line in open(out).read().splitlines() if os.path.exists(out) else []:
+                for line in complete_lines(out):  # the sink may be writing the last
                     r = json.loads(line)
                     rows[r["g"]] = (r["s"], r["n"])
                 return rows
@@ -299,7 +299,7 @@ connectors:
         want = {"s": n * (n + 1) // 2, "n": n}
 
         def last_row():
-            lines = open(out).read().splitlines() if os.path.exists(out) else []
+            lines = complete_lines(out)  # the sink may be writing the last
             return {k: json.loads(lines[-1])[k] for k in ("s", "n")} if lines else None
         sp.wait_for(lambda: last_row() == want, 30,
                     lambda: "%s: last row %s after the restart, want %s"
@@ -338,7 +338,7 @@ def counting_pipeline(src, out, extra="", agg_extra=""):
 
 
 def last_total(out):
-    lines = open(out).read().splitlines() if os.path.exists(out) else []
+    lines = complete_lines(out)  # the sink may be writing the last
     return {k: json.loads(lines[-1])[k] for k in ("s", "n")} if lines else None
 
 
