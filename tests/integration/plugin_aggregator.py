@@ -970,7 +970,7 @@ def console_keys(sp):
     """{topic: {record key: last row}} from console_sink's line output (the
     keys and values of these tests hold no spaces outside the JSON)."""
     out = {}
-    for line in sp.stdout_text().splitlines():
+    for line in sp.stdout_lines():
         topic, key, value = line.split(" ", 2)
         out.setdefault(topic, {})[key] = json.loads(value)
     return out
@@ -1389,7 +1389,7 @@ def test_int_sums_beyond_int64_give_exact_avg_and_null_sum():
         wait_for(lambda: latest(read_rows(out), ["g"]).get(("d",), {}).get("n") == 2, TIMEOUT,
                  "group d")
         assert latest(read_rows(out), ["g"])[("d",)]["sy"] is None
-        line = lambda: [l.split() for l in sp.stdout_text().splitlines() if l.split()[:1] == ["d"]]
+        line = lambda: [l.split() for l in sp.stdout_lines() if l.split()[:1] == ["d"]]
         wait_for(line, TIMEOUT, "the console's row of d")
         assert line()[-1][1:] == ["2", "null", "null"], line()
 
@@ -1859,8 +1859,9 @@ def test_real_velib_snapshot_per_postcode_totals():
         wait_for(lambda: metric(sp, "agg", "state_entities") == len(rows), TIMEOUT,
                  "%d stations" % len(rows))
         assert metric(sp, "agg", "state_groups") == 85
-        wait_for(lambda: "total_bikes_available" in sp.stdout_text(), TIMEOUT, "console table")
-        header = [l for l in sp.stdout_text().splitlines() if "total_bikes_available" in l][0]
+        header = lambda: [l for l in sp.stdout_lines() if "total_bikes_available" in l]
+        wait_for(header, TIMEOUT, "console table")
+        header = header()[0]
         assert header.split() == ["timestamp", "postcode", "total_bikes_available",
                                   "total_mechanical_bikes", "total_electric_bikes"], header
 

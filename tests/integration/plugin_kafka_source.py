@@ -367,11 +367,15 @@ def test_delivery_dead_letters_and_commits():
             assert "the value is not valid JSON (invalid UTF-8)" in log
             assert "the value is null (a tombstone)" in log
             # Keys: console_sink prints "<topic> <key> <value>".
-            keys = {}
-            for line in s.stdout_text().splitlines():
-                t, key, value = line.split(" ", 2)
-                if t == "recs":
-                    keys[json.loads(value)["id"]] = key
+            def console_keys():
+                keys = {}
+                for line in s.stdout_lines():
+                    t, key, value = line.split(" ", 2)
+                    if t == "recs":
+                        keys[json.loads(value)["id"]] = key
+                return keys
+            wait_for(lambda: len(console_keys()) >= n_good, TIMEOUT, "every record on the console")
+            keys = console_keys()
             assert len(keys) == n_good and all(keys[i] == "key-%d" % i for i in keys), \
                 "keys differ from the Kafka keys"
 

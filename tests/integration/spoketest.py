@@ -293,6 +293,12 @@ class Spoke:
         except (AttributeError, FileNotFoundError):
             return ""
 
+    def stdout_lines(self):
+        """The complete lines on stdout so far: a trailing line the host is
+        still writing (a long record goes out in several writes) is left
+        out, so a parser never sees half of it."""
+        return self.stdout_text().split("\n")[:-1]
+
 
 # ---- helpers shared by the test modules ----
 
