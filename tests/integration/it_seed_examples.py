@@ -30,7 +30,7 @@ import json
 import os
 
 from plugin_schema_mapper import need_data as need
-from spoketest import SHARED_DATA, SOURCE_DIR, Spoke, main
+from spoketest import SHARED_DATA, SOURCE_DIR, Spoke, complete_lines, main
 
 TIMEOUT = 90
 
@@ -79,11 +79,7 @@ def last_tick(rows, key, rank):
 
 
 def sink_rows(sp):
-    path = os.path.join(sp.tmp, "out.ndjson")
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(line) for line in f.read().splitlines() if line]
+    return [json.loads(line) for line in complete_lines(os.path.join(sp.tmp, "out.ndjson"))]
 
 
 def test_flights_example_reproduces_the_seeds_top_airports():

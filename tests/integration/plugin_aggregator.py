@@ -1161,7 +1161,7 @@ def test_invalid_records_take_the_error_path_with_reason():
         sp.start()
         want = {("a",): {"n": 2, "s": 1}, ("b",): {"n": 1, "s": 2}}
         wait_equal(want, lambda: latest(read_rows(out), ["g"]), "valid records aggregated")
-        wait_for(lambda: len(read_bytes(dlq).splitlines()) == len(reasons), TIMEOUT,
+        wait_for(lambda: spoketest.count_lines(dlq) == len(reasons), TIMEOUT,
                  "%d dead-lettered" % len(reasons))
         log = sp.log()
         for why in reasons:
