@@ -19,6 +19,8 @@
 
 #include <curl/curl.h>
 
+#include "memwarm.h"
+
 #define VALIDATOR_MAX 256  /* longest ETag / Last-Modified kept */
 #define SHOWN_MAX 96       /* longest URL in a message, so the reason fits */
 #define HTTPC_RECV_BUFFER (256L * 1024)  /* libcurl's receive buffer (CURLOPT_BUFFERSIZE) */
@@ -46,6 +48,7 @@ struct httpc {
 
     char *body;                 /* the response body, kept across requests, and */
     size_t len, cap;            /* HTTPC_BODY_PADDING bytes past cap */
+    size_t trimmed_len;         /* the body's length when httpc_trim released it */
     int too_large;              /* the write callback refused more bytes */
 
     /* Headers of the current response (reset by each status line, so after
@@ -189,6 +192,24 @@ static size_t on_stream(struct httpc *h, char *p, size_t add)
     return add;
 }
 
+/* The size of a body buffer allocated for the first bytes of a response:
+ * the length the server announced, or that of the last body httpc_trim released
+ * (a feed fetched again is about as large), when larger than 64 KiB. Grown
+ * from 64 KiB by doubling, a 1 MB body was copied four times and twice its
+ * size was faulted in, on each fetch after a trim (bench/README). Never more
+ * than max.body.bytes. With a compressed response the announced length is
+ * the encoded one: the buffer then grows from there. */
+static size_t first_cap(struct httpc *h)
+{
+    curl_off_t announced = -1;
+    size_t cap = h->trimmed_len > 65536 ? h->trimmed_len : 65536;
+    if (curl_easy_getinfo(h->curl, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &announced) == CURLE_OK &&
+        announced > 0 && (uint64_t)announced > cap)
+        cap = (uint64_t)announced < (uint64_t)h->o.max_body ? (size_t)announced
+                                                            : (size_t)h->o.max_body;
+    return cap;
+}
+
 static size_t on_body(char *p, size_t size, size_t n, void *ud)
 {
     struct httpc *h = ud;
@@ -201,7 +222,7 @@ static size_t on_body(char *p, size_t size, size_t n, void *ud)
         return 0;  /* CURLE_WRITE_ERROR: the transfer stops here */
     }
     if (h->len + add > h->cap) {
-        size_t cap = h->cap ? h->cap : 65536;
+        size_t cap = h->cap ? h->cap : first_cap(h);
         while (cap < h->len + add)
             cap *= 2;
         if (cap > (size_t)h->o.max_body)
@@ -408,9 +429,28 @@ const char *httpc_body(const struct httpc *h, size_t *len)
 
 void httpc_trim(struct httpc *h)
 {
+    if (h->len > 0)  /* not after a 304 or an error */
+        h->trimmed_len = h->len;
     free(h->body);
     h->body = NULL;
     h->len = h->cap = 0;
+}
+
+int httpc_warm(struct httpc *h)
+{
+    if (h->body || !h->trimmed_len)
+        return 0;
+    size_t cap = h->trimmed_len + h->trimmed_len / 8;
+    if (cap > (size_t)h->o.max_body)
+        cap = (size_t)h->o.max_body;
+    char *nb = malloc(cap + HTTPC_BODY_PADDING);
+    if (!nb)
+        return -1;
+    memwarm_pages(nb, h->trimmed_len);
+    h->body = nb;
+    h->cap = cap;
+    h->len = 0;
+    return 0;
 }
 
 void httpc_accept(struct httpc *h)

@@ -157,6 +157,13 @@ const char *httpc_body(const struct httpc *h, size_t *len);
  * fetched rarely, whose buffer is not worth keeping between fetches. */
 void httpc_trim(struct httpc *h);
 
+/* After httpc_trim: allocates the body buffer again, 1/8 larger than the
+ * body it released, and faults its pages in (memwarm.h), so that the next
+ * GET, if its body is about as large, writes it without page faults or
+ * copies. Nothing to do when there is a buffer, or no body was released.
+ * 0, or -1 on out-of-memory (the next GET allocates as it goes). */
+int httpc_warm(struct httpc *h);
+
 /* The last 200's ETag / Last-Modified become the validators of the next
  * requests. Call it only once that body was accepted. */
 void httpc_accept(struct httpc *h);

@@ -1,6 +1,7 @@
 // sjson - C shim over simdjson's DOM API (see sjson.h).
 #include "sjson.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <new>
@@ -8,6 +9,8 @@
 #include <type_traits>
 
 #include <simdjson.h>
+
+#include "memwarm.h"
 
 using simdjson::dom::array;
 using simdjson::dom::element;
@@ -50,6 +53,7 @@ struct sj_parser {
     simdjson::dom::parser parser;
     size_t max_bytes;
     size_t max_depth;
+    size_t last_len;  /* the last document parsed whole, or 0 */
 };
 
 extern "C" struct sj_parser *sj_parser_new(size_t max_bytes, size_t max_depth)
@@ -103,6 +107,7 @@ static int parse(struct sj_parser *p, const void *buf, size_t len, bool copy,
         copy = false;
     }
     element e;
+    p->last_len = 0;
     auto rc = p->parser.parse(static_cast<const char *>(buf), len, copy).get(e);
     if (rc != simdjson::SUCCESS) {
         switch (rc) {
@@ -121,6 +126,7 @@ static int parse(struct sj_parser *p, const void *buf, size_t len, bool copy,
         return -1;
     }
     put(root, e);
+    p->last_len = len;
     return 0;
 }
 
@@ -135,6 +141,69 @@ extern "C" int sj_parse_padded(struct sj_parser *p, const void *buf, size_t len,
 {
     bool in_place = buf && cap >= len && cap - len >= SJ_PADDING;
     return parse(p, buf, len, !in_place, root, err, errsize);
+}
+
+/*
+ * The buffers of simdjson 3.0's DOM parser (public members, though marked
+ * private in its documentation): the structural index (4 bytes per
+ * structural character), the document's tape (8-byte entries; entry 0, the
+ * root, holds the number of entries; a number takes two, its value in the
+ * second) and its string buffer (each string as a 4-byte length, the bytes
+ * and a NUL, in document order). Checked against the tape's own layout by
+ * unit-sjson.
+ */
+extern "C" void sj_parser_usage(const struct sj_parser *p, struct sj_usage *u)
+{
+    *u = sj_usage{};
+    const auto &dp = p->parser;
+    if (!p->last_len || !dp.implementation || !dp.doc.tape || !dp.doc.string_buf)
+        return;
+    const uint64_t *tape = dp.doc.tape.get();
+    const uint64_t mask = simdjson::internal::JSON_VALUE_MASK;
+    size_t n = (size_t)(tape[0] & mask);
+    if ((tape[0] >> 56) != 'r' || n < 2)
+        return;
+    u->doc = p->last_len;
+    /* Stage 1 writes three more slots past the last structural. */
+    u->structurals = ((size_t)dp.implementation->n_structural_indexes + 3) * sizeof(uint32_t);
+    u->tape = n * sizeof(uint64_t);
+    for (size_t i = 1; i < n; i++) {
+        switch (tape[i] >> 56) {
+        case '"': {
+            uint32_t len;
+            std::memcpy(&len, dp.doc.string_buf.get() + (tape[i] & mask), sizeof(len));
+            u->strings = (size_t)(tape[i] & mask) + sizeof(len) + len + 1;
+            break;
+        }
+        case 'l':
+        case 'u':
+        case 'd':
+            i++;  /* the number's value */
+            break;
+        }
+    }
+}
+
+extern "C" int sj_parser_warm(struct sj_parser *p, const struct sj_usage *u)
+{
+    if (!u->doc)
+        return 0;
+    size_t cap = u->doc + u->doc / 8;
+    if (cap < u->doc || cap > p->max_bytes)
+        cap = p->max_bytes > u->doc ? p->max_bytes : u->doc;
+    auto &dp = p->parser;
+    /* As parse() and simdjson's own ensure_capacity would, ahead of time. */
+    if (cap > dp.capacity() && dp.allocate(cap, p->max_depth) != simdjson::SUCCESS)
+        return -1;
+    if (dp.doc.capacity() < cap && dp.doc.allocate(cap) != simdjson::SUCCESS)
+        return -1;
+    /* Never past what simdjson allocated for cap bytes: at least cap
+     * structural slots, cap + 3 tape entries, 5 * cap / 3 string bytes. */
+    memwarm_pages(dp.implementation->structural_indexes.get(),
+                  std::min(u->structurals, cap * sizeof(uint32_t)));
+    memwarm_pages(dp.doc.tape.get(), std::min(u->tape, (cap + 3) * sizeof(uint64_t)));
+    memwarm_pages(dp.doc.string_buf.get(), std::min(u->strings, 5 * cap / 3));
+    return 0;
 }
 
 static inline enum sj_type type_of(element_type t)

@@ -66,6 +66,25 @@ int sj_parse(struct sj_parser *p, const void *buf, size_t len, struct sj_value *
 int sj_parse_padded(struct sj_parser *p, const void *buf, size_t len, size_t cap,
                     struct sj_value *root, char *err, size_t errsize);
 
+/* What a parse used of the parser's buffers, in bytes: the document's
+ * length, and the parts of the structural index, tape and string buffer
+ * it wrote. */
+struct sj_usage {
+    size_t doc, structurals, tape, strings;
+};
+
+/* The usage of the last successful parse (all 0 when there was none). It
+ * walks the document's tape once: call it rarely, e.g. before releasing the
+ * parser. */
+void sj_parser_usage(const struct sj_parser *p, struct sj_usage *u);
+
+/* Prepares a parser (a new one, say, after the last was freed) for a
+ * document like the one u describes: allocates room for one 1/8 longer and
+ * faults in the parts of the buffers such a document writes (memwarm.h), so
+ * that parsing it costs no page faults. 0, or -1 on out-of-memory (the
+ * parser stays usable). */
+int sj_parser_warm(struct sj_parser *p, const struct sj_usage *u);
+
 enum sj_type sj_type(const struct sj_value *v);
 /* Getters: 0, or -1 when the value has another type (or is out of range). */
 int sj_get_bool(const struct sj_value *v, int *out);

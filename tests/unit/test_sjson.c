@@ -248,11 +248,57 @@ static void next_n_equals_next(void)
     sj_parser_free(p);
 }
 
+/* sj_parser_usage reads the tape right: entries counted, every string's
+ * bytes (keys too: 4-byte length, bytes, NUL), and a number's value never
+ * taken for an entry, even one whose top byte is '"' (2^-479 and
+ * 0x2200000000000001: read as a string, its offset would point far out of
+ * the buffer). After a failed parse there is nothing to report. A parser
+ * warmed with a usage parses the same document with the same usage. */
+static void usage_follows_the_tape(void)
+{
+    static const char doc[] =
+        "{\"ab\":\"cde\",\"n\":12,\"d\":1.6263032587282567e-144,"
+        "\"arr\":[2449958197289549825,\"x\"]}";
+    char err[128];
+    struct sj_parser *p = sj_parser_new(1 << 20, 64);
+    struct sj_value root;
+    struct sj_usage u, w;
+    int rc = sj_parse(p, doc, sizeof(doc) - 1, &root, err, sizeof(err));
+    CHECK_MSG(rc == 0, "%s", err);
+    sj_parser_usage(p, &u);
+    /* r { "ab" "cde" "n" l+12 "d" d+v "arr" [ l+v "x" ] } r */
+    CHECK_MSG(u.tape == 18 * 8, "tape %zu", u.tape);
+    CHECK_MSG(u.strings == (4 + 2 + 1) + (4 + 3 + 1) + (4 + 1 + 1) * 3 + (4 + 3 + 1),
+              "strings %zu", u.strings);
+    CHECK(u.doc == sizeof(doc) - 1);
+    CHECK(u.structurals >= 17 * 4);  /* { : , ... the 17 structural characters at least */
+    CHECK(sj_parse(p, "{\"a\":", 5, &root, err, sizeof(err)) == -1);
+    sj_parser_usage(p, &w);
+    CHECK(w.doc == 0 && w.tape == 0 && w.strings == 0 && w.structurals == 0);
+    sj_parser_free(p);
+
+    p = sj_parser_new(1 << 20, 64);
+    CHECK(sj_parser_warm(p, &u) == 0);
+    rc = sj_parse(p, doc, sizeof(doc) - 1, &root, err, sizeof(err));
+    CHECK_MSG(rc == 0, "%s", err);
+    sj_parser_usage(p, &w);
+    CHECK(w.doc == u.doc && w.tape == u.tape && w.strings == u.strings &&
+          w.structurals == u.structurals);
+    sj_parser_free(p);
+    /* A usage larger than the parser's limit is warmed up to the limit. */
+    p = sj_parser_new(4096, 64);
+    struct sj_usage big = { 1 << 20, 1 << 22, 1 << 23, 1 << 21 };
+    CHECK(sj_parser_warm(p, &big) == 0);
+    CHECK(sj_parse(p, doc, sizeof(doc) - 1, &root, err, sizeof(err)) == 0);
+    sj_parser_free(p);
+}
+
 int main(void)
 {
     RUN(reads_values);
     RUN(rejects_malformed);
     RUN(padded_equals_copy);
     RUN(next_n_equals_next);
+    RUN(usage_follows_the_tape);
     return TEST_REPORT();
 }
