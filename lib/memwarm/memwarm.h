@@ -5,8 +5,8 @@
  * costs a poll some 700 page faults, about 1 ms on a VM. memwarm_pages does
  * that work ahead of time, off the path being timed: with
  * MADV_POPULATE_WRITE (Linux 5.14) when it can, else by writing one byte
- * in each page. The bytes' values are not kept: only for memory whose
- * contents do not matter yet (just allocated, or about to be overwritten).
+ * of each page back with the value it holds. The contents are unchanged
+ * (a calloc'd buffer stays zeroed).
  *
  * Plugin-side header (velib_source through httpc and sjson); not part of
  * the host ABI.
@@ -18,6 +18,13 @@
 #include <stdint.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+/* A write fault on the byte's page that leaves the byte as it was. */
+static inline void memwarm_byte(uintptr_t p)
+{
+    volatile char *c = (volatile char *)p;
+    *c = *c;
+}
 
 static inline void memwarm_pages(void *buf, size_t n)
 {
@@ -31,15 +38,15 @@ static inline void memwarm_pages(void *buf, size_t n)
     uintptr_t lo = (a + page - 1) & ~(uintptr_t)(page - 1), hi = end & ~(uintptr_t)(page - 1);
     if (hi > lo && madvise((void *)lo, hi - lo, MADV_POPULATE_WRITE) == 0) {
         if (a < lo)
-            *(volatile char *)a = 0;
+            memwarm_byte(a);
         if (end > hi)
-            *(volatile char *)(end - 1) = 0;
+            memwarm_byte(end - 1);
         return;
     }
 #endif
     for (uintptr_t p = a; p < end; p = (p | (page - 1)) + 1)
-        *(volatile char *)p = 0;
-    *(volatile char *)(end - 1) = 0;
+        memwarm_byte(p);
+    memwarm_byte(end - 1);
 }
 
 #endif
