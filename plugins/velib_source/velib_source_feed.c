@@ -943,6 +943,7 @@ struct vs_feed {
     const struct spoke_host_api *api;
     struct spoke_instance *inst;
     struct sj_parser *parser;   /* NULL after vs_feed_trim until the next parse */
+    struct sj_usage usage;      /* what the last parse before a trim used */
     size_t max_bytes;
     struct sj_value stations;
     int parsed;
@@ -1141,9 +1142,32 @@ static void batch_release(struct vs_feed *f)
 void vs_feed_trim(struct vs_feed *f)
 {
     batch_release(f);
+    if (f->parser) {
+        struct sj_usage u;
+        sj_parser_usage(f->parser, &u);
+        if (u.doc)  /* not after a failed parse: keep the last good one's */
+            f->usage = u;
+    }
     sj_parser_free(f->parser);
     f->parser = NULL;
     f->parsed = 0;
+}
+
+/* The feed's parser, made when there is none (after a trim); NULL on
+ * out-of-memory. GBFS nests at most four levels; 64 leaves room and still
+ * refuses a pathological document before it costs anything. */
+static struct sj_parser *feed_parser(struct vs_feed *f)
+{
+    if (!f->parser)
+        f->parser = sj_parser_new(f->max_bytes, 64);
+    return f->parser;
+}
+
+size_t vs_feed_warm(struct vs_feed *f)
+{
+    if (!f->usage.doc || !feed_parser(f) || sj_parser_warm(f->parser, &f->usage) != 0)
+        return 0;
+    return f->usage.structurals + f->usage.tape + f->usage.strings;
 }
 
 void vs_feed_free(struct vs_feed *f)
@@ -1178,9 +1202,7 @@ int vs_feed_parse_padded(struct vs_feed *f, const void *body, size_t len, size_t
 
     vs_feed_batch_clear(f);
     f->parsed = 0;
-    /* GBFS nests at most four levels; 64 leaves room and still refuses a
-     * pathological document before it costs anything. */
-    if (!f->parser && !(f->parser = sj_parser_new(f->max_bytes, 64))) {
+    if (!feed_parser(f)) {
         snprintf(errstr, errstr_size, "out of memory for the JSON parser");
         return -1;
     }

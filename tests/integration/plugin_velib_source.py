@@ -855,6 +855,49 @@ def test_buffers_released_between_distant_polls():
             assert "snapshot buffers released" not in s.log()
 
 
+def test_buffers_warmed_before_distant_polls():
+    """Polls 1 s apart: after each good poll releases the buffers, a call
+    50 ms before the next allocates and faults them in again, sized for the
+    last snapshot (buffers_warmed). The polls still come 1 s apart, not
+    earlier; a snapshot larger than the warmed buffers (the compact feed,
+    then the 2.2x larger pretty-printed one) and a smaller one after it are
+    emitted whole and right."""
+    need_data()
+    s24 = load(STATUS_2024)
+    luo0 = s24["lastUpdatedOther"]
+    small = compact(variant(s24, luo0 + 60))
+    large = variant(s24, luo0 + 120, bump=1)
+    large_body = json.dumps(large, indent=4).encode()
+    assert len(large_body) > 2 * len(small)
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp, HttpFixture() as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        srv.route("/status.json", Response(small))
+        url = srv.url("/status.json")
+        yaml = pipeline(url, out, extra={"poll.interval.ms": 1000})
+        extra = {"plugin.path": [PLUGIN_DIR, TEST_PLUGIN_DIR], "log.level": "debug"}
+        with Spoke(yaml, tmp=tmp, extra_worker=extra) as s:
+            wait_lines(out, 1485)
+            assert lines(out) == expected_rows(variant(s24, luo0 + 60))
+            wait_for(lambda: (plugin_metric(s, "buffers_warmed") or 0) >= 1, TIMEOUT,
+                     "the buffers warmed before the second poll")
+            assert "snapshot buffers warmed for the next poll (parser " in s.log()
+            srv.route("/status.json", Response(large_body))
+            wait_lines(out, 2 * 1485)
+            assert lines(out)[1485:] == expected_rows(large)
+            again = variant(s24, luo0 + 180)
+            srv.route("/status.json", Response(compact(again)))
+            wait_lines(out, 3 * 1485)
+            assert lines(out)[2 * 1485:] == expected_rows(again)
+            n = plugin_metric(s, "buffers_warmed")
+            srv.wait_requests("/status.json", srv.count("/status.json") + 1)
+            wait_for(lambda: plugin_metric(s, "buffers_warmed") > n, TIMEOUT, "warmed again")
+            assert plugin_metric(s, "errors") == 0
+            t = [r["t"] for r in srv.requests("/status.json")]
+            # The warming call is not a poll: the GETs stay poll.interval.ms
+            # apart (a little less for the clocks' granularity).
+            assert min(b - a for a, b in zip(t, t[1:])) > 0.99, t
+
+
 def test_duplicate_stations_and_a_vanishing_feed_are_logged():
     """A stationCode listed twice, and a snapshot that loses most stations
     (an empty stations array from a glitching feed tombstones them all),
