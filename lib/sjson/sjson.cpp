@@ -221,50 +221,110 @@ static inline enum sj_type type_of(element_type t)
     return SJ_NULL;
 }
 
-/* Fills m from e (its key is set by the caller). */
-static inline void member_of(const element &e, sj_member *m)
+/*
+ * sj_next_n reads the tape directly (see sj_parser_usage for its layout):
+ * through simdjson's element API each member cost about 65 instructions,
+ * type checks repeated at every step. An element, and an array or object
+ * iterator, is a tape reference: the document, and an entry's index.
+ * unit-sjson checks sj_next_n against sj_object_next / sj_array_next.
+ */
+struct tape_pos {
+    const simdjson::dom::document *doc;
+    size_t idx;
+};
+static_assert(sizeof(element) == sizeof(tape_pos), "an element is a tape reference");
+static_assert(sizeof(array::iterator) == sizeof(tape_pos), "so is an array iterator");
+static_assert(sizeof(object::iterator) == sizeof(tape_pos), "and an object iterator");
+struct raw_state {
+    uint64_t kind;
+    tape_pos cur, end;
+};
+static_assert(sizeof(raw_state) == sizeof(iter_state<array::iterator>) &&
+              sizeof(raw_state) == sizeof(iter_state<object::iterator>), "same iteration state");
+
+/* Fills m from the value at tape entry i (its key is set by the caller);
+ * returns the index after the value. */
+static inline size_t raw_member(const simdjson::dom::document *doc, size_t i, sj_member *m)
 {
-    element_type t = e.type();
-    m->type = type_of(t);
-    switch (t) {
-    case element_type::INT64: m->as.i = e.get_int64().value_unsafe(); break;
-    case element_type::UINT64: m->as.u = e.get_uint64().value_unsafe(); break;
-    case element_type::DOUBLE: m->as.d = e.get_double().value_unsafe(); break;
-    case element_type::BOOL: m->as.b = e.get_bool().value_unsafe(); break;
-    case element_type::STRING: {
-        std::string_view sv = e.get_string().value_unsafe();
-        m->as.s.p = sv.data();
-        m->as.s.len = sv.size();
+    const uint64_t *tape = doc->tape.get();
+    uint64_t t = tape[i];
+    uint64_t payload = t & simdjson::internal::JSON_VALUE_MASK;
+    size_t next = i + 1;
+    tape_pos at{doc, i};
+    std::memcpy(static_cast<void *>(&m->v), &at, sizeof(at));
+    switch (t >> 56) {
+    case '"': {
+        const uint8_t *sb = doc->string_buf.get() + payload;
+        uint32_t len;
+        std::memcpy(&len, sb, sizeof(len));
+        m->type = SJ_STRING;
+        m->as.s.p = reinterpret_cast<const char *>(sb + sizeof(len));
+        m->as.s.len = len;
         break;
     }
-    default: m->as.u = 0; break;
+    case 'l':
+        m->type = SJ_INT;
+        std::memcpy(&m->as.i, &tape[i + 1], sizeof(m->as.i));
+        next = i + 2;
+        break;
+    case 'u':
+        m->type = SJ_UINT;
+        std::memcpy(&m->as.u, &tape[i + 1], sizeof(m->as.u));
+        next = i + 2;
+        break;
+    case 'd':
+        m->type = SJ_DOUBLE;
+        std::memcpy(&m->as.d, &tape[i + 1], sizeof(m->as.d));
+        next = i + 2;
+        break;
+    case 't':
+    case 'f':
+        m->type = SJ_BOOL;
+        m->as.b = (t >> 56) == 't';
+        break;
+    case '{':
+    case '[':
+        m->type = (t >> 56) == '{' ? SJ_OBJECT : SJ_ARRAY;
+        m->as.u = 0;
+        next = static_cast<uint32_t>(t);  /* the entry after the matching close */
+        break;
+    default:  /* 'n' */
+        m->type = SJ_NULL;
+        m->as.u = 0;
+        break;
     }
-    put(&m->v, e);
+    return next;
 }
 
 extern "C" size_t sj_next_n(struct sj_iter *it, struct sj_member *m, size_t max)
 {
     size_t n = 0;
-    if (it->opaque[0] == 0) {
-        iter_state<array::iterator> st{0, {}, {}};
-        std::memcpy(static_cast<void *>(&st), it->opaque, sizeof(st));
-        for (; n < max && st.cur != st.end; ++st.cur, n++) {
+    raw_state st;
+    if (it->opaque[0] > 1)
+        return 0;
+    std::memcpy(&st, it->opaque, sizeof(st));
+    const simdjson::dom::document *doc = st.cur.doc;
+    size_t i = st.cur.idx, end = st.end.idx;
+    if (st.kind == 0) {
+        for (; n < max && i != end; n++) {
             m[n].key = nullptr;
             m[n].klen = 0;
-            member_of(*st.cur, &m[n]);
+            i = raw_member(doc, i, &m[n]);
         }
-        std::memcpy(it->opaque, static_cast<const void *>(&st), sizeof(st));
-    } else if (it->opaque[0] == 1) {
-        iter_state<object::iterator> st{1, {}, {}};
-        std::memcpy(static_cast<void *>(&st), it->opaque, sizeof(st));
-        for (; n < max && st.cur != st.end; ++st.cur, n++) {
-            std::string_view k = st.cur.key();
-            m[n].key = k.data();
-            m[n].klen = k.size();
-            member_of(st.cur.value(), &m[n]);
+    } else {
+        const uint8_t *sb = doc->string_buf.get();
+        const uint64_t *tape = doc->tape.get();
+        for (; n < max && i != end; n++) {
+            const uint8_t *k = sb + (tape[i] & simdjson::internal::JSON_VALUE_MASK);
+            uint32_t klen;
+            std::memcpy(&klen, k, sizeof(klen));
+            m[n].key = reinterpret_cast<const char *>(k + sizeof(klen));
+            m[n].klen = klen;
+            i = raw_member(doc, i + 1, &m[n]);
         }
-        std::memcpy(it->opaque, static_cast<const void *>(&st), sizeof(st));
     }
+    st.cur.idx = i;
+    std::memcpy(it->opaque, &st, sizeof(st));
     return n;
 }
 

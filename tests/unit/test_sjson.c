@@ -190,6 +190,13 @@ static void padded_equals_copy(void)
 
 /* sj_next_n gives what sj_object_next / sj_array_next give one by one,
  * whatever the batch size, with the scalars decoded. */
+/* sj_next_n reads simdjson's tape itself: every kind of value, containers
+ * in the middle (skipped whole), empty ones, in objects and arrays. */
+static const char mixed[] =
+    "{\"f\":false,\"e\":{},\"ea\":[],\"nest\":{\"a\":[1,{\"b\":null}],\"c\":\"\u00e9\"},"
+    "\"neg\":-5,\"big\":1e300,\"u\":18446744073709551615,\"s\":\"x\\\"y\",\"t\":true,"
+    "\"arr\":[false,{},[],{\"a\":[1,{\"b\":null}]},-5,1e300,\"\u00e9\",null,[[1],2]]}";
+
 static void next_n_equals_next(void)
 {
     char err[128];
@@ -197,25 +204,33 @@ static void next_n_equals_next(void)
     struct sj_value root, arr, v;
     CHECK(sj_parse(p, velib, sizeof(velib) - 1, &root, err, sizeof(err)) == 0);
     CHECK(sj_object_get(&root, "num_bikes_available_types", 25, &arr) == 0);
+    struct sj_parser *p2 = sj_parser_new(1 << 20, 64);
+    struct sj_value root2, arr2;
+    int prc = sj_parse(p2, mixed, sizeof(mixed) - 1, &root2, err, sizeof(err));
+    CHECK_MSG(prc == 0, "%s", err);
+    CHECK(sj_object_get(&root2, "arr", 3, &arr2) == 0);
     static const size_t chunks[] = { 1, 3, 10, 100 };
     for (size_t c = 0; c < sizeof(chunks) / sizeof(chunks[0]); c++) {
-        for (int which = 0; which < 2; which++) {
-            const struct sj_value *of = which ? &arr : &root;
+        for (int which = 0; which < 4; which++) {
+            const struct sj_value *of = which == 0 ? &root : which == 1 ? &arr
+                                      : which == 2 ? &root2 : &arr2;
+            static const size_t totals[] = { 10, 2, 10, 9 };
             struct sj_iter one, many;
             struct sj_member m[100];
             size_t total = 0, n;
-            CHECK((which ? sj_array_iter(of, &one) : sj_object_iter(of, &one)) == 0);
-            CHECK((which ? sj_array_iter(of, &many) : sj_object_iter(of, &many)) == 0);
+            int is_arr = which & 1;
+            CHECK((is_arr ? sj_array_iter(of, &one) : sj_object_iter(of, &one)) == 0);
+            CHECK((is_arr ? sj_array_iter(of, &many) : sj_object_iter(of, &many)) == 0);
             while ((n = sj_next_n(&many, m, chunks[c])) > 0) {
                 CHECK(n <= chunks[c]);
                 for (size_t k = 0; k < n; k++, total++) {
                     const char *key = NULL;
                     size_t klen = 0;
-                    int got = which ? sj_array_next(&one, &v)
-                                    : sj_object_next(&one, &key, &klen, &v);
+                    int got = is_arr ? sj_array_next(&one, &v)
+                                     : sj_object_next(&one, &key, &klen, &v);
                     CHECK(got == 1);
                     CHECK(m[k].klen == klen && (klen == 0 || memcmp(m[k].key, key, klen) == 0));
-                    CHECK(!which || m[k].key == NULL);
+                    CHECK(!is_arr || m[k].key == NULL);
                     CHECK(m[k].type == sj_type(&v) && sj_type(&m[k].v) == sj_type(&v));
                     char a[256], b[256];
                     size_t la = sj_to_json(&m[k].v, a, sizeof(a));
@@ -240,12 +255,13 @@ static void next_n_equals_next(void)
                     }
                 }
             }
-            CHECK(total == (which ? 2u : 10u));
-            CHECK((which ? sj_array_next(&one, &v) : sj_object_next(&one, NULL, NULL, &v)) == 0);
+            CHECK_MSG(total == totals[which], "%zu members, not %zu", total, totals[which]);
+            CHECK((is_arr ? sj_array_next(&one, &v) : sj_object_next(&one, NULL, NULL, &v)) == 0);
             CHECK(sj_next_n(&many, m, 5) == 0);
         }
     }
     sj_parser_free(p);
+    sj_parser_free(p2);
 }
 
 /* sj_parser_usage reads the tape right: entries counted, every string's
