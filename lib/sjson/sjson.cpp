@@ -263,18 +263,11 @@ static inline size_t raw_member(const simdjson::dom::document *doc, size_t i, sj
         break;
     }
     case 'l':
-        m->type = SJ_INT;
-        std::memcpy(&m->as.i, &tape[i + 1], sizeof(m->as.i));
-        next = i + 2;
-        break;
     case 'u':
-        m->type = SJ_UINT;
-        std::memcpy(&m->as.u, &tape[i + 1], sizeof(m->as.u));
-        next = i + 2;
-        break;
     case 'd':
-        m->type = SJ_DOUBLE;
-        std::memcpy(&m->as.d, &tape[i + 1], sizeof(m->as.d));
+        /* The value is the next entry's 8 bytes: as.i, as.u or as.d. */
+        m->type = (t >> 56) == 'l' ? SJ_INT : (t >> 56) == 'u' ? SJ_UINT : SJ_DOUBLE;
+        std::memcpy(&m->as, &tape[i + 1], sizeof(uint64_t));
         next = i + 2;
         break;
     case 't':
