@@ -193,8 +193,9 @@ static size_t on_stream(struct httpc *h, char *p, size_t add)
 }
 
 /* The size of a body buffer allocated for the first bytes of a response:
- * the length the server announced, or that of the last body httpc_trim released
- * (a feed fetched again is about as large), when larger than 64 KiB. Grown
+ * the length the server announced, or that of the last body httpc_trim
+ * released (a feed fetched again is about as large), when larger than
+ * 64 KiB. Grown
  * from 64 KiB by doubling, a 1 MB body was copied four times and twice its
  * size was faulted in, on each fetch after a trim (bench/README). Never more
  * than max.body.bytes. With a compressed response the announced length is
@@ -446,7 +447,7 @@ int httpc_warm(struct httpc *h)
     char *nb = malloc(cap + HTTPC_BODY_PADDING);
     if (!nb)
         return -1;
-    memwarm_pages(nb, h->trimmed_len);
+    memwarm_pages(nb, h->trimmed_len < cap ? h->trimmed_len : cap);
     h->body = nb;
     h->cap = cap;
     h->len = 0;
