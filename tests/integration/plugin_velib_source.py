@@ -894,8 +894,9 @@ def test_buffers_warmed_before_distant_polls():
             assert plugin_metric(s, "errors") == 0
             t = [r["t"] for r in srv.requests("/status.json")]
             # The warming call is not a poll: the GETs stay poll.interval.ms
-            # apart (a little less for the clocks' granularity).
-            assert min(b - a for a, b in zip(t, t[1:])) > 0.99, t
+            # apart. On average: one GET may reach the server later than the
+            # next (a loaded host); polls 50 ms early averaged 0.95 s.
+            assert (t[-1] - t[0]) / (len(t) - 1) > 0.98, t
 
 
 def test_duplicate_stations_and_a_vanishing_feed_are_logged():
