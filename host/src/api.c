@@ -12,6 +12,7 @@
 #include "instance.h"
 #include "log.h"
 #include "record.h"
+#include "registry.h"
 #include "runtime.h"
 #include "status.h"
 
@@ -384,6 +385,7 @@ const struct spoke_host_api api_table = {
     .row_values = row_values,
     .status_note = api_status_note,
     .poll_started_at = api_poll_started_at,
+    .check_problem = registry_check_problem,
 };
 
 _Static_assert(REC_FORM_BYTES == SPOKE_FORM_BYTES && REC_FORM_ROW == SPOKE_FORM_ROW &&

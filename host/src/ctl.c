@@ -822,9 +822,15 @@ json_t *ctl_plugin_validate(struct runtime *rt, const char *plugin, json_t *conf
          * names (connector.class when it names none). */
         char why[SPOKE_ERRSTR_SIZE];
         const char *key = NULL;
-        if (registry_check_config(d, &api_table, pc, &key, why, sizeof(why)) != SPOKE_OK) {
+        struct check_problems more;
+        if (registry_check_config(d, &api_table, pc, &key, why, sizeof(why), &more) !=
+            SPOKE_OK) {
             add_value_error(configs, key ? key : "connector.class", NULL, why);
-            nerr++;
+            for (size_t i = 0; i < more.n; i++)
+                add_value_error(configs, more.v[i].key ? more.v[i].key : "connector.class",
+                                NULL, more.v[i].msg);
+            nerr += 1 + (int)more.n;
+            check_problems_free(&more);
         }
     }
     json_t *out = json_pack("{s:s,s:i,s:[s,s],s:o}", "name", plugin, "error_count", nerr,

@@ -295,15 +295,65 @@ static size_t descriptor_size(uint32_t abi)
     return sizeof(struct spoke_plugin);
 }
 
+/* The check running on this thread: what api->check_problem adds to. */
+static _Thread_local struct {
+    const struct spoke_config *cfg;
+    struct check_problems *more;
+} checking;
+
+void check_problems_free(struct check_problems *p)
+{
+    if (!p)
+        return;
+    for (size_t i = 0; i < p->n; i++) {
+        free(p->v[i].key);
+        free(p->v[i].msg);
+    }
+    p->n = 0;
+}
+
+void registry_check_problem(const struct spoke_config *cfg, const char *key,
+                            const char *message)
+{
+    if (!checking.cfg || cfg != checking.cfg || !message) {
+        LOG_E(NULL, "check_problem: only a plugin's check() calls it, with the config it was "
+              "given and a message");
+        return;
+    }
+    struct check_problems *p = checking.more;
+    if (p->n == REGISTRY_CHECK_MORE)
+        return;
+    char *k = key ? strdup(key) : NULL, *m = strdup(message[0] ? message : "(no reason given)");
+    if ((key && !k) || !m) {
+        free(k);
+        free(m);
+        return;
+    }
+    log_one_line(m);
+    p->v[p->n].key = k;
+    p->v[p->n].msg = m;
+    p->n++;
+}
+
 int registry_check_config(const struct spoke_plugin *desc, const struct spoke_host_api *api,
                           const struct spoke_config *cfg, const char **key, char *err,
-                          size_t errsize)
+                          size_t errsize, struct check_problems *more)
 {
+    struct check_problems dropped;
     *key = NULL;
+    if (!more)
+        more = &dropped;
+    more->n = 0;
     if (!SPOKE_PLUGIN_HAS(desc, check) || !desc->check)
         return SPOKE_OK;
     err[0] = '\0';
+    checking.cfg = cfg;
+    checking.more = more;
     int rc = desc->check(api, cfg, key, err, errsize);
+    checking.cfg = NULL;
+    checking.more = NULL;
+    if (rc == SPOKE_OK || more == &dropped)
+        check_problems_free(more);
     if (rc == SPOKE_OK)
         return SPOKE_OK;
     err[errsize - 1] = '\0';

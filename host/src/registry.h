@@ -54,12 +54,29 @@ const struct plugin_entry *registry_find(const struct registry *reg, const char 
 
 /* 1 when name matches ^[a-z0-9_]{1,64}$. */
 int registry_valid_name(const char *name);
+/* The problems a check reported beyond the first (api->check_problem). */
+#define REGISTRY_CHECK_MORE 32
+struct check_problems {
+    size_t n;
+    struct {
+        char *key;  /* NULL: no one key */
+        char *msg;  /* one line */
+    } v[REGISTRY_CHECK_MORE];
+};
+void check_problems_free(struct check_problems *p);
+
 /* The plugin's check of a validated config (struct spoke_plugin.check), when
  * it has one: SPOKE_OK, or an error with err set (never empty) and *key the
- * key it is about or NULL. */
+ * key it is about or NULL. more (may be NULL: dropped) gets the problems it
+ * reported besides (empty on SPOKE_OK); free with check_problems_free. */
 int registry_check_config(const struct spoke_plugin *desc, const struct spoke_host_api *api,
                           const struct spoke_config *cfg, const char **key, char *err,
-                          size_t errsize);
+                          size_t errsize, struct check_problems *more);
+
+/* api->check_problem: adds to the problems of the check running on this
+ * thread for cfg. */
+void registry_check_problem(const struct spoke_config *cfg, const char *key,
+                            const char *message);
 
 /* The plugin's offsets_change for a REST change of a stopped connector's
  * offsets (see plugin.h): SPOKE_OK when it has none or it agrees, else its

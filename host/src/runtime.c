@@ -303,15 +303,22 @@ static size_t check_connector(const char *path, const struct cfg_section *sec,
         /* What the plugin's table cannot say (keys that go together). */
         char why[SPOKE_ERRSTR_SIZE];
         const char *key = NULL;
+        struct check_problems more;
         if (registry_check_config(spec->plugin, &api_table, spec->pcfg, &key, why,
-                                  sizeof(why)) != SPOKE_OK) {
-            if (key)
-                ERR_AT(key, "%s", why);
-            else {
-                err_prefix(errs, path, pos, what);
-                buf_printf(errs, "%s\n", why);
-                nerr++;
+                                  sizeof(why), &more) != SPOKE_OK) {
+            /* Each at its key (at the connector when it names none). */
+            for (size_t i = 0; i <= more.n; i++) {
+                const char *k = i ? more.v[i - 1].key : key;
+                const char *m = i ? more.v[i - 1].msg : why;
+                if (k) {
+                    ERR_AT(k, "%s", m);
+                } else {
+                    err_prefix(errs, path, pos, what);
+                    buf_printf(errs, "%s\n", m);
+                    nerr++;
+                }
             }
+            check_problems_free(&more);
         }
     }
 #undef ERR_AT

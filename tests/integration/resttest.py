@@ -130,16 +130,26 @@ def expect_refused(api, plugin, name, config, key, want):
     """A config the plugin's check refuses: POST /connectors and PUT
     /connectors/{name}/config answer 400 with want in the message and create
     nothing; config/validate counts one error, on key."""
-    r = expect(api.call("POST", "/connectors", body={"name": name, "config": config}), 400, key)
-    assert want in r.json["message"], (key, r.json)
-    r = expect(api.call("PUT", "/connectors/%s/config" % name, body=config), 400, key)
-    assert want in r.json["message"], (key, r.json)
+    expect_refused_all(api, plugin, name, config, [(key, want)])
+
+
+def expect_refused_all(api, plugin, name, config, problems):
+    """A config the plugin's check refuses with problems, [(key, want)]:
+    POST /connectors and PUT /connectors/{name}/config answer 400 with every
+    want in the message and create nothing; config/validate counts exactly
+    these errors, each want on its key."""
+    keys = sorted({k for k, _ in problems})
+    for method, path, body in (("POST", "/connectors", {"name": name, "config": config}),
+                               ("PUT", "/connectors/%s/config" % name, config)):
+        r = expect(api.call(method, path, body=body), 400, keys)
+        assert all(w in r.json["message"] for _, w in problems), (keys, r.json)
     assert api.get("/connectors").json == [], "a refused connector was created"
     r = expect(api.call("PUT", "/connector-plugins/%s/config/validate" % plugin, body=config),
-               200, key).json
+               200, keys).json
     errs = {c["value"]["name"]: c["value"]["errors"] for c in r["configs"] if c["value"]["errors"]}
-    assert r["error_count"] == 1 and list(errs) == [key] and want in errs[key][0], \
-        (key, r["error_count"], errs)
+    assert r["error_count"] == len(problems) and sorted(errs) == keys and \
+        sum(len(e) for e in errs.values()) == len(problems) and \
+        all(any(w in e for e in errs[k]) for k, w in problems), (keys, r["error_count"], errs)
 
 
 def expect_each_refused(plugin, name, base, cases):

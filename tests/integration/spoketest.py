@@ -384,9 +384,8 @@ def expect_checks_refuse(tmp, connector_text, errors, reason_first=False):
         prefix = ("%s:%d:5: connector '%s': " % (path, at[0], name) if at else
                   "%s:%d:" % (path, first + 1))
         reason = "connector '%s': " % name + (want if reason_first else "")
-        mine = [l for l in out if "connector '%s': " % name in l]
-        assert len(mine) == 1 and mine[0].startswith(prefix) and reason in mine[0] and \
-            want in mine[0], "%s: %r lacks %r, %r and %r" % (key, p.stderr, prefix, reason, want)
+        mine = [l for l in out if l.startswith(prefix) and reason in l and want in l]
+        assert len(mine) == 1, "%s: %r lacks %r, %r and %r" % (key, p.stderr, prefix, reason, want)
     assert len(out) == len(errors) + 1 and out[-1] == "%s: invalid: %d error%s" % (
         path, len(errors), "" if len(errors) == 1 else "s"), \
         "%d error(s) expected: %r" % (len(errors), p.stderr)

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "instance.h"
 #include "log.h"
 #include "registry.h"
 #include "test.h"
@@ -610,6 +611,66 @@ static void test_load_one(void)
     rm_tree(dir);
 }
 
+/* A check that reports n problems: the first returned, the rest through
+ * check_problem (n > 0), each about key "k<i>"; one more call with another
+ * config, which the host must not count. */
+static int check_n;
+static int many_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                      const char **key, char *errstr, size_t errstr_size)
+{
+    static const struct spoke_config *other = (const struct spoke_config *)&check_n;
+    if (!check_n)
+        return SPOKE_OK;
+    for (int i = 1; i < check_n; i++) {
+        char k[16], m[32];
+        snprintf(k, sizeof(k), "k%d", i);
+        snprintf(m, sizeof(m), "problem %d\nsecond line", i);
+        api->check_problem(cfg, i == 2 ? NULL : k, m);
+    }
+    api->check_problem(other, "x", "not this check's config");
+    *key = "k0";
+    snprintf(errstr, errstr_size, "problem 0");
+    return SPOKE_ERR_INVALID;
+}
+
+/* api->check_problem: the problems of the check running, in order, each
+ * with its key (or none), on one line; at most REGISTRY_CHECK_MORE; none
+ * from a call with another config or outside a check; none left over for
+ * a check that passes. */
+static void test_check_problems(void)
+{
+    struct spoke_plugin desc = { .hdr = SPOKE_PLUGIN_HEADER_INIT, .check = many_check };
+    struct check_problems more;
+    const char *key;
+    char err[256];
+    check_n = 4;
+    CHECK(registry_check_config(&desc, &api_table, (const struct spoke_config *)&desc, &key,
+                                err, sizeof(err), &more) == SPOKE_ERR_INVALID);
+    CHECK_STR(err, "problem 0");
+    CHECK_STR(key, "k0");
+    CHECK(more.n == 3);
+    CHECK(more.n == 3 && !strcmp(more.v[0].key, "k1") && more.v[1].key == NULL &&
+          !strcmp(more.v[2].key, "k3"));
+    CHECK(more.n == 3 && !strcmp(more.v[1].msg, "problem 2 second line"));
+    check_problems_free(&more);
+    CHECK(more.n == 0);
+    check_n = REGISTRY_CHECK_MORE + 10;
+    CHECK(registry_check_config(&desc, &api_table, (const struct spoke_config *)&desc, &key,
+                                err, sizeof(err), &more) == SPOKE_ERR_INVALID);
+    CHECK(more.n == REGISTRY_CHECK_MORE);
+    check_problems_free(&more);
+    /* Dropped when the caller does not want them (more NULL). */
+    CHECK(registry_check_config(&desc, &api_table, (const struct spoke_config *)&desc, &key,
+                                err, sizeof(err), NULL) == SPOKE_ERR_INVALID);
+    check_n = 0;
+    CHECK(registry_check_config(&desc, &api_table, (const struct spoke_config *)&desc, &key,
+                                err, sizeof(err), &more) == SPOKE_OK && more.n == 0);
+    /* Outside a check: refused (an error in the log), nothing kept. */
+    api_table.check_problem((const struct spoke_config *)&desc, "k", "late");
+    CHECK(registry_check_config(&desc, &api_table, (const struct spoke_config *)&desc, &key,
+                                err, sizeof(err), &more) == SPOKE_OK && more.n == 0);
+}
+
 int main(void)
 {
     fixtures = getenv("SPOKE_TEST_PLUGIN_DIR");
@@ -631,5 +692,6 @@ int main(void)
     RUN(test_removed_refusal_pruned);
     RUN(test_duplicates);
     RUN(test_load_one);
+    RUN(test_check_problems);
     return TEST_REPORT();
 }

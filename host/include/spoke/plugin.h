@@ -529,6 +529,19 @@ struct spoke_host_api {
      * from after the call that emitted it); callers other than a source's
      * poll() are refused with an error in the log. */
     void (*poll_started_at)(struct spoke_instance *inst, int64_t started_ns);
+
+    /* ---- ABI 1+: several problems from one check ---- */
+
+    /* From check() only, with the cfg it was given: one more problem of
+     * that config, about config key `key` (NULL when no one key is),
+     * besides the one check() returns in errstr, which must still be set
+     * and comes first. `spoke validate` prints each at its key's line and
+     * counts them all; REST config/validate attaches each to its key; a
+     * refused file load, create or config change lists them all. Both
+     * strings are copied; at most 32 are kept per check. Other calls are
+     * refused with an error in the log. With an older host (SPOKE_API_HAS
+     * false) a plugin joins its problems into errstr instead. */
+    void (*check_problem)(const struct spoke_config *cfg, const char *key, const char *message);
 };
 
 /* Bits of record_value_forms. */
