@@ -131,17 +131,32 @@ static void read_opts(const struct spoke_host_api *api, const struct spoke_confi
     *out = o;
 }
 
+struct check_ctx {
+    const struct spoke_host_api *api;
+    const struct spoke_config *cfg;
+};
+
+static void check_more(void *ctx, const char *key, const char *msg)
+{
+    const struct check_ctx *c = ctx;
+    c->api->check_problem(c->cfg, key, msg);
+}
+
 /* What can be checked without reading a file (spoke validate, the REST
  * API): filter.field and filter.values together, lookup.inline entries
  * well formed (key=value, a key, no key twice), lookup.default only with a
- * lookup.missing that uses it (default). Every problem is reported
- * at once, in errstr (the ABI carries one message and one key). The schema
- * file and lookup files are checked when the connector starts. */
+ * lookup.missing that uses it (default). Every problem is reported at
+ * once: each at its key through check_problem, or, with a host that has
+ * none, joined in errstr. The schema file and lookup files are checked
+ * when the connector starts. */
 static int sm_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
                     const char **key, char *errstr, size_t errstr_size)
 {
     struct sm_opts o;
+    struct check_ctx c = { api, cfg };
     read_opts(api, cfg, &o);
+    if (SPOKE_API_HAS(api, check_problem) && api->check_problem)
+        return sm_opts_check_each(&o, key, errstr, errstr_size, check_more, &c);
     return sm_opts_check(&o, key, errstr, errstr_size);
 }
 

@@ -475,6 +475,11 @@ struct sm_opts {
  * the end), and *key the config key of the first. The plugin's check
  * callback (spoke validate, the REST API) and sm_mapper_new run it. */
 int sm_opts_check(const struct sm_opts *o, const char **key, char *err, size_t errsz);
+/* The same, with the problems after the first given one by one to more
+ * (their key, or NULL, and message) instead of joined into err, which then
+ * holds the first alone. */
+int sm_opts_check_each(const struct sm_opts *o, const char **key, char *err, size_t errsz,
+                       void (*more)(void *ctx, const char *key, const char *msg), void *ctx);
 /* Loads and compiles the schema file with the options. NULL with a
  * positioned reason in err on any problem. */
 struct sm_mapper *sm_mapper_new(const struct spoke_host_api *api, const struct sm_opts *o,

@@ -1777,12 +1777,15 @@ static int lookup_target(struct sm_mapper *m, const struct sm_opts *o, char *err
     return found;
 }
 
-/* The problems sm_opts_check finds. The check callback has one errstr for
- * them all (SPOKE_ERRSTR_SIZE bytes), so they are joined with "; " in the
- * order found, as many as fit, and the rest are counted at the end. */
+/* The problems sm_opts_check finds. A host with check_problem takes them
+ * one by one, each at its key (sm_opts_check_each). Otherwise the check
+ * callback has one errstr for them all (SPOKE_ERRSTR_SIZE bytes), so they
+ * are joined with "; " in the order found, as many as fit, and the rest are
+ * counted at the end. */
 #define SM_PROBLEMS_MAX 16
 struct problems {
     char msg[SM_PROBLEMS_MAX][SM_ERR];
+    const char *keys[SM_PROBLEMS_MAX];
     const char *key;         /* the first problem's config key */
     size_t n;                /* found (may exceed SM_PROBLEMS_MAX) */
 };
@@ -1795,6 +1798,7 @@ static void problem(struct problems *p, const char *key, const char *fmt, ...)
     if (!p->n)
         p->key = key;
     if (p->n < SM_PROBLEMS_MAX) {
+        p->keys[p->n] = key;
         va_list ap;
         va_start(ap, fmt);
         vsnprintf(p->msg[p->n], sizeof(p->msg[p->n]), fmt, ap);
@@ -1803,7 +1807,8 @@ static void problem(struct problems *p, const char *key, const char *fmt, ...)
     p->n++;
 }
 
-static int problems_report(const struct problems *p, const char **key, char *err, size_t errsz)
+static int problems_report(const struct problems *p, const char **key, char *err, size_t errsz,
+                           void (*each)(void *ctx, const char *key, const char *msg), void *ctx)
 {
     /* Room kept for the count of those left out. */
     static const char more[] = "; and 4294967295 more problems";
@@ -1813,6 +1818,18 @@ static int problems_report(const struct problems *p, const char **key, char *err
     if (!p->n)
         return SPOKE_OK;
     err[0] = '\0';
+    if (each) {
+        snprintf(err, errsz, "%s", p->msg[0]);
+        for (size_t i = 1; i < p->n && i < SM_PROBLEMS_MAX; i++)
+            each(ctx, p->keys[i], p->msg[i]);
+        if (p->n > SM_PROBLEMS_MAX) {
+            char left[64];
+            snprintf(left, sizeof(left), "and %zu more problem%s", p->n - SM_PROBLEMS_MAX,
+                     p->n - SM_PROBLEMS_MAX == 1 ? "" : "s");
+            each(ctx, NULL, left);
+        }
+        return SPOKE_ERR_INVALID;
+    }
     for (size_t i = 0; i < p->n && i < SM_PROBLEMS_MAX; i++) {
         size_t need = (i ? 2 : 0) + strlen(p->msg[i]) + (i + 1 < p->n ? sizeof(more) : 1);
         if (i && len + need > errsz)
@@ -1830,6 +1847,12 @@ static int problems_report(const struct problems *p, const char **key, char *err
 }
 
 int sm_opts_check(const struct sm_opts *o, const char **key, char *err, size_t errsz)
+{
+    return sm_opts_check_each(o, key, err, errsz, NULL, NULL);
+}
+
+int sm_opts_check_each(const struct sm_opts *o, const char **key, char *err, size_t errsz,
+                       void (*more)(void *ctx, const char *key, const char *msg), void *ctx)
 {
     struct problems p;
     p.n = 0;
@@ -1877,7 +1900,7 @@ int sm_opts_check(const struct sm_opts *o, const char **key, char *err, size_t e
             }
         }
     }
-    return problems_report(&p, key, err, errsz);
+    return problems_report(&p, key, err, errsz, more, ctx);
 }
 
 struct sm_mapper *sm_mapper_new(const struct spoke_host_api *api, const struct sm_opts *o,

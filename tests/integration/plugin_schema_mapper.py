@@ -337,11 +337,6 @@ def test_config_check_refuses_before_running():
                             "lookup.default": "?"},
          "lookup.default is used only with lookup.missing: default (it is drop): set "
          "lookup.missing: default, or remove lookup.default"),
-        # Independent mistakes are all reported, in one message (the check
-        # callback has one), at the key of the first.
-        ("filter.values", {"filter.values": ["16107"], "lookup.inline": ["16107=75016", "32017"]},
-         "filter.values needs filter.field (the field whose values they are); "
-         "lookup.inline: entry 2 '32017' is not key=value (no '=')"),
     ]
 
     def yaml_keys(keys):
@@ -357,6 +352,24 @@ def test_config_check_refuses_before_running():
                                  [(key, {k: v if not isinstance(v, list) else ",".join(v)
                                          for k, v in extra.items()}, want)
                                   for key, extra, want in cases if extra.get("filter.values") != []])
+    # Independent mistakes are all reported, each at its own key (the
+    # host's check_problem): four errors, two of them on lookup.inline.
+    many = {"filter.values": ["16107"], "lookup.missing": "drop", "lookup.default": "?",
+            "lookup.inline": ["16107=75016", "32017", "16107=3"]}
+    problems = [("filter.values", "filter.values needs filter.field (the field whose values "
+                                  "they are)"),
+                ("lookup.default", "lookup.default is used only with lookup.missing: default "
+                                   "(it is drop)"),
+                ("lookup.inline", "lookup.inline: entry 2 '32017' is not key=value (no '=')"),
+                ("lookup.inline", "lookup.inline: entries 1 and 3 both give key '16107'")]
+    with tempfile.TemporaryDirectory(prefix="spoke-check-") as tmp:
+        spoketest.expect_checks_refuse(tmp, head + yaml_keys(many),
+                                       [("map", k, w) for k, w in problems])
+    sp, api = resttest.rest_spoke("connectors: []\n")
+    with sp:
+        resttest.expect_refused_all(api, "schema_mapper", "map", dict(base, **{
+            k: v if not isinstance(v, list) else ",".join(v) for k, v in many.items()}),
+            problems)
 
 
 def test_contradictory_filters_and_empty_tables_fail_at_start():

@@ -898,6 +898,59 @@ static void lookups_and_filters(void)
     sm_mapper_free(m);
 }
 
+struct each_seen {
+    size_t n;
+    char keys[20][32];
+    char msgs[20][SM_ERR];
+};
+
+static void each_seen(void *ctx, const char *key, const char *msg)
+{
+    struct each_seen *e = ctx;
+    if (e->n < 20) {
+        snprintf(e->keys[e->n], sizeof(e->keys[0]), "%s", key ? key : "(none)");
+        snprintf(e->msgs[e->n], sizeof(e->msgs[0]), "%s", msg);
+    }
+    e->n++;
+}
+
+/* With a host that takes them one by one (check_problem): err holds the
+ * first problem alone, at its key, and each other one comes with its own
+ * key; past the 16 kept, one more says how many were left out. */
+static void opts_check_each(void)
+{
+    char err[SPOKE_ERRSTR_SIZE];
+    const char *key = "x";
+    const char *vals[] = { "16107" };
+    const char *inl[] = { "16107=75016", "32017", "16107=x" };
+    struct sm_opts o = { .filter_values = vals, .nfilter_values = 1, .lookup_inline = inl,
+                         .nlookup_inline = 3, .lookup_missing = "drop", .lookup_default = "?" };
+    struct each_seen e = { 0 };
+    CHECK(sm_opts_check_each(&o, &key, err, sizeof(err), each_seen, &e) == SPOKE_ERR_INVALID);
+    CHECK_STR(err, "filter.values needs filter.field (the field whose values they are)");
+    CHECK_STR(key, "filter.values");
+    CHECK(e.n == 3);
+    CHECK_STR(e.keys[0], "lookup.default");
+    CHECK_STR(e.keys[1], "lookup.inline");
+    CHECK_STR(e.msgs[1], "lookup.inline: entry 2 '32017' is not key=value (no '=')");
+    CHECK_STR(e.keys[2], "lookup.inline");
+    CHECK_STR(e.msgs[2], "lookup.inline: entries 1 and 3 both give key '16107'");
+    const char *many[40];
+    for (size_t i = 0; i < 40; i++)
+        many[i] = "no-equals-sign";
+    o = (struct sm_opts){ .lookup_inline = many, .nlookup_inline = 40 };
+    e.n = 0;
+    CHECK(sm_opts_check_each(&o, &key, err, sizeof(err), each_seen, &e) == SPOKE_ERR_INVALID);
+    CHECK_STR(err, "lookup.inline: entry 1 'no-equals-sign' is not key=value (no '=')");
+    CHECK(e.n == 16);
+    CHECK_STR(e.msgs[14], "lookup.inline: entry 16 'no-equals-sign' is not key=value (no '=')");
+    CHECK_STR(e.keys[15], "(none)");
+    CHECK_STR(e.msgs[15], "and 24 more problems");
+    e.n = 0;
+    o.nlookup_inline = 0;
+    CHECK(sm_opts_check_each(&o, &key, err, sizeof(err), each_seen, &e) == SPOKE_OK && !e.n);
+}
+
 /* The config check (the plugin's check callback) reports every problem it
  * finds in its one message, joined with "; ", at the key of the first; those
  * that do not fit are counted. */
@@ -1300,6 +1353,7 @@ int main(void)
     RUN(csv);
     RUN(lookups_and_filters);
     RUN(opts_check);
+    RUN(opts_check_each);
     RUN(schema_errors);
     RUN(records);
     RUN(row_plans);
