@@ -15,6 +15,7 @@
 
 #include "clock.h"
 #include "fsutil.h"
+#include "grow.h"
 #include "record.h"
 
 struct origin {
@@ -179,14 +180,8 @@ static struct mark *marks_get(struct marks *ms, const char *part)
     for (size_t i = 0; i < ms->n; i++)
         if (ms->v[i].part == part)
             return &ms->v[i];
-    if (ms->n == ms->cap) {
-        size_t cap = ms->cap ? ms->cap * 2 : 4;
-        struct mark *v = realloc(ms->v, cap * sizeof(*v));
-        if (!v)
-            return NULL;
-        ms->v = v;
-        ms->cap = cap;
-    }
+    if (GROW_ONE(ms->v, ms->cap, ms->n, 4) != 0)
+        return NULL;
     struct mark *m = &ms->v[ms->n++];
     *m = (struct mark){ .part = part, .off = INT64_MIN, .sub = 0 };
     return m;
@@ -317,14 +312,8 @@ static int positions_put(struct positions *p, const char *part, int64_t off)
             return 0;
         }
     }
-    if (p->n == p->cap) {
-        size_t cap = p->cap ? p->cap * 2 : 4;
-        struct committed *v = realloc(p->v, cap * sizeof(*v));
-        if (!v)
-            return -1;
-        p->v = v;
-        p->cap = cap;
-    }
+    if (GROW_ONE(p->v, p->cap, p->n, 4) != 0)
+        return -1;
     p->v[p->n].part = part;
     p->v[p->n].off = off;
     p->n++;

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "grow.h"
 #include "log.h"
 #include "recycle.h"
 
@@ -165,15 +166,9 @@ static int collect(struct mappings *ms)
         bool header = got > 0 && ((line[0] >= '0' && line[0] <= '9') ||
                                   (line[0] >= 'a' && line[0] <= 'f'));
         if ((got < 0 || header) && have && ok && cur.rss > 0 && anon == 0 && locked == 0) {
-            if (ms->n == ms->cap) {
-                size_t nc = ms->cap ? ms->cap * 2 : 64;
-                struct mapping *nv = realloc(ms->v, nc * sizeof(*nv));
-                if (!nv) {
-                    rc = -1;
-                    break;
-                }
-                ms->v = nv;
-                ms->cap = nc;
+            if (GROW_ONE(ms->v, ms->cap, ms->n, 64) != 0) {
+                rc = -1;
+                break;
             }
             ms->v[ms->n++] = cur;
         }

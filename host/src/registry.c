@@ -19,6 +19,7 @@
 
 #include "cfgval.h"
 #include "conncfg.h"
+#include "grow.h"
 #include "log.h"
 
 /* Room for a reason that quotes a path and a dlerror() text. */
@@ -721,14 +722,8 @@ static int scan_dir(struct registry_impl *impl, const char *dir)
         size_t len = strlen(de->d_name);
         if (len < 3 || strcmp(de->d_name + len - 3, ".so") != 0)
             continue;
-        if (nnames == cap) {
-            size_t ncap = cap ? cap * 2 : 16;
-            char **a = realloc(names, ncap * sizeof(*a));
-            if (!a)
-                goto nomem;
-            names = a;
-            cap = ncap;
-        }
+        if (GROW_ONE(names, cap, nnames, 16) != 0)
+            goto nomem;
         if (!(names[nnames] = strdup(de->d_name)))
             goto nomem;
         nnames++;

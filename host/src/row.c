@@ -16,6 +16,7 @@
  * takes no stack frame, and row_free walks the values only if some own
  * memory.
  */
+#include "grow.h"
 #include "record.h"
 #include "recycle.h"
 #include "row_impl.h"
@@ -145,14 +146,8 @@ int schema_add(struct spoke_schema *s, const char *name, enum spoke_type type)
         return SPOKE_ERR_INVALID;
     if (s->n >= INT_MAX)
         return SPOKE_ERR_RANGE;
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 8;
-        struct schema_field *f = realloc(s->f, cap * sizeof(*f));
-        if (!f)
-            return SPOKE_ERR_NOMEM;
-        s->f = f;
-        s->cap = cap;
-    }
+    if (GROW_ONE(s->f, s->cap, s->n, 8) != 0)
+        return SPOKE_ERR_NOMEM;
     if (slots_grow(s, s->n + 1) < 0)
         return SPOKE_ERR_NOMEM;
     /* The JSON key text ("name":) is precomputed here, once per schema, so

@@ -21,6 +21,7 @@
 #include "cpubudget.h"
 #include "ctl.h"
 #include "fsutil.h"
+#include "grow.h"
 #include "instance.h"
 #include "log.h"
 #include "memtrim.h"
@@ -927,14 +928,8 @@ static long covered_add(struct covered_pos **v, size_t *n, size_t *cap, const ch
             return (long)i;
         }
     }
-    if (*n == *cap) {
-        size_t ncap = *cap ? *cap * 2 : 4;
-        struct covered_pos *nv = realloc(*v, ncap * sizeof(*nv));
-        if (!nv)
-            return -1;
-        *v = nv;
-        *cap = ncap;
-    }
+    if (GROW_ONE(*v, *cap, *n, 4) != 0)
+        return -1;
     (*v)[*n].source = source;
     (*v)[*n].part = part;
     (*v)[*n].off = off;
@@ -1192,15 +1187,9 @@ struct commit_list {
 static void collect_commit(void *ctx, const char *partition, int64_t offset)
 {
     struct commit_list *cl = ctx;
-    if (cl->n == cl->cap) {
-        size_t cap = cl->cap ? cl->cap * 2 : 64;
-        struct covered_pos *v = realloc(cl->v, cap * sizeof(*v));
-        if (!v) {
-            cl->oom = 1;
-            return;
-        }
-        cl->v = v;
-        cl->cap = cap;
+    if (GROW_ONE(cl->v, cl->cap, cl->n, 64) != 0) {
+        cl->oom = 1;
+        return;
     }
     cl->v[cl->n++] = (struct covered_pos){ NULL, partition, offset };
 }

@@ -20,6 +20,7 @@
 #include <yaml.h>
 
 #include "buf.h"
+#include "grow.h"
 
 /* Refuse bigger files: a config this size is a mistake, and the cap bounds
  * the memory the tree can take. */
@@ -211,15 +212,9 @@ fail:
 
 static int node_add(struct ld *ld, struct ynode *parent, struct ynode *kid)
 {
-    if (parent->nkids == parent->cap) {
-        size_t cap = parent->cap ? parent->cap * 2 : 4;
-        struct ynode **k = realloc(parent->kids, cap * sizeof(*k));
-        if (!k) {
-            node_free(kid);
-            return fail(ld, kid ? kid->line : 1, kid ? kid->col : 1, "out of memory");
-        }
-        parent->kids = k;
-        parent->cap = cap;
+    if (GROW_ONE(parent->kids, parent->cap, parent->nkids, 4) != 0) {
+        node_free(kid);
+        return fail(ld, kid ? kid->line : 1, kid ? kid->col : 1, "out of memory");
     }
     parent->kids[parent->nkids++] = kid;
     return 0;
