@@ -131,17 +131,6 @@ static void read_opts(const struct spoke_host_api *api, const struct spoke_confi
     *out = o;
 }
 
-struct check_ctx {
-    const struct spoke_host_api *api;
-    const struct spoke_config *cfg;
-};
-
-static void check_more(void *ctx, const char *key, const char *msg)
-{
-    const struct check_ctx *c = ctx;
-    c->api->check_problem(c->cfg, key, msg);
-}
-
 /* What can be checked without reading a file (spoke validate, the REST
  * API): filter.field and filter.values together, lookup.inline entries
  * well formed (key=value, a key, no key twice), lookup.default only with a
@@ -153,11 +142,10 @@ static int sm_check(const struct spoke_host_api *api, const struct spoke_config 
                     const char **key, char *errstr, size_t errstr_size)
 {
     struct sm_opts o;
-    struct check_ctx c = { api, cfg };
+    struct problems p;
     read_opts(api, cfg, &o);
-    if (SPOKE_API_HAS(api, check_problem) && api->check_problem)
-        return sm_opts_check_each(&o, key, errstr, errstr_size, check_more, &c);
-    return sm_opts_check(&o, key, errstr, errstr_size);
+    sm_opts_problems(&o, &p);
+    return problems_report_api(&p, api, cfg, key, errstr, errstr_size);
 }
 
 static int sm_init(const struct spoke_host_api *api, struct spoke_instance *inst,

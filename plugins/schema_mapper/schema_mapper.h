@@ -32,6 +32,7 @@
 
 #include <spoke/plugin.h>
 
+#include "problems.h"
 #include "sjson.h"
 
 /* Longest error text a part writes (the host's errstr is 256 bytes). */
@@ -480,6 +481,8 @@ int sm_opts_check(const struct sm_opts *o, const char **key, char *err, size_t e
  * holds the first alone. */
 int sm_opts_check_each(const struct sm_opts *o, const char **key, char *err, size_t errsz,
                        void (*more)(void *ctx, const char *key, const char *msg), void *ctx);
+/* The problems themselves, for problems_report_api (lib/problems). */
+void sm_opts_problems(const struct sm_opts *o, struct problems *p);
 /* Loads and compiles the schema file with the options. NULL with a
  * positioned reason in err on any problem. */
 struct sm_mapper *sm_mapper_new(const struct spoke_host_api *api, const struct sm_opts *o,

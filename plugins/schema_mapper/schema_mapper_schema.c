@@ -1777,75 +1777,9 @@ static int lookup_target(struct sm_mapper *m, const struct sm_opts *o, char *err
     return found;
 }
 
-/* The problems sm_opts_check finds. A host with check_problem takes them
- * one by one, each at its key (sm_opts_check_each). Otherwise the check
- * callback has one errstr for them all (SPOKE_ERRSTR_SIZE bytes), so they
- * are joined with "; " in the order found, as many as fit, and the rest are
- * counted at the end. */
-#define SM_PROBLEMS_MAX 16
-struct problems {
-    char msg[SM_PROBLEMS_MAX][SM_ERR];
-    const char *keys[SM_PROBLEMS_MAX];
-    const char *key;         /* the first problem's config key */
-    size_t n;                /* found (may exceed SM_PROBLEMS_MAX) */
-};
-
-static void problem(struct problems *p, const char *key, const char *fmt, ...)
-    SPOKE_PRINTF(3, 4);
-
-static void problem(struct problems *p, const char *key, const char *fmt, ...)
-{
-    if (!p->n)
-        p->key = key;
-    if (p->n < SM_PROBLEMS_MAX) {
-        p->keys[p->n] = key;
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(p->msg[p->n], sizeof(p->msg[p->n]), fmt, ap);
-        va_end(ap);
-    }
-    p->n++;
-}
-
-static int problems_report(const struct problems *p, const char **key, char *err, size_t errsz,
-                           void (*each)(void *ctx, const char *key, const char *msg), void *ctx)
-{
-    /* Room kept for the count of those left out. */
-    static const char more[] = "; and 4294967295 more problems";
-    size_t len = 0, shown = 0;
-
-    *key = p->key;
-    if (!p->n)
-        return SPOKE_OK;
-    err[0] = '\0';
-    if (each) {
-        snprintf(err, errsz, "%s", p->msg[0]);
-        for (size_t i = 1; i < p->n && i < SM_PROBLEMS_MAX; i++)
-            each(ctx, p->keys[i], p->msg[i]);
-        if (p->n > SM_PROBLEMS_MAX) {
-            char left[64];
-            snprintf(left, sizeof(left), "and %zu more problem%s", p->n - SM_PROBLEMS_MAX,
-                     p->n - SM_PROBLEMS_MAX == 1 ? "" : "s");
-            each(ctx, NULL, left);
-        }
-        return SPOKE_ERR_INVALID;
-    }
-    for (size_t i = 0; i < p->n && i < SM_PROBLEMS_MAX; i++) {
-        size_t need = (i ? 2 : 0) + strlen(p->msg[i]) + (i + 1 < p->n ? sizeof(more) : 1);
-        if (i && len + need > errsz)
-            break;
-        int w = snprintf(err + len, errsz - len, "%s%s", i ? "; " : "", p->msg[i]);
-        len += w > 0 ? (size_t)w : 0;
-        if (len >= errsz)
-            return SPOKE_ERR_INVALID;  /* the first one alone fills err */
-        shown++;
-    }
-    if (shown < p->n)
-        snprintf(err + len, errsz - len, "; and %zu more problem%s", p->n - shown,
-                 p->n - shown == 1 ? "" : "s");
-    return SPOKE_ERR_INVALID;
-}
-
+/* The problems sm_opts_check finds (lib/problems): a host with
+ * check_problem takes them one by one, each at its key (sm_opts_check_each);
+ * otherwise they are joined into the check's one errstr. */
 int sm_opts_check(const struct sm_opts *o, const char **key, char *err, size_t errsz)
 {
     return sm_opts_check_each(o, key, err, errsz, NULL, NULL);
@@ -1855,37 +1789,43 @@ int sm_opts_check_each(const struct sm_opts *o, const char **key, char *err, siz
                        void (*more)(void *ctx, const char *key, const char *msg), void *ctx)
 {
     struct problems p;
-    p.n = 0;
-    p.key = NULL;
+    sm_opts_problems(o, &p);
+    return problems_report(&p, key, err, errsz, more, ctx);
+}
+
+void sm_opts_problems(const struct sm_opts *o, struct problems *pp)
+{
+    struct problems *p = pp;
+    problems_init(p);
     if (o->filter_field && !o->nfilter_values)
-        problem(&p, "filter.field", "filter.field '%.64s' needs filter.values (the values of "
+        problem(p, "filter.field", "filter.field '%.64s' needs filter.values (the values of "
                 "the field to keep)", o->filter_field);
     if (o->nfilter_values && !o->filter_field)
-        problem(&p, "filter.values", "filter.values needs filter.field (the field whose values "
+        problem(p, "filter.values", "filter.values needs filter.field (the field whose values "
                 "they are)");
     /* Without lookup.missing the schema's missing decides, which only the
      * start can tell (it reads the schema). */
     /* lookup.inline alone replaces the schema's table: no file to read
      * columns from. */
     if (o->nlookup_inline && !o->lookup_file && (o->lookup_key_column || o->lookup_value_column))
-        problem(&p, o->lookup_key_column ? "lookup.key.column" : "lookup.value.column",
+        problem(p, o->lookup_key_column ? "lookup.key.column" : "lookup.value.column",
                 "%s is used only with a lookup file, and lookup.inline alone replaces the "
                 "schema's table: remove it, or give lookup.file",
                 o->lookup_key_column ? "lookup.key.column" : "lookup.value.column");
     if (o->lookup_default && o->lookup_missing && strcmp(o->lookup_missing, "default"))
-        problem(&p, "lookup.default", "lookup.default is used only with lookup.missing: default "
+        problem(p, "lookup.default", "lookup.default is used only with lookup.missing: default "
                 "(it is %.16s): set lookup.missing: default, or remove lookup.default",
                 o->lookup_missing);
     for (size_t i = 0; i < o->nlookup_inline; i++) {
         const char *ent = o->lookup_inline[i], *k, *v;
         size_t kn, vn;
         if (inline_split(ent, &k, &kn, &v, &vn) < 0) {
-            problem(&p, "lookup.inline", "lookup.inline: entry %zu '%.60s' is not key=value "
+            problem(p, "lookup.inline", "lookup.inline: entry %zu '%.60s' is not key=value "
                     "(no '=')", i + 1, ent);
             continue;
         }
         if (kn == 0) {
-            problem(&p, "lookup.inline", "lookup.inline: entry %zu '%.60s' has an empty key",
+            problem(p, "lookup.inline", "lookup.inline: entry %zu '%.60s' has an empty key",
                     i + 1, ent);
             continue;
         }
@@ -1894,13 +1834,12 @@ int sm_opts_check_each(const struct sm_opts *o, const char **key, char *err, siz
             size_t pkn, pvn;
             if (inline_split(o->lookup_inline[j], &pk, &pkn, &pv, &pvn) == 0 && pkn == kn &&
                 !memcmp(pk, k, kn)) {
-                problem(&p, "lookup.inline", "lookup.inline: entries %zu and %zu both give key "
+                problem(p, "lookup.inline", "lookup.inline: entries %zu and %zu both give key "
                         "'%.*s'", j + 1, i + 1, (int)(kn > 60 ? 60 : kn), k);
                 break;
             }
         }
     }
-    return problems_report(&p, key, err, errsz, more, ctx);
 }
 
 struct sm_mapper *sm_mapper_new(const struct spoke_host_api *api, const struct sm_opts *o,
