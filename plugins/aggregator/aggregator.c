@@ -1126,16 +1126,18 @@ static int agg_tick(void *vst, int64_t now, int64_t *next_tick_ms, char *err, si
     return SPOKE_OK;
 }
 
-/* The rules between keys (agg_configure) on a state that is thrown away. */
+/* The rules between keys (agg_configure) on a state that is thrown away:
+ * every problem, each at its key. */
 static int agg_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
                      const char **key, char *err, size_t errsz)
 {
     struct agg_state st = { 0 };
+    struct problems pr;
     st.api = api;
-    int rc = agg_configure(&st, cfg, err, errsz);
+    int rc = agg_configure_problems(&st, cfg, &pr, err, errsz);
     agg_config_free(&st);
     if (rc == SPOKE_ERR_INVALID)
-        *key = st.err_key;
+        return problems_report_api(&pr, api, cfg, key, err, errsz);
     return rc;
 }
 

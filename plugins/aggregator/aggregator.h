@@ -20,6 +20,8 @@
 
 #include <spoke/plugin.h>
 
+#include "problems.h"
+
 #define AGG_MAX_KEY_FIELDS 16      /* group.by and entity.key items */
 #define AGG_MAX_AGGS       64      /* aggregates items */
 #define AGG_MAX_NAME       64      /* column and field names, bytes */
@@ -227,7 +229,6 @@ struct agg_state {
     size_t nmsets;
     int *mset_field;       /* multiset -> field index */
     char *canon;           /* canonical text of the state-shaping config */
-    const char *err_key;   /* the config key agg_configure refused, NULL: none */
     int has_firstlast;
     int has_string_vals;   /* a value field may hold strings (entities store copies) */
 
@@ -383,8 +384,12 @@ static inline struct agg_node *agg_table_find(const struct agg_table *t, uint64_
 }
 
 /* ---- aggregator_spec.c ---- */
-/* Reads and checks the config into st; on error, err says why and
- * st->err_key names the key at fault (NULL when no one key is). */
+/* Reads and checks the config into st: SPOKE_OK, SPOKE_ERR_INVALID with
+ * every problem found in pr, each at its key (lib/problems), or
+ * SPOKE_ERR_NOMEM with err set. */
+int agg_configure_problems(struct agg_state *st, const struct spoke_config *cfg,
+                           struct problems *pr, char *err, size_t errsz);
+/* The same with the problems joined into err. */
 int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *err, size_t errsz);
 void agg_config_free(struct agg_state *st);
 const char *agg_fn_name(enum agg_fn fn);

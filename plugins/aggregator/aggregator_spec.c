@@ -98,16 +98,16 @@ static const char *role_key(unsigned role)
     return role == AGG_ROLE_VALUE ? "aggregates" : role_text(role);
 }
 
-/* Finds or adds the input field `name` with a role; returns its index or -1
- * (errstr set). */
+/* Finds or adds the input field `name` with a role; returns its index, or
+ * -1 with the problem in pr, at the key of the role, its message after
+ * `what` (the item it comes from, or ""). */
 static int add_field(struct agg_state *st, const char *name, unsigned role, unsigned types,
-                     char *err, size_t errsz)
+                     struct problems *pr, const char *what)
 {
     size_t len = strlen(name);
-    st->err_key = role_key(role);
     if (len == 0 || len > AGG_MAX_NAME) {
-        snprintf(err, errsz, "%s: field name '%.80s' must be 1 to %d bytes", role_text(role),
-                 name, AGG_MAX_NAME);
+        problem(pr, role_key(role), "%s%s: field name '%.80s' must be 1 to %d bytes", what,
+                role_text(role), name, AGG_MAX_NAME);
         return -1;
     }
     size_t i;
@@ -117,7 +117,7 @@ static int add_field(struct agg_state *st, const char *name, unsigned role, unsi
     if (i == st->nfields) {
         struct agg_field *f = realloc(st->fields, (st->nfields + 1) * sizeof(*f));
         if (!f) {
-            snprintf(err, errsz, "out of memory");
+            problem(pr, NULL, "out of memory");
             return -1;
         }
         st->fields = f;
@@ -133,8 +133,8 @@ static int add_field(struct agg_state *st, const char *name, unsigned role, unsi
         char a[96], b[96];
         types_text(f->allowed, a, sizeof(a));
         types_text(types, b, sizeof(b));
-        snprintf(err, errsz, "field '%s' cannot be both used as it is elsewhere (%s) and by %s "
-                 "(%s): no type fits both", name, a, role_text(role), b);
+        problem(pr, role_key(role), "%sfield '%s' cannot be both used as it is elsewhere (%s) "
+                "and by %s (%s): no type fits both", what, name, a, role_text(role), b);
         return -1;
     }
     f->allowed &= types;
@@ -167,13 +167,12 @@ static int column_name_ok(const char *s)
 
 /* Parses one `name=function(field)` item. */
 static int parse_aggregate(struct agg_state *st, size_t item, const char *text,
-                           struct agg_spec *a, char *err, size_t errsz)
+                           struct agg_spec *a, struct problems *pr)
 {
     char buf[512];
-    st->err_key = "aggregates";
     if (strlen(text) >= sizeof(buf)) {
-        snprintf(err, errsz, "aggregates item %zu is longer than %zu bytes", item + 1,
-                 sizeof(buf) - 1);
+        problem(pr, "aggregates", "aggregates item %zu is longer than %zu bytes", item + 1,
+                sizeof(buf) - 1);
         return -1;
     }
     strcpy(buf, text);
@@ -181,7 +180,7 @@ static int parse_aggregate(struct agg_state *st, size_t item, const char *text,
     do {                                                                                     \
         char why_[200];                                                                      \
         snprintf(why_, sizeof(why_), __VA_ARGS__);                                           \
-        snprintf(err, errsz, "aggregates item %zu '%.60s': %s", item + 1, text, why_);       \
+        problem(pr, "aggregates", "aggregates item %zu '%.60s': %s", item + 1, text, why_);  \
         return -1;                                                                           \
     } while (0)
     char *eq = strchr(buf, '=');
@@ -223,13 +222,11 @@ static int parse_aggregate(struct agg_state *st, size_t item, const char *text,
                 fn_names[k].name);
         return 0;
     }
-    char ferr[SPOKE_ERRSTR_SIZE];
-    int fi = add_field(st, arg, AGG_ROLE_VALUE, fn_types(a->fn), ferr, sizeof(ferr));
-    if (fi < 0) {
-        snprintf(err, errsz, "aggregates item %zu: %s", item + 1, ferr);
-        st->err_key = "aggregates";
+    char what[48];
+    snprintf(what, sizeof(what), "aggregates item %zu: ", item + 1);
+    int fi = add_field(st, arg, AGG_ROLE_VALUE, fn_types(a->fn), pr, what);
+    if (fi < 0)
         return -1;
-    }
     a->field = fi;
     return 0;
 #undef BAD
@@ -274,23 +271,22 @@ static int canon_add(char **canon, size_t *len, const char *fmt, ...)
 }
 
 static int key_list(struct agg_state *st, const struct spoke_config *cfg, const char *key,
-                    unsigned role, int *out, size_t *nout, char *err, size_t errsz)
+                    unsigned role, int *out, size_t *nout, struct problems *pr)
 {
     const struct spoke_host_api *api = st->api;
     const char *const *items = NULL;
     size_t n = api->config_list(cfg, key, &items);
-    st->err_key = key;
     if (n > AGG_MAX_KEY_FIELDS) {
-        snprintf(err, errsz, "%s: at most %d fields", key, AGG_MAX_KEY_FIELDS);
+        problem(pr, key, "%s: at most %d fields", key, AGG_MAX_KEY_FIELDS);
         return -1;
     }
     for (size_t i = 0; i < n; i++) {
         for (size_t j = 0; j < i; j++)
             if (strcmp(items[i], items[j]) == 0) {
-                snprintf(err, errsz, "%s: field '%.64s' is listed twice", key, items[i]);
+                problem(pr, key, "%s: field '%.64s' is listed twice", key, items[i]);
                 return -1;
             }
-        int fi = add_field(st, items[i], role, AGG_KEY_TYPES, err, errsz);
+        int fi = add_field(st, items[i], role, AGG_KEY_TYPES, pr, "");
         if (fi < 0)
             return -1;
         out[i] = fi;
@@ -299,15 +295,18 @@ static int key_list(struct agg_state *st, const struct spoke_config *cfg, const 
     return 0;
 }
 
-int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *err, size_t errsz)
+static const char *const semantics[] = { "stream", "table", NULL };
+static const char *const windows[] = { "none", "tumbling", "hopping", NULL };
+static const char *const times[] = { "processing", "event", NULL };
+static const char *const emits[] = { "update", "complete", "final", NULL };
+
+/* Every rule between keys, each problem at its key in pr (a problem found
+ * does not hide the others: a check lists them all). A rule whose input
+ * was itself refused is skipped, so that one mistake gives one problem. */
+static int configure_rules(struct agg_state *st, const struct spoke_config *cfg,
+                           struct problems *pr)
 {
     const struct spoke_host_api *api = st->api;
-    static const char *const semantics[] = { "stream", "table", NULL };
-    static const char *const windows[] = { "none", "tumbling", "hopping", NULL };
-    static const char *const times[] = { "processing", "event", NULL };
-    static const char *const emits[] = { "update", "complete", "final", NULL };
-
-    st->err_key = NULL;
 
     st->semantics = (enum agg_semantics)lookup_choice(api->config_string(cfg, "semantics"),
                                                       semantics, 0);
@@ -317,212 +316,151 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
     st->tfield = -1;
 
     /* Keys first, then values: a field's roles decide its allowed types. */
-    if (key_list(st, cfg, "group.by", AGG_ROLE_GROUP, st->gfields, &st->ngf, err, errsz) < 0)
-        return SPOKE_ERR_INVALID;
-    if (key_list(st, cfg, "entity.key", AGG_ROLE_ENTITY, st->efields, &st->nef, err, errsz) < 0)
-        return SPOKE_ERR_INVALID;
+    int group_ok = key_list(st, cfg, "group.by", AGG_ROLE_GROUP, st->gfields, &st->ngf, pr) == 0;
+    int entity_ok =
+        key_list(st, cfg, "entity.key", AGG_ROLE_ENTITY, st->efields, &st->nef, pr) == 0;
     const char *nulls = api->config_string(cfg, "group.by.nulls");
     st->null_groups = nulls && strcmp(nulls, "group") == 0;
-    if (st->null_groups && st->ngf == 0) {
-        st->err_key = "group.by.nulls";
-        snprintf(err, errsz, "group.by.nulls: group needs group.by (the fields whose nulls "
-                 "form a group)");
-        return SPOKE_ERR_INVALID;
-    }
+    if (st->null_groups && st->ngf == 0 && group_ok)
+        problem(pr, "group.by.nulls", "group.by.nulls: group needs group.by (the fields whose "
+                "nulls form a group)");
     /* One plain value is its own record key; several, or a null among
      * them, need escaping for two groups never to share a key. */
     st->key_escape = st->ngf > 1 || st->null_groups;
-    if (st->semantics == AGG_TABLE && st->nef == 0) {
-        st->err_key = "semantics";
-        snprintf(err, errsz, "semantics table needs entity.key: the field(s) naming the entity "
-                 "whose latest record counts (e.g. stationCode)");
-        return SPOKE_ERR_INVALID;
-    }
-    if (st->semantics == AGG_STREAM && st->nef > 0) {
-        st->err_key = "entity.key";
-        snprintf(err, errsz, "entity.key is only used with semantics: table (each record of "
-                 "a stream counts; set semantics: table to replace per entity)");
-        return SPOKE_ERR_INVALID;
-    }
+    if (st->semantics == AGG_TABLE && st->nef == 0 && entity_ok)
+        problem(pr, "semantics", "semantics table needs entity.key: the field(s) naming the "
+                "entity whose latest record counts (e.g. stationCode)");
+    if (st->semantics == AGG_STREAM && st->nef > 0)
+        problem(pr, "entity.key", "entity.key is only used with semantics: table (each record "
+                "of a stream counts; set semantics: table to replace per entity)");
 
     const char *tfield = api->config_string(cfg, "time.field");
     const char *tmode = api->config_string(cfg, "time");
     st->time = tmode ? (enum agg_time)lookup_choice(tmode, times, 0)
                      : (tfield ? AGG_TIME_EVENT : AGG_TIME_PROCESSING);
-    if (st->time == AGG_TIME_EVENT && !tfield) {
-        st->err_key = "time";
-        snprintf(err, errsz, "time: event needs time.field (a TIMESTAMP field, or an INT "
-                 "field of epoch milliseconds)");
-        return SPOKE_ERR_INVALID;
-    }
-    if (st->time == AGG_TIME_PROCESSING && tfield) {
-        st->err_key = "time.field";
-        snprintf(err, errsz, "time.field '%.64s' is only read with time: event (time is "
-                 "processing)", tfield);
-        return SPOKE_ERR_INVALID;
-    }
+    if (st->time == AGG_TIME_EVENT && !tfield)
+        problem(pr, "time", "time: event needs time.field (a TIMESTAMP field, or an INT field "
+                "of epoch milliseconds)");
+    if (st->time == AGG_TIME_PROCESSING && tfield)
+        problem(pr, "time.field", "time.field '%.64s' is only read with time: event (time is "
+                "processing)", tfield);
     const char *order = api->config_string(cfg, "table.order");
     st->order_event = st->time == AGG_TIME_EVENT && (!order || strcmp(order, "event") == 0);
-    if (order && st->semantics != AGG_TABLE) {
-        st->err_key = "table.order";
-        snprintf(err, errsz, "table.order is only used with semantics: table (which record "
-                 "of an entity counts)");
-        return SPOKE_ERR_INVALID;
-    }
-    if (order && st->time != AGG_TIME_EVENT && strcmp(order, "event") == 0) {
-        st->err_key = "table.order";
-        snprintf(err, errsz, "table.order: event needs time: event and a time.field (with "
-                 "processing time the last record to arrive counts)");
-        return SPOKE_ERR_INVALID;
-    }
-    if (tfield) {
+    if (order && st->semantics != AGG_TABLE)
+        problem(pr, "table.order", "table.order is only used with semantics: table (which "
+                "record of an entity counts)");
+    else if (order && st->time != AGG_TIME_EVENT && strcmp(order, "event") == 0)
+        problem(pr, "table.order", "table.order: event needs time: event and a time.field (with "
+                "processing time the last record to arrive counts)");
+    if (tfield && st->time == AGG_TIME_EVENT) {
         st->tfield = add_field(st, tfield, AGG_ROLE_TIME,
-                               AGG_T(SPOKE_TYPE_INT) | AGG_T(SPOKE_TYPE_TIMESTAMP), err, errsz);
-        if (st->tfield < 0)
-            return SPOKE_ERR_INVALID;
+                               AGG_T(SPOKE_TYPE_INT) | AGG_T(SPOKE_TYPE_TIMESTAMP), pr, "");
     }
 
-    /* Windows. */
+    /* Windows: the first problem of the window keys. */
     int size_set = key_set(cfg, api, "window.size.ms");
     int adv_set = key_set(cfg, api, "window.advance.ms");
     st->size_ms = api->config_int(cfg, "window.size.ms");
     st->advance_ms = api->config_int(cfg, "window.advance.ms");
     st->lateness_ms = api->config_int(cfg, "allowed.lateness.ms");
     if (st->window == AGG_WIN_NONE) {
-        if (size_set || adv_set) {
-            st->err_key = size_set ? "window.size.ms" : "window.advance.ms";
-            snprintf(err, errsz, "%s needs window: tumbling or hopping (window is none)",
-                     size_set ? "window.size.ms" : "window.advance.ms");
-            return SPOKE_ERR_INVALID;
-        }
-        if (st->lateness_ms > 0) {
-            st->err_key = "allowed.lateness.ms";
-            snprintf(err, errsz, "allowed.lateness.ms applies to windows (window is none)");
-            return SPOKE_ERR_INVALID;
-        }
+        if (size_set || adv_set)
+            problem(pr, size_set ? "window.size.ms" : "window.advance.ms",
+                    "%s needs window: tumbling or hopping (window is none)",
+                    size_set ? "window.size.ms" : "window.advance.ms");
+        if (st->lateness_ms > 0)
+            problem(pr, "allowed.lateness.ms", "allowed.lateness.ms applies to windows (window "
+                    "is none)");
         st->size_ms = st->advance_ms = 0;
-    } else {
-        if (!size_set || st->size_ms <= 0) {
-            st->err_key = size_set ? "window.size.ms" : "window";
-            snprintf(err, errsz, "window: %s needs window.size.ms",
-                     st->window == AGG_WIN_TUMBLING ? "tumbling" : "hopping");
-            return SPOKE_ERR_INVALID;
-        }
-        if (st->window == AGG_WIN_TUMBLING) {
-            if (adv_set && st->advance_ms != st->size_ms) {
-                st->err_key = "window.advance.ms";
-                snprintf(err, errsz, "window.advance.ms is for hopping windows (tumbling "
-                         "windows advance by window.size.ms)");
-                return SPOKE_ERR_INVALID;
-            }
-            st->advance_ms = st->size_ms;
-        } else {
-            if (!adv_set || st->advance_ms <= 0) {
-                st->err_key = adv_set ? "window.advance.ms" : "window";
-                snprintf(err, errsz, "window: hopping needs window.advance.ms (time between "
-                         "window starts)");
-                return SPOKE_ERR_INVALID;
-            }
-            if (st->advance_ms > st->size_ms) {
-                st->err_key = "window.advance.ms";
-                snprintf(err, errsz, "window.advance.ms (%lld) must not exceed window.size.ms "
-                         "(%lld): records between windows would be lost",
-                         (long long)st->advance_ms, (long long)st->size_ms);
-                return SPOKE_ERR_INVALID;
-            }
-            if ((st->size_ms + st->advance_ms - 1) / st->advance_ms > AGG_MAX_WINDOWS_PER_RECORD) {
-                st->err_key = "window.size.ms";
-                snprintf(err, errsz, "window.size.ms / window.advance.ms is above %d windows "
-                         "per record", AGG_MAX_WINDOWS_PER_RECORD);
-                return SPOKE_ERR_INVALID;
-            }
-        }
+    } else if (!size_set || st->size_ms <= 0) {
+        problem(pr, size_set ? "window.size.ms" : "window", "window: %s needs window.size.ms",
+                st->window == AGG_WIN_TUMBLING ? "tumbling" : "hopping");
+    } else if (st->window == AGG_WIN_TUMBLING) {
+        if (adv_set && st->advance_ms != st->size_ms)
+            problem(pr, "window.advance.ms", "window.advance.ms is for hopping windows "
+                    "(tumbling windows advance by window.size.ms)");
+        st->advance_ms = st->size_ms;
+    } else if (!adv_set || st->advance_ms <= 0) {
+        problem(pr, adv_set ? "window.advance.ms" : "window", "window: hopping needs "
+                "window.advance.ms (time between window starts)");
+    } else if (st->advance_ms > st->size_ms) {
+        problem(pr, "window.advance.ms", "window.advance.ms (%lld) must not exceed "
+                "window.size.ms (%lld): records between windows would be lost",
+                (long long)st->advance_ms, (long long)st->size_ms);
+    } else if ((st->size_ms + st->advance_ms - 1) / st->advance_ms > AGG_MAX_WINDOWS_PER_RECORD) {
+        problem(pr, "window.size.ms", "window.size.ms / window.advance.ms is above %d windows "
+                "per record", AGG_MAX_WINDOWS_PER_RECORD);
     }
 
     /* Emission. */
     st->interval_ms = api->config_int(cfg, "emit.interval.ms");
     st->emit_on_idle = api->config_bool(cfg, "emit.on.idle");
-    if (st->emit_on_idle && st->emit != AGG_EMIT_UPDATE) {
-        st->err_key = "emit.on.idle";
-        snprintf(err, errsz, "emit.on.idle is for emit: update (complete and final emit on "
-                 "their own schedule)");
-        return SPOKE_ERR_INVALID;
-    }
-    if (st->emit_on_idle && !SPOKE_API_HAS(api, input_backlog)) {
-        st->err_key = "emit.on.idle";
-        snprintf(err, errsz, "emit.on.idle needs a host that reports its input backlog");
-        return SPOKE_ERR_INVALID;
-    }
-    if (st->emit == AGG_EMIT_FINAL && st->window == AGG_WIN_NONE) {
-        st->err_key = "emit";
-        snprintf(err, errsz, "emit: final emits when a window closes: it needs window: "
-                 "tumbling or hopping");
-        return SPOKE_ERR_INVALID;
-    }
-    if (st->emit == AGG_EMIT_COMPLETE && st->interval_ms <= 0) {
-        st->err_key = key_set(cfg, api, "emit.interval.ms") ? "emit.interval.ms" : "emit";
-        snprintf(err, errsz, "emit: complete needs emit.interval.ms > 0 (how often the whole "
-                 "table is emitted)");
-        return SPOKE_ERR_INVALID;
-    }
+    if (st->emit_on_idle && st->emit != AGG_EMIT_UPDATE)
+        problem(pr, "emit.on.idle", "emit.on.idle is for emit: update (complete and final emit "
+                "on their own schedule)");
+    else if (st->emit_on_idle && !SPOKE_API_HAS(api, input_backlog))
+        problem(pr, "emit.on.idle", "emit.on.idle needs a host that reports its input backlog");
+    if (st->emit == AGG_EMIT_FINAL && st->window == AGG_WIN_NONE)
+        problem(pr, "emit", "emit: final emits when a window closes: it needs window: tumbling "
+                "or hopping");
+    if (st->emit == AGG_EMIT_COMPLETE && st->interval_ms <= 0)
+        problem(pr, key_set(cfg, api, "emit.interval.ms") ? "emit.interval.ms" : "emit",
+                "emit: complete needs emit.interval.ms > 0 (how often the whole table is "
+                "emitted)");
 
-    /* Aggregates. */
+    /* Aggregates: each item on its own. */
     const char *const *items = NULL;
     size_t n = api->config_list(cfg, "aggregates", &items);
-    if (n == 0) {
-        st->err_key = "aggregates";
-        snprintf(err, errsz, "aggregates: give at least one name=function(field), "
-                 "e.g. n=count()");
-        return SPOKE_ERR_INVALID;
-    }
-    if (n > AGG_MAX_AGGS) {
-        st->err_key = "aggregates";
-        snprintf(err, errsz, "aggregates: at most %d columns", AGG_MAX_AGGS);
-        return SPOKE_ERR_INVALID;
-    }
-    st->aggs = calloc(n, sizeof(*st->aggs));
-    if (!st->aggs) {
-        snprintf(err, errsz, "out of memory");
+    int aggs_ok = 0;
+    if (n == 0)
+        problem(pr, "aggregates", "aggregates: give at least one name=function(field), e.g. "
+                "n=count()");
+    else if (n > AGG_MAX_AGGS)
+        problem(pr, "aggregates", "aggregates: at most %d columns", AGG_MAX_AGGS);
+    else if (!(st->aggs = calloc(n, sizeof(*st->aggs))))
         return SPOKE_ERR_NOMEM;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (parse_aggregate(st, i, items[i], &st->aggs[i], err, errsz) < 0)
-            return SPOKE_ERR_INVALID;
-        st->naggs++;
-        if (st->aggs[i].fn == AGG_FN_FIRST || st->aggs[i].fn == AGG_FN_LAST)
+    else
+        aggs_ok = 1;
+    for (size_t i = 0; aggs_ok && i < n; i++) {
+        if (parse_aggregate(st, i, items[i], &st->aggs[st->naggs], pr) < 0)
+            continue;
+        if (st->aggs[st->naggs].fn == AGG_FN_FIRST || st->aggs[st->naggs].fn == AGG_FN_LAST)
             st->has_firstlast = 1;
+        st->naggs++;
     }
+    aggs_ok = aggs_ok && st->naggs == n;
 
-    /* Output column names: unique, none of the reserved ones. */
+    /* Output column names: unique, none of the reserved ones (the first
+     * clash found). */
     const char *reserved[3] = { "timestamp", NULL, NULL };
     if (st->window != AGG_WIN_NONE) {
         reserved[1] = "window_start";
         reserved[2] = "window_end";
     }
-    for (size_t i = 0; i < st->ngf + st->naggs; i++) {
+    int clash = 0;
+    for (size_t i = 0; !clash && i < st->ngf + st->naggs; i++) {
         const char *c = i < st->ngf ? st->fields[st->gfields[i]].name
                                     : st->aggs[i - st->ngf].name;
         const char *what = i < st->ngf ? "group.by field" : "aggregate column";
-        for (size_t r = 0; r < 3; r++)
+        const char *at = i < st->ngf ? "group.by" : "aggregates";
+        for (size_t r = 0; !clash && r < 3; r++)
             if (reserved[r] && strcmp(c, reserved[r]) == 0) {
-                st->err_key = i < st->ngf ? "group.by" : "aggregates";
-                snprintf(err, errsz, "%s '%s' clashes with the output column %s: rename it",
-                         what, c, reserved[r]);
-                return SPOKE_ERR_INVALID;
+                problem(pr, at, "%s '%s' clashes with the output column %s: rename it", what, c,
+                        reserved[r]);
+                clash = 1;
             }
-        for (size_t j = 0; j < i; j++) {
+        for (size_t j = 0; !clash && j < i; j++) {
             const char *o = j < st->ngf ? st->fields[st->gfields[j]].name
                                         : st->aggs[j - st->ngf].name;
             if (strcmp(c, o) == 0) {
-                st->err_key = i < st->ngf ? "group.by" : "aggregates";
-                snprintf(err, errsz, "output column '%s' appears twice (group.by fields and "
-                         "aggregate names share the output row)", c);
-                return SPOKE_ERR_INVALID;
+                problem(pr, at, "output column '%s' appears twice (group.by fields and "
+                        "aggregate names share the output row)", c);
+                clash = 1;
             }
         }
     }
 
-    /* Top-N. */
+    /* Top-N. A top.by among aggregates that were refused is not told. */
     const char *top_by = api->config_string(cfg, "top.by");
     st->top_n = api->config_int(cfg, "top.n");
     st->top_desc = strcmp(api->config_string(cfg, "top.order") ? api->config_string(cfg,
@@ -532,23 +470,30 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
         for (size_t i = 0; i < st->naggs; i++)
             if (strcmp(st->aggs[i].name, top_by) == 0)
                 st->top_col = (int)i;
-        if (st->top_col < 0) {
-            st->err_key = "top.by";
-            snprintf(err, errsz, "top.by '%.64s' is not an aggregate column", top_by);
-            return SPOKE_ERR_INVALID;
-        }
+        if (st->top_col < 0 && aggs_ok)
+            problem(pr, "top.by", "top.by '%.64s' is not an aggregate column", top_by);
     }
-    if (st->top_n > 0 && st->top_col < 0) {
-        st->err_key = "top.n";
-        snprintf(err, errsz, "top.n needs top.by (the aggregate column that ranks groups)");
+    if (st->top_n > 0 && !top_by)
+        problem(pr, "top.n", "top.n needs top.by (the aggregate column that ranks groups)");
+    if ((st->top_n > 0 || top_by) && st->emit == AGG_EMIT_UPDATE)
+        problem(pr, top_by ? "top.by" : "top.n", "top.n and top.by apply to emit: complete or "
+                "final (emit is update)");
+    return SPOKE_OK;
+}
+
+int agg_configure_problems(struct agg_state *st, const struct spoke_config *cfg,
+                           struct problems *pr, char *err, size_t errsz)
+{
+    const struct spoke_host_api *api = st->api;
+
+    problems_init(pr);
+    if (configure_rules(st, cfg, pr) != SPOKE_OK) {
+        snprintf(err, errsz, "out of memory");
+        return SPOKE_ERR_NOMEM;
+    }
+    if (problems_count(pr))
         return SPOKE_ERR_INVALID;
-    }
-    if ((st->top_n > 0 || top_by) && st->emit == AGG_EMIT_UPDATE) {
-        st->err_key = top_by ? "top.by" : "top.n";
-        snprintf(err, errsz, "top.n and top.by apply to emit: complete or final (emit is "
-                 "update)");
-        return SPOKE_ERR_INVALID;
-    }
+    const char *tfield = st->tfield >= 0 ? st->fields[st->tfield].name : NULL;
 
     st->max_groups = api->config_int(cfg, "max.groups");
     st->max_entities = api->config_int(cfg, "max.entities");
@@ -603,6 +548,16 @@ int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *er
         return SPOKE_ERR_NOMEM;
     }
     return SPOKE_OK;
+}
+
+int agg_configure(struct agg_state *st, const struct spoke_config *cfg, char *err, size_t errsz)
+{
+    struct problems pr;
+    const char *key;
+    int rc = agg_configure_problems(st, cfg, &pr, err, errsz);
+    if (rc == SPOKE_ERR_INVALID)
+        problems_report(&pr, &key, err, errsz, NULL, NULL);
+    return rc;
 }
 
 void agg_config_free(struct agg_state *st)

@@ -32,6 +32,7 @@ import signal
 import statistics
 import tempfile
 
+import resttest
 import spoketest
 from plugin_schema_mapper import tombtest_dir
 from spoketest import (PLUGIN_DIR, SHARED_DATA, TEST_PLUGIN_DIR, Skip, Spoke, metric, q,
@@ -352,6 +353,46 @@ def test_bad_configurations_refused_with_reason():
                       "    topics: out%d" % i]
         spoketest.expect_checks_refuse(tmp, "\n".join(conns) + "\n", [
             ("bad%d" % i, key, want) for i, (_, key, want) in enumerate(BAD_CONFIGS)])
+
+
+def test_independent_mistakes_all_reported_each_at_its_key():
+    """Mistakes in independent keys are all reported at once, each at its
+    own key (the host's check_problem), by `spoke validate`, a file load and
+    the REST API alike; a mistake does not bring others that only follow
+    from it (a group.by refused is not also "group.by.nulls needs group.by",
+    a top.by naming a refused aggregate is not also "not an aggregate")."""
+    many = {"group.by": "g", "aggregates": ["total", "n=count()", "m=median(x)"],
+            "time": "event", "window": "hopping", "window.size.ms": 1000,
+            "emit": "complete", "emit.interval.ms": 0, "top.n": 3}
+    problems = [
+        ("aggregates", "aggregates item 1 'total': expected name=function(field)"),
+        ("aggregates", "aggregates item 3 'm=median(x)': unknown function 'median'"),
+        ("time", "time: event needs time.field"),
+        ("window", "window: hopping needs window.advance.ms"),
+        ("emit.interval.ms", "emit: complete needs emit.interval.ms > 0"),
+        ("top.n", "top.n needs top.by"),
+    ]
+    follow = {"group.by": ["g", "g"], "group.by.nulls": "group",
+              "aggregates": ["n=count()", "s=sum(x"], "emit": "complete", "top.by": "s"}
+    follow_problems = [("group.by", "group.by: field 'g' is listed twice"),
+                       ("aggregates", "aggregates item 2 's=sum(x': missing ')'")]
+    head = ["  - name: src", "    connector.class: file_source", "    topic: rows",
+            "    file: /nonexistent.ndjson"]
+    with tempfile.TemporaryDirectory(prefix="spoke-agg-") as tmp:
+        for cfg, want in ((many, problems), (follow, follow_problems)):
+            conns = head + ["  - name: agg", "    connector.class: aggregator",
+                            "    topics: rows", "    topic: out"]
+            conns += ["    %s: %s" % (k, yaml_scalar(v)) for k, v in cfg.items()]
+            conns += ["  - name: sink", "    connector.class: null_sink", "    topics: out"]
+            spoketest.expect_checks_refuse(tmp, "\n".join(conns) + "\n",
+                                           [("agg", k, w) for k, w in want])
+    base = {"connector.class": "aggregator", "topics": "rows", "topic": "out"}
+    sp, api = resttest.rest_spoke("connectors: []\n")
+    with sp:
+        for cfg, want in ((many, problems), (follow, follow_problems)):
+            resttest.expect_refused_all(api, "aggregator", "agg", dict(base, **{
+                k: ",".join(v) if isinstance(v, list) else str(v).lower()
+                if isinstance(v, bool) else str(v) for k, v in cfg.items()}), want)
 
 
 def test_readme_config_table_matches_plugin():
