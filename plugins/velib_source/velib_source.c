@@ -52,6 +52,7 @@
 #include <time.h>
 
 #include "httpc.h"
+#include "problems.h"
 #include "velib_source.h"
 
 #define VS_STATUS_URL \
@@ -608,19 +609,16 @@ static int vs_check(const struct spoke_host_api *api, const struct spoke_config 
 {
     const char *info = api->config_string(cfg, "information.url");
     struct httpc_opts o;
-    if (httpc_url_check("url", api->config_string(cfg, "url"), NULL, errstr, errstr_size) != 0) {
-        *key = "url";
-        return SPOKE_ERR_INVALID;
-    }
-    if (info && *info && httpc_url_check("information.url", info, NULL, errstr, errstr_size) != 0) {
-        *key = "information.url";
-        return SPOKE_ERR_INVALID;
-    }
-    if (httpc_opts_read(api, cfg, &o, errstr, errstr_size) != SPOKE_OK) {
-        *key = "backoff.initial.ms";
-        return SPOKE_ERR_INVALID;
-    }
-    return SPOKE_OK;
+    struct problems p;
+    char msg[SPOKE_ERRSTR_SIZE];
+    problems_init(&p);
+    if (httpc_url_check("url", api->config_string(cfg, "url"), NULL, msg, sizeof(msg)) != 0)
+        problem(&p, "url", "%s", msg);
+    if (info && *info && httpc_url_check("information.url", info, NULL, msg, sizeof(msg)) != 0)
+        problem(&p, "information.url", "%s", msg);
+    if (httpc_opts_read(api, cfg, &o, msg, sizeof(msg)) != SPOKE_OK)
+        problem(&p, "backoff.initial.ms", "%s", msg);
+    return problems_report_api(&p, api, cfg, key, errstr, errstr_size);
 }
 
 static int vs_init(const struct spoke_host_api *api, struct spoke_instance *inst,

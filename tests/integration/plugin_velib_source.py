@@ -475,8 +475,8 @@ def test_readme_config_table_is_the_plugin_doc():
 def test_only_http_urls_accepted():
     """Only absolute http and https URLs with a host, and backoff bounds in
     order: the plugin's check refuses anything else before it runs, with
-    the key's position (`spoke validate`, `spoke run`); the REST API refuses
-    the same way (it-rest)."""
+    the key's position (`spoke validate`, `spoke run`), every problem at
+    once; the REST API refuses the same way (it-rest)."""
     cases = [("url", "ftp://example.com/station_status.json", "scheme 'ftp' is not allowed"),
              ("url", "file:///etc/passwd", "scheme 'file' is not allowed"),
              ("url", "station_status.json", "not a valid absolute URL"),
@@ -491,6 +491,12 @@ def test_only_http_urls_accepted():
             conf = pipeline("http://127.0.0.1:9/status.json", os.path.join(tmp, "out.ndjson"),
                             extra=extra).removeprefix("connectors:\n")
             spoketest.expect_check_refuses(tmp, conf, "velib", key, want)
+        # All three at once: three errors, each at its key.
+        extra = {k: v for k, v, _ in cases[2:]}
+        extra["backoff.max.ms"] = 1000
+        conf = pipeline("http://127.0.0.1:9/status.json", os.path.join(tmp, "out.ndjson"),
+                        extra=extra).removeprefix("connectors:\n")
+        spoketest.expect_checks_refuse(tmp, conf, [("velib", k, w) for k, _, w in cases[2:]])
 
 
 # ---------------------------------------------------------------------------
