@@ -41,6 +41,7 @@
 
 #include "http_source.h"
 #include "httpc.h"
+#include "problems.h"
 
 #define HS_USER_AGENT "spoke-http_source/0.1.0"
 #define HS_MASK "***"
@@ -464,6 +465,14 @@ static int check_path(const char *key, const char *v, char *errstr, size_t errst
  * SPOKE_ERR_INVALID with errstr set and *key the key at fault (a literal),
  * or SPOKE_ERR_NOMEM (*key NULL).
  */
+/* One problem of hs_check, with the key masked in its message. */
+static void key_problem(struct problems *pb, const char *key, char *msg, size_t size,
+                        const char *secret, const char *secret_esc)
+{
+    scrub_key(secret, secret_esc, msg, size);
+    problem(pb, key, "%s", msg);
+}
+
 static int hs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
                     const char **key, char *errstr, size_t errstr_size)
 {
@@ -475,92 +484,91 @@ static int hs_check(const struct spoke_host_api *api, const struct spoke_config 
     const char *secret = config_secret(api, cfg), *rkey = api->config_string(cfg, "key");
     char *secret_esc = NULL, *fetched, *shown;
     struct httpc_opts o;
-    int rc = SPOKE_ERR_INVALID;
+    struct problems pb;
+    char msg[SPOKE_ERRSTR_SIZE];
+    const char *at;
+    int rc;
 
     assert(url);  /* required: the host validated the table first */
-    *key = NULL;
-    if (httpc_opts_read(api, cfg, &o, errstr, errstr_size) != SPOKE_OK) {
-        *key = "backoff.initial.ms";
-        goto out;
-    }
-    for (size_t i = 0; path_keys[i]; i++)
-        if (check_path(path_keys[i], api->config_string(cfg, path_keys[i]), errstr,
-                       errstr_size) != 0) {
-            *key = path_keys[i];
-            goto out;
-        }
-    if (key_mode(rkey) == HS_KEY_PATH && check_path("key", rkey, errstr, errstr_size) != 0) {
-        *key = "key";
-        goto out;
-    }
+    problems_init(&pb);
+    /* Every message is masked (the key may be quoted), and a control
+     * character quoted in one is the host's to fold: it prints every check
+     * reason and log line as one line of text. */
+#define KEY_PROBLEM(k) key_problem(&pb, (k), msg, sizeof(msg), secret, secret_esc)
     if (secret) {
         /* It goes into URLs and header values as it is. */
         for (const char *p = secret; *p; p++)
             if ((unsigned char)*p < 0x20 || *p == 0x7f) {
-                *key = "api.key";
-                snprintf(errstr, errstr_size, "api.key holds a control character");
-                goto out;
+                snprintf(msg, sizeof(msg), "api.key holds a control character");
+                KEY_PROBLEM("api.key");
+                break;
             }
         if (!(secret_esc = httpc_escape(secret)))
             goto nomem;
     }
-    if (check_url_template(url, nitems, secret != NULL, key, errstr, errstr_size) != 0)
-        goto out;
+    if (httpc_opts_read(api, cfg, &o, msg, sizeof(msg)) != SPOKE_OK)
+        KEY_PROBLEM("backoff.initial.ms");
+    for (size_t i = 0; path_keys[i]; i++)
+        if (check_path(path_keys[i], api->config_string(cfg, path_keys[i]), msg,
+                       sizeof(msg)) != 0)
+            KEY_PROBLEM(path_keys[i]);
+    if (key_mode(rkey) == HS_KEY_PATH && check_path("key", rkey, msg, sizeof(msg)) != 0)
+        KEY_PROBLEM("key");
+    /* The URLs are built from the template only once it is right. */
+    int template_ok = check_url_template(url, nitems, secret != NULL, &at, msg, sizeof(msg)) == 0;
+    if (!template_ok)
+        KEY_PROBLEM(at);
     for (size_t i = 0; i < nhdrs; i++)
-        if (check_header(hdrs[i], secret != NULL, errstr, errstr_size) != 0) {
-            *key = "headers";
-            goto out;
-        }
+        if (check_header(hdrs[i], secret != NULL, msg, sizeof(msg)) != 0)
+            KEY_PROBLEM("headers");
     if (is_stream(api, cfg)) {
         const char *fmt = api->config_string(cfg, "format");
         int64_t par = api->config_int(cfg, "max.parallel.requests");
         size_t nurls = nitems ? nitems : 1;
         if (fmt && strcmp(fmt, "ndjson") != 0) {
-            *key = "format";
-            snprintf(errstr, errstr_size, "format %.20s reads a response as one document; mode "
+            snprintf(msg, sizeof(msg), "format %.20s reads a response as one document; mode "
                      "stream reads a feed of NDJSON lines: set format: ndjson, or leave it unset",
                      fmt);
-            goto out;
+            KEY_PROBLEM("format");
         }
         if ((int64_t)nurls > par) {
-            *key = "max.parallel.requests";
-            snprintf(errstr, errstr_size, "mode stream keeps one connection per URL open: %zu "
-                     "URLs need max.parallel.requests of at least %zu (it is %" PRId64 ")",
-                     nurls, nurls, par);
-            goto out;
+            snprintf(msg, sizeof(msg), "mode stream keeps one connection per URL open: %zu URLs "
+                     "need max.parallel.requests of at least %zu (it is %" PRId64 ")", nurls,
+                     nurls, par);
+            KEY_PROBLEM("max.parallel.requests");
         }
     }
+    /* Each item listed more than once; the first URL refused (the others
+     * most likely for the same reason). */
+    int url_ok = 1;
     for (size_t i = 0; i < (nitems ? nitems : 1); i++) {
         const char *item = nitems ? items[i] : NULL;
+        size_t earlier = 0;
         for (size_t j = 0; j < i; j++)
-            if (strcmp(items[j], item) == 0) {
-                *key = "items";
-                snprintf(errstr, errstr_size, "items: '%.100s' appears twice", item);
-                goto out;
-            }
+            earlier += strcmp(items[j], item) == 0;
+        if (earlier == 1) {  /* its second time: said once */
+            snprintf(msg, sizeof(msg), "items: '%.100s' appears twice", item);
+            KEY_PROBLEM("items");
+        }
+        if (!template_ok || !url_ok)
+            continue;
         if (item_urls(url, item, secret_esc, &fetched, &shown) != 0)
             goto nomem;
-        int bad = httpc_url_check("url", fetched, shown, errstr, errstr_size);
+        url_ok = httpc_url_check("url", fetched, shown, msg, sizeof(msg)) == 0;
         free(fetched);
         free(shown);
-        if (bad) {
-            *key = "url";
-            goto out;
-        }
+        if (!url_ok)
+            KEY_PROBLEM("url");
     }
-    rc = SPOKE_OK;
-    goto out;
+#undef KEY_PROBLEM
+    rc = problems_report_api(&pb, api, cfg, key, errstr, errstr_size);
+    free(secret_esc);
+    return rc;
 nomem:
     *key = NULL;
     snprintf(errstr, errstr_size, "out of memory");
-    rc = SPOKE_ERR_NOMEM;
-out:
-    /* A control character quoted in a message is the host's to fold: it
-     * prints every check reason and log line as one line of text. */
-    if (rc != SPOKE_OK)
-        scrub_key(secret, secret_esc, errstr, errstr_size);
     free(secret_esc);
-    return rc;
+    return SPOKE_ERR_NOMEM;
 }
 
 /* An optional path key: NULL when unset. */

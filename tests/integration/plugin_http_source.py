@@ -273,7 +273,7 @@ def test_config_errors_refused_before_running():
     """Every rule between keys is the plugin's check: `spoke validate`
     points at the key's line with the reason, `spoke run` refuses to start
     (exit 1), and no message shows the api key. The same config with the
-    rule kept is valid."""
+    rule kept is valid. Several mistakes are reported together."""
     with tempfile.TemporaryDirectory(prefix="spoke-http-") as tmp:
         out = os.path.join(tmp, "out.ndjson")
 
@@ -297,6 +297,17 @@ def test_config_errors_refused_before_running():
             assert_no_key_in(p.stdout + p.stderr, "spoke validate")
             assert_no_key_in(r.stdout + r.stderr, "spoke run")
             assert not os.path.exists(out), "%r: the pipeline ran" % extra
+        # Several at once: every one reported at its key, none showing the
+        # key; a url template refused is not also a URL refused.
+        picked = [CHECKED[i] for i in (2, 6, 8, 11, 12, 14)]
+        extra = {}
+        for _, keys, _ in picked:
+            extra.update(keys)
+        _, p, r = spoketest.expect_checks_refuse(
+            tmp, conf(extra), [("weather", key, want) for key, _, want in picked],
+            reason_first=True)
+        assert_no_key_in(p.stdout + p.stderr, "spoke validate")
+        assert_no_key_in(r.stdout + r.stderr, "spoke run")
 
 
 def test_config_errors_refused_over_rest():
