@@ -465,7 +465,7 @@ static int check_path(const char *key, const char *v, char *errstr, size_t errst
  * SPOKE_ERR_INVALID with errstr set and *key the key at fault (a literal),
  * or SPOKE_ERR_NOMEM (*key NULL).
  */
-/* One problem of hs_check, with the key masked in its message. */
+/* One problem of hs_rules, with the key masked in its message. */
 static void key_problem(struct problems *pb, const char *key, char *msg, size_t size,
                         const char *secret, const char *secret_esc)
 {
@@ -473,8 +473,10 @@ static void key_problem(struct problems *pb, const char *key, char *msg, size_t 
     problem(pb, key, "%s", msg);
 }
 
-static int hs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
-                    const char **key, char *errstr, size_t errstr_size)
+/* The rules between keys, every problem in pb: SPOKE_OK, or
+ * SPOKE_ERR_NOMEM. */
+static int hs_rules(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                    struct problems *pb)
 {
     static const char *const path_keys[] = { "records.path", "timestamp.path", NULL };
     const char *const *items = NULL, *const *hdrs = NULL;
@@ -484,17 +486,15 @@ static int hs_check(const struct spoke_host_api *api, const struct spoke_config 
     const char *secret = config_secret(api, cfg), *rkey = api->config_string(cfg, "key");
     char *secret_esc = NULL, *fetched, *shown;
     struct httpc_opts o;
-    struct problems pb;
     char msg[SPOKE_ERRSTR_SIZE];
     const char *at;
-    int rc;
 
     assert(url);  /* required: the host validated the table first */
-    problems_init(&pb);
+    problems_init(pb);
     /* Every message is masked (the key may be quoted), and a control
      * character quoted in one is the host's to fold: it prints every check
      * reason and log line as one line of text. */
-#define KEY_PROBLEM(k) key_problem(&pb, (k), msg, sizeof(msg), secret, secret_esc)
+#define KEY_PROBLEM(k) key_problem(pb, (k), msg, sizeof(msg), secret, secret_esc)
     if (secret) {
         /* It goes into URLs and header values as it is. */
         for (const char *p = secret; *p; p++)
@@ -561,14 +561,32 @@ static int hs_check(const struct spoke_host_api *api, const struct spoke_config 
             KEY_PROBLEM("url");
     }
 #undef KEY_PROBLEM
-    rc = problems_report_api(&pb, api, cfg, key, errstr, errstr_size);
     free(secret_esc);
-    return rc;
+    return SPOKE_OK;
 nomem:
-    *key = NULL;
-    snprintf(errstr, errstr_size, "out of memory");
     free(secret_esc);
     return SPOKE_ERR_NOMEM;
+}
+
+/* hs_rules, each problem reported at its key: from check() through the host's
+ * check_problem, from init joined (check_problem is for check() alone). */
+static int hs_report(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                     int from_check, const char **key, char *errstr, size_t errstr_size)
+{
+    struct problems pb;
+    if (hs_rules(api, cfg, &pb) != SPOKE_OK) {
+        *key = NULL;
+        snprintf(errstr, errstr_size, "out of memory");
+        return SPOKE_ERR_NOMEM;
+    }
+    return from_check ? problems_report_api(&pb, api, cfg, key, errstr, errstr_size)
+                      : problems_report(&pb, key, errstr, errstr_size, NULL, NULL);
+}
+
+static int hs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                    const char **key, char *errstr, size_t errstr_size)
+{
+    return hs_report(api, cfg, 1, key, errstr, errstr_size);
 }
 
 /* An optional path key: NULL when unset. */
@@ -590,7 +608,7 @@ static int hs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     const char *bad_key;  /* the host ran hs_check already; init keeps the rules for itself */
     int rc, uses_key;
 
-    if ((rc = hs_check(api, cfg, &bad_key, errstr, errstr_size)) != SPOKE_OK)
+    if ((rc = hs_report(api, cfg, 0, &bad_key, errstr, errstr_size)) != SPOKE_OK)
         return rc;
     if (!(st = calloc(1, sizeof(*st)))) {
         snprintf(errstr, errstr_size, "out of memory");

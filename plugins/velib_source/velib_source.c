@@ -604,20 +604,27 @@ static void vs_destroy(void *vst);
 
 /* What init checks of the config before it opens anything: both URLs
  * (absolute, http or https, a host) and the backoff bounds. */
-static int vs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
-                    const char **key, char *errstr, size_t errstr_size)
+/* The rules between keys, every problem in p. */
+static void vs_rules(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                     struct problems *p)
 {
     const char *info = api->config_string(cfg, "information.url");
     struct httpc_opts o;
-    struct problems p;
     char msg[SPOKE_ERRSTR_SIZE];
-    problems_init(&p);
+    problems_init(p);
     if (httpc_url_check("url", api->config_string(cfg, "url"), NULL, msg, sizeof(msg)) != 0)
-        problem(&p, "url", "%s", msg);
+        problem(p, "url", "%s", msg);
     if (info && *info && httpc_url_check("information.url", info, NULL, msg, sizeof(msg)) != 0)
-        problem(&p, "information.url", "%s", msg);
+        problem(p, "information.url", "%s", msg);
     if (httpc_opts_read(api, cfg, &o, msg, sizeof(msg)) != SPOKE_OK)
-        problem(&p, "backoff.initial.ms", "%s", msg);
+        problem(p, "backoff.initial.ms", "%s", msg);
+}
+
+static int vs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                    const char **key, char *errstr, size_t errstr_size)
+{
+    struct problems p;
+    vs_rules(api, cfg, &p);
     return problems_report_api(&p, api, cfg, key, errstr, errstr_size);
 }
 
@@ -666,8 +673,12 @@ static int vs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     pthread_condattr_destroy(&ca);
     st->sync_inited = 1;
 
-    const char *bad_key; /* the host ran vs_check already; init keeps the rules for itself */
-    if (vs_check(api, cfg, &bad_key, errstr, errstr_size) != SPOKE_OK ||
+    /* The host ran vs_check already; init keeps the rules for itself (the
+     * problems joined: check_problem is for check() alone). */
+    const char *bad_key;
+    struct problems p;
+    vs_rules(api, cfg, &p);
+    if (problems_report(&p, &bad_key, errstr, errstr_size, NULL, NULL) != SPOKE_OK ||
         httpc_opts_read(api, cfg, &st->hopts, errstr, errstr_size) != SPOKE_OK)
         goto invalid;
 
