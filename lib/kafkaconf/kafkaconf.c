@@ -154,13 +154,18 @@ static void on_log(const rd_kafka_t *rk, int level, const char *fac, const char 
         h->api->log(h->inst, l, "kafka %s: %s", fac, buf);
 }
 
+/* Sets k = v in conf; on failure the reason goes to pr (at key, which may
+ * be NULL) when pr is not NULL, else to errstr. */
 static int set(rd_kafka_conf_t *conf, const char *k, const char *v, const char *layer,
-               char *errstr, size_t errstr_size)
+               struct problems *pr, const char *key, char *errstr, size_t errstr_size)
 {
     char why[256];
     if (rd_kafka_conf_set(conf, k, v, why, sizeof(why)) == RD_KAFKA_CONF_OK)
         return 0;
-    snprintf(errstr, errstr_size, "librdkafka property '%s' (%s): %s", k, layer, why);
+    if (pr)
+        problem(pr, key, "librdkafka property '%s' (%s): %s", k, layer, why);
+    else
+        snprintf(errstr, errstr_size, "librdkafka property '%s' (%s): %s", k, layer, why);
     return -1;
 }
 
@@ -168,45 +173,54 @@ static int set(rd_kafka_conf_t *conf, const char *k, const char *v, const char *
  * Applies the layers to conf: defaults, the worker's kafka.* (wc may be
  * NULL), the connector's kafka.*, forced. On error, *bad is the connector
  * property at fault (borrowed from cfg) or NULL when it is in another layer.
+ * With pr, every connector property refused is a problem at its key, the
+ * layers go on past them, and errstr is not used.
  */
 static int apply_layers(rd_kafka_conf_t *conf, const struct spoke_host_api *api,
                         const struct spoke_config *wc, const struct spoke_config *cfg,
                         const char *const *defaults, const char *const *forced,
-                        const char **bad, char *errstr, size_t errstr_size)
+                        struct problems *pr, const char **bad, char *errstr, size_t errstr_size)
 {
     const char *name, *value;
+    int failed = 0;
     *bad = NULL;
     for (size_t i = 0; defaults && defaults[i]; i += 2)
-        if (set(conf, defaults[i], defaults[i + 1], "plugin default", errstr, errstr_size))
+        if (set(conf, defaults[i], defaults[i + 1], "plugin default", pr, NULL, errstr,
+                errstr_size))
             return -1;
     for (size_t i = 0, n = wc ? api->config_prefixed(wc, "kafka.", 0, NULL, NULL) : 0; i < n;
          i++) {
         api->config_prefixed(wc, "kafka.", i, &name, &value);
-        if (set(conf, name, value, "worker kafka.*", errstr, errstr_size))
+        if (set(conf, name, value, "worker kafka.*", pr, NULL, errstr, errstr_size))
             return -1;
     }
     for (size_t i = 0, n = api->config_prefixed(cfg, "kafka.", 0, NULL, NULL); i < n; i++) {
         api->config_prefixed(cfg, "kafka.", i, &name, &value);
-        if (set(conf, name, value, "connector kafka.*", errstr, errstr_size)) {
+        if (set(conf, name, value, "connector kafka.*", pr, connector_key(name), errstr,
+                errstr_size)) {
             *bad = name;
-            return -1;
+            if (!pr)
+                return -1;
+            failed = 1;
         }
     }
+    if (failed)
+        return -1;
     for (size_t i = 0; forced && forced[i]; i += 2)
-        if (set(conf, forced[i], forced[i + 1], "required by the plugin", errstr, errstr_size))
+        if (set(conf, forced[i], forced[i + 1], "required by the plugin", pr, NULL, errstr,
+                errstr_size))
             return -1;
     return 0;
 }
 
 int kafkaconf_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
-                    const char *const *defaults, const char *const *forced, const char **key,
-                    char *errstr, size_t errstr_size)
+                    const char *const *defaults, const char *const *forced,
+                    struct problems *pr)
 {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
-    const char *bad = NULL;
-    int rc = apply_layers(conf, api, NULL, cfg, defaults, forced, &bad, errstr, errstr_size);
+    const char *bad;
+    int rc = apply_layers(conf, api, NULL, cfg, defaults, forced, pr, &bad, NULL, 0);
     rd_kafka_conf_destroy(conf);
-    *key = rc == 0 || !bad ? NULL : connector_key(bad);
     return rc;
 }
 
@@ -219,7 +233,7 @@ rd_kafka_conf_t *kafkaconf_build(const struct spoke_host_api *api, struct spoke_
     const struct spoke_config *wc = SPOKE_API_HAS(api, worker_config) ? api->worker_config(inst)
                                                                        : NULL;
     const char *bad;
-    if (apply_layers(conf, api, wc, cfg, defaults, forced, &bad, errstr, errstr_size))
+    if (apply_layers(conf, api, wc, cfg, defaults, forced, NULL, &bad, errstr, errstr_size))
         goto fail;
     /* Not in kafkaconf_check: the worker section may name the brokers. */
     size_t bsn = 0;

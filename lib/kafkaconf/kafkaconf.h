@@ -16,6 +16,8 @@
 
 #include <spoke/plugin.h>
 
+#include "problems.h"
+
 /* Allow-lists of connector-level properties (NULL-terminated), for the
  * `kafka.` SPOKE_CFG_PREFIX field of each plugin. */
 extern const char *const kafkaconf_producer_props[];
@@ -62,14 +64,13 @@ rd_kafka_conf_t *kafkaconf_build(const struct spoke_host_api *api, struct spoke_
  * connector configs before any check). The worker's kafka.* layer is not
  * seen, so what it may provide (the broker list) is left to
  * kafkaconf_build. Needs api->config_prefixed.
- * Returns 0, or -1 with errstr set (the message kafkaconf_build gives) and
- * *key the connector key at fault ("kafka.<property>", a static string
- * that lives as long as the plugin), or NULL when the fault is not in one
- * of the connector's properties.
+ * Returns 0, or -1 with the problems in pr (the messages kafkaconf_build
+ * gives): each connector property refused at its key ("kafka.<property>"),
+ * a fault in another layer without a key.
  */
 int kafkaconf_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
-                    const char *const *defaults, const char *const *forced, const char **key,
-                    char *errstr, size_t errstr_size);
+                    const char *const *defaults, const char *const *forced,
+                    struct problems *pr);
 
 /* Kafka's legal topic names: [a-zA-Z0-9._-]{1,249}. */
 int kafkaconf_topic_ok(const char *t);

@@ -83,6 +83,6 @@ int problems_report_api(const struct problems *p, const struct spoke_host_api *a
                         size_t errsz)
 {
     struct api_ctx c = { api, cfg };
-    int each = SPOKE_API_HAS(api, check_problem) && api->check_problem;
+    int each = api && SPOKE_API_HAS(api, check_problem) && api->check_problem;
     return problems_report(p, key, err, errsz, each ? to_host : NULL, &c);
 }

@@ -43,7 +43,8 @@ static inline size_t problems_count(const struct problems *p) { return p->n; }
 int problems_report(const struct problems *p, const char **key, char *err, size_t errsz,
                     void (*each)(void *ctx, const char *key, const char *msg), void *ctx);
 
-/* problems_report through the host's check_problem when it has one. */
+/* problems_report through the host's check_problem when it has one; api
+ * NULL: joined into err (init, where check_problem is not to be called). */
 int problems_report_api(const struct problems *p, const struct spoke_host_api *api,
                         const struct spoke_config *cfg, const char **key, char *err,
                         size_t errsz);

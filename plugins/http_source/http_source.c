@@ -579,8 +579,7 @@ static int hs_report(const struct spoke_host_api *api, const struct spoke_config
         snprintf(errstr, errstr_size, "out of memory");
         return SPOKE_ERR_NOMEM;
     }
-    return from_check ? problems_report_api(&pb, api, cfg, key, errstr, errstr_size)
-                      : problems_report(&pb, key, errstr, errstr_size, NULL, NULL);
+    return problems_report_api(&pb, from_check ? api : NULL, cfg, key, errstr, errstr_size);
 }
 
 static int hs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,

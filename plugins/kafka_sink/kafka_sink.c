@@ -127,35 +127,31 @@ static void ks_on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op
  * the host runs this before init (spoke validate, load, REST), and init
  * runs it again, so they live here only. No side effects: the librdkafka
  * properties are applied to a config that is destroyed (kafkaconf_check). */
+static void ks_rules(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                     struct problems *pr)
+{
+    const char *target = api->config_string(cfg, "target.topic");
+    problems_init(pr);
+    if (target && !kafkaconf_topic_ok(target))
+        problem(pr, "target.topic", "target.topic: '%.64s' is not a valid Kafka topic name "
+                "([a-zA-Z0-9._-], 1 to 249 characters)", target);
+    static const char *const counts[] = { "topic.partitions", "topic.replication.factor", NULL };
+    for (size_t i = 0; counts[i]; i++)
+        if (api->config_int(cfg, counts[i]) == 0)
+            problem(pr, counts[i], "%s: 0 is not a count a topic can have (-1 = the broker's "
+                    "default, or 1 and up)", counts[i]);
+    if (api->config_bool(cfg, "topic.create") && !target)
+        problem(pr, "topic.create", "topic.create needs target.topic");
+    if (SPOKE_API_HAS(api, config_prefixed))  /* else init refuses the host */
+        kafkaconf_check(api, cfg, ks_defaults, NULL, pr);
+}
+
 static int ks_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
                     const char **key, char *errstr, size_t errstr_size)
 {
-    const char *target = api->config_string(cfg, "target.topic");
-    *key = NULL;
-    if (target && !kafkaconf_topic_ok(target)) {
-        *key = "target.topic";
-        snprintf(errstr, errstr_size, "target.topic: '%.64s' is not a valid Kafka topic name "
-                 "([a-zA-Z0-9._-], 1 to 249 characters)", target);
-        return SPOKE_ERR_INVALID;
-    }
-    static const char *const counts[] = { "topic.partitions", "topic.replication.factor", NULL };
-    for (size_t i = 0; counts[i]; i++)
-        if (api->config_int(cfg, counts[i]) == 0) {
-            *key = counts[i];
-            snprintf(errstr, errstr_size, "%s: 0 is not a count a topic can have (-1 = the "
-                     "broker's default, or 1 and up)", counts[i]);
-            return SPOKE_ERR_INVALID;
-        }
-    if (api->config_bool(cfg, "topic.create") && !target) {
-        *key = "topic.create";
-        snprintf(errstr, errstr_size, "topic.create needs target.topic");
-        return SPOKE_ERR_INVALID;
-    }
-    if (!SPOKE_API_HAS(api, config_prefixed))
-        return SPOKE_OK; /* init refuses such a host */
-    if (kafkaconf_check(api, cfg, ks_defaults, NULL, key, errstr, errstr_size) != 0)
-        return SPOKE_ERR_INVALID;
-    return SPOKE_OK;
+    struct problems pr;
+    ks_rules(api, cfg, &pr);
+    return problems_report_api(&pr, api, cfg, key, errstr, errstr_size);
 }
 
 static int ks_init(const struct spoke_host_api *api, struct spoke_instance *inst,
@@ -165,8 +161,12 @@ static int ks_init(const struct spoke_host_api *api, struct spoke_instance *inst
         snprintf(errstr, errstr_size, "kafka_sink needs a newer host (sink_record_failed, config_prefixed)");
         return SPOKE_ERR_STATE;
     }
-    const char *bad_key; /* the host ran ks_check already; init keeps the rules for itself */
-    int rc = ks_check(api, cfg, &bad_key, errstr, errstr_size);
+    /* The host ran ks_check already; init keeps the rules for itself (the
+     * problems joined: check_problem is for check() alone). */
+    const char *bad_key;
+    struct problems pr;
+    ks_rules(api, cfg, &pr);
+    int rc = problems_report(&pr, &bad_key, errstr, errstr_size, NULL, NULL);
     if (rc != SPOKE_OK)
         return rc;
     struct ks *s = calloc(1, sizeof(*s));

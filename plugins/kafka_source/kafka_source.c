@@ -828,46 +828,38 @@ static void ksrc_layers_init(struct ksrc_layers *l, int assign, const char *clie
  * runs it again, so they live here only. No side effects: the regex is
  * compiled and freed, the librdkafka properties are applied to a config
  * that is destroyed (kafkaconf_check). */
-static int ksrc_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
-                      const char **key, char *errstr, size_t errstr_size)
+static int ksrc_rules(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                      struct problems *pr)
 {
     int assign = strcmp(api->config_string(cfg, "consumer.mode"), "assign") == 0;
     const char *group = api->config_string(cfg, "group.id");
     const char *regex = api->config_string(cfg, "source.topics.regex");
     const char *const *topics = NULL;
     size_t ntopics = api->config_list(cfg, "source.topics", &topics);
-    *key = NULL;
-    if (assign && group) {
-        *key = "group.id";
-        snprintf(errstr, errstr_size, "group.id cannot be set with consumer.mode assign: assign "
-                 "mode joins no consumer group and resumes from the host's offset store; "
-                 "remove group.id, or use consumer.mode group");
-        return SPOKE_ERR_INVALID;
-    }
-    if ((ntopics > 0) == (regex != NULL)) {
-        *key = regex ? "source.topics.regex" : "source.topics";
-        snprintf(errstr, errstr_size, "set exactly one of source.topics (a list of Kafka topics) "
-                 "and source.topics.regex");
-        return SPOKE_ERR_INVALID;
-    }
-    for (size_t i = 0; i < ntopics; i++) {
-        if (!kafkaconf_topic_ok(topics[i])) {
-            *key = "source.topics";
-            snprintf(errstr, errstr_size, "source.topics: '%.64s' is not a valid Kafka topic "
-                     "name ([a-zA-Z0-9._-], 1 to 249 characters)", topics[i]);
-            return SPOKE_ERR_INVALID;
-        }
-    }
+    problems_init(pr);
+    if (assign && group)
+        problem(pr, "group.id", "group.id cannot be set with consumer.mode assign: assign mode "
+                "joins no consumer group and resumes from the host's offset store; remove "
+                "group.id, or use consumer.mode group");
+    if ((ntopics > 0) == (regex != NULL))
+        problem(pr, regex ? "source.topics.regex" : "source.topics", "set exactly one of "
+                "source.topics (a list of Kafka topics) and source.topics.regex");
+    for (size_t i = 0; i < ntopics; i++)
+        if (!kafkaconf_topic_ok(topics[i]))
+            problem(pr, "source.topics", "source.topics: '%.64s' is not a valid Kafka topic name "
+                    "([a-zA-Z0-9._-], 1 to 249 characters)", topics[i]);
     if (regex) {
-        char *pattern;
+        char *pattern, msg[SPOKE_ERRSTR_SIZE];
         regex_t re;
-        int rc = ksrc_compile(regex, &pattern, &re, errstr, errstr_size);
-        if (rc != SPOKE_OK) {
-            *key = rc == SPOKE_ERR_INVALID ? "source.topics.regex" : NULL;
+        int rc = ksrc_compile(regex, &pattern, &re, msg, sizeof(msg));
+        if (rc == SPOKE_ERR_NOMEM)
             return rc;
+        if (rc != SPOKE_OK) {
+            problem(pr, "source.topics.regex", "%s", msg);
+        } else {
+            regfree(&re);
+            free(pattern);
         }
-        regfree(&re);
-        free(pattern);
     }
     if (!SPOKE_API_HAS(api, config_prefixed))
         return SPOKE_OK; /* init refuses such a host */
@@ -875,9 +867,28 @@ static int ksrc_check(const struct spoke_host_api *api, const struct spoke_confi
      * is valid there. */
     struct ksrc_layers l;
     ksrc_layers_init(&l, assign, "spoke-check", group ? group : "spoke-check");
-    if (kafkaconf_check(api, cfg, l.defaults, l.forced, key, errstr, errstr_size) != 0)
-        return SPOKE_ERR_INVALID;
+    kafkaconf_check(api, cfg, l.defaults, l.forced, pr);
     return SPOKE_OK;
+}
+
+/* ksrc_rules, each problem at its key: from check() through the host's
+ * check_problem, from init joined (check_problem is for check() alone). */
+static int ksrc_report(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                       int from_check, const char **key, char *errstr, size_t errstr_size)
+{
+    struct problems pr;
+    if (ksrc_rules(api, cfg, &pr) != SPOKE_OK) {
+        *key = NULL;
+        snprintf(errstr, errstr_size, "out of memory");
+        return SPOKE_ERR_NOMEM;
+    }
+    return problems_report_api(&pr, from_check ? api : NULL, cfg, key, errstr, errstr_size);
+}
+
+static int ksrc_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                      const char **key, char *errstr, size_t errstr_size)
+{
+    return ksrc_report(api, cfg, 1, key, errstr, errstr_size);
 }
 
 static void ksrc_free(struct ksrc *s)
@@ -908,7 +919,7 @@ static int ksrc_init(const struct spoke_host_api *api, struct spoke_instance *in
         return SPOKE_ERR_STATE;
     }
     const char *bad_key; /* the host ran ksrc_check already; init keeps the rules for itself */
-    int rc = ksrc_check(api, cfg, &bad_key, errstr, errstr_size);
+    int rc = ksrc_report(api, cfg, 0, &bad_key, errstr, errstr_size);
     if (rc != SPOKE_OK)
         return rc;
     struct ksrc *s = calloc(1, sizeof(*s));

@@ -326,7 +326,8 @@ def test_checks_between_keys_refuse_before_running():
     the plugin's check: a config that breaks one is refused before anything
     runs, no Kafka needed. `spoke validate` and `spoke run` exit 1 with the
     reason at the key's line; REST answers 400 and creates nothing,
-    config/validate counts the error on the key."""
+    config/validate counts the error on the key. Several mistakes are
+    reported together, each at its key."""
     import tempfile
     import resttest
     # (key named, extra lines, reason)
@@ -352,6 +353,20 @@ def test_checks_between_keys_refuse_before_running():
         ("kafka.compression.type", {"kafka.compression.type": "rar"}, cases[2][2]),
         ("target.topic", {"target.topic": "bikes/paris"}, cases[3][2]),
         ("topic.partitions", {"target.topic": "out", "topic.partitions": "0"}, cases[4][2])])
+    # Several at once, each at its key (both librdkafka properties too).
+    many = [("target.topic", "bikes/paris", cases[3][2]), ("topic.partitions", 0, cases[4][2]),
+            ("kafka.linger.ms", "abc", cases[1][2]),
+            ("kafka.compression.type", "rar", cases[2][2])]
+    with tempfile.TemporaryDirectory(prefix="spoke-check-") as tmp:
+        spoketest.expect_checks_refuse(
+            tmp, "  - name: out\n    connector.class: kafka_sink\n    topics: t\n" +
+            "".join("    %s: %s\n" % (k, spoketest.yaml_scalar(v)) for k, v, _ in many),
+            [("out", k, w) for k, _, w in many])
+    sp, api = resttest.rest_spoke("connectors: []\n")
+    with sp:
+        resttest.expect_refused_all(api, "kafka_sink", "out", dict(
+            {"connector.class": "kafka_sink", "topics": "t"}, **{k: str(v) for k, v, _ in many}),
+            [(k, w) for k, _, w in many])
 
 
 if __name__ == "__main__":

@@ -233,7 +233,8 @@ def test_checks_between_keys_refuse_before_running():
     breaks one is refused before anything runs, no Kafka needed. `spoke
     validate` and `spoke run` exit 1 with the reason at the key's line (at
     the connector when the key is missing); REST answers 400 and creates
-    nothing, config/validate counts the error on the key."""
+    nothing, config/validate counts the error on the key. Several mistakes
+    are reported together, each at its key."""
     import resttest
     import tempfile
     # (key named, extra lines, reason)
@@ -266,6 +267,21 @@ def test_checks_between_keys_refuse_before_running():
         ("source.topics.regex", {"source.topics.regex": "a(b"}, cases[4][2]),
         ("kafka.fetch.wait.max.ms", {"source.topics": "in", "kafka.fetch.wait.max.ms": "abc"},
          cases[5][2])])
+    # Several at once, each at its key.
+    many = {"source.topics": "in,bad topic!", "consumer.mode": "assign", "group.id": "g",
+            "kafka.fetch.wait.max.ms": "abc"}
+    problems = [("group.id", cases[0][2]), ("source.topics", cases[3][2]),
+                ("kafka.fetch.wait.max.ms", cases[5][2])]
+    with tempfile.TemporaryDirectory(prefix="spoke-check-") as tmp:
+        spoketest.expect_checks_refuse(
+            tmp, "  - name: src\n    connector.class: kafka_source\n    topic: recs\n"
+            "    source.topics: [in, \"bad topic!\"]\n    consumer.mode: assign\n"
+            "    group.id: g\n    kafka.fetch.wait.max.ms: abc\n",
+            [("src", k, w) for k, w in problems])
+    sp, api = resttest.rest_spoke("connectors: []\n")
+    with sp:
+        resttest.expect_refused_all(api, "kafka_source", "src", dict(
+            {"connector.class": "kafka_source", "topic": "recs"}, **many), problems)
 
 
 def test_init_errors_fail_with_reason():

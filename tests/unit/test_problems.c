@@ -75,8 +75,8 @@ static void each_to_the_host(void)
     CHECK_STR(seen.msgs[PROBLEMS_MAX - 1], "and 9 more problems");
 }
 
-/* A host built before check_problem (its table ends before the entry), and
- * one whose entry is NULL: the problems are joined into err. */
+/* A host built before check_problem (its table ends before the entry), one
+ * whose entry is NULL, and no host table: the problems are joined into err. */
 static void joined_on_an_older_host(void)
 {
     struct spoke_host_api api = { .check_problem = fake_check_problem };
@@ -84,12 +84,14 @@ static void joined_on_an_older_host(void)
     struct problems p;
     char err[SPOKE_ERRSTR_SIZE];
     const char *key = NULL;
-    for (int round = 0; round < 2; round++) {
+    /* Round 2: the entry NULL; round 3: no api at all (a plugin's init). */
+    for (int round = 0; round < 3; round++) {
         problems_init(&p);
         problem(&p, "emit", "emit: final needs a window");
         problem(&p, "top.by", "top.by 'x' is not an aggregate column");
         memset(&seen, 0, sizeof(seen));
-        CHECK(problems_report_api(&p, &api, NULL, &key, err, sizeof(err)) == SPOKE_ERR_INVALID);
+        CHECK(problems_report_api(&p, round < 2 ? &api : NULL, NULL, &key, err, sizeof(err)) ==
+              SPOKE_ERR_INVALID);
         CHECK_STR(err, "emit: final needs a window; top.by 'x' is not an aggregate column");
         CHECK_STR(key, "emit");
         CHECK(seen.n == 0);
