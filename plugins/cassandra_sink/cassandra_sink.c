@@ -57,6 +57,7 @@
 #include <spoke/plugin.h>
 
 #include "cassandra_sink.h"
+#include "problems.h"
 
 static const char *const cs_consistency_allowed[] = {
     "any", "one", "two", "three", "quorum", "all", "local_quorum", "each_quorum", "local_one", NULL
@@ -194,20 +195,20 @@ static int name_ok(const char *name)
  * the config table cannot say: the syntax inside contact.points, keyspace,
  * table, create.keyspace and mapping, and username without password. No
  * I/O: cs_check runs it on a throwaway state, cs_init on its own, so the
- * rules live here only. SPOKE_OK; SPOKE_ERR_INVALID with errstr and *key
- * the key at fault (a literal); SPOKE_ERR_NOMEM.
+ * rules live here only. SPOKE_OK; SPOKE_ERR_INVALID with every problem in
+ * pr, each at its key; SPOKE_ERR_NOMEM with errstr set.
  */
-static int cs_configure(struct cs_state *st, const struct spoke_config *cfg, const char **key,
-                        char *errstr, size_t errstr_size)
+static int cs_configure(struct cs_state *st, const struct spoke_config *cfg,
+                        struct problems *pr, char *errstr, size_t errstr_size)
 {
     const struct spoke_host_api *api = st->api;
     const char *const *items;
-    const char *consistency, *mapping, *user, *pass, *cks, *ctab, *bad_name;
-    char ks_id[120], tab_id[120];
-    int cl;
+    const char *consistency, *mapping, *user, *pass, *cks, *ctab;
+    char ks_id[120], tab_id[120], msg[SPOKE_ERRSTR_SIZE];
+    int cl, names_ok = 1;
     size_t n;
 
-    *key = NULL;
+    problems_init(pr);
     st->ks = api->config_string(cfg, "keyspace");
     st->table = api->config_string(cfg, "table");
     st->ttl = api->config_int(cfg, "ttl");
@@ -221,85 +222,69 @@ static int cs_configure(struct cs_state *st, const struct spoke_config *cfg, con
     st->null_unset = api->config_bool(cfg, "null.unset");
     st->client_ts = strcmp(api->config_string(cfg, "write.timestamp"), "client") == 0;
     st->buffer_max = (size_t)api->config_int(cfg, "buffer.max.bytes");
-    if (st->backoff_max_ms < st->backoff_ms) {
-        *key = "reconnect.backoff.ms";
-        cql_textf(errstr, errstr_size, "reconnect.backoff.ms (%lld) is above "
-                  "reconnect.backoff.max.ms (%lld)", (long long)st->backoff_ms,
-                  (long long)st->backoff_max_ms);
-        goto invalid;
-    }
+    if (st->backoff_max_ms < st->backoff_ms)
+        problem(pr, "reconnect.backoff.ms", "reconnect.backoff.ms (%lld) is above "
+                "reconnect.backoff.max.ms (%lld)", (long long)st->backoff_ms,
+                (long long)st->backoff_max_ms);
 
     /* The table's allowed values are all levels the codec knows; this keeps
      * an unknown one from becoming 0xFFFF on the wire if they ever differ. */
     consistency = api->config_string(cfg, "consistency");
     cl = cql_consistency_parse(consistency);
-    if (cl < 0) {
-        *key = "consistency";
-        cql_textf(errstr, errstr_size, "consistency: unknown level '%s'", consistency);
-        goto invalid;
-    }
-    st->consistency = (uint16_t)cl;
+    if (cl < 0)
+        problem(pr, "consistency", "consistency: unknown level '%s'", consistency);
+    st->consistency = (uint16_t)(cl < 0 ? 0 : cl);
 
     n = api->config_list(cfg, "contact.points", &items);
     st->eps = calloc(n ? n : 1, sizeof(*st->eps));
     if (st->eps == NULL)
         goto nomem;
-    for (size_t i = 0; i < n; i++) {
-        if (parse_endpoint(items[i], (int)api->config_int(cfg, "port"), &st->eps[i]) < 0) {
-            *key = "contact.points";
-            cql_textf(errstr, errstr_size, "contact.points: '%s' is not host, host:port or "
-                      "[ipv6]:port", items[i]);
-            goto invalid;
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        if (parse_endpoint(items[i], (int)api->config_int(cfg, "port"), &st->eps[i]) < 0)
+            problem(pr, "contact.points", "contact.points: '%s' is not host, host:port or "
+                    "[ipv6]:port", items[i]);
     st->neps = n;
 
     /* Only the names of the keys: the password's value is never written. */
     user = api->config_string(cfg, "username");
     pass = api->config_string(cfg, "password");
-    if ((user == NULL) != (pass == NULL)) {
-        *key = user ? "username" : "password";
-        cql_textf(errstr, errstr_size, "%s is set but %s is not", user ? "username" : "password",
-                  user ? "password" : "username");
-        goto invalid;
-    }
+    if ((user == NULL) != (pass == NULL))
+        problem(pr, user ? "username" : "password", "%s is set but %s is not",
+                user ? "username" : "password", user ? "password" : "username");
 
-    bad_name = !name_ok(st->ks) ? st->ks : !name_ok(st->table) ? st->table : NULL;
-    if (bad_name) {
-        *key = bad_name == st->ks ? "keyspace" : "table";
-        cql_textf(errstr, errstr_size, "%s: '%s' is not a valid name (letters, digits and _ "
-                  "only, as Cassandra requires)", *key, bad_name);
-        goto invalid;
+    static const char *const name_keys[] = { "keyspace", "table" };
+    const char *names[] = { st->ks, st->table };
+    char *ids[] = { ks_id, tab_id };
+    for (size_t i = 0; i < 2; i++) {
+        if (!name_ok(names[i])) {
+            problem(pr, name_keys[i], "%s: '%s' is not a valid name (letters, digits and _ "
+                    "only, as Cassandra requires)", name_keys[i], names[i]);
+            names_ok = 0;
+        } else if (cql_ident(names[i], ids[i], sizeof(ks_id)) < 0) {
+            problem(pr, name_keys[i], "keyspace or table name too long");
+            names_ok = 0;
+        }
     }
-    *key = cql_ident(st->ks, ks_id, sizeof(ks_id)) < 0 ? "keyspace"
-         : cql_ident(st->table, tab_id, sizeof(tab_id)) < 0 ? "table" : NULL;
-    if (*key) {
-        cql_textf(errstr, errstr_size, "keyspace or table name too long");
-        goto invalid;
-    }
+    /* The statements are built from the names once they are right. */
     cks = api->config_string(cfg, "create.keyspace");
     if (cks) {
         const char *p = cks;
         while (isspace((unsigned char)*p))
             p++;
         if (starts_with_word(p, "CREATE")) {
-            st->create_ks = strdup(p);
-        } else if (*p == '{') {
+            if (!(st->create_ks = strdup(p)))
+                goto nomem;
+        } else if (*p != '{') {
+            problem(pr, "create.keyspace", "create.keyspace: give replication options "
+                    "({'class': 'SimpleStrategy', 'replication_factor': 1}) or a CREATE "
+                    "KEYSPACE statement");
+        } else if (names_ok) {
             size_t sz = strlen(p) + strlen(ks_id) + 64;
-            st->create_ks = malloc(sz);
-            if (st->create_ks)
-                cql_textf(st->create_ks, sz,
-                          "CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s",
-                          ks_id, p);
-        } else {
-            *key = "create.keyspace";
-            cql_textf(errstr, errstr_size, "create.keyspace: give replication options "
-                      "({'class': 'SimpleStrategy', 'replication_factor': 1}) or a CREATE "
-                      "KEYSPACE statement");
-            goto invalid;
+            if (!(st->create_ks = malloc(sz)))
+                goto nomem;
+            cql_textf(st->create_ks, sz, "CREATE KEYSPACE IF NOT EXISTS %s WITH replication = %s",
+                      ks_id, p);
         }
-        if (st->create_ks == NULL)
-            goto nomem;
     }
     ctab = api->config_string(cfg, "create.table");
     if (ctab) {
@@ -307,35 +292,34 @@ static int cs_configure(struct cs_state *st, const struct spoke_config *cfg, con
         while (isspace((unsigned char)*p))
             p++;
         if (starts_with_word(p, "CREATE")) {
-            st->create_table = strdup(p);
-        } else {
+            if (!(st->create_table = strdup(p)))
+                goto nomem;
+        } else if (names_ok) {
             size_t sz = strlen(p) + strlen(ks_id) + strlen(tab_id) + 64;
-            st->create_table = malloc(sz);
-            if (st->create_table)
-                cql_textf(st->create_table, sz, "CREATE TABLE IF NOT EXISTS %s.%s (%s)", ks_id,
-                          tab_id, p);
+            if (!(st->create_table = malloc(sz)))
+                goto nomem;
+            cql_textf(st->create_table, sz, "CREATE TABLE IF NOT EXISTS %s.%s (%s)", ks_id,
+                      tab_id, p);
         }
-        if (st->create_table == NULL)
-            goto nomem;
     }
 
     mapping = api->config_string(cfg, "mapping");
     if (mapping) {
         struct cql_mapping m;
-        if (cql_mapping_parse(mapping, &m, errstr, errstr_size) < 0) {
-            *key = "mapping";
-            goto invalid;
-        }
-        if (cs_stmt_add(st, &m) < 0) {
+        if (cql_mapping_parse(mapping, &m, msg, sizeof(msg)) < 0) {
+            problem(pr, "mapping", "%s", msg);
+        } else if (problems_count(pr)) {
             cql_mapping_free(&m);
-            goto nomem;
+        } else {
+            if (cs_stmt_add(st, &m) < 0) {
+                cql_mapping_free(&m);
+                goto nomem;
+            }
+            st->mapped = 1;
         }
-        st->mapped = 1;
     }
-    return SPOKE_OK;
+    return problems_count(pr) ? SPOKE_ERR_INVALID : SPOKE_OK;
 
-invalid:
-    return SPOKE_ERR_INVALID;
 nomem:
     cql_textf(errstr, errstr_size, "out of memory");
     return SPOKE_ERR_NOMEM;
@@ -344,11 +328,12 @@ nomem:
 static void cs_destroy(void *vst);
 
 /* The rules of cs_configure, before anything runs: the same code on a
- * throwaway state, released before returning. */
+ * throwaway state, released before returning; every problem at its key. */
 static int cs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
                     const char **key, char *errstr, size_t errstr_size)
 {
     struct cs_state *st = calloc(1, sizeof(*st));
+    struct problems pr;
     int rc;
 
     *key = NULL;
@@ -357,8 +342,10 @@ static int cs_check(const struct spoke_host_api *api, const struct spoke_config 
         return SPOKE_ERR_NOMEM;
     }
     st->api = api;
-    rc = cs_configure(st, cfg, key, errstr, errstr_size);
+    rc = cs_configure(st, cfg, &pr, errstr, errstr_size);
     cs_destroy(st);
+    if (rc == SPOKE_ERR_INVALID)
+        return problems_report_api(&pr, api, cfg, key, errstr, errstr_size);
     return rc;
 }
 
@@ -367,6 +354,7 @@ static int cs_init(const struct spoke_host_api *api, struct spoke_instance *inst
 {
     struct cs_state *st = calloc(1, sizeof(*st));
     const char *bad_key; /* the host ran cs_check already; init keeps the rules for itself */
+    struct problems pr;
     int rc;
 
     if (st == NULL) {
@@ -381,7 +369,9 @@ static int cs_init(const struct spoke_host_api *api, struct spoke_instance *inst
         free(st);
         return SPOKE_ERR_STATE;
     }
-    rc = cs_configure(st, cfg, &bad_key, errstr, errstr_size);
+    rc = cs_configure(st, cfg, &pr, errstr, errstr_size);
+    if (rc == SPOKE_ERR_INVALID)  /* joined: check_problem is for check() alone */
+        problems_report_api(&pr, NULL, cfg, &bad_key, errstr, errstr_size);
     if (rc != SPOKE_OK) {
         cs_destroy(st);
         return rc;

@@ -40,6 +40,7 @@ import time
 import uuid
 
 import spoketest
+import resttest
 from resttest import expect, rest_spoke
 from spoketest import SOURCE_DIR, Skip, Spoke, metric, q, validate, wait_for
 
@@ -269,7 +270,7 @@ def test_config_rules_refused_before_running():
     """Each rule that depends on the config alone is the plugin's check: the
     config is refused before anything runs (no CQL server here), at the
     key's line, with the reason init used to fail the connector with; the
-    password never shows."""
+    password never shows. Several mistakes are reported together."""
     good = "connectors:\n" + source("/nonexistent/in.ndjson") + sink(
         NoServer, mapping="id=value.id, v=value.v", username="spoke", password="pw")
     r = validate(good)
@@ -278,6 +279,17 @@ def test_config_rules_refused_before_running():
         conf = source("/nonexistent/in.ndjson") + sink(NoServer, **{key: value})
         refused_before_running(conf, key, want,
                                secret=value if key == "password" else None)
+    # Several at once: every one at its key.
+    many = [CHECK_CASES[i] for i in (3, 4, 6, 8, 11, 18)]
+    conf = source("/nonexistent/in.ndjson") + sink(NoServer, **{k: v for k, v, _ in many})
+    with tempfile.TemporaryDirectory(prefix="spoke-cass-") as tmp:
+        spoketest.expect_checks_refuse(tmp, conf, [("cass", k, w) for k, _, w in many],
+                                       reason_first=True)
+    sp, api = rest_spoke()
+    with sp:
+        resttest.expect_refused_all(api, "cassandra_sink", "cass", {
+            "connector.class": "cassandra_sink", "topics": "rows", "table": "t",
+            **{k: v for k, v, _ in many}}, [(k, w) for k, _, w in many])
 
 
 def test_config_rules_refused_over_rest():
