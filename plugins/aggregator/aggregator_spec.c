@@ -302,7 +302,8 @@ static const char *const emits[] = { "update", "complete", "final", NULL };
 
 /* Every rule between keys, each problem at its key in pr (a problem found
  * does not hide the others: a check lists them all). A rule whose input
- * was itself refused is skipped, so that one mistake gives one problem. */
+ * was itself refused is skipped, so that one mistake gives one problem.
+ * SPOKE_OK (problems or not), or SPOKE_ERR_NOMEM. */
 static int configure_rules(struct agg_state *st, const struct spoke_config *cfg,
                            struct problems *pr)
 {
