@@ -594,6 +594,7 @@ def test_brokers_down_30s_retrying_bounded_memory_no_loss():
             out = os.path.join(s.tmp, "out.ndjson")
             pid = s.proc.pid
             wait_for(lambda: count_lines(out) >= 10000, TIMEOUT, "progress before the outage")
+            s.wait_state("src", "RUNNING")  # in status.json too (see _transport_only_outage)
             rss = [_rss_kb(pid)]
             c.cmd("down all")
             t_down = time.monotonic()
@@ -711,6 +712,9 @@ def _transport_only_outage(src, group):
                        extra_worker=worker) as s:
                 out = os.path.join(s.tmp, "out.ndjson")
                 wait_for(lambda: len(ids_of(out)) == 100, TIMEOUT, "the first 100 records")
+                # status.json is rewritten on each state change, a few ms
+                # after it: the records can be out before it says RUNNING.
+                s.wait_state("src", "RUNNING")
                 if group:
                     # The outage outlasts session.timeout.ms: committed, so
                     # the lost assignment cannot deliver anything twice.
