@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import struct
 import sys
 import time
@@ -167,6 +168,14 @@ class CqlConnection(asyncio.Protocol):
         self.peer = transport.get_extra_info("peername")
         self.srv.conns.add(self)
         self.engine.stats["connections_total"] += 1
+        tls = transport.get_extra_info("ssl_object")
+        if tls is not None:
+            # What the client proved: the TLS version, and its certificate's
+            # subject when the server asked for one.
+            cert = tls.getpeercert()
+            subject = dict(x[0] for x in cert.get("subject", ())) if cert else {}
+            self.srv.tls_seen.append({"version": tls.version(),
+                                      "client": subject.get("commonName")})
         if VERBOSE:
             log("connection from %s" % (self.peer,))
 
@@ -519,12 +528,26 @@ def bind_socket(host, port):
     return s
 
 
+def tls_context(cert, key, client_ca):
+    """The server's TLS context (client_encryption_options): its certificate
+    and key (PEM files); with client_ca, clients must present a certificate
+    that CA signed (require_client_auth)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    if client_ca:
+        ctx.load_verify_locations(client_ca)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 class Server:
-    def __init__(self, engine, host, port, auth):
+    def __init__(self, engine, host, port, auth, tls=None):
         self.engine = engine
         self.host = host
         self.port = port
         self.auth = auth
+        self.tls = tls
+        self.tls_seen = []   # per TLS connection: version, client certificate's CN
         self.conns = set()
         self.server = None
 
@@ -534,7 +557,8 @@ class Server:
         sock = bind_socket(self.host, self.port)
         self.port = sock.getsockname()[1]
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: CqlConnection(self), sock=sock)
+        self.server = await loop.create_server(lambda: CqlConnection(self), sock=sock,
+                                               ssl=self.tls)
 
     def down(self):
         if self.server is not None:
@@ -588,6 +612,7 @@ class Server:
             for k in ("frames", "queries", "prepares", "executes", "batches", "batch_statements",
                       "max_inflight", "errors", "connections_total", "writes"):
                 out[k] = s[k]
+            out["tls"] = self.tls_seen
             return out
         if cmd == "dump" and len(words) == 2 and "." in words[1]:
             ks, table = words[1].split(".", 1)
@@ -608,7 +633,12 @@ async def amain(args):
             raise SystemExit("--auth wants USER:PASSWORD")
         auth = tuple(args.auth.split(":", 1))
     engine = Engine(blackhole=args.blackhole)
-    srv = Server(engine, args.host, args.port, auth)
+    tls = None
+    if args.tls_cert or args.tls_key or args.tls_client_ca:
+        if not (args.tls_cert and args.tls_key):
+            raise SystemExit("--tls-cert and --tls-key go together")
+        tls = tls_context(args.tls_cert, args.tls_key, args.tls_client_ca)
+    srv = Server(engine, args.host, args.port, auth, tls)
     await srv.up()
     csock = bind_socket(args.host, args.control_port)
     control_port = csock.getsockname()[1]
@@ -638,6 +668,10 @@ def main(argv=None):
     ap.add_argument("--blackhole", action="store_true",
                     help="benchmarks: answer writes without decoding or storing them")
     ap.add_argument("--verbose", action="store_true", help="log connections and error responses to stderr")
+    ap.add_argument("--tls-cert", metavar="PEM", help="serve TLS only, with this certificate chain")
+    ap.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
+    ap.add_argument("--tls-client-ca", metavar="PEM",
+                    help="require a client certificate signed by this CA")
     args = ap.parse_args(argv)
     VERBOSE = args.verbose
     # Stored rows are acyclic tuples/dicts: the default gen-0 threshold (700)

@@ -208,6 +208,44 @@ def test_connect_auth():
         rc.close()
 
 
+def test_connect_tls():
+    """--tls-cert/--tls-key (and --tls-client-ca): the DataStax driver
+    connects over TLS, verifying the server's certificate, and presents its
+    own when the server requires one; the server lists what each TLS
+    connection negotiated."""
+    driver()
+    import ssl
+    from cassandra.cluster import NoHostAvailable
+    from plugin_cassandra_sink import make_certs
+    with tempfile.TemporaryDirectory(prefix="cqlserver-tls-") as tmp:
+        certs = make_certs(tmp)
+
+        def context(client=None):
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.load_verify_locations(certs["ca"][0])
+            if client:
+                ctx.load_cert_chain(*certs[client])
+            return ctx
+
+        tls = ["--tls-cert", certs["server"][0], "--tls-key", certs["server"][1]]
+        with CqlServer(*tls) as srv:
+            with Session(srv, ssl_context=context(),
+                         ssl_options={"server_hostname": "127.0.0.1"}) as s:
+                assert s.execute("SELECT key FROM system.local").one().key == "local"
+            seen = srv.control("stats")["tls"]
+            assert seen and all(t["client"] is None for t in seen), seen
+        with CqlServer(*tls, "--tls-client-ca", certs["ca"][0]) as srv:
+            with Session(srv, ssl_context=context("client"),
+                         ssl_options={"server_hostname": "127.0.0.1"}) as s:
+                assert s.execute("SELECT key FROM system.local").one().key == "local"
+            assert any(t["client"] == "spoke-client" for t in srv.control("stats")["tls"])
+            c = cluster(srv, ssl_context=context(), ssl_options={"server_hostname": "127.0.0.1"})
+            try:
+                expect(NoHostAvailable, c.connect)   # no client certificate
+            finally:
+                c.shutdown()
+
+
 # ---------------------------------------------------------------------------------
 # data
 
