@@ -129,6 +129,23 @@ static const struct spoke_config_field cs_config[] = {
     { .name = "buffer.max.bytes", .type = SPOKE_CFG_LONG, .default_value = "67108864",
       .doc = "Encoded rows held before put() waits for the server to acknowledge them (and "
              "returns retry while it cannot)", .min = 65536, .max = 1073741824 },
+    { .name = "ssl.enabled", .type = SPOKE_CFG_BOOL, .default_value = "false",
+      .doc = "Connect with TLS (client_encryption_options on the server side); the server's "
+             "certificate must chain to ssl.ca.pem (or to the system's trusted CAs) and name the "
+             "contact point (a host name or an IP address)" },
+    { .name = "ssl.ca.pem", .type = SPOKE_CFG_STRING,
+      .doc = "The CA certificates to trust, as PEM text (a YAML block scalar, or "
+             "${env:NAME}); unset: the system's trusted CAs", .min = 1, .max = 1048576 },
+    { .name = "ssl.verify", .type = SPOKE_CFG_BOOL, .default_value = "true",
+      .doc = "Verify the server's certificate chain and name; false encrypts without knowing "
+             "who answers (logged as a warning)" },
+    { .name = "ssl.certificate.pem", .type = SPOKE_CFG_STRING,
+      .doc = "Client certificate (PEM text, the chain after it), for servers that require "
+             "client authentication (require_client_auth); needs ssl.key.pem", .min = 1,
+      .max = 1048576 },
+    { .name = "ssl.key.pem", .type = SPOKE_CFG_PASSWORD,
+      .doc = "Private key of ssl.certificate.pem, PEM text, unencrypted (secret: never logged, "
+             "masked on output)", .min = 1, .max = 1048576 },
     { 0 }
 };
 
@@ -318,6 +335,27 @@ static int cs_configure(struct cs_state *st, const struct spoke_config *cfg,
             st->mapped = 1;
         }
     }
+    /* TLS: its keys only with ssl.enabled, the client pair together, the
+     * PEM texts parsed (the system trust store is loaded by init alone). */
+    st->tls_opts = (struct cql_tls_opts){
+        .ca_pem = api->config_string(cfg, "ssl.ca.pem"),
+        .cert_pem = api->config_string(cfg, "ssl.certificate.pem"),
+        .key_pem = api->config_string(cfg, "ssl.key.pem"),
+        .verify = api->config_bool(cfg, "ssl.verify"),
+    };
+    st->tls_on = api->config_bool(cfg, "ssl.enabled");
+    static const char *const ssl_keys[] = { "ssl.ca.pem", "ssl.certificate.pem", "ssl.key.pem",
+                                            NULL };
+    for (size_t i = 0; !st->tls_on && ssl_keys[i]; i++)
+        if (api->config_string(cfg, ssl_keys[i]))
+            problem(pr, ssl_keys[i], "%s is used only with ssl.enabled: true", ssl_keys[i]);
+    if (st->tls_on && (st->tls_opts.cert_pem == NULL) != (st->tls_opts.key_pem == NULL))
+        problem(pr, st->tls_opts.cert_pem ? "ssl.certificate.pem" : "ssl.key.pem",
+                "%s is set but %s is not", st->tls_opts.cert_pem ? "ssl.certificate.pem"
+                                                                 : "ssl.key.pem",
+                st->tls_opts.cert_pem ? "ssl.key.pem" : "ssl.certificate.pem");
+    if (st->tls_on)
+        cql_tls_check(&st->tls_opts, pr);
     return problems_count(pr) ? SPOKE_ERR_INVALID : SPOKE_OK;
 
 nomem:
@@ -378,11 +416,21 @@ static int cs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     }
     cql_uuidgen_init(&st->uuidgen);
 
+    if (st->tls_on) {
+        if (!(st->tls = cql_tls_new(&st->tls_opts, errstr, errstr_size))) {
+            cs_destroy(st);
+            return SPOKE_ERR_INVALID;
+        }
+        if (!st->tls_opts.verify)
+            api->log(inst, SPOKE_LOG_WARN, "ssl.verify is false: the connection is encrypted, "
+                     "but the server's certificate is not checked (anyone in between can read "
+                     "and change the traffic)");
+    }
     struct cql_conn_opts co = {
         .eps = st->eps, .neps = st->neps, .connect_timeout_ms = st->connect_timeout_ms,
         .username = api->config_string(cfg, "username"),
         .password = api->config_string(cfg, "password"), .max_frame = 64u * 1024 * 1024,
-        .max_streams = st->max_inflight + 8,
+        .max_streams = st->max_inflight + 8, .tls = st->tls,
     };
     st->conn = cql_conn_new(&co);
     if (st->conn == NULL) {
@@ -498,6 +546,7 @@ static void cs_destroy(void *vst)
     if (st == NULL)
         return;
     cql_conn_free(st->conn);
+    cql_tls_free(st->tls);
     for (size_t k = 0; k < st->nstmts; k++)
         cs_stmt_free(st->api, &st->stmts[k]);
     free(st->stmts);

@@ -23,6 +23,7 @@
 #include <spoke/plugin.h>
 
 #include "cql_conn.h"
+#include "cql_tls.h"
 #include "cql_frame.h"
 #include "cql_mapping.h"
 #include "cql_types.h"
@@ -101,6 +102,9 @@ struct cs_state {
     char *create_ks, *create_table;
     struct cql_endpoint *eps;
     size_t neps;
+    int tls_on;                   /* ssl.enabled */
+    struct cql_tls_opts tls_opts; /* strings borrowed from the config */
+    struct cql_tls *tls;          /* init's credentials when tls_on */
 
     /* connection */
     struct cql_conn *conn;

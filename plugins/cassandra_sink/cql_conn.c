@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cql_conn.h"
+#include "cql_tls.h"
 
 /* Bytes read per pump at most, so one busy connection cannot starve the
  * caller's other work (timeouts, sending). */
@@ -26,6 +27,9 @@ struct cql_conn {
     struct cql_conn_opts o;
     char *username, *password;     /* copies; password wiped on free */
     int fd;
+    struct cql_tls_session *ts;    /* over fd when o.tls is set */
+    int refused;                   /* the server ended the TLS session with a
+                                      fatal alert: retrying cannot help */
     size_t next_ep;                /* contact point tried first next time */
     /* "host:port" (host < 256). Messages print at most 120 bytes of it
      * (%.120s), so the reason after it still fits the error buffers (256
@@ -125,6 +129,11 @@ size_t cql_conn_unsent(const struct cql_conn *c) { return c->out.len - c->out_of
 
 void cql_conn_close(struct cql_conn *c, void (*fn)(void *ctx, uint32_t token), void *ctx)
 {
+    if (c->ts) {
+        cql_tls_close(c->ts);
+        c->ts = NULL;
+    }
+    c->refused = 0;
     if (c->fd >= 0) {
         close(c->fd);
         c->fd = -1;
@@ -194,6 +203,20 @@ static int write_some(struct cql_conn *c, char *errstr, size_t errstr_size)
         return -1;
     }
     while (c->out_off < c->out.len) {
+        if (c->ts) {
+            char why[200];
+            ssize_t w = cql_tls_send(c->ts, c->out.p + c->out_off, c->out.len - c->out_off, why,
+                                     sizeof(why));
+            if (w == CQL_TLS_AGAIN)
+                return 0;
+            if (w < 0) {
+                c->refused = w == CQL_TLS_REFUSED;
+                snprintf(errstr, errstr_size, "cannot write to %.120s: %s", c->peer, why);
+                return -1;
+            }
+            c->out_off += (size_t)w;
+            continue;
+        }
         ssize_t w = send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
         if (w < 0) {
             if (errno == EINTR)
@@ -233,6 +256,32 @@ static int read_some(struct cql_conn *c, char *errstr, size_t errstr_size)
                 c->in = p;
                 c->in_cap = ncap;
             }
+        }
+        if (c->ts) {
+            char why[200];
+            ssize_t r = cql_tls_recv(c->ts, c->in + c->in_len, c->in_cap - c->in_len, why,
+                                     sizeof(why));
+            if (r == CQL_TLS_AGAIN)
+                return 1;
+            if (r < 0) {
+                c->refused = r == CQL_TLS_REFUSED;
+                snprintf(errstr, errstr_size, "cannot read from %.120s: %s", c->peer, why);
+                return -1;
+            }
+            if (r == 0 && cql_tls_no_client_cert(c->ts)) {
+                c->refused = 1;
+                snprintf(errstr, errstr_size, "connection closed by %.120s: it asked for a TLS "
+                         "client certificate and none is configured (ssl.certificate.pem and "
+                         "ssl.key.pem)", c->peer);
+                return -1;
+            }
+            if (r == 0) {
+                snprintf(errstr, errstr_size, "connection closed by %.120s", c->peer);
+                return -1;
+            }
+            c->in_len += (size_t)r;
+            budget = (size_t)r >= budget ? 0 : budget - (size_t)r;
+            continue;
         }
         ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
         if (r < 0) {
@@ -323,7 +372,13 @@ int cql_conn_pump(struct cql_conn *c, int timeout_ms,
     pfd.fd = c->fd;
     pfd.events = POLLIN | (c->out_off < c->out.len ? POLLOUT : 0);
     pfd.revents = 0;
-    rc = poll(&pfd, 1, timeout_ms < 0 ? 0 : timeout_ms);
+    /* Bytes TLS already decrypted are not on the socket: poll() does not
+     * see them. */
+    rc = poll(&pfd, 1, timeout_ms < 0 || (c->ts && cql_tls_pending(c->ts)) ? 0 : timeout_ms);
+    if (rc == 0 && c->ts && cql_tls_pending(c->ts)) {
+        rc = 1;
+        pfd.revents |= POLLIN;
+    }
     if (rc < 0 && errno != EINTR) {
         snprintf(errstr, errstr_size, "poll: %s", strerror(errno));
         return -1;
@@ -420,7 +475,9 @@ static int tcp_connect(const struct addrinfo *ai, int64_t deadline, char *why, s
 /*
  * One synchronous exchange during the handshake: appends nothing (the
  * caller encoded the request on stream 0), writes it all and waits for the
- * response on stream 0, copying its body into reply. 0, or -1 with why.
+ * response on stream 0, copying its body into reply. 0, or -1 with why, or
+ * -2 with why when retrying cannot help (another protocol version, a TLS
+ * session the server ended with a fatal alert).
  */
 static int handshake_call(struct cql_conn *c, int64_t deadline, struct cql_header *h,
                           struct cql_buf *reply, char *why, size_t whysz)
@@ -429,7 +486,7 @@ static int handshake_call(struct cql_conn *c, int64_t deadline, struct cql_heade
     while (c->out_off < c->out.len) {
         struct pollfd pfd = { c->fd, POLLOUT, 0 };
         if (write_some(c, why, whysz) < 0)
-            return -1;
+            return c->refused ? -2 : -1;
         if (c->out_off >= c->out.len)
             break;
         if (poll(&pfd, 1, remaining(deadline)) == 0) {
@@ -464,7 +521,7 @@ static int handshake_call(struct cql_conn *c, int64_t deadline, struct cql_heade
         }
         struct pollfd pfd = { c->fd, POLLIN, 0 };
         int left = remaining(deadline);
-        int rc = left > 0 ? poll(&pfd, 1, left) : 0;
+        int rc = c->ts && cql_tls_pending(c->ts) ? 1 : left > 0 ? poll(&pfd, 1, left) : 0;
         if (rc < 0 && errno == EINTR)
             continue;
         if (rc <= 0) {
@@ -472,7 +529,7 @@ static int handshake_call(struct cql_conn *c, int64_t deadline, struct cql_heade
             return -1;
         }
         if (read_some(c, why, whysz) < 0)
-            return -1;
+            return c->refused ? -2 : -1;
     }
 }
 
@@ -652,7 +709,11 @@ int cql_conn_open(struct cql_conn *c, char *errstr, size_t errstr_size)
                 c->fd = tcp_connect(ai, deadline, why, sizeof(why));
                 if (c->fd < 0)
                     continue;
-                rc = handshake(c, deadline, why, sizeof(why));
+                rc = c->o.tls ? cql_tls_connect(c->o.tls, c->fd, ep->host, deadline, &c->ts, why,
+                                                sizeof(why))
+                              : CQL_CONN_OK;
+                if (rc == CQL_CONN_OK)
+                    rc = handshake(c, deadline, why, sizeof(why));
                 if (rc == CQL_CONN_OK) {
                     freeaddrinfo(res);
                     c->next_ep = ep_i;

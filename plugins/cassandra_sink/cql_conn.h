@@ -39,6 +39,7 @@ struct cql_conn_opts {
     const char *password;             /* secret: never written to any message */
     size_t max_frame;                 /* largest response body accepted */
     int max_streams;                  /* 1..32768 stream ids in flight */
+    const struct cql_tls *tls;        /* borrowed; NULL: plain TCP (cql_tls.h) */
 };
 
 /* cql_conn_open results. */

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "../../plugins/cassandra_sink/cql_conn.c"
+#include "../../plugins/cassandra_sink/cql_tls.c"
 #include "../../plugins/cassandra_sink/cql_frame.c"
 #include "../../plugins/cassandra_sink/cql_types.c"
 

@@ -31,6 +31,7 @@ import json
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -54,7 +55,9 @@ SANITIZE = os.environ.get("SPOKE_SANITIZE", "") in ("1", "ON", "TRUE", "true")
 class CqlServer:
     """The test server on free ports: `with CqlServer() as cs: cs.ctl("stats")`."""
 
-    def __init__(self, auth=None, blackhole=False):
+    def __init__(self, auth=None, blackhole=False, tls=None, client_ca=None):
+        """tls: (certificate, key) PEM files: TLS only; client_ca: a PEM file,
+        client certificates required."""
         if not os.path.exists(SERVER):
             raise Skip("tests/cql/cqlserver.py is missing")
         args = [PY, SERVER, "--port", "0", "--control-port", "0"]
@@ -62,6 +65,10 @@ class CqlServer:
             args += ["--auth", auth]
         if blackhole:
             args.append("--blackhole")
+        if tls:
+            args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        if client_ca:
+            args += ["--tls-client-ca", client_ca]
         self.err = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.err)
         line = b""
@@ -658,6 +665,169 @@ def test_failover_to_second_contact_point():
             wait_for(lambda: rows_written(sp) == 100, TIMEOUT, "rows written via the second node")
             assert "connected to 127.0.0.1:%d" % cs.port in sp.log()
         assert cs.count("ks.t") == 100
+
+
+# ---------------------------------------------------------------------------
+# TLS
+
+def make_certs(d):
+    """Test certificates in d, made with openssl: a CA ("ca"), a server
+    certificate it signed for the IP address 127.0.0.1 only ("server"), a
+    client certificate it signed ("client", CN spoke-client), and a second CA
+    that signed nothing here ("other"). Returns {name: (pem path, key path)}."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise Skip("openssl is not installed (apt-get install openssl)")
+
+    def run(*args):
+        p = subprocess.run([openssl] + list(args), capture_output=True, text=True, cwd=d)
+        assert p.returncode == 0, "openssl %s: %s" % (args[0], p.stderr)
+
+    out = {}
+    for ca in ("ca", "other"):
+        run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", ca + ".key", "-out", ca + ".pem", "-days", "2",
+            "-subj", "/CN=spoke test %s" % ca)
+        out[ca] = (os.path.join(d, ca + ".pem"), os.path.join(d, ca + ".key"))
+    for name, cn, ext in (("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\n"),
+                          ("client", "spoke-client", "extendedKeyUsage=clientAuth\n")):
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write(ext)
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn)
+        run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
+        out[name] = (os.path.join(d, name + ".pem"), os.path.join(d, name + ".key"))
+    return out
+
+
+def pem(path):
+    with open(path) as f:
+        return f.read()
+
+
+def test_tls_rows_written_and_the_server_verified():
+    """ssl.enabled: the rows go over TLS (the server takes nothing else) to
+    a server whose certificate chains to ssl.ca.pem, given as a YAML block
+    scalar; a certificate from another CA, or one that does not name the
+    contact point, fails the connector with GnuTLS's reason instead of
+    sending anything; ssl.verify: false encrypts without checking, and says
+    so in the log."""
+    with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as tmp:
+        certs = make_certs(tmp)
+        with CqlServer(tls=certs["server"]) as cs:
+            src = os.path.join(tmp, "in.ndjson")
+            write_lines(src, ({"id": "a%d" % i, "v": i} for i in range(2000)))
+            table = "id text PRIMARY KEY, v int"
+            ca_block = "".join("      %s\n" % line for line in pem(certs["ca"][0]).splitlines())
+            conf = ("connectors:\n" + source(src) +
+                    sink(cs, **{"create.table": table, "ssl.enabled": True}) +
+                    "    ssl.ca.pem: |\n" + ca_block)
+            with Spoke(conf, tmp=tmp) as sp:
+                wait_for(lambda: rows_written(sp) == 2000, TIMEOUT, "rows written over TLS")
+            assert cs.count("ks.t") == 2000
+            seen = cs.ctl("stats")["tls"]
+            assert seen and all(t["version"] in ("TLSv1.2", "TLSv1.3") for t in seen), seen
+            assert all(t["client"] is None for t in seen), seen
+
+            # Refused certificates: the connector fails with the reason.
+            before = cs.ctl("stats")["writes"]
+            for name, keys, want in (
+                    ("another CA", {"ssl.ca.pem": pem(certs["other"][0])},
+                     "TLS: the server's certificate is refused for 127.0.0.1"),
+                    ("another name", {"ssl.ca.pem": pem(certs["ca"][0]),
+                                      "contact.points": "localhost:%d" % cs.port},
+                     "TLS: the server's certificate is refused for localhost")):
+                with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as t2:
+                    conf = "connectors:\n" + source(src) + sink(
+                        cs, mapping="id=value.id, v=value.v", **dict({"ssl.enabled": True}, **keys))
+                    with Spoke(conf, tmp=t2) as sp:
+                        trace = sp.wait_state("cass", "FAILED").get("trace") or ""
+                        assert want in trace, (name, trace)
+                        assert "NOT trusted" in trace or "does not match" in trace, (name, trace)
+            assert cs.ctl("stats")["writes"] == before, "rows were sent to an unverified server"
+
+            # ssl.verify false: encrypted, not verified, and the log says so.
+            cs.ctl("reset")
+            with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as t2:
+                conf = "connectors:\n" + source(src) + sink(cs, **{
+                    "create.table": table, "ssl.enabled": True, "ssl.verify": False,
+                    "ssl.ca.pem": pem(certs["other"][0])})
+                with Spoke(conf, tmp=t2) as sp:
+                    wait_for(lambda: rows_written(sp) == 2000, TIMEOUT, "rows written unverified")
+                    assert "ssl.verify is false" in sp.log()
+            assert cs.count("ks.t") == 2000
+
+            # Without ssl.enabled nothing gets through (the server speaks TLS only).
+            with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as t2:
+                conf = "connectors:\n" + source(src) + sink(cs, mapping="id=value.id, v=value.v")
+                with Spoke(conf, tmp=t2) as sp:
+                    sp.wait_for(lambda: sp.connector("cass").get("retrying"), TIMEOUT,
+                                "a plain client retrying")
+
+
+def test_tls_client_certificate():
+    """A server that requires client certificates (require_client_auth):
+    without ssl.certificate.pem the connector fails saying so; with it and
+    ssl.key.pem the rows go through and the server saw the client's name.
+    The key is masked everywhere (status, REST config, log)."""
+    with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as tmp:
+        certs = make_certs(tmp)
+        key = pem(certs["client"][1])
+        with CqlServer(tls=certs["server"], client_ca=certs["ca"][0]) as cs:
+            src = os.path.join(tmp, "in.ndjson")
+            write_lines(src, ({"id": "a%d" % i, "v": i} for i in range(300)))
+            tls = {"ssl.enabled": True, "ssl.ca.pem": pem(certs["ca"][0])}
+            with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as t2:
+                conf = "connectors:\n" + source(src) + sink(
+                    cs, mapping="id=value.id, v=value.v", **tls)
+                with Spoke(conf, tmp=t2) as sp:
+                    trace = sp.wait_state("cass", "FAILED").get("trace") or ""
+                    assert "TLS" in trace and ("client certificate" in trace or
+                                               "alert" in trace), trace
+            assert cs.ctl("stats")["writes"] == 0
+            conf = "connectors:\n" + source(src) + sink(cs, **dict(
+                tls, **{"create.table": "id text PRIMARY KEY, v int",
+                        "ssl.certificate.pem": pem(certs["client"][0]), "ssl.key.pem": key}))
+            with Spoke(conf, tmp=tmp) as sp:
+                wait_for(lambda: rows_written(sp) == 300, TIMEOUT, "rows written with a client "
+                         "certificate")
+                r = expect(resttest.Api(sp).call("GET", "/connectors/cass/config"), 200)
+                assert r.json["ssl.key.pem"] != key and "PRIVATE KEY" not in r.raw.decode(), \
+                    r.json["ssl.key.pem"]
+                status = open(os.path.join(sp.state_dir, "status.json")).read()
+                assert "PRIVATE KEY" not in sp.log() and "PRIVATE KEY" not in status
+            assert cs.count("ks.t") == 300
+            assert any(t["client"] == "spoke-client" for t in cs.ctl("stats")["tls"])
+
+
+def test_tls_keys_checked_before_running():
+    """The TLS keys' rules are the plugin's check: ssl.* without
+    ssl.enabled, a certificate without its key, PEM text that does not
+    parse, a key that is not the certificate's; each at its key, together."""
+    with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as tmp:
+        certs = make_certs(tmp)
+        base = source("/nonexistent/in.ndjson")
+        for keys, want in (
+                ({"ssl.ca.pem": pem(certs["ca"][0])},
+                 [("ssl.ca.pem", "ssl.ca.pem is used only with ssl.enabled: true")]),
+                ({"ssl.enabled": True, "ssl.certificate.pem": pem(certs["client"][0])},
+                 [("ssl.certificate.pem", "ssl.certificate.pem is set but ssl.key.pem is not")]),
+                ({"ssl.enabled": True, "ssl.ca.pem": "not a certificate",
+                  "ssl.certificate.pem": pem(certs["client"][0]),
+                  "ssl.key.pem": pem(certs["server"][1])},
+                 [("ssl.ca.pem", "ssl.ca.pem: "),
+                  ("ssl.key.pem", "ssl.key.pem: the key does not belong to "
+                                  "ssl.certificate.pem")]),
+                ({"ssl.enabled": True, "ssl.certificate.pem": "-----BEGIN CERTIFICATE-----\nx\n"
+                  "-----END CERTIFICATE-----\n", "ssl.key.pem": pem(certs["client"][1])},
+                 [("ssl.certificate.pem", "ssl.certificate.pem: ")])):
+            with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as t2:
+                _, p, r = spoketest.expect_checks_refuse(
+                    t2, base + sink(NoServer, mapping="id=value.id", **keys),
+                    [("cass", k, w) for k, w in want], reason_first=True)
+                for out in (p.stdout, p.stderr, r.stdout, r.stderr):
+                    assert "PRIVATE KEY" not in out and "MHcCAQEE" not in out, out
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../../plugins/cassandra_sink/cql_conn.c"
+#include "../../plugins/cassandra_sink/cql_tls.c"
 #include "../../plugins/cassandra_sink/cql_frame.c"
 
 #include "test.h"

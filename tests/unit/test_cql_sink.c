@@ -29,6 +29,7 @@
 #include "../../plugins/cassandra_sink/cassandra_sink_rows.c"
 #include "../../plugins/cassandra_sink/cassandra_sink_send.c"
 #include "../../plugins/cassandra_sink/cql_conn.c"
+#include "../../plugins/cassandra_sink/cql_tls.c"
 #include "../../plugins/cassandra_sink/cql_frame.c"
 #include "../../plugins/cassandra_sink/cql_mapping.c"
 #include "../../plugins/cassandra_sink/cql_types.c"
