@@ -86,3 +86,15 @@ int problems_report_api(const struct problems *p, const struct spoke_host_api *a
     int each = api && SPOKE_API_HAS(api, check_problem) && api->check_problem;
     return problems_report(p, key, err, errsz, each ? to_host : NULL, &c);
 }
+
+int problems_finish(int rc, const struct problems *p, const struct spoke_host_api *api,
+                    const struct spoke_config *cfg, int from_check, const char **key, char *err,
+                    size_t errsz)
+{
+    if (rc == SPOKE_ERR_NOMEM) {
+        *key = NULL;
+        snprintf(err, errsz, "out of memory");
+        return rc;
+    }
+    return problems_report_api(p, from_check ? api : NULL, cfg, key, err, errsz);
+}

@@ -49,4 +49,12 @@ int problems_report_api(const struct problems *p, const struct spoke_host_api *a
                         const struct spoke_config *cfg, const char **key, char *err,
                         size_t errsz);
 
+/* The end of a plugin's rules, from check() (from_check) or from init:
+ * rc, what the rules returned, SPOKE_OK or SPOKE_ERR_NOMEM ("out of
+ * memory" in err); then the problems, through check_problem from check(),
+ * joined into err from init (check_problem is for check() alone). */
+int problems_finish(int rc, const struct problems *p, const struct spoke_host_api *api,
+                    const struct spoke_config *cfg, int from_check, const char **key, char *err,
+                    size_t errsz);
+
 #endif

@@ -195,6 +195,71 @@ void cql_conn_orphan_all(struct cql_conn *c)
 /* I/O                                                                       */
 /* ------------------------------------------------------------------------ */
 
+#define IO_AGAIN (-1)  /* the socket is not ready */
+#define IO_ERROR (-2)  /* errstr is set */
+
+/* One send, through TLS when it is on: the bytes sent, IO_AGAIN or
+ * IO_ERROR. */
+static ssize_t io_send(struct cql_conn *c, const void *p, size_t n, char *errstr,
+                       size_t errstr_size)
+{
+    char why[200];
+    ssize_t w;
+    if (c->ts) {
+        if ((w = cql_tls_send(c->ts, p, n, why, sizeof(why))) == CQL_TLS_AGAIN)
+            return IO_AGAIN;
+        c->refused = w == CQL_TLS_REFUSED;
+    } else {
+        while ((w = send(c->fd, p, n, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+            ;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return IO_AGAIN;
+        if (w < 0)
+            snprintf(why, sizeof(why), "%s", strerror(errno));
+    }
+    if (w < 0) {
+        snprintf(errstr, errstr_size, "cannot write to %.120s: %s", c->peer, why);
+        return IO_ERROR;
+    }
+    return w;
+}
+
+/* One receive, through TLS when it is on: the bytes read, IO_AGAIN, or
+ * IO_ERROR (the peer closed, or an error). */
+static ssize_t io_recv(struct cql_conn *c, void *p, size_t n, char *errstr, size_t errstr_size)
+{
+    char why[200];
+    ssize_t r;
+    if (c->ts) {
+        if ((r = cql_tls_recv(c->ts, p, n, why, sizeof(why))) == CQL_TLS_AGAIN)
+            return IO_AGAIN;
+        c->refused = r == CQL_TLS_REFUSED;
+        if (r == 0 && cql_tls_no_client_cert(c->ts)) {
+            c->refused = 1;
+            snprintf(errstr, errstr_size, "connection closed by %.120s: it asked for a TLS "
+                     "client certificate and none is configured (ssl.certificate.pem and "
+                     "ssl.key.pem)", c->peer);
+            return IO_ERROR;
+        }
+    } else {
+        while ((r = recv(c->fd, p, n, 0)) < 0 && errno == EINTR)
+            ;
+        if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return IO_AGAIN;
+        if (r < 0)
+            snprintf(why, sizeof(why), "%s", strerror(errno));
+    }
+    if (r < 0) {
+        snprintf(errstr, errstr_size, "cannot read from %.120s: %s", c->peer, why);
+        return IO_ERROR;
+    }
+    if (r == 0) {
+        snprintf(errstr, errstr_size, "connection closed by %.120s", c->peer);
+        return IO_ERROR;
+    }
+    return r;
+}
+
 /* Writes as much of out as the socket takes. 0, or -1 with errstr. */
 static int write_some(struct cql_conn *c, char *errstr, size_t errstr_size)
 {
@@ -203,29 +268,12 @@ static int write_some(struct cql_conn *c, char *errstr, size_t errstr_size)
         return -1;
     }
     while (c->out_off < c->out.len) {
-        if (c->ts) {
-            char why[200];
-            ssize_t w = cql_tls_send(c->ts, c->out.p + c->out_off, c->out.len - c->out_off, why,
-                                     sizeof(why));
-            if (w == CQL_TLS_AGAIN)
-                return 0;
-            if (w < 0) {
-                c->refused = w == CQL_TLS_REFUSED;
-                snprintf(errstr, errstr_size, "cannot write to %.120s: %s", c->peer, why);
-                return -1;
-            }
-            c->out_off += (size_t)w;
-            continue;
-        }
-        ssize_t w = send(c->fd, c->out.p + c->out_off, c->out.len - c->out_off, MSG_NOSIGNAL);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 0;
-            snprintf(errstr, errstr_size, "cannot write to %.120s: %s", c->peer, strerror(errno));
+        ssize_t w = io_send(c, c->out.p + c->out_off, c->out.len - c->out_off, errstr,
+                            errstr_size);
+        if (w == IO_AGAIN)
+            return 0;
+        if (w == IO_ERROR)
             return -1;
-        }
         c->out_off += (size_t)w;
     }
     c->out.len = c->out_off = 0;
@@ -257,45 +305,11 @@ static int read_some(struct cql_conn *c, char *errstr, size_t errstr_size)
                 c->in_cap = ncap;
             }
         }
-        if (c->ts) {
-            char why[200];
-            ssize_t r = cql_tls_recv(c->ts, c->in + c->in_len, c->in_cap - c->in_len, why,
-                                     sizeof(why));
-            if (r == CQL_TLS_AGAIN)
-                return 1;
-            if (r < 0) {
-                c->refused = r == CQL_TLS_REFUSED;
-                snprintf(errstr, errstr_size, "cannot read from %.120s: %s", c->peer, why);
-                return -1;
-            }
-            if (r == 0 && cql_tls_no_client_cert(c->ts)) {
-                c->refused = 1;
-                snprintf(errstr, errstr_size, "connection closed by %.120s: it asked for a TLS "
-                         "client certificate and none is configured (ssl.certificate.pem and "
-                         "ssl.key.pem)", c->peer);
-                return -1;
-            }
-            if (r == 0) {
-                snprintf(errstr, errstr_size, "connection closed by %.120s", c->peer);
-                return -1;
-            }
-            c->in_len += (size_t)r;
-            budget = (size_t)r >= budget ? 0 : budget - (size_t)r;
-            continue;
-        }
-        ssize_t r = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
-        if (r < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN || errno == EWOULDBLOCK)
-                return 1;
-            snprintf(errstr, errstr_size, "cannot read from %.120s: %s", c->peer, strerror(errno));
+        ssize_t r = io_recv(c, c->in + c->in_len, c->in_cap - c->in_len, errstr, errstr_size);
+        if (r == IO_AGAIN)
+            return 1;
+        if (r == IO_ERROR)
             return -1;
-        }
-        if (r == 0) {
-            snprintf(errstr, errstr_size, "connection closed by %.120s", c->peer);
-            return -1;
-        }
         c->in_len += (size_t)r;
         budget = (size_t)r >= budget ? 0 : budget - (size_t)r;
     }

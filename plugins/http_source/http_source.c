@@ -574,12 +574,8 @@ static int hs_report(const struct spoke_host_api *api, const struct spoke_config
                      int from_check, const char **key, char *errstr, size_t errstr_size)
 {
     struct problems pb;
-    if (hs_rules(api, cfg, &pb) != SPOKE_OK) {
-        *key = NULL;
-        snprintf(errstr, errstr_size, "out of memory");
-        return SPOKE_ERR_NOMEM;
-    }
-    return problems_report_api(&pb, from_check ? api : NULL, cfg, key, errstr, errstr_size);
+    return problems_finish(hs_rules(api, cfg, &pb), &pb, api, cfg, from_check, key, errstr,
+                           errstr_size);
 }
 
 static int hs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,

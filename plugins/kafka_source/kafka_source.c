@@ -877,12 +877,8 @@ static int ksrc_report(const struct spoke_host_api *api, const struct spoke_conf
                        int from_check, const char **key, char *errstr, size_t errstr_size)
 {
     struct problems pr;
-    if (ksrc_rules(api, cfg, &pr) != SPOKE_OK) {
-        *key = NULL;
-        snprintf(errstr, errstr_size, "out of memory");
-        return SPOKE_ERR_NOMEM;
-    }
-    return problems_report_api(&pr, from_check ? api : NULL, cfg, key, errstr, errstr_size);
+    return problems_finish(ksrc_rules(api, cfg, &pr), &pr, api, cfg, from_check, key, errstr,
+                           errstr_size);
 }
 
 static int ksrc_check(const struct spoke_host_api *api, const struct spoke_config *cfg,

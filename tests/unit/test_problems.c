@@ -120,10 +120,43 @@ static void joined_on_an_older_host(void)
     CHECK_STR(small, "a first problem far lon");
 }
 
+/* problems_finish: out of memory first; then through the host from
+ * check(), joined from init. */
+static void finish(void)
+{
+    struct spoke_host_api api = { .struct_size = sizeof(api),
+                                  .check_problem = fake_check_problem };
+    struct problems p;
+    char err[SPOKE_ERRSTR_SIZE];
+    const char *key = "stale";
+    problems_init(&p);
+    problem(&p, "a", "first");
+    problem(&p, "b", "second");
+    memset(&seen, 0, sizeof(seen));
+    CHECK(problems_finish(SPOKE_ERR_NOMEM, &p, &api, NULL, 1, &key, err, sizeof(err)) ==
+          SPOKE_ERR_NOMEM);
+    CHECK_STR(err, "out of memory");
+    CHECK(key == NULL && seen.n == 0);
+    CHECK(problems_finish(SPOKE_OK, &p, &api, NULL, 1, &key, err, sizeof(err)) ==
+          SPOKE_ERR_INVALID);
+    CHECK_STR(err, "first");
+    CHECK(seen.n == 1);
+    CHECK_STR(seen.msgs[0], "second");
+    memset(&seen, 0, sizeof(seen));
+    CHECK(problems_finish(SPOKE_OK, &p, &api, NULL, 0, &key, err, sizeof(err)) ==
+          SPOKE_ERR_INVALID);
+    CHECK_STR(err, "first; second");
+    CHECK_STR(key, "a");
+    CHECK(seen.n == 0);
+    problems_init(&p);
+    CHECK(problems_finish(SPOKE_OK, &p, &api, NULL, 1, &key, err, sizeof(err)) == SPOKE_OK);
+}
+
 int main(void)
 {
     RUN(none_found);
     RUN(each_to_the_host);
     RUN(joined_on_an_older_host);
+    RUN(finish);
     return TEST_REPORT();
 }
