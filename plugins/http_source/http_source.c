@@ -568,20 +568,11 @@ nomem:
     return SPOKE_ERR_NOMEM;
 }
 
-/* hs_rules, each problem reported at its key: from check() through the host's
- * check_problem, from init joined (check_problem is for check() alone). */
-static int hs_report(const struct spoke_host_api *api, const struct spoke_config *cfg,
-                     int from_check, const char **key, char *errstr, size_t errstr_size)
-{
-    struct problems pb;
-    return problems_finish(hs_rules(api, cfg, &pb), &pb, api, cfg, from_check, key, errstr,
-                           errstr_size);
-}
-
 static int hs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
                     const char **key, char *errstr, size_t errstr_size)
 {
-    return hs_report(api, cfg, 1, key, errstr, errstr_size);
+    struct problems pb;  /* each at its key, through check_problem */
+    return problems_finish(hs_rules(api, cfg, &pb), &pb, api, cfg, 1, key, errstr, errstr_size);
 }
 
 /* An optional path key: NULL when unset. */
@@ -601,9 +592,11 @@ static int hs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     struct hs_state *st;
     const char *const *items = NULL, *const *hdrs = NULL;
     const char *bad_key;  /* the host ran hs_check already; init keeps the rules for itself */
+    struct problems pb;   /* joined: check_problem is for check() alone */
     int rc, uses_key;
 
-    if ((rc = hs_report(api, cfg, 0, &bad_key, errstr, errstr_size)) != SPOKE_OK)
+    if ((rc = problems_finish(hs_rules(api, cfg, &pb), &pb, api, cfg, 0, &bad_key, errstr,
+                              errstr_size)) != SPOKE_OK)
         return rc;
     if (!(st = calloc(1, sizeof(*st)))) {
         snprintf(errstr, errstr_size, "out of memory");

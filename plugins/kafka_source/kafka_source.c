@@ -871,20 +871,11 @@ static int ksrc_rules(const struct spoke_host_api *api, const struct spoke_confi
     return SPOKE_OK;
 }
 
-/* ksrc_rules, each problem at its key: from check() through the host's
- * check_problem, from init joined (check_problem is for check() alone). */
-static int ksrc_report(const struct spoke_host_api *api, const struct spoke_config *cfg,
-                       int from_check, const char **key, char *errstr, size_t errstr_size)
-{
-    struct problems pr;
-    return problems_finish(ksrc_rules(api, cfg, &pr), &pr, api, cfg, from_check, key, errstr,
-                           errstr_size);
-}
-
 static int ksrc_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
                       const char **key, char *errstr, size_t errstr_size)
 {
-    return ksrc_report(api, cfg, 1, key, errstr, errstr_size);
+    struct problems pr;  /* each at its key, through check_problem */
+    return problems_finish(ksrc_rules(api, cfg, &pr), &pr, api, cfg, 1, key, errstr, errstr_size);
 }
 
 static void ksrc_free(struct ksrc *s)
@@ -915,7 +906,9 @@ static int ksrc_init(const struct spoke_host_api *api, struct spoke_instance *in
         return SPOKE_ERR_STATE;
     }
     const char *bad_key; /* the host ran ksrc_check already; init keeps the rules for itself */
-    int rc = ksrc_report(api, cfg, 0, &bad_key, errstr, errstr_size);
+    struct problems pr;  /* joined: check_problem is for check() alone */
+    int rc = problems_finish(ksrc_rules(api, cfg, &pr), &pr, api, cfg, 0, &bad_key, errstr,
+                             errstr_size);
     if (rc != SPOKE_OK)
         return rc;
     struct ksrc *s = calloc(1, sizeof(*s));
