@@ -56,6 +56,11 @@ struct httpc_opts {
     const char *user_agent;
     int64_t backoff_initial_ms; /* wait after a first failure */
     int64_t backoff_max_ms;     /* longest wait between failures */
+    const char *ca_pem;         /* ssl.ca.pem: the CAs to trust; NULL: the system's */
+    /* httpc_opts_open: the PEM text in an anonymous file (memfd) libcurl
+     * reads by this path; -1 / "" when closed or not needed. */
+    int ca_fd;
+    char ca_file[32];
 };
 
 /*
@@ -82,13 +87,26 @@ struct httpc_opts {
       .doc = "Longest wait (ms) between failed polls (a server's Retry-After can ask for "  \
              "longer)", .min = 1, .max = 86400000 },                                        \
     { .name = "user.agent", .type = SPOKE_CFG_STRING, .default_value = ua,                  \
-      .doc = "User-Agent header of every request", .min = 1, .max = 256 }
+      .doc = "User-Agent header of every request", .min = 1, .max = 256 },                  \
+    { .name = "ssl.ca.pem", .type = SPOKE_CFG_STRING,                                       \
+      .doc = "https: the CA certificates to trust, as PEM text (a YAML block scalar, or "   \
+             "${env:NAME}), instead of the system's (a private CA); unset: the system's "  \
+             "trusted CAs", .min = 1, .max = 1048576 }
 
 /* Reads the HTTPC_CONFIG_FIELDS keys of a validated config into *o and
- * checks what the table cannot (backoff.initial.ms <= backoff.max.ms).
- * SPOKE_OK, or SPOKE_ERR_INVALID with errstr set. */
+ * checks what the table cannot: backoff.initial.ms <= backoff.max.ms, and
+ * ssl.ca.pem holding PEM certificates (parsed, no file read). SPOKE_OK, or
+ * SPOKE_ERR_INVALID with errstr set and *key the config key at fault. */
 int httpc_opts_read(const struct spoke_host_api *api, const struct spoke_config *cfg,
-                    struct httpc_opts *o, char *errstr, size_t errstr_size);
+                    struct httpc_opts *o, const char **key, char *errstr, size_t errstr_size);
+/* For init, after httpc_opts_read: puts ssl.ca.pem where libcurl's TLS
+ * backend (GnuTLS, which takes CAs from files only) reads it, an anonymous
+ * in-memory file (memfd) named by /proc/self/fd/N: nothing is written to
+ * disk, and no file a config names is read. 0, or -1 with errstr. */
+int httpc_opts_open(struct httpc_opts *o, char *errstr, size_t errstr_size);
+/* Closes what httpc_opts_open opened, once no handle uses it (a zeroed
+ * httpc_opts is left alone). */
+void httpc_opts_close(struct httpc_opts *o);
 
 /* libcurl's global state: once per plugin instance, init before any other
  * call, cleanup after the last handle is freed (both are counted by

@@ -616,8 +616,9 @@ static void vs_rules(const struct spoke_host_api *api, const struct spoke_config
         problem(p, "url", "%s", msg);
     if (info && *info && httpc_url_check("information.url", info, NULL, msg, sizeof(msg)) != 0)
         problem(p, "information.url", "%s", msg);
-    if (httpc_opts_read(api, cfg, &o, msg, sizeof(msg)) != SPOKE_OK)
-        problem(p, "backoff.initial.ms", "%s", msg);
+    const char *at;
+    if (httpc_opts_read(api, cfg, &o, &at, msg, sizeof(msg)) != SPOKE_OK)
+        problem(p, at, "%s", msg);
 }
 
 static int vs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
@@ -679,8 +680,10 @@ static int vs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     struct problems p;
     vs_rules(api, cfg, &p);
     if (problems_report(&p, &bad_key, errstr, errstr_size, NULL, NULL) != SPOKE_OK ||
-        httpc_opts_read(api, cfg, &st->hopts, errstr, errstr_size) != SPOKE_OK)
+        httpc_opts_read(api, cfg, &st->hopts, &bad_key, errstr, errstr_size) != SPOKE_OK)
         goto invalid;
+    if (httpc_opts_open(&st->hopts, errstr, errstr_size) != 0)
+        goto fail;
 
     if (httpc_global_init(errstr, errstr_size) != 0)
         goto fail;
@@ -816,6 +819,7 @@ static void vs_destroy(void *vst)
     vs_info_free(st->info_pending);
     httpc_free(st->http);
     httpc_free(st->info_http);
+    httpc_opts_close(&st->hopts);
     codeset_free(&st->prev);
     codeset_free(&st->next);
     free(st->gone);

@@ -20,7 +20,8 @@ Besides plain responses it misbehaves on demand:
   bodies streamed until the client gives up (bytes actually sent recorded),
   gzip when the client accepts it;
 - stop_listening() / start_listening(): connection refused, then back on the
-  same port.
+  same port;
+- https only with HttpFixture(tls=(certificate, key)).
 
 Every request is recorded (monotonic and wall time, method, path, headers,
 the status answered, body bytes sent) so tests can assert on what a client
@@ -32,6 +33,7 @@ import gzip as gzip_mod
 import http.server
 import os
 import socket
+import ssl
 import threading
 import time
 
@@ -235,6 +237,14 @@ class _Server(http.server.ThreadingHTTPServer):
     allow_reuse_address = True
 
     def process_request_thread(self, request, client_address):
+        if self.fixture.tls is not None:
+            # TLS in the connection's own thread: a client that fails the
+            # handshake never holds up the others.
+            try:
+                request = self.fixture.tls.wrap_socket(request, server_side=True)
+            except (ssl.SSLError, OSError):
+                request.close()
+                return
         # Connections are tracked so stop_listening() can drop kept-alive
         # ones too: a client must not keep talking to a "down" server.
         with self.fixture._lock:
@@ -249,7 +259,12 @@ class _Server(http.server.ThreadingHTTPServer):
 class HttpFixture:
     """A local HTTP server; see the module docstring."""
 
-    def __init__(self, host="127.0.0.1", port=0):
+    def __init__(self, host="127.0.0.1", port=0, tls=None):
+        """tls: (certificate, key) PEM files: https only."""
+        self.tls = None
+        if tls:
+            self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            self.tls.load_cert_chain(*tls)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._routes = {}
@@ -307,7 +322,7 @@ class HttpFixture:
     # ---- routes ----
 
     def url(self, path="/"):
-        return "http://%s:%d%s" % (self.host, self.port, path)
+        return "%s://%s:%d%s" % ("https" if self.tls else "http", self.host, self.port, path)
 
     def route(self, path, responses):
         """Serves path with a Response, or a list of them in turn (the last

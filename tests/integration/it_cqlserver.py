@@ -216,7 +216,7 @@ def test_connect_tls():
     driver()
     import ssl
     from cassandra.cluster import NoHostAvailable
-    from plugin_cassandra_sink import make_certs
+    from spoketest import make_certs
     with tempfile.TemporaryDirectory(prefix="cqlserver-tls-") as tmp:
         certs = make_certs(tmp)
 

@@ -31,7 +31,6 @@ import json
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -670,42 +669,6 @@ def test_failover_to_second_contact_point():
 # ---------------------------------------------------------------------------
 # TLS
 
-def make_certs(d):
-    """Test certificates in d, made with openssl: a CA ("ca"), a server
-    certificate it signed for the IP address 127.0.0.1 only ("server"), a
-    client certificate it signed ("client", CN spoke-client), and a second CA
-    that signed nothing here ("other"). Returns {name: (pem path, key path)}."""
-    openssl = shutil.which("openssl")
-    if not openssl:
-        raise Skip("openssl is not installed (apt-get install openssl)")
-
-    def run(*args):
-        p = subprocess.run([openssl] + list(args), capture_output=True, text=True, cwd=d)
-        assert p.returncode == 0, "openssl %s: %s" % (args[0], p.stderr)
-
-    out = {}
-    for ca in ("ca", "other"):
-        run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", ca + ".key", "-out", ca + ".pem", "-days", "2",
-            "-subj", "/CN=spoke test %s" % ca)
-        out[ca] = (os.path.join(d, ca + ".pem"), os.path.join(d, ca + ".key"))
-    for name, cn, ext in (("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\n"),
-                          ("client", "spoke-client", "extendedKeyUsage=clientAuth\n")):
-        with open(os.path.join(d, name + ".ext"), "w") as f:
-            f.write(ext)
-        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn)
-        run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
-        out[name] = (os.path.join(d, name + ".pem"), os.path.join(d, name + ".key"))
-    return out
-
-
-def pem(path):
-    with open(path) as f:
-        return f.read()
-
-
 def test_tls_rows_written_and_the_server_verified():
     """ssl.enabled: the rows go over TLS (the server takes nothing else) to
     a server whose certificate chains to ssl.ca.pem, given as a YAML block
@@ -714,12 +677,13 @@ def test_tls_rows_written_and_the_server_verified():
     sending anything; ssl.verify: false encrypts without checking, and says
     so in the log."""
     with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as tmp:
-        certs = make_certs(tmp)
+        certs = spoketest.make_certs(tmp)
         with CqlServer(tls=certs["server"]) as cs:
             src = os.path.join(tmp, "in.ndjson")
             write_lines(src, ({"id": "a%d" % i, "v": i} for i in range(2000)))
             table = "id text PRIMARY KEY, v int"
-            ca_block = "".join("      %s\n" % line for line in pem(certs["ca"][0]).splitlines())
+            ca_block = "".join("      %s\n" % line
+                               for line in spoketest.pem(certs["ca"][0]).splitlines())
             conf = ("connectors:\n" + source(src) +
                     sink(cs, **{"create.table": table, "ssl.enabled": True}) +
                     "    ssl.ca.pem: |\n" + ca_block)
@@ -733,9 +697,9 @@ def test_tls_rows_written_and_the_server_verified():
             # Refused certificates: the connector fails with the reason.
             before = cs.ctl("stats")["writes"]
             for name, keys, want in (
-                    ("another CA", {"ssl.ca.pem": pem(certs["other"][0])},
+                    ("another CA", {"ssl.ca.pem": spoketest.pem(certs["other"][0])},
                      "TLS: the server's certificate is refused for 127.0.0.1"),
-                    ("another name", {"ssl.ca.pem": pem(certs["ca"][0]),
+                    ("another name", {"ssl.ca.pem": spoketest.pem(certs["ca"][0]),
                                       "contact.points": "localhost:%d" % cs.port},
                      "TLS: the server's certificate is refused for localhost")):
                 with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as t2:
@@ -752,7 +716,7 @@ def test_tls_rows_written_and_the_server_verified():
             with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as t2:
                 conf = "connectors:\n" + source(src) + sink(cs, **{
                     "create.table": table, "ssl.enabled": True, "ssl.verify": False,
-                    "ssl.ca.pem": pem(certs["other"][0])})
+                    "ssl.ca.pem": spoketest.pem(certs["other"][0])})
                 with Spoke(conf, tmp=t2) as sp:
                     wait_for(lambda: rows_written(sp) == 2000, TIMEOUT, "rows written unverified")
                     assert "ssl.verify is false" in sp.log()
@@ -772,12 +736,12 @@ def test_tls_client_certificate():
     ssl.key.pem the rows go through and the server saw the client's name.
     The key is masked everywhere (status, REST config, log)."""
     with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as tmp:
-        certs = make_certs(tmp)
-        key = pem(certs["client"][1])
+        certs = spoketest.make_certs(tmp)
+        key = spoketest.pem(certs["client"][1])
         with CqlServer(tls=certs["server"], client_ca=certs["ca"][0]) as cs:
             src = os.path.join(tmp, "in.ndjson")
             write_lines(src, ({"id": "a%d" % i, "v": i} for i in range(300)))
-            tls = {"ssl.enabled": True, "ssl.ca.pem": pem(certs["ca"][0])}
+            tls = {"ssl.enabled": True, "ssl.ca.pem": spoketest.pem(certs["ca"][0])}
             with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as t2:
                 conf = "connectors:\n" + source(src) + sink(
                     cs, mapping="id=value.id, v=value.v", **tls)
@@ -788,7 +752,7 @@ def test_tls_client_certificate():
             assert cs.ctl("stats")["writes"] == 0
             conf = "connectors:\n" + source(src) + sink(cs, **dict(
                 tls, **{"create.table": "id text PRIMARY KEY, v int",
-                        "ssl.certificate.pem": pem(certs["client"][0]), "ssl.key.pem": key}))
+                        "ssl.certificate.pem": spoketest.pem(certs["client"][0]), "ssl.key.pem": key}))
             with Spoke(conf, tmp=tmp) as sp:
                 wait_for(lambda: rows_written(sp) == 300, TIMEOUT, "rows written with a client "
                          "certificate")
@@ -806,21 +770,21 @@ def test_tls_keys_checked_before_running():
     ssl.enabled, a certificate without its key, PEM text that does not
     parse, a key that is not the certificate's; each at its key, together."""
     with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as tmp:
-        certs = make_certs(tmp)
+        certs = spoketest.make_certs(tmp)
         base = source("/nonexistent/in.ndjson")
         for keys, want in (
-                ({"ssl.ca.pem": pem(certs["ca"][0])},
+                ({"ssl.ca.pem": spoketest.pem(certs["ca"][0])},
                  [("ssl.ca.pem", "ssl.ca.pem is used only with ssl.enabled: true")]),
-                ({"ssl.enabled": True, "ssl.certificate.pem": pem(certs["client"][0])},
+                ({"ssl.enabled": True, "ssl.certificate.pem": spoketest.pem(certs["client"][0])},
                  [("ssl.certificate.pem", "ssl.certificate.pem is set but ssl.key.pem is not")]),
                 ({"ssl.enabled": True, "ssl.ca.pem": "not a certificate",
-                  "ssl.certificate.pem": pem(certs["client"][0]),
-                  "ssl.key.pem": pem(certs["server"][1])},
+                  "ssl.certificate.pem": spoketest.pem(certs["client"][0]),
+                  "ssl.key.pem": spoketest.pem(certs["server"][1])},
                  [("ssl.ca.pem", "ssl.ca.pem: "),
                   ("ssl.key.pem", "ssl.key.pem: the key does not belong to "
                                   "ssl.certificate.pem")]),
                 ({"ssl.enabled": True, "ssl.certificate.pem": "-----BEGIN CERTIFICATE-----\nx\n"
-                  "-----END CERTIFICATE-----\n", "ssl.key.pem": pem(certs["client"][1])},
+                  "-----END CERTIFICATE-----\n", "ssl.key.pem": spoketest.pem(certs["client"][1])},
                  [("ssl.certificate.pem", "ssl.certificate.pem: ")])):
             with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as t2:
                 _, p, r = spoketest.expect_checks_refuse(

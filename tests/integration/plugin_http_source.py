@@ -27,7 +27,7 @@ import spoketest
 from httpfixture import HttpFixture, Response
 from plugin_velib_source import lines, nlines, start, wait_lines
 from resttest import Api, expect, rest_spoke
-from spoketest import SOURCE_DIR, Skip, metric, q, validate, wait_for
+from spoketest import SOURCE_DIR, Skip, Spoke, metric, q, validate, wait_for
 
 TIMEOUT = 60
 DATA = os.path.join(spoketest.SHARED_DATA, "weather",
@@ -337,6 +337,43 @@ def test_config_errors_refused_over_rest():
         assert r.json["error_count"] == 1 and list(errs) == ["headers"] and \
             want in errs["headers"][0], r.json
         assert_no_key_in(sp.log(), "the log")
+
+
+def test_https_with_a_private_ca():
+    """An https server whose certificate a private CA signed: with
+    ssl.ca.pem (PEM text) every poll goes through and the record is the
+    body served; without it (the system's CAs) or with another CA, the
+    handshake is refused, the source retries with libcurl's reason in its
+    status, and nothing is emitted. A ssl.ca.pem that holds no certificate
+    is refused by the check, at its key."""
+    with tempfile.TemporaryDirectory(prefix="spoke-http-tls-") as tmp:
+        certs = spoketest.make_certs(tmp)
+        body = json.dumps({"name": "Paris", "dt": 1732001704, "main": {"temp": 8.5}}).encode()
+        with HttpFixture(tls=certs["server"]) as srv:
+            srv.route("/w", Response(body))
+            out = os.path.join(tmp, "out.ndjson")
+            conf = pipeline(srv.url("/w"), out, items=[], extra={
+                "ssl.ca.pem": spoketest.pem(certs["ca"][0])})
+            with Spoke(conf, tmp=tmp) as s:
+                s.wait_for(lambda: len(raw_lines(out)) >= 1, TIMEOUT, "a record over https")
+                assert raw_lines(out)[0] == body, raw_lines(out)[0]
+                assert not s.connector("weather").get("retrying")
+            for what, extra in (("the system's CAs", {}),
+                                ("another CA", {"ssl.ca.pem": spoketest.pem(certs["other"][0])})):
+                with tempfile.TemporaryDirectory(prefix="spoke-http-tls-") as t2:
+                    out2 = os.path.join(t2, "out.ndjson")
+                    with Spoke(pipeline(srv.url("/w"), out2, items=[], extra=extra),
+                               tmp=t2) as s:
+                        st = s.wait_for(
+                            lambda: (s.connector("weather").get("retrying") and
+                                     s.connector("weather")), TIMEOUT, what + ": retrying")
+                        trace = st.get("trace") or ""
+                        assert "server certificate verification failed" in trace, (what, trace)
+                        assert not os.path.exists(out2) or not raw_lines(out2), what
+        spoketest.expect_check_refuses(
+            tmp, pipeline("https://127.0.0.1:9/w", os.path.join(tmp, "o.ndjson"), items=[],
+                          extra={"ssl.ca.pem": "not a certificate"}).removeprefix("connectors:\n"),
+            "weather", "ssl.ca.pem", "ssl.ca.pem: ")
 
 
 # ---------------------------------------------------------------------------

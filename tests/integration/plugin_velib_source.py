@@ -357,6 +357,30 @@ def test_mixed_type_extra_after_many_ignored_names_still_settles():
                 in log, log[-2000:]
 
 
+def test_https_feed_with_a_private_ca():
+    """The feed over https from a server a private CA vouches for, given as
+    ssl.ca.pem (shared with http_source through lib/httpc): every station
+    arrives; the same server without it is refused with the reason."""
+    need_data()
+    status = variant(load(STATUS_2024), 1732009999)
+    with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp:
+        certs = spoketest.make_certs(tmp)
+        with HttpFixture(tls=certs["server"]) as srv:
+            srv.route("/status.json", Response(compact(status)))
+            out = os.path.join(tmp, "out.ndjson")
+            ca = spoketest.pem(certs["ca"][0])
+            with start(pipeline(srv.url("/status.json"), out,
+                                extra={"poll.interval.ms": 100, "ssl.ca.pem": ca}), tmp) as s:
+                wait_lines(out, 1485)
+                assert plugin_metric(s, "errors") == 0
+            with tempfile.TemporaryDirectory(prefix="spoke-velib-") as t2:
+                out2 = os.path.join(t2, "out.ndjson")
+                with start(pipeline(srv.url("/status.json"), out2,
+                                    extra={"poll.interval.ms": 100}), t2) as s:
+                    wait_retrying(s, "server certificate verification failed")
+                    assert nlines(out2) == 0
+
+
 def plugin_metric(s, name):
     return metric(s, "velib", name) or 0
 

@@ -6,6 +6,7 @@ AddressSanitizer / UndefinedBehaviorSanitizer / LeakSanitizer report.
 """
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -439,3 +440,39 @@ def main(ns):
             sys.stdout.flush()
     print("%d passed, %d failed, %d skipped" % (passed, failed, skipped))
     sys.exit(1 if failed or passed == 0 and skipped == 0 else 0)
+
+
+def make_certs(d):
+    """Test certificates in d, made with openssl: a CA ("ca"), a server
+    certificate it signed for the IP address 127.0.0.1 only ("server"), a
+    client certificate it signed ("client", CN spoke-client), and a second CA
+    that signed nothing here ("other"). Returns {name: (pem path, key path)}."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        raise Skip("openssl is not installed (apt-get install openssl)")
+
+    def run(*args):
+        p = subprocess.run([openssl] + list(args), capture_output=True, text=True, cwd=d)
+        assert p.returncode == 0, "openssl %s: %s" % (args[0], p.stderr)
+
+    out = {}
+    for ca in ("ca", "other"):
+        run("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", ca + ".key", "-out", ca + ".pem", "-days", "2",
+            "-subj", "/CN=spoke test %s" % ca)
+        out[ca] = (os.path.join(d, ca + ".pem"), os.path.join(d, ca + ".key"))
+    for name, cn, ext in (("server", "127.0.0.1", "subjectAltName=IP:127.0.0.1\n"),
+                          ("client", "spoke-client", "extendedKeyUsage=clientAuth\n")):
+        with open(os.path.join(d, name + ".ext"), "w") as f:
+            f.write(ext)
+        run("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn)
+        run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
+        out[name] = (os.path.join(d, name + ".pem"), os.path.join(d, name + ".key"))
+    return out
+
+
+def pem(path):
+    with open(path) as f:
+        return f.read()
