@@ -21,9 +21,9 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <gnutls/gnutls.h>
 
 #include "memwarm.h"
+#include "tlspem.h"
 
 #define VALIDATOR_MAX 256  /* longest ETag / Last-Modified kept */
 #define SHOWN_MAX 96       /* longest URL in a message, so the reason fits */
@@ -94,8 +94,9 @@ int httpc_opts_read(const struct spoke_host_api *api, const struct spoke_config 
     o->backoff_initial_ms = api->config_int(cfg, "backoff.initial.ms");
     o->backoff_max_ms = api->config_int(cfg, "backoff.max.ms");
     o->ca_pem = api->config_string(cfg, "ssl.ca.pem");
-    o->ca_fd = -1;
-    o->ca_file[0] = '\0';
+    o->cert_pem = api->config_string(cfg, "ssl.certificate.pem");
+    o->key_pem = api->config_string(cfg, "ssl.key.pem");
+    o->ca_file = o->cert_file = o->key_file = (struct httpc_pem_file){ -1, "" };
     *key = NULL;
     if (o->backoff_initial_ms > o->backoff_max_ms) {
         *key = "backoff.initial.ms";
@@ -103,50 +104,63 @@ int httpc_opts_read(const struct spoke_host_api *api, const struct spoke_config 
                  (long long)o->backoff_initial_ms, (long long)o->backoff_max_ms);
         return SPOKE_ERR_INVALID;
     }
-    if (o->ca_pem) {
-        /* Parsed as libcurl's GnuTLS will, from memory: no certificate, or
-         * one that does not parse, is said now rather than at each poll. */
-        gnutls_certificate_credentials_t cred;
-        gnutls_datum_t d = { (unsigned char *)o->ca_pem, (unsigned int)strlen(o->ca_pem) };
-        if (gnutls_certificate_allocate_credentials(&cred) < 0) {
-            snprintf(errstr, errstr_size, "out of memory");
-            return SPOKE_ERR_NOMEM;
-        }
-        int n = gnutls_certificate_set_x509_trust_mem(cred, &d, GNUTLS_X509_FMT_PEM);
-        gnutls_certificate_free_credentials(cred);
-        if (n <= 0) {
-            *key = "ssl.ca.pem";
-            snprintf(errstr, errstr_size, "ssl.ca.pem: %s",
-                     n < 0 ? gnutls_strerror(n) : "no PEM certificate in it");
-            return SPOKE_ERR_INVALID;
-        }
+    /* Parsed now, as libcurl's GnuTLS will at each connection: a mistake is
+     * said with the config rather than at each poll. */
+    if (o->ca_pem && tlspem_ca(o->ca_pem, errstr, errstr_size) < 0) {
+        *key = "ssl.ca.pem";
+        return SPOKE_ERR_INVALID;
+    }
+    if ((o->cert_pem == NULL) != (o->key_pem == NULL)) {
+        *key = o->cert_pem ? "ssl.certificate.pem" : "ssl.key.pem";
+        snprintf(errstr, errstr_size, "%s is set but %s is not",
+                 o->cert_pem ? "ssl.certificate.pem" : "ssl.key.pem",
+                 o->cert_pem ? "ssl.key.pem" : "ssl.certificate.pem");
+        return SPOKE_ERR_INVALID;
+    }
+    if (o->cert_pem) {
+        struct tlspem_pair pair;
+        if (tlspem_pair_parse(o->cert_pem, o->key_pem, &pair, key, errstr, errstr_size) < 0)
+            return *key ? SPOKE_ERR_INVALID : SPOKE_ERR_NOMEM;
+        tlspem_pair_free(&pair);
     }
     return SPOKE_OK;
 }
 
-int httpc_opts_open(struct httpc_opts *o, char *errstr, size_t errstr_size)
+/* text in a new memfd, f its descriptor and /proc path. 0, or -1 with errstr. */
+static int pem_file(const char *key, const char *text, struct httpc_pem_file *f, char *errstr,
+                    size_t errstr_size)
 {
-    if (!o->ca_pem)
-        return 0;
-    int fd = memfd_create("spoke-ssl-ca", MFD_CLOEXEC);
-    size_t len = strlen(o->ca_pem), off = 0;
+    int fd = memfd_create(key, MFD_CLOEXEC);
+    size_t len = strlen(text), off = 0;
     if (fd < 0) {
-        snprintf(errstr, errstr_size, "ssl.ca.pem: memfd_create: %s", strerror(errno));
+        snprintf(errstr, errstr_size, "%s: memfd_create: %s", key, strerror(errno));
         return -1;
     }
     while (off < len) {
-        ssize_t w = write(fd, o->ca_pem + off, len - off);
+        ssize_t w = write(fd, text + off, len - off);
         if (w < 0 && errno == EINTR)
             continue;
         if (w <= 0) {
-            snprintf(errstr, errstr_size, "ssl.ca.pem: write: %s", strerror(errno));
+            snprintf(errstr, errstr_size, "%s: write: %s", key, strerror(errno));
             close(fd);
             return -1;
         }
         off += (size_t)w;
     }
-    o->ca_fd = fd;
-    snprintf(o->ca_file, sizeof(o->ca_file), "/proc/self/fd/%d", fd);
+    f->fd = fd;
+    snprintf(f->path, sizeof(f->path), "/proc/self/fd/%d", fd);
+    return 0;
+}
+
+int httpc_opts_open(struct httpc_opts *o, char *errstr, size_t errstr_size)
+{
+    if ((o->ca_pem && pem_file("ssl.ca.pem", o->ca_pem, &o->ca_file, errstr, errstr_size)) ||
+        (o->cert_pem && pem_file("ssl.certificate.pem", o->cert_pem, &o->cert_file, errstr,
+                                 errstr_size)) ||
+        (o->key_pem && pem_file("ssl.key.pem", o->key_pem, &o->key_file, errstr, errstr_size))) {
+        httpc_opts_close(o);
+        return -1;
+    }
     return 0;
 }
 
@@ -154,10 +168,12 @@ void httpc_opts_close(struct httpc_opts *o)
 {
     /* By the path: a zeroed struct (a state freed before its options were
      * read) has fd 0 and no path. */
-    if (o->ca_file[0] && o->ca_fd >= 0)
-        close(o->ca_fd);
-    o->ca_fd = -1;
-    o->ca_file[0] = '\0';
+    struct httpc_pem_file *f[] = { &o->ca_file, &o->cert_file, &o->key_file };
+    for (size_t i = 0; i < 3; i++) {
+        if (f[i]->path[0] && f[i]->fd >= 0)
+            close(f[i]->fd);
+        *f[i] = (struct httpc_pem_file){ -1, "" };
+    }
 }
 
 int httpc_global_init(char *errstr, size_t errstr_size)
@@ -461,10 +477,16 @@ struct httpc *httpc_new(const char *url, const char *shown, const struct httpc_o
     SET(CURLOPT_XFERINFODATA, h);
     SET(CURLOPT_NOPROGRESS, 0L);
     SET(CURLOPT_PRIVATE, (void *)h);
-    if (o->ca_file[0]) {
+    if (o->ca_file.path[0]) {
         /* Only these CAs: not the system's bundle nor its directory. */
-        SET(CURLOPT_CAINFO, o->ca_file);
+        SET(CURLOPT_CAINFO, o->ca_file.path);
         SET(CURLOPT_CAPATH, (char *)NULL);
+    }
+    if (o->cert_file.path[0]) {
+        SET(CURLOPT_SSLCERT, o->cert_file.path);
+        SET(CURLOPT_SSLCERTTYPE, "PEM");
+        SET(CURLOPT_SSLKEY, o->key_file.path);
+        SET(CURLOPT_SSLKEYTYPE, "PEM");
     }
 #undef SET
     if (rc != CURLE_OK) {

@@ -57,10 +57,14 @@ struct httpc_opts {
     int64_t backoff_initial_ms; /* wait after a first failure */
     int64_t backoff_max_ms;     /* longest wait between failures */
     const char *ca_pem;         /* ssl.ca.pem: the CAs to trust; NULL: the system's */
-    /* httpc_opts_open: the PEM text in an anonymous file (memfd) libcurl
-     * reads by this path; -1 / "" when closed or not needed. */
-    int ca_fd;
-    char ca_file[32];
+    const char *cert_pem;       /* ssl.certificate.pem: a client certificate, or NULL */
+    const char *key_pem;        /* ssl.key.pem: its key (secret) */
+    /* httpc_opts_open: each PEM text in an anonymous file (memfd) libcurl
+     * reads by its path; -1 / "" when closed or not needed. */
+    struct httpc_pem_file {
+        int fd;
+        char path[32];
+    } ca_file, cert_file, key_file;
 };
 
 /*
@@ -91,16 +95,24 @@ struct httpc_opts {
     { .name = "ssl.ca.pem", .type = SPOKE_CFG_STRING,                                       \
       .doc = "https: the CA certificates to trust, as PEM text (a YAML block scalar, or "   \
              "${env:NAME}), instead of the system's (a private CA); unset: the system's "  \
-             "trusted CAs", .min = 1, .max = 1048576 }
+             "trusted CAs", .min = 1, .max = 1048576 },                                     \
+    { .name = "ssl.certificate.pem", .type = SPOKE_CFG_STRING,                              \
+      .doc = "https: a client certificate (PEM text, the chain after it) for servers that " \
+             "require one; needs ssl.key.pem", .min = 1, .max = 1048576 },                  \
+    { .name = "ssl.key.pem", .type = SPOKE_CFG_PASSWORD,                                    \
+      .doc = "Private key of ssl.certificate.pem, PEM text, unencrypted (secret: never "    \
+             "logged, masked on output)", .min = 1, .max = 1048576 }
 
 /* Reads the HTTPC_CONFIG_FIELDS keys of a validated config into *o and
- * checks what the table cannot: backoff.initial.ms <= backoff.max.ms, and
- * ssl.ca.pem holding PEM certificates (parsed, no file read). SPOKE_OK, or
- * SPOKE_ERR_INVALID with errstr set and *key the config key at fault. */
+ * checks what the table cannot: backoff.initial.ms <= backoff.max.ms,
+ * ssl.ca.pem holding PEM certificates, ssl.certificate.pem and ssl.key.pem
+ * together, parsed, the key the certificate's (lib/tlspem; no file read).
+ * SPOKE_OK, or SPOKE_ERR_INVALID with errstr set and *key the config key
+ * at fault (the first problem). */
 int httpc_opts_read(const struct spoke_host_api *api, const struct spoke_config *cfg,
                     struct httpc_opts *o, const char **key, char *errstr, size_t errstr_size);
-/* For init, after httpc_opts_read: puts ssl.ca.pem where libcurl's TLS
- * backend (GnuTLS, which takes CAs from files only) reads it, an anonymous
+/* For init, after httpc_opts_read: puts each PEM text where libcurl's TLS
+ * backend (GnuTLS, which takes them from files only) reads it, an anonymous
  * in-memory file (memfd) named by /proc/self/fd/N: nothing is written to
  * disk, and no file a config names is read. 0, or -1 with errstr. */
 int httpc_opts_open(struct httpc_opts *o, char *errstr, size_t errstr_size);

@@ -14,6 +14,7 @@
 #include "cql_conn.h"
 #include "cql_tls.h"
 #include "problems.h"
+#include "tlspem.h"
 
 struct cql_tls {
     gnutls_certificate_credentials_t cred;
@@ -34,61 +35,22 @@ static gnutls_datum_t datum(const char *pem)
     return d;
 }
 
-/* The client certificate chain and its key into cred. Each is parsed and
- * the key matched to the certificate here, before GnuTLS takes them:
- * gnutls_certificate_set_x509_key_mem leaks on a mismatch (3.7.9). 0, or
- * -1 with *bad the key at fault and why (no key material in it). */
+/* The client certificate chain and its key into cred, once tlspem has
+ * parsed them and matched the key. 0, or -1 with *bad and why. */
 static int client_pair(gnutls_certificate_credentials_t cred, const struct cql_tls_opts *o,
                        const char **bad, char *why, size_t whysz)
 {
-    gnutls_datum_t cert = datum(o->cert_pem), keyd = datum(o->key_pem);
-    gnutls_x509_crt_t *crts = NULL;
-    gnutls_x509_privkey_t key = NULL;
-    unsigned n = 0;
-    int rc = gnutls_x509_crt_list_import2(&crts, &n, &cert, GNUTLS_X509_FMT_PEM, 0);
-    if (rc < 0 || n == 0) {
-        *bad = "ssl.certificate.pem";
-        snprintf(why, whysz, "ssl.certificate.pem: %s",
-                 rc < 0 ? gnutls_strerror(rc) : "no PEM certificate in it");
-        rc = -1;
-        goto out;
-    }
-    if (gnutls_x509_privkey_init(&key) < 0) {
-        snprintf(why, whysz, "out of memory");
-        rc = -1;
-        goto out;
-    }
-    if ((rc = gnutls_x509_privkey_import(key, &keyd, GNUTLS_X509_FMT_PEM)) < 0) {
-        *bad = "ssl.key.pem";
-        snprintf(why, whysz, "ssl.key.pem: %s (an unencrypted PEM private key is expected)",
-                 gnutls_strerror(rc));
-        rc = -1;
-        goto out;
-    }
-    unsigned char cid[64], kid[64];
-    size_t cn = sizeof(cid), kn = sizeof(kid);
-    if (gnutls_x509_crt_get_key_id(crts[0], 0, cid, &cn) < 0 ||
-        gnutls_x509_privkey_get_key_id(key, 0, kid, &kn) < 0 || cn != kn ||
-        memcmp(cid, kid, cn) != 0) {
-        *bad = "ssl.key.pem";
-        snprintf(why, whysz, "ssl.key.pem: the key does not belong to ssl.certificate.pem");
-        rc = -1;
-        goto out;
-    }
-    if ((rc = gnutls_certificate_set_x509_key(cred, crts, n, key)) < 0) {
+    struct tlspem_pair pair;
+    if (tlspem_pair_parse(o->cert_pem, o->key_pem, &pair, bad, why, whysz) < 0)
+        return -1;
+    int rc = gnutls_certificate_set_x509_key(cred, pair.crts, pair.ncrts, pair.key);
+    tlspem_pair_free(&pair);
+    if (rc < 0) {
         *bad = "ssl.certificate.pem";
         snprintf(why, whysz, "ssl.certificate.pem: %s", gnutls_strerror(rc));
-        rc = -1;
-        goto out;
+        return -1;
     }
-    rc = 0;
-out:
-    for (unsigned i = 0; i < n; i++)
-        gnutls_x509_crt_deinit(crts[i]);
-    gnutls_free(crts);
-    if (key)
-        gnutls_x509_privkey_deinit(key);
-    return rc;
+    return 0;
 }
 
 /* The credentials of o. which (may be NULL) gets the key at fault. */

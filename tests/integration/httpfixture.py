@@ -21,7 +21,8 @@ Besides plain responses it misbehaves on demand:
   gzip when the client accepts it;
 - stop_listening() / start_listening(): connection refused, then back on the
   same port;
-- https only with HttpFixture(tls=(certificate, key)).
+- https only with HttpFixture(tls=(certificate, key)), client certificates
+  required with client_ca.
 
 Every request is recorded (monotonic and wall time, method, path, headers,
 the status answered, body bytes sent) so tests can assert on what a client
@@ -259,12 +260,16 @@ class _Server(http.server.ThreadingHTTPServer):
 class HttpFixture:
     """A local HTTP server; see the module docstring."""
 
-    def __init__(self, host="127.0.0.1", port=0, tls=None):
-        """tls: (certificate, key) PEM files: https only."""
+    def __init__(self, host="127.0.0.1", port=0, tls=None, client_ca=None):
+        """tls: (certificate, key) PEM files: https only; client_ca: a PEM
+        file, client certificates it signed required."""
         self.tls = None
         if tls:
             self.tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             self.tls.load_cert_chain(*tls)
+            if client_ca:
+                self.tls.load_verify_locations(client_ca)
+                self.tls.verify_mode = ssl.CERT_REQUIRED
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._routes = {}

@@ -376,6 +376,48 @@ def test_https_with_a_private_ca():
             "weather", "ssl.ca.pem", "ssl.ca.pem: ")
 
 
+def test_https_client_certificate():
+    """A server that requires a client certificate: without one the
+    handshake is refused and the source retries with the reason; with
+    ssl.certificate.pem and ssl.key.pem (PEM text, the key a secret) the
+    records come, and the key shows in no answer or log. A certificate
+    without its key, or a key that is not its, is refused by the check."""
+    with tempfile.TemporaryDirectory(prefix="spoke-http-tls-") as tmp:
+        certs = spoketest.make_certs(tmp)
+        ca, cert, key = (spoketest.pem(certs["ca"][0]), spoketest.pem(certs["client"][0]),
+                         spoketest.pem(certs["client"][1]))
+        body = json.dumps({"name": "Lyon", "dt": 1732001704, "main": {"temp": 7.0}}).encode()
+        with HttpFixture(tls=certs["server"], client_ca=certs["ca"][0]) as srv:
+            srv.route("/w", Response(body))
+            with tempfile.TemporaryDirectory(prefix="spoke-http-tls-") as t2:
+                out = os.path.join(t2, "out.ndjson")
+                with Spoke(pipeline(srv.url("/w"), out, items=[], extra={"ssl.ca.pem": ca}),
+                           tmp=t2) as s:
+                    s.wait_for(lambda: s.connector("weather").get("retrying"), TIMEOUT,
+                               "retrying without a client certificate")
+                    assert not os.path.exists(out) or not raw_lines(out)
+            out = os.path.join(tmp, "out.ndjson")
+            conf = pipeline(srv.url("/w"), out, items=[], extra={
+                "ssl.ca.pem": ca, "ssl.certificate.pem": cert, "ssl.key.pem": key})
+            with Spoke(conf, tmp=tmp) as s:
+                s.wait_for(lambda: len(raw_lines(out)) >= 1, TIMEOUT,
+                           "a record with a client certificate")
+                assert raw_lines(out)[0] == body
+                r = expect(Api(s).call("GET", "/connectors/weather/config"), 200)
+                assert "PRIVATE KEY" not in r.raw.decode(), r.json.get("ssl.key.pem")
+                status = open(os.path.join(s.state_dir, "status.json")).read()
+                assert "PRIVATE KEY" not in s.log() and "PRIVATE KEY" not in status
+        for extra, key_at, want in (
+                ({"ssl.certificate.pem": cert}, "ssl.certificate.pem",
+                 "ssl.certificate.pem is set but ssl.key.pem is not"),
+                ({"ssl.certificate.pem": cert, "ssl.key.pem": spoketest.pem(certs["server"][1])},
+                 "ssl.key.pem", "ssl.key.pem: the key does not belong to ssl.certificate.pem")):
+            conf = pipeline("https://127.0.0.1:9/w", os.path.join(tmp, "o.ndjson"), items=[],
+                            extra=extra).removeprefix("connectors:\n")
+            _, p, r = spoketest.expect_check_refuses(tmp, conf, "weather", key_at, want)
+            assert "PRIVATE KEY" not in p.stderr + r.stderr
+
+
 # ---------------------------------------------------------------------------
 # the weather of twelve cities
 
