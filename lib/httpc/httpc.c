@@ -110,19 +110,8 @@ int httpc_opts_read(const struct spoke_host_api *api, const struct spoke_config 
         *key = "ssl.ca.pem";
         return SPOKE_ERR_INVALID;
     }
-    if ((o->cert_pem == NULL) != (o->key_pem == NULL)) {
-        *key = o->cert_pem ? "ssl.certificate.pem" : "ssl.key.pem";
-        snprintf(errstr, errstr_size, "%s is set but %s is not",
-                 o->cert_pem ? "ssl.certificate.pem" : "ssl.key.pem",
-                 o->cert_pem ? "ssl.key.pem" : "ssl.certificate.pem");
-        return SPOKE_ERR_INVALID;
-    }
-    if (o->cert_pem) {
-        struct tlspem_pair pair;
-        if (tlspem_pair_parse(o->cert_pem, o->key_pem, &pair, key, errstr, errstr_size) < 0)
-            return *key ? SPOKE_ERR_INVALID : SPOKE_ERR_NOMEM;
-        tlspem_pair_free(&pair);
-    }
+    if (tlspem_pair_check(o->cert_pem, o->key_pem, key, errstr, errstr_size) < 0)
+        return *key ? SPOKE_ERR_INVALID : SPOKE_ERR_NOMEM;
     return SPOKE_OK;
 }
 

@@ -83,3 +83,21 @@ fail:
     tlspem_pair_free(p);
     return -1;
 }
+
+int tlspem_pair_check(const char *cert_pem, const char *key_pem, const char **bad, char *why,
+                      size_t whysz)
+{
+    struct tlspem_pair pair;
+    if ((cert_pem == NULL) != (key_pem == NULL)) {
+        *bad = cert_pem ? "ssl.certificate.pem" : "ssl.key.pem";
+        snprintf(why, whysz, "%s is set but %s is not", *bad,
+                 cert_pem ? "ssl.key.pem" : "ssl.certificate.pem");
+        return -1;
+    }
+    if (!cert_pem)
+        return 0;
+    if (tlspem_pair_parse(cert_pem, key_pem, &pair, bad, why, whysz) < 0)
+        return -1;
+    tlspem_pair_free(&pair);
+    return 0;
+}

@@ -27,4 +27,10 @@ int tlspem_pair_parse(const char *cert_pem, const char *key_pem, struct tlspem_p
                       const char **bad, char *why, size_t whysz);
 void tlspem_pair_free(struct tlspem_pair *p);
 
+/* The config rule for a client certificate: both texts or neither, each
+ * parsed, the key the certificate's. 0 (also when both are NULL), or -1
+ * with *bad the key at fault (NULL: out of memory) and why. */
+int tlspem_pair_check(const char *cert_pem, const char *key_pem, const char **bad, char *why,
+                      size_t whysz);
+
 #endif

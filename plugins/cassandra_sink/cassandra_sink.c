@@ -349,11 +349,6 @@ static int cs_configure(struct cs_state *st, const struct spoke_config *cfg,
     for (size_t i = 0; !st->tls_on && ssl_keys[i]; i++)
         if (api->config_string(cfg, ssl_keys[i]))
             problem(pr, ssl_keys[i], "%s is used only with ssl.enabled: true", ssl_keys[i]);
-    if (st->tls_on && (st->tls_opts.cert_pem == NULL) != (st->tls_opts.key_pem == NULL))
-        problem(pr, st->tls_opts.cert_pem ? "ssl.certificate.pem" : "ssl.key.pem",
-                "%s is set but %s is not", st->tls_opts.cert_pem ? "ssl.certificate.pem"
-                                                                 : "ssl.key.pem",
-                st->tls_opts.cert_pem ? "ssl.key.pem" : "ssl.certificate.pem");
     if (st->tls_on)
         cql_tls_check(&st->tls_opts, pr);
     return problems_count(pr) ? SPOKE_ERR_INVALID : SPOKE_OK;

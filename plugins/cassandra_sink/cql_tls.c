@@ -35,31 +35,15 @@ static gnutls_datum_t datum(const char *pem)
     return d;
 }
 
-/* The client certificate chain and its key into cred, once tlspem has
- * parsed them and matched the key. 0, or -1 with *bad and why. */
-static int client_pair(gnutls_certificate_credentials_t cred, const struct cql_tls_opts *o,
-                       const char **bad, char *why, size_t whysz)
-{
-    struct tlspem_pair pair;
-    if (tlspem_pair_parse(o->cert_pem, o->key_pem, &pair, bad, why, whysz) < 0)
-        return -1;
-    int rc = gnutls_certificate_set_x509_key(cred, pair.crts, pair.ncrts, pair.key);
-    tlspem_pair_free(&pair);
-    if (rc < 0) {
-        *bad = "ssl.certificate.pem";
-        snprintf(why, whysz, "ssl.certificate.pem: %s", gnutls_strerror(rc));
-        return -1;
-    }
-    return 0;
-}
-
-/* The credentials of o. which (may be NULL) gets the key at fault. */
-static gnutls_certificate_credentials_t creds(const struct cql_tls_opts *o, int system_trust,
-                                              const char **which, char *why, size_t whysz)
+/* The credentials of o (checked by cql_tls_check already: a failure here
+ * is out of memory, or a system trust store that cannot be read). */
+static gnutls_certificate_credentials_t creds(const struct cql_tls_opts *o, char *why,
+                                              size_t whysz)
 {
     gnutls_certificate_credentials_t cred;
+    struct tlspem_pair pair;
+    const char *bad;
     int rc;
-    const char *bad = NULL;
 
     if (gnutls_certificate_allocate_credentials(&cred) < 0) {
         snprintf(why, whysz, "out of memory");
@@ -69,26 +53,30 @@ static gnutls_certificate_credentials_t creds(const struct cql_tls_opts *o, int 
         gnutls_datum_t ca = datum(o->ca_pem);
         rc = gnutls_certificate_set_x509_trust_mem(cred, &ca, GNUTLS_X509_FMT_PEM);
         if (rc <= 0) {
-            bad = "ssl.ca.pem";
             snprintf(why, whysz, "ssl.ca.pem: %s", rc < 0 ? gnutls_strerror(rc)
                                                           : "no PEM certificate in it");
             goto fail;
         }
-    } else if (system_trust) {
+    } else {
         rc = gnutls_certificate_set_x509_system_trust(cred);
         if (rc <= 0) {
-            bad = "ssl.ca.pem";
             snprintf(why, whysz, "the system's trusted CAs could not be loaded (%s): give "
                      "ssl.ca.pem", rc < 0 ? gnutls_strerror(rc) : "none found");
             goto fail;
         }
     }
-    if (o->cert_pem && o->key_pem && client_pair(cred, o, &bad, why, whysz) < 0)
-        goto fail;
+    if (o->cert_pem && o->key_pem) {
+        if (tlspem_pair_parse(o->cert_pem, o->key_pem, &pair, &bad, why, whysz) < 0)
+            goto fail;
+        rc = gnutls_certificate_set_x509_key(cred, pair.crts, pair.ncrts, pair.key);
+        tlspem_pair_free(&pair);
+        if (rc < 0) {
+            snprintf(why, whysz, "ssl.certificate.pem: %s", gnutls_strerror(rc));
+            goto fail;
+        }
+    }
     return cred;
 fail:
-    if (which)
-        *which = bad;
     gnutls_certificate_free_credentials(cred);
     return NULL;
 }
@@ -100,7 +88,7 @@ struct cql_tls *cql_tls_new(const struct cql_tls_opts *o, char *why, size_t whys
         snprintf(why, whysz, "out of memory");
         return NULL;
     }
-    if (!(t->cred = creds(o, 1, NULL, why, whysz))) {
+    if (!(t->cred = creds(o, why, whysz))) {
         free(t);
         return NULL;
     }
@@ -120,23 +108,11 @@ void cql_tls_free(struct cql_tls *t)
 void cql_tls_check(const struct cql_tls_opts *o, struct problems *pr)
 {
     char why[SPOKE_ERRSTR_SIZE];
-    const char *key = NULL;
-    /* The CA alone first, then the pair: each problem at its own key. */
-    struct cql_tls_opts ca = { .ca_pem = o->ca_pem };
-    struct cql_tls_opts pair = { .cert_pem = o->cert_pem, .key_pem = o->key_pem };
-    gnutls_certificate_credentials_t c;
-    if (o->ca_pem) {
-        if ((c = creds(&ca, 0, &key, why, sizeof(why))))
-            gnutls_certificate_free_credentials(c);
-        else
-            problem(pr, key, "%s", why);
-    }
-    if (o->cert_pem && o->key_pem) {
-        if ((c = creds(&pair, 0, &key, why, sizeof(why))))
-            gnutls_certificate_free_credentials(c);
-        else
-            problem(pr, key, "%s", why);
-    }
+    const char *key;
+    if (o->ca_pem && tlspem_ca(o->ca_pem, why, sizeof(why)) < 0)
+        problem(pr, "ssl.ca.pem", "%s", why);
+    if (tlspem_pair_check(o->cert_pem, o->key_pem, &key, why, sizeof(why)) < 0)
+        problem(pr, key, "%s", why);
 }
 
 static int is_ip(const char *host)

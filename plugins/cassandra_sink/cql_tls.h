@@ -30,9 +30,10 @@ struct cql_tls;
 struct cql_tls *cql_tls_new(const struct cql_tls_opts *o, char *why, size_t whysz);
 void cql_tls_free(struct cql_tls *t);
 
-/* The config check: the PEM texts parse (and the key matches the
- * certificate), each problem at its key ("ssl.ca.pem", "ssl.certificate.pem",
- * "ssl.key.pem"). Reads no file (the system trust store is not loaded). */
+/* The config check (lib/tlspem): the PEM texts parse, the client
+ * certificate and its key come together and match, each problem at its key
+ * ("ssl.ca.pem", "ssl.certificate.pem", "ssl.key.pem"). Reads no file (the
+ * system trust store is not loaded). */
 void cql_tls_check(const struct cql_tls_opts *o, struct problems *pr);
 
 /* A TLS session over a connected non-blocking socket. */
