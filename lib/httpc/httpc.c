@@ -23,6 +23,7 @@
 #include <curl/curl.h>
 
 #include "memwarm.h"
+#include "problems.h"
 #include "tlspem.h"
 
 #define VALIDATOR_MAX 256  /* longest ETag / Last-Modified kept */
@@ -83,8 +84,8 @@ struct httpc_multi {
 /* Options, global state, URLs                                               */
 /* ------------------------------------------------------------------------ */
 
-int httpc_opts_read(const struct spoke_host_api *api, const struct spoke_config *cfg,
-                    struct httpc_opts *o, const char **key, char *errstr, size_t errstr_size)
+void httpc_opts_read(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                     struct httpc_opts *o)
 {
     o->connect_timeout_ms = api->config_int(cfg, "connect.timeout.ms");
     o->request_timeout_ms = api->config_int(cfg, "request.timeout.ms");
@@ -93,26 +94,24 @@ int httpc_opts_read(const struct spoke_host_api *api, const struct spoke_config 
     o->user_agent = api->config_string(cfg, "user.agent");
     o->backoff_initial_ms = api->config_int(cfg, "backoff.initial.ms");
     o->backoff_max_ms = api->config_int(cfg, "backoff.max.ms");
-    o->ca_pem = api->config_string(cfg, "ssl.ca.pem");
-    o->cert_pem = api->config_string(cfg, "ssl.certificate.pem");
-    o->key_pem = api->config_string(cfg, "ssl.key.pem");
-    o->ca_file = o->cert_file = o->key_file = (struct httpc_pem_file){ -1, "" };
-    *key = NULL;
-    if (o->backoff_initial_ms > o->backoff_max_ms) {
-        *key = "backoff.initial.ms";
-        snprintf(errstr, errstr_size, "backoff.initial.ms (%lld) is above backoff.max.ms (%lld)",
-                 (long long)o->backoff_initial_ms, (long long)o->backoff_max_ms);
-        return SPOKE_ERR_INVALID;
-    }
+    o->tls = (struct tlspem_opts){
+        .ca_pem = api->config_string(cfg, "ssl.ca.pem"),
+        .crl_pem = api->config_string(cfg, "ssl.crl.pem"),
+        .cert_pem = api->config_string(cfg, "ssl.certificate.pem"),
+        .key_pem = api->config_string(cfg, "ssl.key.pem"),
+        .key_password = api->config_string(cfg, "ssl.key.password"),
+    };
+    o->ca_file = o->crl_file = o->cert_file = o->key_file = (struct httpc_pem_file){ -1, "" };
+}
+
+void httpc_opts_check(const struct httpc_opts *o, struct problems *pr)
+{
+    if (o->backoff_initial_ms > o->backoff_max_ms)
+        problem(pr, "backoff.initial.ms", "backoff.initial.ms (%lld) is above backoff.max.ms "
+                "(%lld)", (long long)o->backoff_initial_ms, (long long)o->backoff_max_ms);
     /* Parsed now, as libcurl's GnuTLS will at each connection: a mistake is
      * said with the config rather than at each poll. */
-    if (o->ca_pem && tlspem_ca(o->ca_pem, errstr, errstr_size) < 0) {
-        *key = "ssl.ca.pem";
-        return SPOKE_ERR_INVALID;
-    }
-    if (tlspem_pair_check(o->cert_pem, o->key_pem, key, errstr, errstr_size) < 0)
-        return *key ? SPOKE_ERR_INVALID : SPOKE_ERR_NOMEM;
-    return SPOKE_OK;
+    tlspem_check(&o->tls, pr);
 }
 
 /* text in a new memfd, f its descriptor and /proc path. 0, or -1 with errstr. */
@@ -143,10 +142,12 @@ static int pem_file(const char *key, const char *text, struct httpc_pem_file *f,
 
 int httpc_opts_open(struct httpc_opts *o, char *errstr, size_t errstr_size)
 {
-    if ((o->ca_pem && pem_file("ssl.ca.pem", o->ca_pem, &o->ca_file, errstr, errstr_size)) ||
-        (o->cert_pem && pem_file("ssl.certificate.pem", o->cert_pem, &o->cert_file, errstr,
+    const struct tlspem_opts *t = &o->tls;
+    if ((t->ca_pem && pem_file("ssl.ca.pem", t->ca_pem, &o->ca_file, errstr, errstr_size)) ||
+        (t->crl_pem && pem_file("ssl.crl.pem", t->crl_pem, &o->crl_file, errstr, errstr_size)) ||
+        (t->cert_pem && pem_file("ssl.certificate.pem", t->cert_pem, &o->cert_file, errstr,
                                  errstr_size)) ||
-        (o->key_pem && pem_file("ssl.key.pem", o->key_pem, &o->key_file, errstr, errstr_size))) {
+        (t->key_pem && pem_file("ssl.key.pem", t->key_pem, &o->key_file, errstr, errstr_size))) {
         httpc_opts_close(o);
         return -1;
     }
@@ -157,8 +158,8 @@ void httpc_opts_close(struct httpc_opts *o)
 {
     /* By the path: a zeroed struct (a state freed before its options were
      * read) has fd 0 and no path. */
-    struct httpc_pem_file *f[] = { &o->ca_file, &o->cert_file, &o->key_file };
-    for (size_t i = 0; i < 3; i++) {
+    struct httpc_pem_file *f[] = { &o->ca_file, &o->crl_file, &o->cert_file, &o->key_file };
+    for (size_t i = 0; i < sizeof(f) / sizeof(f[0]); i++) {
         if (f[i]->path[0] && f[i]->fd >= 0)
             close(f[i]->fd);
         *f[i] = (struct httpc_pem_file){ -1, "" };
@@ -471,11 +472,15 @@ struct httpc *httpc_new(const char *url, const char *shown, const struct httpc_o
         SET(CURLOPT_CAINFO, o->ca_file.path);
         SET(CURLOPT_CAPATH, (char *)NULL);
     }
+    if (o->crl_file.path[0])
+        SET(CURLOPT_CRLFILE, o->crl_file.path);
     if (o->cert_file.path[0]) {
         SET(CURLOPT_SSLCERT, o->cert_file.path);
         SET(CURLOPT_SSLCERTTYPE, "PEM");
         SET(CURLOPT_SSLKEY, o->key_file.path);
         SET(CURLOPT_SSLKEYTYPE, "PEM");
+        if (o->tls.key_password)
+            SET(CURLOPT_KEYPASSWD, o->tls.key_password);
     }
 #undef SET
     if (rc != CURLE_OK) {
@@ -732,6 +737,21 @@ static void finish(struct httpc *h, CURLcode rc)
         set_failed(h, "too many redirects from %s (max.redirects is %ld)", orig,
                    h->o.max_redirects);
         return;
+    case CURLE_PEER_FAILED_VERIFICATION: {
+        /* libcurl's GnuTLS names the memfds ("CAfile: /proc/self/fd/6"),
+         * not why: GnuTLS says why from the status libcurl keeps. */
+        long vr = 0;
+        char why[512];
+        const char *files = strstr(detail, ". CAfile:");
+        if (curl_easy_getinfo(h->curl, CURLINFO_SSL_VERIFYRESULT, &vr) == CURLE_OK && vr != 0 &&
+            tlspem_status_text((unsigned)vr, why, sizeof(why)) == 0)
+            set_failed(h, "fetching %s failed: server certificate verification failed: %s", url,
+                       why);
+        else
+            set_failed(h, "fetching %s failed: %.*s", url,
+                       files ? (int)(files - detail) : (int)strlen(detail), detail);
+        return;
+    }
     case CURLE_UNSUPPORTED_PROTOCOL:
         set_failed(h, "%s%s refused: only http and https are allowed (%s)",
                    redirects > 0 || status / 100 == 3 ? "redirect from " : "", orig, detail);

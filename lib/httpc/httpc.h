@@ -38,6 +38,10 @@
 
 #include <spoke/plugin.h>
 
+#include "tlspem.h"
+
+struct problems;  /* lib/problems */
+
 /* Longest Retry-After honoured: a server asking for more is asked again
  * after a day. */
 #define HTTPC_RETRY_AFTER_MAX_MS (24LL * 3600 * 1000)
@@ -56,15 +60,13 @@ struct httpc_opts {
     const char *user_agent;
     int64_t backoff_initial_ms; /* wait after a first failure */
     int64_t backoff_max_ms;     /* longest wait between failures */
-    const char *ca_pem;         /* ssl.ca.pem: the CAs to trust; NULL: the system's */
-    const char *cert_pem;       /* ssl.certificate.pem: a client certificate, or NULL */
-    const char *key_pem;        /* ssl.key.pem: its key (secret) */
+    struct tlspem_opts tls;     /* the ssl.* keys (lib/tlspem) */
     /* httpc_opts_open: each PEM text in an anonymous file (memfd) libcurl
      * reads by its path; -1 / "" when closed or not needed. */
     struct httpc_pem_file {
         int fd;
         char path[32];
-    } ca_file, cert_file, key_file;
+    } ca_file, crl_file, cert_file, key_file;
 };
 
 /*
@@ -96,22 +98,31 @@ struct httpc_opts {
       .doc = "https: the CA certificates to trust, as PEM text (a YAML block scalar, or "   \
              "${env:NAME}), instead of the system's (a private CA); unset: the system's "  \
              "trusted CAs", .min = 1, .max = 1048576 },                                     \
+    { .name = "ssl.crl.pem", .type = SPOKE_CFG_STRING,                                      \
+      .doc = "https: revocation lists (PEM text) from a CA of ssl.ca.pem; a server whose "  \
+             "certificate they revoke is refused; needs ssl.ca.pem", .min = 1,              \
+      .max = 16777216 },                                                                    \
     { .name = "ssl.certificate.pem", .type = SPOKE_CFG_STRING,                              \
       .doc = "https: a client certificate (PEM text, the chain after it) for servers that " \
              "require one; needs ssl.key.pem", .min = 1, .max = 1048576 },                  \
     { .name = "ssl.key.pem", .type = SPOKE_CFG_PASSWORD,                                    \
-      .doc = "Private key of ssl.certificate.pem, PEM text, unencrypted (secret: never "    \
-             "logged, masked on output)", .min = 1, .max = 1048576 }
+      .doc = "Private key of ssl.certificate.pem, PEM text, unencrypted or encrypted "      \
+             "(PKCS#8 or OpenSSL's) with ssl.key.password (secret: never logged, masked on " \
+             "output)", .min = 1, .max = 1048576 },                                         \
+    { .name = "ssl.key.password", .type = SPOKE_CFG_PASSWORD,                               \
+      .doc = "Password of an encrypted ssl.key.pem (secret); required exactly when the key " \
+             "is encrypted", .min = 1, .max = 1024 }
 
-/* Reads the HTTPC_CONFIG_FIELDS keys of a validated config into *o and
- * checks what the table cannot: backoff.initial.ms <= backoff.max.ms,
- * ssl.ca.pem holding PEM certificates, ssl.certificate.pem and ssl.key.pem
- * together, parsed, the key the certificate's (lib/tlspem; no file read).
- * SPOKE_OK, or SPOKE_ERR_INVALID with errstr set and *key the config key
- * at fault (the first problem). */
-int httpc_opts_read(const struct spoke_host_api *api, const struct spoke_config *cfg,
-                    struct httpc_opts *o, const char **key, char *errstr, size_t errstr_size);
-/* For init, after httpc_opts_read: puts each PEM text where libcurl's TLS
+/* Reads the HTTPC_CONFIG_FIELDS keys of a validated config into *o. */
+void httpc_opts_read(const struct spoke_host_api *api, const struct spoke_config *cfg,
+                     struct httpc_opts *o);
+/* Every problem of *o the config table cannot see, each at its key:
+ * backoff.initial.ms <= backoff.max.ms, and the ssl.* keys (tlspem_check:
+ * PEM texts that parse, a CRL signed by a CA of ssl.ca.pem, the client
+ * certificate and its key together and matched, the key's password; no
+ * file read). */
+void httpc_opts_check(const struct httpc_opts *o, struct problems *pr);
+/* For init, after httpc_opts_read (and a check): puts each PEM text where libcurl's TLS
  * backend (GnuTLS, which takes them from files only) reads it, an anonymous
  * in-memory file (memfd) named by /proc/self/fd/N: nothing is written to
  * disk, and no file a config names is read. 0, or -1 with errstr. */

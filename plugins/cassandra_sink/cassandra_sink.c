@@ -139,13 +139,20 @@ static const struct spoke_config_field cs_config[] = {
     { .name = "ssl.verify", .type = SPOKE_CFG_BOOL, .default_value = "true",
       .doc = "Verify the server's certificate chain and name; false encrypts without knowing "
              "who answers (logged as a warning)" },
+    { .name = "ssl.crl.pem", .type = SPOKE_CFG_STRING,
+      .doc = "Revocation lists (PEM text) from a CA of ssl.ca.pem; a server whose certificate "
+             "they revoke is refused; needs ssl.ca.pem", .min = 1, .max = 16777216 },
     { .name = "ssl.certificate.pem", .type = SPOKE_CFG_STRING,
       .doc = "Client certificate (PEM text, the chain after it), for servers that require "
              "client authentication (require_client_auth); needs ssl.key.pem", .min = 1,
       .max = 1048576 },
     { .name = "ssl.key.pem", .type = SPOKE_CFG_PASSWORD,
-      .doc = "Private key of ssl.certificate.pem, PEM text, unencrypted (secret: never logged, "
-             "masked on output)", .min = 1, .max = 1048576 },
+      .doc = "Private key of ssl.certificate.pem, PEM text, unencrypted or encrypted (PKCS#8 or "
+             "OpenSSL's) with ssl.key.password (secret: never logged, masked on output)",
+      .min = 1, .max = 1048576 },
+    { .name = "ssl.key.password", .type = SPOKE_CFG_PASSWORD,
+      .doc = "Password of an encrypted ssl.key.pem (secret); required exactly when the key is "
+             "encrypted", .min = 1, .max = 1024 },
     { 0 }
 };
 
@@ -338,14 +345,18 @@ static int cs_configure(struct cs_state *st, const struct spoke_config *cfg,
     /* TLS: its keys only with ssl.enabled, the client pair together, the
      * PEM texts parsed (the system trust store is loaded by init alone). */
     st->tls_opts = (struct cql_tls_opts){
-        .ca_pem = api->config_string(cfg, "ssl.ca.pem"),
-        .cert_pem = api->config_string(cfg, "ssl.certificate.pem"),
-        .key_pem = api->config_string(cfg, "ssl.key.pem"),
+        .pem = {
+            .ca_pem = api->config_string(cfg, "ssl.ca.pem"),
+            .crl_pem = api->config_string(cfg, "ssl.crl.pem"),
+            .cert_pem = api->config_string(cfg, "ssl.certificate.pem"),
+            .key_pem = api->config_string(cfg, "ssl.key.pem"),
+            .key_password = api->config_string(cfg, "ssl.key.password"),
+        },
         .verify = api->config_bool(cfg, "ssl.verify"),
     };
     st->tls_on = api->config_bool(cfg, "ssl.enabled");
-    static const char *const ssl_keys[] = { "ssl.ca.pem", "ssl.certificate.pem", "ssl.key.pem",
-                                            NULL };
+    static const char *const ssl_keys[] = { "ssl.ca.pem", "ssl.crl.pem", "ssl.certificate.pem",
+                                            "ssl.key.pem", "ssl.key.password", NULL };
     for (size_t i = 0; !st->tls_on && ssl_keys[i]; i++)
         if (api->config_string(cfg, ssl_keys[i]))
             problem(pr, ssl_keys[i], "%s is used only with ssl.enabled: true", ssl_keys[i]);

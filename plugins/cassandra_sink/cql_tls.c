@@ -13,7 +13,6 @@
 
 #include "cql_conn.h"
 #include "cql_tls.h"
-#include "problems.h"
 #include "tlspem.h"
 
 struct cql_tls {
@@ -49,12 +48,14 @@ static gnutls_certificate_credentials_t creds(const struct cql_tls_opts *o, char
         snprintf(why, whysz, "out of memory");
         return NULL;
     }
-    if (o->ca_pem) {
-        gnutls_datum_t ca = datum(o->ca_pem);
+    const struct tlspem_opts *pem = &o->pem;
+    if (pem->ca_pem) {
+        gnutls_datum_t ca = datum(pem->ca_pem);
         rc = gnutls_certificate_set_x509_trust_mem(cred, &ca, GNUTLS_X509_FMT_PEM);
         if (rc <= 0) {
-            snprintf(why, whysz, "ssl.ca.pem: %s", rc < 0 ? gnutls_strerror(rc)
-                                                          : "no PEM certificate in it");
+            snprintf(why, whysz, "ssl.ca.pem: %s",
+                     rc < 0 ? gnutls_strerror(rc) : "no PEM certificate (-----BEGIN "
+                                                    "CERTIFICATE-----) in it");
             goto fail;
         }
     } else {
@@ -65,8 +66,10 @@ static gnutls_certificate_credentials_t creds(const struct cql_tls_opts *o, char
             goto fail;
         }
     }
-    if (o->cert_pem && o->key_pem) {
-        if (tlspem_pair_parse(o->cert_pem, o->key_pem, &pair, &bad, why, whysz) < 0)
+    if (pem->crl_pem && tlspem_crl_set(cred, pem, why, whysz) < 0)
+        goto fail;
+    if (pem->cert_pem && pem->key_pem) {
+        if (tlspem_pair_parse(pem, &pair, &bad, why, whysz) < 0)
             goto fail;
         rc = gnutls_certificate_set_x509_key(cred, pair.crts, pair.ncrts, pair.key);
         tlspem_pair_free(&pair);
@@ -93,7 +96,7 @@ struct cql_tls *cql_tls_new(const struct cql_tls_opts *o, char *why, size_t whys
         return NULL;
     }
     t->verify = o->verify;
-    t->has_cert = o->cert_pem && o->key_pem;
+    t->has_cert = o->pem.cert_pem && o->pem.key_pem;
     return t;
 }
 
@@ -107,12 +110,7 @@ void cql_tls_free(struct cql_tls *t)
 
 void cql_tls_check(const struct cql_tls_opts *o, struct problems *pr)
 {
-    char why[SPOKE_ERRSTR_SIZE];
-    const char *key;
-    if (o->ca_pem && tlspem_ca(o->ca_pem, why, sizeof(why)) < 0)
-        problem(pr, "ssl.ca.pem", "%s", why);
-    if (tlspem_pair_check(o->cert_pem, o->key_pem, &key, why, sizeof(why)) < 0)
-        problem(pr, key, "%s", why);
+    tlspem_check(&o->pem, pr);
 }
 
 static int is_ip(const char *host)
@@ -130,19 +128,12 @@ static int left_ms(int64_t deadline)
 /* Why the server's certificate was refused, in GnuTLS's words. */
 static void verify_text(gnutls_session_t s, char *why, size_t whysz, const char *host)
 {
-    gnutls_datum_t out = { NULL, 0 };
-    unsigned status = gnutls_session_get_verify_cert_status(s);
-    if (gnutls_certificate_verification_status_print(status, gnutls_certificate_type_get(s),
-                                                     &out, 0) == 0 && out.data) {
-        size_t n = strlen((const char *)out.data);
-        while (n > 0 && out.data[n - 1] == ' ')
-            n--;  /* GnuTLS ends each reason with a space */
-        snprintf(why, whysz, "TLS: the server's certificate is refused for %.64s: %.*s", host,
-                 (int)n, (const char *)out.data);
-        gnutls_free(out.data);
-    } else {
+    char text[512];
+    if (tlspem_status_text(gnutls_session_get_verify_cert_status(s), text, sizeof(text)) == 0)
+        snprintf(why, whysz, "TLS: the server's certificate is refused for %.64s: %s", host,
+                 text);
+    else
         snprintf(why, whysz, "TLS: the server's certificate is refused for %.64s", host);
-    }
 }
 
 int cql_tls_connect(const struct cql_tls *t, int fd, const char *host, int64_t deadline_ms,

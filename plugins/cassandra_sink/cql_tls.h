@@ -12,28 +12,28 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "tlspem.h"
+
 struct problems;  /* lib/problems */
 
 struct cql_tls_opts {
-    const char *ca_pem;    /* CAs to trust (PEM text); NULL: the system's */
-    const char *cert_pem;  /* client certificate chain (PEM), with key_pem; NULL: none */
-    const char *key_pem;   /* its private key (PEM, unencrypted): secret */
-    int verify;            /* the chain, and that the certificate names the host */
+    struct tlspem_opts pem; /* CAs (NULL: the system's), CRLs, client certificate and key */
+    int verify;             /* the chain, and that the certificate names the host */
 };
 
 /* Credentials, shared by the sessions of one connection. */
 struct cql_tls;
 
 /* NULL with why on a PEM that does not parse, a key that does not match
- * its certificate, or a system trust store that cannot be read. why never
- * holds key material. */
+ * its certificate or that its password does not decrypt, a revocation list
+ * no trusted CA signed, or a system trust store that cannot be read. why
+ * never holds key material. */
 struct cql_tls *cql_tls_new(const struct cql_tls_opts *o, char *why, size_t whysz);
 void cql_tls_free(struct cql_tls *t);
 
-/* The config check (lib/tlspem): the PEM texts parse, the client
- * certificate and its key come together and match, each problem at its key
- * ("ssl.ca.pem", "ssl.certificate.pem", "ssl.key.pem"). Reads no file (the
- * system trust store is not loaded). */
+/* The config check (tlspem_check): every problem of the PEM texts and the
+ * key's password, each at its key. Reads no file (the system trust store
+ * is not loaded). */
 void cql_tls_check(const struct cql_tls_opts *o, struct problems *pr);
 
 /* A TLS session over a connected non-blocking socket. */

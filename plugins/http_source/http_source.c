@@ -506,8 +506,11 @@ static int hs_rules(const struct spoke_host_api *api, const struct spoke_config 
         if (!(secret_esc = httpc_escape(secret)))
             goto nomem;
     }
-    if (httpc_opts_read(api, cfg, &o, &at, msg, sizeof(msg)) != SPOKE_OK)
-        KEY_PROBLEM(at);
+    httpc_opts_read(api, cfg, &o);
+    size_t before = problems_count(pb);
+    httpc_opts_check(&o, pb);
+    for (size_t i = before; i < problems_count(pb) && i < PROBLEMS_MAX; i++)
+        scrub_key(secret, secret_esc, pb->msg[i], sizeof(pb->msg[i]));
     for (size_t i = 0; path_keys[i]; i++)
         if (check_path(path_keys[i], api->config_string(cfg, path_keys[i]), msg,
                        sizeof(msg)) != 0)
@@ -627,8 +630,8 @@ static int hs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     st->bo.ts_ms = unit && strcmp(unit, "ms") == 0;
     const char *key = api->config_string(cfg, "key");
 
-    if ((rc = httpc_opts_read(api, cfg, &st->hopts, &bad_key, errstr, errstr_size)) != SPOKE_OK ||
-        (rc = httpc_opts_open(&st->hopts, errstr, errstr_size) ? SPOKE_ERR : SPOKE_OK) ||
+    httpc_opts_read(api, cfg, &st->hopts);
+    if ((rc = httpc_opts_open(&st->hopts, errstr, errstr_size) ? SPOKE_ERR : SPOKE_OK) ||
         (rc = opt_path(api, cfg, "records.path", &st->records_path, errstr, errstr_size)) ||
         (rc = opt_path(api, cfg, "timestamp.path", &st->ts_path, errstr, errstr_size)))
         goto fail;

@@ -616,9 +616,8 @@ static void vs_rules(const struct spoke_host_api *api, const struct spoke_config
         problem(p, "url", "%s", msg);
     if (info && *info && httpc_url_check("information.url", info, NULL, msg, sizeof(msg)) != 0)
         problem(p, "information.url", "%s", msg);
-    const char *at;
-    if (httpc_opts_read(api, cfg, &o, &at, msg, sizeof(msg)) != SPOKE_OK)
-        problem(p, at, "%s", msg);
+    httpc_opts_read(api, cfg, &o);
+    httpc_opts_check(&o, p);
 }
 
 static int vs_check(const struct spoke_host_api *api, const struct spoke_config *cfg,
@@ -679,9 +678,9 @@ static int vs_init(const struct spoke_host_api *api, struct spoke_instance *inst
     const char *bad_key;
     struct problems p;
     vs_rules(api, cfg, &p);
-    if (problems_report(&p, &bad_key, errstr, errstr_size, NULL, NULL) != SPOKE_OK ||
-        httpc_opts_read(api, cfg, &st->hopts, &bad_key, errstr, errstr_size) != SPOKE_OK)
+    if (problems_report(&p, &bad_key, errstr, errstr_size, NULL, NULL) != SPOKE_OK)
         goto invalid;
+    httpc_opts_read(api, cfg, &st->hopts);
     if (httpc_opts_open(&st->hopts, errstr, errstr_size) != 0)
         goto fail;
 

@@ -765,10 +765,70 @@ def test_tls_client_certificate():
             assert any(t["client"] == "spoke-client" for t in cs.ctl("stats")["tls"])
 
 
+def test_tls_encrypted_client_key():
+    """ssl.key.pem encrypted, as PKCS#8 and in OpenSSL's traditional form,
+    with ssl.key.password: the rows go to a server that requires a client
+    certificate, and the password shows nowhere (REST config, status,
+    log)."""
+    with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as tmp:
+        certs = spoketest.make_certs(tmp)
+        with CqlServer(tls=certs["server"], client_ca=certs["ca"][0]) as cs:
+            src = os.path.join(tmp, "in.ndjson")
+            write_lines(src, ({"id": "a%d" % i, "v": i} for i in range(200)))
+            for form in ("client_pkcs8", "client_trad"):
+                cs.ctl("reset")
+                with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as t2:
+                    conf = "connectors:\n" + source(src) + sink(cs, **{
+                        "create.table": "id text PRIMARY KEY, v int", "ssl.enabled": True,
+                        "ssl.ca.pem": spoketest.pem(certs["ca"][0]),
+                        "ssl.certificate.pem": spoketest.pem(certs[form][0]),
+                        "ssl.key.pem": spoketest.pem(certs[form][1]),
+                        "ssl.key.password": spoketest.CERT_PASSWORD})
+                    with Spoke(conf, tmp=t2) as sp:
+                        wait_for(lambda: rows_written(sp) == 200, TIMEOUT,
+                                 "rows written with an encrypted key (%s)" % form)
+                        r = expect(resttest.Api(sp).call("GET", "/connectors/cass/config"), 200)
+                        assert spoketest.CERT_PASSWORD not in r.raw.decode(), form
+                        status = open(os.path.join(sp.state_dir, "status.json")).read()
+                        assert spoketest.CERT_PASSWORD not in sp.log() + status, form
+                assert cs.count("ks.t") == 200, form
+                assert any(t["client"] == "spoke-client" for t in cs.ctl("stats")["tls"]), form
+
+
+def test_tls_revocation_list():
+    """ssl.crl.pem: with the CA's list revoking the server's certificate
+    the connector fails saying so and sends nothing; with a list of the
+    same CA that revokes nothing the rows go through."""
+    with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as tmp:
+        certs = spoketest.make_certs(tmp)
+        with CqlServer(tls=certs["server"]) as cs:
+            src = os.path.join(tmp, "in.ndjson")
+            write_lines(src, ({"id": "a%d" % i, "v": i} for i in range(100)))
+            tls = {"create.table": "id text PRIMARY KEY, v int", "ssl.enabled": True,
+                   "ssl.ca.pem": spoketest.pem(certs["ca"][0])}
+            with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as t2:
+                conf = "connectors:\n" + source(src) + sink(cs, **dict(
+                    tls, **{"ssl.crl.pem": spoketest.pem(certs["crl_server"][0])}))
+                with Spoke(conf, tmp=t2) as sp:
+                    trace = sp.wait_state("cass", "FAILED").get("trace") or ""
+                    assert "TLS: the server's certificate is refused for 127.0.0.1" in trace, trace
+                    assert "revoked" in trace, trace
+            assert cs.ctl("stats")["writes"] == 0
+            with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as t2:
+                conf = "connectors:\n" + source(src) + sink(cs, **dict(
+                    tls, **{"ssl.crl.pem": spoketest.pem(certs["crl_none"][0])}))
+                with Spoke(conf, tmp=t2) as sp:
+                    wait_for(lambda: rows_written(sp) == 100, TIMEOUT,
+                             "rows written with a list that revokes nothing")
+            assert cs.count("ks.t") == 100
+
+
 def test_tls_keys_checked_before_running():
     """The TLS keys' rules are the plugin's check: ssl.* without
     ssl.enabled, a certificate without its key, PEM text that does not
-    parse, a key that is not the certificate's; each at its key, together."""
+    parse, a key that is not the certificate's, a revocation list from
+    another CA or without ssl.ca.pem, a key password that is wrong, missing
+    or without an encrypted key; each at its key, together."""
     with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as tmp:
         certs = spoketest.make_certs(tmp)
         base = source("/nonexistent/in.ndjson")
@@ -785,13 +845,36 @@ def test_tls_keys_checked_before_running():
                                   "ssl.certificate.pem")]),
                 ({"ssl.enabled": True, "ssl.certificate.pem": "-----BEGIN CERTIFICATE-----\nx\n"
                   "-----END CERTIFICATE-----\n", "ssl.key.pem": spoketest.pem(certs["client"][1])},
-                 [("ssl.certificate.pem", "ssl.certificate.pem: ")])):
+                 [("ssl.certificate.pem", "ssl.certificate.pem: ")]),
+                ({"ssl.enabled": True, "ssl.ca.pem": spoketest.pem(certs["ca"][0]),
+                  "ssl.crl.pem": spoketest.pem(certs["crl_other"][0]),
+                  "ssl.certificate.pem": spoketest.pem(certs["client"][0]),
+                  "ssl.key.pem": spoketest.pem(certs["client_pkcs8"][1]),
+                  "ssl.key.password": "not the password"},
+                 [("ssl.crl.pem", "ssl.crl.pem: list 1 (issuer CN=spoke test other) is not "
+                                  "signed by a CA of ssl.ca.pem"),
+                  ("ssl.key.password", "ssl.key.password does not decrypt ssl.key.pem")]),
+                ({"ssl.enabled": True, "ssl.crl.pem": spoketest.pem(certs["crl_none"][0]),
+                  "ssl.certificate.pem": spoketest.pem(certs["client"][0]),
+                  "ssl.key.pem": spoketest.pem(certs["client_trad"][1])},
+                 [("ssl.crl.pem", "ssl.crl.pem needs ssl.ca.pem"),
+                  ("ssl.key.password", "ssl.key.password is required: ssl.key.pem is "
+                                       "encrypted")]),
+                ({"ssl.enabled": True, "ssl.ca.pem": spoketest.pem(certs["ca"][0]),
+                  "ssl.crl.pem": "not a list", "ssl.key.password": "x"},
+                 [("ssl.crl.pem", "ssl.crl.pem: no PEM revocation list"),
+                  ("ssl.key.password", "ssl.key.password is set but ssl.key.pem is not")]),
+                ({"ssl.enabled": True, "ssl.certificate.pem": spoketest.pem(certs["client"][0]),
+                  "ssl.key.pem": spoketest.pem(certs["client"][1]), "ssl.key.password": "x"},
+                 [("ssl.key.password", "ssl.key.password is set but ssl.key.pem is not "
+                                       "encrypted")])):
             with tempfile.TemporaryDirectory(prefix="spoke-cass-tls-") as t2:
                 _, p, r = spoketest.expect_checks_refuse(
                     t2, base + sink(NoServer, mapping="id=value.id", **keys),
                     [("cass", k, w) for k, w in want], reason_first=True)
                 for out in (p.stdout, p.stderr, r.stdout, r.stderr):
                     assert "PRIVATE KEY" not in out and "MHcCAQEE" not in out, out
+                    assert "not the password" not in out, out
 
 
 if __name__ == "__main__":

@@ -418,6 +418,87 @@ def test_https_client_certificate():
             assert "PRIVATE KEY" not in p.stderr + r.stderr
 
 
+def test_https_encrypted_client_key():
+    """ssl.key.pem encrypted (PKCS#8, and OpenSSL's traditional form) with
+    ssl.key.password: the server that requires a client certificate
+    answers, and the password shows in no answer, status or log. A wrong
+    password, or none for an encrypted key, is refused by the check at
+    ssl.key.password."""
+    with tempfile.TemporaryDirectory(prefix="spoke-http-tls-") as tmp:
+        certs = spoketest.make_certs(tmp)
+        ca = spoketest.pem(certs["ca"][0])
+        body = json.dumps({"name": "Nantes", "dt": 1732001704, "main": {"temp": 9.0}}).encode()
+        with HttpFixture(tls=certs["server"], client_ca=certs["ca"][0]) as srv:
+            srv.route("/w", Response(body))
+            for form in ("client_pkcs8", "client_trad"):
+                with tempfile.TemporaryDirectory(prefix="spoke-http-tls-") as t2:
+                    out = os.path.join(t2, "out.ndjson")
+                    conf = pipeline(srv.url("/w"), out, items=[], extra={
+                        "ssl.ca.pem": ca, "ssl.certificate.pem": spoketest.pem(certs[form][0]),
+                        "ssl.key.pem": spoketest.pem(certs[form][1]),
+                        "ssl.key.password": spoketest.CERT_PASSWORD})
+                    with Spoke(conf, tmp=t2) as s:
+                        s.wait_for(lambda: len(raw_lines(out)) >= 1, TIMEOUT,
+                                   "a record with an encrypted key (%s)" % form)
+                        assert raw_lines(out)[0] == body, form
+                        r = expect(Api(s).call("GET", "/connectors/weather/config"), 200)
+                        status = open(os.path.join(s.state_dir, "status.json")).read()
+                        for text in (r.raw.decode(), status, s.log()):
+                            assert spoketest.CERT_PASSWORD not in text, form
+        cert, enc = spoketest.pem(certs["client"][0]), spoketest.pem(certs["client_pkcs8"][1])
+        for extra, want in (
+                ({"ssl.key.password": "not the password"},
+                 "ssl.key.password does not decrypt ssl.key.pem"),
+                ({}, "ssl.key.password is required: ssl.key.pem is encrypted")):
+            conf = pipeline("https://127.0.0.1:9/w", os.path.join(tmp, "o.ndjson"), items=[],
+                            extra=dict({"ssl.certificate.pem": cert, "ssl.key.pem": enc},
+                                       **extra)).removeprefix("connectors:\n")
+            _, p, r = spoketest.expect_check_refuses(tmp, conf, "weather", "ssl.key.password",
+                                                     want)
+            assert "not the password" not in p.stderr + r.stderr
+
+
+def test_https_revocation_list():
+    """ssl.crl.pem: with the CA's list revoking the server's certificate
+    every poll is refused, the source retrying with the reason and emitting
+    nothing; with a list of that CA revoking nothing the records come. A
+    list from another CA, or one without ssl.ca.pem, is refused by the
+    check at ssl.crl.pem."""
+    with tempfile.TemporaryDirectory(prefix="spoke-http-tls-") as tmp:
+        certs = spoketest.make_certs(tmp)
+        ca = spoketest.pem(certs["ca"][0])
+        body = json.dumps({"name": "Lille", "dt": 1732001704, "main": {"temp": 6.0}}).encode()
+        with HttpFixture(tls=certs["server"]) as srv:
+            srv.route("/w", Response(body))
+            with tempfile.TemporaryDirectory(prefix="spoke-http-tls-") as t2:
+                out = os.path.join(t2, "out.ndjson")
+                conf = pipeline(srv.url("/w"), out, items=[], extra={
+                    "ssl.ca.pem": ca, "ssl.crl.pem": spoketest.pem(certs["crl_server"][0])})
+                with Spoke(conf, tmp=t2) as s:
+                    st = s.wait_for(lambda: (s.connector("weather").get("retrying") and
+                                             s.connector("weather")), TIMEOUT,
+                                    "retrying on a revoked certificate")
+                    trace = st.get("trace") or ""
+                    assert "revoked" in trace.lower(), trace
+                    assert not os.path.exists(out) or not raw_lines(out)
+            out = os.path.join(tmp, "out.ndjson")
+            conf = pipeline(srv.url("/w"), out, items=[], extra={
+                "ssl.ca.pem": ca, "ssl.crl.pem": spoketest.pem(certs["crl_none"][0])})
+            with Spoke(conf, tmp=tmp) as s:
+                s.wait_for(lambda: len(raw_lines(out)) >= 1, TIMEOUT,
+                           "a record with a list that revokes nothing")
+                assert raw_lines(out)[0] == body
+        for extra, want in (
+                ({"ssl.ca.pem": ca, "ssl.crl.pem": spoketest.pem(certs["crl_other"][0])},
+                 "ssl.crl.pem: list 1 (issuer CN=spoke test other) is not signed by a CA of "
+                 "ssl.ca.pem"),
+                ({"ssl.crl.pem": spoketest.pem(certs["crl_none"][0])},
+                 "ssl.crl.pem needs ssl.ca.pem")):
+            conf = pipeline("https://127.0.0.1:9/w", os.path.join(tmp, "o.ndjson"), items=[],
+                            extra=extra).removeprefix("connectors:\n")
+            spoketest.expect_check_refuses(tmp, conf, "weather", "ssl.crl.pem", want)
+
+
 # ---------------------------------------------------------------------------
 # the weather of twelve cities
 

@@ -359,26 +359,35 @@ def test_mixed_type_extra_after_many_ignored_names_still_settles():
 
 def test_https_feed_with_a_private_ca():
     """The feed over https from a server a private CA vouches for, given as
-    ssl.ca.pem (shared with http_source through lib/httpc): every station
-    arrives; the same server without it is refused with the reason."""
+    ssl.ca.pem (shared with http_source through lib/httpc), with a client
+    certificate whose key is encrypted (ssl.key.password): every station
+    arrives; the same server without ssl.ca.pem, or with the CA's list
+    revoking its certificate (ssl.crl.pem), is refused with the reason."""
     need_data()
     status = variant(load(STATUS_2024), 1732009999)
     with tempfile.TemporaryDirectory(prefix="spoke-velib-") as tmp:
         certs = spoketest.make_certs(tmp)
-        with HttpFixture(tls=certs["server"]) as srv:
+        with HttpFixture(tls=certs["server"], client_ca=certs["ca"][0]) as srv:
             srv.route("/status.json", Response(compact(status)))
             out = os.path.join(tmp, "out.ndjson")
             ca = spoketest.pem(certs["ca"][0])
-            with start(pipeline(srv.url("/status.json"), out,
-                                extra={"poll.interval.ms": 100, "ssl.ca.pem": ca}), tmp) as s:
+            client = {"ssl.certificate.pem": spoketest.pem(certs["client_pkcs8"][0]),
+                      "ssl.key.pem": spoketest.pem(certs["client_pkcs8"][1]),
+                      "ssl.key.password": spoketest.CERT_PASSWORD}
+            with start(pipeline(srv.url("/status.json"), out, extra=dict(
+                    client, **{"poll.interval.ms": 100, "ssl.ca.pem": ca})), tmp) as s:
                 wait_lines(out, 1485)
                 assert plugin_metric(s, "errors") == 0
-            with tempfile.TemporaryDirectory(prefix="spoke-velib-") as t2:
-                out2 = os.path.join(t2, "out.ndjson")
-                with start(pipeline(srv.url("/status.json"), out2,
-                                    extra={"poll.interval.ms": 100}), t2) as s:
-                    wait_retrying(s, "server certificate verification failed")
-                    assert nlines(out2) == 0
+            for extra, words in (
+                    ({}, ("server certificate verification failed", "issuer is unknown")),
+                    ({"ssl.ca.pem": ca, "ssl.crl.pem": spoketest.pem(certs["crl_server"][0])},
+                     ("server certificate verification failed", "revoked"))):
+                with tempfile.TemporaryDirectory(prefix="spoke-velib-") as t2:
+                    out2 = os.path.join(t2, "out.ndjson")
+                    with start(pipeline(srv.url("/status.json"), out2, extra=dict(
+                            client, **extra, **{"poll.interval.ms": 100})), t2) as s:
+                        wait_retrying(s, *words)
+                        assert nlines(out2) == 0
 
 
 def plugin_metric(s, name):

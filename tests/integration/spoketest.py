@@ -442,11 +442,20 @@ def main(ns):
     sys.exit(1 if failed or passed == 0 and skipped == 0 else 0)
 
 
+CERT_PASSWORD = "spoke test pass"
+
+
 def make_certs(d):
     """Test certificates in d, made with openssl: a CA ("ca"), a server
     certificate it signed for the IP address 127.0.0.1 only ("server"), a
     client certificate it signed ("client", CN spoke-client), and a second CA
-    that signed nothing here ("other"). Returns {name: (pem path, key path)}."""
+    that signed nothing here ("other"). Returns {name: (pem path, key path)},
+    with also:
+    - "client_pkcs8", "client_trad": the client certificate with its key
+      encrypted with CERT_PASSWORD, as PKCS#8 and in OpenSSL's traditional
+      form;
+    - "crl_server" (the CA's revocation list revoking "server"), "crl_none"
+      (the CA's, revoking nothing), "crl_other" (other's): (path, None)."""
     openssl = shutil.which("openssl")
     if not openssl:
         raise Skip("openssl is not installed (apt-get install openssl)")
@@ -470,6 +479,31 @@ def make_certs(d):
         run("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
             "-CAcreateserial", "-out", name + ".pem", "-days", "2", "-extfile", name + ".ext")
         out[name] = (os.path.join(d, name + ".pem"), os.path.join(d, name + ".key"))
+    passout = "pass:" + CERT_PASSWORD
+    run("pkcs8", "-topk8", "-v2", "aes-256-cbc", "-in", "client.key", "-out",
+        "client.pkcs8.key", "-passout", passout)
+    run("ec", "-aes256", "-in", "client.key", "-out", "client.trad.key", "-passout", passout)
+    out["client_pkcs8"] = (out["client"][0], os.path.join(d, "client.pkcs8.key"))
+    out["client_trad"] = (out["client"][0], os.path.join(d, "client.trad.key"))
+    # Revocation lists: openssl ca keeps what it revoked in a database.
+    for ca in ("ca", "other"):
+        for f, text in (("%s.index" % ca, ""), ("%s.crlnumber" % ca, "01\n")):
+            with open(os.path.join(d, f), "w") as fh:
+                fh.write(text)
+        with open(os.path.join(d, ca + ".cnf"), "w") as f:
+            f.write("[ca]\ndefault_ca = c\n[c]\ndatabase = %s.index\ncrlnumber = "
+                    "%s.crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n" % (ca, ca))
+
+    def gencrl(ca, name):
+        run("ca", "-config", ca + ".cnf", "-keyfile", ca + ".key", "-cert", ca + ".pem",
+            "-gencrl", "-out", name + ".pem")
+        out[name] = (os.path.join(d, name + ".pem"), None)
+
+    gencrl("ca", "crl_none")
+    gencrl("other", "crl_other")
+    run("ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.pem", "-revoke",
+        "server.pem")
+    gencrl("ca", "crl_server")
     return out
 
 
