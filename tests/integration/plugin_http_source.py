@@ -261,6 +261,10 @@ CHECKED = [
                                "max.parallel.requests": 2},
      "mode stream keeps one connection per URL open: 3 URLs need max.parallel.requests of at "
      "least 3 (it is 2)"),
+    ("ssl.ca.pem", {"ssl.ca.pem": "not a certificate"},
+     "ssl.ca.pem: no PEM certificate (-----BEGIN CERTIFICATE-----) in it"),
+    ("ssl.key.password", {"ssl.key.password": KEY},
+     "ssl.key.password is set but ssl.key.pem is not"),
 ]
 
 
@@ -299,7 +303,9 @@ def test_config_errors_refused_before_running():
             assert not os.path.exists(out), "%r: the pipeline ran" % extra
         # Several at once: every one reported at its key, none showing the
         # key; a url template refused is not also a URL refused.
-        picked = [CHECKED[i] for i in (2, 6, 8, 11, 12, 14)]
+        picked = [CHECKED[i] for i in (2, 6, 8, 11, 12, 14, len(CHECKED) - 2,
+                                       len(CHECKED) - 1)]
+        assert picked[-3][0] == "backoff.initial.ms", picked  # lib/httpc's three together
         extra = {}
         for _, keys, _ in picked:
             extra.update(keys)
