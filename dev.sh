@@ -14,7 +14,9 @@ PACKAGES=(gcc g++ libc6-dev make cmake pkg-config python3
           libjansson-dev libyaml-dev libyajl-dev libcurl4-gnutls-dev librdkafka-dev
           libmicrohttpd-dev libsimdjson-dev libjemalloc-dev
           libgnutls28-dev                   # cassandra_sink's TLS (GnuTLS, as libcurl's and the REST server's)
+          liblz4-dev                        # cassandra_sink's compression (liblz4 is librdkafka's already)
           kcat python3-cassandra            # independent Kafka and CQL clients for the tests
+          python3-lz4                       # the CQL test server's lz4 frames
           openssl                           # test certificates (cassandra_sink's TLS tests)
           clang libclang-rt-14-dev)  # clang + libFuzzer: ctest fuzz-rest
 

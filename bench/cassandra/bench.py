@@ -88,6 +88,7 @@ def run_once(data, n, blackhole, sink_keys):
                           stdout=subprocess.DEVNULL, stderr=open(os.path.join(tmp, "err"), "w"))
     status = os.path.join(state, "status.json")
     written = 0
+    plugin = {}
     while written < n:
         if sp.poll() is not None:
             raise SystemExit("spoke exited:\n" + open(os.path.join(tmp, "err")).read()[-2000:])
@@ -96,7 +97,8 @@ def run_once(data, n, blackhole, sink_keys):
                 c = json.load(f)["connectors"]["cass"]
             if c.get("state") == "FAILED":
                 raise SystemExit("sink failed: %s" % c.get("trace"))
-            written = ((c.get("metrics") or {}).get("plugin") or {}).get("rows_written") or 0
+            plugin = (c.get("metrics") or {}).get("plugin") or {}
+            written = plugin.get("rows_written") or 0
         except (FileNotFoundError, ValueError, KeyError):
             pass
         if time.monotonic() - t0 > 1800:
@@ -105,6 +107,8 @@ def run_once(data, n, blackhole, sink_keys):
     elapsed = time.monotonic() - t0
     rss = vm(sp.pid, "VmHWM")
     stats = ctl(control, "stats")
+    stats["request_bytes"] = plugin.get("request_bytes") or 0
+    stats["request_bytes_sent"] = plugin.get("request_bytes_sent") or 0
     sp.send_signal(signal.SIGTERM)
     sp.wait(60)
     srv.send_signal(signal.SIGTERM)
@@ -126,6 +130,7 @@ def main():
         ("pipelined, batch.size 64, max.inflight 128, batch.max 8192", data, N, True,
          {"batch.size": 64, "max.inflight": 128, "batch.max": 8192}),
         ("defaults (batch.size 32, max.inflight 128, batch.max 1024)", data, N, True, {}),
+        ("defaults, compression lz4", data, N, True, {"compression": "lz4"}),
         ("one at a time (batch.size 1, max.inflight 1)", slow, n_slow, True,
          {"batch.size": 1, "max.inflight": 1}),
         ("pipelined, batch.size 64, max.inflight 128, batch.max 8192", slow, n_slow, False,
@@ -143,12 +148,18 @@ def main():
             rates.append(rate)
             rsss.append(rss)
         medians.append(statistics.median(rates))
-        print("%-76s %10s %21s %6.1f MB  %s, max in flight %d" % (
+        wire = ""
+        if stats["request_bytes"]:
+            wire = ", request bodies %.1f MB -> %.1f MB on the wire (%.2fx smaller)" % (
+                stats["request_bytes"] / 1e6, stats["request_bytes_sent"] / 1e6,
+                stats["request_bytes"] / max(1, stats["request_bytes_sent"]))
+        print("%-76s %10s %21s %6.1f MB  %s, max in flight %d%s" % (
             name + (" [blackhole]" if blackhole else " [store]"), "{:,.0f}".format(medians[-1]),
             "({:,.0f}-{:,.0f})".format(min(rates), max(rates)), statistics.median(rsss),
-            "batches" if stats.get("batches") else "executes", stats.get("max_inflight", 0)),
+            "batches" if stats.get("batches") else "executes", stats.get("max_inflight", 0), wire),
             flush=True)
-    print("pipelined / one at a time (blackhole): %.1fx" % (medians[0] / medians[2]))
+    print("pipelined / one at a time (blackhole): %.1fx" % (medians[0] / medians[3]))
+    print("compression lz4 / none, defaults (blackhole): %.2f" % (medians[2] / medians[1]))
     subprocess.run(["rm", "-rf", work])
 
 

@@ -62,6 +62,7 @@
 static const char *const cs_consistency_allowed[] = {
     "any", "one", "two", "three", "quorum", "all", "local_quorum", "each_quorum", "local_one", NULL
 };
+static const char *const cs_compression_allowed[] = { "none", "lz4", NULL };
 static const char *const cs_wts_allowed[] = { "client", "server", NULL };
 
 static const struct spoke_config_field cs_config[] = {
@@ -129,6 +130,10 @@ static const struct spoke_config_field cs_config[] = {
     { .name = "buffer.max.bytes", .type = SPOKE_CFG_LONG, .default_value = "67108864",
       .doc = "Encoded rows held before put() waits for the server to acknowledge them (and "
              "returns retry while it cannot)", .min = 65536, .max = 1073741824 },
+    { .name = "compression", .type = SPOKE_CFG_STRING, .default_value = "none",
+      .doc = "lz4: compress every request body and accept compressed responses (the "
+             "protocol's COMPRESSION lz4; the server must offer it); none: plain frames",
+      .allowed = cs_compression_allowed },
     { .name = "ssl.enabled", .type = SPOKE_CFG_BOOL, .default_value = "false",
       .doc = "Connect with TLS (client_encryption_options on the server side); the server's "
              "certificate must chain to ssl.ca.pem (or to the system's trusted CAs) and name the "
@@ -355,6 +360,8 @@ static int cs_configure(struct cs_state *st, const struct spoke_config *cfg,
         .verify = api->config_bool(cfg, "ssl.verify"),
     };
     st->tls_on = api->config_bool(cfg, "ssl.enabled");
+    const char *comp = api->config_string(cfg, "compression");
+    st->lz4 = comp && strcmp(comp, "lz4") == 0;
     static const char *const ssl_keys[] = { "ssl.ca.pem", "ssl.crl.pem", "ssl.certificate.pem",
                                             "ssl.key.pem", "ssl.key.password", NULL };
     for (size_t i = 0; !st->tls_on && ssl_keys[i]; i++)
@@ -437,6 +444,7 @@ static int cs_init(const struct spoke_host_api *api, struct spoke_instance *inst
         .username = api->config_string(cfg, "username"),
         .password = api->config_string(cfg, "password"), .max_frame = 64u * 1024 * 1024,
         .max_streams = st->max_inflight + 8, .tls = st->tls,
+        .lz4 = st->lz4,
     };
     st->conn = cql_conn_new(&co);
     if (st->conn == NULL) {

@@ -103,6 +103,7 @@ struct cs_state {
     struct cql_endpoint *eps;
     size_t neps;
     int tls_on;                   /* ssl.enabled */
+    int lz4;                      /* compression: lz4 */
     struct cql_tls_opts tls_opts; /* strings borrowed from the config */
     struct cql_tls *tls;          /* init's credentials when tls_on */
 

@@ -74,6 +74,14 @@ void cs_report_metrics(struct cs_state *st)
     api->metric_set(st->inst, "inflight_peak", (int64_t)st->inflight_peak);
     st->inflight_peak = 0;
     api->metric_set(st->inst, "pending_rows", (int64_t)st->nrows);
+    if (st->conn) {
+        uint64_t raw, wire;
+        cql_conn_take_bytes(st->conn, &raw, &wire);
+        if (raw) {
+            api->metric_add(st->inst, "request_bytes", (int64_t)raw);
+            api->metric_add(st->inst, "request_bytes_sent", (int64_t)wire);
+        }
+    }
 }
 
 /* ------------------------------------------------------------------------ */

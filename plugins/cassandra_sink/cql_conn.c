@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <lz4.h>
+
 #include "cql_conn.h"
 #include "cql_tls.h"
 
@@ -40,6 +42,11 @@ struct cql_conn {
 
     struct cql_buf out;
     size_t out_off;                /* bytes of out already written */
+    int compressing;               /* lz4 agreed and STARTUP sent */
+    size_t out_final;              /* out[0, out_final): frames in their wire form */
+    struct cql_buf zout;           /* compress_out's scratch */
+    struct cql_buf zin;            /* the decompressed body of the last frame */
+    uint64_t z_raw, z_wire;        /* request bodies before and after compression */
     uint8_t *in;
     size_t in_len, in_cap, in_off; /* unread bytes are in[in_off, in_len) */
 
@@ -115,6 +122,8 @@ void cql_conn_free(struct cql_conn *c)
     free(c->sent_ms);
     free(c->free_ids);
     cql_buf_free(&c->out);
+    cql_buf_free(&c->zout);
+    cql_buf_free(&c->zin);
     free(c->in);
     free(c);
 }
@@ -124,6 +133,13 @@ const char *cql_conn_peer(const struct cql_conn *c) { return c->peer; }
 const char *cql_conn_authenticator(const struct cql_conn *c) { return c->authenticator; }
 const char *cql_conn_cql_versions(const struct cql_conn *c) { return c->cql_versions; }
 struct cql_buf *cql_conn_out(struct cql_conn *c) { return &c->out; }
+
+void cql_conn_take_bytes(struct cql_conn *c, uint64_t *raw, uint64_t *wire)
+{
+    *raw = c->z_raw;
+    *wire = c->z_wire;
+    c->z_raw = c->z_wire = 0;
+}
 size_t cql_conn_inflight(const struct cql_conn *c) { return c->inflight; }
 size_t cql_conn_unsent(const struct cql_conn *c) { return c->out.len - c->out_off; }
 
@@ -148,6 +164,8 @@ void cql_conn_close(struct cql_conn *c, void (*fn)(void *ctx, uint32_t token), v
     c->out.len = 0;
     c->out.oom = 0;
     c->out_off = 0;
+    c->out_final = 0;
+    c->compressing = 0;
     c->in_len = c->in_off = 0;
 }
 
@@ -260,10 +278,77 @@ static ssize_t io_recv(struct cql_conn *c, void *p, size_t n, char *errstr, size
     return r;
 }
 
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void wr32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+/* The frames appended to out since the last call, in their wire form: each
+ * body LZ4-compressed once compression is on, when that makes it smaller
+ * (the protocol lets any frame go uncompressed). 0, or -1 on out of
+ * memory. */
+static int compress_out(struct cql_conn *c)
+{
+    if (!c->compressing || c->out_final >= c->out.len) {
+        c->out_final = c->out.len;
+        return 0;
+    }
+    struct cql_buf *z = &c->zout;
+    z->len = 0;
+    size_t pos = c->out_final;
+    while (pos + CQL_HEADER_SIZE <= c->out.len) {
+        const uint8_t *h = c->out.p + pos;
+        size_t blen = rd32(h + 5), bound;
+        const uint8_t *body = h + CQL_HEADER_SIZE;
+        size_t at = z->len;
+        if (blen > c->out.len - pos - CQL_HEADER_SIZE)
+            break;  /* not a whole frame: cannot happen, and nothing is guessed */
+        c->z_raw += blen;
+        if (blen > 0 && blen <= LZ4_MAX_INPUT_SIZE &&
+            (bound = (size_t)LZ4_compressBound((int)blen)) > 0 &&
+            cql_buf_reserve(z, CQL_HEADER_SIZE + 4 + bound) == 0) {
+            uint8_t *o = z->p + at;
+            int n = LZ4_compress_default((const char *)body, (char *)o + CQL_HEADER_SIZE + 4,
+                                         (int)blen, (int)bound);
+            if (n > 0 && (size_t)n + 4 < blen) {
+                memcpy(o, h, CQL_HEADER_SIZE);
+                o[1] |= CQL_FLAG_COMPRESSION;
+                wr32(o + 5, (uint32_t)n + 4);
+                wr32(o + CQL_HEADER_SIZE, (uint32_t)blen);
+                z->len = at + CQL_HEADER_SIZE + 4 + (size_t)n;
+                c->z_wire += (uint64_t)n + 4;
+                pos += CQL_HEADER_SIZE + blen;
+                continue;
+            }
+        }
+        cql_put_raw(z, h, CQL_HEADER_SIZE + blen);  /* as it is */
+        c->z_wire += blen;
+        pos += CQL_HEADER_SIZE + blen;
+    }
+    if (pos < c->out.len)
+        cql_put_raw(z, c->out.p + pos, c->out.len - pos);
+    if (z->oom) {
+        z->oom = 0;
+        return -1;
+    }
+    c->out.len = c->out_final;
+    cql_put_raw(&c->out, z->p, z->len);
+    c->out_final = c->out.len;
+    return c->out.oom ? -1 : 0;
+}
+
 /* Writes as much of out as the socket takes. 0, or -1 with errstr. */
 static int write_some(struct cql_conn *c, char *errstr, size_t errstr_size)
 {
-    if (c->out.oom) {
+    if (c->out.oom || compress_out(c) < 0) {
         snprintf(errstr, errstr_size, "out of memory building a request");
         return -1;
     }
@@ -276,7 +361,7 @@ static int write_some(struct cql_conn *c, char *errstr, size_t errstr_size)
             return -1;
         c->out_off += (size_t)w;
     }
-    c->out.len = c->out_off = 0;
+    c->out.len = c->out_off = c->out_final = 0;
     return 0;
 }
 
@@ -340,7 +425,39 @@ static int next_frame(struct cql_conn *c, struct cql_frame *f, char *errstr, siz
     if (avail < CQL_HEADER_SIZE + (size_t)f->h.length)
         return 0;
     c->in_off += CQL_HEADER_SIZE + f->h.length;
-    if (cql_response_body(&f->h, p + CQL_HEADER_SIZE, f->h.length, &f->body, &f->len,
+    const uint8_t *body = p + CQL_HEADER_SIZE;
+    size_t blen = f->h.length;
+    if (f->h.flags & CQL_FLAG_COMPRESSION) {
+        if (!c->o.lz4) {
+            snprintf(errstr, errstr_size, "bad frame from %.120s: a compressed body, and no "
+                     "compression was agreed", c->peer);
+            return -1;
+        }
+        uint32_t raw = blen >= 4 ? rd32(body) : 0;
+        if (blen < 4 || raw > c->o.max_frame || raw > LZ4_MAX_INPUT_SIZE) {
+            snprintf(errstr, errstr_size, "bad frame from %.120s: compressed body of %zu bytes "
+                     "announces %u bytes (at most %zu accepted)", c->peer, blen, raw,
+                     c->o.max_frame);
+            return -1;
+        }
+        c->zin.len = 0;
+        if (cql_buf_reserve(&c->zin, raw ? raw : 1) < 0) {
+            c->zin.oom = 0;
+            snprintf(errstr, errstr_size, "out of memory reading from %.120s", c->peer);
+            return -1;
+        }
+        int n = LZ4_decompress_safe((const char *)body + 4, (char *)c->zin.p, (int)(blen - 4),
+                                    (int)raw);
+        if (n < 0 || (uint32_t)n != raw) {
+            snprintf(errstr, errstr_size, "bad frame from %.120s: its lz4 body does not "
+                     "decompress to the %u bytes it announces", c->peer, raw);
+            return -1;
+        }
+        body = c->zin.p;
+        blen = raw;
+        f->h.flags &= (uint8_t)~CQL_FLAG_COMPRESSION;  /* what follows reads a plain body */
+    }
+    if (cql_response_body(&f->h, body, blen, &f->body, &f->len,
                           &f->warnings, &f->nwarnings, why, sizeof(why)) < 0) {
         snprintf(errstr, errstr_size, "bad frame from %.120s: %s", c->peer, why);
         return -1;
@@ -581,7 +698,27 @@ static int handshake(struct cql_conn *c, int64_t deadline, char *why, size_t why
         c->cql_versions[0] = '\0';
         if (cql_decode_supported(reply.p, reply.len, &a, &mm, e, sizeof(e)) == 0) {
             uint16_t n;
-            const struct cql_str *v = cql_multimap_get(&mm, "CQL_VERSION", &n);
+            const struct cql_str *v;
+            if (c->o.lz4) {
+                int has = 0;
+                char offered[96] = "";
+                size_t used = 0;
+                v = cql_multimap_get(&mm, "COMPRESSION", &n);
+                for (uint16_t i = 0; i < n; i++) {
+                    has |= v[i].n == 3 && memcmp(v[i].p, "lz4", 3) == 0;
+                    int w = snprintf(offered + used, sizeof(offered) - used, "%s%.*s",
+                                     i ? ", " : "", (int)v[i].n, v[i].p);
+                    if (w > 0 && (size_t)w < sizeof(offered) - used)
+                        used += (size_t)w;
+                }
+                if (!has) {
+                    snprintf(why, whysz, "compression lz4: %.120s does not support it "
+                             "(COMPRESSION: %s)", c->peer, n ? offered : "none");
+                    rc = CQL_CONN_FATAL;
+                    goto out;
+                }
+            }
+            v = cql_multimap_get(&mm, "CQL_VERSION", &n);
             size_t used = 0;
             for (uint16_t i = 0; i < n && used + 2 < sizeof(c->cql_versions); i++) {
                 int w = snprintf(c->cql_versions + used, sizeof(c->cql_versions) - used,
@@ -602,9 +739,10 @@ static int handshake(struct cql_conn *c, int64_t deadline, char *why, size_t why
         goto out;
     }
 
-    static const char *const startup[] = { "CQL_VERSION", "3.0.0" };
-    cql_enc_startup(&c->out, 0, startup, 1);
+    static const char *const startup[] = { "CQL_VERSION", "3.0.0", "COMPRESSION", "lz4" };
+    cql_enc_startup(&c->out, 0, startup, c->o.lz4 ? 2 : 1);
     hc = handshake_call(c, deadline, &h, &reply, why, whysz);
+    c->compressing = c->o.lz4;  /* every frame after STARTUP */
     if (hc < 0) {
         rc = hc == -2 ? CQL_CONN_FATAL : CQL_CONN_TRANSIENT;
         goto out;

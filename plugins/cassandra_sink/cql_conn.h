@@ -11,8 +11,15 @@
  *
  * cql_conn_open() tries the contact points in turn, starting with the one
  * that worked last, and performs the handshake synchronously: OPTIONS /
- * SUPPORTED, STARTUP (CQL_VERSION 3.0.0), and when the server asks for it
- * AUTHENTICATE / AUTH_RESPONSE with SASL PLAIN (PasswordAuthenticator).
+ * SUPPORTED, STARTUP (CQL_VERSION 3.0.0, and COMPRESSION lz4 when asked
+ * for: a server that does not list it is refused), and when the server asks
+ * for it AUTHENTICATE / AUTH_RESPONSE with SASL PLAIN
+ * (PasswordAuthenticator).
+ *
+ * With lz4, each request after STARTUP goes out with its body compressed
+ * (the protocol's form: the uncompressed length as an [int], then an LZ4
+ * block) unless that would not make it smaller, and a response with the
+ * compression flag is decompressed before it is decoded.
  *
  * Anything malformed from the server (bad header, a body that does not
  * decode, a response on a stream nobody used) breaks the connection with a
@@ -40,6 +47,7 @@ struct cql_conn_opts {
     size_t max_frame;                 /* largest response body accepted */
     int max_streams;                  /* 1..32768 stream ids in flight */
     const struct cql_tls *tls;        /* borrowed; NULL: plain TCP (cql_tls.h) */
+    int lz4;                          /* COMPRESSION lz4: every frame after STARTUP */
 };
 
 /* cql_conn_open results. */
@@ -84,6 +92,9 @@ void cql_conn_close(struct cql_conn *c, void (*fn)(void *ctx, uint32_t token), v
 /* Where requests go: append complete frames (cql_enc_*) with a stream id
  * from cql_conn_acquire. */
 struct cql_buf *cql_conn_out(struct cql_conn *c);
+/* With lz4: the request body bytes compressed so far, before (*raw) and
+ * after (*wire) compression; both counters are reset. */
+void cql_conn_take_bytes(struct cql_conn *c, uint64_t *raw, uint64_t *wire);
 /* Takes a free stream id for a request identified by token (not 0, not
  * CQL_TOKEN_ORPHAN); -1 when all are in use. */
 int cql_conn_acquire(struct cql_conn *c, uint32_t token);

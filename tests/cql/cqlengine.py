@@ -1276,7 +1276,8 @@ class Engine:
         self.fail_rules = deque()
         self.schema_version = uuid.uuid4()
         self.stats = dict(frames=0, queries=0, prepares=0, executes=0, batches=0, batch_statements=0,
-                          max_inflight=0, errors=0, connections_total=0, writes=0)
+                          max_inflight=0, errors=0, connections_total=0, writes=0,
+                          compressed_in=0, compressed_out=0)
         for ksname, tables in SYSTEM_TABLES.items():
             strategy = {"class": "org.apache.cassandra.locator.LocalStrategy"}
             if ksname == "system_schema":

@@ -3,10 +3,12 @@
 
     /usr/bin/python3 tests/cql/cqlserver.py [--host 127.0.0.1] [--port 0]
         [--control-port 0] [--auth USER:PASSWORD] [--blackhole] [--verbose]
+        [--compression lz4|none]
 
 Prints `CQLSERVER port=<port> control=<control_port>` once listening, runs
 until SIGTERM/SIGINT and exits 0. See tests/cql/README.md for what it speaks,
-what it refuses and the line-based control protocol. Standard library only.
+what it refuses and the line-based control protocol. Standard library only,
+and python3-lz4 for the lz4 compression it offers (none without it).
 """
 import argparse
 import asyncio
@@ -26,6 +28,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cqltypes as T  # noqa: E402
 from cqltypes import CqlError, Invalid, ProtocolErr, S_INT, S_SHORT, S_LONG, enc_string  # noqa: E402
 import cqlengine as E  # noqa: E402
+try:
+    import lz4.block as LZ4  # python3-lz4
+except ImportError:  # offered only when it is installed
+    LZ4 = None
 from cqlengine import Engine, QueryParams, read_values, read_named_values, apply_mutation  # noqa: E402
 
 HDR = struct.Struct(">BBhBi")
@@ -150,6 +156,7 @@ class CqlConnection(asyncio.Protocol):
         self.engine = server.engine
         self.buf = bytearray()
         self.started = False
+        self.lz4 = False             # COMPRESSION lz4 agreed in STARTUP
         self.authed = False          # STARTUP done and, with --auth, AUTH_RESPONSE accepted
         self.keyspace = None
         self.closing = False
@@ -220,7 +227,7 @@ class CqlConnection(asyncio.Protocol):
             body = bytes(buf[pos + 9:end])
             pos = end
             nframes += 1
-            out.append(self.handle(flags, stream, op, body))
+            out.append(self.compress(self.handle(flags, stream, op, body)))
         if pos:
             del buf[:pos]
         if nframes > self.engine.stats["max_inflight"]:
@@ -249,13 +256,34 @@ class CqlConnection(asyncio.Protocol):
         stream = struct.unpack_from(">h", buf, pos + 2)[0]
         return frame(stream, ERROR, body, 0x80 | v if v == 3 else 0x84)
 
+    def compress(self, f):
+        """A response frame with its body lz4-compressed once agreed (the
+        answer to STARTUP too, as the protocol allows)."""
+        if not self.lz4 or len(f) <= 9:
+            return f
+        version, flags, stream, op, length = HDR.unpack_from(f, 0)
+        body = S_INT.pack(length) + LZ4.compress(bytes(f[9:]), store_size=False)
+        self.engine.stats["compressed_out"] += 1
+        return HDR.pack(version, flags | 0x01, stream, op, len(body)) + body
+
     # -- dispatch
     def handle(self, flags, stream, op, body):
         eng = self.engine
         eng.stats["frames"] += 1
         try:
             if flags & 0x01:
-                raise ProtocolErr("Received a compressed frame but no compression was negotiated")
+                if not self.lz4:
+                    raise ProtocolErr("Received a compressed frame but no compression was negotiated")
+                if len(body) < 4:
+                    raise ProtocolErr("Compressed frame body of %d bytes" % len(body))
+                size = _unpack_int(body, 0)[0]
+                try:
+                    body = LZ4.decompress(body[4:], uncompressed_size=size)
+                except Exception as e:
+                    raise ProtocolErr("Invalid lz4 frame body: %s" % e)
+                if len(body) != size:
+                    raise ProtocolErr("lz4 frame body of %d bytes, %d announced" % (len(body), size))
+                eng.stats["compressed_in"] += 1
             p = 0
             if flags & 0x04 and op in (QUERY, PREPARE, EXECUTE, BATCH):
                 _, p = _bytes_map(body, 0)
@@ -295,8 +323,9 @@ class CqlConnection(asyncio.Protocol):
 
     # -- connection setup
     def on_options(self):
+        comps = self.srv.compressions
         out = [S_SHORT.pack(2), enc_string("CQL_VERSION"), S_SHORT.pack(1), enc_string(E.CQL_VERSION),
-               enc_string("COMPRESSION"), S_SHORT.pack(0)]
+               enc_string("COMPRESSION"), S_SHORT.pack(len(comps))] + [enc_string(c) for c in comps]
         return b"".join(out)
 
     def on_startup(self, stream, body):
@@ -310,9 +339,10 @@ class CqlConnection(asyncio.Protocol):
         if not (2 <= len(parts) <= 3 and all(x.isdigit() for x in parts)) or parts[0] != "3":
             raise ProtocolErr("Invalid or unsupported CQL_VERSION %s (supported: %s)" % (cv, E.CQL_VERSION))
         comp = opts.get("COMPRESSION")
-        if comp:
+        if comp and comp not in self.srv.compressions:
             raise ProtocolErr("Unknown compression algorithm: %s" % comp)
         self.started = True
+        self.lz4 = comp == "lz4"  # this answer already compressed
         if self.srv.auth is not None:
             return frame(stream, AUTHENTICATE, enc_string(AUTHENTICATOR))
         self.authed = True
@@ -541,8 +571,9 @@ def tls_context(cert, key, client_ca):
 
 
 class Server:
-    def __init__(self, engine, host, port, auth, tls=None):
+    def __init__(self, engine, host, port, auth, tls=None, compressions=()):
         self.engine = engine
+        self.compressions = list(compressions)  # offered in SUPPORTED
         self.host = host
         self.port = port
         self.auth = auth
@@ -610,7 +641,8 @@ class Server:
             s = eng.stats
             out = {"connections": len(self.conns)}
             for k in ("frames", "queries", "prepares", "executes", "batches", "batch_statements",
-                      "max_inflight", "errors", "connections_total", "writes"):
+                      "max_inflight", "errors", "connections_total", "writes", "compressed_in",
+                      "compressed_out"):
                 out[k] = s[k]
             out["tls"] = self.tls_seen
             return out
@@ -638,7 +670,10 @@ async def amain(args):
         if not (args.tls_cert and args.tls_key):
             raise SystemExit("--tls-cert and --tls-key go together")
         tls = tls_context(args.tls_cert, args.tls_key, args.tls_client_ca)
-    srv = Server(engine, args.host, args.port, auth, tls)
+    if args.compression == "lz4" and LZ4 is None:
+        raise SystemExit("--compression lz4 needs python3-lz4")
+    srv = Server(engine, args.host, args.port, auth, tls,
+                 ["lz4"] if args.compression == "lz4" else [])
     await srv.up()
     csock = bind_socket(args.host, args.control_port)
     control_port = csock.getsockname()[1]
@@ -672,6 +707,9 @@ def main(argv=None):
     ap.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     ap.add_argument("--tls-client-ca", metavar="PEM",
                     help="require a client certificate signed by this CA")
+    ap.add_argument("--compression", choices=("lz4", "none"),
+                    default="lz4" if LZ4 is not None else "none",
+                    help="what SUPPORTED offers (default lz4 when python3-lz4 is installed)")
     args = ap.parse_args(argv)
     VERBOSE = args.verbose
     # Stored rows are acyclic tuples/dicts: the default gen-0 threshold (700)

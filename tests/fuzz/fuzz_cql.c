@@ -151,24 +151,27 @@ static void on_lost(void *ctx, uint32_t token)
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+/* The bytes as a server's answers on a connection without compression,
+ * then with lz4 agreed (compressed bodies decompressed first). */
+static void run(const uint8_t *data, size_t size, int lz4)
 {
     static struct cql_endpoint ep = { "127.0.0.1", 9042 };
     struct cql_conn_opts o = { .eps = &ep, .neps = 1, .connect_timeout_ms = 100,
-                               .max_frame = 1 << 20, .max_streams = STREAMS };
+                               .max_frame = 1 << 20, .max_streams = STREAMS, .lz4 = lz4 };
     struct cql_conn *c;
     int sv[2];
     char err[256];
 
-    if (size > 65536 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
-        return 0;
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
+        return;
     c = cql_conn_new(&o);
     if (c == NULL) {
         close(sv[0]);
         close(sv[1]);
-        return 0;
+        return;
     }
     c->fd = sv[0];
+    c->compressing = lz4;
     snprintf(c->peer, sizeof(c->peer), "fuzz");
     for (uint32_t t = 1; t <= STREAMS; t++)
         cql_conn_acquire(c, t);
@@ -189,5 +192,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cql_conn_close(c, on_lost, NULL);
     cql_conn_free(c);
     close(sv[1]);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size > 65536)
+        return 0;
+    run(data, size, 0);
+    run(data, size, 1);
     return 0;
 }

@@ -54,7 +54,7 @@ SANITIZE = os.environ.get("SPOKE_SANITIZE", "") in ("1", "ON", "TRUE", "true")
 class CqlServer:
     """The test server on free ports: `with CqlServer() as cs: cs.ctl("stats")`."""
 
-    def __init__(self, auth=None, blackhole=False, tls=None, client_ca=None):
+    def __init__(self, auth=None, blackhole=False, tls=None, client_ca=None, compression=None):
         """tls: (certificate, key) PEM files: TLS only; client_ca: a PEM file,
         client certificates required."""
         if not os.path.exists(SERVER):
@@ -66,6 +66,8 @@ class CqlServer:
             args.append("--blackhole")
         if tls:
             args += ["--tls-cert", tls[0], "--tls-key", tls[1]]
+        if compression:
+            args += ["--compression", compression]
         if client_ca:
             args += ["--tls-client-ca", client_ca]
         self.err = tempfile.TemporaryFile()
@@ -664,6 +666,51 @@ def test_failover_to_second_contact_point():
             wait_for(lambda: rows_written(sp) == 100, TIMEOUT, "rows written via the second node")
             assert "connected to 127.0.0.1:%d" % cs.port in sp.log()
         assert cs.count("ks.t") == 100
+
+
+# ---------------------------------------------------------------------------
+# Compression
+
+def test_compression_lz4():
+    """compression: lz4 against a server that offers it: every row is
+    stored, the server decoded compressed requests and sent compressed
+    answers, and the metrics show the bodies shrank. With the default
+    (none) the same server sees plain frames only. A server that does not
+    offer lz4 fails the connector saying so, before any row is sent."""
+    with tempfile.TemporaryDirectory(prefix="spoke-cass-lz4-") as tmp:
+        src = os.path.join(tmp, "in.ndjson")
+        write_lines(src, ({"id": "station-%05d" % i, "name": "Rue de la Convention %d" % (i % 97),
+                           "bikes": i % 31} for i in range(3000)))
+        table = "id text PRIMARY KEY, name text, bikes int"
+        with CqlServer() as cs:
+            for comp in ("lz4", "none"):
+                cs.ctl("reset")
+                with tempfile.TemporaryDirectory(prefix="spoke-cass-lz4-") as t2:
+                    conf = "connectors:\n" + source(src) + sink(
+                        cs, **{"create.table": table, "compression": comp})
+                    with Spoke(conf, tmp=t2) as sp:
+                        wait_for(lambda: rows_written(sp) == 3000, TIMEOUT,
+                                 "rows written (compression %s)" % comp)
+                        raw = metric(sp, "cass", "request_bytes") or 0
+                        wire = metric(sp, "cass", "request_bytes_sent") or 0
+                assert cs.count("ks.t") == 3000, comp
+                rows = cs.dump("ks.t")["rows"]
+                assert sorted(r[0] for r in rows)[0] == "station-00000", rows[:2]
+                st = cs.ctl("stats")
+                if comp == "lz4":
+                    assert st["compressed_in"] > 0 and st["compressed_out"] > 0, st
+                    assert raw > 0 and wire < raw / 2, (raw, wire)
+                else:
+                    assert st["compressed_in"] == 0 and st["compressed_out"] == 0, st
+                    assert raw == 0 and wire == 0, (raw, wire)
+        with CqlServer(compression="none") as cs:
+            conf = "connectors:\n" + source(src) + sink(
+                cs, **{"create.table": table, "compression": "lz4"})
+            with Spoke(conf, tmp=tmp) as sp:
+                trace = sp.wait_state("cass", "FAILED").get("trace") or ""
+                want = "compression lz4: 127.0.0.1:%d does not support it (COMPRESSION: none)"
+                assert want % cs.port in trace, trace
+            assert cs.ctl("stats")["writes"] == 0
 
 
 # ---------------------------------------------------------------------------

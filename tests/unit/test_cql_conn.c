@@ -452,6 +452,121 @@ static void test_hostile(void)
     hostile(FAKE_CLOSE, "connection closed by 127.0.0.1:");
 }
 
+/* A connection over a socketpair with lz4 agreed (no handshake): c->fd is
+ * one end, *peer the other. */
+static struct cql_conn *lz4_pair(int lz4, int *peer)
+{
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) == 0);
+    struct cql_endpoint e = ep(9042);
+    struct cql_conn_opts o = { .eps = &e, .neps = 1, .connect_timeout_ms = 100,
+                               .max_frame = 1 << 20, .max_streams = 8, .lz4 = lz4 };
+    struct cql_conn *c = cql_conn_new(&o);
+    c->fd = sv[0];
+    c->compressing = lz4;
+    snprintf(c->peer, sizeof(c->peer), "peer");
+    *peer = sv[1];
+    return c;
+}
+
+/* A RESULT Void frame on stream 0, its body lz4-compressed as the protocol
+ * says (announced: the uncompressed length written before the block). */
+static size_t compressed_void(uint8_t *out, uint32_t announced, int corrupt)
+{
+    struct cql_buf b = { 0 };
+    cql_enc_result_void(&b, 0);
+    uint8_t z[64];
+    int n = LZ4_compress_default((const char *)b.p + CQL_HEADER_SIZE, (char *)z + 4,
+                                 (int)(b.len - CQL_HEADER_SIZE), 60);
+    CHECK(n > 0);
+    wr32(z, announced);
+    if (corrupt)
+        z[4] = 0xFF;  /* a literal run longer than the block */
+    memcpy(out, b.p, CQL_HEADER_SIZE);
+    out[1] |= CQL_FLAG_COMPRESSION;
+    wr32(out + 5, (uint32_t)n + 4);
+    memcpy(out + CQL_HEADER_SIZE, z, (size_t)n + 4);
+    cql_buf_free(&b);
+    return CQL_HEADER_SIZE + (size_t)n + 4;
+}
+
+static void test_lz4_frames(void)
+{
+    char err[300];
+    uint8_t f[128];
+    int peer;
+
+    /* A compressed answer decodes to what it holds. */
+    struct cql_conn *c = lz4_pair(1, &peer);
+    struct seen *s = calloc(1, sizeof(*s));
+    CHECK(cql_conn_acquire(c, 7) == 0);
+    size_t n = compressed_void(f, 4, 0);  /* RESULT Void: a 4-byte [int] kind */
+    CHECK(write(peer, f, n) == (ssize_t)n);
+    CHECK_MSG(cql_conn_pump(c, 100, on_frame, s, err, sizeof(err)) >= 0, "%s", err);
+    CHECK(s->count[7] == 1);
+    cql_conn_free(c);
+    close(peer);
+
+    /* Each malformed one breaks the connection with its reason. */
+    static const struct {
+        int lz4;
+        uint32_t announced;
+        int corrupt;
+        const char *want;
+    } bad[] = {
+        { 0, 4, 0, "a compressed body, and no compression was agreed" },
+        { 1, 2u << 20, 0, "announces 2097152 bytes (at most 1048576 accepted)" },
+        { 1, 4, 1, "does not decompress to the 4 bytes it announces" },
+        { 1, 9, 0, "does not decompress to the 9 bytes it announces" },
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        c = lz4_pair(bad[i].lz4, &peer);
+        memset(s, 0, sizeof(*s));
+        CHECK(cql_conn_acquire(c, 7) == 0);
+        n = compressed_void(f, bad[i].announced, bad[i].corrupt);
+        CHECK(write(peer, f, n) == (ssize_t)n);
+        err[0] = '\0';
+        CHECK(cql_conn_pump(c, 100, on_frame, s, err, sizeof(err)) < 0);
+        CHECK_MSG(CONTAINS(err, bad[i].want), "%zu: %s", i, err);
+        CHECK(s->total == 0);
+        cql_conn_free(c);
+        close(peer);
+    }
+    free(s);
+
+    /* Requests: a body that shrinks goes compressed, one that would not
+     * goes as it is; both arrive whole and in order. */
+    c = lz4_pair(1, &peer);
+    char cql[2000];
+    memset(cql, 'a', sizeof(cql));
+    memcpy(cql, "SELECT ", 7);
+    cql_enc_query(cql_conn_out(c), 1, cql, sizeof(cql), 1, 0, NULL, 0);
+    cql_enc_options(cql_conn_out(c), 2);
+    struct cql_buf plain = { 0 };
+    cql_enc_query(&plain, 1, cql, sizeof(cql), 1, 0, NULL, 0);
+    CHECK(cql_conn_pump(c, 0, on_frame, NULL, err, sizeof(err)) >= 0);
+    uint8_t got[4096];
+    ssize_t r = read(peer, got, sizeof(got));
+    CHECK(r > (ssize_t)(2 * CQL_HEADER_SIZE));
+    uint32_t zlen = rd32(got + 5);
+    CHECK((got[1] & CQL_FLAG_COMPRESSION) && zlen < 100);
+    CHECK(rd32(got + CQL_HEADER_SIZE) == plain.len - CQL_HEADER_SIZE);
+    char back[4096];
+    int dn = LZ4_decompress_safe((const char *)got + CQL_HEADER_SIZE + 4, back, (int)zlen - 4,
+                                 (int)sizeof(back));
+    CHECK(dn == (int)(plain.len - CQL_HEADER_SIZE));
+    CHECK(memcmp(back, plain.p + CQL_HEADER_SIZE, (size_t)dn) == 0);
+    const uint8_t *opt = got + CQL_HEADER_SIZE + zlen;
+    CHECK(r == (ssize_t)(2 * CQL_HEADER_SIZE + zlen));
+    CHECK(opt[4] == CQL_OP_OPTIONS && (opt[1] & CQL_FLAG_COMPRESSION) == 0 && rd32(opt + 5) == 0);
+    uint64_t raw, wire;
+    cql_conn_take_bytes(c, &raw, &wire);
+    CHECK(raw == plain.len - CQL_HEADER_SIZE && wire == zlen);
+    cql_buf_free(&plain);
+    cql_conn_free(c);
+    close(peer);
+}
+
 int main(void)
 {
     RUN(test_handshake);
@@ -459,5 +574,6 @@ int main(void)
     RUN(test_contact_points);
     RUN(test_pipelining);
     RUN(test_hostile);
+    RUN(test_lz4_frames);
     return TEST_REPORT();
 }
