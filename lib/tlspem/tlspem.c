@@ -28,10 +28,10 @@ static void crts_free(struct crts *c)
     c->n = 0;
 }
 
-/* The certificates of pem (key names it in why). 0, or -1 with why. */
 #define PEM_CERT "-----BEGIN CERTIFICATE-----"
 #define PEM_CRL "-----BEGIN X509 CRL-----"
 
+/* The certificates of pem (key names it in why). 0, or -1 with why. */
 static int crts_parse(const char *key, const char *pem, struct crts *c, char *why, size_t whysz)
 {
     gnutls_datum_t d = datum(pem);
@@ -65,6 +65,7 @@ static void crls_free(struct crls *c)
     c->n = 0;
 }
 
+/* The revocation lists of pem. 0, or -1 with why. */
 static int crls_parse(const char *pem, struct crls *c, char *why, size_t whysz)
 {
     gnutls_datum_t d = datum(pem);

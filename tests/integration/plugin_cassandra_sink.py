@@ -674,9 +674,10 @@ def test_failover_to_second_contact_point():
 def test_compression_lz4():
     """compression: lz4 against a server that offers it: every row is
     stored, the server decoded compressed requests and sent compressed
-    answers, and the metrics show the bodies shrank. With the default
-    (none) the same server sees plain frames only. A server that does not
-    offer lz4 fails the connector saying so, before any row is sent."""
+    answers, and the metrics show the bodies shrank; also through
+    authentication. With the default (none) the same server sees plain
+    frames only. A server that does not offer lz4 fails the connector saying
+    so, before any row is sent."""
     with tempfile.TemporaryDirectory(prefix="spoke-cass-lz4-") as tmp:
         src = os.path.join(tmp, "in.ndjson")
         write_lines(src, ({"id": "station-%05d" % i, "name": "Rue de la Convention %d" % (i % 97),
@@ -703,6 +704,16 @@ def test_compression_lz4():
                 else:
                     assert st["compressed_in"] == 0 and st["compressed_out"] == 0, st
                     assert raw == 0 and wire == 0, (raw, wire)
+        # Authentication after an lz4 STARTUP: AUTH_RESPONSE goes compressed.
+        with CqlServer(auth="spoke:pw-lz4") as cs:
+            with tempfile.TemporaryDirectory(prefix="spoke-cass-lz4-") as t2:
+                conf = "connectors:\n" + source(src) + sink(cs, username="spoke", password="pw-lz4",
+                                                            **{"create.table": table,
+                                                               "compression": "lz4"})
+                with Spoke(conf, tmp=t2) as sp:
+                    wait_for(lambda: rows_written(sp) == 3000, TIMEOUT,
+                             "rows written with credentials and lz4")
+            assert cs.count("ks.t") == 3000 and cs.ctl("stats")["compressed_in"] > 0
         with CqlServer(compression="none") as cs:
             conf = "connectors:\n" + source(src) + sink(
                 cs, **{"create.table": table, "compression": "lz4"})
