@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include <gnutls/gnutls.h>
 
@@ -175,15 +176,31 @@ static void crl_check(const char *crl_pem, const struct crts *ca, struct problem
     for (unsigned i = 0; ca && i < crls.n; i++) {
         unsigned status = 0;
         int rc = gnutls_x509_crl_verify(crls.v[i], ca->v, ca->n, 0, &status);
-        if (rc < 0 || status != 0) {
-            char issuer[256];
-            size_t in = sizeof(issuer);
-            if (gnutls_x509_crl_get_issuer_dn(crls.v[i], issuer, &in) < 0)
-                snprintf(issuer, sizeof(issuer), "?");
+        if (rc >= 0 && status == 0)
+            continue;
+        char issuer[256], when[64] = "?";
+        size_t in = sizeof(issuer);
+        if (gnutls_x509_crl_get_issuer_dn(crls.v[i], issuer, &in) < 0)
+            snprintf(issuer, sizeof(issuer), "?");
+        time_t next = gnutls_x509_crl_get_next_update(crls.v[i]);
+        struct tm tm;
+        if (next != (time_t)-1 && gmtime_r(&next, &tm))
+            strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+        if (rc < 0 || (status & (GNUTLS_CERT_SIGNER_NOT_FOUND | GNUTLS_CERT_SIGNATURE_FAILURE |
+                                 GNUTLS_CERT_INVALID)) == status)
             problem(pr, "ssl.crl.pem", "ssl.crl.pem: list %u (issuer %s) is not signed by a CA "
                     "of ssl.ca.pem", i + 1, issuer);
-            break;
+        else if (status & GNUTLS_CERT_REVOCATION_DATA_SUPERSEDED)
+            problem(pr, "ssl.crl.pem", "ssl.crl.pem: list %u (issuer %s) expired at %s (its "
+                    "next update): give the CA's current list", i + 1, issuer, when);
+        else {
+            char text[256];
+            if (tlspem_status_text(status, text, sizeof(text)) < 0)
+                snprintf(text, sizeof(text), "status 0x%x", status);
+            problem(pr, "ssl.crl.pem", "ssl.crl.pem: list %u (issuer %s) is refused: %s", i + 1,
+                    issuer, text);
         }
+        break;
     }
     crls_free(&crls);
 }

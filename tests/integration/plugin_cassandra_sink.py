@@ -912,6 +912,9 @@ def test_tls_keys_checked_before_running():
                  [("ssl.crl.pem", "ssl.crl.pem: list 1 (issuer CN=spoke test other) is not "
                                   "signed by a CA of ssl.ca.pem"),
                   ("ssl.key.password", "ssl.key.password does not decrypt ssl.key.pem")]),
+                ({"ssl.enabled": True, "ssl.ca.pem": spoketest.pem(certs["ca"][0]),
+                  "ssl.crl.pem": spoketest.pem(certs["crl_expired"][0])},
+                 [("ssl.crl.pem", "ssl.crl.pem: list 1 (issuer CN=spoke test ca) expired at ")]),
                 ({"ssl.enabled": True, "ssl.crl.pem": spoketest.pem(certs["crl_none"][0]),
                   "ssl.certificate.pem": spoketest.pem(certs["client"][0]),
                   "ssl.key.pem": spoketest.pem(certs["client_trad"][1])},

@@ -499,7 +499,9 @@ def test_https_revocation_list():
                  "ssl.crl.pem: list 1 (issuer CN=spoke test other) is not signed by a CA of "
                  "ssl.ca.pem"),
                 ({"ssl.crl.pem": spoketest.pem(certs["crl_none"][0])},
-                 "ssl.crl.pem needs ssl.ca.pem")):
+                 "ssl.crl.pem needs ssl.ca.pem"),
+                ({"ssl.ca.pem": ca, "ssl.crl.pem": spoketest.pem(certs["crl_expired"][0])},
+                 "(its next update): give the CA's current list")):
             conf = pipeline("https://127.0.0.1:9/w", os.path.join(tmp, "o.ndjson"), items=[],
                             extra=extra).removeprefix("connectors:\n")
             spoketest.expect_check_refuses(tmp, conf, "weather", "ssl.crl.pem", want)

@@ -455,7 +455,8 @@ def make_certs(d):
       encrypted with CERT_PASSWORD, as PKCS#8 and in OpenSSL's traditional
       form;
     - "crl_server" (the CA's revocation list revoking "server"), "crl_none"
-      (the CA's, revoking nothing), "crl_other" (other's): (path, None)."""
+      (the CA's, revoking nothing), "crl_other" (other's), "crl_expired"
+      (the CA's, its next update two days ago): (path, None)."""
     openssl = shutil.which("openssl")
     if not openssl:
         raise Skip("openssl is not installed (apt-get install openssl)")
@@ -494,12 +495,14 @@ def make_certs(d):
             f.write("[ca]\ndefault_ca = c\n[c]\ndatabase = %s.index\ncrlnumber = "
                     "%s.crlnumber\ndefault_md = sha256\ndefault_crl_days = 2\n" % (ca, ca))
 
-    def gencrl(ca, name):
+    def gencrl(ca, name, *args):
         run("ca", "-config", ca + ".cnf", "-keyfile", ca + ".key", "-cert", ca + ".pem",
-            "-gencrl", "-out", name + ".pem")
+            "-gencrl", "-out", name + ".pem", *args)
         out[name] = (os.path.join(d, name + ".pem"), None)
 
     gencrl("ca", "crl_none")
+    stamp = lambda days: time.strftime("%Y%m%d%H%M%SZ", time.gmtime(time.time() - days * 86400))
+    gencrl("ca", "crl_expired", "-crl_lastupdate", stamp(3), "-crl_nextupdate", stamp(2))
     gencrl("other", "crl_other")
     run("ca", "-config", "ca.cnf", "-keyfile", "ca.key", "-cert", "ca.pem", "-revoke",
         "server.pem")
