@@ -292,6 +292,16 @@ static void api_poll_started_at(struct spoke_instance *inst, int64_t started_ns)
         inst->poll_started_ns = started_ns;
 }
 
+static void api_poll_data_at(struct spoke_instance *inst, int64_t at_ns)
+{
+    if (!inst || inst->kind != SPOKE_KIND_SOURCE || !inst->in_poll) {
+        LOG_E(inst ? inst->name : NULL, "poll_data_at: only a source calls it, from poll()");
+        return;
+    }
+    int64_t now = clock_mono_ns();
+    inst->poll_started_ns = at_ns < now ? at_ns : now;
+}
+
 static size_t api_input_backlog(struct spoke_instance *inst)
 {
     /* Stopping: no more input is handed over, so none waits. */
@@ -386,6 +396,7 @@ const struct spoke_host_api api_table = {
     .status_note = api_status_note,
     .poll_started_at = api_poll_started_at,
     .check_problem = registry_check_problem,
+    .poll_data_at = api_poll_data_at,
 };
 
 _Static_assert(REC_FORM_BYTES == SPOKE_FORM_BYTES && REC_FORM_ROW == SPOKE_FORM_ROW &&

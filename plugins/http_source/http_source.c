@@ -162,6 +162,7 @@ struct hs_state {
     struct hs_batch batch;
     uint64_t rng;
     int stopping;
+    int in_stream_poll;     /* inside stream_poll: the host takes poll_data_at */
 
     /* mode stream */
     int stream;
@@ -1187,10 +1188,18 @@ static void stream_connected(struct hs_target *t)
         st->api->log(st->inst, SPOKE_LOG_INFO, "%s: streaming", t->shown);
 }
 
-/* httpc hands over each piece of a 200's body as it arrives. */
+/* httpc hands over each piece of a 200's body as it arrives. The lines it
+ * completes count their latency from now, not from the start of a poll()
+ * that waited for them. */
 static int stream_rx(void *ud, const char *p, size_t n)
 {
     struct hs_target *t = ud;
+    const struct spoke_host_api *api = t->st->api;
+    if (t->st->in_stream_poll && SPOKE_API_HAS(api, poll_data_at)) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        api->poll_data_at(t->st->inst, (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec);
+    }
     if (!t->connected)
         stream_connected(t);
     return hs_lines_feed(t->lines, p, n, &stream_cb, t);
@@ -1311,6 +1320,7 @@ static int stream_poll(struct hs_state *st, int64_t *next_poll_ms, char *errstr,
         for (size_t i = 0; i < st->nt; i++)
             st->t[i].listen_from = t0;
     st->emitted = 0;
+    st->in_stream_poll = 1;
     for (;;) {
         size_t handled = collect(st);
         if (st->stopping || st->fail_rc)
@@ -1332,6 +1342,7 @@ static int stream_poll(struct hs_state *st, int64_t *next_poll_ms, char *errstr,
         }
         httpc_multi_run_once(st->multi, wait > 0 ? wait : 0);
     }
+    st->in_stream_poll = 0;
     st->poll_end = httpc_mono_ms();
     if (st->fail_rc) {
         snprintf(errstr, errstr_size, "%s", st->fail_reason);

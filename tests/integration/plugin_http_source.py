@@ -1095,6 +1095,11 @@ class StreamServer:
                 elif kind == "chunks":
                     for part in step[1]:
                         self._send(c, rec, b"%x\r\n%s\r\n" % (len(part), part))
+                elif kind == "paced":  # each part after step[2] seconds
+                    for part in step[1]:
+                        if self._closing.wait(step[2]):
+                            return
+                        self._send(c, rec, b"%x\r\n%s\r\n" % (len(part), part))
                 elif kind == "wait":
                     while not step[1].wait(0.05):
                         if self._closing.is_set():
@@ -1229,6 +1234,25 @@ def test_stream_meetup_lines_go_out_as_they_arrive():
             wait_for(lambda: nlines(rec) >= 1001, TIMEOUT, "recorded")
             assert lines_of(rec)[-1]["off"] >= offs[-1]
             assert len(srv.connections()) == 2
+
+
+def test_stream_latency_counts_from_arrival():
+    """Lines 300 ms apart: each one's latency (the sink's latency_*_us)
+    counts from when it arrived (host API poll_data_at), not from the start
+    of the poll() that waited for it in a slice of up to 200 ms, where it
+    would hold that wait (about 100 ms a line at this pace)."""
+    lines = meetup_lines()[:9]
+    plans = [[("head",), ("paced", [x + b"\n" for x in lines], 0.3), ("hold",)]]
+    with tempfile.TemporaryDirectory(prefix="spoke-http-") as tmp, StreamServer(plans) as srv:
+        out = os.path.join(tmp, "out.ndjson")
+        with start(stream_pipeline(srv.url(), out), tmp) as s:
+            wait_out(out, lines, "paced lines")
+
+            def latency(q):
+                return (s.connector("out").get("metrics") or {}).get("latency_%s_us" % q) or 0
+            wait_for(lambda: latency("max") > 0, TIMEOUT, "the sink's latency in status.json")
+            assert latency("p50") < 40000, "p50 %d us, max %d us" % (latency("p50"),
+                                                                  latency("max"))
 
 
 def lines_of(path):

@@ -542,6 +542,18 @@ struct spoke_host_api {
      * refused with an error in the log. With an older host (SPOKE_API_HAS
      * false) a plugin joins its problems into errstr instead. */
     void (*check_problem)(const struct spoke_config *cfg, const char *key, const char *message);
+
+    /* ---- ABI 1+: when a poll's data arrived ---- */
+
+    /* Source only, from poll(): the records this poll() call emits after it
+     * count their latency from at_ns (CLOCK_MONOTONIC, nanoseconds), which
+     * may be later than the start of the call: for a source whose poll()
+     * waits for data that comes when it comes (a stream), the moment it
+     * arrived, so the wait before it is not counted. A time in the future
+     * counts as now. Unlike poll_started_at it can move the start either
+     * way; each call replaces the last. Callers other than a source's
+     * poll() are refused with an error in the log. */
+    void (*poll_data_at)(struct spoke_instance *inst, int64_t at_ns);
 };
 
 /* Bits of record_value_forms. */
