@@ -278,19 +278,6 @@ static ssize_t io_recv(struct cql_conn *c, void *p, size_t n, char *errstr, size
     return r;
 }
 
-static uint32_t rd32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static void wr32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 /* The frames appended to out since the last call, in their wire form: each
  * body LZ4-compressed once compression is on, when that makes it smaller
  * (the protocol lets any frame go uncompressed). 0, or -1 on out of
@@ -306,30 +293,33 @@ static int compress_out(struct cql_conn *c)
     size_t pos = c->out_final;
     while (pos + CQL_HEADER_SIZE <= c->out.len) {
         const uint8_t *h = c->out.p + pos;
-        size_t blen = rd32(h + 5), bound;
-        const uint8_t *body = h + CQL_HEADER_SIZE;
-        size_t at = z->len;
-        if (blen > c->out.len - pos - CQL_HEADER_SIZE)
+        struct cql_header hd;
+        char why[8];
+        if (cql_header_decode(h, &hd, CQL_MAX_BODY, why, sizeof(why)) < 0 ||
+            hd.length > c->out.len - pos - CQL_HEADER_SIZE)
             break;  /* not a whole frame: cannot happen, and nothing is guessed */
+        size_t blen = hd.length, at = z->len, bound;
+        const uint8_t *body = h + CQL_HEADER_SIZE;
         c->z_raw += blen;
         if (blen > 0 && blen <= LZ4_MAX_INPUT_SIZE &&
             (bound = (size_t)LZ4_compressBound((int)blen)) > 0 &&
             cql_buf_reserve(z, CQL_HEADER_SIZE + 4 + bound) == 0) {
-            uint8_t *o = z->p + at;
-            int n = LZ4_compress_default((const char *)body, (char *)o + CQL_HEADER_SIZE + 4,
-                                         (int)blen, (int)bound);
+            z->len += CQL_HEADER_SIZE;           /* the header, once the length is known */
+            cql_put_i32(z, (int32_t)blen);      /* room reserved: no reallocation */
+            int n = LZ4_compress_default((const char *)body, (char *)z->p + z->len, (int)blen,
+                                         (int)bound);
             if (n > 0 && (size_t)n + 4 < blen) {
-                memcpy(o, h, CQL_HEADER_SIZE);
-                o[1] |= CQL_FLAG_COMPRESSION;
-                wr32(o + 5, (uint32_t)n + 4);
-                wr32(o + CQL_HEADER_SIZE, (uint32_t)blen);
-                z->len = at + CQL_HEADER_SIZE + 4 + (size_t)n;
+                hd.flags |= CQL_FLAG_COMPRESSION;
+                hd.length = (uint32_t)n + 4;
+                cql_header_encode(z->p + at, &hd);
+                z->len += (size_t)n;
                 c->z_wire += (uint64_t)n + 4;
                 pos += CQL_HEADER_SIZE + blen;
                 continue;
             }
+            z->len = at;  /* it would not shrink: the frame goes as it is */
         }
-        cql_put_raw(z, h, CQL_HEADER_SIZE + blen);  /* as it is */
+        cql_put_raw(z, h, CQL_HEADER_SIZE + blen);
         c->z_wire += blen;
         pos += CQL_HEADER_SIZE + blen;
     }
@@ -339,8 +329,16 @@ static int compress_out(struct cql_conn *c)
         z->oom = 0;
         return -1;
     }
-    c->out.len = c->out_final;
-    cql_put_raw(&c->out, z->p, z->len);
+    if (c->out_final == 0) {
+        /* The usual case, nothing held back: the scratch becomes the buffer
+         * and the old buffer the next scratch, with no copy. */
+        struct cql_buf t = c->out;
+        c->out = *z;
+        *z = t;
+    } else {
+        c->out.len = c->out_final;
+        cql_put_raw(&c->out, z->p, z->len);
+    }
     c->out_final = c->out.len;
     return c->out.oom ? -1 : 0;
 }
@@ -433,7 +431,9 @@ static int next_frame(struct cql_conn *c, struct cql_frame *f, char *errstr, siz
                      "compression was agreed", c->peer);
             return -1;
         }
-        uint32_t raw = blen >= 4 ? rd32(body) : 0;
+        struct cql_rd rd;
+        cql_rd_init(&rd, body, blen);
+        uint32_t raw = (uint32_t)cql_get_i32(&rd);  /* 0 when shorter than an [int] */
         if (blen < 4 || raw > c->o.max_frame || raw > LZ4_MAX_INPUT_SIZE) {
             snprintf(errstr, errstr_size, "bad frame from %.120s: compressed body of %zu bytes "
                      "announces %u bytes (at most %zu accepted)", c->peer, blen, raw,

@@ -452,6 +452,21 @@ static void test_hostile(void)
     hostile(FAKE_CLOSE, "connection closed by 127.0.0.1:");
 }
 
+/* The test's own reading and writing of big-endian [int]s, independent of
+ * the codec under test. */
+static uint32_t rd32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void wr32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
 /* A connection over a socketpair with lz4 agreed (no handshake): c->fd is
  * one end, *peer the other. */
 static struct cql_conn *lz4_pair(int lz4, int *peer)
